@@ -1,0 +1,95 @@
+//! Everything that crosses the kernel/user boundary, defined once.
+//!
+//! The eBPF programs in `ferret-ebpf` write [`ProbeEvent`] records into the
+//! [`EVENTS_MAP`] ring buffer; the userspace agent reads them back. Both sides
+//! compile this crate, so the layout cannot drift. The `user` feature adds
+//! `aya::Pod` so userspace can read the maps.
+#![no_std]
+
+/// Name of the BPF ring buffer carrying [`ProbeEvent`]s.
+pub const EVENTS_MAP: &str = "FERRET_EVENTS";
+/// Name of the per-CPU `u64` array (one slot) counting failed ring-buffer reservations.
+pub const LOST_MAP: &str = "FERRET_LOST";
+/// Name of the hash map of traced process ids (`tgid -> 1`).
+pub const TARGETS_MAP: &str = "FERRET_TARGETS";
+/// Name of the probe program, attached to function entries and exits alike.
+pub const PROBE_PROGRAM: &str = "ferret_probe";
+/// Name of the `sched:sched_process_exit` tracepoint program (thread exits).
+pub const THREAD_EXIT_PROGRAM: &str = "ferret_thread_exit";
+
+/// Default ring-buffer size in bytes (a power of two, a multiple of the page size).
+pub const DEFAULT_RING_BYTES: u32 = 16 << 20;
+/// Maximum number of traced processes (`--follow-forks` adds children).
+pub const MAX_TARGETS: u32 = 1024;
+
+/// How a probe fired, carried in the low bits of the attach cookie and in
+/// [`ProbeEvent::kind`].
+pub mod kind {
+    /// Function entry. The stack pointer points at the return address.
+    pub const ENTRY: u32 = 0;
+    /// A return (or tail-call jump) instruction of the function, probed
+    /// before it executes: the stack pointer equals the one at entry.
+    pub const EXIT_INSN: u32 = 1;
+    /// A uretprobe: the return address was already popped, so the stack
+    /// pointer is eight bytes above the one at entry.
+    pub const EXIT_URET: u32 = 2;
+    /// A thread of a traced process exited (from the tracepoint).
+    pub const THREAD_EXIT: u32 = 3;
+}
+
+/// Bits of the attach cookie that hold the probe kind; the rest is the
+/// function id (an index into userspace's probe table).
+pub const COOKIE_KIND_BITS: u32 = 2;
+/// Mask selecting the kind from a cookie.
+pub const COOKIE_KIND_MASK: u64 = (1 << COOKIE_KIND_BITS) - 1;
+
+/// Builds the attach cookie for function `function_id` and probe `kind`.
+#[inline]
+pub const fn cookie(function_id: u32, kind: u32) -> u64 {
+    ((function_id as u64) << COOKIE_KIND_BITS) | (kind as u64 & COOKIE_KIND_MASK)
+}
+
+/// Length of a kernel task name (`TASK_COMM_LEN`).
+pub const COMM_LEN: usize = 16;
+
+/// One ring-buffer record: a probe hit or a thread exit.
+///
+/// `#[repr(C)]` with fields ordered largest first, so there is no implicit
+/// padding: 4 × `u64` + 4 × `u32` + 16 bytes = 64 bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProbeEvent {
+    /// `bpf_ktime_get_ns()`: CLOCK_MONOTONIC nanoseconds.
+    pub ts_ns: u64,
+    /// The attach cookie (see [`cookie`]); 0 for thread exits.
+    pub cookie: u64,
+    /// The user stack pointer when the probe fired.
+    pub sp: u64,
+    /// The user instruction pointer when the probe fired.
+    pub ip: u64,
+    /// One of [`kind`].
+    pub kind: u32,
+    /// Process id (tgid).
+    pub pid: u32,
+    /// Thread id.
+    pub tid: u32,
+    /// Reserved; always 0.
+    pub _reserved: u32,
+    /// The thread's name, NUL-padded.
+    pub comm: [u8; COMM_LEN],
+}
+
+impl ProbeEvent {
+    /// Function id encoded in the cookie.
+    #[inline]
+    pub const fn function_id(&self) -> u32 {
+        (self.cookie >> COOKIE_KIND_BITS) as u32
+    }
+}
+
+#[cfg(feature = "user")]
+// SAFETY: `ProbeEvent` is `repr(C)`, `Copy`, made only of integers and has no
+// padding, so every bit pattern is a valid value.
+unsafe impl aya::Pod for ProbeEvent {}
+
+const _: () = assert!(core::mem::size_of::<ProbeEvent>() == 64);
