@@ -1,0 +1,1 @@
+//! Loading the eBPF object, attaching probes, reading the ring buffer.

@@ -1,0 +1,1 @@
+//! Parquet event log: schema and streaming writer.

@@ -1,0 +1,1 @@
+//! ELF symbols, demangling, glob matching, file offsets, exit instructions.

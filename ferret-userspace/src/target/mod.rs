@@ -1,0 +1,1 @@
+//! Launching a command stopped before its first instruction, or attaching to a pid.

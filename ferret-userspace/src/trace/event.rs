@@ -1,0 +1,123 @@
+//! The values flowing into and out of the reconstructor.
+
+use std::sync::Arc;
+
+/// A thread's name as the kernel reported it (`comm`), shared between spans.
+pub type ThreadName = Arc<str>;
+
+/// What a raw probe hit says happened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RawKind {
+    /// The thread entered function `function`.
+    Entry,
+    /// The thread left function `function` by returning (or by a tail-call jump).
+    Exit,
+    /// The thread exited; every span it still has open is abandoned.
+    ThreadExit,
+}
+
+/// One decoded probe hit: plain values, no kernel types.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RawEvent {
+    /// Entry, exit or thread exit.
+    pub kind: RawKind,
+    /// CLOCK_MONOTONIC nanoseconds.
+    pub ts_ns: u64,
+    /// Process id.
+    pub pid: u32,
+    /// Thread id.
+    pub tid: u32,
+    /// Index into the probe table (meaningless for `ThreadExit`).
+    pub function: u32,
+    /// The stack pointer as it was at the function's entry (pointing at the
+    /// return address). Exit events are normalized to this by the decoder, so
+    /// an exit matches its entry by `(function, sp)`.
+    pub sp: u64,
+    /// The thread's name at the time of the event.
+    pub thread_name: ThreadName,
+}
+
+/// How a span ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SpanStatus {
+    /// The function returned.
+    Ok,
+    /// The function was left without a return: exception, panic, longjmp,
+    /// thread or process exit, or its exit was lost.
+    Unwound,
+    /// Still running when the recording stopped; the duration counts to the stop.
+    Open,
+}
+
+impl SpanStatus {
+    /// The string stored in the Parquet `status` column.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Unwound => "unwound",
+            Self::Open => "open",
+        }
+    }
+}
+
+/// A span began.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SpanStart {
+    /// Unique per span in a recording; the matching [`SpanEnd`] has the same id.
+    pub span_id: u64,
+    /// The enclosing open span on the same thread, if any.
+    pub parent_span_id: Option<u64>,
+    /// 0 for a span with no open parent on its thread.
+    pub depth: u32,
+    /// Process id.
+    pub pid: u32,
+    /// Thread id.
+    pub tid: u32,
+    /// Thread name.
+    pub thread_name: ThreadName,
+    /// Index into the probe table.
+    pub function: u32,
+    /// Start time, CLOCK_MONOTONIC ns.
+    pub ts_ns: u64,
+}
+
+/// A span ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SpanEnd {
+    /// Same id as the span's [`SpanStart`].
+    pub span_id: u64,
+    /// Same as the span's start.
+    pub parent_span_id: Option<u64>,
+    /// Same as the span's start.
+    pub depth: u32,
+    /// Process id.
+    pub pid: u32,
+    /// Thread id.
+    pub tid: u32,
+    /// Thread name (as at the span's start).
+    pub thread_name: ThreadName,
+    /// Index into the probe table.
+    pub function: u32,
+    /// The span's start, CLOCK_MONOTONIC ns.
+    pub start_ns: u64,
+    /// End time, CLOCK_MONOTONIC ns (`start_ns + duration`).
+    pub ts_ns: u64,
+    /// How it ended.
+    pub status: SpanStatus,
+}
+
+impl SpanEnd {
+    /// `ts_ns - start_ns`.
+    pub const fn duration_ns(&self) -> u64 {
+        self.ts_ns.saturating_sub(self.start_ns)
+    }
+}
+
+/// One step of the span lifecycle.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SpanEvent {
+    /// A span began.
+    Start(SpanStart),
+    /// A span ended.
+    End(SpanEnd),
+}
