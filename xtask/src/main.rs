@@ -1,1 +1,425 @@
-fn main() {}
+//! ferret's developer tasks: `cargo xtask setup | test | install | demo`.
+//!
+//! `--dry-run` (any task) runs the read-only checks but only prints the
+//! commands that would build, install or run something.
+
+mod setup;
+mod sh;
+
+use std::ffi::OsString;
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{Context as _, Result, bail};
+use clap::{Parser, Subcommand};
+
+use crate::sh::{Sh, quote};
+
+#[derive(Parser)]
+#[command(
+    name = "cargo xtask",
+    bin_name = "cargo xtask",
+    about = "ferret's developer tasks"
+)]
+struct Cli {
+    /// Run the checks but only print the commands that would change something.
+    #[arg(long, global = true)]
+    dry_run: bool,
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install what is missing: nightly rust-src, bpf-linker, Debian packages
+    /// (gcc g++ tmux bpftrace) and the python duckdb module. Safe to re-run.
+    Setup,
+    /// Run every check: setup, rustfmt, clippy, then the whole test suite
+    /// (which needs root: re-run under sudo when not root).
+    Test {
+        /// Extra arguments for `cargo test`, after `--`; a second `--` passes
+        /// arguments to the test binaries (`-- -p ferret-userspace -- --nocapture`).
+        #[arg(last = true, value_name = "CARGO_TEST_ARGS")]
+        cargo_test_args: Vec<String>,
+    },
+    /// Install the `ferret` binary (release build) into cargo's bin folder.
+    Install,
+    /// Profile the demo workload with ferret, then summarise the recording.
+    Demo {
+        /// How long to record.
+        #[arg(long, default_value_t = 10, value_name = "N")]
+        seconds: u64,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let sh = Sh::new(cli.dry_run);
+    let result = match cli.task {
+        Task::Setup => setup::run(&sh),
+        Task::Test { cargo_test_args } => test(&sh, &cargo_test_args),
+        Task::Install => install(&sh),
+        Task::Demo { seconds } => demo(&sh, seconds),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+// --- test ------------------------------------------------------------------
+
+const TEST_STEPS: usize = 4;
+
+/// Every workspace crate that builds for the host. `ferret-ebpf` targets
+/// `bpfel-unknown-none` (`no_std`, `no_main`, abort-only panics): on the host
+/// it neither checks nor links. It is still compiled, with nightly and
+/// bpf-linker, by `ferret-userspace`'s build script during the other steps.
+const HOST_CRATES: &[&str] = &["--workspace", "--exclude", "ferret-ebpf"];
+
+fn header(step: usize, name: &str) {
+    println!("\n==> [{step}/{TEST_STEPS}] {name}");
+}
+
+/// The one command that runs every check. Setup must succeed; after that
+/// every step runs even when an earlier one failed, and the failures are
+/// named at the end.
+fn test(sh: &Sh, extra: &[String]) -> Result<()> {
+    header(1, "setup");
+    setup::run(sh).context("step `setup` failed")?;
+
+    let mut failed = Vec::new();
+
+    header(2, "fmt");
+    let mut fmt = sh.cargo();
+    fmt.args(["fmt", "--all", "--", "--check"]);
+    if !sh.status(&mut fmt)?.success() {
+        failed.push("fmt");
+    }
+
+    header(3, "clippy");
+    let mut clippy = sh.cargo();
+    clippy
+        .arg("clippy")
+        .args(HOST_CRATES)
+        .args(["--all-targets", "--", "-D", "warnings"]);
+    if !sh.status(&mut clippy)?.success() {
+        failed.push("clippy");
+    }
+
+    header(4, "test");
+    if !cargo_test(sh, extra)? {
+        failed.push("test");
+    }
+
+    if !failed.is_empty() {
+        bail!("failed steps: {}", failed.join(", "));
+    }
+    if sh.dry_run {
+        println!("\n==> dry run: nothing was built or tested");
+    } else {
+        println!("\n==> all {TEST_STEPS} steps passed");
+    }
+    Ok(())
+}
+
+/// `cargo test` arguments: the host crates (unless `extra` picks packages
+/// itself) followed by `extra`. Also returns the cargo options alone (before
+/// a second `--`), for a build-only run.
+fn cargo_test_args(extra: &[String]) -> (Vec<String>, Vec<String>) {
+    let cargo_options = extra.split(|a| a == "--").next().unwrap_or_default();
+    let picks_packages = cargo_options.iter().any(|a| {
+        a == "--workspace"
+            || a == "--all"
+            || a == "--package"
+            || a.starts_with("--package=")
+            || a.starts_with("-p")
+    });
+    let scope: Vec<String> = if picks_packages {
+        Vec::new()
+    } else {
+        HOST_CRATES.iter().map(|s| (*s).to_owned()).collect()
+    };
+    let mut run = vec!["test".to_owned()];
+    run.extend(scope.iter().cloned());
+    run.extend(extra.iter().cloned());
+    let mut build = vec!["test".to_owned(), "--no-run".to_owned()];
+    build.extend(scope);
+    build.extend(cargo_options.iter().cloned());
+    (run, build)
+}
+
+/// Runs the test suite as root. When not root, everything is compiled first
+/// as the current user (so `target/` and `~/.cargo` stay theirs), then the
+/// tests run under `sudo -E`. The end-to-end tests are never skipped.
+fn cargo_test(sh: &Sh, extra: &[String]) -> Result<bool> {
+    let (run_args, build_args) = cargo_test_args(extra);
+    if sh.is_root {
+        return Ok(sh.status(sh.cargo().args(&run_args))?.success());
+    }
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut sudo_test = sh
+        .as_root(cargo, "the end-to-end tests (eBPF)")
+        .context("cannot run the test suite")?;
+    sudo_test.args(&run_args);
+    println!("not root: building the tests as you, then running them with sudo");
+    if !sh.status(sh.cargo().args(&build_args))?.success() {
+        return Ok(false);
+    }
+    Ok(sh.status(&mut sudo_test)?.success())
+}
+
+// --- install ---------------------------------------------------------------
+
+fn install(sh: &Sh) -> Result<()> {
+    sh.run(sh.cargo().args([
+        "install",
+        "--path",
+        "ferret-userspace",
+        "--locked",
+        "--force",
+    ]))?;
+    let ferret = sh.cargo_bin.join("ferret");
+    if !sh.dry_run {
+        println!("installed {}", ferret.display());
+    }
+    if !sh.cargo_bin_on_user_path {
+        println!(
+            "note: {} is not on your PATH; add it to run `ferret` by name",
+            sh.cargo_bin.display()
+        );
+    }
+    Ok(())
+}
+
+// --- demo ------------------------------------------------------------------
+
+/// What the demo shows. Once `ferret watch` exists, make this `View::Watch`.
+const VIEW: View = View::Record;
+
+/// The functions the demo traces: everything in the demo crate.
+const DEMO_SYMBOLS: &str = "ferret_demo::*";
+
+#[allow(dead_code)] // `Watch` is chosen by `VIEW` once `ferret watch` lands.
+enum View {
+    /// `ferret record` for a fixed time, then a summary.
+    Record,
+    /// The live dashboard (also writing the Parquet file), then a summary.
+    Watch,
+}
+
+impl View {
+    /// `ferret` arguments up to the `--` before the demo command.
+    fn ferret_args(&self, out: &Path, seconds: u64) -> Vec<OsString> {
+        let mut args: Vec<OsString> = match self {
+            View::Record => vec!["record".into()],
+            View::Watch => vec!["watch".into()],
+        };
+        args.extend(["-s".into(), DEMO_SYMBOLS.into(), "-o".into(), out.into()]);
+        if let View::Record = self {
+            args.extend(["-d".into(), format!("{seconds}s").into()]);
+        }
+        args
+    }
+
+    /// Demo arguments. When recording, the demo stops by itself at ferret's
+    /// deadline: `ferret record -d` stops recording but then waits for the
+    /// command it launched, so a longer-running demo would only keep it waiting.
+    fn demo_args(&self, seconds: u64) -> Vec<String> {
+        match self {
+            View::Record => vec!["--seconds".into(), seconds.to_string()],
+            View::Watch => Vec::new(),
+        }
+    }
+}
+
+fn demo(sh: &Sh, seconds: u64) -> Result<()> {
+    setup::run(sh)?;
+    sh.run(sh.cargo().args([
+        "build",
+        "--release",
+        "--package",
+        "ferret-userspace",
+        "--bin",
+        "ferret",
+    ]))?;
+    sh.run(
+        sh.cargo()
+            .args(["build", "--release", "--package", "ferret-demo"]),
+    )?;
+    let target = sh.target_dir()?;
+    let ferret = target.join("release").join("ferret");
+    let workload = target.join("release").join("ferret-demo");
+    let out = target.join("demo.parquet");
+
+    if !sh.dry_run {
+        match std::fs::remove_file(&out) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e).with_context(|| format!("cannot remove old {}", out.display()));
+            }
+            _ => {}
+        }
+    }
+    let mut run = sh.as_root(&ferret, "ferret (eBPF uprobes)")?;
+    run.args(VIEW.ferret_args(&out, seconds))
+        .arg("--")
+        .arg(&workload)
+        .args(VIEW.demo_args(seconds));
+    sh.run(&mut run)?;
+
+    if !sh.dry_run && !out.exists() {
+        bail!("ferret finished but wrote no {}", out.display());
+    }
+    summarise(sh, &out)
+}
+
+/// Calls, total and mean time of the ten functions with the most total time.
+const SUMMARY_PY: &str = r#"
+import sys
+import duckdb
+
+path = sys.argv[1]
+source = "read_parquet('" + path.replace("'", "''") + "')"
+con = duckdb.connect()
+calls, threads = con.execute(
+    f"SELECT count(*), count(DISTINCT tid) FROM {source} WHERE kind = 'SPAN_END'"
+).fetchone()
+rows = con.execute(f"""
+    SELECT function,
+           count(*)                AS calls,
+           sum(duration_ns) / 1e6  AS total_ms,
+           avg(duration_ns) / 1e6  AS mean_ms
+    FROM {source}
+    WHERE kind = 'SPAN_END'
+    GROUP BY function
+    ORDER BY total_ms DESC
+    LIMIT 10
+""").fetchall()
+print(f"\n{calls} calls on {threads} threads in {path}; top {len(rows)} functions by total time:")
+width = max([len("function")] + [len(r[0] or "") for r in rows])
+print(f"{'function':<{width}}  {'calls':>8}  {'total ms':>12}  {'mean ms':>10}")
+for function, n, total_ms, mean_ms in rows:
+    print(f"{function or '?':<{width}}  {n:>8}  {total_ms:>12.3f}  {mean_ms:>10.3f}")
+"#;
+
+fn summarise(sh: &Sh, parquet: &Path) -> Result<()> {
+    let mut python = sh.cmd("python3");
+    python.arg("-c").arg(SUMMARY_PY).arg(parquet);
+    // The script is long; show its gist instead of its text.
+    let shown = format!(
+        "python3 -c <duckdb summary: kind='SPAN_END', group by function, top 10 by total> {}",
+        quote(&parquet.to_string_lossy())
+    );
+    println!("{}$ {shown}", if sh.dry_run { "[dry run] " } else { "" });
+    if sh.dry_run {
+        return Ok(());
+    }
+    let status = python
+        .status()
+        .context("cannot run python3 for the summary")?;
+    if !status.success() {
+        bail!("the duckdb summary failed ({status})");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn test_args_after_double_dash_pass_through() {
+        let cli = Cli::parse_from([
+            "xtask",
+            "test",
+            "--",
+            "-p",
+            "ferret-userspace",
+            "--",
+            "--nocapture",
+        ]);
+        let Task::Test { cargo_test_args } = cli.task else {
+            panic!("not the test task");
+        };
+        assert_eq!(
+            cargo_test_args,
+            ["-p", "ferret-userspace", "--", "--nocapture"]
+        );
+    }
+
+    #[test]
+    fn test_args_scope_the_host_crates_unless_packages_are_picked() {
+        let strings = |list: &[&str]| list.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        let (run, build) = cargo_test_args(&[]);
+        assert_eq!(run, ["test", "--workspace", "--exclude", "ferret-ebpf"]);
+        assert_eq!(
+            build,
+            [
+                "test",
+                "--no-run",
+                "--workspace",
+                "--exclude",
+                "ferret-ebpf"
+            ]
+        );
+
+        let (run, build) = cargo_test_args(&strings(&["--release", "--", "--nocapture"]));
+        assert_eq!(
+            run,
+            strings(&[
+                "test",
+                "--workspace",
+                "--exclude",
+                "ferret-ebpf",
+                "--release",
+                "--",
+                "--nocapture"
+            ])
+        );
+        assert_eq!(
+            build,
+            strings(&[
+                "test",
+                "--no-run",
+                "--workspace",
+                "--exclude",
+                "ferret-ebpf",
+                "--release"
+            ])
+        );
+
+        let (run, build) = cargo_test_args(&strings(&["-p", "ferret-demo", "--", "-p"]));
+        assert_eq!(run, ["test", "-p", "ferret-demo", "--", "-p"]);
+        assert_eq!(build, ["test", "--no-run", "-p", "ferret-demo"]);
+    }
+
+    #[test]
+    fn record_view_runs_for_the_requested_time() {
+        let args = View::Record.ferret_args(Path::new("/t/demo.parquet"), 10);
+        assert_eq!(
+            args,
+            [
+                "record",
+                "-s",
+                "ferret_demo::*",
+                "-o",
+                "/t/demo.parquet",
+                "-d",
+                "10s"
+            ]
+        );
+        assert_eq!(View::Record.demo_args(10), ["--seconds", "10"]);
+        let watch = View::Watch.ferret_args(Path::new("/t/demo.parquet"), 10);
+        assert_eq!(watch[0], "watch");
+        assert!(!watch.contains(&"-d".into()));
+    }
+}
