@@ -14,7 +14,9 @@ pub const LOST_MAP: &str = "FERRET_LOST";
 pub const TARGETS_MAP: &str = "FERRET_TARGETS";
 /// Name of the probe program, attached to function entries and exits alike.
 pub const PROBE_PROGRAM: &str = "ferret_probe";
-/// Name of the `sched:sched_process_exit` tracepoint program (thread exits).
+/// Name of the same probe in a `uretprobe` section (per-probe fallback only).
+pub const PROBE_RET_PROGRAM: &str = "ferret_probe_ret";
+/// Name of the `sched_process_exit` raw tracepoint program (thread exits).
 pub const THREAD_EXIT_PROGRAM: &str = "ferret_thread_exit";
 
 /// Default ring-buffer size in bytes (a power of two, a multiple of the page size).

@@ -12,9 +12,9 @@
 use aya_ebpf::{
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, pt_regs},
     helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns},
-    macros::{map, tracepoint, uprobe},
+    macros::{map, raw_tracepoint, uprobe, uretprobe},
     maps::{HashMap, PerCpuArray, RingBuf},
-    programs::{ProbeContext, TracePointContext},
+    programs::{ProbeContext, RawTracePointContext, RetProbeContext},
 };
 use ferret_common::{COOKIE_KIND_MASK, DEFAULT_RING_BYTES, MAX_TARGETS, ProbeEvent, kind};
 
@@ -38,8 +38,19 @@ pub fn ferret_probe(ctx: ProbeContext) -> u32 {
     0
 }
 
-#[tracepoint]
-pub fn ferret_thread_exit(_ctx: TracePointContext) -> u32 {
+/// The same probe as a `uretprobe` section, for the per-probe perf-link
+/// fallback (aya decides entry/return from the section). With `uprobe_multi`
+/// links the return flag is on the link, so `ferret_probe` serves both.
+#[uretprobe]
+pub fn ferret_probe_ret(ctx: RetProbeContext) -> u32 {
+    try_probe(&ProbeContext::new(ctx.regs.cast()));
+    0
+}
+
+/// `sched_process_exit` fires once per exiting thread, in its own context.
+/// A raw tracepoint needs no tracefs mount (this machine has none).
+#[raw_tracepoint(tracepoint = "sched_process_exit")]
+pub fn ferret_thread_exit(_ctx: RawTracePointContext) -> i32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     emit(pid_tgid, kind::THREAD_EXIT, 0, 0, 0);
     0

@@ -6,9 +6,30 @@
 //! ring buffer, `trace` rebuilds per-thread stacks into spans, `metrics`
 //! samples procfs, and `sink` writes the Parquet event log.
 
+pub mod cli;
+pub mod commands;
 pub mod metrics;
 pub mod probe;
 pub mod sink;
 pub mod symbols;
 pub mod target;
 pub mod trace;
+
+/// A hint for an error message, where one helps.
+pub fn hint_for(message: &str) -> Option<&'static str> {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    if (message.contains("Operation not permitted") || message.contains("Permission denied"))
+        && !root
+    {
+        Some(
+            "ferret needs root, or the CAP_BPF and CAP_PERFMON capabilities: try `sudo ferret ...`",
+        )
+    } else if message.contains("no process with pid") {
+        Some("check the pid with `ps -e` or `pgrep NAME`")
+    } else if message.contains("command not found") {
+        Some("give a path (./prog) or a command on PATH")
+    } else {
+        None
+    }
+}

@@ -1,1 +1,450 @@
-//! Loading the eBPF object, attaching probes, reading the ring buffer.
+//! The probe engine: load the eBPF object, attach entry and exit probes to
+//! the chosen functions, and read what they report.
+//!
+//! Attachment goes through `uprobe_multi` links (a handful per module however
+//! many functions; see [`multi`]), falling back to one perf-event link per
+//! probe, with a warning, where the kernel lacks them. Decoding the ring
+//! buffer into plain [`crate::trace::RawEvent`] values lives in [`decode`], so
+//! nothing past this module needs aya.
+
+pub mod decode;
+pub mod multi;
+
+use std::{
+    num::NonZeroU32,
+    os::fd::{AsFd as _, OwnedFd},
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
+    programs::{
+        RawTracePoint, UProbe,
+        uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope},
+    },
+};
+use ferret_common::{
+    DEFAULT_RING_BYTES, EVENTS_MAP, LOST_MAP, PROBE_PROGRAM, PROBE_RET_PROGRAM, TARGETS_MAP,
+    THREAD_EXIT_PROGRAM, cookie, kind,
+};
+
+/// The eBPF object built by `build.rs` from `ferret-ebpf`.
+static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ferret-ebpf"));
+
+/// Errors of the probe engine.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    /// Loading the object or a program failed (often: missing privilege).
+    #[error("loading the eBPF programs failed: {0}")]
+    Load(String),
+    /// Attaching probes failed.
+    #[error("attaching probes to {path} failed: {reason}")]
+    Attach {
+        /// The module.
+        path: PathBuf,
+        /// What the kernel said.
+        reason: String,
+    },
+    /// A map operation failed.
+    #[error("eBPF map {map}: {reason}")]
+    Map {
+        /// The map.
+        map: &'static str,
+        /// What failed.
+        reason: String,
+    },
+}
+
+impl ProbeError {
+    /// Whether the failure looks like a missing privilege (EPERM/EACCES).
+    pub fn is_permission(&self) -> bool {
+        let text = self.to_string();
+        text.contains("Operation not permitted")
+            || text.contains("Permission denied")
+            || text.contains("EPERM")
+    }
+}
+
+/// How a function's exits are observed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ExitProbes {
+    /// Uprobes on these return / tail-jump instructions (file offsets).
+    Instructions(Vec<u64>),
+    /// One uretprobe (hijacks the return address; unsafe if the target may unwind).
+    Uretprobe,
+}
+
+/// One function to probe.
+#[derive(Clone, Debug)]
+pub struct ProbePoint {
+    /// The ELF file (path the kernel resolves).
+    pub path: Arc<Path>,
+    /// File offset of the entry.
+    pub entry: u64,
+    /// How its exits are observed.
+    pub exits: ExitProbes,
+}
+
+/// How probes were attached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinkKind {
+    /// `uprobe_multi` links.
+    Multi,
+    /// One perf-event link per probe (old kernels).
+    PerProbe,
+}
+
+/// Counts and timings of an attach.
+#[derive(Clone, Debug)]
+pub struct AttachStats {
+    /// Probes placed (entries + exit instructions + uretprobes).
+    pub probes: usize,
+    /// Kernel links created.
+    pub links: usize,
+    /// Which mechanism.
+    pub kind: LinkKind,
+    /// Wall time spent attaching.
+    pub elapsed: Duration,
+}
+
+/// Loaded programs, maps and live links. Dropping it detaches everything.
+pub struct Engine {
+    ebpf: Ebpf,
+    multi_program: Option<OwnedFd>,
+    multi_links: Vec<OwnedFd>,
+    perf_links: usize,
+    force_per_probe: bool,
+}
+
+impl Engine {
+    /// Loads the object, creating the maps (ring buffer of `ring_bytes`).
+    pub fn load(ring_bytes: Option<u32>) -> Result<Self, ProbeError> {
+        bump_memlock_rlimit();
+        let ring = ring_bytes.unwrap_or(DEFAULT_RING_BYTES);
+        let ebpf = EbpfLoader::new()
+            .map_max_entries(EVENTS_MAP, ring)
+            .load(EBPF_OBJECT)
+            .map_err(|e| ProbeError::Load(error_chain(&e)))?;
+        Ok(Self {
+            ebpf,
+            multi_program: None,
+            multi_links: Vec::new(),
+            perf_links: 0,
+            force_per_probe: std::env::var_os("FERRET_PER_PROBE_LINKS").is_some_and(|v| v == "1"),
+        })
+    }
+
+    /// Lets events of process `pid` through the kernel-side filter.
+    pub fn add_target(&mut self, pid: u32) -> Result<(), ProbeError> {
+        let map = self.ebpf.map_mut(TARGETS_MAP).expect("map in object");
+        let mut targets: BpfHashMap<_, u32, u8> =
+            BpfHashMap::try_from(map).map_err(|e| map_err(TARGETS_MAP, &e))?;
+        targets
+            .insert(pid, 1, 0)
+            .map_err(|e| map_err(TARGETS_MAP, &e))
+    }
+
+    /// Attaches the thread-exit tracepoint.
+    pub fn attach_thread_exit(&mut self) -> Result<(), ProbeError> {
+        let program: &mut RawTracePoint = self
+            .ebpf
+            .program_mut(THREAD_EXIT_PROGRAM)
+            .expect("program in object")
+            .try_into()
+            .map_err(|e| ProbeError::Load(error_chain(&e)))?;
+        program
+            .load()
+            .map_err(|e| ProbeError::Load(error_chain(&e)))?;
+        program
+            .attach("sched_process_exit")
+            .map_err(|e| ProbeError::Attach {
+                path: "raw tracepoint sched_process_exit".into(),
+                reason: error_chain(&e),
+            })?;
+        Ok(())
+    }
+
+    /// Attaches entry and exit probes for `points`; the cookie of point `i`
+    /// carries function id `i`. `pid` restricts the probes to that process.
+    pub fn attach(&mut self, points: &[ProbePoint], pid: u32) -> Result<AttachStats, ProbeError> {
+        let start = Instant::now();
+        let groups = group_by_module(points);
+        let probes = groups.iter().map(ModuleProbes::len).sum();
+        if !self.force_per_probe {
+            match self.attach_multi(&groups, pid) {
+                Ok(links) => {
+                    return Ok(AttachStats {
+                        probes,
+                        links,
+                        kind: LinkKind::Multi,
+                        elapsed: start.elapsed(),
+                    });
+                }
+                Err(e) if multi_unsupported(&e) => {
+                    eprintln!(
+                        "warning: this kernel has no uprobe_multi links (Linux ≥ 6.6); \
+                         falling back to one perf link per probe, which is slow to detach"
+                    );
+                    self.multi_links.clear();
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        self.attach_per_probe(&groups, pid)?;
+        Ok(AttachStats {
+            probes,
+            links: self.perf_links,
+            kind: LinkKind::PerProbe,
+            elapsed: start.elapsed(),
+        })
+    }
+
+    fn attach_multi(&mut self, groups: &[ModuleProbes], pid: u32) -> Result<usize, ProbeError> {
+        if self.multi_program.is_none() {
+            let maps = self
+                .ebpf
+                .maps()
+                .map(|(name, map)| {
+                    let id = map_info_id(map)?;
+                    let fd =
+                        multi::map_fd_by_id(id).map_err(|e| ProbeError::Load(e.to_string()))?;
+                    Ok((name.to_owned(), fd))
+                })
+                .collect::<Result<Vec<_>, ProbeError>>()?;
+            let fd = multi::load_program(EBPF_OBJECT, PROBE_PROGRAM, &maps)
+                .map_err(|e| ProbeError::Load(e.to_string()))?;
+            self.multi_program = Some(fd);
+        }
+        let program = self.multi_program.as_ref().expect("loaded above").as_fd();
+        let before = self.multi_links.len();
+        for group in groups {
+            for (offsets, cookies, ret) in [
+                (&group.entry_offsets, &group.entry_cookies, false),
+                (&group.insn_offsets, &group.insn_cookies, false),
+                (&group.uret_offsets, &group.uret_cookies, true),
+            ] {
+                if offsets.is_empty() {
+                    continue;
+                }
+                let link = multi::attach(program, &group.path, offsets, cookies, pid, ret)
+                    .map_err(|e| ProbeError::Attach {
+                        path: group.path.to_path_buf(),
+                        reason: e.to_string(),
+                    })?;
+                self.multi_links.push(link);
+            }
+        }
+        Ok(self.multi_links.len() - before)
+    }
+
+    fn attach_per_probe(&mut self, groups: &[ModuleProbes], pid: u32) -> Result<(), ProbeError> {
+        // Per-probe links fire for every process mapping the file; the
+        // kernel-side target filter keeps other processes out. The perf
+        // scope is per thread, so it cannot be narrowed to a process here.
+        let _ = NonZeroU32::new(pid);
+        for (program_name, ret) in [(PROBE_PROGRAM, false), (PROBE_RET_PROGRAM, true)] {
+            let program: &mut UProbe = self
+                .ebpf
+                .program_mut(program_name)
+                .expect("program in object")
+                .try_into()
+                .map_err(|e| ProbeError::Load(error_chain(&e)))?;
+            let needed = groups.iter().any(|g| {
+                if ret {
+                    !g.uret_offsets.is_empty()
+                } else {
+                    !g.entry_offsets.is_empty() || !g.insn_offsets.is_empty()
+                }
+            });
+            if !needed {
+                continue;
+            }
+            program
+                .load()
+                .map_err(|e| ProbeError::Load(error_chain(&e)))?;
+            for group in groups {
+                let pairs: Vec<(u64, u64)> = if ret {
+                    zip(&group.uret_offsets, &group.uret_cookies)
+                } else {
+                    let mut v = zip(&group.entry_offsets, &group.entry_cookies);
+                    v.extend(zip(&group.insn_offsets, &group.insn_cookies));
+                    v
+                };
+                for (offset, cookie) in pairs {
+                    program
+                        .attach(
+                            UProbeAttachPoint {
+                                location: UProbeAttachLocation::AbsoluteOffset(offset),
+                                cookie: Some(cookie),
+                            },
+                            &*group.path,
+                            UProbeScope::AllProcesses,
+                        )
+                        .map_err(|e| ProbeError::Attach {
+                            path: group.path.to_path_buf(),
+                            reason: error_chain(&e),
+                        })?;
+                    self.perf_links += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Detaches every probe; returns how long it took.
+    pub fn detach(&mut self) -> Duration {
+        let start = Instant::now();
+        self.multi_links.clear();
+        for name in [PROBE_PROGRAM, PROBE_RET_PROGRAM] {
+            if let Some(Ok(program)) = self.ebpf.program_mut(name).map(<&mut UProbe>::try_from) {
+                // Unloading drops every perf link; a program never loaded reports an error.
+                let _ = program.unload();
+            }
+        }
+        if let Some(Ok(program)) = self
+            .ebpf
+            .program_mut(THREAD_EXIT_PROGRAM)
+            .map(<&mut RawTracePoint>::try_from)
+        {
+            let _ = program.unload();
+        }
+        self.perf_links = 0;
+        start.elapsed()
+    }
+
+    /// Takes the ring buffer for the reader.
+    pub fn take_ring(&mut self) -> Result<RingBuf<MapData>, ProbeError> {
+        let map = self.ebpf.take_map(EVENTS_MAP).expect("map in object");
+        RingBuf::try_from(map).map_err(|e| map_err(EVENTS_MAP, &e))
+    }
+
+    /// Events the kernel dropped because the ring buffer was full.
+    pub fn lost(&self) -> Result<u64, ProbeError> {
+        let map = self.ebpf.map(LOST_MAP).expect("map in object");
+        let lost: PerCpuArray<_, u64> =
+            PerCpuArray::try_from(map).map_err(|e| map_err(LOST_MAP, &e))?;
+        let values = lost.get(&0, 0).map_err(|e| map_err(LOST_MAP, &e))?;
+        Ok(values.iter().sum())
+    }
+}
+
+fn zip(offsets: &[u64], cookies: &[u64]) -> Vec<(u64, u64)> {
+    offsets
+        .iter()
+        .copied()
+        .zip(cookies.iter().copied())
+        .collect()
+}
+
+/// The probes of one module, split by link kind.
+struct ModuleProbes {
+    path: Arc<Path>,
+    entry_offsets: Vec<u64>,
+    entry_cookies: Vec<u64>,
+    insn_offsets: Vec<u64>,
+    insn_cookies: Vec<u64>,
+    uret_offsets: Vec<u64>,
+    uret_cookies: Vec<u64>,
+}
+
+impl ModuleProbes {
+    fn len(&self) -> usize {
+        self.entry_offsets.len() + self.insn_offsets.len() + self.uret_offsets.len()
+    }
+}
+
+fn group_by_module(points: &[ProbePoint]) -> Vec<ModuleProbes> {
+    let mut groups: Vec<ModuleProbes> = Vec::new();
+    for (id, point) in points.iter().enumerate() {
+        let id = u32::try_from(id).expect("fewer than 2^30 functions");
+        let index = match groups.iter().position(|g| g.path == point.path) {
+            Some(i) => i,
+            None => {
+                groups.push(ModuleProbes {
+                    path: point.path.clone(),
+                    entry_offsets: Vec::new(),
+                    entry_cookies: Vec::new(),
+                    insn_offsets: Vec::new(),
+                    insn_cookies: Vec::new(),
+                    uret_offsets: Vec::new(),
+                    uret_cookies: Vec::new(),
+                });
+                groups.len() - 1
+            }
+        };
+        let group = &mut groups[index];
+        group.entry_offsets.push(point.entry);
+        group.entry_cookies.push(cookie(id, kind::ENTRY));
+        match &point.exits {
+            ExitProbes::Instructions(offsets) => {
+                for &offset in offsets {
+                    group.insn_offsets.push(offset);
+                    group.insn_cookies.push(cookie(id, kind::EXIT_INSN));
+                }
+            }
+            ExitProbes::Uretprobe => {
+                group.uret_offsets.push(point.entry);
+                group.uret_cookies.push(cookie(id, kind::EXIT_URET));
+            }
+        }
+    }
+    groups
+}
+
+fn multi_unsupported(e: &ProbeError) -> bool {
+    let text = e.to_string();
+    text.contains("Invalid argument") && text.contains("BPF_PROG_LOAD")
+        || text.contains("Operation not supported")
+        || text.contains("BPF_LINK_CREATE") && text.contains("Invalid argument")
+}
+
+fn map_info_id(map: &aya::maps::Map) -> Result<u32, ProbeError> {
+    use aya::maps::Map;
+    let data: &MapData = match map {
+        Map::RingBuf(d) | Map::PerCpuArray(d) | Map::HashMap(d) | Map::Array(d) => d,
+        _ => {
+            return Err(ProbeError::Load(
+                "unexpected map type in the eBPF object".into(),
+            ));
+        }
+    };
+    data.info()
+        .map(|info| info.id())
+        .map_err(|e| ProbeError::Load(error_chain(&e)))
+}
+
+fn map_err(map: &'static str, e: &dyn std::error::Error) -> ProbeError {
+    ProbeError::Map {
+        map,
+        reason: error_chain(e),
+    }
+}
+
+/// Renders an error with its sources, so the root cause (often EPERM) shows.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let part = s.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = s.source();
+    }
+    text
+}
+
+/// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK; raise it so the
+/// ring buffer fits. Harmless (and unneeded) on newer kernels.
+fn bump_memlock_rlimit() {
+    let limit = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: setrlimit reads a valid, initialised struct.
+    unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &raw const limit) };
+}

@@ -1,0 +1,290 @@
+//! Command-line parsing. The clap types stop here: [`Cli::into_command`]
+//! turns them into plain config structs for the subsystems.
+
+use std::{ffi::OsString, path::PathBuf, time::Duration};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::symbols::Pattern;
+
+/// ferret: see which functions every thread of a process is in, live, and
+/// record every call to Parquet. No change to the program needed.
+#[derive(Debug, Parser)]
+#[command(name = "ferret", version, about, max_term_width = 100)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Record function calls of a process to a Parquet event log.
+    Record(RecordArgs),
+    /// List the functions a binary or process offers, with address and size.
+    Symbols(SymbolsArgs),
+}
+
+#[derive(Debug, Args)]
+struct TargetArgs {
+    /// Attach to this running process (all its threads, including later ones).
+    #[arg(short, long, value_name = "PID", conflicts_with = "command")]
+    pid: Option<u32>,
+    /// Launch this command with the probes in place before its first instruction.
+    #[arg(last = true, value_name = "COMMAND")]
+    command: Vec<OsString>,
+}
+
+#[derive(Debug, Args)]
+struct ProbeArgs {
+    /// Functions to trace: a glob over demangled names (`*` crosses `::`);
+    /// `LIB:GLOB` picks a shared library by file name (e.g. `libm.so.6:cos`).
+    #[arg(short, long = "symbol", value_name = "GLOB", required = true)]
+    symbols: Vec<Pattern>,
+    /// Leave out functions matching this glob.
+    #[arg(short = 'x', long = "exclude", value_name = "GLOB")]
+    excludes: Vec<Pattern>,
+    /// How function exits are observed: probes on the return instructions
+    /// (safe when exceptions or panics unwind), uretprobes (cheaper, but a
+    /// C++ exception unwinding through one aborts the target), or auto.
+    #[arg(long, value_enum, default_value_t = ExitMode::Auto)]
+    exit_probes: ExitMode,
+}
+
+/// How function exits are observed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ExitMode {
+    /// Return instructions where the module may unwind, uretprobes elsewhere.
+    Auto,
+    /// Probes on return and tail-jump instructions.
+    Ret,
+    /// uretprobes.
+    Uretprobe,
+}
+
+#[derive(Debug, Args)]
+struct RecordArgs {
+    #[command(flatten)]
+    target: TargetArgs,
+    #[command(flatten)]
+    probes: ProbeArgs,
+    /// The Parquet file to write.
+    #[arg(short, long, value_name = "FILE.parquet")]
+    output: PathBuf,
+    /// Stop after this long (`500ms`, `2s`, `1m`; a bare number is seconds).
+    #[arg(short, long, value_name = "DURATION", value_parser = parse_duration)]
+    duration: Option<Duration>,
+    /// How often process metrics are sampled.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "1s")]
+    interval: Duration,
+}
+
+#[derive(Debug, Args)]
+struct SymbolsArgs {
+    /// Attach to this running process and list its executable's and libraries' functions.
+    #[arg(short, long, value_name = "PID", conflicts_with = "binary")]
+    pid: Option<u32>,
+    /// An ELF binary or shared library (or a command name found on PATH).
+    #[arg(value_name = "BINARY", required_unless_present = "pid")]
+    binary: Option<OsString>,
+    /// Only functions matching these globs (`LIB:GLOB` for libraries).
+    #[arg(value_name = "GLOB")]
+    patterns: Vec<Pattern>,
+}
+
+/// What to trace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// A running process.
+    Pid(u32),
+    /// A command to launch: program and arguments.
+    Command(Vec<OsString>),
+}
+
+/// Which functions to trace.
+#[derive(Clone, Debug)]
+pub struct ProbeConfig {
+    /// Include patterns.
+    pub includes: Vec<Pattern>,
+    /// Exclude patterns.
+    pub excludes: Vec<Pattern>,
+    /// Exit-probe mode.
+    pub exit_mode: ExitMode,
+}
+
+/// `ferret record`.
+#[derive(Clone, Debug)]
+pub struct RecordConfig {
+    /// What to trace.
+    pub target: Target,
+    /// Which functions.
+    pub probes: ProbeConfig,
+    /// Output file.
+    pub output: PathBuf,
+    /// Stop after this long.
+    pub duration: Option<Duration>,
+    /// Metrics interval.
+    pub interval: Duration,
+}
+
+/// `ferret symbols`.
+#[derive(Clone, Debug)]
+pub struct SymbolsConfig {
+    /// A running process, or a binary.
+    pub source: SymbolSource,
+    /// Filters.
+    pub patterns: Vec<Pattern>,
+}
+
+/// Where `ferret symbols` reads.
+#[derive(Clone, Debug)]
+pub enum SymbolSource {
+    /// A process's executable and mapped libraries.
+    Pid(u32),
+    /// A file (or a command on PATH).
+    Binary(OsString),
+}
+
+/// A parsed command line.
+#[derive(Clone, Debug)]
+pub enum Invocation {
+    /// `ferret record`.
+    Record(RecordConfig),
+    /// `ferret symbols`.
+    Symbols(SymbolsConfig),
+}
+
+impl Cli {
+    /// Converts the clap types into plain configuration.
+    pub fn into_invocation(self) -> Result<Invocation, clap::Error> {
+        match self.command {
+            Command::Record(args) => Ok(Invocation::Record(RecordConfig {
+                target: target(args.target)?,
+                probes: ProbeConfig {
+                    includes: args.probes.symbols,
+                    excludes: args.probes.excludes,
+                    exit_mode: args.probes.exit_probes,
+                },
+                output: args.output,
+                duration: args.duration,
+                interval: args.interval,
+            })),
+            Command::Symbols(args) => Ok(Invocation::Symbols(SymbolsConfig {
+                source: match (args.pid, args.binary) {
+                    (Some(pid), _) => SymbolSource::Pid(pid),
+                    (None, Some(binary)) => SymbolSource::Binary(binary),
+                    (None, None) => unreachable!("clap requires one"),
+                },
+                patterns: args.patterns,
+            })),
+        }
+    }
+}
+
+fn target(args: TargetArgs) -> Result<Target, clap::Error> {
+    match (args.pid, args.command.is_empty()) {
+        (Some(pid), true) => Ok(Target::Pid(pid)),
+        (None, false) => Ok(Target::Command(args.command)),
+        _ => Err(clap::Error::raw(
+            clap::error::ErrorKind::MissingRequiredArgument,
+            "a target is required: `-p PID` or `-- COMMAND [ARG...]`\n",
+        )),
+    }
+}
+
+/// Parses `500ms`, `2s`, `1.5s`, `1m`, `1h`; a bare number is seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration (try 500ms, 2s, 1m)"))?;
+    let seconds = match unit.trim() {
+        "" | "s" | "sec" => value,
+        "ms" => value / 1e3,
+        "us" | "µs" => value / 1e6,
+        "m" | "min" => value * 60.0,
+        "h" => value * 3600.0,
+        other => {
+            return Err(format!(
+                "unknown duration unit `{other}` (use ms, s, m or h)"
+            ));
+        }
+    };
+    if !seconds.is_finite() || seconds < 0.0 || seconds > 1e9 {
+        return Err(format!("`{text}` is out of range"));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn durations_parse_with_units_and_bare_seconds() {
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("2s").unwrap(), Duration::from_secs(2));
+        assert_eq!(parse_duration("1m").unwrap(), Duration::from_secs(60));
+        assert_eq!(parse_duration("3").unwrap(), Duration::from_secs(3));
+        assert_eq!(parse_duration("1.5").unwrap(), Duration::from_millis(1500));
+        assert!(parse_duration("fast").is_err());
+        assert!(parse_duration("2 parsecs").is_err());
+    }
+
+    #[test]
+    fn record_takes_a_pid_or_a_command_not_both_nor_neither() {
+        let parse = |args: &[&str]| Cli::try_parse_from(args).and_then(Cli::into_invocation);
+        let Ok(Invocation::Record(r)) = parse(&[
+            "ferret",
+            "record",
+            "-s",
+            "main",
+            "-o",
+            "x.parquet",
+            "--",
+            "ls",
+            "-l",
+        ]) else {
+            panic!("command form parses")
+        };
+        assert_eq!(r.target, Target::Command(vec!["ls".into(), "-l".into()]));
+        let Ok(Invocation::Record(r)) = parse(&[
+            "ferret",
+            "record",
+            "-p",
+            "12",
+            "-s",
+            "main",
+            "-o",
+            "x.parquet",
+            "-d",
+            "2s",
+        ]) else {
+            panic!("pid form parses")
+        };
+        assert_eq!(
+            (r.target, r.duration),
+            (Target::Pid(12), Some(Duration::from_secs(2)))
+        );
+        assert!(parse(&["ferret", "record", "-s", "main", "-o", "x.parquet"]).is_err());
+        assert!(
+            parse(&[
+                "ferret", "record", "-p", "1", "-s", "m", "-o", "x", "--", "ls"
+            ])
+            .is_err()
+        );
+        assert!(
+            parse(&["ferret", "record", "-p", "1", "-o", "x"]).is_err(),
+            "-s is required"
+        );
+    }
+}

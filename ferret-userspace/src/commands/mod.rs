@@ -1,0 +1,7 @@
+//! The subcommands, each turning a config struct into work. Shared steps
+//! (resolving the target and its functions, planning probes) live in
+//! [`plan`].
+
+pub mod plan;
+pub mod record;
+pub mod symbols;

@@ -1,0 +1,272 @@
+//! From a target and patterns to a list of probe points: open the modules,
+//! select functions, choose how exits are observed, and say what was chosen.
+
+use std::{
+    ffi::OsString,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use anyhow::{Context as _, Result, bail};
+
+use crate::{
+    cli::{ExitMode, ProbeConfig, Target},
+    probe::{ExitProbes, ProbePoint},
+    sink::FunctionInfo,
+    symbols::{self, Function, Module, UnwindPolicy},
+    target::{self, Launched, ProcessInfo},
+};
+
+/// The process to trace, resolved but not yet attached.
+pub enum ResolvedTarget {
+    /// An existing process.
+    Pid(ProcessInfo),
+    /// A command to launch: resolved executable and argv.
+    Command {
+        /// Executable path.
+        exe: PathBuf,
+        /// argv.
+        args: Vec<OsString>,
+    },
+}
+
+impl ResolvedTarget {
+    /// Checks that the pid exists, or finds the command.
+    pub fn resolve(target: &Target) -> Result<Self> {
+        match target {
+            Target::Pid(pid) => Ok(Self::Pid(target::process_info(*pid)?)),
+            Target::Command(args) => {
+                let exe = target::resolve_command(&args[0])?;
+                Ok(Self::Command {
+                    exe,
+                    args: args.clone(),
+                })
+            }
+        }
+    }
+
+    /// Human description for metadata and messages.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Pid(info) => format!("pid {} ({})", info.pid, info.cmdline),
+            Self::Command { args, .. } => args
+                .iter()
+                .map(|a| a.to_string_lossy())
+                .collect::<Vec<_>>()
+                .join(" "),
+        }
+    }
+
+    /// Opens the executable and the shared libraries patterns may address:
+    /// those mapped by a running process, or for a command those the dynamic
+    /// loader will load (DT_NEEDED, resolved as ld.so would).
+    pub fn modules(&self, need_libraries: bool) -> Result<(Module, Vec<Module>)> {
+        match self {
+            Self::Pid(info) => {
+                let exe = open_module(&target::path_in_process(info.pid, &info.exe), &info.exe)?;
+                let mut libs = Vec::new();
+                if need_libraries {
+                    let maps = std::fs::read_to_string(format!("/proc/{}/maps", info.pid))
+                        .with_context(|| format!("reading /proc/{}/maps", info.pid))?;
+                    for path in symbols::parse_maps_executables(&maps) {
+                        if path == info.exe {
+                            continue;
+                        }
+                        let real = target::path_in_process(info.pid, &path);
+                        match open_module(&real, &path) {
+                            Ok(m) => libs.push(m),
+                            Err(e) => eprintln!("ferret: skipping {}: {e:#}", path.display()),
+                        }
+                    }
+                }
+                Ok((exe, libs))
+            }
+            Self::Command { exe, .. } => {
+                let exe_module = open_module(exe, exe)?;
+                let mut libs = Vec::new();
+                if need_libraries {
+                    let ld_path = std::env::var("LD_LIBRARY_PATH").ok();
+                    let (found, missing) = symbols::resolve_needed(&exe_module, ld_path.as_deref());
+                    for name in missing {
+                        eprintln!("ferret: warning: shared library {name} not found");
+                    }
+                    for path in found {
+                        match open_module(&path, &path) {
+                            Ok(m) => libs.push(m),
+                            Err(e) => eprintln!("ferret: skipping {}: {e:#}", path.display()),
+                        }
+                    }
+                }
+                Ok((exe_module, libs))
+            }
+        }
+    }
+}
+
+/// Opens `real` (the path ferret and the kernel use) for a module the target
+/// knows as `shown`.
+fn open_module(real: &Path, shown: &Path) -> Result<Module> {
+    let module = Module::open(real).with_context(|| format!("reading {}", shown.display()))?;
+    Ok(module)
+}
+
+/// The functions chosen and their probes.
+pub struct Plan {
+    /// Function `i` has cookie id `i`.
+    pub points: Vec<ProbePoint>,
+    /// Names and modules, indexed like `points`.
+    pub functions: Arc<[FunctionInfo]>,
+    /// One line per module on how its exits are observed.
+    pub exit_notes: Vec<String>,
+}
+
+/// Selects functions and plans their probes. `shown_path` maps a module's
+/// real path to the path shown to the user (they differ for `/proc/PID/root`).
+pub fn plan(target: &ResolvedTarget, config: &ProbeConfig) -> Result<Plan> {
+    let need_libraries = config
+        .includes
+        .iter()
+        .chain(&config.excludes)
+        .any(|p| p.library.is_some());
+    let (exe, libs) = target.modules(need_libraries)?;
+    let selection = symbols::select(&exe, &libs, &config.includes, &config.excludes)?;
+    report_skipped(&selection.skipped);
+    if selection.functions.is_empty() {
+        bail!("no probe-able function matched (all matches were skipped)");
+    }
+    let modules: Vec<&Module> = std::iter::once(&exe).chain(libs.iter()).collect();
+    let shown = |path: &Path| -> String { shown_path(target, path) };
+
+    let mut points = Vec::with_capacity(selection.functions.len());
+    let mut infos = Vec::with_capacity(selection.functions.len());
+    let mut exit_notes = Vec::new();
+    for module in &modules {
+        let functions: Vec<&Function> = selection
+            .functions
+            .iter()
+            .filter(|f| f.module == module.path)
+            .collect();
+        if functions.is_empty() {
+            continue;
+        }
+        let (use_ret, why) = match (config.exit_mode, module.unwind_policy()) {
+            (ExitMode::Ret, _) => (true, "--exit-probes ret".to_owned()),
+            (ExitMode::Uretprobe, UnwindPolicy::MayUnwind { reason }) => (
+                false,
+                format!(
+                    "--exit-probes uretprobe; WARNING: the target may unwind ({reason}), which aborts it"
+                ),
+            ),
+            (ExitMode::Uretprobe, UnwindPolicy::CannotUnwind) => {
+                (false, "--exit-probes uretprobe".to_owned())
+            }
+            (ExitMode::Auto, UnwindPolicy::MayUnwind { reason }) => {
+                (true, format!("it may unwind: {reason}"))
+            }
+            (ExitMode::Auto, UnwindPolicy::CannotUnwind) => {
+                (false, "it cannot unwind: uretprobes are cheaper".to_owned())
+            }
+        };
+        exit_notes.push(format!(
+            "{}: {} function{}, exits by {} ({why})",
+            shown(&module.path),
+            functions.len(),
+            if functions.len() == 1 { "" } else { "s" },
+            if use_ret {
+                "return-instruction probes"
+            } else {
+                "uretprobes"
+            },
+        ));
+        for function in functions {
+            let exits = if use_ret {
+                let offsets = module
+                    .exit_points(function)
+                    .with_context(|| format!("decoding {}", function.name))?;
+                if offsets.contains(&function.file_offset) {
+                    // A function that is a bare `ret`: an entry and an exit
+                    // probe at one address would race; nothing can unwind
+                    // through it, so a uretprobe is safe.
+                    ExitProbes::Uretprobe
+                } else {
+                    ExitProbes::Instructions(offsets)
+                }
+            } else {
+                ExitProbes::Uretprobe
+            };
+            points.push(ProbePoint {
+                path: module.path.clone(),
+                entry: function.file_offset,
+                exits,
+            });
+            infos.push(FunctionInfo {
+                name: function.name.clone(),
+                module: shown(&module.path),
+            });
+        }
+    }
+    Ok(Plan {
+        points,
+        functions: infos.into(),
+        exit_notes,
+    })
+}
+
+fn shown_path(target: &ResolvedTarget, path: &Path) -> String {
+    if let ResolvedTarget::Pid(info) = target {
+        let root = PathBuf::from(format!("/proc/{}/root", info.pid));
+        if let Ok(rest) = path.strip_prefix(&root) {
+            return Path::new("/").join(rest).display().to_string();
+        }
+    }
+    path.display().to_string()
+}
+
+fn report_skipped(skipped: &[symbols::Skipped]) {
+    if skipped.is_empty() {
+        return;
+    }
+    let shown: Vec<String> = skipped
+        .iter()
+        .take(5)
+        .map(|s| format!("{} ({})", s.name, s.reason))
+        .collect();
+    let more = skipped.len().saturating_sub(shown.len());
+    eprintln!(
+        "ferret: skipped {} matching function{} that cannot be probed: {}{}",
+        skipped.len(),
+        if skipped.len() == 1 { "" } else { "s" },
+        shown.join(", "),
+        if more > 0 {
+            format!(", and {more} more")
+        } else {
+            String::new()
+        },
+    );
+}
+
+/// A target made ready to run: launched and held at the gate, or a pid.
+pub enum Started {
+    /// An existing process.
+    Pid(u32),
+    /// A command held before exec.
+    Launched(Launched),
+}
+
+impl Started {
+    /// The pid.
+    pub fn pid(&self) -> u32 {
+        match self {
+            Self::Pid(pid) => *pid,
+            Self::Launched(l) => l.pid,
+        }
+    }
+}
+
+/// Forks a command (held at the gate), or just names the pid.
+pub fn start(target: &ResolvedTarget) -> Result<Started> {
+    match target {
+        ResolvedTarget::Pid(info) => Ok(Started::Pid(info.pid)),
+        ResolvedTarget::Command { exe, args } => Ok(Started::Launched(Launched::spawn(exe, args)?)),
+    }
+}

@@ -1,0 +1,161 @@
+//! Ring-buffer records → plain [`RawEvent`]s.
+//!
+//! This is the only place that knows the wire format's quirks: the kind bits
+//! in the cookie, the uretprobe's stack pointer (already past the popped
+//! return address) and the NUL-padded thread name. Thread names are interned
+//! per thread so a steady stream of events allocates nothing.
+
+use std::{collections::HashMap, sync::Arc};
+
+use ferret_common::{COMM_LEN, ProbeEvent, kind};
+
+use crate::trace::{RawEvent, RawKind, ThreadName};
+
+/// Decodes records, remembering each thread's last name.
+#[derive(Debug, Default)]
+pub struct Decoder {
+    names: HashMap<u32, ([u8; COMM_LEN], ThreadName)>,
+    malformed: u64,
+}
+
+impl Decoder {
+    /// A decoder with no threads seen yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Decodes one record from the ring buffer. Returns `None` for a record
+    /// of the wrong size or unknown kind (counted in [`Self::malformed`]).
+    pub fn decode_bytes(&mut self, bytes: &[u8]) -> Option<RawEvent> {
+        if bytes.len() < size_of::<ProbeEvent>() {
+            self.malformed += 1;
+            return None;
+        }
+        // SAFETY: the length is checked above; `ProbeEvent` is plain integers
+        // for which any bit pattern is valid, and the read is unaligned.
+        let event = unsafe { bytes.as_ptr().cast::<ProbeEvent>().read_unaligned() };
+        self.decode(&event)
+    }
+
+    /// Decodes one record.
+    pub fn decode(&mut self, event: &ProbeEvent) -> Option<RawEvent> {
+        let (kind, sp) = match event.kind {
+            kind::ENTRY => (RawKind::Entry, event.sp),
+            kind::EXIT_INSN => (RawKind::Exit, event.sp),
+            // The uretprobe fires after `ret` popped the return address.
+            kind::EXIT_URET => (RawKind::Exit, event.sp.wrapping_sub(8)),
+            kind::THREAD_EXIT => (RawKind::ThreadExit, 0),
+            _ => {
+                self.malformed += 1;
+                return None;
+            }
+        };
+        let thread_name = self.name(event.tid, &event.comm);
+        if kind == RawKind::ThreadExit {
+            self.names.remove(&event.tid);
+        }
+        Some(RawEvent {
+            kind,
+            ts_ns: event.ts_ns,
+            pid: event.pid,
+            tid: event.tid,
+            function: event.function_id(),
+            sp,
+            thread_name,
+        })
+    }
+
+    /// Records that could not be decoded.
+    pub fn malformed(&self) -> u64 {
+        self.malformed
+    }
+
+    fn name(&mut self, tid: u32, comm: &[u8; COMM_LEN]) -> ThreadName {
+        if let Some((last, name)) = self.names.get(&tid)
+            && last == comm
+        {
+            return name.clone();
+        }
+        let end = comm.iter().position(|&b| b == 0).unwrap_or(COMM_LEN);
+        let name: ThreadName = Arc::from(String::from_utf8_lossy(&comm[..end]).as_ref());
+        self.names.insert(tid, (*comm, name.clone()));
+        name
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferret_common::cookie;
+
+    fn event(kind: u32, function: u32, sp: u64, comm: &[u8]) -> ProbeEvent {
+        let mut name = [0u8; COMM_LEN];
+        name[..comm.len()].copy_from_slice(comm);
+        ProbeEvent {
+            ts_ns: 42,
+            cookie: cookie(function, kind),
+            sp,
+            ip: 0,
+            kind,
+            pid: 10,
+            tid: 11,
+            _reserved: 0,
+            comm: name,
+        }
+    }
+
+    #[test]
+    fn uretprobe_exit_is_normalized_to_the_entry_stack_pointer() {
+        let mut d = Decoder::new();
+        let entry = d.decode(&event(kind::ENTRY, 7, 0x7ff0, b"worker")).unwrap();
+        let exit_insn = d
+            .decode(&event(kind::EXIT_INSN, 7, 0x7ff0, b"worker"))
+            .unwrap();
+        let exit_uret = d
+            .decode(&event(kind::EXIT_URET, 7, 0x7ff8, b"worker"))
+            .unwrap();
+        assert_eq!(
+            (entry.kind, entry.sp, entry.function),
+            (RawKind::Entry, 0x7ff0, 7)
+        );
+        assert_eq!((exit_insn.kind, exit_insn.sp), (RawKind::Exit, 0x7ff0));
+        assert_eq!((exit_uret.kind, exit_uret.sp), (RawKind::Exit, 0x7ff0));
+        assert_eq!(&*entry.thread_name, "worker");
+        assert!(
+            Arc::ptr_eq(&entry.thread_name, &exit_uret.thread_name),
+            "name interned"
+        );
+    }
+
+    #[test]
+    fn renamed_thread_gets_its_new_name() {
+        let mut d = Decoder::new();
+        let a = d.decode(&event(kind::ENTRY, 1, 8, b"old")).unwrap();
+        let b = d.decode(&event(kind::ENTRY, 1, 8, b"new-name")).unwrap();
+        assert_eq!((&*a.thread_name, &*b.thread_name), ("old", "new-name"));
+    }
+
+    #[test]
+    fn short_or_unknown_records_are_counted_not_decoded() {
+        let mut d = Decoder::new();
+        assert!(d.decode_bytes(&[0u8; 10]).is_none());
+        let mut bad = event(kind::ENTRY, 1, 8, b"x");
+        bad.kind = 99;
+        assert!(d.decode(&bad).is_none());
+        assert_eq!(d.malformed(), 2);
+    }
+
+    #[test]
+    fn decode_bytes_reads_the_wire_layout() {
+        let e = event(kind::EXIT_INSN, 3, 0x1000, b"t");
+        // SAFETY: ProbeEvent is plain integers without padding.
+        let bytes = unsafe {
+            std::slice::from_raw_parts(std::ptr::from_ref(&e).cast::<u8>(), size_of::<ProbeEvent>())
+        };
+        let raw = Decoder::new().decode_bytes(bytes).unwrap();
+        assert_eq!(
+            (raw.kind, raw.function, raw.sp, raw.tid),
+            (RawKind::Exit, 3, 0x1000, 11)
+        );
+    }
+}

@@ -1,0 +1,115 @@
+//! Shared by the end-to-end tests: building the target programs, running
+//! ferret, reading what it wrote.
+#![allow(dead_code, reason = "each test binary uses a different subset")]
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Output},
+    sync::Mutex,
+};
+
+/// Fails loudly (never skips) when the tests lack the privilege they need.
+pub fn require_root() {
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(
+        euid, 0,
+        "these end-to-end tests attach real uprobes and must run as root \
+         (CI does); run `sudo -E cargo xtask test`"
+    );
+}
+
+/// The source folder of the test programs.
+pub fn programs_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/programs")
+}
+
+fn out_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("programs");
+    std::fs::create_dir_all(&dir).expect("create programs dir");
+    dir
+}
+
+static BUILD_LOCK: Mutex<()> = Mutex::new(());
+
+/// Compiles `tests/programs/<source>` (C, C++ or Rust, by extension) once
+/// per change, with `flags`, and returns the binary. The flags are part of
+/// the output name so variants can coexist.
+pub fn build(source: &str, flags: &[&str]) -> PathBuf {
+    let src = programs_dir().join(source);
+    build_path(&src, flags)
+}
+
+/// Like [`build`] for a source file anywhere.
+pub fn build_path(src: &Path, flags: &[&str]) -> PathBuf {
+    let _guard = BUILD_LOCK
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let stem = src.file_stem().unwrap().to_string_lossy();
+    let tag: String = flags
+        .join("")
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .collect();
+    let out = out_dir().join(if tag.is_empty() {
+        stem.to_string()
+    } else {
+        format!("{stem}-{tag}")
+    });
+    let fresh = std::fs::metadata(&out)
+        .and_then(|o| o.modified())
+        .ok()
+        .zip(std::fs::metadata(src).and_then(|s| s.modified()).ok())
+        .is_some_and(|(o, s)| o >= s);
+    if fresh {
+        return out;
+    }
+    let ext = src.extension().unwrap().to_string_lossy();
+    let mut cmd = match ext.as_ref() {
+        "c" => {
+            let mut c = Command::new("cc");
+            c.args(["-O2", "-g", "-pthread"])
+                .arg(src)
+                .arg("-o")
+                .arg(&out)
+                .arg("-lm");
+            c
+        }
+        "cpp" => {
+            let mut c = Command::new("g++");
+            c.args(["-O2", "-g"]).arg(src).arg("-o").arg(&out);
+            c
+        }
+        "rs" => {
+            let mut c = Command::new("rustc");
+            c.args(["--edition=2021", "-O", "-g", "-C", "panic=unwind"])
+                .arg(src)
+                .arg("-o")
+                .arg(&out);
+            c
+        }
+        other => panic!("unknown program kind .{other}"),
+    };
+    cmd.args(flags);
+    let status = cmd.status().expect("run compiler");
+    assert!(status.success(), "compiling {} failed", src.display());
+    out
+}
+
+/// `ferret` as built by cargo for this test run.
+pub fn ferret() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_ferret"))
+}
+
+/// Runs a command and returns its output, printing ferret's stderr for the
+/// test log.
+pub fn run(mut cmd: Command) -> Output {
+    let output = cmd.output().expect("spawn");
+    eprintln!("--- {cmd:?}\n{}", String::from_utf8_lossy(&output.stderr));
+    output
+}
+
+/// A fresh temporary directory.
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("tempdir")
+}
