@@ -1,0 +1,832 @@
+//! One ELF file: its functions, their file offsets, its exits, its
+//! dependencies and whether exceptions may unwind through it.
+//!
+//! The only place `svma` (address in the ELF) becomes `file_offset` (what a
+//! uprobe is attached at) is [`LoadSegment`]: through the `PT_LOAD` segment
+//! that maps it, because section headers may be stripped or lie, while the
+//! program headers are what the kernel actually maps.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use object::Endianness;
+use object::elf;
+use object::read::elf::{ElfFile64, FileHeader, ProgramHeader, SectionHeader, Sym};
+
+use super::SymbolError;
+use super::demangle::{demangle, demangle_without_params};
+use super::exits::{Exits, scan_exits};
+
+type Elf<'data> = ElfFile64<'data, Endianness, &'data [u8]>;
+
+/// Offsets in `e_ident`, read before the header can be parsed as 64-bit.
+const EI_CLASS: usize = 4;
+const EI_DATA: usize = 5;
+
+/// A probe-able function.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Function {
+    /// Demangled: Rust hash suffix removed (legacy `::h0123…` and v0), C++
+    /// demangled with its parameter list.
+    pub name: String,
+    /// The symbol as written in the ELF.
+    pub raw_name: String,
+    /// Path of the ELF file the function lives in.
+    pub module: Arc<Path>,
+    /// Address of the first instruction in the ELF.
+    pub svma: u64,
+    /// Size in bytes, from the symbol table.
+    pub size: u64,
+    /// Offset of the first instruction in the file: where the entry uprobe goes.
+    pub file_offset: u64,
+}
+
+/// Why a function symbol cannot be probed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SkipReason {
+    /// The symbol table gives it no size, so its exits cannot be found.
+    NoSize,
+    /// Its address is outside every executable, file-backed `PT_LOAD` segment.
+    NotExecutable,
+    /// It is an `STT_GNU_IFUNC` resolver, run once by the loader; the
+    /// implementation it picks has its own name.
+    Ifunc,
+    /// It is only imported here; it lives in a shared library.
+    Undefined,
+    /// It is a part (`.cold`, or BOLT's `.warm`) that the compiler or a
+    /// post-link optimizer split out of another function; it is entered by a
+    /// jump, not a call, and is probed as part of that function.
+    Fragment,
+}
+
+impl fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SkipReason::NoSize => "no size in the symbol table",
+            SkipReason::NotExecutable => "not in an executable segment",
+            SkipReason::Ifunc => "ifunc resolver (probe the implementation it selects)",
+            SkipReason::Undefined => "imported, not defined here (use LIB:NAME)",
+            SkipReason::Fragment => "split-off part of another function (probed with it)",
+        })
+    }
+}
+
+/// A function symbol that matched but cannot be probed.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Skipped {
+    /// Demangled name.
+    pub name: String,
+    /// Path of the ELF file whose symbol table lists it.
+    pub module: Arc<Path>,
+    /// Why it is skipped.
+    pub reason: SkipReason,
+}
+
+/// Whether an exception, a panic or a thread cancellation may unwind through
+/// this module's frames. A uretprobe on a frame that is unwound through makes
+/// the target call `std::terminate`, so only a module that cannot unwind may
+/// use them.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum UnwindPolicy {
+    /// No unwinding machinery is referenced.
+    CannotUnwind,
+    /// Unwinding is possible; `reason` says what gave it away, for humans.
+    MayUnwind {
+        /// E.g. `C++ exception tables (.gcc_except_table)`.
+        reason: String,
+    },
+}
+
+/// One `PT_LOAD` program header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct LoadSegment {
+    svma: u64,
+    file_offset: u64,
+    file_size: u64,
+    executable: bool,
+}
+
+impl LoadSegment {
+    /// The file offset of `[svma, svma + size)` if this segment maps all of it
+    /// from the file.
+    fn file_offset_of(&self, svma: u64, size: u64) -> Option<u64> {
+        let start = svma.checked_sub(self.svma)?;
+        let end = start.checked_add(size)?;
+        if start < self.file_size && end <= self.file_size {
+            self.file_offset.checked_add(start)
+        } else {
+            None
+        }
+    }
+}
+
+/// The file's bytes, at an address `object` can read ELF structures from in
+/// place: it refuses misaligned headers unless built with its `unaligned`
+/// feature, which this crate does not control.
+enum Bytes {
+    Aligned(Vec<u8>),
+    Copied { words: Vec<u64>, len: usize },
+}
+
+impl Bytes {
+    fn new(data: Vec<u8>) -> Bytes {
+        if data.as_ptr().align_offset(std::mem::align_of::<u64>()) == 0 {
+            Bytes::Aligned(data)
+        } else {
+            Bytes::copied(&data)
+        }
+    }
+
+    fn copied(data: &[u8]) -> Bytes {
+        let mut words = vec![0u64; data.len().div_ceil(8)];
+        for (word, chunk) in words.iter_mut().zip(data.chunks(8)) {
+            let mut bytes = [0u8; 8];
+            bytes[..chunk.len()].copy_from_slice(chunk);
+            *word = u64::from_ne_bytes(bytes);
+        }
+        Bytes::Copied {
+            words,
+            len: data.len(),
+        }
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Bytes::Aligned(data) => data,
+            Bytes::Copied { words, len } => &object::bytes_of_slice(words)[..*len],
+        }
+    }
+}
+
+/// What a pattern can be matched against, for one function.
+#[derive(Debug)]
+pub(super) struct Entry {
+    pub function: Function,
+    /// Every name the function answers to: its own, raw and demangled, its
+    /// aliases', and C++ names without parameter lists.
+    pub names: Vec<String>,
+    /// The raw names of the function and its aliases, as in the ELF.
+    pub raw_names: Vec<String>,
+}
+
+/// The symbol tables digested once per module, on first use.
+#[derive(Debug, Default)]
+pub(super) struct Catalog {
+    /// Sorted by `svma`, one per address.
+    pub entries: Vec<Entry>,
+    pub skipped: Vec<Skipped>,
+    /// Raw name of a function -> the `svma` ranges of its split-off parts.
+    fragments: HashMap<String, Vec<Range<u64>>>,
+}
+
+/// An ELF executable or shared library, read into memory.
+pub struct Module {
+    /// Path the module was read from; shared by its [`Function`]s.
+    pub path: Arc<Path>,
+    bytes: Bytes,
+    summary: Summary,
+    catalog: OnceLock<Catalog>,
+}
+
+impl fmt::Debug for Module {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Module")
+            .field("path", &self.path)
+            .field("len", &self.bytes.as_slice().len())
+            .field("summary", &self.summary)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What [`Module::from_bytes`] extracts eagerly, so that the accessors that
+/// cannot fail need not re-parse.
+#[derive(Debug)]
+struct Summary {
+    segments: Vec<LoadSegment>,
+    has_symtab: bool,
+    needed: Vec<String>,
+    rpath: Vec<String>,
+    runpath: Vec<String>,
+    unwind: UnwindPolicy,
+}
+
+impl Module {
+    /// Reads and validates an ELF file.
+    pub fn open(path: &Path) -> Result<Module, SymbolError> {
+        let data = std::fs::read(path).map_err(|source| SymbolError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        Module::from_bytes(Arc::from(path), data)
+    }
+
+    /// Validates `data` as an x86-64 executable or shared library read from
+    /// `path`. Never panics on arbitrary bytes.
+    pub fn from_bytes(path: Arc<Path>, data: Vec<u8>) -> Result<Module, SymbolError> {
+        if !data.starts_with(&elf::ELFMAG) {
+            return Err(SymbolError::NotElf {
+                path: path.to_path_buf(),
+            });
+        }
+        if data.get(EI_CLASS) != Some(&elf::ELFCLASS64) {
+            return Err(SymbolError::UnsupportedArch {
+                path: path.to_path_buf(),
+                arch: describe_machine(&data),
+            });
+        }
+        let bytes = Bytes::new(data);
+        let summary = summarize(&path, bytes.as_slice())?;
+        Ok(Module {
+            path,
+            bytes,
+            summary,
+            catalog: OnceLock::new(),
+        })
+    }
+
+    /// All defined function symbols (`.symtab` merged with `.dynsym`), one
+    /// per address, sorted by `svma`; and the function symbols that cannot be
+    /// probed, with the reason.
+    ///
+    /// Of several names for one address, the one kept is global rather than
+    /// weak rather than local, then does not start with `_`, then is the
+    /// shortest: `malloc` over `__libc_malloc`. [`super::select`] still
+    /// matches the other names.
+    pub fn functions(&self) -> Result<(Vec<Function>, Vec<Skipped>), SymbolError> {
+        let catalog = self.catalog()?;
+        Ok((
+            catalog.entries.iter().map(|e| e.function.clone()).collect(),
+            catalog.skipped.clone(),
+        ))
+    }
+
+    /// The function whose body contains `svma`, for symbolizing addresses.
+    pub fn function_containing(&self, svma: u64) -> Result<Option<Function>, SymbolError> {
+        let entries = &self.catalog()?.entries;
+        let after = entries.partition_point(|e| e.function.svma <= svma);
+        Ok(after
+            .checked_sub(1)
+            .map(|i| &entries[i].function)
+            .filter(|f| svma < f.svma.saturating_add(f.size))
+            .cloned())
+    }
+
+    /// True if the file has no `.symtab`: only exported (`.dynsym`) functions
+    /// are visible.
+    pub fn is_stripped(&self) -> bool {
+        !self.summary.has_symtab
+    }
+
+    /// File offsets of every instruction `f` leaves through; see [`Module::exits`].
+    pub fn exit_points(&self, f: &Function) -> Result<Vec<u64>, SymbolError> {
+        Ok(self
+            .exits(f)?
+            .points
+            .iter()
+            .map(|p| p.file_offset)
+            .collect())
+    }
+
+    /// Decodes `f` (and its split-off parts, such as gcc's `.cold`) and returns
+    /// its exits: every `ret`, every jump or conditional jump out of it (a
+    /// tail call), and every memory-indirect jump without an index register
+    /// (a tail call through the GOT or a vtable). Jumps through a register
+    /// are `switch` jump tables and are not exits; see [`Exits`].
+    pub fn exits(&self, f: &Function) -> Result<Exits, SymbolError> {
+        let no_code = || SymbolError::NoCode {
+            path: self.path.to_path_buf(),
+            name: f.name.clone(),
+            svma: f.svma,
+        };
+        if *f.module != *self.path {
+            return Err(no_code());
+        }
+        let (code, file_offset) = self.code(f.svma, f.size).ok_or_else(no_code)?;
+        if file_offset != f.file_offset {
+            return Err(no_code());
+        }
+        let parts = self.fragments_of(f)?;
+        let inside: Vec<Range<u64>> = std::iter::once(f.svma..f.svma.saturating_add(f.size))
+            .chain(parts.iter().cloned())
+            .collect();
+
+        let mut exits = scan_exits(code, f.svma, file_offset, &inside, f.svma);
+        for part in &parts {
+            let Some((code, file_offset)) = self.code(part.start, part.end - part.start) else {
+                continue;
+            };
+            let more = scan_exits(code, part.start, file_offset, &inside, f.svma);
+            exits.points.extend(more.points);
+            exits.indirect_jumps.extend(more.indirect_jumps);
+            exits.undecodable_at = exits.undecodable_at.or(more.undecodable_at);
+        }
+        exits.points.sort_by_key(|p| p.svma);
+        exits.indirect_jumps.sort_unstable();
+        Ok(exits)
+    }
+
+    /// The split-off parts of `f`, found under any of its aliases' names:
+    /// gcc names `foo.cold` after whichever alias it compiled.
+    fn fragments_of(&self, f: &Function) -> Result<Vec<Range<u64>>, SymbolError> {
+        let catalog = self.catalog()?;
+        let at = catalog
+            .entries
+            .partition_point(|e| e.function.svma < f.svma);
+        let raw_names = catalog
+            .entries
+            .get(at)
+            .filter(|e| e.function.svma == f.svma)
+            .map_or(&[][..], |e| e.raw_names.as_slice());
+        let mut parts: Vec<Range<u64>> = std::iter::once(&f.raw_name)
+            .chain(raw_names)
+            .filter_map(|raw| catalog.fragments.get(raw))
+            .flatten()
+            .cloned()
+            .collect();
+        parts.sort_by_key(|r| (r.start, r.end));
+        parts.dedup();
+        Ok(parts)
+    }
+
+    /// Whether exceptions may unwind through this module's frames.
+    pub fn unwind_policy(&self) -> UnwindPolicy {
+        self.summary.unwind.clone()
+    }
+
+    /// The `DT_NEEDED` entries: sonames of the libraries this module links.
+    pub fn needed(&self) -> Vec<String> {
+        self.summary.needed.clone()
+    }
+
+    /// `DT_RPATH` and `DT_RUNPATH` directories, `$ORIGIN` expanded to the
+    /// directory holding this file (after resolving symlinks, as ld.so does
+    /// for the main program).
+    pub fn run_paths(&self) -> (Vec<String>, Vec<String>) {
+        let origin = std::fs::canonicalize(&self.path)
+            .ok()
+            .and_then(|p| p.parent().map(Path::to_path_buf))
+            .or_else(|| self.path.parent().map(Path::to_path_buf))
+            .unwrap_or_else(|| PathBuf::from("."));
+        let origin = origin.to_string_lossy();
+        let expand = |dirs: &[String]| {
+            dirs.iter()
+                .map(|d| d.replace("${ORIGIN}", &origin).replace("$ORIGIN", &origin))
+                .collect()
+        };
+        (expand(&self.summary.rpath), expand(&self.summary.runpath))
+    }
+
+    /// True if the module has a `DT_RUNPATH`, which turns off its `DT_RPATH`.
+    pub(super) fn has_runpath(&self) -> bool {
+        !self.summary.runpath.is_empty()
+    }
+
+    /// The file offset an `svma` is loaded from, through the `PT_LOAD`
+    /// segment that maps it.
+    pub fn file_offset(&self, svma: u64) -> Option<u64> {
+        self.summary
+            .segments
+            .iter()
+            .find_map(|s| s.file_offset_of(svma, 0))
+    }
+
+    /// The `svma` a file offset is loaded at: the inverse of
+    /// [`Module::file_offset`], for turning a sampled `avma` (via
+    /// `/proc/PID/maps`) back into a symbol.
+    pub fn svma(&self, file_offset: u64) -> Option<u64> {
+        self.summary.segments.iter().find_map(|s| {
+            let within = file_offset.checked_sub(s.file_offset)?;
+            if within < s.file_size {
+                s.svma.checked_add(within)
+            } else {
+                None
+            }
+        })
+    }
+
+    /// The file offset of `[svma, svma + size)` if an executable segment
+    /// maps all of it from the file.
+    fn code_offset(&self, svma: u64, size: u64) -> Option<u64> {
+        self.summary
+            .segments
+            .iter()
+            .filter(|s| s.executable)
+            .find_map(|s| s.file_offset_of(svma, size))
+    }
+
+    /// The bytes of `[svma, svma + size)` and their file offset, if an
+    /// executable segment maps them from the file.
+    fn code(&self, svma: u64, size: u64) -> Option<(&[u8], u64)> {
+        let file_offset = self.code_offset(svma, size)?;
+        let start = usize::try_from(file_offset).ok()?;
+        let end = start.checked_add(usize::try_from(size).ok()?)?;
+        Some((self.bytes.as_slice().get(start..end)?, file_offset))
+    }
+
+    pub(super) fn catalog(&self) -> Result<&Catalog, SymbolError> {
+        if let Some(catalog) = self.catalog.get() {
+            return Ok(catalog);
+        }
+        let catalog = self.build_catalog()?;
+        Ok(self.catalog.get_or_init(|| catalog))
+    }
+
+    fn parse(&self) -> Result<Elf<'_>, SymbolError> {
+        Elf::parse(self.bytes.as_slice()).map_err(|e| malformed(&self.path, &e))
+    }
+
+    fn build_catalog(&self) -> Result<Catalog, SymbolError> {
+        let elf = self.parse()?;
+        let endian = elf.endian();
+        let sections = elf.elf_section_table();
+
+        let mut by_svma: BTreeMap<u64, Vec<Candidate>> = BTreeMap::new();
+        let mut unsized_: BTreeMap<String, u64> = BTreeMap::new();
+        let mut skipped: BTreeSet<(String, SkipReason)> = BTreeSet::new();
+        let mut imported: HashSet<String> = HashSet::new();
+        let mut fragments: HashMap<String, Vec<Range<u64>>> = HashMap::new();
+
+        for table in [elf.elf_symbol_table(), elf.elf_dynamic_symbol_table()] {
+            for (index, sym) in table.enumerate() {
+                let st_type = sym.st_type();
+                if st_type != elf::STT_FUNC && st_type != elf::STT_GNU_IFUNC {
+                    continue;
+                }
+                // One unreadable name should not hide every other function.
+                let Ok(raw) = table.symbol_name(endian, sym) else {
+                    continue;
+                };
+                if raw.is_empty() {
+                    continue;
+                }
+                let raw = String::from_utf8_lossy(raw).into_owned();
+                if sym.st_shndx(endian) == elf::SHN_UNDEF {
+                    imported.insert(unversioned(&raw).to_owned());
+                    continue;
+                }
+                if st_type == elf::STT_GNU_IFUNC {
+                    skipped.insert((raw, SkipReason::Ifunc));
+                    continue;
+                }
+                let svma = sym.st_value(endian);
+                let size = sym.st_size(endian);
+                let in_nobits = table
+                    .symbol_section(endian, sym, index)
+                    .ok()
+                    .flatten()
+                    .and_then(|i| sections.section(i).ok())
+                    .is_some_and(|s| s.sh_type(endian) == elf::SHT_NOBITS);
+                let file_offset = self.code_offset(svma, size);
+                let Some(file_offset) = file_offset.filter(|_| !in_nobits) else {
+                    skipped.insert((raw, SkipReason::NotExecutable));
+                    continue;
+                };
+                if size == 0 {
+                    unsized_.insert(raw, svma);
+                    continue;
+                }
+                if let Some(parent) = fragment_parent(&raw) {
+                    fragments
+                        .entry(parent.to_owned())
+                        .or_default()
+                        .push(svma..svma.saturating_add(size));
+                    skipped.insert((raw, SkipReason::Fragment));
+                    continue;
+                }
+                let group = by_svma.entry(svma).or_default();
+                if group.iter().all(|c| c.raw != raw) {
+                    group.push(Candidate {
+                        name: demangle(unversioned(&raw)),
+                        raw,
+                        bind: sym.st_bind(),
+                        size,
+                        file_offset,
+                    });
+                }
+            }
+        }
+
+        for (raw, svma) in unsized_ {
+            // A size-less alias of a sized function is just another name.
+            if !by_svma.contains_key(&svma) {
+                skipped.insert((raw, SkipReason::NoSize));
+            }
+        }
+        let defined: HashSet<&str> = by_svma
+            .values()
+            .flatten()
+            .map(|c| unversioned(&c.raw))
+            .collect();
+        for raw in imported {
+            if !defined.contains(raw.as_str()) {
+                skipped.insert((raw, SkipReason::Undefined));
+            }
+        }
+
+        let entries = by_svma
+            .into_iter()
+            .filter_map(|(svma, mut group)| {
+                group.sort_by(|a, b| a.preference().cmp(&b.preference()));
+                let best = group.first()?;
+                let mut names: Vec<String> = Vec::new();
+                for c in &group {
+                    let base = unversioned(&c.raw);
+                    // Only C++ names have parameter lists to drop; skipping
+                    // the second demangling elsewhere halves the cost on
+                    // large Rust binaries.
+                    let short = (base.starts_with("_Z") && c.name.contains('('))
+                        .then(|| demangle_without_params(base));
+                    let all = [Some(&c.name), Some(&c.raw)]
+                        .into_iter()
+                        .flatten()
+                        .map(String::as_str)
+                        .chain([base])
+                        .chain(short.as_deref());
+                    for name in all {
+                        if !names.iter().any(|n| n == name) {
+                            names.push(name.to_owned());
+                        }
+                    }
+                }
+                Some(Entry {
+                    raw_names: group.iter().map(|c| c.raw.clone()).collect(),
+                    function: Function {
+                        name: best.name.clone(),
+                        raw_name: best.raw.clone(),
+                        module: Arc::clone(&self.path),
+                        svma,
+                        size: best.size,
+                        file_offset: best.file_offset,
+                    },
+                    names,
+                })
+            })
+            .collect();
+        let skipped = skipped
+            .into_iter()
+            .map(|(raw, reason)| Skipped {
+                name: demangle(unversioned(&raw)),
+                module: Arc::clone(&self.path),
+                reason,
+            })
+            .collect();
+        Ok(Catalog {
+            entries,
+            skipped,
+            fragments,
+        })
+    }
+}
+
+/// A defined, sized, executable function symbol, before aliases are merged.
+struct Candidate {
+    raw: String,
+    name: String,
+    bind: u8,
+    size: u64,
+    file_offset: u64,
+}
+
+impl Candidate {
+    /// Smaller is preferred; see [`Module::functions`].
+    fn preference(&self) -> (u8, bool, usize, &str, usize, &str) {
+        let binding = match self.bind {
+            elf::STB_GLOBAL | elf::STB_GNU_UNIQUE => 0,
+            elf::STB_WEAK => 1,
+            _ => 2,
+        };
+        (
+            binding,
+            self.name.starts_with('_'),
+            self.name.len(),
+            &self.name,
+            self.raw.len(),
+            &self.raw,
+        )
+    }
+}
+
+/// `memcpy@@GLIBC_2.14` -> `memcpy`: binutils writes symbol versions into
+/// `.symtab` names, while `.dynsym` keeps them apart.
+fn unversioned(raw: &str) -> &str {
+    raw.split('@').next().unwrap_or(raw)
+}
+
+/// `foo.cold`, `foo.cold.3` or `foo.warm` -> `foo`: the function a part was
+/// split from. Rust, C++ and C names never contain `.`, so a dot always
+/// starts a compiler suffix (`.part.0`, `.llvm.123`, `.cold`).
+fn fragment_parent(raw: &str) -> Option<&str> {
+    raw.match_indices('.').rev().find_map(|(at, _)| {
+        let suffix = &raw[at + 1..];
+        let rest = suffix
+            .strip_prefix("cold")
+            .or_else(|| suffix.strip_prefix("warm"))?;
+        let numbered = rest
+            .strip_prefix('.')
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+        (at > 0 && (rest.is_empty() || numbered)).then(|| &raw[..at])
+    })
+}
+
+fn malformed(path: &Path, error: &object::Error) -> SymbolError {
+    SymbolError::Malformed {
+        path: path.to_path_buf(),
+        reason: error.to_string(),
+    }
+}
+
+/// Names the machine of an ELF file ferret cannot handle, from the raw
+/// header (it may be 32-bit, which the 64-bit parser rejects).
+fn describe_machine(data: &[u8]) -> String {
+    let class = match data.get(EI_CLASS) {
+        Some(&elf::ELFCLASS32) => "32-bit",
+        Some(&elf::ELFCLASS64) => "64-bit",
+        _ => "unknown-class",
+    };
+    let machine = data.get(18..20).map(|b| {
+        if data.get(EI_DATA) == Some(&elf::ELFDATA2MSB) {
+            u16::from_be_bytes([b[0], b[1]])
+        } else {
+            u16::from_le_bytes([b[0], b[1]])
+        }
+    });
+    let name = match machine {
+        Some(elf::EM_386) => "x86 (i386)".to_owned(),
+        Some(elf::EM_X86_64) => "x86-64 (x32 ABI)".to_owned(),
+        Some(elf::EM_ARM) => "ARM".to_owned(),
+        Some(elf::EM_AARCH64) => "AArch64".to_owned(),
+        Some(elf::EM_RISCV) => "RISC-V".to_owned(),
+        Some(elf::EM_PPC | elf::EM_PPC64) => "PowerPC".to_owned(),
+        Some(elf::EM_S390) => "s390".to_owned(),
+        Some(elf::EM_MIPS) => "MIPS".to_owned(),
+        Some(elf::EM_LOONGARCH) => "LoongArch".to_owned(),
+        Some(other) => format!("machine {other}"),
+        None => "unknown machine".to_owned(),
+    };
+    format!("{class} {name}")
+}
+
+fn summarize(path: &Path, data: &[u8]) -> Result<Summary, SymbolError> {
+    let elf = Elf::parse(data).map_err(|e| malformed(path, &e))?;
+    let endian = elf.endian();
+    let header = elf.elf_header();
+    let machine = header.e_machine(endian);
+    if machine != elf::EM_X86_64 {
+        return Err(SymbolError::UnsupportedArch {
+            path: path.to_path_buf(),
+            arch: describe_machine(data),
+        });
+    }
+    match header.e_type(endian) {
+        elf::ET_EXEC | elf::ET_DYN => {}
+        elf::ET_REL => {
+            return Err(SymbolError::NotLoadable {
+                path: path.to_path_buf(),
+                kind: "a relocatable object (.o)",
+            });
+        }
+        elf::ET_CORE => {
+            return Err(SymbolError::NotLoadable {
+                path: path.to_path_buf(),
+                kind: "a core dump",
+            });
+        }
+        _ => {
+            return Err(SymbolError::NotLoadable {
+                path: path.to_path_buf(),
+                kind: "an ELF file of unknown type",
+            });
+        }
+    }
+
+    let segments = elf
+        .elf_program_headers()
+        .iter()
+        .filter(|ph| ph.p_type(endian) == elf::PT_LOAD)
+        .map(|ph| LoadSegment {
+            svma: ph.p_vaddr(endian),
+            file_offset: ph.p_offset(endian),
+            file_size: ph.p_filesz(endian),
+            executable: ph.p_flags(endian) & elf::PF_X != 0,
+        })
+        .collect();
+
+    let sections = elf.elf_section_table();
+    let has_symtab = sections
+        .iter()
+        .any(|s| s.sh_type(endian) == elf::SHT_SYMTAB);
+
+    let mut needed = Vec::new();
+    let mut rpath = Vec::new();
+    let mut runpath = Vec::new();
+    let dynamic = elf.elf_dynamic_table().map_err(|e| malformed(path, &e))?;
+    for entry in &dynamic {
+        let list = match entry.tag {
+            elf::DT_NEEDED => &mut needed,
+            elf::DT_RPATH => &mut rpath,
+            elf::DT_RUNPATH => &mut runpath,
+            _ => continue,
+        };
+        let value = dynamic.string(entry).map_err(|e| malformed(path, &e))?;
+        let value = String::from_utf8_lossy(value);
+        if entry.tag == elf::DT_NEEDED {
+            list.push(value.into_owned());
+        } else {
+            list.extend(
+                value
+                    .split(':')
+                    .filter(|d| !d.is_empty())
+                    .map(str::to_owned),
+            );
+        }
+    }
+
+    let has_section = |name: &[u8]| sections.section_by_name(endian, name).is_some();
+    let mut referenced = HashSet::new();
+    for table in [elf.elf_symbol_table(), elf.elf_dynamic_symbol_table()] {
+        for sym in table.iter() {
+            if let Ok(name) = table.symbol_name(endian, sym)
+                && let Ok(name) = std::str::from_utf8(name)
+                && let Some(&known) = UNWINDERS.iter().find(|(n, _)| *n == unversioned(name))
+            {
+                referenced.insert(known);
+            }
+        }
+    }
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let unwind = unwind_policy(&file_name, has_section(b".gcc_except_table"), &referenced);
+
+    Ok(Summary {
+        segments,
+        has_symtab,
+        needed,
+        rpath,
+        runpath,
+        unwind,
+    })
+}
+
+/// Symbols whose presence (defined or imported) means frames of this module
+/// may be unwound through, with the phrase shown to the user.
+const UNWINDERS: [(&str, &str); 5] = [
+    (
+        "rust_eh_personality",
+        "Rust panics unwind (rust_eh_personality)",
+    ),
+    (
+        "__gxx_personality_v0",
+        "C++ exception personality (__gxx_personality_v0)",
+    ),
+    ("__cxa_throw", "throws C++ exceptions (__cxa_throw)"),
+    (
+        "_Unwind_RaiseException",
+        "raises exceptions (_Unwind_RaiseException)",
+    ),
+    (
+        "pthread_cancel",
+        "thread cancellation unwinds threads (pthread_cancel)",
+    ),
+];
+
+/// Runtimes that unwind by their very nature, by file-name prefix.
+const RUNTIMES: [(&str, &str); 5] = [
+    ("libstdc++.so", "is the C++ runtime (libstdc++)"),
+    ("libgcc_s.so", "is the unwinder (libgcc_s)"),
+    ("libc++.so", "is the C++ runtime (libc++)"),
+    ("libc++abi.so", "is the C++ runtime (libc++abi)"),
+    ("libunwind.so", "is the unwinder (libunwind)"),
+];
+
+/// Pure decision over the facts [`summarize`] gathered; the first reason in
+/// order of specificity wins.
+fn unwind_policy(
+    file_name: &str,
+    has_except_table: bool,
+    referenced: &HashSet<(&'static str, &'static str)>,
+) -> UnwindPolicy {
+    let may = |reason: &str| UnwindPolicy::MayUnwind {
+        reason: reason.to_owned(),
+    };
+    if let Some((_, reason)) = RUNTIMES.iter().find(|(p, _)| file_name.starts_with(p)) {
+        return may(reason);
+    }
+    if referenced.contains(&UNWINDERS[0]) {
+        return may(UNWINDERS[0].1);
+    }
+    if has_except_table {
+        return may("C++ exception tables (.gcc_except_table)");
+    }
+    UNWINDERS
+        .iter()
+        .find(|u| referenced.contains(*u))
+        .map_or(UnwindPolicy::CannotUnwind, |(_, reason)| may(reason))
+}
+
+#[cfg(test)]
+mod tests;
