@@ -61,7 +61,7 @@ pub const COMM_LEN: usize = 16;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ProbeEvent {
-    /// `bpf_ktime_get_ns()`: CLOCK_MONOTONIC nanoseconds.
+    /// `bpf_ktime_get_ns()`: `CLOCK_MONOTONIC` nanoseconds.
     pub ts_ns: u64,
     /// The attach cookie (see [`cookie`]); 0 for thread exits.
     pub cookie: u64,
@@ -76,7 +76,7 @@ pub struct ProbeEvent {
     /// Thread id.
     pub tid: u32,
     /// Reserved; always 0.
-    pub _reserved: u32,
+    pub reserved: u32,
     /// The thread's name, NUL-padded.
     pub comm: [u8; COMM_LEN],
 }

@@ -93,7 +93,7 @@ fn emit(pid_tgid: u64, event_kind: u32, cookie: u64, sp: u64, ip: u64) {
         kind: event_kind,
         pid,
         tid: pid_tgid as u32,
-        _reserved: 0,
+        reserved: 0,
         comm: bpf_get_current_comm().unwrap_or([0; 16]),
     });
     let flags = if FERRET_EVENTS.query(u64::from(BPF_RB_AVAIL_DATA)) >= WAKEUP_BYTES {

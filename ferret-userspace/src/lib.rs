@@ -29,6 +29,8 @@ pub fn hint_for(message: &str) -> Option<&'static str> {
         Some("check the pid with `ps -e` or `pgrep NAME`")
     } else if message.contains("command not found") {
         Some("give a path (./prog) or a command on PATH")
+    } else if message.contains("cannot create") {
+        Some("check that the output's directory exists and is writable")
     } else {
         None
     }

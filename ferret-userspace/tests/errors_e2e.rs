@@ -35,7 +35,7 @@ fn assert_no_process_runs(program: &Path) {
                 exe,
                 program,
                 "a target process was left running: {:?}",
-                entry.path()
+                entry.path().display()
             );
         }
     }
@@ -104,19 +104,24 @@ fn no_such_pid() {
 #[test]
 fn pid_that_exits_during_attach() {
     require_root();
-    let program = build("nested.c", &[]);
     let dir = tempdir();
+    // A private copy, so other tests looking for leftover `nested` processes
+    // do not see this one, which is meant to run for a while.
+    let program = dir.path().join("nested-attach");
+    std::fs::copy(build("nested.c", &[]), &program).unwrap();
     let gate = dir.path().join("never");
-    let mut target = Command::new(&program)
-        .args(["1", "1"])
-        .arg(&gate)
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let pid = target.id();
+    let mut target = support::KillOnDrop(
+        Command::new(&program)
+            .args(["1", "1"])
+            .arg(&gate)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let pid = target.0.id();
     std::thread::sleep(Duration::from_millis(100));
     // ferret pauses inside attach (test hook); the target is killed meanwhile.
-    let mut recorder = ferret()
+    let recorder = ferret()
         .env("FERRET_TEST_PAUSE_IN_ATTACH_MS", "1500")
         .args(["record", "-p", &pid.to_string(), "-s", "leaf", "-o"])
         .arg(dir.path().join("x.parquet"))
@@ -124,8 +129,8 @@ fn pid_that_exits_during_attach() {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(700));
-    target.kill().unwrap();
-    target.wait().unwrap();
+    target.0.kill().unwrap();
+    target.0.wait().unwrap();
     let output = recorder.wait_with_output().unwrap();
     eprintln!("{}", String::from_utf8_lossy(&output.stderr));
     let stderr = assert_user_error(&output);

@@ -6,13 +6,13 @@ mod support;
 
 use std::{
     collections::{BTreeMap, HashMap},
+    fmt::Write as _,
     io::{BufRead as _, BufReader},
     process::{Command, Stdio},
-    time::Duration,
 };
 
 use ferret::sink::{Row, read_all, read_metadata};
-use support::{build, ferret, require_root, run, tempdir};
+use support::{KillOnDrop, build, ferret, require_root, run, tempdir};
 
 fn ends(rows: &[Row]) -> impl Iterator<Item = &Row> {
     rows.iter()
@@ -149,33 +149,29 @@ fn attach_by_pid_sees_threads_started_after_the_attach() {
     let dir = tempdir();
     let gate = dir.path().join("go");
     let out = dir.path().join("pid.parquet");
-    let mut target = Command::new(&program)
-        .args(["3", "200"])
-        .arg(&gate)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut target_out = BufReader::new(target.stdout.take().unwrap());
+    let mut target = KillOnDrop(
+        Command::new(&program)
+            .args(["3", "200"])
+            .arg(&gate)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut target_out = BufReader::new(target.0.stdout.take().unwrap());
     let mut line = String::new();
     target_out.read_line(&mut line).unwrap();
     assert_eq!(line.trim(), "ready");
 
-    let mut recorder = ferret()
-        .args([
-            "record",
-            "-p",
-            &target.id().to_string(),
-            "-s",
-            "outer",
-            "-s",
-            "leaf",
-            "-o",
-        ])
-        .arg(&out)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut recorder_err = BufReader::new(recorder.stderr.take().unwrap());
+    let mut recorder = KillOnDrop(
+        ferret()
+            .args(["record", "-p", &target.0.id().to_string()])
+            .args(["-s", "outer", "-s", "leaf", "-o"])
+            .arg(&out)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut recorder_err = BufReader::new(recorder.0.stderr.take().unwrap());
     let mut log = String::new();
     loop {
         let mut l = String::new();
@@ -191,8 +187,8 @@ fn attach_by_pid_sees_threads_started_after_the_attach() {
     std::fs::write(&gate, b"").unwrap();
     let mut rest = String::new();
     target_out.read_line(&mut rest).unwrap();
-    assert!(target.wait().unwrap().success());
-    let status = recorder.wait().unwrap();
+    assert!(target.0.wait().unwrap().success());
+    let status = recorder.0.wait().unwrap();
     std::io::Read::read_to_string(&mut recorder_err, &mut log).unwrap();
     eprintln!("{log}");
     assert!(
@@ -335,13 +331,15 @@ fn a_thousand_functions_attach_and_detach_in_well_under_a_second() {
     let src = dir.path().join("many.c");
     let mut code = String::from("#include <stdio.h>\nvolatile int sink;\n");
     for i in 0..1000 {
-        code.push_str(&format!(
-            "__attribute__((noinline)) void fn_{i}(void) {{ sink += {i}; }}\n"
-        ));
+        writeln!(
+            code,
+            "__attribute__((noinline)) void fn_{i}(void) {{ sink += {i}; }}"
+        )
+        .unwrap();
     }
     code.push_str("int main(void) {\n");
     for i in 0..1000 {
-        code.push_str(&format!("  fn_{i}();\n"));
+        writeln!(code, "  fn_{i}();").unwrap();
     }
     code.push_str("  printf(\"done\\n\");\n  return 0;\n}\n");
     std::fs::write(&src, code).unwrap();
@@ -401,11 +399,10 @@ fn readme_duckdb_query_runs_on_a_real_recording() {
         .args(["2", "50"]);
     assert!(run(cmd).status.success());
     let query = query.replace("trace.parquet", &out.display().to_string());
-    let script = format!(
-        "import duckdb, sys\nfor row in duckdb.sql(sys.argv[1]).fetchall(): print('|'.join(str(c) for c in row))"
-    );
+    let script = "import duckdb, sys\n\
+        for row in duckdb.sql(sys.argv[1]).fetchall(): print('|'.join(str(c) for c in row))";
     let output = Command::new("python3")
-        .args(["-c", &script, &query])
+        .args(["-c", script, &query])
         .output()
         .unwrap();
     assert!(
@@ -424,5 +421,4 @@ fn readme_duckdb_query_runs_on_a_real_recording() {
         Some("600"),
         "2 threads × 50 × 2 middle × 3 leaf"
     );
-    let _ = Duration::ZERO;
 }

@@ -110,6 +110,16 @@ fn open_module(real: &Path, shown: &Path) -> Result<Module> {
     Ok(module)
 }
 
+/// How a module's exits are observed.
+#[derive(Clone, Copy)]
+enum ModuleExits {
+    Ret,
+    Uretprobe,
+    /// uretprobes, except for directly recursive functions: the kernel keeps
+    /// at most 64 pending uretprobes per thread and drops deeper exits.
+    UretprobeUnlessRecursive,
+}
+
 /// The functions chosen and their probes.
 pub struct Plan {
     /// Function `i` has cookie id `i`.
@@ -140,6 +150,7 @@ pub fn plan(target: &ResolvedTarget, config: &ProbeConfig) -> Result<Plan> {
     let mut points = Vec::with_capacity(selection.functions.len());
     let mut infos = Vec::with_capacity(selection.functions.len());
     let mut exit_notes = Vec::new();
+    let mut unprobeable = Vec::new();
     for module in &modules {
         let functions: Vec<&Function> = selection
             .functions
@@ -149,54 +160,74 @@ pub fn plan(target: &ResolvedTarget, config: &ProbeConfig) -> Result<Plan> {
         if functions.is_empty() {
             continue;
         }
-        let (use_ret, why) = match (config.exit_mode, module.unwind_policy()) {
-            (ExitMode::Ret, _) => (true, "--exit-probes ret".to_owned()),
+        let (ret_mode, why) = match (config.exit_mode, module.unwind_policy()) {
+            (ExitMode::Ret, _) => (ModuleExits::Ret, "--exit-probes ret".to_owned()),
             (ExitMode::Uretprobe, UnwindPolicy::MayUnwind { reason }) => (
-                false,
+                ModuleExits::Uretprobe,
                 format!(
-                    "--exit-probes uretprobe; WARNING: the target may unwind ({reason}), which aborts it"
+                    "--exit-probes uretprobe; WARNING: the target may unwind ({reason}), \
+                     which aborts it"
                 ),
             ),
             (ExitMode::Uretprobe, UnwindPolicy::CannotUnwind) => {
-                (false, "--exit-probes uretprobe".to_owned())
+                (ModuleExits::Uretprobe, "--exit-probes uretprobe".to_owned())
             }
             (ExitMode::Auto, UnwindPolicy::MayUnwind { reason }) => {
-                (true, format!("it may unwind: {reason}"))
+                (ModuleExits::Ret, format!("it may unwind: {reason}"))
             }
-            (ExitMode::Auto, UnwindPolicy::CannotUnwind) => {
-                (false, "it cannot unwind: uretprobes are cheaper".to_owned())
-            }
+            (ExitMode::Auto, UnwindPolicy::CannotUnwind) => (
+                ModuleExits::UretprobeUnlessRecursive,
+                "it cannot unwind, so uretprobes, which cost less; \
+                 return instructions for functions that call themselves"
+                    .to_owned(),
+            ),
         };
-        exit_notes.push(format!(
-            "{}: {} function{}, exits by {} ({why})",
-            shown(&module.path),
-            functions.len(),
-            if functions.len() == 1 { "" } else { "s" },
-            if use_ret {
-                "return-instruction probes"
-            } else {
-                "uretprobes"
-            },
-        ));
+        let mut counts = [0usize; 2];
         for function in functions {
+            let entry = match module.entry_probe(function) {
+                Ok(entry) => entry,
+                Err(refusal) => {
+                    unprobeable.push(format!("{} ({refusal})", function.name));
+                    continue;
+                }
+            };
+            let use_ret = match ret_mode {
+                ModuleExits::Ret => true,
+                ModuleExits::Uretprobe => false,
+                ModuleExits::UretprobeUnlessRecursive => module.calls_itself(function),
+            };
             let exits = if use_ret {
-                let offsets = module
+                let all = module
                     .exit_points(function)
                     .with_context(|| format!("decoding {}", function.name))?;
-                if offsets.contains(&function.file_offset) {
+                let accepted: Vec<u64> = all
+                    .iter()
+                    .copied()
+                    .filter(|&offset| module.accepts_probe_at(offset))
+                    .collect();
+                if accepted.len() < all.len() {
+                    eprintln!(
+                        "ferret: warning: {} has {} exit instruction(s) that cannot carry a uprobe; \
+                         calls leaving through them will end as `unwound`",
+                        function.name,
+                        all.len() - accepted.len()
+                    );
+                }
+                if accepted.contains(&entry) {
                     // A function that is a bare `ret`: an entry and an exit
                     // probe at one address would race; nothing can unwind
                     // through it, so a uretprobe is safe.
                     ExitProbes::Uretprobe
                 } else {
-                    ExitProbes::Instructions(offsets)
+                    ExitProbes::Instructions(accepted)
                 }
             } else {
                 ExitProbes::Uretprobe
             };
+            counts[usize::from(matches!(exits, ExitProbes::Instructions(_)))] += 1;
             points.push(ProbePoint {
                 path: module.path.clone(),
-                entry: function.file_offset,
+                entry,
                 exits,
             });
             infos.push(FunctionInfo {
@@ -204,6 +235,24 @@ pub fn plan(target: &ResolvedTarget, config: &ProbeConfig) -> Result<Plan> {
                 module: shown(&module.path),
             });
         }
+        let [uret, ret] = counts;
+        exit_notes.push(format!(
+            "{}: {} function{}; exits by return-instruction probes for {ret}, uretprobes for {uret} ({why})",
+            shown(&module.path),
+            ret + uret,
+            if ret + uret == 1 { "" } else { "s" },
+        ));
+    }
+    if !unprobeable.is_empty() {
+        eprintln!(
+            "ferret: skipped {} function{} whose entry cannot carry a uprobe: {}",
+            unprobeable.len(),
+            if unprobeable.len() == 1 { "" } else { "s" },
+            unprobeable.join(", ")
+        );
+    }
+    if points.is_empty() {
+        bail!("none of the matching functions can be probed");
     }
     Ok(Plan {
         points,
@@ -223,6 +272,11 @@ fn shown_path(target: &ResolvedTarget, path: &Path) -> String {
 }
 
 fn report_skipped(skipped: &[symbols::Skipped]) {
+    // Split-off parts (`.cold`) are probed as part of their function.
+    let skipped: Vec<&symbols::Skipped> = skipped
+        .iter()
+        .filter(|s| s.reason != symbols::SkipReason::Fragment)
+        .collect();
     if skipped.is_empty() {
         return;
     }

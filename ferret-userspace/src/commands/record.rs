@@ -69,8 +69,10 @@ pub fn run(config: &RecordConfig) -> Result<i32> {
             .join(" "),
         realtime_offset_ns: realtime_offset_ns(),
     };
+    // The sink's error names the path and the cause; its source chain would
+    // only repeat the cause.
     let writer = RecordingWriter::create(&config.output, plan.functions.clone(), meta)
-        .with_context(|| format!("cannot write {}", config.output.display()))?;
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut guard = OutputGuard {
         path: Some(config.output.clone()),
     };

@@ -99,7 +99,7 @@ mod tests {
             kind,
             pid: 10,
             tid: 11,
-            _reserved: 0,
+            reserved: 0,
             comm: name,
         }
     }

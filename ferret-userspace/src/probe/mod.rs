@@ -360,20 +360,19 @@ fn group_by_module(points: &[ProbePoint]) -> Vec<ModuleProbes> {
     let mut groups: Vec<ModuleProbes> = Vec::new();
     for (id, point) in points.iter().enumerate() {
         let id = u32::try_from(id).expect("fewer than 2^30 functions");
-        let index = match groups.iter().position(|g| g.path == point.path) {
-            Some(i) => i,
-            None => {
-                groups.push(ModuleProbes {
-                    path: point.path.clone(),
-                    entry_offsets: Vec::new(),
-                    entry_cookies: Vec::new(),
-                    insn_offsets: Vec::new(),
-                    insn_cookies: Vec::new(),
-                    uret_offsets: Vec::new(),
-                    uret_cookies: Vec::new(),
-                });
-                groups.len() - 1
-            }
+        let index = if let Some(i) = groups.iter().position(|g| g.path == point.path) {
+            i
+        } else {
+            groups.push(ModuleProbes {
+                path: point.path.clone(),
+                entry_offsets: Vec::new(),
+                entry_cookies: Vec::new(),
+                insn_offsets: Vec::new(),
+                insn_cookies: Vec::new(),
+                uret_offsets: Vec::new(),
+                uret_cookies: Vec::new(),
+            });
+            groups.len() - 1
         };
         let group = &mut groups[index];
         group.entry_offsets.push(point.entry);

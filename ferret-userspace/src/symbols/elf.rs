@@ -290,7 +290,29 @@ impl Module {
             .collect())
     }
 
-    /// Decodes `f` (and its split-off parts, such as gcc's `.cold`) and returns
+    /// File offset of the entry probe of `f`: its first instruction, or
+    /// the first later one the kernel accepts (see [`super::entry_probe_offset`]).
+    pub fn entry_probe(&self, f: &Function) -> Result<u64, super::EntryRefusal> {
+        let (code, file_offset) = self
+            .code(f.svma, f.size)
+            .ok_or(super::EntryRefusal::Undecodable)?;
+        Ok(file_offset + super::entry_probe_offset(code, f.svma)?)
+    }
+
+    /// Whether the kernel accepts a uprobe at file offset `file_offset`.
+    pub fn accepts_probe_at(&self, file_offset: u64) -> bool {
+        usize::try_from(file_offset)
+            .ok()
+            .and_then(|start| self.bytes.as_slice().get(start..))
+            .is_some_and(super::kernel_accepts)
+    }
+
+    /// Whether `f` calls itself directly (see [`super::calls_itself`]).
+    pub fn calls_itself(&self, f: &Function) -> bool {
+        self.code(f.svma, f.size)
+            .is_some_and(|(code, _)| super::calls_itself(code, f.svma))
+    }
+
     /// its exits: every `ret`, every jump or conditional jump out of it (a
     /// tail call), and every memory-indirect jump without an index register
     /// (a tail call through the GOT or a vtable). Jumps through a register

@@ -18,6 +18,7 @@ mod exits;
 mod glob;
 mod libs;
 mod maps;
+mod probeable;
 mod select;
 #[cfg(test)]
 mod testutil;
@@ -31,6 +32,7 @@ pub use exits::{ExitKind, ExitPoint, Exits, scan_exits};
 pub use glob::{Glob, Pattern, closest_names};
 pub use libs::{LdConfEntry, parse_ld_so_conf, resolve_needed};
 pub use maps::{MapsEntry, parse_maps, parse_maps_executables};
+pub use probeable::{EntryRefusal, calls_itself, entry_probe_offset, kernel_accepts};
 pub use select::{Selection, select};
 
 /// Why symbols could not be read or chosen.
