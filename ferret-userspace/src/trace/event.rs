@@ -21,7 +21,7 @@ pub enum RawKind {
 pub struct RawEvent {
     /// Entry, exit or thread exit.
     pub kind: RawKind,
-    /// CLOCK_MONOTONIC nanoseconds.
+    /// `CLOCK_MONOTONIC` nanoseconds.
     pub ts_ns: u64,
     /// Process id.
     pub pid: u32,
@@ -77,7 +77,7 @@ pub struct SpanStart {
     pub thread_name: ThreadName,
     /// Index into the probe table.
     pub function: u32,
-    /// Start time, CLOCK_MONOTONIC ns.
+    /// Start time, `CLOCK_MONOTONIC` ns.
     pub ts_ns: u64,
 }
 
@@ -98,9 +98,9 @@ pub struct SpanEnd {
     pub thread_name: ThreadName,
     /// Index into the probe table.
     pub function: u32,
-    /// The span's start, CLOCK_MONOTONIC ns.
+    /// The span's start, `CLOCK_MONOTONIC` ns.
     pub start_ns: u64,
-    /// End time, CLOCK_MONOTONIC ns (`start_ns + duration`).
+    /// End time, `CLOCK_MONOTONIC` ns (`start_ns + duration`).
     pub ts_ns: u64,
     /// How it ended.
     pub status: SpanStatus,

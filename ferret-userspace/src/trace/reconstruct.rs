@@ -1,5 +1,1008 @@
-//! Placeholder: the reconstructor is being written (see trace/mod.rs).
+//! The reconstructor: per-thread open call stacks rebuilt from raw entry/exit
+//! hits, emitted as the span lifecycle.
+//!
+//! Probes can be lost (ring buffer full, the kernel's cap on pending
+//! uretprobes), tracing can begin while functions are already running, and
+//! functions can be left without a return (exceptions, panics, `longjmp`). The
+//! stack pointer is what keeps the stacks honest: on x86-64 the stack grows
+//! down, and every event carries the stack pointer as it was at the function's
+//! entry, so a frame whose `sp` is below the current event's `sp` cannot still
+//! be running. Such frames end as [`SpanStatus::Unwound`]. Exits match their
+//! entry by `(function, sp)`; an exit with no matching entry is counted and
+//! ignored.
+//!
+//! Invariant: on every thread the open frames' `sp` never increases from the
+//! outermost to the innermost frame (an entry first retires every frame below
+//! its `sp`). So frames sharing an event's `sp` form a block at the top of the
+//! stack, and matching an exit costs O(block), not O(depth).
+//!
+//! Memory is bounded by the open frames: a thread with nothing open is
+//! forgotten, and no history of ended spans is kept.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::event::{RawEvent, RawKind, SpanEnd, SpanEvent, SpanStart, SpanStatus, ThreadName};
+
+/// How many emptied frame vectors are kept for reuse, so threads that keep
+/// entering and leaving their outermost traced function do not allocate.
+const SPARE_STACKS: usize = 64;
+
+/// Capacity above which an emptied frame vector is shrunk before reuse, so one
+/// deep recursion does not pin its memory for the rest of the recording.
+const SPARE_CAPACITY: usize = 256;
+
+/// A span that has started and not yet ended, as held on its thread's stack.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OpenSpan {
+    /// The span's id (shared by its start and end events).
+    pub span_id: u64,
+    /// The enclosing open span on the same thread, if any.
+    pub parent_span_id: Option<u64>,
+    /// Index into the probe table.
+    pub function: u32,
+    /// Start time, `CLOCK_MONOTONIC` ns.
+    pub start_ns: u64,
+    /// 0 for the outermost open span of its thread.
+    pub depth: u32,
+    /// The stack pointer at the function's entry.
+    pub sp: u64,
+    /// The thread's name as carried by the span's start event.
+    pub thread_name: ThreadName,
+}
+
+/// One thread's open call stack, for a live view.
+#[derive(Clone, Copy, Debug)]
+pub struct ThreadStack<'a> {
+    /// Process id.
+    pub pid: u32,
+    /// Thread id.
+    pub tid: u32,
+    /// The thread's name as carried by its most recent event.
+    pub thread_name: &'a ThreadName,
+    /// Open spans, outermost first.
+    pub frames: &'a [OpenSpan],
+    /// Events were lost while some of these frames were open, so frames may
+    /// be missing from (or left over on) this stack. Cleared once the thread
+    /// has nothing open.
+    pub maybe_incomplete: bool,
+}
+
+/// One thread's state: only exists while it has open frames.
+#[derive(Debug)]
+struct ThreadState {
+    name: ThreadName,
+    frames: Vec<OpenSpan>,
+    suspect: bool,
+}
 
 /// Rebuilds per-thread open stacks from raw events.
-#[derive(Debug, Default)]
-pub struct Reconstructor {}
+///
+/// Feed events in the order the ring buffer delivered them; the output is the
+/// span lifecycle in causal order (a span's end never precedes its start, and
+/// on each thread spans nest properly: children end before their parent).
+#[derive(Debug)]
+pub struct Reconstructor {
+    /// Keyed by (pid, tid); ordered so that bulk operations (process exit,
+    /// finish) and the live view are deterministic.
+    threads: BTreeMap<(u32, u32), ThreadState>,
+    next_span_id: u64,
+    open: usize,
+    orphan_exits: u64,
+    lost_events: u64,
+    spare: Vec<Vec<OpenSpan>>,
+}
+
+impl Default for Reconstructor {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Reconstructor {
+    /// An empty reconstructor; span ids start at 1.
+    pub fn new() -> Self {
+        Self {
+            threads: BTreeMap::new(),
+            next_span_id: 1,
+            open: 0,
+            orphan_exits: 0,
+            lost_events: 0,
+            spare: Vec::new(),
+        }
+    }
+
+    /// Feed one raw event; append the resulting span events to `out` in
+    /// causal order.
+    pub fn push(&mut self, ev: &RawEvent, out: &mut Vec<SpanEvent>) {
+        match ev.kind {
+            RawKind::Entry => self.entry(ev, out),
+            RawKind::Exit => self.exit(ev, out),
+            RawKind::ThreadExit => {
+                if let Some(thread) = self.threads.remove(&(ev.pid, ev.tid)) {
+                    self.close_thread(ev.pid, ev.tid, thread, ev.ts_ns, SpanStatus::Unwound, out);
+                }
+            }
+        }
+    }
+
+    /// Close every open span of process `pid` (the process exited) as
+    /// [`SpanStatus::Unwound`] at `ts_ns`, innermost first, thread by thread.
+    pub fn process_exit(&mut self, pid: u32, ts_ns: u64, out: &mut Vec<SpanEvent>) {
+        let tids: Vec<u32> = self
+            .threads
+            .range((pid, 0)..=(pid, u32::MAX))
+            .map(|(&(_, tid), _)| tid)
+            .collect();
+        for tid in tids {
+            if let Some(thread) = self.threads.remove(&(pid, tid)) {
+                self.close_thread(pid, tid, thread, ts_ns, SpanStatus::Unwound, out);
+            }
+        }
+    }
+
+    /// The recording stopped: end every open span with status
+    /// [`SpanStatus::Open`] at `ts_ns`, innermost first, thread by thread.
+    ///
+    /// The reconstructor is empty afterwards and can keep going; span ids
+    /// keep counting up.
+    pub fn finish(&mut self, ts_ns: u64, out: &mut Vec<SpanEvent>) {
+        for ((pid, tid), thread) in std::mem::take(&mut self.threads) {
+            self.close_thread(pid, tid, thread, ts_ns, SpanStatus::Open, out);
+        }
+    }
+
+    /// The kernel reported `count` lost events: every stack open right now
+    /// may be missing frames or hold frames that already ended. The stacks
+    /// heal by themselves (the stack-pointer rule retires dead frames, exits
+    /// without an entry are ignored); until a thread's stack empties, the
+    /// live view flags it with [`ThreadStack::maybe_incomplete`].
+    ///
+    /// A thread first seen after the loss cannot be flagged: if its earliest
+    /// events were the lost ones, its outer frames are simply never known.
+    pub fn mark_lost(&mut self, count: u64) {
+        self.lost_events = self.lost_events.saturating_add(count);
+        for thread in self.threads.values_mut() {
+            thread.suspect = true;
+        }
+    }
+
+    /// Total lost events reported through [`Self::mark_lost`].
+    pub fn lost_events(&self) -> u64 {
+        self.lost_events
+    }
+
+    /// Exits that matched no open entry and were ignored: the function was
+    /// already running when tracing began, or its entry was lost.
+    pub fn orphan_exits(&self) -> u64 {
+        self.orphan_exits
+    }
+
+    /// Number of currently open spans, over all threads.
+    pub fn open_spans(&self) -> usize {
+        self.open
+    }
+
+    /// Every thread with open spans, ordered by (pid, tid).
+    pub fn threads(&self) -> impl Iterator<Item = ThreadStack<'_>> {
+        self.threads
+            .iter()
+            .map(|(&(pid, tid), thread)| ThreadStack {
+                pid,
+                tid,
+                thread_name: &thread.name,
+                frames: &thread.frames,
+                maybe_incomplete: thread.suspect,
+            })
+    }
+
+    fn entry(&mut self, ev: &RawEvent, out: &mut Vec<SpanEvent>) {
+        let spare = &mut self.spare;
+        let thread = self
+            .threads
+            .entry((ev.pid, ev.tid))
+            .or_insert_with(|| ThreadState {
+                name: Arc::clone(&ev.thread_name),
+                frames: spare.pop().unwrap_or_default(),
+                suspect: false,
+            });
+        refresh_name(thread, &ev.thread_name);
+        self.open -= retire_dead(&mut thread.frames, ev, out);
+
+        let span_id = self.next_span_id;
+        self.next_span_id += 1;
+        let parent_span_id = thread.frames.last().map(|f| f.span_id);
+        let depth = thread.frames.len() as u32;
+        out.push(SpanEvent::Start(SpanStart {
+            span_id,
+            parent_span_id,
+            depth,
+            pid: ev.pid,
+            tid: ev.tid,
+            thread_name: Arc::clone(&ev.thread_name),
+            function: ev.function,
+            ts_ns: ev.ts_ns,
+        }));
+        // A frame at the top's own sp is pushed, not substituted: a tail call
+        // keeps the caller's stack slot, and with uretprobes both exits come.
+        thread.frames.push(OpenSpan {
+            span_id,
+            parent_span_id,
+            function: ev.function,
+            start_ns: ev.ts_ns,
+            depth,
+            sp: ev.sp,
+            thread_name: Arc::clone(&ev.thread_name),
+        });
+        self.open += 1;
+    }
+
+    fn exit(&mut self, ev: &RawEvent, out: &mut Vec<SpanEvent>) {
+        let key = (ev.pid, ev.tid);
+        let Some(thread) = self.threads.get_mut(&key) else {
+            self.orphan_exits += 1;
+            return;
+        };
+        refresh_name(thread, &ev.thread_name);
+        self.open -= retire_dead(&mut thread.frames, ev, out);
+
+        // After retiring, every frame has sp >= ev.sp, and those equal to it
+        // are the top block (see the module invariant).
+        let matched = thread
+            .frames
+            .iter()
+            .rev()
+            .take_while(|f| f.sp == ev.sp)
+            .position(|f| f.function == ev.function)
+            .map(|from_top| thread.frames.len() - 1 - from_top);
+        match matched {
+            Some(index) => {
+                // Frames above the match were left without their own exit
+                // (lost, or unwound past): they end now, innermost first.
+                while thread.frames.len() > index + 1 {
+                    let frame = thread.frames.pop().expect("len > index + 1");
+                    out.push(end_event(
+                        ev.pid,
+                        ev.tid,
+                        frame,
+                        ev.ts_ns,
+                        SpanStatus::Unwound,
+                    ));
+                    self.open -= 1;
+                }
+                let frame = thread.frames.pop().expect("matched frame");
+                out.push(end_event(ev.pid, ev.tid, frame, ev.ts_ns, SpanStatus::Ok));
+                self.open -= 1;
+            }
+            None => self.orphan_exits += 1,
+        }
+        if thread.frames.is_empty() {
+            let thread = self.threads.remove(&key).expect("thread present");
+            self.recycle(thread.frames);
+        }
+    }
+
+    /// End all of a removed thread's frames, innermost first.
+    fn close_thread(
+        &mut self,
+        pid: u32,
+        tid: u32,
+        mut thread: ThreadState,
+        ts_ns: u64,
+        status: SpanStatus,
+        out: &mut Vec<SpanEvent>,
+    ) {
+        self.open -= thread.frames.len();
+        out.extend(
+            thread
+                .frames
+                .drain(..)
+                .rev()
+                .map(|frame| end_event(pid, tid, frame, ts_ns, status)),
+        );
+        self.recycle(thread.frames);
+    }
+
+    fn recycle(&mut self, mut frames: Vec<OpenSpan>) {
+        debug_assert!(frames.is_empty());
+        if self.spare.len() < SPARE_STACKS {
+            frames.shrink_to(SPARE_CAPACITY);
+            self.spare.push(frames);
+        }
+    }
+}
+
+/// Keep the thread's current name (for the live view) without touching the
+/// reference count when it has not changed.
+fn refresh_name(thread: &mut ThreadState, name: &ThreadName) {
+    if !Arc::ptr_eq(&thread.name, name) {
+        thread.name = Arc::clone(name);
+    }
+}
+
+/// End, as unwound at the event's time, every frame below the event's stack
+/// pointer: execution is now shallower than those frames, so they are gone.
+/// Returns how many were ended.
+fn retire_dead(frames: &mut Vec<OpenSpan>, ev: &RawEvent, out: &mut Vec<SpanEvent>) -> usize {
+    let mut ended = 0;
+    while frames.last().is_some_and(|f| f.sp < ev.sp) {
+        let frame = frames.pop().expect("checked non-empty");
+        out.push(end_event(
+            ev.pid,
+            ev.tid,
+            frame,
+            ev.ts_ns,
+            SpanStatus::Unwound,
+        ));
+        ended += 1;
+    }
+    ended
+}
+
+fn end_event(pid: u32, tid: u32, frame: OpenSpan, ts_ns: u64, status: SpanStatus) -> SpanEvent {
+    SpanEvent::End(SpanEnd {
+        span_id: frame.span_id,
+        parent_span_id: frame.parent_span_id,
+        depth: frame.depth,
+        pid,
+        tid,
+        thread_name: frame.thread_name,
+        function: frame.function,
+        start_ns: frame.start_ns,
+        ts_ns,
+        status,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Stack top of every synthetic thread; frames go down from here.
+    const BASE_SP: u64 = 0x7fff_0000_0000;
+
+    fn name(s: &str) -> ThreadName {
+        Arc::from(s)
+    }
+
+    fn raw(kind: RawKind, ts_ns: u64, tid: u32, function: u32, sp: u64) -> RawEvent {
+        RawEvent {
+            kind,
+            ts_ns,
+            pid: 1,
+            tid,
+            function,
+            sp,
+            thread_name: name("main"),
+        }
+    }
+
+    fn entry(ts: u64, tid: u32, function: u32, sp: u64) -> RawEvent {
+        raw(RawKind::Entry, ts, tid, function, sp)
+    }
+
+    fn exit(ts: u64, tid: u32, function: u32, sp: u64) -> RawEvent {
+        raw(RawKind::Exit, ts, tid, function, sp)
+    }
+
+    fn run(r: &mut Reconstructor, events: &[RawEvent]) -> Vec<SpanEvent> {
+        let mut out = Vec::new();
+        for ev in events {
+            r.push(ev, &mut out);
+        }
+        out
+    }
+
+    /// `(span_id, function, start, end, status)` of every end, in output order.
+    fn ends(out: &[SpanEvent]) -> Vec<(u64, u32, u64, u64, SpanStatus)> {
+        out.iter()
+            .filter_map(|e| match e {
+                SpanEvent::End(e) => Some((e.span_id, e.function, e.start_ns, e.ts_ns, e.status)),
+                SpanEvent::Start(_) => None,
+            })
+            .collect()
+    }
+
+    /// `(span_id, parent, depth, function)` of every start, in output order.
+    fn starts(out: &[SpanEvent]) -> Vec<(u64, Option<u64>, u32, u32)> {
+        out.iter()
+            .filter_map(|e| match e {
+                SpanEvent::Start(s) => Some((s.span_id, s.parent_span_id, s.depth, s.function)),
+                SpanEvent::End(_) => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn nesting_sets_parent_and_depth() {
+        let mut r = Reconstructor::new();
+        let out = run(
+            &mut r,
+            &[
+                entry(10, 7, 0, 1000),
+                entry(20, 7, 1, 900),
+                entry(30, 7, 2, 800),
+                exit(40, 7, 2, 800),
+                entry(50, 7, 3, 800),
+                exit(60, 7, 3, 800),
+                exit(70, 7, 1, 900),
+                exit(80, 7, 0, 1000),
+            ],
+        );
+        assert_eq!(
+            starts(&out),
+            [
+                (1, None, 0, 0),
+                (2, Some(1), 1, 1),
+                (3, Some(2), 2, 2),
+                (4, Some(2), 2, 3)
+            ]
+        );
+        assert_eq!(
+            ends(&out),
+            [
+                (3, 2, 30, 40, SpanStatus::Ok),
+                (4, 3, 50, 60, SpanStatus::Ok),
+                (2, 1, 20, 70, SpanStatus::Ok),
+                (1, 0, 10, 80, SpanStatus::Ok),
+            ]
+        );
+        // Causal order: each start is emitted before the span's end.
+        assert!(matches!(out[2], SpanEvent::Start(ref s) if s.span_id == 3));
+        assert!(matches!(out[3], SpanEvent::End(ref e) if e.span_id == 3));
+        assert_eq!(r.open_spans(), 0);
+        assert_eq!(r.threads().count(), 0, "an idle thread is forgotten");
+    }
+
+    #[test]
+    fn interleaved_threads_keep_separate_stacks() {
+        let mut r = Reconstructor::new();
+        let out = run(
+            &mut r,
+            &[
+                entry(1, 1, 0, 1000),
+                entry(2, 2, 0, 1000),
+                entry(3, 1, 1, 900),
+                entry(4, 2, 2, 900),
+            ],
+        );
+        assert_eq!(
+            starts(&out),
+            [
+                (1, None, 0, 0),
+                (2, None, 0, 0),
+                (3, Some(1), 1, 1),
+                (4, Some(2), 1, 2)
+            ]
+        );
+        assert_eq!(r.open_spans(), 4);
+        let stacks: Vec<_> = r
+            .threads()
+            .map(|t| {
+                (
+                    t.tid,
+                    t.frames.iter().map(|f| f.function).collect::<Vec<_>>(),
+                )
+            })
+            .collect();
+        assert_eq!(stacks, [(1, vec![0, 1]), (2, vec![0, 2])]);
+
+        let out = run(
+            &mut r,
+            &[exit(5, 1, 1, 900), exit(6, 2, 2, 900), exit(7, 2, 0, 1000)],
+        );
+        assert_eq!(
+            ends(&out),
+            [
+                (3, 1, 3, 5, SpanStatus::Ok),
+                (4, 2, 4, 6, SpanStatus::Ok),
+                (2, 0, 2, 7, SpanStatus::Ok),
+            ]
+        );
+        assert_eq!(r.open_spans(), 1);
+    }
+
+    #[test]
+    fn same_tid_in_two_processes_is_two_threads() {
+        let mut r = Reconstructor::new();
+        let mut a = entry(1, 5, 0, 1000);
+        a.pid = 1;
+        let mut b = entry(2, 5, 0, 1000);
+        b.pid = 2;
+        let out = run(&mut r, &[a, b]);
+        assert_eq!(starts(&out), [(1, None, 0, 0), (2, None, 0, 0)]);
+    }
+
+    #[test]
+    fn deep_recursion_round_trips() {
+        const DEPTH: u64 = 10_000;
+        let mut r = Reconstructor::new();
+        let mut events = Vec::new();
+        for i in 0..DEPTH {
+            events.push(entry(i, 1, 4, BASE_SP - 64 * i));
+        }
+        for i in (0..DEPTH).rev() {
+            events.push(exit(2 * DEPTH - i, 1, 4, BASE_SP - 64 * i));
+        }
+        let out = run(&mut r, &events);
+        assert_eq!(out.len(), 2 * DEPTH as usize);
+        let starts = starts(&out);
+        assert_eq!(starts[9_999], (10_000, Some(9_999), 9_999, 4));
+        let ends = ends(&out);
+        assert!(ends.iter().all(|e| e.4 == SpanStatus::Ok));
+        // Innermost first, each matched to its own entry.
+        assert_eq!(ends[0], (10_000, 4, 9_999, DEPTH + 1, SpanStatus::Ok));
+        assert_eq!(ends[9_999], (1, 4, 0, 2 * DEPTH, SpanStatus::Ok));
+    }
+
+    #[test]
+    fn deep_recursion_unwound_at_once() {
+        // A panic thrown 10 000 frames down and caught at the top: only the
+        // outermost call returns; everything under it ends unwound.
+        let mut r = Reconstructor::new();
+        let mut events: Vec<_> = (0..10_000)
+            .map(|i| entry(i, 1, 4, BASE_SP - 64 * i))
+            .collect();
+        events.push(exit(20_000, 1, 4, BASE_SP));
+        let out = run(&mut r, &events);
+        let ends = ends(&out);
+        assert_eq!(ends.len(), 10_000);
+        assert!(
+            ends[..9_999]
+                .iter()
+                .all(|e| e.4 == SpanStatus::Unwound && e.3 == 20_000)
+        );
+        assert_eq!(ends[9_999], (1, 4, 0, 20_000, SpanStatus::Ok));
+        assert_eq!(ends[0].0, 10_000, "innermost ends first");
+    }
+
+    #[test]
+    fn missing_exit_is_unwound_when_outer_returns() {
+        // f calls g, g throws, f catches and returns: g has no exit.
+        let mut r = Reconstructor::new();
+        let out = run(
+            &mut r,
+            &[
+                entry(1, 1, 0, 1000),
+                entry(2, 1, 1, 900),
+                exit(3, 1, 0, 1000),
+            ],
+        );
+        assert_eq!(
+            ends(&out),
+            [
+                (2, 1, 2, 3, SpanStatus::Unwound),
+                (1, 0, 1, 3, SpanStatus::Ok)
+            ]
+        );
+        assert_eq!(r.orphan_exits(), 0);
+    }
+
+    #[test]
+    fn entry_at_higher_sp_retires_dead_frames() {
+        // main (sp 1000) calls f (900) which calls g (800); g and f are left
+        // by a longjmp; main then calls h, whose entry sp is again 900.
+        let mut r = Reconstructor::new();
+        let out = run(
+            &mut r,
+            &[
+                entry(1, 1, 0, 1000),
+                entry(2, 1, 1, 900),
+                entry(3, 1, 2, 800),
+                entry(4, 1, 3, 900),
+            ],
+        );
+        // g (sp 800 < 900) is dead; f shares h's sp and stays (tail-call rule).
+        assert_eq!(ends(&out), [(3, 2, 3, 4, SpanStatus::Unwound)]);
+        assert_eq!(starts(&out).last(), Some(&(4, Some(2), 2, 3)));
+
+        // An entry shallower than f retires f and h, innermost first.
+        let out = run(&mut r, &[entry(5, 1, 5, 950)]);
+        assert_eq!(
+            ends(&out),
+            [
+                (4, 3, 4, 5, SpanStatus::Unwound),
+                (2, 1, 2, 5, SpanStatus::Unwound)
+            ]
+        );
+        assert_eq!(starts(&out), [(5, Some(1), 1, 5)]);
+    }
+
+    #[test]
+    fn tail_call_at_same_sp_nests_and_both_exits_match() {
+        let mut r = Reconstructor::new();
+        let out = run(
+            &mut r,
+            &[
+                entry(1, 1, 0, 1000),
+                entry(2, 1, 1, 1000),
+                exit(3, 1, 1, 1000),
+                exit(4, 1, 0, 1000),
+            ],
+        );
+        assert_eq!(starts(&out), [(1, None, 0, 0), (2, Some(1), 1, 1)]);
+        assert_eq!(
+            ends(&out),
+            [(2, 1, 2, 3, SpanStatus::Ok), (1, 0, 1, 4, SpanStatus::Ok)]
+        );
+    }
+
+    #[test]
+    fn tail_call_with_lost_inner_exit_ends_it_unwound() {
+        let mut r = Reconstructor::new();
+        let out = run(
+            &mut r,
+            &[
+                entry(1, 1, 0, 1000),
+                entry(2, 1, 1, 1000),
+                exit(4, 1, 0, 1000),
+            ],
+        );
+        assert_eq!(
+            ends(&out),
+            [
+                (2, 1, 2, 4, SpanStatus::Unwound),
+                (1, 0, 1, 4, SpanStatus::Ok)
+            ]
+        );
+    }
+
+    #[test]
+    fn orphan_exit_is_counted_and_ignored() {
+        let mut r = Reconstructor::new();
+        // Exit of a function already running when tracing began (outer sp).
+        let out = run(&mut r, &[exit(1, 1, 9, 2000)]);
+        assert!(out.is_empty());
+        assert_eq!(r.orphan_exits(), 1);
+
+        // A wrong function at the right sp does not match either.
+        let out = run(&mut r, &[entry(2, 1, 0, 1000), exit(3, 1, 1, 1000)]);
+        assert_eq!(starts(&out), [(1, None, 0, 0)]);
+        assert!(ends(&out).is_empty());
+        assert_eq!(r.orphan_exits(), 2);
+        assert_eq!(r.open_spans(), 1);
+
+        // An orphan exit deeper than the open frame leaves it alone.
+        let out = run(&mut r, &[exit(4, 1, 7, 500)]);
+        assert!(out.is_empty());
+        assert_eq!(r.orphan_exits(), 3);
+        assert_eq!(r.open_spans(), 1);
+
+        // An orphan exit shallower than it still proves it dead.
+        let out = run(&mut r, &[exit(5, 1, 7, 1500)]);
+        assert_eq!(ends(&out), [(1, 0, 2, 5, SpanStatus::Unwound)]);
+        assert_eq!(r.orphan_exits(), 4);
+    }
+
+    #[test]
+    fn thread_exit_unwinds_that_thread_only() {
+        let mut r = Reconstructor::new();
+        run(
+            &mut r,
+            &[
+                entry(1, 1, 0, 1000),
+                entry(2, 1, 1, 900),
+                entry(3, 2, 0, 1000),
+            ],
+        );
+        let out = run(&mut r, &[raw(RawKind::ThreadExit, 9, 1, 0, 0)]);
+        assert_eq!(
+            ends(&out),
+            [
+                (2, 1, 2, 9, SpanStatus::Unwound),
+                (1, 0, 1, 9, SpanStatus::Unwound)
+            ]
+        );
+        assert_eq!(r.open_spans(), 1);
+        assert_eq!(r.threads().map(|t| t.tid).collect::<Vec<_>>(), [2]);
+        // A second thread exit for a forgotten thread is harmless.
+        assert!(run(&mut r, &[raw(RawKind::ThreadExit, 10, 1, 0, 0)]).is_empty());
+    }
+
+    #[test]
+    fn process_exit_unwinds_all_its_threads() {
+        let mut r = Reconstructor::new();
+        let mut other = entry(3, 1, 0, 1000);
+        other.pid = 2;
+        run(&mut r, &[entry(1, 1, 0, 1000), entry(2, 2, 0, 1000), other]);
+        let mut out = Vec::new();
+        r.process_exit(1, 9, &mut out);
+        assert_eq!(
+            ends(&out),
+            [
+                (1, 0, 1, 9, SpanStatus::Unwound),
+                (2, 0, 2, 9, SpanStatus::Unwound)
+            ]
+        );
+        assert_eq!(r.open_spans(), 1);
+        assert_eq!(r.threads().map(|t| t.pid).collect::<Vec<_>>(), [2]);
+    }
+
+    #[test]
+    fn finish_ends_everything_open() {
+        let mut r = Reconstructor::new();
+        run(
+            &mut r,
+            &[
+                entry(1, 1, 0, 1000),
+                entry(2, 1, 1, 900),
+                entry(3, 2, 0, 1000),
+            ],
+        );
+        let mut out = Vec::new();
+        r.finish(100, &mut out);
+        assert_eq!(
+            ends(&out),
+            [
+                (2, 1, 2, 100, SpanStatus::Open),
+                (1, 0, 1, 100, SpanStatus::Open),
+                (3, 0, 3, 100, SpanStatus::Open),
+            ]
+        );
+        assert_eq!(r.open_spans(), 0);
+        assert_eq!(r.threads().count(), 0);
+        // Ids stay unique if the reconstructor is reused.
+        let out = run(&mut r, &[entry(101, 1, 0, 1000)]);
+        assert_eq!(starts(&out), [(4, None, 0, 0)]);
+    }
+
+    #[test]
+    fn span_end_keeps_the_name_of_its_start() {
+        let mut r = Reconstructor::new();
+        let mut first = entry(1, 1, 0, 1000);
+        first.thread_name = name("before");
+        let mut second = exit(2, 1, 0, 1000);
+        second.thread_name = name("after");
+        let mut inner = entry(1, 1, 1, 900);
+        inner.thread_name = name("after");
+        let out = run(&mut r, &[first, inner]);
+        assert_eq!(&**r.threads().next().unwrap().thread_name, "after");
+        let out2 = run(&mut r, &[second]);
+        let SpanEvent::End(end) = &out2[1] else {
+            panic!("{out2:?}")
+        };
+        assert_eq!(&*end.thread_name, "before");
+        assert!(matches!(&out[0], SpanEvent::Start(s) if &*s.thread_name == "before"));
+    }
+
+    #[test]
+    fn lost_events_flag_open_stacks_until_they_empty() {
+        let mut r = Reconstructor::new();
+        run(&mut r, &[entry(1, 1, 0, 1000)]);
+        r.mark_lost(3);
+        assert_eq!(r.lost_events(), 3);
+        assert!(r.threads().all(|t| t.maybe_incomplete));
+        run(&mut r, &[exit(2, 1, 0, 1000), entry(3, 1, 0, 1000)]);
+        assert!(r.threads().all(|t| !t.maybe_incomplete));
+    }
+
+    /// What a synthetic program does next on one thread.
+    #[derive(Clone, Copy, Debug)]
+    enum Op {
+        /// Call function n (a deeper frame).
+        Call(u32),
+        /// Jump to function n, keeping the current frame's stack slot.
+        TailCall(u32),
+        /// Return from the innermost frame (and from the frames it replaced
+        /// by tail calls, whose exits fire at the same moment).
+        Return,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (0u32..6).prop_map(Op::Call),
+            1 => (0u32..6).prop_map(Op::TailCall),
+            4 => Just(Op::Return),
+        ]
+    }
+
+    /// A span the synthetic program really executed.
+    #[derive(Debug)]
+    struct Truth {
+        pid: u32,
+        tid: u32,
+        function: u32,
+        start: u64,
+        end: u64,
+        /// Index into the truth list.
+        parent: Option<usize>,
+        depth: u32,
+    }
+
+    struct SimFrame {
+        function: u32,
+        sp: u64,
+        tail: bool,
+        truth: usize,
+    }
+
+    const THREADS: u8 = 4;
+
+    fn thread_ids(t: u8) -> (u32, u32) {
+        (100 + u32::from(t % 2), 1000 + u32::from(t))
+    }
+
+    /// Runs the ops and returns the raw event stream and the true call tree.
+    /// Every thread returns from everything it entered, then some exit.
+    fn simulate(ops: &[(u8, Op)], thread_exits: &[bool]) -> (Vec<RawEvent>, Vec<Truth>) {
+        let names: Vec<ThreadName> = (0..THREADS).map(|t| name(&format!("t{t}"))).collect();
+        let mut stacks: Vec<Vec<SimFrame>> = (0..THREADS).map(|_| Vec::new()).collect();
+        let mut events = Vec::new();
+        let mut truth = Vec::new();
+        let mut ts = 0u64;
+        let emit = |events: &mut Vec<RawEvent>, ts: &mut u64, t: u8, kind, function, sp| {
+            *ts += 10;
+            let (pid, tid) = thread_ids(t);
+            events.push(RawEvent {
+                kind,
+                ts_ns: *ts,
+                pid,
+                tid,
+                function,
+                sp,
+                thread_name: Arc::clone(&names[usize::from(t)]),
+            });
+        };
+        let ret = |events: &mut Vec<RawEvent>,
+                   truth: &mut Vec<Truth>,
+                   ts: &mut u64,
+                   t: u8,
+                   stack: &mut Vec<SimFrame>| {
+            while let Some(frame) = stack.pop() {
+                emit(events, ts, t, RawKind::Exit, frame.function, frame.sp);
+                truth[frame.truth].end = *ts;
+                if !frame.tail {
+                    break;
+                }
+            }
+        };
+        for &(t, op) in ops {
+            let stack = &mut stacks[usize::from(t)];
+            let (function, tail) = match op {
+                Op::Return => {
+                    ret(&mut events, &mut truth, &mut ts, t, stack);
+                    continue;
+                }
+                Op::Call(f) => (f, false),
+                Op::TailCall(f) => (f, !stack.is_empty()),
+            };
+            let sp = match stack.last() {
+                None => BASE_SP,
+                Some(top) if tail => top.sp,
+                Some(top) => top.sp - 32 - 16 * u64::from(function % 3),
+            };
+            emit(&mut events, &mut ts, t, RawKind::Entry, function, sp);
+            let (pid, tid) = thread_ids(t);
+            truth.push(Truth {
+                pid,
+                tid,
+                function,
+                start: ts,
+                end: 0,
+                parent: stack.last().map(|f| f.truth),
+                depth: stack.len() as u32,
+            });
+            stack.push(SimFrame {
+                function,
+                sp,
+                tail,
+                truth: truth.len() - 1,
+            });
+        }
+        for t in 0..THREADS {
+            let stack = &mut stacks[usize::from(t)];
+            while !stack.is_empty() {
+                ret(&mut events, &mut truth, &mut ts, t, stack);
+            }
+            if thread_exits[usize::from(t)] {
+                emit(&mut events, &mut ts, t, RawKind::ThreadExit, 0, 0);
+            }
+        }
+        (events, truth)
+    }
+
+    /// Checks what must hold for any input, and returns the spans in start
+    /// order as (start, end) pairs.
+    fn check_well_formed(out: &[SpanEvent]) -> Vec<(SpanStart, SpanEnd)> {
+        let mut started: HashMap<u64, usize> = HashMap::new();
+        let mut spans: Vec<(SpanStart, Option<SpanEnd>)> = Vec::new();
+        // Per-thread model of the open stack, from the output alone.
+        let mut open: HashMap<(u32, u32), Vec<u64>> = HashMap::new();
+        for ev in out {
+            match ev {
+                SpanEvent::Start(s) => {
+                    assert!(
+                        started.insert(s.span_id, spans.len()).is_none(),
+                        "dup {s:?}"
+                    );
+                    let stack = open.entry((s.pid, s.tid)).or_default();
+                    assert_eq!(s.parent_span_id, stack.last().copied(), "parent of {s:?}");
+                    assert_eq!(s.depth as usize, stack.len(), "depth of {s:?}");
+                    stack.push(s.span_id);
+                    spans.push((s.clone(), None));
+                }
+                SpanEvent::End(e) => {
+                    let &i = started.get(&e.span_id).expect("end without start");
+                    let (s, end) = &mut spans[i];
+                    assert!(end.is_none(), "second end for {e:?}");
+                    let stack = open.get_mut(&(e.pid, e.tid)).expect("thread");
+                    assert_eq!(stack.pop(), Some(e.span_id), "not innermost: {e:?}");
+                    assert_eq!(
+                        (
+                            e.parent_span_id,
+                            e.depth,
+                            e.pid,
+                            e.tid,
+                            e.function,
+                            e.start_ns
+                        ),
+                        (s.parent_span_id, s.depth, s.pid, s.tid, s.function, s.ts_ns)
+                    );
+                    assert_eq!(e.thread_name, s.thread_name);
+                    assert!(e.ts_ns >= e.start_ns, "ends before start: {e:?}");
+                    *end = Some(e.clone());
+                }
+            }
+        }
+        spans
+            .into_iter()
+            .map(|(s, e)| {
+                let e = e.unwrap_or_else(|| panic!("never ended: {s:?}"));
+                (s, e)
+            })
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn reconstructs_random_call_trees(
+            ops in prop::collection::vec((0..THREADS, op()), 0..300),
+            thread_exits in prop::collection::vec(any::<bool>(), usize::from(THREADS)),
+            deleted in prop::collection::vec(prop::bool::weighted(0.1), 0..900),
+            delete in any::<bool>(),
+            cut in prop::option::weighted(0.2, any::<prop::sample::Index>()),
+        ) {
+            let (events, truth) = simulate(&ops, &thread_exits);
+            let mut kept: Vec<RawEvent> = events
+                .iter()
+                .enumerate()
+                .filter(|&(i, _)| !(delete && deleted.get(i).copied().unwrap_or(false)))
+                .map(|(_, ev)| ev.clone())
+                .collect();
+            if let Some(cut) = cut {
+                kept.truncate(cut.index(kept.len() + 1));
+            }
+            let intact = kept.len() == events.len();
+
+            let mut r = Reconstructor::new();
+            let mut out = Vec::new();
+            for ev in &kept {
+                r.push(ev, &mut out);
+            }
+            let stop = kept.last().map_or(0, |e| e.ts_ns) + 1;
+            r.finish(stop, &mut out);
+            prop_assert_eq!(r.open_spans(), 0);
+            prop_assert_eq!(r.threads().count(), 0);
+
+            let spans = check_well_formed(&out);
+            if intact {
+                prop_assert_eq!(spans.len(), truth.len());
+                prop_assert_eq!(r.orphan_exits(), 0);
+                for (i, ((s, e), t)) in spans.iter().zip(&truth).enumerate() {
+                    prop_assert_eq!(s.span_id, i as u64 + 1);
+                    prop_assert_eq!((s.pid, s.tid, s.function), (t.pid, t.tid, t.function));
+                    prop_assert_eq!((s.ts_ns, e.ts_ns), (t.start, t.end));
+                    prop_assert_eq!(s.depth, t.depth);
+                    prop_assert_eq!(s.parent_span_id, t.parent.map(|p| p as u64 + 1));
+                    prop_assert_eq!(e.status, SpanStatus::Ok);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,230 @@
+//! Reading an event log back into plain rows, for tests and post-mortem
+//! analysis.
+//!
+//! Columns are found by name and cast to the contract's types, so a file
+//! rewritten by another tool (`DuckDB`, pandas: dictionary or view strings,
+//! columns in another order, extra columns) still reads.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::Path;
+
+use arrow::array::{Array, ArrayRef, AsArray, PrimitiveArray, StringArray};
+use arrow::compute::cast;
+use arrow::datatypes::{ArrowPrimitiveType, DataType, Float64Type, Int32Type, Int64Type, TimeUnit};
+use arrow::record_batch::RecordBatch;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::file::reader::{FileReader, SerializedFileReader};
+
+use super::{SinkError, col};
+
+/// One row of the event log, one field per column: `None` where the row's
+/// value is null or the file lacks the column. (`kind`, `ts_ns`, `time` and
+/// `pid` are never null in a file ferret wrote.)
+#[derive(Clone, Debug, PartialEq)]
+pub struct Row {
+    /// `SPAN_START`, `SPAN_END` or `METRIC`.
+    pub kind: Option<String>,
+    /// Event time, `CLOCK_MONOTONIC` ns.
+    pub ts_ns: Option<i64>,
+    /// Event time on the wall clock: ns since the Unix epoch, UTC.
+    pub time: Option<i64>,
+    /// Process id.
+    pub pid: Option<i32>,
+    /// Thread id.
+    pub tid: Option<i32>,
+    /// Thread name (process name on METRIC rows).
+    pub thread_name: Option<String>,
+    /// Span id.
+    pub span_id: Option<i64>,
+    /// The enclosing span.
+    pub parent_span_id: Option<i64>,
+    /// Nesting depth on the thread.
+    pub depth: Option<i32>,
+    /// Function name.
+    pub function: Option<String>,
+    /// Binary or library path.
+    pub module: Option<String>,
+    /// `SPAN_END`: the span's start.
+    pub start_ns: Option<i64>,
+    /// `SPAN_END`: end minus start.
+    pub duration_ns: Option<i64>,
+    /// `SPAN_END`: `ok`, `unwound` or `open`.
+    pub status: Option<String>,
+    /// METRIC: CPU percent (100 = one core).
+    pub cpu_percent: Option<f64>,
+    /// METRIC: resident memory.
+    pub rss_bytes: Option<i64>,
+    /// METRIC: thread count.
+    pub threads: Option<i32>,
+}
+
+/// Read every row of the event log at `path`, in file order.
+pub fn read_all(path: &Path) -> Result<Vec<Row>, SinkError> {
+    let file = File::open(path).map_err(|source| SinkError::Open {
+        path: path.to_owned(),
+        source,
+    })?;
+    let read_err = |source| SinkError::Read {
+        path: path.to_owned(),
+        source,
+    };
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(read_err)?
+        .with_batch_size(super::ROW_GROUP_ROWS)
+        .build()
+        .map_err(read_err)?;
+    let mut rows = Vec::new();
+    for batch in reader {
+        let batch = batch.map_err(|e| read_err(e.into()))?;
+        Batch::new(path, &batch)?.rows(&mut rows);
+    }
+    Ok(rows)
+}
+
+/// The file's key-value metadata: ferret's own keys (see
+/// [`super::meta_key`]), any extras, and whatever else the writer library
+/// stored (such as `ARROW:schema`).
+pub fn read_metadata(path: &Path) -> Result<HashMap<String, String>, SinkError> {
+    let file = File::open(path).map_err(|source| SinkError::Open {
+        path: path.to_owned(),
+        source,
+    })?;
+    let reader = SerializedFileReader::new(file).map_err(|source| SinkError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    Ok(reader
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .into_iter()
+        .flatten()
+        .map(|kv| (kv.key.clone(), kv.value.clone().unwrap_or_default()))
+        .collect())
+}
+
+/// One batch's columns, cast to the contract's types.
+struct Batch {
+    len: usize,
+    kind: StringArray,
+    ts_ns: Option<PrimitiveArray<Int64Type>>,
+    time: Option<PrimitiveArray<Int64Type>>,
+    pid: Option<PrimitiveArray<Int32Type>>,
+    tid: Option<PrimitiveArray<Int32Type>>,
+    thread_name: Option<StringArray>,
+    span_id: Option<PrimitiveArray<Int64Type>>,
+    parent_span_id: Option<PrimitiveArray<Int64Type>>,
+    depth: Option<PrimitiveArray<Int32Type>>,
+    function: Option<StringArray>,
+    module: Option<StringArray>,
+    start_ns: Option<PrimitiveArray<Int64Type>>,
+    duration_ns: Option<PrimitiveArray<Int64Type>>,
+    status: Option<StringArray>,
+    cpu_percent: Option<PrimitiveArray<Float64Type>>,
+    rss_bytes: Option<PrimitiveArray<Int64Type>>,
+    threads: Option<PrimitiveArray<Int32Type>>,
+}
+
+impl Batch {
+    fn new(path: &Path, batch: &RecordBatch) -> Result<Self, SinkError> {
+        let get = |name: &'static str, to: &DataType| -> Result<Option<ArrayRef>, SinkError> {
+            let Some(column) = batch.column_by_name(name) else {
+                return Ok(None);
+            };
+            // A timestamp becomes its i64 value in ns since the epoch, whatever
+            // unit a rewriting tool chose.
+            let column = match column.data_type() {
+                DataType::Timestamp(unit, _) if *unit != TimeUnit::Nanosecond => {
+                    cast(column, &DataType::Timestamp(TimeUnit::Nanosecond, None)).map_err(
+                        |source| SinkError::Arrow {
+                            path: path.to_owned(),
+                            source,
+                        },
+                    )?
+                }
+                _ => column.clone(),
+            };
+            cast(&column, to)
+                .map(Some)
+                .map_err(|source| SinkError::Arrow {
+                    path: path.to_owned(),
+                    source,
+                })
+        };
+        let string = |name| {
+            Ok::<_, SinkError>(get(name, &DataType::Utf8)?.map(|a| a.as_string::<i32>().clone()))
+        };
+        let i64s = |name| Ok::<_, SinkError>(prim::<Int64Type>(get(name, &DataType::Int64)?));
+        let i32s = |name| Ok::<_, SinkError>(prim::<Int32Type>(get(name, &DataType::Int32)?));
+        // `kind` is what makes the file an event log; without it every
+        // row would read as all `None`.
+        let missing = || SinkError::Column {
+            path: path.to_owned(),
+            column: col::KIND,
+            problem: "is missing: not a ferret event log",
+        };
+        Ok(Self {
+            len: batch.num_rows(),
+            kind: string(col::KIND)?.ok_or_else(missing)?,
+            ts_ns: i64s(col::TS_NS)?,
+            time: i64s(col::TIME)?,
+            pid: i32s(col::PID)?,
+            tid: i32s(col::TID)?,
+            thread_name: string(col::THREAD_NAME)?,
+            span_id: i64s(col::SPAN_ID)?,
+            parent_span_id: i64s(col::PARENT_SPAN_ID)?,
+            depth: i32s(col::DEPTH)?,
+            function: string(col::FUNCTION)?,
+            module: string(col::MODULE)?,
+            start_ns: i64s(col::START_NS)?,
+            duration_ns: i64s(col::DURATION_NS)?,
+            status: string(col::STATUS)?,
+            cpu_percent: prim::<Float64Type>(get(col::CPU_PERCENT, &DataType::Float64)?),
+            rss_bytes: i64s(col::RSS_BYTES)?,
+            threads: i32s(col::THREADS)?,
+        })
+    }
+
+    fn rows(&self, out: &mut Vec<Row>) {
+        out.reserve(self.len);
+        for i in 0..self.len {
+            out.push(Row {
+                kind: string_at(Some(&self.kind), i),
+                ts_ns: prim_at(self.ts_ns.as_ref(), i),
+                time: prim_at(self.time.as_ref(), i),
+                pid: prim_at(self.pid.as_ref(), i),
+                tid: prim_at(self.tid.as_ref(), i),
+                thread_name: string_at(self.thread_name.as_ref(), i),
+                span_id: prim_at(self.span_id.as_ref(), i),
+                parent_span_id: prim_at(self.parent_span_id.as_ref(), i),
+                depth: prim_at(self.depth.as_ref(), i),
+                function: string_at(self.function.as_ref(), i),
+                module: string_at(self.module.as_ref(), i),
+                start_ns: prim_at(self.start_ns.as_ref(), i),
+                duration_ns: prim_at(self.duration_ns.as_ref(), i),
+                status: string_at(self.status.as_ref(), i),
+                cpu_percent: prim_at(self.cpu_percent.as_ref(), i),
+                rss_bytes: prim_at(self.rss_bytes.as_ref(), i),
+                threads: prim_at(self.threads.as_ref(), i),
+            });
+        }
+    }
+}
+
+fn prim<T: ArrowPrimitiveType>(array: Option<ArrayRef>) -> Option<PrimitiveArray<T>> {
+    array.map(|a| a.as_primitive::<T>().clone())
+}
+
+fn string_at(array: Option<&StringArray>, i: usize) -> Option<String> {
+    array
+        .filter(|a| a.is_valid(i))
+        .map(|a| a.value(i).to_owned())
+}
+
+fn prim_at<T: ArrowPrimitiveType>(
+    array: Option<&PrimitiveArray<T>>,
+    i: usize,
+) -> Option<T::Native> {
+    array.filter(|a| a.is_valid(i)).map(|a| a.value(i))
+}

@@ -1,0 +1,536 @@
+//! Round trips through a real file: write synthetic rows, read them back.
+
+use std::os::unix::fs::symlink;
+use std::path::Path;
+
+use arrow::datatypes::{DataType, TimeUnit};
+use parquet::basic::{LogicalType, Type as PhysicalType};
+use parquet::file::reader::{FileReader, SerializedFileReader};
+
+use super::*;
+use crate::trace::{SpanEnd, SpanEvent, SpanStart, SpanStatus, ThreadName};
+
+/// `CLOCK_REALTIME` − `CLOCK_MONOTONIC` of the synthetic recordings.
+const OFFSET: i64 = 1_700_000_000_000_000_000;
+
+fn functions() -> Arc<[FunctionInfo]> {
+    Arc::from(vec![
+        FunctionInfo {
+            name: "app::main".into(),
+            module: "/usr/bin/app".into(),
+        },
+        FunctionInfo {
+            name: "app::work<T>".into(),
+            module: "/usr/lib/libwork.so".into(),
+        },
+    ])
+}
+
+fn meta() -> RecordingMeta {
+    RecordingMeta {
+        target: "--pid 1234".into(),
+        probes: "app::*, libwork.so:*".into(),
+        realtime_offset_ns: OFFSET,
+    }
+}
+
+fn start(span_id: u64, parent: Option<u64>, depth: u32, function: u32, ts_ns: u64) -> SpanEvent {
+    SpanEvent::Start(SpanStart {
+        span_id,
+        parent_span_id: parent,
+        depth,
+        pid: 1234,
+        tid: 1235,
+        thread_name: ThreadName::from("worker"),
+        function,
+        ts_ns,
+    })
+}
+
+fn end(
+    span_id: u64,
+    parent: Option<u64>,
+    depth: u32,
+    function: u32,
+    start_ns: u64,
+    ts_ns: u64,
+    status: SpanStatus,
+) -> SpanEvent {
+    SpanEvent::End(SpanEnd {
+        span_id,
+        parent_span_id: parent,
+        depth,
+        pid: 1234,
+        tid: 1235,
+        thread_name: ThreadName::from("worker"),
+        function,
+        start_ns,
+        ts_ns,
+        status,
+    })
+}
+
+/// A row with every optional column null.
+fn row(kind: &str, ts_ns: i64, pid: i32) -> Row {
+    Row {
+        kind: Some(kind.into()),
+        ts_ns: Some(ts_ns),
+        time: Some(ts_ns + OFFSET),
+        pid: Some(pid),
+        tid: None,
+        thread_name: None,
+        span_id: None,
+        parent_span_id: None,
+        depth: None,
+        function: None,
+        module: None,
+        start_ns: None,
+        duration_ns: None,
+        status: None,
+        cpu_percent: None,
+        rss_bytes: None,
+        threads: None,
+    }
+}
+
+fn span_row(
+    kind: &str,
+    ts_ns: i64,
+    span_id: i64,
+    parent: Option<i64>,
+    depth: i32,
+    function: u32,
+) -> Row {
+    let f = &functions()[function as usize];
+    Row {
+        tid: Some(1235),
+        thread_name: Some("worker".into()),
+        span_id: Some(span_id),
+        parent_span_id: parent,
+        depth: Some(depth),
+        function: Some(f.name.clone()),
+        module: Some(f.module.clone()),
+        ..row(kind, ts_ns, 1234)
+    }
+}
+
+fn row_groups(path: &Path) -> Vec<i64> {
+    let reader = SerializedFileReader::new(std::fs::File::open(path).unwrap()).unwrap();
+    reader
+        .metadata()
+        .row_groups()
+        .iter()
+        .map(parquet::file::metadata::RowGroupMetaData::num_rows)
+        .collect()
+}
+
+#[test]
+fn every_column_round_trips() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("trace.parquet");
+    let mut w = RecordingWriter::create(&path, functions(), meta()).unwrap();
+    w.write_span(&start(1, None, 0, 0, 100)).unwrap();
+    w.write_span(&start(2, Some(1), 1, 1, 150)).unwrap();
+    w.write_metric(&MetricSample {
+        ts_ns: 160,
+        pid: 1234,
+        process_name: "app".into(),
+        cpu_percent: Some(87.5),
+        rss_bytes: Some(1 << 33),
+        threads: Some(9),
+    })
+    .unwrap();
+    w.write_span(&end(2, Some(1), 1, 1, 150, 175, SpanStatus::Unwound))
+        .unwrap();
+    w.write_metric(&MetricSample {
+        ts_ns: 180,
+        pid: 1234,
+        process_name: "app".into(),
+        cpu_percent: None,
+        rss_bytes: None,
+        threads: None,
+    })
+    .unwrap();
+    w.write_span(&end(1, None, 0, 0, 100, 200, SpanStatus::Ok))
+        .unwrap();
+    w.write_span(&end(3, None, 0, 0, 190, 200, SpanStatus::Open))
+        .unwrap();
+    assert_eq!(w.rows_written(), 7);
+    w.finish(0, &[]).unwrap();
+
+    let rows = read_all(&path).unwrap();
+    let expected = vec![
+        span_row(KIND_SPAN_START, 100, 1, None, 0, 0),
+        span_row(KIND_SPAN_START, 150, 2, Some(1), 1, 1),
+        Row {
+            thread_name: Some("app".into()),
+            cpu_percent: Some(87.5),
+            rss_bytes: Some(1 << 33),
+            threads: Some(9),
+            ..row(KIND_METRIC, 160, 1234)
+        },
+        Row {
+            start_ns: Some(150),
+            duration_ns: Some(25),
+            status: Some("unwound".into()),
+            ..span_row(KIND_SPAN_END, 175, 2, Some(1), 1, 1)
+        },
+        Row {
+            thread_name: Some("app".into()),
+            ..row(KIND_METRIC, 180, 1234)
+        },
+        Row {
+            start_ns: Some(100),
+            duration_ns: Some(100),
+            status: Some("ok".into()),
+            ..span_row(KIND_SPAN_END, 200, 1, None, 0, 0)
+        },
+        Row {
+            start_ns: Some(190),
+            duration_ns: Some(10),
+            status: Some("open".into()),
+            ..span_row(KIND_SPAN_END, 200, 3, None, 0, 0)
+        },
+    ];
+    assert_eq!(rows, expected);
+    for r in &rows {
+        assert_eq!(
+            r.time,
+            Some(r.ts_ns.unwrap() + OFFSET),
+            "time is ts_ns on the wall clock"
+        );
+    }
+}
+
+#[test]
+fn file_types_follow_the_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("trace.parquet");
+    let mut w = RecordingWriter::create(&path, functions(), meta()).unwrap();
+    w.write_span(&start(1, None, 0, 0, 100)).unwrap();
+    w.finish(0, &[]).unwrap();
+
+    let strings = [
+        col::KIND,
+        col::THREAD_NAME,
+        col::FUNCTION,
+        col::MODULE,
+        col::STATUS,
+    ];
+    let i64s = [
+        col::TS_NS,
+        col::SPAN_ID,
+        col::PARENT_SPAN_ID,
+        col::START_NS,
+        col::DURATION_NS,
+        col::RSS_BYTES,
+    ];
+    let i32s = [col::PID, col::TID, col::DEPTH, col::THREADS];
+    let required = [col::KIND, col::TS_NS, col::TIME, col::PID];
+
+    // The Arrow schema handed to readers.
+    let schema = schema();
+    assert_eq!(schema.fields().len(), 17);
+    for field in schema.fields() {
+        let name = field.name().as_str();
+        let want = match name {
+            n if strings.contains(&n) => DataType::Utf8,
+            n if i64s.contains(&n) => DataType::Int64,
+            n if i32s.contains(&n) => DataType::Int32,
+            col::TIME => DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into())),
+            col::CPU_PERCENT => DataType::Float64,
+            other => panic!("unexpected column {other}"),
+        };
+        assert_eq!(field.data_type(), &want, "{name}");
+        assert_eq!(field.is_nullable(), !required.contains(&name), "{name}");
+    }
+
+    // The Parquet types other tools (DuckDB, pandas) see.
+    let reader = SerializedFileReader::new(std::fs::File::open(&path).unwrap()).unwrap();
+    let parquet = reader.metadata().file_metadata().schema_descr();
+    for column in parquet.columns() {
+        let name = column.name();
+        let (physical, logical) = (column.physical_type(), column.logical_type_ref());
+        match name {
+            n if strings.contains(&n) => {
+                assert_eq!(
+                    (physical, logical),
+                    (PhysicalType::BYTE_ARRAY, Some(&LogicalType::String)),
+                    "{n}"
+                );
+            }
+            n if i64s.contains(&n) => assert_eq!(physical, PhysicalType::INT64, "{n}"),
+            n if i32s.contains(&n) => assert_eq!(physical, PhysicalType::INT32, "{n}"),
+            col::CPU_PERCENT => assert_eq!(physical, PhysicalType::DOUBLE),
+            col::TIME => {
+                assert_eq!(physical, PhysicalType::INT64);
+                assert_eq!(
+                    logical,
+                    Some(&LogicalType::timestamp(
+                        true,
+                        parquet::basic::TimeUnit::NANOS
+                    ))
+                );
+            }
+            other => panic!("unexpected column {other}"),
+        }
+        let optional = column.self_type().get_basic_info().repetition()
+            == parquet::basic::Repetition::OPTIONAL;
+        assert_eq!(optional, !required.contains(&name), "{name}");
+    }
+}
+
+#[test]
+fn metadata_records_the_recording() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("trace.parquet");
+    let w = RecordingWriter::create(&path, functions(), meta()).unwrap();
+    w.finish(42, &[("ferret.orphan_exits".into(), "3".into())])
+        .unwrap();
+
+    let m = read_metadata(&path).unwrap();
+    assert_eq!(m[meta_key::VERSION], env!("CARGO_PKG_VERSION"));
+    assert_eq!(m[meta_key::TARGET], "--pid 1234");
+    assert_eq!(m[meta_key::PROBES], "app::*, libwork.so:*");
+    assert_eq!(m[meta_key::LOST_EVENTS], "42");
+    assert_eq!(m[meta_key::REALTIME_OFFSET_NS], OFFSET.to_string());
+    assert_eq!(m[meta_key::COMPLETE], "true");
+    assert_eq!(m["ferret.orphan_exits"], "3");
+    assert!(
+        read_all(&path).unwrap().is_empty(),
+        "a recording with no rows is valid"
+    );
+}
+
+#[test]
+fn row_groups_close_every_64ki_rows_and_on_flush() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("trace.parquet");
+    let mut w = RecordingWriter::create(&path, functions(), meta()).unwrap();
+    for i in 0..10u64 {
+        w.write_span(&start(i + 1, None, 0, 0, i)).unwrap();
+    }
+    w.flush().unwrap();
+    w.flush().unwrap(); // nothing buffered: no empty row group
+    let total = 10 + 2 * ROW_GROUP_ROWS as u64 + 5;
+    for i in 10..total {
+        w.write_span(&end(i, None, 0, 1, i, i + 7, SpanStatus::Ok))
+            .unwrap();
+    }
+    assert_eq!(w.rows_written(), total);
+    w.finish(0, &[]).unwrap();
+
+    let groups = row_groups(&path);
+    let full = ROW_GROUP_ROWS as i64;
+    assert_eq!(groups, [10, full, full, 5]);
+    let rows = read_all(&path).unwrap();
+    assert_eq!(rows.len() as u64, total);
+    let last = rows.last().unwrap();
+    assert_eq!(
+        (last.span_id, last.ts_ns, last.duration_ns),
+        (Some(total as i64 - 1), Some(total as i64 + 6), Some(7))
+    );
+}
+
+#[test]
+fn refuses_to_write_through_a_symlink() {
+    let dir = tempfile::tempdir().unwrap();
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, b"precious").unwrap();
+    let link = dir.path().join("trace.parquet");
+    symlink(&victim, &link).unwrap();
+
+    let err = RecordingWriter::create(&link, functions(), meta()).unwrap_err();
+    assert!(matches!(err, SinkError::Symlink { .. }), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "refusing to write {}: it is a symbolic link",
+            link.display()
+        )
+    );
+    assert_eq!(
+        std::fs::read(&victim).unwrap(),
+        b"precious",
+        "target untouched"
+    );
+}
+
+#[test]
+fn unwritable_paths_give_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-dir").join("trace.parquet");
+    let err = RecordingWriter::create(&missing, functions(), meta()).unwrap_err();
+    assert!(matches!(err, SinkError::Create { .. }), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "cannot create {}: No such file or directory (os error 2)",
+            missing.display()
+        )
+    );
+
+    // sysfs accepts no new files, even from root (for whom a read-only
+    // directory mode would not stop anything).
+    let sys = Path::new("/sys/ferret-test.parquet");
+    let err = RecordingWriter::create(sys, functions(), meta()).unwrap_err();
+    let SinkError::Create { source, .. } = &err else {
+        panic!("{err:?}")
+    };
+    assert!(
+        matches!(
+            source.raw_os_error(),
+            Some(libc::EACCES | libc::EROFS | libc::EPERM)
+        ),
+        "{source:?}"
+    );
+    assert!(
+        err.to_string()
+            .starts_with("cannot create /sys/ferret-test.parquet: "),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_file_not_written_by_ferret_is_rejected_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("junk.parquet");
+    std::fs::write(&path, b"not parquet at all").unwrap();
+    let err = read_all(&path).unwrap_err();
+    assert!(matches!(err, SinkError::Read { .. }), "{err:?}");
+    assert!(
+        err.to_string()
+            .starts_with(&format!("reading {}: ", path.display())),
+        "{err}"
+    );
+
+    let err = read_all(&dir.path().join("absent.parquet")).unwrap_err();
+    assert!(matches!(err, SinkError::Open { .. }), "{err:?}");
+
+    // Parquet, but some other table.
+    let other = dir.path().join("other.parquet");
+    let column: arrow::array::ArrayRef = Arc::new(arrow::array::Int64Array::from(vec![1, 2]));
+    let batch = arrow::record_batch::RecordBatch::try_from_iter([("x", column)]).unwrap();
+    let mut w = parquet::arrow::ArrowWriter::try_new(
+        std::fs::File::create(&other).unwrap(),
+        batch.schema(),
+        None,
+    )
+    .unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    let err = read_all(&other).unwrap_err();
+    assert!(
+        matches!(err, SinkError::Column { column: "kind", .. }),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn unknown_function_index_is_an_error_not_a_bad_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("trace.parquet");
+    let mut w = RecordingWriter::create(&path, functions(), meta()).unwrap();
+    let err = w.write_span(&start(1, None, 0, 7, 100)).unwrap_err();
+    assert!(
+        matches!(err, SinkError::UnknownFunction { index: 7, known: 2 }),
+        "{err:?}"
+    );
+    assert_eq!(w.rows_written(), 0);
+    w.write_span(&start(1, None, 0, 1, 100)).unwrap();
+    w.finish(0, &[]).unwrap();
+    assert_eq!(read_all(&path).unwrap().len(), 1);
+}
+
+#[test]
+fn dropped_writer_still_leaves_a_readable_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("trace.parquet");
+    let mut w = RecordingWriter::create(&path, functions(), meta()).unwrap();
+    w.write_span(&start(1, None, 0, 0, 100)).unwrap();
+    w.flush().unwrap();
+    w.write_span(&start(2, Some(1), 1, 1, 110)).unwrap();
+    drop(w);
+
+    let rows = read_all(&path).unwrap();
+    assert_eq!(
+        rows.iter().map(|r| r.span_id).collect::<Vec<_>>(),
+        [Some(1), Some(2)]
+    );
+    let m = read_metadata(&path).unwrap();
+    assert_eq!(m[meta_key::COMPLETE], "false");
+    assert_eq!(m[meta_key::TARGET], "--pid 1234");
+    assert!(!m.contains_key(meta_key::LOST_EVENTS));
+}
+
+/// Throughput of the writer alone, on a realistic mix (one start and one end
+/// per call, a metric now and then). `cargo test --release -p
+/// ferret-userspace write_throughput -- --ignored --nocapture`
+#[test]
+#[ignore = "benchmark; run in release with --ignored --nocapture"]
+fn write_throughput() {
+    const CALLS: u64 = 1_000_000;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("trace.parquet");
+    let functions: Arc<[FunctionInfo]> = (0..200)
+        .map(|i| FunctionInfo {
+            name: format!("myapp::module{}::Type::function_number_{i}", i % 7),
+            module: "/home/user/src/myapp/target/release/myapp".into(),
+        })
+        .collect();
+    let names: Vec<ThreadName> = (0..8)
+        .map(|t| ThreadName::from(format!("worker-{t}")))
+        .collect();
+    let mut w = RecordingWriter::create(&path, functions, meta()).unwrap();
+    let began = std::time::Instant::now();
+    for i in 0..CALLS {
+        let t = (i % 8) as usize;
+        let function = (i * 7 % 200) as u32;
+        let ts = 1_000_000 + i * 100;
+        w.write_span(&SpanEvent::Start(SpanStart {
+            span_id: i + 1,
+            parent_span_id: (i > 0).then_some(i),
+            depth: (i % 12) as u32,
+            pid: 4242,
+            tid: 4242 + t as u32,
+            thread_name: Arc::clone(&names[t]),
+            function,
+            ts_ns: ts,
+        }))
+        .unwrap();
+        w.write_span(&SpanEvent::End(SpanEnd {
+            span_id: i + 1,
+            parent_span_id: (i > 0).then_some(i),
+            depth: (i % 12) as u32,
+            pid: 4242,
+            tid: 4242 + t as u32,
+            thread_name: Arc::clone(&names[t]),
+            function,
+            start_ns: ts,
+            ts_ns: ts + 37 + i % 1000,
+            status: SpanStatus::Ok,
+        }))
+        .unwrap();
+        if i % 10_000 == 0 {
+            w.write_metric(&MetricSample {
+                ts_ns: ts,
+                pid: 4242,
+                process_name: "myapp".into(),
+                cpu_percent: Some(99.0),
+                rss_bytes: Some(1 << 30),
+                threads: Some(8),
+            })
+            .unwrap();
+        }
+    }
+    let rows = w.rows_written();
+    w.finish(0, &[]).unwrap();
+    let secs = began.elapsed().as_secs_f64();
+    let bytes = std::fs::metadata(&path).unwrap().len();
+    println!(
+        "{rows} rows in {secs:.3} s: {:.2} M rows/s, {:.1} bytes/row",
+        rows as f64 / secs / 1e6,
+        bytes as f64 / rows as f64
+    );
+    assert_eq!(row_groups(&path).iter().sum::<i64>() as u64, rows);
+}
