@@ -137,8 +137,9 @@ pub fn run(config: &RecordConfig) -> Result<i32> {
         writer,
         events: 0,
         span_ends: 0,
+        lost: 0,
     };
-    let stop = runtime.block_on(session.record(ring, pidfd, pid, config, &started))?;
+    let stop = runtime.block_on(session.record(&engine, ring, pidfd, pid, config, &started))?;
 
     // Detach first so the target runs unprobed, then flush what the kernel
     // already delivered.
@@ -182,7 +183,15 @@ pub fn run(config: &RecordConfig) -> Result<i32> {
     match started {
         Started::Pid(_) => Ok(0),
         Started::Launched(child) => {
-            let status = target::wait(child.pid)?;
+            let status = if let Some(status) = target::try_wait(child.pid)? {
+                status
+            } else {
+                eprintln!(
+                    "ferret: recording stopped; {} runs on untraced, waiting for it to exit",
+                    child.display()
+                );
+                target::wait(child.pid)?
+            };
             eprintln!("ferret: {} ended with {status}", child.display());
             Ok(match status {
                 ExitStatus::Code(c) => c,
@@ -212,11 +221,14 @@ struct Session {
     writer: RecordingWriter,
     events: u64,
     span_ends: u64,
+    /// Events the kernel dropped, as last read.
+    lost: u64,
 }
 
 impl Session {
     async fn record(
         &mut self,
+        engine: &Engine,
         ring: RingBuf<MapData>,
         pidfd: OwnedFd,
         pid: u32,
@@ -256,14 +268,15 @@ impl Session {
                     if let Ok(sample) = sampler.sample(monotonic_ns()) {
                         self.writer.write_metric(&sample)?;
                     }
+                    self.check_lost(engine);
                     self.writer.flush()?;
                 }
                 _ = status_timer.tick(), if show_status => {
                     let (at, events) = last_status;
                     let rate = (self.events - events) as f64 / at.elapsed().as_secs_f64().max(1e-3);
                     eprint!(
-                        "\r\x1b[2Kferret: {:>6.1}s  {:>9.0} events/s  {} spans  {} rows",
-                        started_at.elapsed().as_secs_f64(), rate, self.span_ends, self.writer.rows_written()
+                        "\r\x1b[2Kferret: {:>6.1}s  {:>9.0} events/s  {} spans  {} lost",
+                        started_at.elapsed().as_secs_f64(), rate, self.span_ends, self.lost
                     );
                     let _ = std::io::stderr().flush();
                     last_status = (Instant::now(), self.events);
@@ -292,6 +305,17 @@ impl Session {
         }
         self.drain(ring.get_mut())?;
         Ok(stop)
+    }
+
+    /// Reads the kernel's drop counter; new drops mean some threads' stacks
+    /// may have lost frames, which the reconstructor is told about.
+    fn check_lost(&mut self, engine: &Engine) {
+        if let Ok(lost) = engine.lost()
+            && lost > self.lost
+        {
+            self.reconstructor.mark_lost(lost - self.lost);
+            self.lost = lost;
+        }
     }
 
     fn drain(&mut self, ring: &mut RingBuf<MapData>) -> Result<()> {

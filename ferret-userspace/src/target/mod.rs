@@ -277,11 +277,23 @@ impl std::fmt::Display for ExitStatus {
 
 /// Waits for child `pid` to end.
 pub fn wait(pid: u32) -> Result<ExitStatus, TargetError> {
+    waitpid(pid, 0).map(|s| s.expect("blocking wait returns a status"))
+}
+
+/// The status of child `pid` if it has ended, without waiting.
+pub fn try_wait(pid: u32) -> Result<Option<ExitStatus>, TargetError> {
+    waitpid(pid, libc::WNOHANG)
+}
+
+fn waitpid(pid: u32, flags: i32) -> Result<Option<ExitStatus>, TargetError> {
     let mut status = 0;
     loop {
         // SAFETY: waitpid writes into a live local.
-        let r = unsafe { libc::waitpid(pid as i32, &raw mut status, 0) };
-        if r >= 0 {
+        let r = unsafe { libc::waitpid(pid as i32, &raw mut status, flags) };
+        if r == 0 {
+            return Ok(None);
+        }
+        if r > 0 {
             break;
         }
         let e = io::Error::last_os_error();
@@ -292,11 +304,11 @@ pub fn wait(pid: u32) -> Result<ExitStatus, TargetError> {
             });
         }
     }
-    Ok(if libc::WIFSIGNALED(status) {
+    Ok(Some(if libc::WIFSIGNALED(status) {
         ExitStatus::Signal(libc::WTERMSIG(status))
     } else {
         ExitStatus::Code(libc::WEXITSTATUS(status))
-    })
+    }))
 }
 
 /// A pidfd: becomes readable when the process exits (any process, not only children).

@@ -9,4 +9,4 @@ mod event;
 mod reconstruct;
 
 pub use event::{RawEvent, RawKind, SpanEnd, SpanEvent, SpanStart, SpanStatus, ThreadName};
-pub use reconstruct::Reconstructor;
+pub use reconstruct::{OpenSpan, Reconstructor, ThreadStack};
