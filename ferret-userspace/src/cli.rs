@@ -18,8 +18,14 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Live dashboard: what every thread is inside right now, recent calls, metrics.
+    Watch(WatchArgs),
     /// Record function calls of a process to a Parquet event log.
     Record(RecordArgs),
+    /// Per-function statistics and the slowest call trees of a recording.
+    Analyze(AnalyzeArgs),
+    /// Convert a recording to speedscope, Chrome trace, folded stacks or an SVG flame graph.
+    Export(ExportArgs),
     /// List the functions a binary or process offers, with address and size.
     Symbols(SymbolsArgs),
 }
@@ -79,6 +85,103 @@ struct RecordArgs {
 }
 
 #[derive(Debug, Args)]
+struct WatchArgs {
+    #[command(flatten)]
+    target: TargetArgs,
+    #[command(flatten)]
+    probes: ProbeArgs,
+    /// Also record everything to this Parquet file, as `record` does.
+    #[arg(short, long, value_name = "FILE.parquet")]
+    output: Option<PathBuf>,
+    /// A span open longer than this is stalled.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "5s")]
+    stall: Duration,
+    /// How often process metrics are sampled.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "1s")]
+    interval: Duration,
+}
+
+#[derive(Debug, Args)]
+struct AnalyzeArgs {
+    /// A recording written by `ferret record` or `ferret watch -o`.
+    #[arg(value_name = "FILE.parquet")]
+    file: PathBuf,
+    /// How many functions (or trees, with --tree) to show.
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    top: usize,
+    /// Order of the function table.
+    #[arg(long, value_enum, default_value_t = SortKey::Total)]
+    sort: SortKey,
+    /// Show the N slowest root calls as trees of their children.
+    #[arg(long)]
+    tree: bool,
+    /// Only this thread.
+    #[arg(long, value_name = "TID")]
+    thread: Option<u32>,
+    /// Only functions matching this glob.
+    #[arg(long, value_name = "GLOB")]
+    function: Option<crate::symbols::Glob>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = AnalyzeFormat::Table)]
+    format: AnalyzeFormat,
+}
+
+/// Sort key of `ferret analyze`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SortKey {
+    /// Number of calls.
+    Calls,
+    /// Total (inclusive) time.
+    Total,
+    /// Self (exclusive) time.
+    #[value(name = "self")]
+    SelfTime,
+    /// Mean duration.
+    Mean,
+    /// 95th percentile.
+    P95,
+    /// 99th percentile.
+    P99,
+    /// Longest call.
+    Max,
+}
+
+/// Output format of `ferret analyze`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum AnalyzeFormat {
+    /// Aligned text for a terminal.
+    Table,
+    /// JSON for scripts.
+    Json,
+}
+
+#[derive(Debug, Args)]
+struct ExportArgs {
+    /// A recording written by `ferret record` or `ferret watch -o`.
+    #[arg(value_name = "FILE.parquet")]
+    file: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum)]
+    format: ExportFormat,
+    /// Output file.
+    #[arg(short, long, value_name = "OUT")]
+    output: PathBuf,
+}
+
+/// Format of `ferret export`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    /// speedscope's evented profiles, one per thread.
+    Speedscope,
+    /// Chrome trace event JSON (Perfetto, chrome://tracing).
+    Chrome,
+    /// Folded stacks weighted by self time in ns (flamegraph.pl, inferno).
+    Folded,
+    /// An SVG flame graph.
+    Svg,
+}
+
+#[derive(Debug, Args)]
 struct SymbolsArgs {
     /// Attach to this running process and list its executable's and libraries' functions.
     #[arg(short, long, value_name = "PID", conflicts_with = "binary")]
@@ -126,6 +229,51 @@ pub struct RecordConfig {
     pub interval: Duration,
 }
 
+/// `ferret watch`.
+#[derive(Clone, Debug)]
+pub struct WatchConfig {
+    /// What to trace.
+    pub target: Target,
+    /// Which functions.
+    pub probes: ProbeConfig,
+    /// Also record to this file.
+    pub output: Option<PathBuf>,
+    /// Stall threshold.
+    pub stall: Duration,
+    /// Metrics interval.
+    pub interval: Duration,
+}
+
+/// `ferret analyze`.
+#[derive(Clone, Debug)]
+pub struct AnalyzeConfig {
+    /// The recording.
+    pub file: PathBuf,
+    /// Rows or trees shown.
+    pub top: usize,
+    /// Table order.
+    pub sort: SortKey,
+    /// Trees instead of the table.
+    pub tree: bool,
+    /// Only this thread.
+    pub thread: Option<u32>,
+    /// Only matching functions.
+    pub function: Option<crate::symbols::Glob>,
+    /// Output format.
+    pub format: AnalyzeFormat,
+}
+
+/// `ferret export`.
+#[derive(Clone, Debug)]
+pub struct ExportConfig {
+    /// The recording.
+    pub file: PathBuf,
+    /// Output format.
+    pub format: ExportFormat,
+    /// Output file.
+    pub output: PathBuf,
+}
+
 /// `ferret symbols`.
 #[derive(Clone, Debug)]
 pub struct SymbolsConfig {
@@ -147,8 +295,14 @@ pub enum SymbolSource {
 /// A parsed command line.
 #[derive(Clone, Debug)]
 pub enum Invocation {
+    /// `ferret watch`.
+    Watch(WatchConfig),
     /// `ferret record`.
     Record(RecordConfig),
+    /// `ferret analyze`.
+    Analyze(AnalyzeConfig),
+    /// `ferret export`.
+    Export(ExportConfig),
     /// `ferret symbols`.
     Symbols(SymbolsConfig),
 }
@@ -157,6 +311,31 @@ impl Cli {
     /// Converts the clap types into plain configuration.
     pub fn into_invocation(self) -> Result<Invocation, clap::Error> {
         match self.command {
+            Command::Watch(args) => Ok(Invocation::Watch(WatchConfig {
+                target: target(args.target)?,
+                probes: ProbeConfig {
+                    includes: args.probes.symbols,
+                    excludes: args.probes.excludes,
+                    exit_mode: args.probes.exit_probes,
+                },
+                output: args.output,
+                stall: args.stall,
+                interval: args.interval,
+            })),
+            Command::Analyze(args) => Ok(Invocation::Analyze(AnalyzeConfig {
+                file: args.file,
+                top: args.top,
+                sort: args.sort,
+                tree: args.tree,
+                thread: args.thread,
+                function: args.function,
+                format: args.format,
+            })),
+            Command::Export(args) => Ok(Invocation::Export(ExportConfig {
+                file: args.file,
+                format: args.format,
+                output: args.output,
+            })),
             Command::Record(args) => Ok(Invocation::Record(RecordConfig {
                 target: target(args.target)?,
                 probes: ProbeConfig {

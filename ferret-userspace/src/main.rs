@@ -15,7 +15,10 @@ fn main() -> ExitCode {
         Err(e) => e.exit(),
     };
     let result = match &invocation {
+        Invocation::Watch(config) => commands::watch::run(config),
         Invocation::Record(config) => commands::record::run(config),
+        Invocation::Analyze(config) => commands::analyze::run(config),
+        Invocation::Export(config) => commands::export::run(config),
         Invocation::Symbols(config) => commands::symbols::run(config),
     };
     match result {

@@ -14,7 +14,7 @@ use crate::{
     probe::{ExitProbes, ProbePoint},
     sink::FunctionInfo,
     symbols::{self, Function, Module, UnwindPolicy},
-    target::{self, Launched, ProcessInfo},
+    target::{self, Launched, ProcessInfo, Redirect},
 };
 
 /// The process to trace, resolved but not yet attached.
@@ -317,10 +317,13 @@ impl Started {
     }
 }
 
-/// Forks a command (held at the gate), or just names the pid.
-pub fn start(target: &ResolvedTarget) -> Result<Started> {
+/// Forks a command (held at the gate, its streams optionally redirected),
+/// or just names the pid.
+pub fn start(target: &ResolvedTarget, redirect: Option<&Redirect>) -> Result<Started> {
     match target {
         ResolvedTarget::Pid(info) => Ok(Started::Pid(info.pid)),
-        ResolvedTarget::Command { exe, args } => Ok(Started::Launched(Launched::spawn(exe, args)?)),
+        ResolvedTarget::Command { exe, args } => {
+            Ok(Started::Launched(Launched::spawn(exe, args, redirect)?))
+        }
     }
 }

@@ -130,6 +130,29 @@ fn is_executable_file(path: &Path) -> bool {
     fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
+/// Where a launched command's standard streams go instead of ferret's own.
+#[derive(Debug)]
+pub struct Redirect {
+    /// Standard input.
+    pub stdin: OwnedFd,
+    /// Standard output.
+    pub stdout: OwnedFd,
+    /// Standard error.
+    pub stderr: OwnedFd,
+}
+
+impl Redirect {
+    /// stdin from /dev/null, stdout and stderr appended to `log`.
+    pub fn to_log(log: &Path) -> io::Result<Self> {
+        let out = fs::OpenOptions::new().create(true).append(true).open(log)?;
+        Ok(Self {
+            stdin: fs::File::open("/dev/null")?.into(),
+            stdout: out.try_clone()?.into(),
+            stderr: out.into(),
+        })
+    }
+}
+
 /// A launched command held before `exec`.
 #[derive(Debug)]
 pub struct Launched {
@@ -144,8 +167,13 @@ pub struct Launched {
 
 impl Launched {
     /// Forks; the child waits at the gate, then execs `exe` with `args`
-    /// (`args[0]` is the name as typed). stdin/stdout/stderr are inherited.
-    pub fn spawn(exe: &Path, args: &[OsString]) -> Result<Self, TargetError> {
+    /// (`args[0]` is the name as typed). stdin/stdout/stderr are inherited,
+    /// or replaced by `redirect`'s (the live dashboard owns the terminal).
+    pub fn spawn(
+        exe: &Path,
+        args: &[OsString],
+        redirect: Option<&Redirect>,
+    ) -> Result<Self, TargetError> {
         let c_exe = cstring(exe.as_os_str())?;
         let c_args = args
             .iter()
@@ -173,6 +201,11 @@ impl Launched {
                     libc::_exit(127);
                 }
                 libc::close(gate_read.as_raw_fd());
+                if let Some(r) = redirect {
+                    libc::dup2(r.stdin.as_raw_fd(), 0);
+                    libc::dup2(r.stdout.as_raw_fd(), 1);
+                    libc::dup2(r.stderr.as_raw_fd(), 2);
+                }
                 libc::execv(c_exe.as_ptr(), argv.as_ptr());
                 let errno = *libc::__errno_location();
                 libc::write(
@@ -381,7 +414,7 @@ mod tests {
     fn launched_child_runs_only_after_release_and_reports_its_status() {
         let exe = resolve_command(OsStr::new("sh")).unwrap();
         let args: Vec<OsString> = ["sh", "-c", "exit 7"].iter().map(OsString::from).collect();
-        let mut child = Launched::spawn(&exe, &args).unwrap();
+        let mut child = Launched::spawn(&exe, &args, None).unwrap();
         // Held at the gate: still our forked copy, not yet sh.
         std::thread::sleep(std::time::Duration::from_millis(50));
         assert_eq!(
@@ -398,7 +431,7 @@ mod tests {
         let marker = dir.path().join("ran");
         let exe = resolve_command(OsStr::new("touch")).unwrap();
         let args = vec![OsString::from("touch"), marker.clone().into_os_string()];
-        let child = Launched::spawn(&exe, &args).unwrap();
+        let child = Launched::spawn(&exe, &args, None).unwrap();
         child.abandon();
         assert!(!marker.exists());
     }
@@ -408,7 +441,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let not_exec = dir.path().join("data");
         fs::write(&not_exec, b"not a program").unwrap();
-        let mut child = Launched::spawn(&not_exec, &[OsString::from("data")]).unwrap();
+        let mut child = Launched::spawn(&not_exec, &[OsString::from("data")], None).unwrap();
         let err = child.release().unwrap_err();
         assert!(matches!(err, TargetError::Exec { .. }), "{err}");
     }
