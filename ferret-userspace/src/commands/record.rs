@@ -38,7 +38,18 @@ pub fn run(config: &RecordConfig) -> Result<i32> {
         .build()
         .context("starting the event loop")?;
     let mut pipeline = Pipeline::default();
-    let stop = runtime.block_on(record(&mut attached, &mut pipeline, &mut writer, config))?;
+    let mut sampler = Sampler::new(attached.pid);
+    let unavailable = sampler.unavailable();
+    for (event, why) in &unavailable {
+        eprintln!("ferret: perf counter {event} unavailable: {why}");
+    }
+    let stop = runtime.block_on(record(
+        &mut attached,
+        &mut pipeline,
+        &mut writer,
+        &mut sampler,
+        config,
+    ))?;
 
     // Detach first so the target runs unprobed, then flush what the kernel
     // already delivered.
@@ -56,6 +67,14 @@ pub fn run(config: &RecordConfig) -> Result<i32> {
         (
             "ferret.orphan_exits".to_owned(),
             pipeline.reconstructor.orphan_exits().to_string(),
+        ),
+        (
+            "ferret.metrics_unavailable".to_owned(),
+            unavailable
+                .iter()
+                .map(|(event, why)| format!("{event}: {why}"))
+                .collect::<Vec<_>>()
+                .join("; "),
         ),
     ];
     writer
@@ -80,6 +99,7 @@ async fn record(
     attached: &mut session::Attached,
     pipeline: &mut Pipeline,
     writer: &mut RecordingWriter,
+    sampler: &mut Sampler,
     config: &RecordConfig,
 ) -> Result<Stop> {
     let mut ring = attached.take_ring()?;
@@ -89,7 +109,6 @@ async fn record(
     let mut metrics_timer = tokio::time::interval(config.interval);
     let mut status_timer = tokio::time::interval(Duration::from_millis(500));
     let show_status = std::io::stderr().is_terminal();
-    let mut sampler = Sampler::new(attached.pid);
     let started_at = Instant::now();
     let mut last_status = (Instant::now(), 0u64);
     let mut span_ends = 0u64;

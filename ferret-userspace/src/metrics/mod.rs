@@ -1,15 +1,25 @@
-//! Process metrics from procfs: a pure parser for `/proc/PID/stat` and a
-//! [`Sampler`] that turns successive readings into [`MetricSample`]s (CPU
-//! percent over the interval, resident memory, thread count).
+//! Process metrics, read from the kernel without touching the target:
+//! procfs (`stat`, per-thread `stat` and `status`, `io`, `fd/`) and perf
+//! counters ([`perf`]). The parsers are pure functions over `&str`, tested
+//! on literal file contents; the [`Sampler`] is the thin part that reads the
+//! files and turns successive readings into per-interval rates.
 //!
-//! The parser works on `&str` and is tested on literal file contents; the
-//! sampler is the thin part that reads the file and remembers the previous
-//! reading.
+//! Per-thread counts (context switches, perf counters) vanish with their
+//! thread, so a process-wide rate is the sum of per-thread *deltas*, each
+//! thread remembered from one sample to the next.
 
 use std::io::ErrorKind;
 use std::path::PathBuf;
 
-use crate::sink::MetricSample;
+pub mod perf;
+mod procfs;
+
+use std::collections::HashMap;
+
+pub use procfs::{ProcIo, ProcStatus, parse_io, parse_status};
+
+use crate::sink::{MetricSample, metric};
+use perf::{PerfCounters, PerfEvent};
 
 /// The fields of `/proc/PID/stat` that ferret uses (see proc(5)).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -130,24 +140,71 @@ pub fn read_stat(pid: u32) -> Result<ProcStat, MetricsError> {
     parse_stat(&String::from_utf8_lossy(&bytes))
 }
 
-/// Samples one process's CPU, memory and thread count.
-#[derive(Debug)]
+/// Cumulative counters of the previous sample, for rates.
+#[derive(Clone, Copy, Debug, Default)]
+struct Totals {
+    ts_ns: u64,
+    starttime: u64,
+    utime: u64,
+    stime: u64,
+    minflt: u64,
+    majflt: u64,
+    voluntary: u64,
+    involuntary: u64,
+    rchar: Option<u64>,
+    wchar: Option<u64>,
+    read_bytes: Option<u64>,
+    write_bytes: Option<u64>,
+    perf: [Option<u64>; PerfEvent::ALL.len()],
+}
+
+/// Samples one process: CPU, memory, threads, switches, faults, I/O, fds
+/// and perf counters.
 pub struct Sampler {
     pid: u32,
     ticks_per_second: u64,
     page_size: u64,
-    /// (`ts_ns`, utime + stime, starttime) of the previous sample.
-    previous: Option<(u64, u64, u64)>,
+    previous: Option<Totals>,
+    /// Per-thread (voluntary, involuntary) switches at the last sample.
+    switches: HashMap<u32, (u64, u64)>,
+    /// Accumulated switch deltas over every thread ever seen.
+    switch_totals: (u64, u64),
+    perf: Option<PerfCounters>,
+    unavailable: u32,
 }
 
 impl Sampler {
-    /// A sampler for process `pid`; nothing is read yet.
+    /// A sampler for process `pid` with perf counters (if this machine has
+    /// them; see [`Self::unavailable`]).
     pub fn new(pid: u32) -> Self {
+        let mut sampler = Self::without_perf(pid);
+        let perf = PerfCounters::new(pid);
+        for (event, _) in perf.unavailable() {
+            for index in perf_metric_indices(event) {
+                sampler.unavailable |= 1 << index;
+            }
+        }
+        sampler.perf = Some(perf);
+        sampler
+    }
+
+    /// A sampler reading procfs only.
+    pub fn without_perf(pid: u32) -> Self {
+        let mut unavailable = 0;
+        for event in PerfEvent::ALL {
+            for index in perf_metric_indices(event) {
+                unavailable |= 1 << index;
+            }
+        }
         Self {
             pid,
             ticks_per_second: sysconf(libc::_SC_CLK_TCK).unwrap_or(100),
             page_size: sysconf(libc::_SC_PAGESIZE).unwrap_or(4096),
             previous: None,
+            switches: HashMap::new(),
+            switch_totals: (0, 0),
+            perf: None,
+            unavailable,
         }
     }
 
@@ -156,39 +213,175 @@ impl Sampler {
         self.pid
     }
 
-    /// Read the process's state now (`ts_ns`: `CLOCK_MONOTONIC` ns).
-    ///
-    /// `cpu_percent` is the CPU time used since the previous sample over the
-    /// wall time between them (100 = one core busy); it is `None` on the first
-    /// sample, if no time passed, or if the pid now names another process.
-    pub fn sample(&mut self, ts_ns: u64) -> Result<MetricSample, MetricsError> {
-        let stat = read_stat(self.pid)?;
-        Ok(self.sample_from(ts_ns, &stat))
+    /// Perf events this machine cannot count, with the kernel's reason.
+    pub fn unavailable(&self) -> Vec<(&'static str, String)> {
+        self.perf.as_ref().map_or_else(Vec::new, |p| {
+            p.unavailable()
+                .into_iter()
+                .map(|(event, why)| (event.name(), why))
+                .collect()
+        })
     }
 
-    /// The sample for an already read `stat` (the pure part of [`Self::sample`]).
-    pub fn sample_from(&mut self, ts_ns: u64, stat: &ProcStat) -> MetricSample {
-        let ticks = stat.utime_ticks + stat.stime_ticks;
-        let cpu_percent = match self.previous {
-            Some((prev_ts, prev_ticks, prev_start))
-                if prev_start == stat.starttime_ticks && ts_ns > prev_ts && ticks >= prev_ticks =>
+    /// Reads the process's state now (`ts_ns`: `CLOCK_MONOTONIC` ns). Rates
+    /// are over the time since the previous sample; they are `None` on the
+    /// first sample, if no time passed, or if the pid now names another process.
+    pub fn sample(&mut self, ts_ns: u64) -> Result<MetricSample, MetricsError> {
+        let stat = read_stat(self.pid)?;
+        let tids = thread_ids(self.pid);
+        let mut running = 0u32;
+        let mut seen = HashMap::with_capacity(tids.len());
+        for &tid in &tids {
+            let task = format!("/proc/{}/task/{tid}", self.pid);
+            if let Ok(text) = std::fs::read_to_string(format!("{task}/stat"))
+                && parse_stat(&text).is_ok_and(|s| s.state == 'R')
             {
-                let cpu_s = (ticks - prev_ticks) as f64 / self.ticks_per_second as f64;
-                let wall_s = (ts_ns - prev_ts) as f64 / 1e9;
-                Some(100.0 * cpu_s / wall_s)
+                running += 1;
             }
-            _ => None,
-        };
-        self.previous = Some((ts_ns, ticks, stat.starttime_ticks));
-        MetricSample {
-            ts_ns,
-            pid: self.pid,
-            process_name: stat.comm.clone(),
-            cpu_percent,
-            rss_bytes: Some(stat.rss_pages.saturating_mul(self.page_size)),
-            threads: Some(stat.num_threads),
+            if let Ok(text) = std::fs::read_to_string(format!("{task}/status"))
+                && let Ok(status) = parse_status(&text)
+            {
+                let now = (
+                    status.voluntary_ctxt_switches,
+                    status.nonvoluntary_ctxt_switches,
+                );
+                let before = self.switches.get(&tid).copied().unwrap_or((0, 0));
+                self.switch_totals.0 += now.0.saturating_sub(before.0);
+                self.switch_totals.1 += now.1.saturating_sub(before.1);
+                seen.insert(tid, now);
+            }
         }
+        self.switches = seen;
+        let io = std::fs::read_to_string(format!("/proc/{}/io", self.pid))
+            .ok()
+            .and_then(|t| parse_io(&t).ok());
+        let fds = std::fs::read_dir(format!("/proc/{}/fd", self.pid))
+            .ok()
+            .map(|d| d.count());
+        let perf = self.perf.as_mut().map(|p| p.read(&tids));
+        let mut totals = Totals {
+            ts_ns,
+            starttime: stat.starttime_ticks,
+            utime: stat.utime_ticks,
+            stime: stat.stime_ticks,
+            minflt: stat.minflt,
+            majflt: stat.majflt,
+            voluntary: self.switch_totals.0,
+            involuntary: self.switch_totals.1,
+            rchar: io.map(|i| i.rchar),
+            wchar: io.map(|i| i.wchar),
+            read_bytes: io.map(|i| i.read_bytes),
+            write_bytes: io.map(|i| i.write_bytes),
+            perf: [None; PerfEvent::ALL.len()],
+        };
+        if let Some(perf) = perf {
+            for (i, (_, value)) in perf.into_iter().enumerate() {
+                totals.perf[i] = value;
+            }
+        }
+        let mut sample = self.sample_from(ts_ns, &stat, &totals);
+        sample.extra[metric::THREADS_RUNNING] = Some(f64::from(running));
+        sample.extra[metric::OPEN_FDS] = fds.map(|n| n as f64);
+        Ok(sample)
     }
+
+    /// The sample for an already read `stat` (the pure part of [`Self::sample`]):
+    /// CPU percent, memory, threads and faults, without the per-thread and
+    /// perf readings.
+    pub fn sample_stat(&mut self, ts_ns: u64, stat: &ProcStat) -> MetricSample {
+        let totals = Totals {
+            ts_ns,
+            starttime: stat.starttime_ticks,
+            utime: stat.utime_ticks,
+            stime: stat.stime_ticks,
+            minflt: stat.minflt,
+            majflt: stat.majflt,
+            ..Totals::default()
+        };
+        self.sample_from(ts_ns, stat, &totals)
+    }
+
+    fn sample_from(&mut self, ts_ns: u64, stat: &ProcStat, now: &Totals) -> MetricSample {
+        let mut sample = MetricSample::basic(
+            ts_ns,
+            self.pid,
+            stat.comm.clone(),
+            None,
+            Some(stat.rss_pages.saturating_mul(self.page_size)),
+            Some(stat.num_threads),
+        );
+        sample.unavailable = self.unavailable;
+        sample.extra[metric::VM] = Some(stat.vsize_bytes as f64);
+        if let Some(before) = self.previous
+            && before.starttime == now.starttime
+            && ts_ns > before.ts_ns
+        {
+            let seconds = (ts_ns - before.ts_ns) as f64 / 1e9;
+            let rate = |now: u64, before: u64| Some(now.saturating_sub(before) as f64 / seconds);
+            let opt_rate = |now: Option<u64>, before: Option<u64>| {
+                now.zip(before).and_then(|(n, b)| rate(n, b))
+            };
+            let ticks = self.ticks_per_second as f64;
+            let cpu = |now: u64, before: u64| rate(now, before).map(|per_s| 100.0 * per_s / ticks);
+            let user = cpu(now.utime, before.utime);
+            let system = cpu(now.stime, before.stime);
+            sample.cpu_percent = user.zip(system).map(|(u, s)| u + s);
+            let extra = &mut sample.extra;
+            extra[metric::CPU_USER] = user;
+            extra[metric::CPU_SYSTEM] = system;
+            extra[metric::MINOR_FAULTS] = rate(now.minflt, before.minflt);
+            extra[metric::MAJOR_FAULTS] = rate(now.majflt, before.majflt);
+            extra[metric::VOLUNTARY_SWITCHES] = rate(now.voluntary, before.voluntary);
+            extra[metric::INVOLUNTARY_SWITCHES] = rate(now.involuntary, before.involuntary);
+            extra[metric::READ] = opt_rate(now.rchar, before.rchar);
+            extra[metric::WRITE] = opt_rate(now.wchar, before.wchar);
+            extra[metric::DISK_READ] = opt_rate(now.read_bytes, before.read_bytes);
+            extra[metric::DISK_WRITE] = opt_rate(now.write_bytes, before.write_bytes);
+            let perf = |event: PerfEvent| {
+                let i = PerfEvent::ALL
+                    .iter()
+                    .position(|e| *e == event)
+                    .expect("listed");
+                opt_rate(now.perf[i], before.perf[i])
+            };
+            extra[metric::CYCLES] = perf(PerfEvent::Cycles);
+            extra[metric::INSTRUCTIONS] = perf(PerfEvent::Instructions);
+            extra[metric::IPC] = extra[metric::INSTRUCTIONS]
+                .zip(extra[metric::CYCLES])
+                .filter(|&(_, cycles)| cycles > 0.0)
+                .map(|(instructions, cycles)| instructions / cycles);
+            extra[metric::CACHE_MISSES] = perf(PerfEvent::CacheMisses);
+            // task-clock counts ns on a CPU; per second of wall time, as percent.
+            extra[metric::TASK_CLOCK] = perf(PerfEvent::TaskClock).map(|ns| ns / 1e7);
+            extra[metric::PERF_SWITCHES] = perf(PerfEvent::ContextSwitches);
+            extra[metric::PERF_FAULTS] = perf(PerfEvent::PageFaults);
+        }
+        self.previous = Some(*now);
+        sample
+    }
+}
+
+/// The extra-metric columns fed by a perf event.
+fn perf_metric_indices(event: PerfEvent) -> &'static [usize] {
+    match event {
+        PerfEvent::Cycles => &[metric::CYCLES, metric::IPC],
+        PerfEvent::Instructions => &[metric::INSTRUCTIONS, metric::IPC],
+        PerfEvent::CacheMisses => &[metric::CACHE_MISSES],
+        PerfEvent::TaskClock => &[metric::TASK_CLOCK],
+        PerfEvent::ContextSwitches => &[metric::PERF_SWITCHES],
+        PerfEvent::PageFaults => &[metric::PERF_FAULTS],
+    }
+}
+
+/// The ids of `pid`'s threads now.
+fn thread_ids(pid: u32) -> Vec<u32> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|dir| {
+            dir.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn sysconf(name: libc::c_int) -> Option<u64> {
@@ -287,41 +480,32 @@ mod tests {
 
     #[test]
     fn cpu_percent_from_tick_deltas() {
-        let mut s = Sampler {
-            pid: 9,
-            ticks_per_second: 100,
-            page_size: 4096,
-            previous: None,
-        };
-        let first = s.sample_from(1_000_000_000, &stat(500, 1));
-        assert_eq!(
-            first,
-            MetricSample {
-                ts_ns: 1_000_000_000,
-                pid: 9,
-                process_name: "app".into(),
-                cpu_percent: None,
-                rss_bytes: Some(40_960),
-                threads: Some(3),
-            }
-        );
+        let mut s = Sampler::without_perf(9);
+        s.ticks_per_second = 100;
+        s.page_size = 4096;
+        let first = s.sample_stat(1_000_000_000, &stat(500, 1));
+        let mut expected =
+            MetricSample::basic(1_000_000_000, 9, "app".into(), None, Some(40_960), Some(3));
+        expected.extra[metric::VM] = Some(first.extra[metric::VM].unwrap());
+        expected.unavailable = s.unavailable;
+        assert_eq!(first, expected);
         // 150 ticks = 1.5 s of CPU in 1 s of wall time: one and a half cores.
-        let second = s.sample_from(2_000_000_000, &stat(650, 1));
+        let second = s.sample_stat(2_000_000_000, &stat(650, 1));
         assert_eq!(second.cpu_percent, Some(150.0));
         // Half a second, 10 ticks = 0.1 s: 20 %.
         assert_eq!(
-            s.sample_from(2_500_000_000, &stat(660, 1)).cpu_percent,
+            s.sample_stat(2_500_000_000, &stat(660, 1)).cpu_percent,
             Some(20.0)
         );
         // No time passed: no rate.
         assert_eq!(
-            s.sample_from(2_500_000_000, &stat(660, 1)).cpu_percent,
+            s.sample_stat(2_500_000_000, &stat(660, 1)).cpu_percent,
             None
         );
         // The pid was reused by another process: no rate across the two.
-        assert_eq!(s.sample_from(3_000_000_000, &stat(5, 2)).cpu_percent, None);
+        assert_eq!(s.sample_stat(3_000_000_000, &stat(5, 2)).cpu_percent, None);
         assert_eq!(
-            s.sample_from(4_000_000_000, &stat(105, 2)).cpu_percent,
+            s.sample_stat(4_000_000_000, &stat(105, 2)).cpu_percent,
             Some(100.0)
         );
     }
@@ -334,7 +518,28 @@ mod tests {
         assert!(first.rss_bytes.unwrap() > 0);
         assert!(first.threads.unwrap() >= 1);
         assert!(first.cpu_percent.is_none());
-        assert!(s.sample(1_000_000_001).unwrap().cpu_percent.is_some());
+        let second = s.sample(1_000_000_001).unwrap();
+        assert!(second.cpu_percent.is_some());
+        assert!(
+            second.extra[metric::OPEN_FDS].unwrap() >= 3.0,
+            "stdio at least"
+        );
+        assert!(
+            second.extra[metric::THREADS_RUNNING].unwrap() >= 1.0,
+            "this thread runs"
+        );
+        assert!(second.extra[metric::MINOR_FAULTS].is_some());
+        assert!(second.extra[metric::VOLUNTARY_SWITCHES].is_some());
+        // Software counters exist on every Linux; a hardware event is either
+        // counted or reported unavailable, never silently zero.
+        assert!(
+            second.extra[metric::TASK_CLOCK].is_some(),
+            "task-clock counted"
+        );
+        for index in [metric::CYCLES, metric::INSTRUCTIONS, metric::CACHE_MISSES] {
+            let unavailable = second.unavailable & (1 << index) != 0;
+            assert_ne!(unavailable, second.extra[index].is_some(), "metric {index}");
+        }
     }
 
     #[test]

@@ -86,11 +86,93 @@ pub mod col {
     pub const THREADS: &str = "threads";
 }
 
+/// The METRIC columns beyond DESIGN.md's `cpu_percent`, `rss_bytes` and
+/// `threads`: each defined once here (column name with its unit, label for
+/// the dashboard), in the order of [`MetricSample::extra`]. Counts and byte
+/// sizes are INT64 columns, rates and ratios DOUBLE. A value the machine
+/// cannot measure (no PMU, say) is null, never 0.
+pub mod metric {
+    /// How a metric is measured and shown.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum Unit {
+        /// Percent of one core (100 = one core busy).
+        Percent,
+        /// Bytes (INT64 column).
+        Bytes,
+        /// A count (INT64 column).
+        Count,
+        /// Bytes per second.
+        BytesPerS,
+        /// Events per second.
+        PerS,
+        /// A plain ratio.
+        Ratio,
+    }
+
+    impl Unit {
+        /// Whether the column is INT64 (else DOUBLE).
+        pub const fn is_integer(self) -> bool {
+            matches!(self, Self::Bytes | Self::Count)
+        }
+    }
+
+    /// One extra metric.
+    #[derive(Clone, Copy, Debug)]
+    pub struct Def {
+        /// Parquet column name (unit in the name).
+        pub column: &'static str,
+        /// Short label for the dashboard.
+        pub label: &'static str,
+        /// Unit.
+        pub unit: Unit,
+    }
+
+    macro_rules! metrics {
+        ($($index:ident = $column:literal, $label:literal, $unit:ident;)*) => {
+            metrics!(@consts 0usize, $($index)*);
+            /// Every extra metric, indexed by the constants of this module.
+            pub const DEFS: [Def; COUNT] = [$(Def { column: $column, label: $label, unit: Unit::$unit }),*];
+        };
+        (@consts $n:expr, $first:ident $($rest:ident)*) => {
+            #[doc = concat!("Index of `", stringify!($first), "` in [`DEFS`].")]
+            pub const $first: usize = $n;
+            metrics!(@consts $n + 1usize, $($rest)*);
+        };
+        (@consts $n:expr,) => {
+            /// Number of extra metrics.
+            pub const COUNT: usize = $n;
+        };
+    }
+
+    metrics! {
+        CPU_USER = "cpu_user_percent", "CPU user", Percent;
+        CPU_SYSTEM = "cpu_system_percent", "CPU system", Percent;
+        VM = "vm_bytes", "virtual size", Bytes;
+        THREADS_RUNNING = "threads_running", "threads running", Count;
+        VOLUNTARY_SWITCHES = "voluntary_ctx_switches_per_s", "voluntary switches/s", PerS;
+        INVOLUNTARY_SWITCHES = "involuntary_ctx_switches_per_s", "involuntary switches/s", PerS;
+        MINOR_FAULTS = "minor_faults_per_s", "minor faults/s", PerS;
+        MAJOR_FAULTS = "major_faults_per_s", "major faults/s", PerS;
+        READ = "read_bytes_per_s", "read/s", BytesPerS;
+        WRITE = "write_bytes_per_s", "written/s", BytesPerS;
+        DISK_READ = "disk_read_bytes_per_s", "disk read/s", BytesPerS;
+        DISK_WRITE = "disk_write_bytes_per_s", "disk written/s", BytesPerS;
+        OPEN_FDS = "open_fds", "open fds", Count;
+        CYCLES = "cycles_per_s", "cycles/s", PerS;
+        INSTRUCTIONS = "instructions_per_s", "instructions/s", PerS;
+        IPC = "ipc", "IPC", Ratio;
+        CACHE_MISSES = "cache_misses_per_s", "cache misses/s", PerS;
+        TASK_CLOCK = "task_clock_percent", "task clock", Percent;
+        PERF_SWITCHES = "perf_ctx_switches_per_s", "perf switches/s", PerS;
+        PERF_FAULTS = "perf_page_faults_per_s", "perf faults/s", PerS;
+    }
+}
+
 static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     let utc = Some(Arc::from("UTC"));
     // kind, ts_ns, time and pid exist on every row; every other column is
     // null on some kind of row (or may be, on kinds added later).
-    Arc::new(Schema::new(vec![
+    let mut fields = vec![
         Field::new(col::KIND, DataType::Utf8, false),
         Field::new(col::TS_NS, DataType::Int64, false),
         Field::new(
@@ -112,7 +194,16 @@ static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         Field::new(col::CPU_PERCENT, DataType::Float64, true),
         Field::new(col::RSS_BYTES, DataType::Int64, true),
         Field::new(col::THREADS, DataType::Int32, true),
-    ]))
+    ];
+    fields.extend(metric::DEFS.iter().map(|def| {
+        let kind = if def.unit.is_integer() {
+            DataType::Int64
+        } else {
+            DataType::Float64
+        };
+        Field::new(def.column, kind, true)
+    }));
+    Arc::new(Schema::new(fields))
 });
 
 /// The Arrow schema of the event log (DESIGN.md's Parquet contract).
@@ -145,6 +236,79 @@ pub struct MetricSample {
     pub rss_bytes: Option<u64>,
     /// Thread count.
     pub threads: Option<u32>,
+    /// The metrics of [`metric::DEFS`], by index; `None` when not measured
+    /// (first sample of a rate, or not measurable here).
+    pub extra: [Option<f64>; metric::COUNT],
+    /// Bit `i` set: metric `i` cannot be measured on this machine at all
+    /// (shown as "unavailable" rather than as a missing value).
+    pub unavailable: u32,
+}
+
+impl MetricSample {
+    /// A sample with only the three contract metrics (no extras).
+    pub fn basic(
+        ts_ns: u64,
+        pid: u32,
+        process_name: String,
+        cpu_percent: Option<f64>,
+        rss_bytes: Option<u64>,
+        threads: Option<u32>,
+    ) -> Self {
+        Self {
+            ts_ns,
+            pid,
+            process_name,
+            cpu_percent,
+            rss_bytes,
+            threads,
+            extra: [None; metric::COUNT],
+            unavailable: 0,
+        }
+    }
+
+    /// Every extra metric as (label, formatted value) for a live view:
+    /// "unavailable" where this machine cannot measure it, "–" where there
+    /// is no value yet.
+    pub fn display_values(&self) -> Vec<(&'static str, String)> {
+        metric::DEFS
+            .iter()
+            .enumerate()
+            .map(|(i, def)| {
+                let text = if self.unavailable & (1 << i) != 0 {
+                    "unavailable".to_owned()
+                } else {
+                    self.extra[i].map_or_else(|| "–".to_owned(), |v| format_metric(def.unit, v))
+                };
+                (def.label, text)
+            })
+            .collect()
+    }
+}
+
+/// A metric value with its unit, compactly (`12.5 %`, `3.4 MiB`, `1.2 k/s`).
+pub fn format_metric(unit: metric::Unit, value: f64) -> String {
+    use metric::Unit;
+    let scaled = |v: f64, suffixes: &[&str], base: f64| {
+        let mut v = v;
+        let mut i = 0;
+        while v.abs() >= base && i + 1 < suffixes.len() {
+            v /= base;
+            i += 1;
+        }
+        if i == 0 {
+            format!("{v:.0}{}", suffixes[0])
+        } else {
+            format!("{v:.1}{}", suffixes[i])
+        }
+    };
+    match unit {
+        Unit::Percent => format!("{value:.1} %"),
+        Unit::Bytes => scaled(value, &[" B", " KiB", " MiB", " GiB", " TiB"], 1024.0),
+        Unit::BytesPerS => scaled(value, &[" B/s", " KiB/s", " MiB/s", " GiB/s"], 1024.0),
+        Unit::Count => format!("{value:.0}"),
+        Unit::PerS => scaled(value, &["/s", " k/s", " M/s", " G/s"], 1000.0),
+        Unit::Ratio => format!("{value:.2}"),
+    }
 }
 
 /// What a recording is of, written to the file's metadata.

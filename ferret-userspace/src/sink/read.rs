@@ -57,6 +57,8 @@ pub struct Row {
     pub rss_bytes: Option<i64>,
     /// METRIC: thread count.
     pub threads: Option<i32>,
+    /// METRIC: the extra metrics of [`super::metric::DEFS`], by index.
+    pub extra: [Option<f64>; super::metric::COUNT],
 }
 
 /// Read every row of the event log at `path`, in file order.
@@ -124,6 +126,7 @@ struct Batch {
     cpu_percent: Option<PrimitiveArray<Float64Type>>,
     rss_bytes: Option<PrimitiveArray<Int64Type>>,
     threads: Option<PrimitiveArray<Int32Type>>,
+    extra: Vec<Option<PrimitiveArray<Float64Type>>>,
 }
 
 impl Batch {
@@ -183,6 +186,10 @@ impl Batch {
             cpu_percent: prim::<Float64Type>(get(col::CPU_PERCENT, &DataType::Float64)?),
             rss_bytes: i64s(col::RSS_BYTES)?,
             threads: i32s(col::THREADS)?,
+            extra: super::metric::DEFS
+                .iter()
+                .map(|def| Ok(prim::<Float64Type>(get(def.column, &DataType::Float64)?)))
+                .collect::<Result<_, SinkError>>()?,
         })
     }
 
@@ -207,6 +214,7 @@ impl Batch {
                 cpu_percent: prim_at(self.cpu_percent.as_ref(), i),
                 rss_bytes: prim_at(self.rss_bytes.as_ref(), i),
                 threads: prim_at(self.threads.as_ref(), i),
+                extra: std::array::from_fn(|k| prim_at(self.extra[k].as_ref(), i)),
             });
         }
     }

@@ -90,6 +90,7 @@ fn row(kind: &str, ts_ns: i64, pid: i32) -> Row {
         cpu_percent: None,
         rss_bytes: None,
         threads: None,
+        extra: [None; super::metric::COUNT],
     }
 }
 
@@ -131,25 +132,21 @@ fn every_column_round_trips() {
     let mut w = RecordingWriter::create(&path, functions(), meta()).unwrap();
     w.write_span(&start(1, None, 0, 0, 100)).unwrap();
     w.write_span(&start(2, Some(1), 1, 1, 150)).unwrap();
-    w.write_metric(&MetricSample {
-        ts_ns: 160,
-        pid: 1234,
-        process_name: "app".into(),
-        cpu_percent: Some(87.5),
-        rss_bytes: Some(1 << 33),
-        threads: Some(9),
-    })
-    .unwrap();
+    let mut sample =
+        MetricSample::basic(160, 1234, "app".into(), Some(87.5), Some(1 << 33), Some(9));
+    sample.extra[super::metric::MAJOR_FAULTS] = Some(2.5);
+    sample.extra[super::metric::OPEN_FDS] = Some(17.0);
+    w.write_metric(&sample).unwrap();
     w.write_span(&end(2, Some(1), 1, 1, 150, 175, SpanStatus::Unwound))
         .unwrap();
-    w.write_metric(&MetricSample {
-        ts_ns: 180,
-        pid: 1234,
-        process_name: "app".into(),
-        cpu_percent: None,
-        rss_bytes: None,
-        threads: None,
-    })
+    w.write_metric(&MetricSample::basic(
+        180,
+        1234,
+        "app".into(),
+        None,
+        None,
+        None,
+    ))
     .unwrap();
     w.write_span(&end(1, None, 0, 0, 100, 200, SpanStatus::Ok))
         .unwrap();
@@ -167,6 +164,12 @@ fn every_column_round_trips() {
             cpu_percent: Some(87.5),
             rss_bytes: Some(1 << 33),
             threads: Some(9),
+            extra: {
+                let mut extra = [None; super::metric::COUNT];
+                extra[super::metric::MAJOR_FAULTS] = Some(2.5);
+                extra[super::metric::OPEN_FDS] = Some(17.0);
+                extra
+            },
             ..row(KIND_METRIC, 160, 1234)
         },
         Row {
@@ -230,10 +233,13 @@ fn file_types_follow_the_contract() {
 
     // The Arrow schema handed to readers.
     let schema = schema();
-    assert_eq!(schema.fields().len(), 17);
+    assert_eq!(schema.fields().len(), 17 + super::metric::COUNT);
     for field in schema.fields() {
         let name = field.name().as_str();
+        let extra = super::metric::DEFS.iter().find(|d| d.column == name);
         let want = match name {
+            _ if extra.is_some_and(|d| d.unit.is_integer()) => DataType::Int64,
+            _ if extra.is_some() => DataType::Float64,
             n if strings.contains(&n) => DataType::Utf8,
             n if i64s.contains(&n) => DataType::Int64,
             n if i32s.contains(&n) => DataType::Int32,
@@ -251,7 +257,12 @@ fn file_types_follow_the_contract() {
     for column in parquet.columns() {
         let name = column.name();
         let (physical, logical) = (column.physical_type(), column.logical_type_ref());
+        let extra = super::metric::DEFS.iter().find(|d| d.column == name);
         match name {
+            _ if extra.is_some_and(|d| d.unit.is_integer()) => {
+                assert_eq!(physical, PhysicalType::INT64, "{name}");
+            }
+            _ if extra.is_some() => assert_eq!(physical, PhysicalType::DOUBLE, "{name}"),
             n if strings.contains(&n) => {
                 assert_eq!(
                     (physical, logical),
@@ -512,14 +523,14 @@ fn write_throughput() {
         }))
         .unwrap();
         if i % 10_000 == 0 {
-            w.write_metric(&MetricSample {
-                ts_ns: ts,
-                pid: 4242,
-                process_name: "myapp".into(),
-                cpu_percent: Some(99.0),
-                rss_bytes: Some(1 << 30),
-                threads: Some(8),
-            })
+            w.write_metric(&MetricSample::basic(
+                ts,
+                4242,
+                "myapp".into(),
+                Some(99.0),
+                Some(1 << 30),
+                Some(8),
+            ))
             .unwrap();
         }
     }

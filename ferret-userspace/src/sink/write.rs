@@ -172,6 +172,9 @@ impl RecordingWriter {
         c.cpu_percent.append_null();
         c.rss_bytes.append_null();
         c.threads.append_null();
+        for extra in &mut c.extra {
+            extra.append(None);
+        }
         self.row_added()
     }
 
@@ -195,6 +198,9 @@ impl RecordingWriter {
         c.cpu_percent.append_option(m.cpu_percent);
         c.rss_bytes.append_option(m.rss_bytes.map(|b| b as i64));
         c.threads.append_option(m.threads.map(|t| t as i32));
+        for (builder, value) in c.extra.iter_mut().zip(m.extra) {
+            builder.append(value);
+        }
         self.row_added()
     }
 
@@ -342,6 +348,29 @@ struct Columns {
     cpu_percent: Float64Builder,
     rss_bytes: Int64Builder,
     threads: Int32Builder,
+    extra: Vec<ExtraBuilder>,
+}
+
+/// A builder for one of [`super::metric::DEFS`]: INT64 or DOUBLE by unit.
+enum ExtraBuilder {
+    Int(Int64Builder),
+    Float(Float64Builder),
+}
+
+impl ExtraBuilder {
+    fn append(&mut self, value: Option<f64>) {
+        match self {
+            Self::Int(b) => b.append_option(value.map(|v| v.round() as i64)),
+            Self::Float(b) => b.append_option(value),
+        }
+    }
+
+    fn finish(&mut self) -> ArrayRef {
+        match self {
+            Self::Int(b) => Arc::new(b.finish()),
+            Self::Float(b) => Arc::new(b.finish()),
+        }
+    }
 }
 
 impl Columns {
@@ -365,12 +394,22 @@ impl Columns {
             cpu_percent: Float64Builder::new(),
             rss_bytes: Int64Builder::new(),
             threads: Int32Builder::new(),
+            extra: super::metric::DEFS
+                .iter()
+                .map(|def| {
+                    if def.unit.is_integer() {
+                        ExtraBuilder::Int(Int64Builder::new())
+                    } else {
+                        ExtraBuilder::Float(Float64Builder::new())
+                    }
+                })
+                .collect(),
         }
     }
 
     /// The buffered columns as arrays; the builders are left empty.
     fn finish(&mut self) -> Vec<ArrayRef> {
-        vec![
+        let mut arrays: Vec<ArrayRef> = vec![
             Arc::new(self.kind.finish()),
             Arc::new(self.ts_ns.finish()),
             Arc::new(self.time.finish()),
@@ -388,6 +427,8 @@ impl Columns {
             Arc::new(self.cpu_percent.finish()),
             Arc::new(self.rss_bytes.finish()),
             Arc::new(self.threads.finish()),
-        ]
+        ];
+        arrays.extend(self.extra.iter_mut().map(ExtraBuilder::finish));
+        arrays
     }
 }
