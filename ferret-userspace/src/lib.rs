@@ -6,8 +6,10 @@
 //! ring buffer, `trace` rebuilds per-thread stacks into spans, `metrics`
 //! samples procfs, and `sink` writes the Parquet event log.
 
+pub mod analyze;
 pub mod cli;
 pub mod commands;
+pub mod export;
 pub mod metrics;
 pub mod probe;
 pub mod sink;

@@ -1,11 +1,139 @@
-//! `ferret analyze` (being written).
+//! `ferret analyze`: the function table or the slowest call trees of a
+//! recording, as text or JSON on stdout. Warnings (lost events, a recording
+//! cut short, a filter that matched nothing) go to stderr.
 
-use anyhow::Result;
+use std::io::{self, BufWriter, IsTerminal as _, Write};
 
-use crate::cli::AnalyzeConfig;
+use anyhow::{Context as _, Result};
+
+use crate::analyze::render::{self, Style};
+use crate::analyze::{self, Overview, Progress, Query, Recording, SortBy};
+use crate::cli::{AnalyzeConfig, AnalyzeFormat, SortKey};
+use crate::symbols::closest_names;
 
 /// Runs `ferret analyze`.
 pub fn run(config: &AnalyzeConfig) -> Result<i32> {
-    let _ = config;
-    anyhow::bail!("`ferret analyze` is not implemented yet")
+    let recording = Recording::open(&config.file)?;
+    let query = Query {
+        // A tid that does not fit the column's type matches nothing.
+        thread: config.thread.map(|t| i32::try_from(t).unwrap_or(-1)),
+        function: config.function.clone(),
+        sort: sort_by(config.sort),
+        top: config.top,
+    };
+    let mut progress = Progress::new(recording.info().rows, "analyzing");
+    let stdout = io::stdout();
+    let style = Style {
+        color: stdout.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+    };
+    let mut out = BufWriter::new(stdout.lock());
+    let written = if config.tree {
+        let report = analyze::trees(&recording, &query, &mut progress)?;
+        warn(&report.overview, config);
+        if report.trees.is_empty()
+            && let Some(glob) = &config.function
+        {
+            let names: Vec<&str> = report
+                .names
+                .functions()
+                .iter()
+                .map(|f| f.name.as_str())
+                .collect();
+            no_match(glob.as_str(), &names);
+        }
+        match config.format {
+            AnalyzeFormat::Table => render::trees(&mut out, &report, style),
+            AnalyzeFormat::Json => render::trees_json(&mut out, &report),
+        }
+    } else {
+        let report = analyze::functions(&recording, &query, &mut progress)?;
+        warn(&report.overview, config);
+        if report.functions.is_empty()
+            && let Some(glob) = &config.function
+        {
+            let names: Vec<&str> = report.all_names.iter().map(String::as_str).collect();
+            no_match(glob.as_str(), &names);
+        }
+        match config.format {
+            AnalyzeFormat::Table => render::table(&mut out, &report, config.top, style),
+            AnalyzeFormat::Json => {
+                render::table_json(&mut out, &report, config.top, query.sort.as_str())
+            }
+        }
+    };
+    match written.and_then(|()| out.flush()) {
+        // `ferret analyze … | head` closes the pipe early: not an error.
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(0),
+        other => other.map(|()| 0).context("writing to stdout"),
+    }
+}
+
+fn sort_by(key: SortKey) -> SortBy {
+    match key {
+        SortKey::Calls => SortBy::Calls,
+        SortKey::Total => SortBy::Total,
+        SortKey::SelfTime => SortBy::SelfTime,
+        SortKey::Mean => SortBy::Mean,
+        SortKey::P95 => SortBy::P95,
+        SortKey::P99 => SortBy::P99,
+        SortKey::Max => SortBy::Max,
+    }
+}
+
+/// What a reader of the numbers must know about the recording.
+fn warn(o: &Overview, config: &AnalyzeConfig) {
+    if let Some(lost) = o.info.lost_events.filter(|&n| n > 0) {
+        eprintln!(
+            "warning: the kernel lost {lost} events during this recording; some calls are \
+             missing and some durations may be too long"
+        );
+    }
+    if o.info.complete == Some(false) || o.cut > 0 {
+        eprintln!(
+            "warning: the recording was cut short; {} calls with no end were ended at its last \
+             timestamp",
+            o.cut
+        );
+    }
+    if o.orphans > 0 {
+        eprintln!(
+            "warning: {} call ends had no start before them (were the rows re-sorted?); they \
+             count in the table but not in trees",
+            o.orphans
+        );
+    }
+    if let Some(tid) = config.thread
+        && o.spans == 0
+    {
+        let others: Vec<String> = o.other_tids.iter().take(20).map(i32::to_string).collect();
+        if others.is_empty() {
+            eprintln!("note: no calls on thread {tid}; the recording has no calls at all");
+        } else {
+            eprintln!(
+                "note: no calls on thread {tid}; threads with calls: {}{}",
+                others.join(", "),
+                if o.other_tids.len() > others.len() {
+                    ", …"
+                } else {
+                    ""
+                }
+            );
+        }
+    }
+}
+
+fn no_match(pattern: &str, names: &[&str]) {
+    let close = closest_names(pattern, names.iter().copied(), 5);
+    if close.is_empty() {
+        eprintln!("note: no function in the recording matches `{pattern}`");
+    } else {
+        eprintln!(
+            "note: no function in the recording matches `{pattern}`; did you mean {}?",
+            close
+                .iter()
+                .map(|n| format!("`{n}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
 }

@@ -1,0 +1,313 @@
+//! Duration percentiles in bounded memory.
+//!
+//! A function may be called billions of times in a recording larger than
+//! memory, so its durations cannot all be kept. [`Histogram`] keeps them
+//! exactly while there are few ([`EXACT_LIMIT`]), which makes small
+//! recordings' percentiles exact, and otherwise counts them in log-linear
+//! buckets (the HdrHistogram layout): every power of two is split into
+//! `2^SUB_BITS` equal buckets, so a bucket is at most 1/128 of its lower
+//! bound wide and its midpoint is within 0.4 % of any value in it. Values
+//! below 128 ns get a bucket each and stay exact.
+//!
+//! Percentiles use the nearest-rank definition: the p-th percentile of `n`
+//! values is the `ceil(p·n)`-th smallest (1-based), an actual observation
+//! rather than an interpolation, which is what `ORDER BY … OFFSET` gives in
+//! SQL and what the tests recompute.
+
+/// Durations kept exactly before switching to buckets: 8 KiB per function.
+pub const EXACT_LIMIT: usize = 1024;
+
+/// Sub-bucket bits per power of two: 128 buckets, < 0.4 % midpoint error.
+const SUB_BITS: u32 = 7;
+const SUB_COUNT: u64 = 1 << SUB_BITS;
+
+/// The worst relative error of a bucketed percentile: half a bucket's width
+/// over its lower bound.
+pub const MAX_RELATIVE_ERROR: f64 = 0.5 / SUB_COUNT as f64;
+
+/// Durations of one function's calls: count, min, max, and percentiles exact
+/// up to [`EXACT_LIMIT`] values and within [`MAX_RELATIVE_ERROR`] beyond.
+#[derive(Clone, Debug, Default)]
+pub struct Histogram {
+    count: u64,
+    min: u64,
+    max: u64,
+    store: Store,
+}
+
+#[derive(Clone, Debug)]
+enum Store {
+    /// Every value, unsorted.
+    Exact(Vec<u64>),
+    /// Counts of buckets `first..first + counts.len()`: dense between the
+    /// smallest and largest bucket seen, since one function's durations
+    /// usually span a few decades (a few thousand buckets at most).
+    Buckets { first: usize, counts: Vec<u64> },
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Self::Exact(Vec::new())
+    }
+}
+
+impl Histogram {
+    /// An empty histogram.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Record one duration.
+    pub fn record(&mut self, value: u64) {
+        if self.count == 0 {
+            self.min = value;
+            self.max = value;
+        } else {
+            self.min = self.min.min(value);
+            self.max = self.max.max(value);
+        }
+        self.count += 1;
+        match &mut self.store {
+            Store::Exact(values) if values.len() < EXACT_LIMIT => values.push(value),
+            Store::Exact(values) => {
+                let values = std::mem::take(values);
+                self.store = Store::Buckets {
+                    first: bucket_of(value),
+                    counts: Vec::new(),
+                };
+                for v in values.into_iter().chain(std::iter::once(value)) {
+                    self.bump(v);
+                }
+            }
+            Store::Buckets { .. } => self.bump(value),
+        }
+    }
+
+    fn bump(&mut self, value: u64) {
+        let Store::Buckets { first, counts } = &mut self.store else {
+            return;
+        };
+        let bucket = bucket_of(value);
+        if counts.is_empty() {
+            *first = bucket;
+        } else if bucket < *first {
+            // Grow downwards: shift the existing counts up.
+            let grow = *first - bucket;
+            counts.splice(0..0, std::iter::repeat_n(0, grow));
+            *first = bucket;
+        }
+        let slot = bucket - *first;
+        if slot >= counts.len() {
+            counts.resize(slot + 1, 0);
+        }
+        counts[slot] += 1;
+    }
+
+    /// How many durations were recorded.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// The smallest duration (0 when empty).
+    pub fn min(&self) -> u64 {
+        self.min
+    }
+
+    /// The largest duration (0 when empty).
+    pub fn max(&self) -> u64 {
+        self.max
+    }
+
+    /// Whether every recorded value is still held (percentiles are exact).
+    pub fn is_exact(&self) -> bool {
+        matches!(self.store, Store::Exact(_))
+    }
+
+    /// Percentiles for each of `quantiles` (each in `0.0..=1.0`), by
+    /// nearest rank; 0 for an empty histogram. Takes `&mut self` because
+    /// the exact store sorts its values in place.
+    pub fn quantiles<const N: usize>(&mut self, quantiles: [f64; N]) -> [u64; N] {
+        let count = self.count;
+        let (min, max) = (self.min, self.max);
+        let mut out = [0; N];
+        if count == 0 {
+            return out;
+        }
+        match &mut self.store {
+            Store::Exact(values) => {
+                values.sort_unstable();
+                for (o, q) in out.iter_mut().zip(quantiles) {
+                    let rank = rank(q, count);
+                    *o = values.get(rank as usize - 1).copied().unwrap_or(max);
+                }
+            }
+            Store::Buckets { first, counts } => {
+                for (o, q) in out.iter_mut().zip(quantiles) {
+                    let rank = rank(q, count);
+                    // The extremes are known exactly.
+                    if rank == 1 {
+                        *o = min;
+                        continue;
+                    }
+                    if rank == count {
+                        *o = max;
+                        continue;
+                    }
+                    let mut seen = 0u64;
+                    let mut value = max;
+                    for (slot, &c) in counts.iter().enumerate() {
+                        seen += c;
+                        if seen >= rank {
+                            value = bucket_mid(*first + slot);
+                            break;
+                        }
+                    }
+                    // A bucket's midpoint must not report a value outside
+                    // what the calls had.
+                    *o = value.clamp(min, max);
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The 1-based nearest rank of quantile `q` among `count` values.
+fn rank(q: f64, count: u64) -> u64 {
+    let q = if q.is_nan() { 1.0 } else { q.clamp(0.0, 1.0) };
+    ((q * count as f64).ceil() as u64).clamp(1, count)
+}
+
+/// The bucket holding `value`: values below `SUB_COUNT` are their own
+/// bucket; above, the top `SUB_BITS + 1` bits select it.
+fn bucket_of(value: u64) -> usize {
+    if value < SUB_COUNT {
+        return value as usize;
+    }
+    let exponent = value.ilog2(); // >= SUB_BITS
+    let shift = exponent - SUB_BITS;
+    let mantissa = (value >> shift) - SUB_COUNT; // 0..SUB_COUNT
+    (SUB_COUNT + u64::from(shift) * SUB_COUNT + mantissa) as usize
+}
+
+/// The lower bound and width of a bucket.
+fn bucket_bounds(bucket: usize) -> (u64, u64) {
+    let bucket = bucket as u64;
+    if bucket < SUB_COUNT {
+        return (bucket, 1);
+    }
+    let shift = (bucket - SUB_COUNT) / SUB_COUNT;
+    let mantissa = (bucket - SUB_COUNT) % SUB_COUNT;
+    ((SUB_COUNT + mantissa) << shift, 1 << shift)
+}
+
+/// The value a bucket reports: its midpoint (exact for width-1 buckets).
+fn bucket_mid(bucket: usize) -> u64 {
+    let (low, width) = bucket_bounds(bucket);
+    low.saturating_add(width / 2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn nearest_rank(sorted: &[u64], q: f64) -> u64 {
+        sorted[rank(q, sorted.len() as u64) as usize - 1]
+    }
+
+    #[test]
+    fn buckets_cover_every_value_once_in_order() {
+        for v in (0..5000u64).chain([u64::MAX, u64::MAX - 1, 1 << 40, (1 << 40) - 1]) {
+            let b = bucket_of(v);
+            let (low, width) = bucket_bounds(b);
+            assert!(
+                low <= v && v - low < width,
+                "{v} in bucket {b} = [{low}, +{width})"
+            );
+        }
+        for b in 0..bucket_of(u64::MAX) {
+            let (low, width) = bucket_bounds(b);
+            assert_eq!(
+                bucket_bounds(b + 1).0,
+                low + width,
+                "bucket {b} is contiguous"
+            );
+        }
+    }
+
+    #[test]
+    fn small_sets_are_exact() {
+        let mut h = Histogram::new();
+        for v in [50, 10, 40, 20, 30] {
+            h.record(v);
+        }
+        assert!(h.is_exact());
+        assert_eq!(
+            h.quantiles([0.0, 0.2, 0.5, 0.95, 1.0]),
+            [10, 10, 30, 50, 50]
+        );
+        assert_eq!((h.count(), h.min(), h.max()), (5, 10, 50));
+    }
+
+    #[test]
+    fn empty_histogram_reports_zeros() {
+        let mut h = Histogram::new();
+        assert_eq!(h.quantiles([0.5, 0.99]), [0, 0]);
+        assert_eq!((h.count(), h.min(), h.max()), (0, 0, 0));
+    }
+
+    #[test]
+    fn switches_to_buckets_past_the_limit_and_keeps_extremes_exact() {
+        let mut h = Histogram::new();
+        for v in 1..=10_000u64 {
+            h.record(v * 1000 + 7);
+        }
+        assert!(!h.is_exact());
+        let [p0, p100] = h.quantiles([0.0, 1.0]);
+        assert_eq!((p0, p100), (1007, 10_000_007));
+    }
+
+    #[test]
+    fn error_bound_holds_at_bucket_edges() {
+        // The worst case: a value at a bucket's lower edge reported as the
+        // midpoint.
+        let mut h = Histogram::new();
+        let edge = 1u64 << 30;
+        for _ in 0..=EXACT_LIMIT {
+            h.record(edge);
+        }
+        h.record(u64::MAX);
+        let [p50] = h.quantiles([0.5]);
+        let error = p50.abs_diff(edge) as f64 / edge as f64;
+        assert!(error <= MAX_RELATIVE_ERROR, "error {error}");
+        const { assert!(MAX_RELATIVE_ERROR < 0.01) };
+    }
+
+    proptest! {
+        #[test]
+        fn percentiles_within_bound_of_nearest_rank(
+            values in prop::collection::vec(
+                prop_oneof![0u64..200, 0u64..1_000_000, 0u64..u64::MAX / 2],
+                1..4000,
+            ),
+            q in 0.0f64..=1.0,
+        ) {
+            let mut h = Histogram::new();
+            for &v in &values {
+                h.record(v);
+            }
+            let mut sorted = values.clone();
+            sorted.sort_unstable();
+            let exact = nearest_rank(&sorted, q);
+            let [got] = h.quantiles([q]);
+            let error = got.abs_diff(exact) as f64 / exact.max(1) as f64;
+            prop_assert!(error <= MAX_RELATIVE_ERROR, "q={q} exact={exact} got={got}");
+            if values.len() <= EXACT_LIMIT {
+                prop_assert_eq!(got, exact);
+            }
+            prop_assert_eq!(h.min(), sorted[0]);
+            prop_assert_eq!(h.max(), *sorted.last().unwrap());
+        }
+    }
+}
