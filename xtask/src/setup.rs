@@ -38,6 +38,7 @@ pub fn run(sh: &Sh) -> Result<()> {
     }
     note("debian packages", apt_packages(sh));
     note("python duckdb", duckdb(sh));
+    note("speedscope schema", speedscope_schema(sh));
 
     if problems.is_empty() {
         Ok(())
@@ -434,6 +435,77 @@ fn duckdb(sh: &Sh) -> Result<()> {
         .context("pip installed duckdb but `python3 -c 'import duckdb'` still fails")?;
     ok(ITEM, &version);
     Ok(())
+}
+
+/// npm packages for `tests/export_e2e.rs`: speedscope ships its published
+/// file-format schema, ajv validates exports against it.
+const NPM_PACKAGES: &[&str] = &["speedscope@1", "ajv@8"];
+
+/// The files the export tests read, relative to the npm prefix.
+const NPM_FILES: &[&str] = &[
+    "node_modules/speedscope/dist/release/file-format-schema.json",
+    "node_modules/ajv/package.json",
+];
+
+/// Installs [`NPM_PACKAGES`] into `<target>/npm` (where the tests look),
+/// unless they are there already.
+fn speedscope_schema(sh: &Sh) -> Result<()> {
+    const ITEM: &str = "speedscope schema";
+    let prefix = sh.target_dir()?.join("npm");
+    if NPM_FILES.iter().all(|f| prefix.join(f).is_file()) && sh.which("node").is_some() {
+        ok(ITEM, &display_path(&prefix));
+        return Ok(());
+    }
+    if sh.which("npm").is_none() || sh.which("node").is_none() {
+        if !sh.is_root {
+            bail!(
+                "node and npm are needed to validate speedscope exports; run:\n    \
+                 sudo apt-get install -y --no-install-recommends nodejs npm\nthen run setup again"
+            );
+        }
+        installing("apt nodejs npm", "apt-get");
+        let apt = |args: &[&str]| {
+            let mut cmd = sh.cmd("apt-get");
+            cmd.env("DEBIAN_FRONTEND", "noninteractive")
+                .args(args)
+                .stdin(Stdio::null());
+            cmd
+        };
+        sh.run(&mut apt(&["-qq", "update"]))?;
+        sh.run(&mut apt(&[
+            "-q",
+            "install",
+            "-y",
+            "--no-install-recommends",
+            "nodejs",
+            "npm",
+        ]))?;
+    }
+    installing(ITEM, "npm");
+    sh.run(
+        sh.cmd("npm")
+            .arg("install")
+            .arg("--prefix")
+            .arg(&prefix)
+            .args(["--no-audit", "--no-fund", "--loglevel=error"])
+            .args(NPM_PACKAGES)
+            .stdin(Stdio::null()),
+    )?;
+    if sh.dry_run {
+        return Ok(());
+    }
+    if let Some(missing) = NPM_FILES.iter().find(|f| !prefix.join(f).is_file()) {
+        bail!(
+            "npm install finished but {} is missing",
+            prefix.join(missing).display()
+        );
+    }
+    ok(ITEM, &display_path(&prefix));
+    Ok(())
+}
+
+fn display_path(path: &Path) -> String {
+    path.display().to_string()
 }
 
 #[cfg(test)]

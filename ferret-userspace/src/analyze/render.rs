@@ -17,7 +17,7 @@ use super::{FunctionReport, Overview, TreeReport};
 
 /// Lines drawn per tree before the rest is summarised: a 10 000-deep
 /// recursion must not print 10 000 ever-wider lines.
-pub const TREE_LINES: usize = 200;
+pub const TREE_LINES: usize = 100;
 
 /// ANSI styling, or none.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -249,10 +249,10 @@ fn tree_lines(
     let mut lines = 0usize;
     while let Some((n, prefix, connector)) = stack.pop() {
         if lines == TREE_LINES {
-            let left = stack.len() + 1;
             writeln!(
                 w,
-                "    … {left} more branches not shown ({} nodes in this tree; --format json has all)",
+                "    … {} more of {} nodes not shown (--format json has them all)",
+                tree.nodes.len() - lines,
                 tree.nodes.len()
             )?;
             break;

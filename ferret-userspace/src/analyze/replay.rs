@@ -46,7 +46,7 @@ pub const BATCH_ROWS: usize = 64 * 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
     /// The file could not be opened (missing, no permission…).
-    #[error("cannot open {}: {source}", path.display())]
+    #[error("cannot open {}", path.display())]
     Open {
         /// The file.
         path: PathBuf,
@@ -58,7 +58,7 @@ pub enum ReadError {
     /// with SIGKILL leaves no footer).
     #[error(
         "{} is not a ferret recording: not a Parquet file, or one whose writing was cut off \
-         before its footer ({source})",
+         before its footer",
         path.display()
     )]
     NotParquet {
@@ -92,7 +92,7 @@ pub enum ReadError {
         expected: DataType,
     },
     /// Reading or decoding failed part-way (a damaged file, an I/O error).
-    #[error("reading {}: {source}", path.display())]
+    #[error("reading {}", path.display())]
     Read {
         /// The file.
         path: PathBuf,

@@ -40,7 +40,7 @@ pub enum ExportError {
     #[error(transparent)]
     Read(#[from] ReadError),
     /// The output could not be created.
-    #[error("cannot create {}: {source}", path.display())]
+    #[error("cannot create {}", path.display())]
     Create {
         /// The output path.
         path: PathBuf,
@@ -49,7 +49,7 @@ pub enum ExportError {
         source: std::io::Error,
     },
     /// Writing the output failed (a full disk, a closed pipe…).
-    #[error("writing {}: {source}", path.display())]
+    #[error("writing {}", path.display())]
     Write {
         /// The output path.
         path: PathBuf,

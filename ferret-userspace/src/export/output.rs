@@ -7,12 +7,10 @@
 //! followed (ferret often runs as root). `-` writes to stdout, and a path
 //! that is not a regular file (`/dev/null`, a FIFO) is written in place.
 
-use std::fs::{File, OpenOptions, Permissions};
+use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Stdout, Write};
-use std::os::unix::fs::{FileTypeExt as _, PermissionsExt as _};
+use std::os::unix::fs::{FileTypeExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
-
-use tempfile::NamedTempFile;
 
 use super::ExportError;
 
@@ -30,7 +28,7 @@ pub struct Output {
 enum Sink {
     Stdout(BufWriter<Stdout>),
     InPlace(BufWriter<File>),
-    Atomic(BufWriter<NamedTempFile>),
+    Atomic(BufWriter<File>, TempPath),
 }
 
 impl Output {
@@ -66,13 +64,10 @@ impl Output {
             Some(p) if !p.as_os_str().is_empty() => p,
             _ => Path::new("."),
         };
-        let temp = tempfile::Builder::new()
-            .prefix(".ferret-export-")
-            .tempfile_in(dir)
-            .map_err(create_err)?;
+        let (file, temp) = TempPath::create(dir, path).map_err(create_err)?;
         Ok(Self {
             path: path.to_owned(),
-            sink: Sink::Atomic(BufWriter::with_capacity(BUFFER, temp)),
+            sink: Sink::Atomic(BufWriter::with_capacity(BUFFER, file), temp),
         })
     }
 
@@ -81,7 +76,7 @@ impl Output {
     /// for stdout.
     pub fn spill_dir(&self) -> PathBuf {
         match &self.sink {
-            Sink::Atomic(_) => match self.path.parent() {
+            Sink::Atomic(..) => match self.path.parent() {
                 Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
                 _ => PathBuf::from("."),
             },
@@ -102,17 +97,52 @@ impl Output {
                 other => other.map_err(write_err),
             },
             Sink::InPlace(mut w) => w.flush().map_err(write_err),
-            Sink::Atomic(w) => {
-                let temp = w.into_inner().map_err(|e| write_err(e.into_error()))?;
-                // A temp file is private (0600); the export is as readable
-                // as any file the user creates.
-                temp.as_file()
-                    .set_permissions(Permissions::from_mode(0o644))
-                    .map_err(write_err)?;
-                temp.persist(&path).map_err(|e| write_err(e.error))?;
+            Sink::Atomic(w, temp) => {
+                let file = w.into_inner().map_err(|e| write_err(e.into_error()))?;
+                drop(file);
+                std::fs::rename(&temp.0, &path).map_err(write_err)?;
+                // Renamed: nothing left for the guard to remove.
+                std::mem::forget(temp);
                 Ok(())
             }
         }
+    }
+}
+
+/// A temporary file beside the output, removed when dropped (an export
+/// that failed or was abandoned).
+#[derive(Debug)]
+struct TempPath(PathBuf);
+
+impl TempPath {
+    /// Create `dir/.NAME.ferret-PID-N`, new, readable by all as any file
+    /// the user creates (the umask applies).
+    fn create(dir: &Path, output: &Path) -> io::Result<(File, Self)> {
+        static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let name = output
+            .file_name()
+            .map_or_else(|| "export".into(), |n| n.to_string_lossy().into_owned());
+        loop {
+            let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let path = dir.join(format!(".{name}.ferret-{}-{n}", std::process::id()));
+            match OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o644)
+                .open(&path)
+            {
+                Ok(file) => return Ok((file, Self(path))),
+                // Left by a process that died with our pid long ago.
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+impl Drop for TempPath {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
     }
 }
 
@@ -120,24 +150,21 @@ impl Write for Output {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match &mut self.sink {
             Sink::Stdout(w) => w.write(buf),
-            Sink::InPlace(w) => w.write(buf),
-            Sink::Atomic(w) => w.write(buf),
+            Sink::InPlace(w) | Sink::Atomic(w, _) => w.write(buf),
         }
     }
 
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
         match &mut self.sink {
             Sink::Stdout(w) => w.write_all(buf),
-            Sink::InPlace(w) => w.write_all(buf),
-            Sink::Atomic(w) => w.write_all(buf),
+            Sink::InPlace(w) | Sink::Atomic(w, _) => w.write_all(buf),
         }
     }
 
     fn flush(&mut self) -> io::Result<()> {
         match &mut self.sink {
             Sink::Stdout(w) => w.flush(),
-            Sink::InPlace(w) => w.flush(),
-            Sink::Atomic(w) => w.flush(),
+            Sink::InPlace(w) | Sink::Atomic(w, _) => w.flush(),
         }
     }
 }
@@ -155,8 +182,6 @@ mod tests {
         assert!(!path.exists(), "nothing at the path before commit");
         out.commit().unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "hello");
-        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
-        assert_eq!(mode & 0o777, 0o644);
     }
 
     #[test]
@@ -189,10 +214,14 @@ mod tests {
     #[test]
     fn a_missing_directory_is_a_create_error() {
         let err = Output::create(Path::new("/nonexistent-ferret-dir/out.json")).unwrap_err();
-        assert!(
-            err.to_string()
-                .starts_with("cannot create /nonexistent-ferret-dir/out.json"),
-            "{err}"
+        let ExportError::Create { path, source } = &err else {
+            panic!("{err:?}")
+        };
+        assert_eq!(path, Path::new("/nonexistent-ferret-dir/out.json"));
+        assert_eq!(
+            source.to_string(),
+            "No such file or directory (os error 2)",
+            "the temporary file's name stays out of the message"
         );
     }
 
