@@ -13,6 +13,7 @@ pub mod export;
 pub mod metrics;
 pub mod probe;
 pub mod sink;
+pub mod stall;
 pub mod symbols;
 pub mod target;
 pub mod trace;

@@ -49,6 +49,10 @@ pub struct OpenSpan {
     pub sp: u64,
     /// The thread's name as carried by the span's start event.
     pub thread_name: ThreadName,
+    /// The function was already running when tracing began: the span was
+    /// adopted from the thread's stack ([`Reconstructor::adopt`]) and its
+    /// `start_ns` is when tracing began, not when the call was made.
+    pub before_attach: bool,
 }
 
 /// One thread's open call stack, for a live view.
@@ -66,6 +70,9 @@ pub struct ThreadStack<'a> {
     /// be missing from (or left over on) this stack. Cleared once the thread
     /// has nothing open.
     pub maybe_incomplete: bool,
+    /// When this thread last entered or left a traced function (or had
+    /// frames adopted): how long it has been quiet inside its innermost span.
+    pub last_event_ns: u64,
 }
 
 /// One thread's state: only exists while it has open frames.
@@ -74,6 +81,7 @@ struct ThreadState {
     name: ThreadName,
     frames: Vec<OpenSpan>,
     suspect: bool,
+    last_event_ns: u64,
 }
 
 /// Rebuilds per-thread open stacks from raw events.
@@ -193,6 +201,7 @@ impl Reconstructor {
                 thread_name: &thread.name,
                 frames: &thread.frames,
                 maybe_incomplete: thread.suspect,
+                last_event_ns: thread.last_event_ns,
             })
     }
 
@@ -205,8 +214,10 @@ impl Reconstructor {
                 name: Arc::clone(&ev.thread_name),
                 frames: spare.pop().unwrap_or_default(),
                 suspect: false,
+                last_event_ns: ev.ts_ns,
             });
         refresh_name(thread, &ev.thread_name);
+        thread.last_event_ns = ev.ts_ns;
         self.open -= retire_dead(&mut thread.frames, ev, out);
 
         let span_id = self.next_span_id;
@@ -233,6 +244,7 @@ impl Reconstructor {
             depth,
             sp: ev.sp,
             thread_name: Arc::clone(&ev.thread_name),
+            before_attach: false,
         });
         self.open += 1;
     }
@@ -244,6 +256,7 @@ impl Reconstructor {
             return;
         };
         refresh_name(thread, &ev.thread_name);
+        thread.last_event_ns = ev.ts_ns;
         self.open -= retire_dead(&mut thread.frames, ev, out);
 
         // After retiring, every frame has sp >= ev.sp, and those equal to it
@@ -280,6 +293,119 @@ impl Reconstructor {
             let thread = self.threads.remove(&key).expect("thread present");
             self.recycle(thread.frames);
         }
+    }
+
+    /// Opens spans for calls that were already running when tracing began,
+    /// found on thread `tid`'s stack: `frames` are (function, stack pointer
+    /// at the function's entry), outermost first. Their start is `ts_ns`
+    /// (when tracing began) and they are marked
+    /// [`OpenSpan::before_attach`]; their exits match by `(function, sp)`
+    /// like any other.
+    ///
+    /// A frame that matches a span already open (its entry was traced
+    /// between attaching and reading the stack) is that span and is
+    /// skipped; so is one that would not sit outside every open frame
+    /// (the stack moved while it was read). Adopted spans go below the open
+    /// ones, at depths 0, 1, …; spans opened before the adoption keep the
+    /// depth they started with. Returns the adopted span ids, outermost
+    /// first.
+    pub fn adopt(
+        &mut self,
+        pid: u32,
+        tid: u32,
+        thread_name: &ThreadName,
+        frames: &[(u32, u64)],
+        ts_ns: u64,
+        out: &mut Vec<SpanEvent>,
+    ) -> Vec<u64> {
+        let spare = &mut self.spare;
+        let thread = self
+            .threads
+            .entry((pid, tid))
+            .or_insert_with(|| ThreadState {
+                name: Arc::clone(thread_name),
+                frames: spare.pop().unwrap_or_default(),
+                suspect: false,
+                last_event_ns: ts_ns,
+            });
+        let outermost = thread.frames.first().map(|f| f.sp);
+        let mut adopted: Vec<OpenSpan> = Vec::new();
+        for &(function, sp) in frames {
+            let known = thread
+                .frames
+                .iter()
+                .any(|f| f.function == function && f.sp == sp);
+            let outside = outermost.is_none_or(|o| sp > o);
+            let nested = adopted.last().is_none_or(|a| sp <= a.sp);
+            if known || !outside || !nested {
+                continue;
+            }
+            let span_id = self.next_span_id;
+            self.next_span_id += 1;
+            let parent_span_id = adopted.last().map(|a| a.span_id);
+            let depth = adopted.len() as u32;
+            out.push(SpanEvent::Start(SpanStart {
+                span_id,
+                parent_span_id,
+                depth,
+                pid,
+                tid,
+                thread_name: Arc::clone(thread_name),
+                function,
+                ts_ns,
+            }));
+            adopted.push(OpenSpan {
+                span_id,
+                parent_span_id,
+                function,
+                start_ns: ts_ns,
+                depth,
+                sp,
+                thread_name: Arc::clone(thread_name),
+                before_attach: true,
+            });
+        }
+        let ids: Vec<u64> = adopted.iter().map(|a| a.span_id).collect();
+        self.open += adopted.len();
+        thread.last_event_ns = thread.last_event_ns.max(ts_ns);
+        thread.frames.splice(0..0, adopted);
+        if thread.frames.is_empty() {
+            let thread = self.threads.remove(&(pid, tid)).expect("thread present");
+            self.recycle(thread.frames);
+        }
+        ids
+    }
+
+    /// Span `span_id` of thread `tid` is known to have ended unseen (its
+    /// frame is no longer on the thread's stack: an adopted call whose exit
+    /// carried no probe, or a lost exit). Ends it and every span opened
+    /// inside it as [`SpanStatus::Unwound`] at `ts_ns`, innermost first.
+    /// Returns whether the span was open.
+    pub fn retire(
+        &mut self,
+        pid: u32,
+        tid: u32,
+        span_id: u64,
+        ts_ns: u64,
+        out: &mut Vec<SpanEvent>,
+    ) -> bool {
+        let key = (pid, tid);
+        let Some(thread) = self.threads.get_mut(&key) else {
+            return false;
+        };
+        let Some(index) = thread.frames.iter().position(|f| f.span_id == span_id) else {
+            return false;
+        };
+        while thread.frames.len() > index {
+            let frame = thread.frames.pop().expect("len > index");
+            out.push(end_event(pid, tid, frame, ts_ns, SpanStatus::Unwound));
+            self.open -= 1;
+        }
+        if thread.frames.is_empty() {
+            let thread = self.threads.remove(&key).expect("thread present");
+            self.recycle(thread.frames);
+        }
+        true
     }
 
     /// End all of a removed thread's frames, innermost first.
@@ -778,6 +904,110 @@ mod tests {
         assert!(r.threads().all(|t| t.maybe_incomplete));
         run(&mut r, &[exit(2, 1, 0, 1000), entry(3, 1, 0, 1000)]);
         assert!(r.threads().all(|t| !t.maybe_incomplete));
+    }
+
+    #[test]
+    fn quiet_time_follows_the_last_event() {
+        let mut r = Reconstructor::new();
+        run(&mut r, &[entry(10, 1, 0, 1000), entry(20, 1, 1, 900)]);
+        assert_eq!(r.threads().next().unwrap().last_event_ns, 20);
+        run(&mut r, &[exit(35, 1, 1, 900)]);
+        assert_eq!(r.threads().next().unwrap().last_event_ns, 35);
+    }
+
+    #[test]
+    fn adopted_frames_open_below_and_close_by_their_exits() {
+        let mut r = Reconstructor::new();
+        let mut out = Vec::new();
+        let ids = r.adopt(1, 7, &name("main"), &[(0, 1000), (1, 900)], 50, &mut out);
+        assert_eq!(ids, [1, 2]);
+        assert_eq!(starts(&out), [(1, None, 0, 0), (2, Some(1), 1, 1)]);
+        let stack = r.threads().next().unwrap();
+        assert!(
+            stack
+                .frames
+                .iter()
+                .all(|f| f.before_attach && f.start_ns == 50)
+        );
+        assert_eq!(stack.last_event_ns, 50);
+        // A traced call inside, then the adopted frames' own exits.
+        let out = run(
+            &mut r,
+            &[
+                entry(60, 7, 2, 800),
+                exit(70, 7, 2, 800),
+                exit(80, 7, 1, 900),
+                exit(90, 7, 0, 1000),
+            ],
+        );
+        assert_eq!(starts(&out), [(3, Some(2), 2, 2)]);
+        assert_eq!(
+            ends(&out),
+            [
+                (3, 2, 60, 70, SpanStatus::Ok),
+                (2, 1, 50, 80, SpanStatus::Ok),
+                (1, 0, 50, 90, SpanStatus::Ok),
+            ]
+        );
+        assert_eq!(r.open_spans(), 0);
+        assert_eq!(r.orphan_exits(), 0);
+    }
+
+    #[test]
+    fn adopting_skips_frames_already_traced_and_misplaced_ones() {
+        let mut r = Reconstructor::new();
+        // Entered after attach, before the stack was read.
+        run(&mut r, &[entry(40, 7, 2, 800)]);
+        let mut out = Vec::new();
+        // (2, 800) is the traced one; (5, 700) cannot be outside it.
+        let ids = r.adopt(
+            1,
+            7,
+            &name("main"),
+            &[(0, 1000), (1, 900), (2, 800), (5, 700)],
+            30,
+            &mut out,
+        );
+        assert_eq!(ids, [2, 3]);
+        let frames: Vec<(u32, u64, bool)> = r
+            .threads()
+            .next()
+            .unwrap()
+            .frames
+            .iter()
+            .map(|f| (f.function, f.sp, f.before_attach))
+            .collect();
+        assert_eq!(frames, [(0, 1000, true), (1, 900, true), (2, 800, false)]);
+        assert_eq!(r.threads().next().unwrap().last_event_ns, 40);
+        // Nothing to adopt leaves no empty thread behind.
+        assert!(r.adopt(1, 9, &name("x"), &[], 30, &mut out).is_empty());
+        assert_eq!(r.threads().count(), 1);
+    }
+
+    #[test]
+    fn retiring_a_span_ends_it_and_everything_inside() {
+        let mut r = Reconstructor::new();
+        run(
+            &mut r,
+            &[
+                entry(1, 1, 0, 1000),
+                entry(2, 1, 1, 900),
+                entry(3, 1, 2, 800),
+            ],
+        );
+        let mut out = Vec::new();
+        assert!(r.retire(1, 1, 2, 10, &mut out));
+        assert_eq!(
+            ends(&out),
+            [
+                (3, 2, 3, 10, SpanStatus::Unwound),
+                (2, 1, 2, 10, SpanStatus::Unwound)
+            ]
+        );
+        assert_eq!(r.open_spans(), 1);
+        assert!(!r.retire(1, 1, 2, 11, &mut out), "already gone");
+        assert!(r.retire(1, 1, 1, 12, &mut out));
+        assert_eq!(r.threads().count(), 0);
     }
 
     /// What a synthetic program does next on one thread.

@@ -1,0 +1,243 @@
+//! Capturing where one thread is: its scheduler state, the system call it
+//! is blocked in, the kernel function it sleeps in, the lock it waits for,
+//! and its user stack.
+//!
+//! A blocked thread cannot move, and the kernel publishes its stack and
+//! instruction pointers, so its stack is read without touching it. Its
+//! `/proc` files are read again after the walk: if the thread woke up
+//! meanwhile, the walk is retried. A thread running in user space publishes
+//! no registers; it is stopped for the instant the walk takes (see
+//! [`super::ptrace`]).
+
+use std::{collections::HashMap, time::Instant};
+
+use super::{
+    futex::{self, LockHolder, LockWords, MUTEX_PREFIX_LEN},
+    memory::ProcessMemory,
+    procfs::{self, SyscallState, ThreadProc},
+    ptrace,
+    symbolize::Symbolizer,
+    syscalls::{self, ArgReader},
+    unwind::{ProcessUnwinder, Registers, StackEnd, Unwound},
+};
+use crate::stall::Frame;
+
+/// Walks of a blocked thread retried when it moved during the walk.
+const WALK_ATTEMPTS: usize = 3;
+/// Owners followed from a waiting thread when looking for a cycle.
+const MAX_CHAIN: usize = 16;
+
+/// How the registers the walk started from were obtained.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RegisterSource {
+    /// From `/proc/.../syscall` (a blocked thread; untouched).
+    Kernel,
+    /// The running thread was stopped for this many microseconds.
+    Stopped {
+        /// How long.
+        micros: u64,
+    },
+}
+
+/// One thread, as captured.
+#[derive(Clone, Debug)]
+pub struct Capture {
+    /// Thread id.
+    pub tid: u32,
+    /// The thread's `/proc` files.
+    pub proc: ThreadProc,
+    /// The system call rendered strace-like, when blocked in one.
+    pub call: Option<String>,
+    /// The lock it waits for, when it waits on a futex.
+    pub lock: Option<LockHolder>,
+    /// The walked stack, or why it could not be walked.
+    pub stack: Result<Unwound, String>,
+    /// Where the walk's registers came from.
+    pub registers: Option<RegisterSource>,
+}
+
+/// Captures threads of one process.
+#[derive(Debug)]
+pub struct Capturer {
+    pid: u32,
+    memory: ProcessMemory,
+    unwinder: ProcessUnwinder,
+    symbolizer: Symbolizer,
+}
+
+impl Capturer {
+    /// A capturer for `pid`.
+    pub fn new(pid: u32) -> Self {
+        Self {
+            pid,
+            memory: ProcessMemory::new(pid),
+            unwinder: ProcessUnwinder::new(pid),
+            symbolizer: Symbolizer::new(pid),
+        }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// The unwinder (its mappings serve address → module lookups).
+    pub fn unwinder(&self) -> &ProcessUnwinder {
+        &self.unwinder
+    }
+
+    /// Captures thread `tid`; `None` if it is gone.
+    pub fn capture(&mut self, tid: u32) -> Option<Capture> {
+        let _ = self.unwinder.refresh();
+        let mut proc = procfs::read_thread(self.pid, tid)?;
+        let mut stack = Err("the kernel published no registers".to_owned());
+        let mut registers = None;
+        for _ in 0..WALK_ATTEMPTS {
+            match proc.syscall {
+                Some(state @ (SyscallState::InSyscall { .. } | SyscallState::Blocked { .. })) => {
+                    let (sp, pc) = state.sp_pc().expect("blocked states carry sp and pc");
+                    let walked = self.unwinder.unwind(Registers { pc, sp, bp: None });
+                    registers = Some(RegisterSource::Kernel);
+                    stack = Ok(walked);
+                    let again = procfs::read_thread(self.pid, tid)?;
+                    let moved = again.syscall != proc.syscall;
+                    proc = again;
+                    if !moved {
+                        break;
+                    }
+                }
+                Some(SyscallState::Running) => {
+                    let unwinder = &mut self.unwinder;
+                    let started = Instant::now();
+                    match ptrace::with_thread_stopped(tid, |regs| unwinder.unwind(regs)) {
+                        Ok(walked) => {
+                            registers = Some(RegisterSource::Stopped {
+                                micros: started.elapsed().as_micros() as u64,
+                            });
+                            stack = Ok(walked);
+                        }
+                        Err(e) => stack = Err(e.to_string()),
+                    }
+                    break;
+                }
+                None => break,
+            }
+        }
+        let (call, lock) = match proc.syscall {
+            Some(SyscallState::InSyscall { nr, args, .. }) => {
+                let reader = ProcArgs {
+                    pid: self.pid,
+                    memory: self.memory,
+                };
+                (
+                    Some(syscalls::describe(nr, &args, &reader)),
+                    self.lock_of(nr, &args),
+                )
+            }
+            _ => (None, None),
+        };
+        Some(Capture {
+            tid,
+            proc,
+            call,
+            lock,
+            stack,
+            registers,
+        })
+    }
+
+    /// Function, file and line of each walked frame.
+    pub fn symbolize(&self, unwound: &Unwound) -> Vec<Frame> {
+        self.symbolizer.symbolize(&unwound.frames)
+    }
+
+    /// The lock thread `tid` waits for right now, if it waits on a mutex
+    /// whose owner is known (no stack walk).
+    pub fn lock_wait(&self, tid: u32) -> Option<LockHolder> {
+        let text =
+            std::fs::read_to_string(format!("/proc/{}/task/{tid}/syscall", self.pid)).ok()?;
+        match procfs::parse_syscall(&text)? {
+            SyscallState::InSyscall { nr, args, .. } => self.lock_of(nr, &args),
+            _ => None,
+        }
+    }
+
+    /// Follows lock owners from `tid` (which waits for `owner`) and returns
+    /// the deadlock cycle through `tid`, if the owners' waits lead back to it.
+    pub fn deadlock_cycle(&self, tid: u32, owner: u32) -> Option<Vec<u32>> {
+        let mut waits: HashMap<u32, u32> = HashMap::from([(tid, owner)]);
+        let mut at = owner;
+        for _ in 0..MAX_CHAIN {
+            if at == tid || waits.contains_key(&at) {
+                break;
+            }
+            let Some(next) = self.lock_wait(at).and_then(|l| l.owner()) else {
+                break;
+            };
+            waits.insert(at, next);
+            at = next;
+        }
+        futex::cycle_through(tid, &waits)
+    }
+
+    fn lock_of(&self, nr: u64, args: &[u64; 6]) -> Option<LockHolder> {
+        let addr = syscalls::futex_wait_address(nr, args)?;
+        let mut bytes = [0u8; MUTEX_PREFIX_LEN];
+        if self.memory.read(addr, &mut bytes).is_err() {
+            // A futex at the end of a mapping: the word alone still tells
+            // a PI owner and the value.
+            let mut word = [0u8; 4];
+            self.memory.read(addr, &mut word).ok()?;
+            bytes[..4].copy_from_slice(&word);
+        }
+        let pid = self.pid;
+        let is_thread =
+            |tid: u32| std::path::Path::new(&format!("/proc/{pid}/task/{tid}")).exists();
+        Some(futex::lock_holder(
+            &LockWords {
+                addr,
+                bytes,
+                pi: syscalls::is_pi_lock(nr, args),
+            },
+            &is_thread,
+        ))
+    }
+}
+
+impl Unwound {
+    /// A short note on how the walk ended, when it did not reach the
+    /// outermost frame.
+    pub fn end_note(&self) -> Option<String> {
+        match &self.end {
+            StackEnd::Complete => None,
+            StackEnd::UretprobeTrampoline => Some(
+                "[callers hidden: a uretprobe replaced the return address; \
+                 --exit-probes ret keeps the stack intact]"
+                    .to_owned(),
+            ),
+            StackEnd::Truncated(why) => Some(format!("[stack walk stopped: {why}]")),
+        }
+    }
+}
+
+/// Reads the arguments' targets for [`syscalls::describe`].
+struct ProcArgs {
+    pid: u32,
+    memory: ProcessMemory,
+}
+
+impl ArgReader for ProcArgs {
+    fn timespec(&self, avma: u64) -> Option<(i64, i64)> {
+        let mut bytes = [0u8; 16];
+        self.memory.read(avma, &mut bytes).ok()?;
+        let (secs, nanos) = bytes.split_at(8);
+        Some((
+            i64::from_le_bytes(secs.try_into().ok()?),
+            i64::from_le_bytes(nanos.try_into().ok()?),
+        ))
+    }
+
+    fn fd(&self, fd: u64) -> Option<String> {
+        procfs::fd_target(self.pid, fd)
+    }
+}

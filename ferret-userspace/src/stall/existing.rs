@@ -1,0 +1,127 @@
+//! "Stuck before ferret came": the traced functions each thread was
+//! already inside when the probes were attached.
+//!
+//! Their entries happened before any probe existed, so no event will ever
+//! open their spans. Right after attaching, every thread's stack is walked
+//! (see [`super::capture`]); each frame whose address lies in a probed
+//! function is a call already running. The reconstructor adopts those
+//! frames with the stack pointer of their entry, so their exits (where a
+//! return-instruction probe sees them) close them as usual, and the
+//! watchdog reports them as stalled if they never return: a process that
+//! deadlocked before ferret attached shows its deadlocked functions.
+
+use std::{collections::HashMap, ops::Range, os::unix::fs::MetadataExt as _};
+
+use super::capture::Capturer;
+use crate::{
+    probe::ProbePoint,
+    symbols::{MapsEntry, Module},
+};
+
+/// The probed functions' code, as file-offset ranges per file, for telling
+/// which stack frames are inside a probed function.
+#[derive(Clone, Debug, Default)]
+pub struct ProbedRanges {
+    /// By inode of the file: (file-offset range, function index, file name).
+    by_inode: HashMap<u64, Vec<(Range<u64>, u32, std::ffi::OsString)>>,
+}
+
+impl ProbedRanges {
+    /// The ranges of `points` (function `i` is `points[i]`). A module that
+    /// cannot be read contributes nothing.
+    pub fn new(points: &[ProbePoint]) -> Self {
+        let mut by_inode: HashMap<u64, Vec<(Range<u64>, u32, std::ffi::OsString)>> = HashMap::new();
+        let mut modules: HashMap<&std::path::Path, Option<(Module, u64)>> = HashMap::new();
+        for (index, point) in points.iter().enumerate() {
+            let module = modules.entry(&point.path).or_insert_with(|| {
+                let inode = std::fs::metadata(&point.path).ok()?.ino();
+                Some((Module::open(&point.path).ok()?, inode))
+            });
+            let Some((module, inode)) = module else {
+                continue;
+            };
+            let Some(function) = module
+                .svma(point.entry)
+                .and_then(|svma| module.function_containing(svma).ok().flatten())
+            else {
+                continue;
+            };
+            let name = point.path.file_name().unwrap_or_default().to_owned();
+            by_inode.entry(*inode).or_default().push((
+                function.file_offset..function.file_offset + function.size,
+                index as u32,
+                name,
+            ));
+        }
+        Self { by_inode }
+    }
+
+    /// The probed function containing process address `avma`, given the
+    /// process's mappings.
+    pub fn function_at(&self, maps: &[MapsEntry], avma: u64) -> Option<u32> {
+        let entry = maps.iter().find(|m| m.avma.contains(&avma))?;
+        let path = entry.path.as_ref()?;
+        let offset = entry.file_offset_of(avma)?;
+        self.by_inode
+            .get(&entry.inode)?
+            .iter()
+            .find(|(range, _, name)| {
+                range.contains(&offset) && path.file_name() == Some(name.as_os_str())
+            })
+            .map(|&(_, function, _)| function)
+    }
+
+    /// Whether no function could be placed.
+    pub fn is_empty(&self) -> bool {
+        self.by_inode.is_empty()
+    }
+}
+
+/// A thread with probed functions on its stack when tracing began.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunningBefore {
+    /// Thread id.
+    pub tid: u32,
+    /// Thread name.
+    pub thread_name: String,
+    /// (function index, stack pointer at its entry), outermost first.
+    pub frames: Vec<(u32, u64)>,
+}
+
+/// Walks every thread of `pid` and returns those inside probed functions.
+/// Threads that cannot be walked are left out (their calls stay unknown, as
+/// without this scan).
+pub fn running_before_attach(capturer: &mut Capturer, ranges: &ProbedRanges) -> Vec<RunningBefore> {
+    if ranges.is_empty() {
+        return Vec::new();
+    }
+    let pid = capturer.pid();
+    let mut found = Vec::new();
+    for tid in super::procfs::thread_ids(pid) {
+        let Some(capture) = capturer.capture(tid) else {
+            continue;
+        };
+        let Ok(stack) = &capture.stack else {
+            continue;
+        };
+        let maps = capturer.unwinder().maps();
+        let mut frames: Vec<(u32, u64)> = stack
+            .frames
+            .iter()
+            .filter_map(|f| {
+                let sp = f.entry_sp?;
+                Some((ranges.function_at(maps, f.lookup_address())?, sp))
+            })
+            .collect();
+        if frames.is_empty() {
+            continue;
+        }
+        frames.reverse();
+        found.push(RunningBefore {
+            tid,
+            thread_name: capture.proc.stat.comm.clone(),
+            frames,
+        });
+    }
+    found
+}

@@ -1,0 +1,737 @@
+//! The stall watchdog: where a stuck thread is stuck, while it is stuck.
+//!
+//! A thread is stalled when it has been inside its innermost open span for
+//! longer than the threshold without entering or leaving any traced
+//! function. (Counting quiet time rather than the span's age keeps a parent
+//! that is busy calling traced children from flickering as stalled between
+//! two calls.) For each stalled thread the watchdog captures, off the
+//! caller's thread, what the kernel says it is doing (scheduler state, the
+//! system call and its arguments, the kernel wait channel), the lock it
+//! waits for and who holds it, whether those waits form a deadlock, and its
+//! user stack walked with DWARF CFI and symbolized to function and
+//! file:line. While the stall lasts it captures again every so often and
+//! reports again when the location changed.
+//!
+//! Nothing here stops the target except for the instant it takes to read
+//! the registers of a thread that is running in user space (blocked threads
+//! are read without touching them); see [`ptrace`].
+//!
+//! Parsing is pure and tested on literals ([`procfs`], [`syscalls`],
+//! [`futex`]); [`capture`], [`unwind`], [`symbolize`] and [`ptrace`] do the
+//! I/O. [`existing`] finds the calls already running when tracing began.
+
+pub mod capture;
+pub mod existing;
+pub mod futex;
+pub mod memory;
+pub mod procfs;
+pub mod ptrace;
+pub mod symbolize;
+pub mod syscalls;
+pub mod unwind;
+
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    fmt::Write as _,
+    sync::{Arc, mpsc},
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
+
+pub use capture::{Capture, Capturer, RegisterSource};
+pub use existing::{ProbedRanges, RunningBefore, running_before_attach};
+pub use futex::LockHolder;
+pub use procfs::SchedState;
+
+use crate::{sink::FunctionInfo, trace::ThreadStack};
+
+/// How often, at most, a lasting stall is captured again to see whether it
+/// moved.
+pub const RECAPTURE_EVERY: Duration = Duration::from_secs(2);
+
+/// One frame of a captured stack.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Frame {
+    /// Function name (demangled), where known.
+    pub function: Option<String>,
+    /// Source file, where debug information says.
+    pub file: Option<String>,
+    /// Source line.
+    pub line: Option<u32>,
+    /// The instruction pointer (innermost frame) or return address.
+    pub address: u64,
+    /// The binary or library holding the address.
+    pub module: Option<String>,
+    /// This call was inlined into the frame below it (same address).
+    pub inlined: bool,
+}
+
+impl Frame {
+    /// `function (file:line)`, or whatever part of it is known.
+    pub fn display(&self) -> String {
+        let mut out = match (&self.function, &self.module) {
+            (Some(f), _) => f.clone(),
+            (None, Some(m)) => format!("{:#x} in {m}", self.address),
+            (None, None) => format!("{:#x}", self.address),
+        };
+        if let Some(file) = &self.file {
+            let _ = match self.line {
+                Some(line) => write!(out, " ({file}:{line})"),
+                None => write!(out, " ({file})"),
+            };
+        }
+        if self.inlined {
+            out.push_str(" [inlined]");
+        }
+        out
+    }
+}
+
+/// The lock a stalled thread waits for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LockWait {
+    /// The futex (for a mutex: the mutex) address.
+    pub addr: u64,
+    /// The thread holding it, where it can be told.
+    pub owner: Option<u32>,
+    /// The holder's name.
+    pub owner_name: Option<String>,
+}
+
+/// Where one stalled thread is stuck, as captured at one moment.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StallReport {
+    /// Process id.
+    pub pid: u32,
+    /// Thread id.
+    pub tid: u32,
+    /// Thread name.
+    pub thread_name: String,
+    /// The stalled span: the thread's innermost open span.
+    pub span_id: u64,
+    /// Its function (index into the probe table).
+    pub function: u32,
+    /// Its function's name.
+    pub function_name: String,
+    /// Its depth on the thread.
+    pub depth: u32,
+    /// The span's start, `CLOCK_MONOTONIC` ns (when tracing began, for a
+    /// call that was already running then: see `before_attach`).
+    pub since_ns: u64,
+    /// The call was already running when ferret attached.
+    pub before_attach: bool,
+    /// When this capture was taken, `CLOCK_MONOTONIC` ns.
+    pub captured_ns: u64,
+    /// Scheduler state.
+    pub state: SchedState,
+    /// The system call it is blocked in, rendered strace-like.
+    pub syscall: Option<String>,
+    /// The kernel function it sleeps in.
+    pub wchan: Option<String>,
+    /// The lock it waits for.
+    pub lock: Option<LockWait>,
+    /// The deadlock it is part of: the threads (tid, name) each waiting for
+    /// a lock the next one holds, this thread first; empty if none.
+    pub deadlock: Vec<(u32, String)>,
+    /// The thread whose lock this one waits for, when they are deadlocked.
+    pub deadlock_with: Option<u32>,
+    /// The user stack, innermost frame first.
+    pub frames: Vec<Frame>,
+    /// How the stack walk ended, when it could not reach the outermost
+    /// frame (or why there is no stack).
+    pub stack_note: Option<String>,
+    /// One line: state, system call and what it waits for.
+    pub wait: String,
+}
+
+impl StallReport {
+    /// The stack as text: one frame per line, innermost first, as
+    /// `function (file:line)` where known; a last line says why the walk
+    /// stopped early, if it did.
+    pub fn stack_text(&self) -> String {
+        let mut lines: Vec<String> = self.frames.iter().map(Frame::display).collect();
+        lines.extend(self.stack_note.clone());
+        lines.join("\n")
+    }
+
+    /// What identifies the location for "did it move": the innermost
+    /// function (not its exact instruction, which a spinning loop changes
+    /// all the time), the call sites below it, and what it waits in.
+    fn location_key(&self) -> String {
+        let mut key = format!(
+            "{:?}|{:?}|",
+            self.state,
+            self.syscall.as_ref().map(|s| s.split('(').next())
+        );
+        for (i, frame) in self.frames.iter().enumerate() {
+            if i == 0 {
+                let _ = write!(key, "{:?};", frame.function);
+            } else {
+                let _ = write!(key, "{:#x};", frame.address);
+            }
+        }
+        if let Some(lock) = &self.lock {
+            let _ = write!(key, "{:#x}>{:?}", lock.addr, lock.owner);
+        }
+        key
+    }
+}
+
+/// Builds the one-line `wait` summary, e.g. `sleeping in futex(0x55…,
+/// FUTEX_WAIT_PRIVATE, 2, NULL) [futex_wait_queue] — waits for mutex
+/// 0x55… held by tid 1235 (lock-ba) — DEADLOCK: tid 1234 (lock-ab) waits for
+/// tid 1235 (lock-ba), which waits for tid 1234`.
+pub fn wait_summary(
+    state: SchedState,
+    syscall: Option<&str>,
+    wchan: Option<&str>,
+    running_on: Option<u32>,
+    lock: Option<&LockWait>,
+    deadlock: &[(u32, String)],
+) -> String {
+    let mut out = state.to_string();
+    match (syscall, state) {
+        (Some(call), _) => {
+            let _ = write!(out, " in {call}");
+        }
+        (None, SchedState::Running) => {
+            out.push_str(" in user space");
+            if let Some(cpu) = running_on {
+                let _ = write!(out, " (CPU {cpu})");
+            }
+        }
+        (None, _) => out.push_str(", not in a system call"),
+    }
+    if let Some(wchan) = wchan {
+        let _ = write!(out, " [kernel: {wchan}]");
+    }
+    if let Some(lock) = lock {
+        match (lock.owner, &lock.owner_name) {
+            (Some(owner), name) if deadlock.is_empty() || deadlock.len() > 1 => {
+                let _ = write!(
+                    out,
+                    " — waits for mutex {:#x} held by tid {owner}",
+                    lock.addr
+                );
+                if let Some(name) = name {
+                    let _ = write!(out, " ({name})");
+                }
+            }
+            (Some(_), _) => {
+                let _ = write!(
+                    out,
+                    " — waits for mutex {:#x}, which it holds itself",
+                    lock.addr
+                );
+            }
+            (None, _) => {
+                let _ = write!(out, " — waits on futex {:#x} (holder unknown)", lock.addr);
+            }
+        }
+    }
+    if deadlock.len() > 1 {
+        out.push_str(" — DEADLOCK: ");
+        let names: Vec<String> = deadlock
+            .iter()
+            .map(|(tid, name)| format!("tid {tid} ({name})"))
+            .collect();
+        for (i, name) in names.iter().enumerate() {
+            if i == 0 {
+                out.push_str(name);
+            } else {
+                let _ = write!(out, " waits for {name}, which");
+            }
+        }
+        let _ = write!(out, " waits for tid {}", deadlock[0].0);
+    } else if deadlock.len() == 1 {
+        out.push_str(" — DEADLOCK: relocking a mutex it holds");
+    }
+    out
+}
+
+/// A stalled span found no longer on its thread's stack: it ended without
+/// its exit being seen; the caller should end it (see
+/// [`crate::trace::Reconstructor::retire`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StaleSpan {
+    /// Process id.
+    pub pid: u32,
+    /// Thread id.
+    pub tid: u32,
+    /// The span.
+    pub span_id: u64,
+    /// When the capture saw it gone.
+    pub seen_ns: u64,
+}
+
+/// What the watchdog asks its capture thread for.
+struct Request {
+    pid: u32,
+    tid: u32,
+    thread_name: String,
+    span_id: u64,
+    function: u32,
+    depth: u32,
+    since_ns: u64,
+    sp: u64,
+    before_attach: bool,
+}
+
+/// What the capture thread answers.
+enum Outcome {
+    Report(Box<StallReport>),
+    Stale(StaleSpan),
+    /// The thread is gone.
+    Gone {
+        pid: u32,
+        tid: u32,
+        span_id: u64,
+    },
+}
+
+/// A stall being followed.
+struct Tracked {
+    span_id: u64,
+    requested_at: Instant,
+    pending: bool,
+    report: Option<StallReport>,
+    key: Option<String>,
+}
+
+/// Watches the open stacks for stalls and captures where stalled threads
+/// are; see the module documentation.
+///
+/// Feed it the reconstructor's threads with [`Self::check`] every few
+/// hundred milliseconds; captures run on a thread of their own, so `check`
+/// never blocks. New and changed reports come out of
+/// [`Self::take_reports`] (for the Parquet log), the current stalls out of
+/// [`Self::stalls`] (for a live view).
+pub struct Watchdog {
+    threshold_ns: u64,
+    recapture: Duration,
+    functions: Arc<[FunctionInfo]>,
+    requests: Option<mpsc::Sender<Request>>,
+    outcomes: mpsc::Receiver<Outcome>,
+    worker: Option<JoinHandle<()>>,
+    tracked: BTreeMap<(u32, u32), Tracked>,
+    fresh: Vec<StallReport>,
+    stale: Vec<StaleSpan>,
+}
+
+impl std::fmt::Debug for Watchdog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Watchdog")
+            .field("threshold_ns", &self.threshold_ns)
+            .field("stalled", &self.tracked.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Watchdog {
+    /// A watchdog for spans quiet longer than `threshold`; `functions` is
+    /// the probe table (names for the reports). Starts the capture thread.
+    pub fn new(threshold: Duration, functions: Arc<[FunctionInfo]>) -> Self {
+        let (requests, inbox) = mpsc::channel::<Request>();
+        let (outbox, outcomes) = mpsc::channel::<Outcome>();
+        let names = Arc::clone(&functions);
+        let worker = std::thread::Builder::new()
+            .name("ferret-stall".to_owned())
+            .spawn(move || capture_loop(&inbox, &outbox, &names))
+            .ok();
+        Self {
+            threshold_ns: threshold.as_nanos().try_into().unwrap_or(u64::MAX),
+            recapture: RECAPTURE_EVERY.min(threshold.max(Duration::from_millis(500))),
+            functions,
+            requests: worker.is_some().then_some(requests),
+            outcomes,
+            worker,
+            tracked: BTreeMap::new(),
+            fresh: Vec::new(),
+            stale: Vec::new(),
+        }
+    }
+
+    /// The stall threshold.
+    pub fn threshold(&self) -> Duration {
+        Duration::from_nanos(self.threshold_ns)
+    }
+
+    /// Looks at every thread's open stack at `now_ns` (`CLOCK_MONOTONIC`):
+    /// asks for a capture of each newly stalled thread and of each lasting
+    /// stall due for another look; forgets stalls that ended. Collects
+    /// finished captures.
+    pub fn check<'a>(&mut self, threads: impl Iterator<Item = ThreadStack<'a>>, now_ns: u64) {
+        self.collect();
+        let mut stalled = HashSet::new();
+        for thread in threads {
+            let Some(top) = thread.frames.last() else {
+                continue;
+            };
+            let quiet_since = thread.last_event_ns.max(top.start_ns);
+            if now_ns.saturating_sub(quiet_since) < self.threshold_ns {
+                continue;
+            }
+            let key = (thread.pid, thread.tid);
+            stalled.insert(key);
+            let due = match self.tracked.get(&key) {
+                Some(t) if t.span_id == top.span_id => {
+                    !t.pending && t.requested_at.elapsed() >= self.recapture
+                }
+                _ => {
+                    self.tracked.insert(
+                        key,
+                        Tracked {
+                            span_id: top.span_id,
+                            requested_at: Instant::now(),
+                            pending: false,
+                            report: None,
+                            key: None,
+                        },
+                    );
+                    true
+                }
+            };
+            if due && let Some(requests) = &self.requests {
+                let request = Request {
+                    pid: thread.pid,
+                    tid: thread.tid,
+                    thread_name: thread.thread_name.to_string(),
+                    span_id: top.span_id,
+                    function: top.function,
+                    depth: top.depth,
+                    since_ns: top.start_ns,
+                    sp: top.sp,
+                    before_attach: top.before_attach,
+                };
+                if requests.send(request).is_ok()
+                    && let Some(t) = self.tracked.get_mut(&key)
+                {
+                    t.pending = true;
+                    t.requested_at = Instant::now();
+                }
+            }
+        }
+        self.tracked.retain(|key, _| stalled.contains(key));
+    }
+
+    /// Waits up to `timeout` for the captures asked for so far (at the end
+    /// of a recording, so their rows are written).
+    pub fn settle(&mut self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while self.tracked.values().any(|t| t.pending) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            match self.outcomes.recv_timeout(left) {
+                Ok(outcome) => self.accept(outcome),
+                Err(_) => break,
+            }
+        }
+        self.collect();
+    }
+
+    /// Captures that are new, or whose location changed, since the last call.
+    pub fn take_reports(&mut self) -> Vec<StallReport> {
+        self.collect();
+        std::mem::take(&mut self.fresh)
+    }
+
+    /// Stalled spans found no longer on their thread's stack since the last call.
+    pub fn take_stale(&mut self) -> Vec<StaleSpan> {
+        self.collect();
+        std::mem::take(&mut self.stale)
+    }
+
+    /// The current stalls, latest capture of each, ordered by (pid, tid).
+    pub fn stalls(&self) -> impl Iterator<Item = &StallReport> {
+        self.tracked.values().filter_map(|t| t.report.as_ref())
+    }
+
+    /// Whether span `span_id` is the stalled span of some thread.
+    pub fn is_stalled(&self, span_id: u64) -> bool {
+        self.tracked.values().any(|t| t.span_id == span_id)
+    }
+
+    /// The probe table the reports name functions from.
+    pub fn functions(&self) -> &Arc<[FunctionInfo]> {
+        &self.functions
+    }
+
+    fn collect(&mut self) {
+        while let Ok(outcome) = self.outcomes.try_recv() {
+            self.accept(outcome);
+        }
+    }
+
+    fn accept(&mut self, outcome: Outcome) {
+        match outcome {
+            Outcome::Report(report) => {
+                let Some(t) = self.tracked.get_mut(&(report.pid, report.tid)) else {
+                    return;
+                };
+                if t.span_id != report.span_id {
+                    return;
+                }
+                t.pending = false;
+                let key = report.location_key();
+                if t.key.as_ref() != Some(&key) {
+                    self.fresh.push((*report).clone());
+                    t.key = Some(key);
+                }
+                t.report = Some(*report);
+            }
+            Outcome::Stale(stale) => {
+                self.tracked.remove(&(stale.pid, stale.tid));
+                self.stale.push(stale);
+            }
+            Outcome::Gone { pid, tid, span_id } => {
+                if self
+                    .tracked
+                    .get(&(pid, tid))
+                    .is_some_and(|t| t.span_id == span_id)
+                {
+                    self.tracked.remove(&(pid, tid));
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        // Closing the channel ends the capture thread after its current capture.
+        self.requests = None;
+        if let Some(worker) = self.worker.take() {
+            let _ = worker.join();
+        }
+    }
+}
+
+/// The capture thread: one [`Capturer`] per process, kept so modules and
+/// debug information are read once.
+fn capture_loop(
+    inbox: &mpsc::Receiver<Request>,
+    outbox: &mpsc::Sender<Outcome>,
+    functions: &[FunctionInfo],
+) {
+    let mut capturers: HashMap<u32, Capturer> = HashMap::new();
+    while let Ok(request) = inbox.recv() {
+        let capturer = capturers
+            .entry(request.pid)
+            .or_insert_with(|| Capturer::new(request.pid));
+        let outcome = capture_stall(capturer, &request, functions);
+        if outbox.send(outcome).is_err() {
+            break;
+        }
+    }
+}
+
+fn capture_stall(
+    capturer: &mut Capturer,
+    request: &Request,
+    functions: &[FunctionInfo],
+) -> Outcome {
+    let Some(capture) = capturer.capture(request.tid) else {
+        return Outcome::Gone {
+            pid: request.pid,
+            tid: request.tid,
+            span_id: request.span_id,
+        };
+    };
+    let captured_ns = crate::commands::session::monotonic_ns();
+    let (frames, stack_note) = match &capture.stack {
+        Ok(unwound) => {
+            // A walk that reached the outermost frame without meeting the
+            // span's entry stack pointer shows the call has ended unseen.
+            let present = unwound
+                .frames
+                .iter()
+                .any(|f| f.entry_sp == Some(request.sp));
+            if !present && unwound.end == unwind::StackEnd::Complete && unwound.frames.len() > 1 {
+                return Outcome::Stale(StaleSpan {
+                    pid: request.pid,
+                    tid: request.tid,
+                    span_id: request.span_id,
+                    seen_ns: captured_ns,
+                });
+            }
+            (capturer.symbolize(unwound), unwound.end_note())
+        }
+        Err(why) => (Vec::new(), Some(format!("[no stack: {why}]"))),
+    };
+    let pid = request.pid;
+    let name_of = |tid: u32| procfs::thread_name(pid, tid).unwrap_or_else(|| "?".to_owned());
+    let lock = capture.lock.map(|holder| match holder {
+        LockHolder::Mutex { addr, owner } => LockWait {
+            addr,
+            owner: Some(owner),
+            owner_name: Some(name_of(owner)),
+        },
+        LockHolder::Unknown { addr, .. } => LockWait {
+            addr,
+            owner: None,
+            owner_name: None,
+        },
+    });
+    let deadlock: Vec<(u32, String)> = lock
+        .as_ref()
+        .and_then(|l| l.owner)
+        .and_then(|owner| capturer.deadlock_cycle(request.tid, owner))
+        .map(|cycle| cycle.into_iter().map(|tid| (tid, name_of(tid))).collect())
+        .unwrap_or_default();
+    let deadlock_with = deadlock.get(1).map(|&(tid, _)| tid).or_else(|| {
+        // A thread relocking its own mutex is deadlocked with itself.
+        (deadlock.len() == 1).then_some(request.tid)
+    });
+    let state = capture.proc.stat.state;
+    let wait = wait_summary(
+        state,
+        capture.call.as_deref(),
+        capture.proc.wchan.as_deref(),
+        capture.proc.stat.processor,
+        lock.as_ref(),
+        &deadlock,
+    );
+    Outcome::Report(Box::new(StallReport {
+        pid: request.pid,
+        tid: request.tid,
+        thread_name: if capture.proc.stat.comm.is_empty() {
+            request.thread_name.clone()
+        } else {
+            capture.proc.stat.comm.clone()
+        },
+        span_id: request.span_id,
+        function: request.function,
+        function_name: functions
+            .get(request.function as usize)
+            .map_or_else(|| format!("#{}", request.function), |f| f.name.clone()),
+        depth: request.depth,
+        since_ns: request.since_ns,
+        before_attach: request.before_attach,
+        captured_ns,
+        state,
+        syscall: capture.call.clone(),
+        wchan: capture.proc.wchan.clone(),
+        lock,
+        deadlock,
+        deadlock_with,
+        frames,
+        stack_note,
+        wait,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lock(owner: Option<u32>, name: Option<&str>) -> LockWait {
+        LockWait {
+            addr: 0x55d0_c0a0_2040,
+            owner,
+            owner_name: name.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn a_mutex_wait_names_the_holder() {
+        let text = wait_summary(
+            SchedState::Sleeping,
+            Some("futex(0x55d0c0a02040, FUTEX_WAIT_PRIVATE, 2, NULL)"),
+            Some("futex_wait_queue"),
+            Some(1),
+            Some(&lock(Some(1235), Some("lock-ba"))),
+            &[],
+        );
+        assert_eq!(
+            text,
+            "sleeping in futex(0x55d0c0a02040, FUTEX_WAIT_PRIVATE, 2, NULL) \
+             [kernel: futex_wait_queue] — waits for mutex 0x55d0c0a02040 held by tid 1235 (lock-ba)"
+        );
+    }
+
+    #[test]
+    fn a_deadlock_is_named() {
+        let text = wait_summary(
+            SchedState::Sleeping,
+            Some("futex(…)"),
+            None,
+            None,
+            Some(&lock(Some(1235), Some("lock-ba"))),
+            &[(1234, "lock-ab".to_owned()), (1235, "lock-ba".to_owned())],
+        );
+        assert!(
+            text.ends_with(
+                "— DEADLOCK: tid 1234 (lock-ab) waits for tid 1235 (lock-ba), which waits for tid 1234"
+            ),
+            "{text}"
+        );
+        let own = wait_summary(
+            SchedState::Sleeping,
+            Some("futex(…)"),
+            None,
+            None,
+            Some(&lock(Some(7), Some("me"))),
+            &[(7, "me".to_owned())],
+        );
+        assert!(own.contains("which it holds itself"), "{own}");
+        assert!(
+            own.ends_with("DEADLOCK: relocking a mutex it holds"),
+            "{own}"
+        );
+    }
+
+    #[test]
+    fn running_and_unknown_holders() {
+        assert_eq!(
+            wait_summary(SchedState::Running, None, None, Some(3), None, &[]),
+            "running in user space (CPU 3)"
+        );
+        assert_eq!(
+            wait_summary(
+                SchedState::Sleeping,
+                Some("futex(0x1, FUTEX_WAIT_BITSET_PRIVATE, 0, NULL)"),
+                None,
+                None,
+                Some(&lock(None, None)),
+                &[]
+            ),
+            "sleeping in futex(0x1, FUTEX_WAIT_BITSET_PRIVATE, 0, NULL) — waits on futex \
+             0x55d0c0a02040 (holder unknown)"
+        );
+        assert_eq!(
+            wait_summary(
+                SchedState::DiskSleep,
+                None,
+                Some("folio_wait_bit"),
+                None,
+                None,
+                &[]
+            ),
+            "in uninterruptible sleep, not in a system call [kernel: folio_wait_bit]"
+        );
+    }
+
+    #[test]
+    fn frames_render_what_is_known() {
+        let mut frame = Frame {
+            function: Some("take_b".to_owned()),
+            file: Some("/src/deadlock.c".to_owned()),
+            line: Some(42),
+            address: 0x1234,
+            module: Some("/bin/app".to_owned()),
+            inlined: false,
+        };
+        assert_eq!(frame.display(), "take_b (/src/deadlock.c:42)");
+        frame.inlined = true;
+        frame.line = None;
+        assert_eq!(frame.display(), "take_b (/src/deadlock.c) [inlined]");
+        frame.function = None;
+        frame.file = None;
+        frame.inlined = false;
+        assert_eq!(frame.display(), "0x1234 in /bin/app");
+        frame.module = None;
+        assert_eq!(frame.display(), "0x1234");
+    }
+}

@@ -1,0 +1,519 @@
+//! Walking a stopped or blocked thread's user stack with DWARF CFI.
+//!
+//! framehop does the unwinding from each mapped module's `.eh_frame` (with
+//! `.eh_frame_hdr` as its index) and `.debug_frame`; this module feeds it
+//! the process's executable mappings, read once per module and kept while
+//! the mapping stays, and a snapshot of the stack.
+//!
+//! A thread blocked in a system call publishes only its stack and
+//! instruction pointers, not its frame pointer (`rbp`). Most frames do not
+//! need it: their CFI computes the frame from the stack pointer, or says
+//! where an inner frame saved `rbp`. A frame compiled with frame pointers
+//! whose `rbp` was never saved further in, though, can only be found by
+//! looking: the unwinder starts with an impossible `rbp`, and when a frame
+//! needs it, the stack above is scanned for the frame record the prologue
+//! pushed (saved `rbp`, then a return address just after a call
+//! instruction). Frames found that way are marked [`RawFrame::scanned`].
+//!
+//! A function with a pending uretprobe has its return address replaced by
+//! the kernel's trampoline (the `[uprobes]` mapping); the caller cannot be
+//! known from the stack, so the walk stops there and says so.
+
+use std::{
+    collections::HashMap,
+    ops::Range,
+    path::{Path, PathBuf},
+};
+
+use framehop::{
+    ExplicitModuleSectionInfo, FrameAddress, Unwinder as _,
+    x86_64::{CacheX86_64, UnwindRegsX86_64, UnwinderX86_64},
+};
+use object::{Object as _, ObjectSection as _, ObjectSegment as _};
+
+use super::memory::ProcessMemory;
+use crate::symbols::{MapsEntry, parse_maps};
+
+/// Most frames walked; deeper stacks are cut (and say so).
+pub const MAX_FRAMES: usize = 256;
+/// Bytes of stack copied in one read from the stack pointer up; frames
+/// beyond are read word by word.
+const STACK_SNAPSHOT: usize = 256 * 1024;
+/// How far above a frame the scan for a frame record looks.
+const SCAN_BYTES: u64 = 64 * 1024;
+/// A frame pointer no frame can have: odd, and below any stack. A frame
+/// whose CFI needs the frame pointer fails on it instead of ending the walk.
+const UNKNOWN_BP: u64 = 1;
+
+/// The registers a walk starts from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Registers {
+    /// Instruction pointer.
+    pub pc: u64,
+    /// Stack pointer.
+    pub sp: u64,
+    /// Frame pointer, when known (ptrace, perf); `None` from `/proc/.../syscall`.
+    pub bp: Option<u64>,
+}
+
+/// One frame of a walked stack.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RawFrame {
+    /// The instruction pointer (innermost frame) or the return address.
+    pub address: u64,
+    /// `address` is a return address: symbolize `address - 1`, the call.
+    pub is_return: bool,
+    /// The stack pointer at this function's entry (pointing at its return
+    /// address), where the walk found it: what the reconstructor's spans
+    /// are keyed by.
+    pub entry_sp: Option<u64>,
+    /// Found by scanning the stack for a frame record, not by CFI.
+    pub scanned: bool,
+}
+
+impl RawFrame {
+    /// The address to look up: inside the call instruction for return addresses.
+    pub fn lookup_address(&self) -> u64 {
+        if self.is_return {
+            self.address.saturating_sub(1)
+        } else {
+            self.address
+        }
+    }
+}
+
+/// How a walk ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StackEnd {
+    /// The outermost frame was reached.
+    Complete,
+    /// A return address had been replaced by a uretprobe: the callers are hidden.
+    UretprobeTrampoline,
+    /// The walk stopped early.
+    Truncated(String),
+}
+
+/// A walked stack, innermost frame first.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unwound {
+    /// Frames, innermost first.
+    pub frames: Vec<RawFrame>,
+    /// How the walk ended.
+    pub end: StackEnd,
+}
+
+/// A module's unwind data, shared by every walk while it stays mapped.
+type FrameModule = framehop::Module<Vec<u8>>;
+
+/// Identifies one mapping of one file.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct ModuleKey {
+    path: PathBuf,
+    inode: u64,
+    start: u64,
+}
+
+/// A process's modules as the unwinder sees them; refreshed from
+/// `/proc/PID/maps` when it changes.
+pub struct ProcessUnwinder {
+    pid: u32,
+    memory: ProcessMemory,
+    maps_text: String,
+    maps: Vec<MapsEntry>,
+    /// The `[uprobes]` trampoline page, if the kernel mapped it.
+    uprobes: Option<Range<u64>>,
+    modules: HashMap<ModuleKey, Option<FrameModule>>,
+    unwinder: UnwinderX86_64<Vec<u8>>,
+    cache: Box<CacheX86_64>,
+}
+
+impl std::fmt::Debug for ProcessUnwinder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProcessUnwinder")
+            .field("pid", &self.pid)
+            .field("modules", &self.modules.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ProcessUnwinder {
+    /// An unwinder for `pid`; modules are read on the first walk.
+    pub fn new(pid: u32) -> Self {
+        Self {
+            pid,
+            memory: ProcessMemory::new(pid),
+            maps_text: String::new(),
+            maps: Vec::new(),
+            uprobes: None,
+            modules: HashMap::new(),
+            unwinder: UnwinderX86_64::new(),
+            cache: Box::new(CacheX86_64::new()),
+        }
+    }
+
+    /// The process's mappings as last read.
+    pub fn maps(&self) -> &[MapsEntry] {
+        &self.maps
+    }
+
+    /// Rereads `/proc/PID/maps`; rebuilds the module list if it changed.
+    pub fn refresh(&mut self) -> std::io::Result<()> {
+        let text = std::fs::read_to_string(format!("/proc/{}/maps", self.pid))?;
+        if text == self.maps_text {
+            return Ok(());
+        }
+        self.maps = parse_maps(&text);
+        self.uprobes = pseudo_mapping(&text, "[uprobes]");
+        self.maps_text = text;
+        let mut unwinder = UnwinderX86_64::new();
+        let mut live = HashMap::new();
+        for (key, entries) in file_groups(&self.maps) {
+            let module = match self.modules.remove(&key) {
+                Some(module) => module,
+                None => load_module(self.pid, &key.path, &entries),
+            };
+            if let Some(m) = &module {
+                unwinder.add_module(m.clone());
+            }
+            live.insert(key, module);
+        }
+        self.modules = live;
+        self.unwinder = unwinder;
+        Ok(())
+    }
+
+    /// Walks the stack from `regs`. The thread must not run meanwhile for
+    /// the result to be exact (it is blocked, or stopped for the walk); a
+    /// running thread gives a best-effort walk.
+    pub fn unwind(&mut self, regs: Registers) -> Unwound {
+        let stack = StackSnapshot::read(self.memory, regs.sp, self.stack_end(regs.sp));
+        let mut read = |avma: u64| stack.word(avma).ok_or(());
+        let mut frames = vec![RawFrame {
+            address: regs.pc,
+            is_return: false,
+            entry_sp: None,
+            scanned: false,
+        }];
+        let mut uregs = UnwindRegsX86_64::new(regs.pc, regs.sp, regs.bp.unwrap_or(UNKNOWN_BP));
+        let mut address = FrameAddress::from_instruction_pointer(regs.pc);
+        let end = loop {
+            if frames.len() >= MAX_FRAMES {
+                break StackEnd::Truncated(format!("deeper than {MAX_FRAMES} frames"));
+            }
+            let sp_before = uregs.sp();
+            let (return_address, scanned) =
+                match self
+                    .unwinder
+                    .unwind_frame(address, &mut uregs, &mut self.cache, &mut read)
+                {
+                    Ok(Some(ra)) => (ra, false),
+                    Ok(None) => break StackEnd::Complete,
+                    Err(e) => match self.scan_for_frame_record(&stack, sp_before) {
+                        Some((cfa, ra, bp)) => {
+                            uregs.set_sp(cfa);
+                            uregs.set_bp(bp);
+                            uregs.set_ip(ra);
+                            (ra, true)
+                        }
+                        None => break StackEnd::Truncated(e.to_string()),
+                    },
+                };
+            // The frame just unwound began at its caller's stack pointer
+            // minus the return address.
+            if let Some(last) = frames.last_mut() {
+                last.entry_sp = uregs.sp().checked_sub(8);
+                last.scanned |= scanned;
+            }
+            if self
+                .uprobes
+                .as_ref()
+                .is_some_and(|r| r.contains(&return_address))
+            {
+                break StackEnd::UretprobeTrampoline;
+            }
+            let Some(next) = FrameAddress::from_return_address(return_address) else {
+                break StackEnd::Complete;
+            };
+            frames.push(RawFrame {
+                address: return_address,
+                is_return: true,
+                entry_sp: None,
+                scanned: false,
+            });
+            address = next;
+        };
+        Unwound { frames, end }
+    }
+
+    /// The end of the mapping holding `sp` (the stack's top).
+    fn stack_end(&self, sp: u64) -> u64 {
+        self.maps
+            .iter()
+            .find(|m| m.avma.contains(&sp))
+            .map_or(sp, |m| m.avma.end)
+    }
+
+    /// Looks above `sp` for a frame record: a saved frame pointer followed
+    /// by a return address that follows a call instruction in mapped code.
+    /// A record whose saved frame pointer also points up the stack (or is
+    /// 0, the outermost) is preferred; failing that, the first plausible
+    /// return address is taken (the caller may use `rbp` for data).
+    /// Returns (the frame's CFA, the return address, the caller's `rbp`).
+    fn scan_for_frame_record(&self, stack: &StackSnapshot, sp: u64) -> Option<(u64, u64, u64)> {
+        let top = stack.end.min(sp.saturating_add(SCAN_BYTES));
+        let candidates = (sp.saturating_add(16)..=top).step_by(8).filter_map(|cfa| {
+            let ra = stack.word(cfa - 8)?;
+            let saved_bp = stack.word(cfa - 16)?;
+            self.follows_call(ra).then_some((cfa, ra, saved_bp))
+        });
+        let mut first = None;
+        for (cfa, ra, saved_bp) in candidates {
+            if saved_bp == 0 || (saved_bp > cfa && saved_bp < stack.end) {
+                return Some((cfa, ra, saved_bp));
+            }
+            first.get_or_insert((cfa, ra, saved_bp));
+        }
+        first
+    }
+
+    /// Whether `ra` is in executable file-backed code right after a call.
+    fn follows_call(&self, ra: u64) -> bool {
+        let in_code = self.maps.iter().any(|m| {
+            m.executable() && m.path.is_some() && m.avma.contains(&ra) && ra >= m.avma.start + 7
+        });
+        if !in_code {
+            return false;
+        }
+        let mut before = [0u8; 7];
+        if self.memory.read(ra - 7, &mut before).is_err() {
+            return false;
+        }
+        is_call_before(&before)
+    }
+}
+
+/// Whether the 7 bytes before a return address end with a call
+/// instruction: `call rel32`, or `call r/m64` (`ff /2`) in its 2- to
+/// 7-byte encodings.
+pub fn is_call_before(before: &[u8; 7]) -> bool {
+    if before[2] == 0xe8 {
+        return true;
+    }
+    // `ff /2` with a ModRM byte right after; length 2 (register), 3 (disp8
+    // or SIB), 4 (SIB + disp8), 6 (disp32 / RIP-relative), 7 (SIB + disp32).
+    [2usize, 3, 4, 6, 7].iter().any(|&len| {
+        let at = 7 - len;
+        before[at] == 0xff && (before[at + 1] >> 3) & 7 == 2
+    })
+}
+
+/// The address range of a pseudo mapping such as `[uprobes]` or `[vdso]`.
+pub fn pseudo_mapping(maps: &str, name: &str) -> Option<Range<u64>> {
+    maps.lines()
+        .find(|line| line.trim_end().ends_with(name))
+        .and_then(|line| {
+            let range = line.split_whitespace().next()?;
+            let (start, end) = range.split_once('-')?;
+            Some(u64::from_str_radix(start, 16).ok()?..u64::from_str_radix(end, 16).ok()?)
+        })
+}
+
+/// The executable mappings, grouped by the file they map (each group keyed
+/// by the file's first mapping).
+fn file_groups(maps: &[MapsEntry]) -> Vec<(ModuleKey, Vec<MapsEntry>)> {
+    let mut groups: Vec<(ModuleKey, Vec<MapsEntry>)> = Vec::new();
+    for entry in maps {
+        let Some(path) = &entry.path else { continue };
+        if let Some((_, entries)) = groups.iter_mut().find(|(k, entries)| {
+            &k.path == path && k.inode == entry.inode && contiguous(entries, entry)
+        }) {
+            entries.push(entry.clone());
+        } else {
+            groups.push((
+                ModuleKey {
+                    path: path.clone(),
+                    inode: entry.inode,
+                    start: entry.avma.start,
+                },
+                vec![entry.clone()],
+            ));
+        }
+    }
+    groups.retain(|(_, entries)| entries.iter().any(MapsEntry::executable));
+    groups
+}
+
+/// A file mapped twice (rare, but `dlopen` of a copy does it) forms two
+/// modules: a mapping belongs to a group if it follows the group's last one.
+fn contiguous(entries: &[MapsEntry], next: &MapsEntry) -> bool {
+    entries.last().is_some_and(|last| {
+        next.avma.start >= last.avma.start && next.file_offset >= last.file_offset
+    })
+}
+
+/// Reads one module's unwind sections and places it where the process
+/// mapped it. `None` if the file cannot be read or has no unwind data.
+fn load_module(pid: u32, path: &Path, entries: &[MapsEntry]) -> Option<FrameModule> {
+    let first = entries.first()?;
+    // map_files names the mapped inode even if the path was replaced or is
+    // in another mount namespace.
+    let data = std::fs::read(format!(
+        "/proc/{pid}/map_files/{:x}-{:x}",
+        first.avma.start, first.avma.end
+    ))
+    .or_else(|_| std::fs::read(crate::target::path_in_process(pid, path)))
+    .ok()?;
+    let file = object::File::parse(&*data).ok()?;
+    let exec = entries.iter().find(|e| e.executable())?;
+    // The load bias: where the executable mapping's file offset sits in
+    // the process minus where the ELF says it goes.
+    let exec_svma = file.segments().find_map(|s| {
+        let (offset, size) = s.file_range();
+        (exec.file_offset >= offset && exec.file_offset < offset + size)
+            .then(|| s.address() + (exec.file_offset - offset))
+    })?;
+    let bias = exec.avma.start.wrapping_sub(exec_svma);
+    let section = |name: &str| -> (Option<Range<u64>>, Option<Vec<u8>>) {
+        let Some(s) = file.section_by_name(name) else {
+            return (None, None);
+        };
+        let uncompressed = s
+            .compressed_data()
+            .is_ok_and(|c| c.format == object::CompressionFormat::None);
+        let data = if uncompressed {
+            s.data().ok().map(<[u8]>::to_vec)
+        } else {
+            None
+        };
+        (Some(s.address()..s.address() + s.size()), data)
+    };
+    let (text_svma, text) = section(".text");
+    let (eh_frame_svma, eh_frame) = section(".eh_frame");
+    let (eh_frame_hdr_svma, eh_frame_hdr) = section(".eh_frame_hdr");
+    let (got_svma, _) = section(".got");
+    let (_, debug_frame) = section(".debug_frame");
+    if eh_frame.is_none() && debug_frame.is_none() {
+        return None;
+    }
+    let code = entries.iter().filter(|e| e.executable());
+    let start = code.clone().map(|e| e.avma.start).min()?;
+    let end = code.map(|e| e.avma.end).max()?;
+    let exec_range = start..end;
+    let info = ExplicitModuleSectionInfo {
+        base_svma: 0,
+        text_svma,
+        text,
+        got_svma,
+        eh_frame_svma,
+        eh_frame,
+        eh_frame_hdr_svma,
+        eh_frame_hdr,
+        debug_frame,
+        ..Default::default()
+    };
+    Some(framehop::Module::new(
+        path.display().to_string(),
+        exec_range,
+        bias,
+        info,
+    ))
+}
+
+/// A copy of the stack from the stack pointer up, with word reads beyond it.
+struct StackSnapshot {
+    memory: ProcessMemory,
+    base: u64,
+    bytes: Vec<u8>,
+    /// The stack's top: no frame lies above.
+    end: u64,
+}
+
+impl StackSnapshot {
+    fn read(memory: ProcessMemory, sp: u64, end: u64) -> Self {
+        let len = usize::try_from(end.saturating_sub(sp))
+            .unwrap_or(usize::MAX)
+            .min(STACK_SNAPSHOT);
+        let mut bytes = vec![0u8; len];
+        let got = memory.read_some(sp, &mut bytes).unwrap_or(0);
+        bytes.truncate(got);
+        Self {
+            memory,
+            base: sp,
+            bytes,
+            end: end.max(sp),
+        }
+    }
+
+    fn word(&self, avma: u64) -> Option<u64> {
+        if let Some(at) = avma.checked_sub(self.base)
+            && let Ok(at) = usize::try_from(at)
+            && let Some(word) = self.bytes.get(at..at.checked_add(8)?)
+        {
+            return Some(u64::from_le_bytes(word.try_into().ok()?));
+        }
+        // Below the stack pointer is dead; above the copy, read directly.
+        if avma < self.base || avma >= self.end {
+            return None;
+        }
+        self.memory.u64(avma)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn call_instructions_before_a_return_address() {
+        // call rel32
+        assert!(is_call_before(&[0x90, 0x90, 0xe8, 1, 2, 3, 4]));
+        // call *%rax (ff d0)
+        assert!(is_call_before(&[0, 0, 0, 0, 0, 0xff, 0xd0]));
+        // call *0x8(%rax) (ff 50 08)
+        assert!(is_call_before(&[0, 0, 0, 0, 0xff, 0x50, 0x08]));
+        // call *0x1234(%rip) (ff 15 disp32)
+        assert!(is_call_before(&[0, 0xff, 0x15, 0x34, 0x12, 0, 0]));
+        // jmp *%rax (ff e0) is not a call; nor are plain bytes.
+        assert!(!is_call_before(&[0, 0, 0, 0, 0, 0xff, 0xe0]));
+        assert!(!is_call_before(&[0x48, 0x89, 0xe5, 0x5d, 0xc3, 0x90, 0x90]));
+    }
+
+    #[test]
+    fn pseudo_mappings_are_found_by_name() {
+        let maps = "\
+5581c7a02000-5581c7a07000 r-xp 00002000 08:01 1311234  /usr/bin/app
+7fffd1e00000-7fffd1e01000 --xp 00000000 00:00 0        [uprobes]
+7ffd4e7d8000-7ffd4e7da000 r-xp 00000000 00:00 0        [vdso]
+";
+        assert_eq!(
+            pseudo_mapping(maps, "[uprobes]"),
+            Some(0x7fff_d1e0_0000..0x7fff_d1e0_1000)
+        );
+        assert_eq!(
+            pseudo_mapping(maps, "[vdso]"),
+            Some(0x7ffd_4e7d_8000..0x7ffd_4e7d_a000)
+        );
+        assert_eq!(pseudo_mapping(maps, "[vsyscall]"), None);
+    }
+
+    #[test]
+    fn mappings_group_by_file() {
+        let maps = parse_maps(
+            "\
+5581c7a00000-5581c7a02000 r--p 00000000 08:01 11  /usr/bin/app
+5581c7a02000-5581c7a07000 r-xp 00002000 08:01 11  /usr/bin/app
+5581c8b3e000-5581c8b5f000 rw-p 00000000 00:00 0   [heap]
+7f3a1d028000-7f3a1d04e000 r--p 00000000 08:01 22  /usr/lib/libc.so.6
+7f3a1d04e000-7f3a1d1a3000 r-xp 00026000 08:01 22  /usr/lib/libc.so.6
+7f3a1e000000-7f3a1e001000 r--p 00000000 08:01 33  /usr/share/locale.bin
+",
+        );
+        let groups = file_groups(&maps);
+        let names: Vec<(&str, usize)> = groups
+            .iter()
+            .map(|(k, e)| (k.path.to_str().unwrap(), e.len()))
+            .collect();
+        assert_eq!(names, [("/usr/bin/app", 2), ("/usr/lib/libc.so.6", 2)]);
+        assert_eq!(groups[1].0.start, 0x7f3a_1d02_8000);
+    }
+}
