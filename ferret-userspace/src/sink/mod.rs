@@ -1,8 +1,8 @@
 //! The Parquet event log: its schema, a streaming writer and a reader.
 //!
-//! One row per lifecycle event (`SPAN_START`, `SPAN_END`, `METRIC`), columns
-//! exactly as DESIGN.md's "Parquet event log" contract says; columns that do
-//! not apply to a row are null. The writer buffers rows in Arrow column
+//! One row per lifecycle event (`SPAN_START`, `SPAN_END`, `METRIC`, and
+//! `STALL` from the stall watchdog), columns exactly as DESIGN.md's "Parquet
+//! event log" contract says; columns that do not apply to a row are null. The writer buffers rows in Arrow column
 //! builders and closes a row group every [`ROW_GROUP_ROWS`] rows or on
 //! [`RecordingWriter::flush`], so memory stays bounded however long the
 //! recording runs. The reader ([`read_all`], [`read_metadata`]) serves tests
@@ -18,7 +18,7 @@ use std::sync::{Arc, LazyLock};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
 pub use read::{Row, read_all, read_metadata};
-pub use write::RecordingWriter;
+pub use write::{RecordingWriter, StallRow};
 
 /// Rows per row group: the most a writer buffers before it writes a batch.
 pub const ROW_GROUP_ROWS: usize = 64 * 1024;
@@ -29,6 +29,8 @@ pub const KIND_SPAN_START: &str = "SPAN_START";
 pub const KIND_SPAN_END: &str = "SPAN_END";
 /// `kind` of a process metrics sample.
 pub const KIND_METRIC: &str = "METRIC";
+/// `kind` of a stall capture: where a stalled thread was stuck.
+pub const KIND_STALL: &str = "STALL";
 
 /// Keys of the file's key-value metadata written by ferret.
 pub mod meta_key {
@@ -84,6 +86,12 @@ pub mod col {
     pub const RSS_BYTES: &str = "rss_bytes";
     /// METRIC: thread count.
     pub const THREADS: &str = "threads";
+    /// STALL: the stalled thread's user stack, one frame per line,
+    /// innermost first, `function (file:line)` where known.
+    pub const STACK: &str = "stack";
+    /// STALL: what the thread is doing: state, system call and arguments,
+    /// kernel wait channel, the lock it waits for and its holder, a deadlock.
+    pub const WAIT: &str = "wait";
 }
 
 /// The METRIC columns beyond DESIGN.md's `cpu_percent`, `rss_bytes` and
@@ -203,6 +211,9 @@ static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         };
         Field::new(def.column, kind, true)
     }));
+    // Added after the metric columns so earlier columns keep their places.
+    fields.push(Field::new(col::STACK, DataType::Utf8, true));
+    fields.push(Field::new(col::WAIT, DataType::Utf8, true));
     Arc::new(Schema::new(fields))
 });
 

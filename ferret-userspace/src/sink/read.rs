@@ -23,7 +23,7 @@ use super::{SinkError, col};
 /// `pid` are never null in a file ferret wrote.)
 #[derive(Clone, Debug, PartialEq)]
 pub struct Row {
-    /// `SPAN_START`, `SPAN_END` or `METRIC`.
+    /// `SPAN_START`, `SPAN_END`, `METRIC` or `STALL`.
     pub kind: Option<String>,
     /// Event time, `CLOCK_MONOTONIC` ns.
     pub ts_ns: Option<i64>,
@@ -59,6 +59,10 @@ pub struct Row {
     pub threads: Option<i32>,
     /// METRIC: the extra metrics of [`super::metric::DEFS`], by index.
     pub extra: [Option<f64>; super::metric::COUNT],
+    /// STALL: the stalled thread's stack, one frame per line.
+    pub stack: Option<String>,
+    /// STALL: state, system call and what the thread waits for.
+    pub wait: Option<String>,
 }
 
 /// Read every row of the event log at `path`, in file order.
@@ -127,6 +131,8 @@ struct Batch {
     rss_bytes: Option<PrimitiveArray<Int64Type>>,
     threads: Option<PrimitiveArray<Int32Type>>,
     extra: Vec<Option<PrimitiveArray<Float64Type>>>,
+    stack: Option<StringArray>,
+    wait: Option<StringArray>,
 }
 
 impl Batch {
@@ -190,6 +196,8 @@ impl Batch {
                 .iter()
                 .map(|def| Ok(prim::<Float64Type>(get(def.column, &DataType::Float64)?)))
                 .collect::<Result<_, SinkError>>()?,
+            stack: string(col::STACK)?,
+            wait: string(col::WAIT)?,
         })
     }
 
@@ -215,6 +223,8 @@ impl Batch {
                 rss_bytes: prim_at(self.rss_bytes.as_ref(), i),
                 threads: prim_at(self.threads.as_ref(), i),
                 extra: std::array::from_fn(|k| prim_at(self.extra[k].as_ref(), i)),
+                stack: string_at(self.stack.as_ref(), i),
+                wait: string_at(self.wait.as_ref(), i),
             });
         }
     }

@@ -91,6 +91,8 @@ fn row(kind: &str, ts_ns: i64, pid: i32) -> Row {
         rss_bytes: None,
         threads: None,
         extra: [None; super::metric::COUNT],
+        stack: None,
+        wait: None,
     }
 }
 
@@ -219,6 +221,8 @@ fn file_types_follow_the_contract() {
         col::FUNCTION,
         col::MODULE,
         col::STATUS,
+        col::STACK,
+        col::WAIT,
     ];
     let i64s = [
         col::TS_NS,
@@ -233,7 +237,7 @@ fn file_types_follow_the_contract() {
 
     // The Arrow schema handed to readers.
     let schema = schema();
-    assert_eq!(schema.fields().len(), 17 + super::metric::COUNT);
+    assert_eq!(schema.fields().len(), 19 + super::metric::COUNT);
     for field in schema.fields() {
         let name = field.name().as_str();
         let extra = super::metric::DEFS.iter().find(|d| d.column == name);
@@ -289,6 +293,65 @@ fn file_types_follow_the_contract() {
             == parquet::basic::Repetition::OPTIONAL;
         assert_eq!(optional, !required.contains(&name), "{name}");
     }
+}
+
+#[test]
+fn stall_rows_carry_the_stack_and_the_wait() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("trace.parquet");
+    let mut w = RecordingWriter::create(&path, functions(), meta()).unwrap();
+    w.write_span(&start(7, None, 0, 1, 100)).unwrap();
+    let stack = "__lll_lock_wait (lowlevellock.c:49)\napp::work<T> (work.c:12)";
+    let wait = "sleeping in futex(0x1000, FUTEX_WAIT_PRIVATE, 2, NULL) — waits for mutex \
+                0x1000 held by tid 1236 (other)";
+    w.write_stall(&StallRow {
+        ts_ns: 5_100,
+        pid: 1234,
+        tid: 1235,
+        thread_name: "worker",
+        span_id: 7,
+        depth: 0,
+        function: 1,
+        start_ns: 100,
+        stack,
+        wait,
+    })
+    .unwrap();
+    w.finish(0, &[]).unwrap();
+    let rows = read_all(&path).unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0].stack, None, "span rows have no stack");
+    assert_eq!(
+        rows[1],
+        Row {
+            start_ns: Some(100),
+            duration_ns: Some(5_000),
+            stack: Some(stack.to_owned()),
+            wait: Some(wait.to_owned()),
+            ..span_row(KIND_STALL, 5_100, 7, None, 0, 1)
+        }
+    );
+    let unknown = RecordingWriter::create(&dir.path().join("x.parquet"), functions(), meta())
+        .unwrap()
+        .write_stall(&StallRow {
+            function: 9,
+            ..StallRow {
+                ts_ns: 1,
+                pid: 1,
+                tid: 1,
+                thread_name: "t",
+                span_id: 1,
+                depth: 0,
+                function: 0,
+                start_ns: 0,
+                stack: "",
+                wait: "",
+            }
+        });
+    assert!(matches!(
+        unknown,
+        Err(SinkError::UnknownFunction { index: 9, .. })
+    ));
 }
 
 #[test]

@@ -19,8 +19,8 @@ use parquet::file::properties::WriterProperties;
 use parquet::schema::types::ColumnPath;
 
 use super::{
-    FunctionInfo, KIND_METRIC, KIND_SPAN_END, KIND_SPAN_START, MetricSample, ROW_GROUP_ROWS,
-    RecordingMeta, SinkError, col, meta_key, schema,
+    FunctionInfo, KIND_METRIC, KIND_SPAN_END, KIND_SPAN_START, KIND_STALL, MetricSample,
+    ROW_GROUP_ROWS, RecordingMeta, SinkError, col, meta_key, schema,
 };
 use crate::trace::SpanEvent;
 
@@ -175,6 +175,47 @@ impl RecordingWriter {
         for extra in &mut c.extra {
             extra.append(None);
         }
+        c.stack.append_null();
+        c.wait.append_null();
+        self.row_added()
+    }
+
+    /// Append a `STALL` row: where a stalled thread was stuck when captured
+    /// at `row.ts_ns`. `start_ns` is the stalled span's start and
+    /// `duration_ns` how long it had been open at the capture.
+    pub fn write_stall(&mut self, row: &StallRow<'_>) -> Result<(), SinkError> {
+        let info = self
+            .functions
+            .get(row.function as usize)
+            .ok_or(SinkError::UnknownFunction {
+                index: row.function,
+                known: self.functions.len(),
+            })?;
+        let c = &mut self.columns;
+        c.kind.append_value(KIND_STALL);
+        c.ts_ns.append_value(row.ts_ns as i64);
+        c.time
+            .append_value(wall(row.ts_ns, self.realtime_offset_ns));
+        c.pid.append_value(row.pid as i32);
+        c.tid.append_value(row.tid as i32);
+        c.thread_name.append_value(row.thread_name);
+        c.span_id.append_value(row.span_id as i64);
+        c.parent_span_id.append_null();
+        c.depth.append_value(row.depth as i32);
+        c.function.append_value(&info.name);
+        c.module.append_value(&info.module);
+        c.start_ns.append_value(row.start_ns as i64);
+        c.duration_ns
+            .append_value(row.ts_ns.saturating_sub(row.start_ns) as i64);
+        c.status.append_null();
+        c.cpu_percent.append_null();
+        c.rss_bytes.append_null();
+        c.threads.append_null();
+        for extra in &mut c.extra {
+            extra.append(None);
+        }
+        c.stack.append_value(row.stack);
+        c.wait.append_value(row.wait);
         self.row_added()
     }
 
@@ -201,6 +242,8 @@ impl RecordingWriter {
         for (builder, value) in c.extra.iter_mut().zip(m.extra) {
             builder.append(value);
         }
+        c.stack.append_null();
+        c.wait.append_null();
         self.row_added()
     }
 
@@ -324,6 +367,31 @@ fn properties(meta: RecordingMeta) -> WriterProperties {
     props.build()
 }
 
+/// A `STALL` row: a stalled span and where its thread was stuck.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StallRow<'a> {
+    /// When the thread was captured, `CLOCK_MONOTONIC` ns.
+    pub ts_ns: u64,
+    /// Process id.
+    pub pid: u32,
+    /// Thread id.
+    pub tid: u32,
+    /// Thread name.
+    pub thread_name: &'a str,
+    /// The stalled span.
+    pub span_id: u64,
+    /// Its depth on the thread.
+    pub depth: u32,
+    /// Its function: index into the probe table.
+    pub function: u32,
+    /// The span's start.
+    pub start_ns: u64,
+    /// The `stack` column.
+    pub stack: &'a str,
+    /// The `wait` column.
+    pub wait: &'a str,
+}
+
 /// `ts_ns` on the wall clock.
 fn wall(ts_ns: u64, realtime_offset_ns: i64) -> i64 {
     (ts_ns as i64).saturating_add(realtime_offset_ns)
@@ -349,6 +417,8 @@ struct Columns {
     rss_bytes: Int64Builder,
     threads: Int32Builder,
     extra: Vec<ExtraBuilder>,
+    stack: StringBuilder,
+    wait: StringBuilder,
 }
 
 /// A builder for one of [`super::metric::DEFS`]: INT64 or DOUBLE by unit.
@@ -404,6 +474,8 @@ impl Columns {
                     }
                 })
                 .collect(),
+            stack: StringBuilder::new(),
+            wait: StringBuilder::new(),
         }
     }
 
@@ -429,6 +501,8 @@ impl Columns {
             Arc::new(self.threads.finish()),
         ];
         arrays.extend(self.extra.iter_mut().map(ExtraBuilder::finish));
+        arrays.push(Arc::new(self.stack.finish()));
+        arrays.push(Arc::new(self.wait.finish()));
         arrays
     }
 }
