@@ -82,6 +82,11 @@ struct RecordArgs {
     /// How often process metrics are sampled.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "1s")]
     interval: Duration,
+    /// A thread quiet this long inside a traced call is stalled: where it is
+    /// stuck (state, system call, lock holder, stack with file:line) is
+    /// written as STALL rows and shown on stderr. 0 turns the watchdog off.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "5s")]
+    stall: Duration,
 }
 
 #[derive(Debug, Args)]
@@ -227,6 +232,8 @@ pub struct RecordConfig {
     pub duration: Option<Duration>,
     /// Metrics interval.
     pub interval: Duration,
+    /// Stall threshold; zero: no watchdog.
+    pub stall: Duration,
 }
 
 /// `ferret watch`.
@@ -346,6 +353,7 @@ impl Cli {
                 output: args.output,
                 duration: args.duration,
                 interval: args.interval,
+                stall: args.stall,
             })),
             Command::Symbols(args) => Ok(Invocation::Symbols(SymbolsConfig {
                 source: match (args.pid, args.binary) {
@@ -417,6 +425,20 @@ mod tests {
         assert_eq!(parse_duration("1.5").unwrap(), Duration::from_millis(1500));
         assert!(parse_duration("fast").is_err());
         assert!(parse_duration("2 parsecs").is_err());
+    }
+
+    #[test]
+    fn record_watches_for_stalls_after_5s_unless_told() {
+        let parse = |args: &[&str]| Cli::try_parse_from(args).and_then(Cli::into_invocation);
+        let base = ["ferret", "record", "-p", "1", "-s", "m", "-o", "x"];
+        let Ok(Invocation::Record(r)) = parse(&base) else {
+            panic!("parses")
+        };
+        assert_eq!(r.stall, Duration::from_secs(5));
+        let Ok(Invocation::Record(r)) = parse(&[&base[..], &["--stall", "250ms"]].concat()) else {
+            panic!("parses")
+        };
+        assert_eq!(r.stall, Duration::from_millis(250));
     }
 
     #[test]

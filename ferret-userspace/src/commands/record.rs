@@ -2,8 +2,12 @@
 //!
 //! One thread does everything after attach: drain the ring buffer (woken by
 //! the kernel in batches, and on a short timer so a lone event is never
-//! stranded), rebuild spans, write rows, sample metrics once an interval, and
-//! watch for the stop conditions: the target exiting, `-d`, Ctrl-C, SIGTERM.
+//! stranded), rebuild spans, write rows, sample metrics once an interval,
+//! look for stalled threads (the watchdog captures them on its own thread
+//! and hands back STALL rows), and watch for the stop conditions: the
+//! target exiting, `-d`, Ctrl-C, SIGTERM. Attached to a running process, it
+//! first adopts the traced calls already on the threads' stacks, so a
+//! process stuck before ferret came shows where.
 //! However it stops, probes are detached first, then everything still in
 //! the ring buffer is written, open spans are closed as `open`, and the
 //! Parquet footer is written.
@@ -15,8 +19,17 @@ use std::{
 
 use anyhow::{Context as _, Result};
 
-use super::session::{self, DRAIN_EVERY, OutputGuard, Pipeline, Stop, Stopper, monotonic_ns};
-use crate::{cli::RecordConfig, metrics::Sampler, sink::RecordingWriter, trace::SpanEvent};
+use super::{
+    plan::Started,
+    session::{self, DRAIN_EVERY, OutputGuard, Pipeline, Stop, Stopper, monotonic_ns},
+};
+use crate::{
+    cli::RecordConfig,
+    metrics::Sampler,
+    sink::RecordingWriter,
+    stall::{self, StallReport, Watchdog},
+    trace::SpanEvent,
+};
 
 /// Runs `ferret record`; returns the process exit code.
 pub fn run(config: &RecordConfig) -> Result<i32> {
@@ -33,11 +46,13 @@ pub fn run(config: &RecordConfig) -> Result<i32> {
         path: Some(config.output.clone()),
     };
     let mut attached = prepared.attach(None)?;
+    let attached_ns = monotonic_ns();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the event loop")?;
     let mut pipeline = Pipeline::default();
+    let mut watchdog = start_watchdog(config, &prepared, &attached, attached_ns, &mut pipeline);
     let mut sampler = Sampler::new(attached.pid);
     let unavailable = sampler.unavailable();
     for (event, why) in &unavailable {
@@ -48,6 +63,7 @@ pub fn run(config: &RecordConfig) -> Result<i32> {
         &mut pipeline,
         &mut writer,
         &mut sampler,
+        watchdog.as_mut(),
         config,
     ))?;
 
@@ -100,6 +116,7 @@ async fn record(
     pipeline: &mut Pipeline,
     writer: &mut RecordingWriter,
     sampler: &mut Sampler,
+    mut watchdog: Option<&mut Watchdog>,
     config: &RecordConfig,
 ) -> Result<Stop> {
     let mut ring = attached.take_ring()?;
@@ -108,6 +125,7 @@ async fn record(
     drain_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut metrics_timer = tokio::time::interval(config.interval);
     let mut status_timer = tokio::time::interval(Duration::from_millis(500));
+    let mut stall_timer = tokio::time::interval(STALL_CHECK_EVERY);
     let show_status = std::io::stderr().is_terminal();
     let started_at = Instant::now();
     let mut last_status = (Instant::now(), 0u64);
@@ -138,6 +156,16 @@ async fn record(
                 let _ = std::io::stderr().flush();
                 last_status = (Instant::now(), pipeline.events);
             }
+            _ = stall_timer.tick(), if watchdog.is_some() => {
+                if let Some(watchdog) = watchdog.as_deref_mut() {
+                    let reports = watchdog.tick(
+                        &mut pipeline.reconstructor,
+                        monotonic_ns(),
+                        &mut pipeline.spans,
+                    );
+                    write_stalls(&reports, writer, show_status)?;
+                }
+            }
             stop = stopper.next() => break stop,
         }
         span_ends += write_spans(&mut pipeline.spans, writer)?;
@@ -147,6 +175,11 @@ async fn record(
     }
     stopper.grace(stop).await;
     pipeline.drain(ring.get_mut());
+    if let Some(watchdog) = watchdog {
+        // Captures already asked for still belong in the recording.
+        watchdog.settle(Duration::from_secs(2));
+        write_stalls(&watchdog.take_reports(), writer, false)?;
+    }
     write_spans(&mut pipeline.spans, writer)?;
     Ok(stop)
 }
@@ -159,4 +192,55 @@ fn write_spans(spans: &mut Vec<SpanEvent>, writer: &mut RecordingWriter) -> Resu
         writer.write_span(&span)?;
     }
     Ok(ends)
+}
+
+/// How often the open stacks are checked for stalls.
+const STALL_CHECK_EVERY: Duration = Duration::from_millis(250);
+
+/// Starts the stall watchdog unless `--stall 0`. Attached to a running
+/// process (not launched by ferret), first adopts the traced calls already
+/// on its threads' stacks, started at `attached_ns`.
+fn start_watchdog(
+    config: &RecordConfig,
+    prepared: &session::Prepared,
+    attached: &session::Attached,
+    attached_ns: u64,
+    pipeline: &mut Pipeline,
+) -> Option<Watchdog> {
+    if config.stall.is_zero() {
+        return None;
+    }
+    if matches!(attached.started, Started::Pid(_)) {
+        let adopted = stall::adopt_running_calls(
+            attached.pid,
+            &prepared.plan.points,
+            &mut pipeline.reconstructor,
+            attached_ns,
+            &mut pipeline.spans,
+        );
+        if adopted > 0 {
+            eprintln!(
+                "ferret: {adopted} traced call{} already running when ferret attached",
+                if adopted == 1 { " was" } else { "s were" }
+            );
+        }
+    }
+    Some(Watchdog::new(config.stall, prepared.plan.functions.clone()))
+}
+
+/// Writes STALL rows and says on stderr where each stalled thread is stuck.
+fn write_stalls(
+    reports: &[StallReport],
+    writer: &mut RecordingWriter,
+    show_status: bool,
+) -> Result<()> {
+    for report in reports {
+        let stack = report.stack_text();
+        writer.write_stall(&report.row(&stack))?;
+        if show_status {
+            eprint!("\r\x1b[2K");
+        }
+        eprintln!("ferret: {}", report.headline());
+    }
+    Ok(())
 }

@@ -43,7 +43,11 @@ pub use existing::{ProbedRanges, RunningBefore, running_before_attach};
 pub use futex::LockHolder;
 pub use procfs::SchedState;
 
-use crate::{sink::FunctionInfo, trace::ThreadStack};
+use crate::{
+    probe::ProbePoint,
+    sink::{FunctionInfo, StallRow},
+    trace::{Reconstructor, SpanEvent, ThreadName, ThreadStack},
+};
 
 /// How often, at most, a lasting stall is captured again to see whether it
 /// moved.
@@ -154,6 +158,44 @@ impl StallReport {
         lines.join("\n")
     }
 
+    /// The report as a Parquet `STALL` row; `stack` is [`Self::stack_text`].
+    pub fn row<'a>(&'a self, stack: &'a str) -> StallRow<'a> {
+        StallRow {
+            ts_ns: self.captured_ns,
+            pid: self.pid,
+            tid: self.tid,
+            thread_name: &self.thread_name,
+            span_id: self.span_id,
+            depth: self.depth,
+            function: self.function,
+            start_ns: self.since_ns,
+            stack,
+            wait: &self.wait,
+        }
+    }
+
+    /// One line for a terminal: who, where, for how long, waiting for what.
+    pub fn headline(&self) -> String {
+        let secs = self.captured_ns.saturating_sub(self.since_ns) as f64 / 1e9;
+        let since = if self.before_attach {
+            format!("since before ferret attached (≥ {secs:.1} s)")
+        } else {
+            format!("for {secs:.1} s")
+        };
+        // The line inside the stalled function says most; else the innermost.
+        let at = self
+            .frames
+            .iter()
+            .find(|f| f.function.as_deref() == Some(self.function_name.as_str()))
+            .or(self.frames.first())
+            .map(|f| format!(" at {}", f.display()))
+            .unwrap_or_default();
+        format!(
+            "stall: tid {} ({}) in {} {since}{at}: {}",
+            self.tid, self.thread_name, self.function_name, self.wait
+        )
+    }
+
     /// What identifies the location for "did it move": the innermost
     /// function (not its exact instruction, which a spinning loop changes
     /// all the time), the call sites below it, and what it waits in.
@@ -262,6 +304,30 @@ pub struct StaleSpan {
     pub span_id: u64,
     /// When the capture saw it gone.
     pub seen_ns: u64,
+}
+
+/// "Stuck before ferret came": right after attaching to running process
+/// `pid`, walks every thread's stack and opens spans, started at `ts_ns`
+/// and marked [`crate::trace::OpenSpan::before_attach`], for the probed
+/// functions (`points`, indexed like the probe table) already on them;
+/// their starts are appended to `out`. Returns how many calls were adopted.
+pub fn adopt_running_calls(
+    pid: u32,
+    points: &[ProbePoint],
+    reconstructor: &mut Reconstructor,
+    ts_ns: u64,
+    out: &mut Vec<SpanEvent>,
+) -> usize {
+    let ranges = ProbedRanges::new(points);
+    let mut capturer = Capturer::new(pid);
+    let mut adopted = 0;
+    for thread in running_before_attach(&mut capturer, &ranges) {
+        let name: ThreadName = Arc::from(thread.thread_name.as_str());
+        adopted += reconstructor
+            .adopt(pid, thread.tid, &name, &thread.frames, ts_ns, out)
+            .len();
+    }
+    adopted
 }
 
 /// What the watchdog asks its capture thread for.
@@ -412,6 +478,22 @@ impl Watchdog {
             }
         }
         self.tracked.retain(|key, _| stalled.contains(key));
+    }
+
+    /// [`Self::check`] on `reconstructor`'s threads, then ends the stalled
+    /// spans found no longer on their stacks (appending their ends to
+    /// `out`), and returns the new and changed reports.
+    pub fn tick(
+        &mut self,
+        reconstructor: &mut Reconstructor,
+        now_ns: u64,
+        out: &mut Vec<SpanEvent>,
+    ) -> Vec<StallReport> {
+        self.check(reconstructor.threads(), now_ns);
+        for stale in self.take_stale() {
+            reconstructor.retire(stale.pid, stale.tid, stale.span_id, stale.seen_ns, out);
+        }
+        self.take_reports()
     }
 
     /// Waits up to `timeout` for the captures asked for so far (at the end
