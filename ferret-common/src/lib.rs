@@ -14,6 +14,30 @@ pub const LOST_MAP: &str = "FERRET_LOST";
 pub const TARGETS_MAP: &str = "FERRET_TARGETS";
 /// Name of the probe program, attached to function entries and exits alike.
 pub const PROBE_PROGRAM: &str = "ferret_probe";
+/// Name of the `u32` array of settings userspace writes (see [`config`]).
+pub const CONFIG_MAP: &str = "FERRET_CONFIG";
+/// Name of the `sched_process_fork` raw tracepoint program (`--follow-forks`).
+pub const FORK_PROGRAM: &str = "ferret_fork";
+/// Name of the `sched_process_exec` raw tracepoint program.
+pub const EXEC_PROGRAM: &str = "ferret_exec";
+
+/// Slots of the [`CONFIG_MAP`] array.
+pub mod config {
+    /// Byte offset of `tgid` in the kernel's `task_struct` (from BTF).
+    pub const TASK_TGID_OFFSET: u32 = 0;
+    /// 1: children of traced processes are traced too.
+    pub const FOLLOW_FORKS: u32 = 1;
+    /// The probe generation whose events are delivered (0 or 1): probes are
+    /// re-attached under the other generation, then this flips, so no event
+    /// is delivered twice or by a link being replaced.
+    pub const GENERATION: u32 = 2;
+    /// Wake the reader once this many bytes wait in the ring buffer (an
+    /// eighth of its size); below that, the reader's timer drains it.
+    pub const WAKEUP_BYTES: u32 = 3;
+    /// Number of slots.
+    pub const LEN: u32 = 4;
+}
+
 /// Name of the same probe in a `uretprobe` section (per-probe fallback only).
 pub const PROBE_RET_PROGRAM: &str = "ferret_probe_ret";
 /// Name of the `sched_process_exit` raw tracepoint program (thread exits).
@@ -37,18 +61,30 @@ pub mod kind {
     pub const EXIT_URET: u32 = 2;
     /// A thread of a traced process exited (from the tracepoint).
     pub const THREAD_EXIT: u32 = 3;
+    /// A traced process replaced its program (exec). Not a cookie kind.
+    pub const EXEC: u32 = 4;
+    /// A traced process forked a child that is now traced too
+    /// (`--follow-forks`); `pid` is the child, `cookie` the parent. Not a
+    /// cookie kind.
+    pub const FORK: u32 = 5;
 }
 
-/// Bits of the attach cookie that hold the probe kind; the rest is the
-/// function id (an index into userspace's probe table).
+/// Bits of the attach cookie that hold the probe kind.
 pub const COOKIE_KIND_BITS: u32 = 2;
 /// Mask selecting the kind from a cookie.
 pub const COOKIE_KIND_MASK: u64 = (1 << COOKIE_KIND_BITS) - 1;
+/// The cookie bit holding the probe generation (see [`config::GENERATION`]).
+pub const COOKIE_GENERATION_BIT: u32 = COOKIE_KIND_BITS;
+/// Bits below the function id.
+pub const COOKIE_ID_SHIFT: u32 = COOKIE_KIND_BITS + 1;
 
-/// Builds the attach cookie for function `function_id` and probe `kind`.
+/// Builds the attach cookie for function `function_id`, probe `kind` and
+/// probe generation `generation` (0 or 1).
 #[inline]
-pub const fn cookie(function_id: u32, kind: u32) -> u64 {
-    ((function_id as u64) << COOKIE_KIND_BITS) | (kind as u64 & COOKIE_KIND_MASK)
+pub const fn cookie(function_id: u32, kind: u32, generation: u32) -> u64 {
+    ((function_id as u64) << COOKIE_ID_SHIFT)
+        | (((generation & 1) as u64) << COOKIE_GENERATION_BIT)
+        | (kind as u64 & COOKIE_KIND_MASK)
 }
 
 /// Length of a kernel task name (`TASK_COMM_LEN`).
@@ -85,7 +121,7 @@ impl ProbeEvent {
     /// Function id encoded in the cookie.
     #[inline]
     pub const fn function_id(&self) -> u32 {
-        (self.cookie >> COOKIE_KIND_BITS) as u32
+        (self.cookie >> COOKIE_ID_SHIFT) as u32
     }
 }
 

@@ -11,12 +11,17 @@
 
 use aya_ebpf::{
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, pt_regs},
-    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns},
+    helpers::{
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel,
+    },
     macros::{map, raw_tracepoint, uprobe, uretprobe},
-    maps::{HashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, PerCpuArray, RingBuf},
     programs::{ProbeContext, RawTracePointContext, RetProbeContext},
 };
-use ferret_common::{COOKIE_KIND_MASK, DEFAULT_RING_BYTES, MAX_TARGETS, ProbeEvent, kind};
+use ferret_common::{
+    COOKIE_GENERATION_BIT, COOKIE_KIND_MASK, DEFAULT_RING_BYTES, MAX_TARGETS, ProbeEvent, config,
+    kind,
+};
 
 #[map(name = "FERRET_EVENTS")]
 static FERRET_EVENTS: RingBuf = RingBuf::with_byte_size(DEFAULT_RING_BYTES, 0);
@@ -27,10 +32,8 @@ static FERRET_LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 #[map(name = "FERRET_TARGETS")]
 static FERRET_TARGETS: HashMap<u32, u8> = HashMap::with_max_entries(MAX_TARGETS, 0);
 
-/// Wake the reader only once this much data is waiting; the reader also
-/// drains on a short timer, so a lone event is never stranded. Batching the
-/// wakeups keeps the reader's cost per event low under heavy load.
-const WAKEUP_BYTES: u64 = 256 * 1024;
+#[map(name = "FERRET_CONFIG")]
+static FERRET_CONFIG: Array<u32> = Array::with_max_entries(config::LEN, 0);
 
 #[uprobe]
 pub fn ferret_probe(ctx: ProbeContext) -> u32 {
@@ -53,7 +56,62 @@ pub fn ferret_probe_ret(ctx: RetProbeContext) -> u32 {
 pub fn ferret_thread_exit(_ctx: RawTracePointContext) -> i32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     emit(pid_tgid, kind::THREAD_EXIT, 0, 0, 0);
+    let (tgid, tid) = ((pid_tgid >> 32) as u32, pid_tgid as u32);
+    if tgid == tid && setting(config::FOLLOW_FORKS) == 1 {
+        // A followed process is gone; forget it so a later process reusing
+        // the pid is not traced.
+        let _ = FERRET_TARGETS.remove(&tgid);
+    }
     0
+}
+
+/// A traced process replaced its program: its old frames are gone.
+#[raw_tracepoint(tracepoint = "sched_process_exec")]
+pub fn ferret_exec(_ctx: RawTracePointContext) -> i32 {
+    emit(bpf_get_current_pid_tgid(), kind::EXEC, 0, 0, 0);
+    0
+}
+
+/// `--follow-forks`: a traced process's new child process is traced too.
+/// Runs in the parent; `TP_PROTO(struct task_struct *parent, struct
+/// task_struct *child)`. The child's tgid is read at the offset userspace
+/// found in the kernel's BTF.
+#[raw_tracepoint(tracepoint = "sched_process_fork")]
+pub fn ferret_fork(ctx: RawTracePointContext) -> i32 {
+    try_fork(&ctx);
+    0
+}
+
+#[inline(always)]
+fn try_fork(ctx: &RawTracePointContext) {
+    if setting(config::FOLLOW_FORKS) != 1 {
+        return;
+    }
+    let parent = (bpf_get_current_pid_tgid() >> 32) as u32;
+    // SAFETY: a lookup in a map of plain integers.
+    if unsafe { FERRET_TARGETS.get(&parent) }.is_none() {
+        return;
+    }
+    let child: *const u8 = ctx.arg(1);
+    let offset = setting(config::TASK_TGID_OFFSET) as usize;
+    if offset == 0 {
+        return;
+    }
+    // SAFETY: reads 4 bytes of the child task_struct through the checked helper.
+    let Ok(child_tgid) = (unsafe { bpf_probe_read_kernel(child.add(offset).cast::<u32>()) }) else {
+        return;
+    };
+    if child_tgid == parent {
+        return; // a new thread, already covered by its process
+    }
+    if FERRET_TARGETS.insert(&child_tgid, &1, 0).is_ok() {
+        emit_for(child_tgid, child_tgid, kind::FORK, u64::from(parent));
+    }
+}
+
+#[inline(always)]
+fn setting(slot: u32) -> u32 {
+    FERRET_CONFIG.get(slot).copied().unwrap_or(0)
 }
 
 #[inline(always)]
@@ -66,6 +124,11 @@ fn try_probe(ctx: &ProbeContext) {
         let regs: *const pt_regs = ctx.regs;
         ((*regs).rsp, (*regs).rip)
     };
+    // Probes of a generation being replaced (or not yet current) stay silent,
+    // so a function is never reported twice while links are swapped.
+    if ((cookie >> COOKIE_GENERATION_BIT) & 1) as u32 != setting(config::GENERATION) {
+        return;
+    }
     emit(pid_tgid, (cookie & COOKIE_KIND_MASK) as u32, cookie, sp, ip);
 }
 
@@ -76,6 +139,17 @@ fn emit(pid_tgid: u64, event_kind: u32, cookie: u64, sp: u64, ip: u64) {
     if unsafe { FERRET_TARGETS.get(&pid) }.is_none() {
         return;
     }
+    write_event(pid, pid_tgid as u32, event_kind, cookie, sp, ip);
+}
+
+/// Emits an event about process `pid` from another task's context (fork).
+#[inline(always)]
+fn emit_for(pid: u32, tid: u32, event_kind: u32, cookie: u64) {
+    write_event(pid, tid, event_kind, cookie, 0, 0);
+}
+
+#[inline(always)]
+fn write_event(pid: u32, tid: u32, event_kind: u32, cookie: u64, sp: u64, ip: u64) {
     let Some(mut entry) = FERRET_EVENTS.reserve::<ProbeEvent>(0) else {
         if let Some(lost) = FERRET_LOST.get_ptr_mut(0) {
             // SAFETY: per-CPU slot; the program runs with preemption disabled.
@@ -92,11 +166,16 @@ fn emit(pid_tgid: u64, event_kind: u32, cookie: u64, sp: u64, ip: u64) {
         ip,
         kind: event_kind,
         pid,
-        tid: pid_tgid as u32,
+        tid,
         reserved: 0,
         comm: bpf_get_current_comm().unwrap_or([0; 16]),
     });
-    let flags = if FERRET_EVENTS.query(u64::from(BPF_RB_AVAIL_DATA)) >= WAKEUP_BYTES {
+    // Wake the reader only once enough data waits (userspace sets an eighth
+    // of the ring); its timer drains the rest, so a lone event is never
+    // stranded. Batched wakeups keep the cost per event low under load.
+    let flags = if FERRET_EVENTS.query(u64::from(BPF_RB_AVAIL_DATA))
+        >= u64::from(setting(config::WAKEUP_BYTES))
+    {
         BPF_RB_FORCE_WAKEUP
     } else {
         BPF_RB_NO_WAKEUP

@@ -54,6 +54,15 @@ struct ProbeArgs {
     /// C++ exception unwinding through one aborts the target), or auto.
     #[arg(long, value_enum, default_value_t = ExitMode::Auto)]
     exit_probes: ExitMode,
+    /// Trace the target's child processes too (forks). Probes then fire in
+    /// every process using the probed files and are filtered in the kernel:
+    /// other processes sharing a probed library pay the trap.
+    #[arg(long)]
+    follow_forks: bool,
+    /// Detach a function that is called more often than this per second, to
+    /// protect the target (0: never).
+    #[arg(long, value_name = "CALLS", default_value_t = 10_000)]
+    max_rate: u64,
 }
 
 /// How function exits are observed.
@@ -217,6 +226,10 @@ pub struct ProbeConfig {
     pub excludes: Vec<Pattern>,
     /// Exit-probe mode.
     pub exit_mode: ExitMode,
+    /// Trace forked children too.
+    pub follow_forks: bool,
+    /// Overhead guard: calls per second per function (0: off).
+    pub max_rate: u64,
 }
 
 /// `ferret record`.
@@ -324,6 +337,8 @@ impl Cli {
                     includes: args.probes.symbols,
                     excludes: args.probes.excludes,
                     exit_mode: args.probes.exit_probes,
+                    follow_forks: args.probes.follow_forks,
+                    max_rate: args.probes.max_rate,
                 },
                 output: args.output,
                 stall: args.stall,
@@ -349,6 +364,8 @@ impl Cli {
                     includes: args.probes.symbols,
                     excludes: args.probes.excludes,
                     exit_mode: args.probes.exit_probes,
+                    follow_forks: args.probes.follow_forks,
+                    max_rate: args.probes.max_rate,
                 },
                 output: args.output,
                 duration: args.duration,

@@ -84,13 +84,34 @@ fn idle_allocate_burn_phases_show_in_the_metrics() {
     let rise_mib = (peak_rss - first_rss) / (1 << 20);
     eprintln!("RSS rose by {rise_mib} MiB");
     assert!(rise_mib >= 240, "RSS rose by {rise_mib} MiB");
-    // Burn: about 100 % (one core), mostly user time.
+    // Burn: about 100 % (one core), mostly user time. The program measures
+    // what it really got (less than a core on a loaded machine); ferret's
+    // samples must agree with that.
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let own: f64 = stdout
+        .split_whitespace()
+        .find_map(|kv| kv.strip_prefix("burn_cpu_percent="))
+        .unwrap()
+        .parse()
+        .unwrap();
     let burn = metrics_during(&rows, "burn");
     assert!(burn.len() >= 4, "samples during the burn: {}", burn.len());
+    let mean = burn.iter().map(|m| m.cpu_percent.unwrap()).sum::<f64>() / burn.len() as f64;
+    eprintln!("burn: ferret {mean:.1} %, the program itself {own:.1} %");
+    assert!(
+        (mean - own).abs() <= 15.0,
+        "ferret {mean:.1} % vs the program's {own:.1} %"
+    );
     for m in &burn {
         let cpu = m.cpu_percent.unwrap();
-        assert!((80.0..=115.0).contains(&cpu), "burn CPU {cpu}");
-        assert!(m.extra[metric::CPU_USER].unwrap() > 70.0);
+        assert!(
+            cpu <= 115.0,
+            "one thread cannot use more than a core: {cpu}"
+        );
+        assert!(
+            m.extra[metric::CPU_USER].unwrap() > 0.7 * cpu,
+            "mostly user time"
+        );
     }
     // Faults: touching 256 MiB is ~65k minor faults.
     let faults: f64 = metrics
@@ -103,7 +124,11 @@ fn idle_allocate_burn_phases_show_in_the_metrics() {
     // are counted or declared unavailable in the metadata, never zero.
     for m in &burn {
         let task = m.extra[metric::TASK_CLOCK].expect("task-clock is a software counter");
-        assert!((70.0..=120.0).contains(&task), "task clock {task} %");
+        let cpu = m.cpu_percent.unwrap();
+        assert!(
+            (task - cpu).abs() <= 25.0,
+            "task clock {task} % vs procfs {cpu} %"
+        );
     }
     let meta = read_metadata(&out).unwrap();
     let unavailable = meta

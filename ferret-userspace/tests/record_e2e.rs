@@ -123,10 +123,18 @@ fn nested_calls_on_threads_match_the_programs_own_counts() {
         .find(|r| r.function.as_deref() == Some("sleeper"))
         .unwrap();
     let ms = sleep.duration_ns.unwrap() as f64 / 1e6;
-    eprintln!("sleeper measured {ms:.2} ms");
+    // The program times its own sleep: on a loaded machine usleep(200 ms)
+    // can oversleep, and what ferret must match is what really happened.
+    let own_ms = expected["slept_ns"] as f64 / 1e6;
+    eprintln!("sleeper measured {ms:.2} ms by ferret, {own_ms:.2} ms by itself");
+    assert!(own_ms >= 200.0, "usleep(200 ms) slept {own_ms} ms");
     assert!(
-        (190.0..=210.0).contains(&ms),
-        "200 ms ± 5 %, got {ms:.2} ms"
+        (190.0..=210.0).contains(&ms) || (ms - own_ms).abs() <= own_ms * 0.05,
+        "200 ms ± 5 %, got {ms:.2} ms (the program measured {own_ms:.2} ms)"
+    );
+    assert!(
+        (ms - own_ms).abs() <= own_ms * 0.05,
+        "ferret within 5 % of the program's own clock: {ms:.2} vs {own_ms:.2} ms"
     );
     assert_eq!(sleep.tid, Some(pid), "sleeper runs on the main thread");
 

@@ -257,7 +257,7 @@ impl Sampler {
             .and_then(|t| parse_io(&t).ok());
         let fds = std::fs::read_dir(format!("/proc/{}/fd", self.pid))
             .ok()
-            .map(|d| d.count());
+            .map(Iterator::count);
         let perf = self.perf.as_mut().map(|p| p.read(&tids));
         let mut totals = Totals {
             ts_ns,

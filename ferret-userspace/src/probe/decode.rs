@@ -45,13 +45,20 @@ impl Decoder {
             // The uretprobe fires after `ret` popped the return address.
             kind::EXIT_URET => (RawKind::Exit, event.sp.wrapping_sub(8)),
             kind::THREAD_EXIT => (RawKind::ThreadExit, 0),
+            kind::EXEC => (RawKind::Exec, 0),
+            kind::FORK => (
+                RawKind::Fork {
+                    parent: event.cookie as u32,
+                },
+                0,
+            ),
             _ => {
                 self.malformed += 1;
                 return None;
             }
         };
         let thread_name = self.name(event.tid, &event.comm);
-        if kind == RawKind::ThreadExit {
+        if matches!(kind, RawKind::ThreadExit | RawKind::Fork { .. }) {
             self.names.remove(&event.tid);
         }
         Some(RawEvent {
@@ -93,7 +100,7 @@ mod tests {
         name[..comm.len()].copy_from_slice(comm);
         ProbeEvent {
             ts_ns: 42,
-            cookie: cookie(function, kind),
+            cookie: cookie(function, kind, 0),
             sp,
             ip: 0,
             kind,

@@ -7,6 +7,7 @@
 //! buffer into plain [`crate::trace::RawEvent`] values lives in [`decode`], so
 //! nothing past this module needs aya.
 
+pub mod btf;
 pub mod decode;
 pub mod multi;
 
@@ -20,15 +21,15 @@ use std::{
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
+    maps::{Array as BpfArray, HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
     programs::{
         RawTracePoint, UProbe,
         uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope},
     },
 };
 use ferret_common::{
-    DEFAULT_RING_BYTES, EVENTS_MAP, LOST_MAP, PROBE_PROGRAM, PROBE_RET_PROGRAM, TARGETS_MAP,
-    THREAD_EXIT_PROGRAM, cookie, kind,
+    CONFIG_MAP, DEFAULT_RING_BYTES, EVENTS_MAP, EXEC_PROGRAM, FORK_PROGRAM, LOST_MAP,
+    PROBE_PROGRAM, PROBE_RET_PROGRAM, TARGETS_MAP, THREAD_EXIT_PROGRAM, config, cookie, kind,
 };
 
 /// The eBPF object built by `build.rs` from `ferret-ebpf`.
@@ -117,6 +118,11 @@ pub struct Engine {
     multi_links: Vec<OwnedFd>,
     perf_links: usize,
     force_per_probe: bool,
+    /// The probe generation currently delivering events (0 or 1).
+    generation: u32,
+    /// The pid the links are restricted to (0: any; the BPF filter decides).
+    link_pid: u32,
+    kind: Option<LinkKind>,
 }
 
 impl Engine {
@@ -128,13 +134,44 @@ impl Engine {
             .map_max_entries(EVENTS_MAP, ring)
             .load(EBPF_OBJECT)
             .map_err(|e| ProbeError::Load(error_chain(&e)))?;
-        Ok(Self {
+        let mut engine = Self {
             ebpf,
             multi_program: None,
             multi_links: Vec::new(),
             perf_links: 0,
             force_per_probe: std::env::var_os("FERRET_PER_PROBE_LINKS").is_some_and(|v| v == "1"),
-        })
+            generation: 0,
+            link_pid: 0,
+            kind: None,
+        };
+        engine.set(config::WAKEUP_BYTES, ring / 8)?;
+        Ok(engine)
+    }
+
+    /// Writes the settings the kernel side reads: where `task_struct.tgid`
+    /// is (from the kernel's BTF) and whether forked children are traced.
+    pub fn configure(&mut self, follow_forks: bool) -> Result<(), ProbeError> {
+        let offset = match btf::task_tgid_offset() {
+            Ok(offset) => offset,
+            Err(e) if follow_forks => {
+                return Err(ProbeError::Load(format!(
+                    "--follow-forks needs the kernel's BTF (/sys/kernel/btf/vmlinux): {e}"
+                )));
+            }
+            Err(_) => 0,
+        };
+        self.set(config::TASK_TGID_OFFSET, offset)?;
+        self.set(config::FOLLOW_FORKS, u32::from(follow_forks))?;
+        self.set(config::GENERATION, self.generation)
+    }
+
+    fn set(&mut self, slot: u32, value: u32) -> Result<(), ProbeError> {
+        let map = self.ebpf.map_mut(CONFIG_MAP).expect("map in object");
+        let mut array: BpfArray<_, u32> =
+            BpfArray::try_from(map).map_err(|e| map_err(CONFIG_MAP, &e))?;
+        array
+            .set(slot, value, 0)
+            .map_err(|e| map_err(CONFIG_MAP, &e))
     }
 
     /// Lets events of process `pid` through the kernel-side filter.
@@ -147,23 +184,28 @@ impl Engine {
             .map_err(|e| map_err(TARGETS_MAP, &e))
     }
 
-    /// Attaches the thread-exit tracepoint.
-    pub fn attach_thread_exit(&mut self) -> Result<(), ProbeError> {
-        let program: &mut RawTracePoint = self
-            .ebpf
-            .program_mut(THREAD_EXIT_PROGRAM)
-            .expect("program in object")
-            .try_into()
-            .map_err(|e| ProbeError::Load(error_chain(&e)))?;
-        program
-            .load()
-            .map_err(|e| ProbeError::Load(error_chain(&e)))?;
-        program
-            .attach("sched_process_exit")
-            .map_err(|e| ProbeError::Attach {
-                path: "raw tracepoint sched_process_exit".into(),
+    /// Attaches the process-lifecycle tracepoints: thread exit, exec and
+    /// fork (the fork program acts only with `--follow-forks`).
+    pub fn attach_process_events(&mut self) -> Result<(), ProbeError> {
+        for (name, tracepoint) in [
+            (THREAD_EXIT_PROGRAM, "sched_process_exit"),
+            (EXEC_PROGRAM, "sched_process_exec"),
+            (FORK_PROGRAM, "sched_process_fork"),
+        ] {
+            let program: &mut RawTracePoint = self
+                .ebpf
+                .program_mut(name)
+                .expect("program in object")
+                .try_into()
+                .map_err(|e| ProbeError::Load(error_chain(&e)))?;
+            program
+                .load()
+                .map_err(|e| ProbeError::Load(error_chain(&e)))?;
+            program.attach(tracepoint).map_err(|e| ProbeError::Attach {
+                path: format!("raw tracepoint {tracepoint}").into(),
                 reason: error_chain(&e),
             })?;
+        }
         Ok(())
     }
 
@@ -171,11 +213,13 @@ impl Engine {
     /// carries function id `i`. `pid` restricts the probes to that process.
     pub fn attach(&mut self, points: &[ProbePoint], pid: u32) -> Result<AttachStats, ProbeError> {
         let start = Instant::now();
-        let groups = group_by_module(points);
+        self.link_pid = pid;
+        let groups = group_by_module(points, None, self.generation);
         let probes = groups.iter().map(ModuleProbes::len).sum();
         if !self.force_per_probe {
             match self.attach_multi(&groups, pid) {
                 Ok(links) => {
+                    self.kind = Some(LinkKind::Multi);
                     return Ok(AttachStats {
                         probes,
                         links,
@@ -194,6 +238,7 @@ impl Engine {
             }
         }
         self.attach_per_probe(&groups, pid)?;
+        self.kind = Some(LinkKind::PerProbe);
         Ok(AttachStats {
             probes,
             links: self.perf_links,
@@ -294,6 +339,35 @@ impl Engine {
         Ok(())
     }
 
+    /// Replaces the probes with ones for `points` minus `disabled` (function
+    /// ids), removing the disabled functions' breakpoints from the target
+    /// (the overhead guard). The new links carry the other generation and
+    /// the kernel side switches generation between creating them and
+    /// closing the old ones, so no call is reported twice or lost.
+    pub fn reattach_without(
+        &mut self,
+        points: &[ProbePoint],
+        disabled: &std::collections::HashSet<u32>,
+    ) -> Result<Duration, ProbeError> {
+        if self.kind != Some(LinkKind::Multi) {
+            return Err(ProbeError::Load(
+                "detaching single functions needs uprobe_multi links (Linux ≥ 6.6)".into(),
+            ));
+        }
+        let start = Instant::now();
+        let next = 1 - self.generation;
+        let groups = group_by_module(points, Some(disabled), next);
+        let old = std::mem::take(&mut self.multi_links);
+        if let Err(e) = self.attach_multi(&groups, self.link_pid) {
+            self.multi_links = old;
+            return Err(e);
+        }
+        self.set(config::GENERATION, next)?;
+        self.generation = next;
+        drop(old);
+        Ok(start.elapsed())
+    }
+
     /// Detaches every probe; returns how long it took.
     pub fn detach(&mut self) -> Duration {
         let start = Instant::now();
@@ -304,12 +378,14 @@ impl Engine {
                 let _ = program.unload();
             }
         }
-        if let Some(Ok(program)) = self
-            .ebpf
-            .program_mut(THREAD_EXIT_PROGRAM)
-            .map(<&mut RawTracePoint>::try_from)
-        {
-            let _ = program.unload();
+        for name in [THREAD_EXIT_PROGRAM, EXEC_PROGRAM, FORK_PROGRAM] {
+            if let Some(Ok(program)) = self
+                .ebpf
+                .program_mut(name)
+                .map(<&mut RawTracePoint>::try_from)
+            {
+                let _ = program.unload();
+            }
         }
         self.perf_links = 0;
         start.elapsed()
@@ -356,10 +432,17 @@ impl ModuleProbes {
     }
 }
 
-fn group_by_module(points: &[ProbePoint]) -> Vec<ModuleProbes> {
+fn group_by_module(
+    points: &[ProbePoint],
+    disabled: Option<&std::collections::HashSet<u32>>,
+    generation: u32,
+) -> Vec<ModuleProbes> {
     let mut groups: Vec<ModuleProbes> = Vec::new();
     for (id, point) in points.iter().enumerate() {
-        let id = u32::try_from(id).expect("fewer than 2^30 functions");
+        let id = u32::try_from(id).expect("fewer than 2^29 functions");
+        if disabled.is_some_and(|d| d.contains(&id)) {
+            continue;
+        }
         let index = if let Some(i) = groups.iter().position(|g| g.path == point.path) {
             i
         } else {
@@ -376,17 +459,23 @@ fn group_by_module(points: &[ProbePoint]) -> Vec<ModuleProbes> {
         };
         let group = &mut groups[index];
         group.entry_offsets.push(point.entry);
-        group.entry_cookies.push(cookie(id, kind::ENTRY));
+        group
+            .entry_cookies
+            .push(cookie(id, kind::ENTRY, generation));
         match &point.exits {
             ExitProbes::Instructions(offsets) => {
                 for &offset in offsets {
                     group.insn_offsets.push(offset);
-                    group.insn_cookies.push(cookie(id, kind::EXIT_INSN));
+                    group
+                        .insn_cookies
+                        .push(cookie(id, kind::EXIT_INSN, generation));
                 }
             }
             ExitProbes::Uretprobe => {
                 group.uret_offsets.push(point.entry);
-                group.uret_cookies.push(cookie(id, kind::EXIT_URET));
+                group
+                    .uret_cookies
+                    .push(cookie(id, kind::EXIT_URET, generation));
             }
         }
     }

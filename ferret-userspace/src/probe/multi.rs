@@ -21,7 +21,8 @@ use std::{
 };
 
 use aya_obj::generated::{
-    BPF_F_UPROBE_MULTI_RETURN, bpf_attach_type, bpf_attr, bpf_cmd, bpf_insn, bpf_prog_type,
+    BPF_F_UPROBE_MULTI_RETURN, bpf_attach_type, bpf_attr, bpf_cmd, bpf_insn, bpf_link_info,
+    bpf_link_type, bpf_prog_type,
 };
 
 /// Errors of the hand-made loader.
@@ -194,4 +195,51 @@ pub fn attach(
         })?;
     // SAFETY: the kernel just returned this fd to us; nobody else owns it.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// Ids of the `uprobe_multi` links in the system restricted to process
+/// `pid`: ferret's probes on that process. Used to check that nothing is
+/// left behind however ferret ends.
+pub fn uprobe_multi_links_for(pid: u32) -> Result<Vec<u32>, MultiError> {
+    let mut found = Vec::new();
+    let mut id = 0u32;
+    loop {
+        let mut attr = zeroed_attr();
+        attr.__bindgen_anon_6.__bindgen_anon_1.start_id = id;
+        match sys_bpf(bpf_cmd::BPF_LINK_GET_NEXT_ID, &mut attr) {
+            Ok(_) => {}
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(found),
+            Err(source) => {
+                return Err(MultiError::Syscall {
+                    call: "BPF_LINK_GET_NEXT_ID",
+                    source,
+                    log: String::new(),
+                });
+            }
+        }
+        // SAFETY: the kernel filled the BPF_*_GET_NEXT_ID member.
+        id = unsafe { attr.__bindgen_anon_6.next_id };
+        let mut attr = zeroed_attr();
+        attr.__bindgen_anon_6.__bindgen_anon_1.link_id = id;
+        let Ok(fd) = sys_bpf(bpf_cmd::BPF_LINK_GET_FD_BY_ID, &mut attr) else {
+            continue; // detached meanwhile
+        };
+        // SAFETY: the kernel just returned this fd to us.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+        // SAFETY: plain C struct of integers; zero is "ask for nothing".
+        let mut info: bpf_link_info = unsafe { std::mem::zeroed() };
+        let mut attr = zeroed_attr();
+        attr.info.bpf_fd = fd.as_raw_fd() as u32;
+        attr.info.info_len = size_of::<bpf_link_info>() as u32;
+        attr.info.info = std::ptr::from_mut(&mut info) as u64;
+        if sys_bpf(bpf_cmd::BPF_OBJ_GET_INFO_BY_FD, &mut attr).is_err() {
+            continue;
+        }
+        if info.type_ == bpf_link_type::BPF_LINK_TYPE_UPROBE_MULTI as u32
+            // SAFETY: the union member matching the link type.
+            && unsafe { info.__bindgen_anon_1.uprobe_multi.pid } == pid
+        {
+            found.push(id);
+        }
+    }
 }

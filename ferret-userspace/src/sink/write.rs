@@ -88,6 +88,7 @@ impl RecordingWriter {
                     }
                 }
             })?;
+        crate::owner::give_to_invoking_user(&file);
 
         let schema = schema();
         let realtime_offset_ns = meta.realtime_offset_ns;

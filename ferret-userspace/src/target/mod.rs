@@ -12,7 +12,7 @@ use std::{
     fs, io,
     os::{
         fd::{AsRawFd as _, FromRawFd as _, OwnedFd, RawFd},
-        unix::ffi::OsStrExt as _,
+        unix::{ffi::OsStrExt as _, fs::OpenOptionsExt as _},
     },
     path::{Path, PathBuf},
 };
@@ -144,7 +144,12 @@ pub struct Redirect {
 impl Redirect {
     /// stdin from /dev/null, stdout and stderr appended to `log`.
     pub fn to_log(log: &Path) -> io::Result<Self> {
-        let out = fs::OpenOptions::new().create(true).append(true).open(log)?;
+        let out = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(log)?;
+        crate::owner::give_to_invoking_user(&out);
         Ok(Self {
             stdin: fs::File::open("/dev/null")?.into(),
             stdout: out.try_clone()?.into(),

@@ -14,6 +14,15 @@ pub enum RawKind {
     Exit,
     /// The thread exited; every span it still has open is abandoned.
     ThreadExit,
+    /// The process replaced its program (exec): every span of every one of
+    /// its threads is abandoned.
+    Exec,
+    /// The process (`pid`) was forked from traced process `parent` and is
+    /// traced too (`--follow-forks`).
+    Fork {
+        /// The parent's pid.
+        parent: u32,
+    },
 }
 
 /// One decoded probe hit: plain values, no kernel types.

@@ -131,6 +131,10 @@ impl Reconstructor {
                     self.close_thread(ev.pid, ev.tid, thread, ev.ts_ns, SpanStatus::Unwound, out);
                 }
             }
+            RawKind::Exec => self.process_exit(ev.pid, ev.ts_ns, out),
+            // A forked child starts with a copy of its parent's stack, but
+            // only the calls it makes from now on are seen: nothing to do.
+            RawKind::Fork { .. } => {}
         }
     }
 

@@ -8,6 +8,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 #include <unistd.h>
 
 static atomic_long outer_calls, middle_calls, leaf_calls, sleeper_calls;
@@ -29,9 +30,15 @@ __attribute__((noinline)) void outer(long i) {
     middle(i + 1);
 }
 
+static long slept_ns;
+
 __attribute__((noinline)) void sleeper(void) {
+    struct timespec a, b;
     atomic_fetch_add(&sleeper_calls, 1);
+    clock_gettime(CLOCK_MONOTONIC, &a);
     usleep(200 * 1000);
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    slept_ns = (b.tv_sec - a.tv_sec) * 1000000000L + (b.tv_nsec - a.tv_nsec);
 }
 
 static long iterations;
@@ -55,7 +62,8 @@ int main(int argc, char **argv) {
     for (int t = 0; t < threads; t++) pthread_create(&tids[t], NULL, worker, NULL);
     sleeper();
     for (int t = 0; t < threads; t++) pthread_join(tids[t], NULL);
-    printf("outer=%ld middle=%ld leaf=%ld sleeper=%ld\n", atomic_load(&outer_calls),
-           atomic_load(&middle_calls), atomic_load(&leaf_calls), atomic_load(&sleeper_calls));
+    printf("outer=%ld middle=%ld leaf=%ld sleeper=%ld slept_ns=%ld\n", atomic_load(&outer_calls),
+           atomic_load(&middle_calls), atomic_load(&leaf_calls), atomic_load(&sleeper_calls),
+           slept_ns);
     return 0;
 }
