@@ -341,6 +341,9 @@ struct Request {
     since_ns: u64,
     sp: u64,
     before_attach: bool,
+    /// The functions of the open spans outside the stalled one, innermost
+    /// first: the traced callers, named where the stack walk cannot go on.
+    callers: Vec<u32>,
 }
 
 /// What the capture thread answers.
@@ -427,7 +430,6 @@ impl Watchdog {
     /// stall due for another look; forgets stalls that ended. Collects
     /// finished captures.
     pub fn check<'a>(&mut self, threads: impl Iterator<Item = ThreadStack<'a>>, now_ns: u64) {
-        self.collect();
         let mut stalled = HashSet::new();
         for thread in threads {
             let Some(top) = thread.frames.last() else {
@@ -468,6 +470,11 @@ impl Watchdog {
                     since_ns: top.start_ns,
                     sp: top.sp,
                     before_attach: top.before_attach,
+                    callers: thread.frames[..thread.frames.len() - 1]
+                        .iter()
+                        .rev()
+                        .map(|f| f.function)
+                        .collect(),
                 };
                 if requests.send(request).is_ok()
                     && let Some(t) = self.tracked.get_mut(&key)
@@ -478,6 +485,10 @@ impl Watchdog {
             }
         }
         self.tracked.retain(|key, _| stalled.contains(key));
+        // After the stalls are brought up to date: a capture of a span that
+        // has ended meanwhile (the thread moved on before it was walked)
+        // finds no stall to belong to and is dropped.
+        self.collect();
     }
 
     /// [`Self::check`] on `reconstructor`'s threads, then ends the stalled
@@ -540,6 +551,7 @@ impl Watchdog {
         &self.functions
     }
 
+    /// Takes in the finished captures.
     fn collect(&mut self) {
         while let Ok(outcome) = self.outcomes.try_recv() {
             self.accept(outcome);
@@ -624,13 +636,25 @@ fn capture_stall(
     let captured_ns = crate::commands::session::monotonic_ns();
     let (frames, stack_note) = match &capture.stack {
         Ok(unwound) => {
-            // A walk that reached the outermost frame without meeting the
-            // span's entry stack pointer shows the call has ended unseen.
+            let frames = capturer.symbolize(unwound);
+            // A complete walk, all by CFI, on which neither the span's entry
+            // stack pointer nor its function appears, shows the call ended
+            // unseen (an adopted call whose exit has no probe, a lost exit).
+            // Anything less certain keeps the stall.
+            let function_name = functions
+                .get(request.function as usize)
+                .map(|f| f.name.as_str());
             let present = unwound
                 .frames
                 .iter()
-                .any(|f| f.entry_sp == Some(request.sp));
-            if !present && unwound.end == unwind::StackEnd::Complete && unwound.frames.len() > 1 {
+                .any(|f| f.entry_sp == Some(request.sp))
+                || frames
+                    .iter()
+                    .any(|f| f.function.is_some() && f.function.as_deref() == function_name);
+            let certain = unwound.end == unwind::StackEnd::Complete
+                && unwound.frames.len() > 1
+                && unwound.frames.iter().all(|f| !f.scanned);
+            if !present && certain {
                 return Outcome::Stale(StaleSpan {
                     pid: request.pid,
                     tid: request.tid,
@@ -638,7 +662,23 @@ fn capture_stall(
                     seen_ns: captured_ns,
                 });
             }
-            (capturer.symbolize(unwound), unwound.end_note())
+            let note = if unwound.end == unwind::StackEnd::UretprobeTrampoline
+                && !request.callers.is_empty()
+            {
+                let names: Vec<&str> = request
+                    .callers
+                    .iter()
+                    .filter_map(|&f| functions.get(f as usize).map(|f| f.name.as_str()))
+                    .collect();
+                Some(format!(
+                    "[callers hidden by a uretprobe (--exit-probes ret keeps them); \
+                     traced callers: {}]",
+                    names.join(" ← ")
+                ))
+            } else {
+                unwound.end_note()
+            };
+            (frames, note)
         }
         Err(why) => (Vec::new(), Some(format!("[no stack: {why}]"))),
     };

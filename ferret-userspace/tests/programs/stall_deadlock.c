@@ -1,8 +1,8 @@
 // Two threads take two mutexes in opposite order and deadlock, for the
-// stall watchdog's tests. `stall_deadlock DELAY_MS` waits DELAY_MS before
-// the threads start (so ferret can attach first or after), prints
-// "deadlocked" once both hold their first lock, and exits by SIGALRM after
-// 20 s so a failed test leaves nothing behind.
+// stall watchdog's tests. `stall_deadlock [DELAY_MS [ALARM_S]]` waits
+// DELAY_MS before the threads start (so ferret can attach first or after),
+// prints "deadlocked" once both hold their first lock, and is ended by
+// SIGALRM after ALARM_S seconds (default 20) so nothing is left behind.
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <stdio.h>
@@ -44,7 +44,7 @@ static void *run_b(void *arg) {
 }
 
 int main(int argc, char **argv) {
-    alarm(20);
+    alarm(argc > 2 ? atoi(argv[2]) : 20);
     if (argc > 1) usleep(atoi(argv[1]) * 1000);
     pthread_barrier_init(&both_hold_one, NULL, 3);
     pthread_t a, b;
