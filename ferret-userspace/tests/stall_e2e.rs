@@ -267,7 +267,7 @@ fn long_sleep_is_sleeping_in_nanosleep() {
         "{wait}"
     );
     assert!(
-        stack.contains(&format!("nap (")) && stack.contains(&format!("stall_sleep.c:{sleeps})")),
+        stack.contains("nap (") && stack.contains(&format!("stall_sleep.c:{sleeps})")),
         "{stack}"
     );
 }
