@@ -14,7 +14,10 @@ use std::{
     time::Duration,
 };
 
-use ferret::sink::{Row, read_all};
+use ferret::{
+    sink::{Row, read_all},
+    stall::{Capturer, Frame, RegisterSource},
+};
 use support::{KillOnDrop, build, ferret, programs_dir, require_root, run, tempdir};
 
 /// The line of `source` (in tests/programs) holding `marker`.
@@ -331,4 +334,56 @@ fn capturing_stalls_leaves_the_target_unchanged() {
         ends.iter().all(|r| r.status.as_deref() == Some("ok")),
         "{ends:#?}"
     );
+}
+
+/// A running thread is stopped for an instant to read its registers; most
+/// of these stops land inside the vDSO's clock_gettime, which has no file:
+/// the walk must go through it to the caller.
+#[test]
+fn a_thread_stopped_inside_the_vdso_is_walked_through_it() {
+    require_root();
+    let program = build("stall_clock.c", &[]);
+    let polls = marker_line("stall_clock.c", "POLLS");
+    let mut child = Command::new(&program)
+        .arg("20")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let target = KillOnDrop(child);
+    let pid = target.0.id();
+    let mut capturer = Capturer::new(pid);
+    let mut in_vdso = 0;
+    for _ in 0..30 {
+        let capture = capturer.capture(pid).expect("the thread exists");
+        assert!(
+            matches!(capture.registers, Some(RegisterSource::Stopped { .. })),
+            "a running thread is stopped for its registers: {capture:?}"
+        );
+        let frames = capturer.symbolize(capture.stack.as_ref().unwrap());
+        let innermost = frames[0].display();
+        let stack: Vec<String> = frames.iter().map(Frame::display).collect();
+        let caller = format!(
+            "poll_clock ({}:{polls})",
+            programs_dir().join("stall_clock.c").display()
+        );
+        if frames[0].module.as_deref() == Some("[vdso]") || innermost.contains("clock_gettime") {
+            in_vdso += 1;
+            assert!(
+                stack.contains(&caller),
+                "walked through the vDSO: {stack:#?}"
+            );
+        }
+        assert!(
+            stack.iter().any(|f| f.starts_with("poll_clock (")),
+            "{stack:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(in_vdso > 0, "some stops landed in clock_gettime");
+    // Stopping it thirty times did not hurt it.
+    assert!(Path::new(&format!("/proc/{pid}")).exists());
 }

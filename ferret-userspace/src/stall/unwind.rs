@@ -177,6 +177,24 @@ impl ProcessUnwinder {
             }
             live.insert(key, module);
         }
+        // The vDSO (clock_gettime and friends) is code without a file: its
+        // ELF image is read from the process. A thread stopped inside it
+        // is walked like any other.
+        if let Some(vdso) = pseudo_mapping(&self.maps_text, "[vdso]") {
+            let key = ModuleKey {
+                path: PathBuf::from("[vdso]"),
+                inode: 0,
+                start: vdso.start,
+            };
+            let module = match self.modules.remove(&key) {
+                Some(module) => module,
+                None => self.load_vdso(&vdso),
+            };
+            if let Some(m) = &module {
+                unwinder.add_module(m.clone());
+            }
+            live.insert(key, module);
+        }
         self.modules = live;
         self.unwinder = unwinder;
         Ok(())
@@ -243,6 +261,21 @@ impl ProcessUnwinder {
             address = next;
         };
         Unwound { frames, end }
+    }
+
+    fn load_vdso(&self, range: &Range<u64>) -> Option<FrameModule> {
+        let len = usize::try_from(range.end - range.start).ok()?;
+        let mut data = vec![0u8; len];
+        self.memory.read(range.start, &mut data).ok()?;
+        let entry = MapsEntry {
+            avma: range.clone(),
+            perms: *b"r-xp",
+            file_offset: 0,
+            inode: 0,
+            path: None,
+            deleted: false,
+        };
+        module_from_elf("[vdso]", &data, &[entry])
     }
 
     /// The end of the mapping holding `sp` (the stack's top).
@@ -363,7 +396,13 @@ fn load_module(pid: u32, path: &Path, entries: &[MapsEntry]) -> Option<FrameModu
     ))
     .or_else(|_| std::fs::read(crate::target::path_in_process(pid, path)))
     .ok()?;
-    let file = object::File::parse(&*data).ok()?;
+    module_from_elf(&path.display().to_string(), &data, entries)
+}
+
+/// A module from its ELF image and the mappings of it (`file_offset`s as
+/// mapped), placed where the executable one is.
+fn module_from_elf(name: &str, data: &[u8], entries: &[MapsEntry]) -> Option<FrameModule> {
+    let file = object::File::parse(data).ok()?;
     let exec = entries.iter().find(|e| e.executable())?;
     // The load bias: where the executable mapping's file offset sits in
     // the process minus where the ELF says it goes.
@@ -412,7 +451,7 @@ fn load_module(pid: u32, path: &Path, entries: &[MapsEntry]) -> Option<FrameModu
         ..Default::default()
     };
     Some(framehop::Module::new(
-        path.display().to_string(),
+        name.to_owned(),
         exec_range,
         bias,
         info,
