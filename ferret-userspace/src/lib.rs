@@ -10,13 +10,16 @@ pub mod analyze;
 pub mod cli;
 pub mod commands;
 pub mod export;
+pub mod live;
 pub mod metrics;
+pub mod owner;
 pub mod probe;
 pub mod sink;
 pub mod stall;
 pub mod symbols;
 pub mod target;
 pub mod trace;
+pub mod tui;
 
 /// A hint for an error message, where one helps.
 pub fn hint_for(message: &str) -> Option<&'static str> {

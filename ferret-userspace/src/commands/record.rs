@@ -19,50 +19,42 @@ use std::{
 
 use anyhow::{Context as _, Result};
 
+use super::plan::Started;
 use super::{
-    plan::Started,
-    session::{self, DRAIN_EVERY, OutputGuard, Pipeline, Stop, Stopper, monotonic_ns},
+    plan::Plan,
+    session::{self, DRAIN_EVERY, OverheadGuard, Pipeline, Recording, Stop, Stopper, monotonic_ns},
 };
 use crate::{
     cli::RecordConfig,
     metrics::Sampler,
-    sink::RecordingWriter,
     stall::{self, StallReport, Watchdog},
-    trace::SpanEvent,
 };
 
 /// Runs `ferret record`; returns the process exit code.
 pub fn run(config: &RecordConfig) -> Result<i32> {
     let prepared = session::prepare(&config.target, &config.probes)?;
-    // The sink's error names the path and the cause; its source chain would
-    // only repeat the cause.
-    let mut writer = RecordingWriter::create(
-        &config.output,
-        prepared.plan.functions.clone(),
-        prepared.recording_meta(),
-    )
-    .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mut guard = OutputGuard {
-        path: Some(config.output.clone()),
-    };
+    let mut recording = Recording::create(&config.output, &prepared)?;
     let mut attached = prepared.attach(None)?;
     let attached_ns = monotonic_ns();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the event loop")?;
-    let mut pipeline = Pipeline::default();
+    let mut pipeline = Pipeline::for_target(&attached);
     let mut watchdog = start_watchdog(config, &prepared, &attached, attached_ns, &mut pipeline);
     let mut sampler = Sampler::new(attached.pid);
     let unavailable = sampler.unavailable();
     for (event, why) in &unavailable {
         eprintln!("ferret: perf counter {event} unavailable: {why}");
     }
+    let mut overhead = OverheadGuard::new(prepared.plan.points.len(), config.probes.max_rate);
     let stop = runtime.block_on(record(
         &mut attached,
         &mut pipeline,
-        &mut writer,
+        &mut recording,
         &mut sampler,
+        &mut overhead,
+        &prepared.plan,
         watchdog.as_mut(),
         config,
     ))?;
@@ -72,31 +64,15 @@ pub fn run(config: &RecordConfig) -> Result<i32> {
     let detach_time = attached.engine.detach();
     let lost = attached.engine.lost().unwrap_or(0);
     pipeline.close(stop, attached.pid);
-    write_spans(&mut pipeline.spans, &mut writer)?;
-    let rows = writer.rows_written();
-    let extras = vec![
-        ("ferret.stop_reason".to_owned(), format!("{stop:?}")),
-        (
-            "ferret.functions".to_owned(),
-            prepared.plan.points.len().to_string(),
-        ),
-        (
-            "ferret.orphan_exits".to_owned(),
-            pipeline.reconstructor.orphan_exits().to_string(),
-        ),
-        (
-            "ferret.metrics_unavailable".to_owned(),
-            unavailable
-                .iter()
-                .map(|(event, why)| format!("{event}: {why}"))
-                .collect::<Vec<_>>()
-                .join("; "),
-        ),
-    ];
-    writer
-        .finish(lost, &extras)
-        .with_context(|| format!("finishing {}", config.output.display()))?;
-    guard.path = None;
+    recording.write_spans(&mut pipeline.spans)?;
+    recording.add_metadata("ferret.detached_functions", overhead.metadata());
+    let rows = recording.finish(
+        stop,
+        lost,
+        prepared.plan.points.len(),
+        pipeline.reconstructor.orphan_exits(),
+        &unavailable,
+    )?;
     eprintln!(
         "ferret: wrote {rows} rows to {}; {lost} events lost; probes detached in {:.1} ms",
         config.output.display(),
@@ -111,11 +87,17 @@ pub fn run(config: &RecordConfig) -> Result<i32> {
     attached.finish_target()
 }
 
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the loop's parts are owned by `run`, which finishes them after the loop"
+)]
 async fn record(
     attached: &mut session::Attached,
     pipeline: &mut Pipeline,
-    writer: &mut RecordingWriter,
+    recording: &mut Recording,
     sampler: &mut Sampler,
+    overhead: &mut OverheadGuard,
+    plan: &Plan,
     mut watchdog: Option<&mut Watchdog>,
     config: &RecordConfig,
 ) -> Result<Stop> {
@@ -126,6 +108,7 @@ async fn record(
     let mut metrics_timer = tokio::time::interval(config.interval);
     let mut status_timer = tokio::time::interval(Duration::from_millis(500));
     let mut stall_timer = tokio::time::interval(STALL_CHECK_EVERY);
+    let mut guard_timer = tokio::time::interval(Duration::from_secs(1));
     let show_status = std::io::stderr().is_terminal();
     let started_at = Instant::now();
     let mut last_status = (Instant::now(), 0u64);
@@ -141,10 +124,10 @@ async fn record(
             _ = drain_timer.tick() => pipeline.drain(ring.get_mut()),
             _ = metrics_timer.tick() => {
                 if let Ok(sample) = sampler.sample(monotonic_ns()) {
-                    writer.write_metric(&sample)?;
+                    recording.write_metric(&sample)?;
                 }
                 pipeline.check_lost(&attached.engine);
-                writer.flush()?;
+                recording.flush()?;
             }
             _ = status_timer.tick(), if show_status => {
                 let (at, events) = last_status;
@@ -156,6 +139,10 @@ async fn record(
                 let _ = std::io::stderr().flush();
                 last_status = (Instant::now(), pipeline.events);
             }
+            _ = guard_timer.tick() => {
+                let notices = overhead.check(&mut attached.engine, plan);
+                pipeline.notices.extend(notices);
+            }
             _ = stall_timer.tick(), if watchdog.is_some() => {
                 if let Some(watchdog) = watchdog.as_deref_mut() {
                     let reports = watchdog.tick(
@@ -163,12 +150,19 @@ async fn record(
                         monotonic_ns(),
                         &mut pipeline.spans,
                     );
-                    write_stalls(&reports, writer, show_status)?;
+                    write_stalls(&reports, recording, show_status)?;
                 }
             }
             stop = stopper.next() => break stop,
         }
-        span_ends += write_spans(&mut pipeline.spans, writer)?;
+        overhead.observe(&pipeline.spans);
+        span_ends += recording.write_spans(&mut pipeline.spans)?;
+        for notice in pipeline.notices.drain(..) {
+            if show_status {
+                eprint!("\r\x1b[2K");
+            }
+            eprintln!("ferret: {notice}");
+        }
     };
     if show_status {
         eprint!("\r\x1b[2K");
@@ -178,20 +172,13 @@ async fn record(
     if let Some(watchdog) = watchdog {
         // Captures already asked for still belong in the recording.
         watchdog.settle(Duration::from_secs(2));
-        write_stalls(&watchdog.take_reports(), writer, false)?;
+        write_stalls(&watchdog.take_reports(), recording, false)?;
     }
-    write_spans(&mut pipeline.spans, writer)?;
+    recording.write_spans(&mut pipeline.spans)?;
+    for notice in pipeline.notices.drain(..) {
+        eprintln!("ferret: {notice}");
+    }
     Ok(stop)
-}
-
-/// Writes and clears `spans`; returns how many ended.
-fn write_spans(spans: &mut Vec<SpanEvent>, writer: &mut RecordingWriter) -> Result<u64> {
-    let mut ends = 0;
-    for span in spans.drain(..) {
-        ends += u64::from(matches!(span, SpanEvent::End(_)));
-        writer.write_span(&span)?;
-    }
-    Ok(ends)
 }
 
 /// How often the open stacks are checked for stalls.
@@ -231,12 +218,12 @@ fn start_watchdog(
 /// Writes STALL rows and says on stderr where each stalled thread is stuck.
 fn write_stalls(
     reports: &[StallReport],
-    writer: &mut RecordingWriter,
+    recording: &mut Recording,
     show_status: bool,
 ) -> Result<()> {
     for report in reports {
         let stack = report.stack_text();
-        writer.write_stall(&report.row(&stack))?;
+        recording.write_stall(&report.row(&stack))?;
         if show_status {
             eprint!("\r\x1b[2K");
         }

@@ -11,6 +11,7 @@
 
 use std::{
     os::fd::{AsRawFd as _, OwnedFd},
+    path::{Path, PathBuf},
     time::Duration,
 };
 
@@ -25,9 +26,9 @@ use super::plan::{self, Plan, ResolvedTarget, Started};
 use crate::{
     cli::{ProbeConfig, Target},
     probe::{AttachStats, Engine, LinkKind, decode::Decoder},
-    sink::RecordingMeta,
+    sink::{MetricSample, RecordingMeta, RecordingWriter},
     target::{self, ExitStatus, Redirect},
-    trace::{Reconstructor, SpanEvent},
+    trace::{RawKind, Reconstructor, SpanEvent},
 };
 
 /// How the drain timer and the kernel's batched wakeups share the work: the
@@ -42,6 +43,8 @@ pub struct Prepared {
     pub plan: Plan,
     /// The patterns, as the user gave them (for metadata and headers).
     pub probes_text: String,
+    /// Trace forked children too.
+    pub follow_forks: bool,
 }
 
 /// Resolves the target and selects the functions; says what was chosen.
@@ -68,6 +71,7 @@ pub fn prepare(target: &Target, probes: &ProbeConfig) -> Result<Prepared> {
         target,
         plan,
         probes_text,
+        follow_forks: probes.follow_forks,
     })
 }
 
@@ -86,14 +90,23 @@ impl Prepared {
     /// then lets the command run. On failure nothing is left attached and a
     /// launched command never runs.
     pub fn attach(&self, redirect: Option<&Redirect>) -> Result<Attached> {
-        let mut engine = Engine::load(None)?;
+        // FERRET_RING_BYTES: a power of two ≥ 4096; tests use a tiny one to
+        // provoke losses.
+        let ring_bytes = std::env::var("FERRET_RING_BYTES")
+            .ok()
+            .and_then(|v| v.parse().ok());
+        let mut engine = Engine::load(ring_bytes)?;
+        engine.configure(self.follow_forks)?;
         let mut started = plan::start(&self.target, redirect)?;
         let pid = started.pid();
         let attached = (|| -> Result<(OwnedFd, AttachStats)> {
             let pidfd = target::pidfd_open(pid)?;
             engine.add_target(pid)?;
-            engine.attach_thread_exit()?;
-            let stats = engine.attach(&self.plan.points, pid)?;
+            engine.attach_process_events()?;
+            // Following forks, the links cannot name one pid: the kernel-side
+            // target set (which the fork hook extends) does the filtering.
+            let link_pid = if self.follow_forks { 0 } else { pid };
+            let stats = engine.attach(&self.plan.points, link_pid)?;
             if let Some(ms) = std::env::var("FERRET_TEST_PAUSE_IN_ATTACH_MS")
                 .ok()
                 .and_then(|v| v.parse().ok())
@@ -210,14 +223,42 @@ pub struct Pipeline {
     pub events: u64,
     /// Events the kernel dropped, as last read.
     pub lost: u64,
+    /// Lifecycle news for the user (exec, followed forks), not yet shown.
+    pub notices: Vec<String>,
+    /// A launched command's pid until its own first exec (the one that
+    /// starts it, after the gate) has been seen.
+    pub launch_exec: Option<u32>,
 }
 
 impl Pipeline {
+    /// A pipeline for `attached`'s target.
+    pub fn for_target(attached: &Attached) -> Self {
+        Self {
+            launch_exec: matches!(attached.started, Started::Launched(_)).then_some(attached.pid),
+            ..Self::default()
+        }
+    }
+
     /// Decodes everything waiting in the ring buffer into [`Self::spans`].
     pub fn drain(&mut self, ring: &mut RingBuf<MapData>) {
         while let Some(item) = ring.next() {
             if let Some(event) = self.decoder.decode_bytes(&item) {
                 self.events += 1;
+                match event.kind {
+                    RawKind::Exec if self.launch_exec == Some(event.pid) => {
+                        self.launch_exec = None;
+                        continue;
+                    }
+                    RawKind::Exec => self.notices.push(format!(
+                        "pid {} replaced its program (exec); the probed functions are in the \
+                         old one, so nothing more is traced there",
+                        event.pid
+                    )),
+                    RawKind::Fork { parent } => self
+                        .notices
+                        .push(format!("following pid {} (forked by {parent})", event.pid)),
+                    _ => {}
+                }
                 self.reconstructor.push(&event, &mut self.spans);
             }
         }
@@ -231,6 +272,35 @@ impl Pipeline {
         {
             self.reconstructor.mark_lost(lost - self.lost);
             self.lost = lost;
+        }
+        if self.lost > 0 {
+            self.resync_dead_threads();
+        }
+    }
+
+    /// After losses, a thread's exit event may be among the lost: close the
+    /// spans of threads that no longer exist, as `unwound` now, so no span
+    /// stays open forever. (Frames lost inside a live thread are retired by
+    /// the stack-pointer rule as the thread moves on.)
+    pub fn resync_dead_threads(&mut self) {
+        let dead: Vec<(u32, u32, crate::trace::ThreadName)> = self
+            .reconstructor
+            .threads()
+            .filter(|t| !std::path::Path::new(&format!("/proc/{}/task/{}", t.pid, t.tid)).exists())
+            .map(|t| (t.pid, t.tid, t.thread_name.clone()))
+            .collect();
+        let now = monotonic_ns();
+        for (pid, tid, thread_name) in dead {
+            let exit = crate::trace::RawEvent {
+                kind: RawKind::ThreadExit,
+                ts_ns: now,
+                pid,
+                tid,
+                function: 0,
+                sp: 0,
+                thread_name,
+            };
+            self.reconstructor.push(&exit, &mut self.spans);
         }
     }
 
@@ -307,10 +377,12 @@ impl Stopper {
         }
     }
 
-    /// After a signal, gives a launched command up to two seconds to exit,
+    /// After a signal (or the user quitting `watch`, which then asks the
+    /// command to stop), gives a launched command up to two seconds to exit,
     /// so its way out is traced too.
     pub async fn grace(&self, stop: Stop) {
-        if self.launched.is_some() && matches!(stop, Stop::Interrupt | Stop::Terminate) {
+        if self.launched.is_some() && matches!(stop, Stop::Interrupt | Stop::Terminate | Stop::Quit)
+        {
             let _ = tokio::time::timeout(Duration::from_secs(2), self.pidfd.readable()).await;
         }
     }
@@ -353,6 +425,113 @@ pub fn realtime_offset_ns() -> i64 {
     clock_ns(libc::CLOCK_REALTIME) - clock_ns(libc::CLOCK_MONOTONIC)
 }
 
+/// The Parquet event log of a session, as `record` and `watch -o` write it;
+/// the file is deleted again unless [`Recording::finish`] completes.
+pub struct Recording {
+    writer: RecordingWriter,
+    guard: OutputGuard,
+    path: PathBuf,
+    /// Metadata added by other parts of the session (e.g. the overhead guard).
+    more_metadata: Vec<(String, String)>,
+}
+
+impl Recording {
+    /// Adds a key-value pair to the file's metadata (written at finish).
+    pub fn add_metadata(&mut self, key: &str, value: String) {
+        self.more_metadata.push((key.to_owned(), value));
+    }
+
+    /// Creates `path` for a recording of `prepared` (before anything is
+    /// attached, so a bad path fails early).
+    pub fn create(path: &Path, prepared: &Prepared) -> Result<Self> {
+        // The sink's error names the path and the cause; its source chain
+        // would only repeat the cause.
+        let writer = RecordingWriter::create(
+            path,
+            prepared.plan.functions.clone(),
+            prepared.recording_meta(),
+        )
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(Self {
+            writer,
+            guard: OutputGuard {
+                path: Some(path.to_owned()),
+            },
+            path: path.to_owned(),
+            more_metadata: Vec::new(),
+        })
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Writes one span event.
+    pub fn write_span(&mut self, span: &SpanEvent) -> Result<()> {
+        Ok(self.writer.write_span(span)?)
+    }
+
+    /// Writes and clears `spans`; returns how many ended.
+    pub fn write_spans(&mut self, spans: &mut Vec<SpanEvent>) -> Result<u64> {
+        let mut ends = 0;
+        for span in spans.drain(..) {
+            ends += u64::from(matches!(span, SpanEvent::End(_)));
+            self.writer.write_span(&span)?;
+        }
+        Ok(ends)
+    }
+
+    /// Writes one metrics row.
+    pub fn write_metric(&mut self, sample: &MetricSample) -> Result<()> {
+        Ok(self.writer.write_metric(sample)?)
+    }
+
+    /// Writes one STALL row (see [`crate::stall`]).
+    pub fn write_stall(&mut self, row: &crate::sink::StallRow<'_>) -> Result<()> {
+        Ok(self.writer.write_stall(row)?)
+    }
+
+    /// Writes buffered rows out, so a crash loses little.
+    pub fn flush(&mut self) -> Result<()> {
+        Ok(self.writer.flush()?)
+    }
+
+    /// Writes the footer with the session's metadata (lost events, why it
+    /// stopped, functions traced, exits without an entry, perf counters the
+    /// machine could not count); returns the number of rows. The file is
+    /// kept from here on.
+    pub fn finish(
+        mut self,
+        stop: Stop,
+        lost: u64,
+        functions: usize,
+        orphan_exits: u64,
+        metrics_unavailable: &[(&'static str, String)],
+    ) -> Result<u64> {
+        let rows = self.writer.rows_written();
+        let mut extras = vec![
+            ("ferret.stop_reason".to_owned(), format!("{stop:?}")),
+            ("ferret.functions".to_owned(), functions.to_string()),
+            ("ferret.orphan_exits".to_owned(), orphan_exits.to_string()),
+            (
+                "ferret.metrics_unavailable".to_owned(),
+                metrics_unavailable
+                    .iter()
+                    .map(|(event, why)| format!("{event}: {why}"))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ),
+        ];
+        extras.append(&mut self.more_metadata);
+        self.writer
+            .finish(lost, &extras)
+            .with_context(|| format!("finishing {}", self.path.display()))?;
+        self.guard.path = None;
+        Ok(rows)
+    }
+}
+
 /// Deletes a half-written output file unless the session finished it.
 pub struct OutputGuard {
     /// The file; `None` once finished.
@@ -364,5 +543,102 @@ impl Drop for OutputGuard {
         if let Some(path) = self.path.take() {
             let _ = std::fs::remove_file(path);
         }
+    }
+}
+
+/// The overhead guard (`--max-rate`): a function called more often than the
+/// limit per second is detached, so tracing cannot swamp the target; the
+/// rest stay traced.
+pub struct OverheadGuard {
+    max_rate: u64,
+    calls: Vec<u64>,
+    window_start_ns: u64,
+    disabled: std::collections::HashSet<u32>,
+    /// (function name, calls/s when detached), in detach order.
+    pub detached: Vec<(String, u64)>,
+}
+
+impl OverheadGuard {
+    /// A guard for `functions` functions; `max_rate` 0 turns it off.
+    pub fn new(functions: usize, max_rate: u64) -> Self {
+        Self {
+            max_rate,
+            calls: vec![0; functions],
+            window_start_ns: monotonic_ns(),
+            disabled: std::collections::HashSet::new(),
+            detached: Vec::new(),
+        }
+    }
+
+    /// Counts the calls among freshly produced span events.
+    pub fn observe(&mut self, spans: &[SpanEvent]) {
+        if self.max_rate == 0 {
+            return;
+        }
+        for span in spans {
+            if let SpanEvent::Start(start) = span
+                && let Some(count) = self.calls.get_mut(start.function as usize)
+            {
+                *count += 1;
+            }
+        }
+    }
+
+    /// Once a second: detaches functions over the limit. Returns a notice per
+    /// detached function.
+    pub fn check(&mut self, engine: &mut Engine, plan: &Plan) -> Vec<String> {
+        let now = monotonic_ns();
+        let elapsed = now.saturating_sub(self.window_start_ns);
+        if self.max_rate == 0 || elapsed < 1_000_000_000 {
+            return Vec::new();
+        }
+        let seconds = elapsed as f64 / 1e9;
+        let mut hot = Vec::new();
+        for (id, count) in self.calls.iter_mut().enumerate() {
+            let rate = (*count as f64 / seconds) as u64;
+            *count = 0;
+            let id = id as u32;
+            if rate > self.max_rate && !self.disabled.contains(&id) {
+                hot.push((id, rate));
+            }
+        }
+        self.window_start_ns = now;
+        if hot.is_empty() {
+            return Vec::new();
+        }
+        let mut disabled = self.disabled.clone();
+        disabled.extend(hot.iter().map(|&(id, _)| id));
+        match engine.reattach_without(&plan.points, &disabled) {
+            Ok(took) => {
+                self.disabled = disabled;
+                hot.into_iter()
+                    .map(|(id, rate)| {
+                        let name = plan.functions[id as usize].name.clone();
+                        let notice = format!(
+                            "detached `{name}`: {rate} calls/s exceeds --max-rate {} \
+                             (re-attached the rest in {:.1} ms)",
+                            self.max_rate,
+                            took.as_secs_f64() * 1e3
+                        );
+                        self.detached.push((name, rate));
+                        notice
+                    })
+                    .collect()
+            }
+            Err(e) => {
+                // Do not retry every second.
+                self.max_rate = 0;
+                vec![format!("overhead guard off: {e}")]
+            }
+        }
+    }
+
+    /// For the recording's metadata: `name (calls/s); ...`.
+    pub fn metadata(&self) -> String {
+        self.detached
+            .iter()
+            .map(|(name, rate)| format!("{name} ({rate} calls/s)"))
+            .collect::<Vec<_>>()
+            .join("; ")
     }
 }

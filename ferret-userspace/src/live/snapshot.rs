@@ -1,0 +1,268 @@
+//! The immutable picture of a session that the dashboard draws.
+//!
+//! The ingestion thread builds one about ten times a second and publishes it
+//! behind an `Arc`; the UI thread only ever reads snapshots, so drawing
+//! never holds up ingestion and ingestion never waits for a frame.
+
+use std::{path::PathBuf, sync::Arc};
+
+use crate::{
+    sink::{FunctionInfo, MetricSample},
+    target::ExitStatus,
+    trace::{SpanStatus, ThreadName, ThreadStack},
+};
+
+/// What does not change during a session.
+#[derive(Clone, Debug, Default)]
+pub struct SessionInfo {
+    /// Target process id.
+    pub pid: u32,
+    /// Its command line (or the command launched).
+    pub command: String,
+    /// Whether ferret launched it (so it has a log file and an exit status).
+    pub launched: bool,
+    /// The probe table: a span's `function` indexes it.
+    pub functions: Arc<[FunctionInfo]>,
+    /// How exits are observed, in a few words (`auto: ret 3, uretprobe 9`).
+    pub exit_mode: String,
+    /// Where a launched command's output goes.
+    pub log: Option<PathBuf>,
+    /// The Parquet file written alongside, if any.
+    pub output: Option<PathBuf>,
+    /// When tracing began, `CLOCK_MONOTONIC` ns.
+    pub started_ns: u64,
+    /// Spans open longer than this are highlighted (`--stall`).
+    pub stall_ns: u64,
+    /// Added to a `CLOCK_MONOTONIC` time gives the local wall-clock time
+    /// (ns since the epoch, shifted by the local UTC offset), for display.
+    pub local_offset_ns: i64,
+}
+
+/// Whether the target is still being traced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TargetState {
+    /// Probes attached, events flowing.
+    Live,
+    /// The target exited at `at_ns`; `status` is known for a launched command.
+    Exited {
+        /// Exit code or signal of a launched command.
+        status: Option<ExitStatus>,
+        /// `CLOCK_MONOTONIC` ns.
+        at_ns: u64,
+    },
+    /// Tracing stopped for another reason (a signal, an error).
+    Stopped {
+        /// Why, in a few words.
+        why: String,
+        /// `CLOCK_MONOTONIC` ns.
+        at_ns: u64,
+    },
+}
+
+impl TargetState {
+    /// When tracing ended, if it has.
+    pub fn ended_ns(&self) -> Option<u64> {
+        match self {
+            Self::Live => None,
+            Self::Exited { at_ns, .. } | Self::Stopped { at_ns, .. } => Some(*at_ns),
+        }
+    }
+}
+
+/// One open span on a thread's stack.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OpenFrame {
+    /// The span's id.
+    pub span_id: u64,
+    /// Index into the probe table.
+    pub function: u32,
+    /// Start, `CLOCK_MONOTONIC` ns.
+    pub start_ns: u64,
+    /// 0 for the thread's outermost open span.
+    pub depth: u32,
+}
+
+/// A thread and its open spans.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ThreadView {
+    /// Process id.
+    pub pid: u32,
+    /// Thread id.
+    pub tid: u32,
+    /// Thread name.
+    pub name: ThreadName,
+    /// Open spans, outermost first; empty for an idle thread.
+    pub frames: Vec<OpenFrame>,
+    /// Events were lost while these frames were open: some may be missing.
+    pub maybe_incomplete: bool,
+}
+
+impl ThreadView {
+    /// A copy of the reconstructor's view of one thread.
+    pub fn open(stack: &ThreadStack<'_>) -> Self {
+        Self {
+            pid: stack.pid,
+            tid: stack.tid,
+            name: stack.thread_name.clone(),
+            frames: stack
+                .frames
+                .iter()
+                .map(|f| OpenFrame {
+                    span_id: f.span_id,
+                    function: f.function,
+                    start_ns: f.start_ns,
+                    depth: f.depth,
+                })
+                .collect(),
+            maybe_incomplete: stack.maybe_incomplete,
+        }
+    }
+}
+
+/// A call that ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FinishedCall {
+    /// The span's id.
+    pub span_id: u64,
+    /// The enclosing span, if any.
+    pub parent_span_id: Option<u64>,
+    /// Nesting depth on its thread.
+    pub depth: u32,
+    /// Process id.
+    pub pid: u32,
+    /// Thread id.
+    pub tid: u32,
+    /// Thread name.
+    pub thread_name: ThreadName,
+    /// Index into the probe table.
+    pub function: u32,
+    /// Start, `CLOCK_MONOTONIC` ns.
+    pub start_ns: u64,
+    /// End, `CLOCK_MONOTONIC` ns.
+    pub end_ns: u64,
+    /// Duration minus traced children.
+    pub self_ns: u64,
+    /// How it ended.
+    pub status: SpanStatus,
+}
+
+impl FinishedCall {
+    /// End minus start.
+    pub fn duration_ns(&self) -> u64 {
+        self.end_ns.saturating_sub(self.start_ns)
+    }
+}
+
+/// One function's statistics at snapshot time.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct FunctionRow {
+    /// Index into the probe table.
+    pub id: u32,
+    /// Calls ended.
+    pub calls: u64,
+    /// Of which unwound.
+    pub unwound: u64,
+    /// Calls ended per second over the last few seconds.
+    pub calls_per_s: f64,
+    /// Sum of durations.
+    pub total_ns: u64,
+    /// Sum of self times.
+    pub self_ns: u64,
+    /// Mean duration.
+    pub mean_ns: u64,
+    /// Median duration (within ~3 %).
+    pub p50_ns: u64,
+    /// 95th percentile (within ~3 %).
+    pub p95_ns: u64,
+    /// 99th percentile (within ~3 %).
+    pub p99_ns: u64,
+    /// Longest call (exact).
+    pub max_ns: u64,
+}
+
+/// The three contract metrics of one sample, for the sparklines.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct MetricPoint {
+    /// `CLOCK_MONOTONIC` ns.
+    pub ts_ns: u64,
+    /// CPU %, 100 = one core.
+    pub cpu_percent: Option<f64>,
+    /// Resident memory.
+    pub rss_bytes: Option<u64>,
+    /// Thread count.
+    pub threads: Option<u32>,
+}
+
+/// Recent samples, oldest first, and the newest one in full.
+#[derive(Clone, Debug, Default)]
+pub struct MetricsHistory {
+    /// Oldest first.
+    pub points: Vec<MetricPoint>,
+    /// The newest sample with every field.
+    pub latest: Option<MetricSample>,
+}
+
+/// Everything the dashboard draws, as of `taken_ns`.
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    /// Fixed facts about the session.
+    pub session: Arc<SessionInfo>,
+    /// When this snapshot was taken, `CLOCK_MONOTONIC` ns.
+    pub taken_ns: u64,
+    /// Live, exited or stopped.
+    pub state: TargetState,
+    /// Probe events decoded so far.
+    pub events: u64,
+    /// Events per second, lately.
+    pub events_per_s: f64,
+    /// Events the kernel dropped (ring buffer full).
+    pub lost: u64,
+    /// Calls ended so far.
+    pub calls: u64,
+    /// Threads with open spans first-class, idle ones seen lately too.
+    pub threads: Vec<ThreadView>,
+    /// One row per function called at least once.
+    pub functions: Vec<FunctionRow>,
+    /// Finished calls, newest first.
+    pub recent: Arc<[FinishedCall]>,
+    /// Process metrics.
+    pub metrics: Arc<MetricsHistory>,
+    /// A problem worth showing (the Parquet file could not be written…).
+    pub warning: Option<String>,
+    /// The newest lifecycle notice (an exec, a followed fork, a function
+    /// detached for calling too often).
+    pub notice: Option<String>,
+    /// The session is over and the dashboard should close (ferret got
+    /// SIGINT or SIGTERM); after the target exits it stays open instead.
+    pub close: bool,
+}
+
+impl Snapshot {
+    /// The picture before any event: nothing open, nothing finished.
+    pub fn empty(session: Arc<SessionInfo>) -> Self {
+        Self {
+            taken_ns: session.started_ns,
+            session,
+            state: TargetState::Live,
+            events: 0,
+            events_per_s: 0.0,
+            lost: 0,
+            calls: 0,
+            threads: Vec::new(),
+            functions: Vec::new(),
+            recent: Arc::from([]),
+            metrics: Arc::default(),
+            warning: None,
+            notice: None,
+            close: false,
+        }
+    }
+
+    /// The name of function `id`, or a placeholder for an id outside the table.
+    pub fn function_name(&self, id: u32) -> &str {
+        self.session
+            .functions
+            .get(id as usize)
+            .map_or("?", |f| f.name.as_str())
+    }
+}

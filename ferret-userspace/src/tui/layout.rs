@@ -1,0 +1,219 @@
+//! Where the header, the four panes and the footer go, for any terminal
+//! size. One function decides it, so drawing, scrolling and mouse hits agree.
+//!
+//! Wide terminals get two rows of two panes; at 80 columns the Live Stack
+//! shares its row with Metrics and the two tables get full-width rows; very
+//! narrow ones stack everything. The row holding the focused pane gets more
+//! height, and `z` gives the focused pane the whole body.
+
+use ratatui::layout::{Constraint, Layout, Rect};
+
+/// Below this the dashboard shows only a "too small" notice.
+pub const MIN_WIDTH: u16 = 40;
+/// Below this the dashboard shows only a "too small" notice.
+pub const MIN_HEIGHT: u16 = 12;
+/// From this width on, two panes share every row.
+pub const WIDE: u16 = 110;
+/// From this width on, the Live Stack shares its row with Metrics.
+pub const MEDIUM: u16 = 60;
+
+/// The four panes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Pane {
+    /// Open spans per thread.
+    Stack,
+    /// Recently finished calls.
+    Recent,
+    /// Per-function statistics.
+    Functions,
+    /// Process metrics.
+    Metrics,
+}
+
+impl Pane {
+    /// Every pane, in Tab order.
+    pub const ALL: [Self; 4] = [Self::Stack, Self::Recent, Self::Functions, Self::Metrics];
+
+    /// Position in [`Self::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The next pane in Tab order.
+    #[must_use]
+    pub fn next(self) -> Self {
+        Self::ALL[(self.index() + 1) % Self::ALL.len()]
+    }
+
+    /// The previous pane in Tab order.
+    #[must_use]
+    pub fn prev(self) -> Self {
+        Self::ALL[(self.index() + Self::ALL.len() - 1) % Self::ALL.len()]
+    }
+
+    /// Its title.
+    pub fn title(self) -> &'static str {
+        match self {
+            Self::Stack => "Live Stack",
+            Self::Recent => "Recent Activity",
+            Self::Functions => "Functions",
+            Self::Metrics => "Metrics",
+        }
+    }
+}
+
+/// The screen, divided.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Areas {
+    /// Two lines at the top.
+    pub header: Rect,
+    /// One line at the bottom.
+    pub footer: Rect,
+    /// By [`Pane::index`]; an empty `Rect` for a pane not shown.
+    pub panes: [Rect; 4],
+    /// The terminal is below [`MIN_WIDTH`] × [`MIN_HEIGHT`].
+    pub too_small: bool,
+}
+
+impl Areas {
+    /// The layout of a terminal of `size`, with `focus` focused.
+    pub fn new(size: Rect, focus: Pane, zoomed: bool) -> Self {
+        if size.width < MIN_WIDTH || size.height < MIN_HEIGHT {
+            return Self {
+                too_small: true,
+                ..Self::default()
+            };
+        }
+        let [header, body, footer] = Layout::vertical([
+            Constraint::Length(2),
+            Constraint::Min(0),
+            Constraint::Length(1),
+        ])
+        .areas(size);
+        let mut panes = [Rect::default(); 4];
+        // Below four rows a pane shows nothing useful: when the rows of
+        // panes do not fit, show the focused one alone (Tab still cycles).
+        let rows_of_panes = match size.width {
+            WIDE.. => 2,
+            MEDIUM.. => 3,
+            _ => 4,
+        };
+        if zoomed || body.height < rows_of_panes * 5 {
+            panes[focus.index()] = body;
+        } else if size.width >= WIDE {
+            // [Stack | Recent] over [Functions | Metrics].
+            let top_focused = matches!(focus, Pane::Stack | Pane::Recent);
+            let [top, bottom] = Layout::vertical([
+                Constraint::Fill(if top_focused { 6 } else { 5 }),
+                Constraint::Fill(if top_focused { 5 } else { 6 }),
+            ])
+            .areas(body);
+            // Recent Activity has more columns to fit than the Live Stack.
+            let [stack, recent] =
+                Layout::horizontal([Constraint::Fill(45), Constraint::Fill(55)]).areas(top);
+            let [functions, metrics] =
+                Layout::horizontal([Constraint::Fill(62), Constraint::Fill(38)]).areas(bottom);
+            panes = [stack, recent, functions, metrics];
+        } else if size.width >= MEDIUM {
+            // [Stack | Metrics] over Recent over Functions.
+            let weight = |row: &[Pane]| if row.contains(&focus) { 6 } else { 3 };
+            let [top, middle, bottom] = Layout::vertical([
+                Constraint::Fill(weight(&[Pane::Stack, Pane::Metrics]) + 1),
+                Constraint::Fill(weight(&[Pane::Recent])),
+                Constraint::Fill(weight(&[Pane::Functions])),
+            ])
+            .areas(body);
+            let [stack, metrics] =
+                Layout::horizontal([Constraint::Fill(62), Constraint::Fill(38)]).areas(top);
+            panes = [stack, middle, bottom, metrics];
+        } else {
+            // Every pane in a column; the focused one takes what the
+            // others, at a sixth of the body each (four rows at least), leave.
+            let other = (body.height / 6).max(4);
+            panes = Layout::vertical(Pane::ALL.map(|p| {
+                if p == focus {
+                    Constraint::Fill(1)
+                } else {
+                    Constraint::Length(other)
+                }
+            }))
+            .areas(body);
+        }
+        Self {
+            header,
+            footer,
+            panes,
+            too_small: false,
+        }
+    }
+
+    /// Where `pane` goes (empty when hidden).
+    pub fn pane(&self, pane: Pane) -> Rect {
+        self.panes[pane.index()]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn covered(areas: &Areas) -> u32 {
+        areas
+            .panes
+            .iter()
+            .map(|r| u32::from(r.width) * u32::from(r.height))
+            .sum()
+    }
+
+    #[test]
+    fn panes_tile_the_body_at_every_size() {
+        for (w, h) in [
+            (80, 24),
+            (120, 40),
+            (200, 60),
+            (50, 30),
+            (40, 23),
+            (110, 13),
+            (60, 18),
+        ] {
+            for focus in Pane::ALL {
+                let areas = Areas::new(Rect::new(0, 0, w, h), focus, false);
+                assert!(!areas.too_small);
+                assert_eq!(covered(&areas), u32::from(w) * u32::from(h - 3), "{w}x{h}");
+                for pane in Pane::ALL {
+                    assert!(areas.pane(pane).height >= 3, "{w}x{h} {pane:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn focus_gets_more_room() {
+        let size = Rect::new(0, 0, 80, 24);
+        let recent = |focus| Areas::new(size, focus, false).pane(Pane::Recent).height;
+        assert!(recent(Pane::Recent) > recent(Pane::Stack));
+    }
+
+    #[test]
+    fn zoom_gives_the_focused_pane_the_body() {
+        let areas = Areas::new(Rect::new(0, 0, 80, 24), Pane::Functions, true);
+        assert_eq!(areas.pane(Pane::Functions), Rect::new(0, 2, 80, 21));
+        assert_eq!(areas.pane(Pane::Stack), Rect::default());
+    }
+
+    #[test]
+    fn short_terminals_show_the_focused_pane_alone() {
+        for (w, h) in [(40, 12), (80, 17), (120, 12)] {
+            let areas = Areas::new(Rect::new(0, 0, w, h), Pane::Recent, false);
+            assert!(!areas.too_small);
+            assert_eq!(areas.pane(Pane::Recent).height, h - 3, "{w}x{h}");
+            assert_eq!(areas.pane(Pane::Stack), Rect::default(), "{w}x{h}");
+        }
+    }
+
+    #[test]
+    fn tiny_terminals_are_too_small() {
+        assert!(Areas::new(Rect::new(0, 0, 39, 24), Pane::Stack, false).too_small);
+        assert!(Areas::new(Rect::new(0, 0, 80, 11), Pane::Stack, false).too_small);
+    }
+}

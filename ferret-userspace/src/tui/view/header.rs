@@ -1,0 +1,136 @@
+//! The two header lines: what is traced and how it is going.
+//!
+//! Line one: state badge, pid, command and its log file. Line two:
+//! elapsed, lost events
+//! (early in the line, so a narrow terminal never cuts them off), events/s,
+//! calls, functions and exit-probe mode, log file, Parquet output.
+
+use ratatui::{
+    buffer::Buffer,
+    layout::Rect,
+    style::{Color, Modifier, Style},
+    text::{Line, Span},
+    widgets::{Paragraph, Widget},
+};
+
+use super::theme;
+use crate::{
+    live::TargetState,
+    tui::{
+        app::{App, state_label},
+        format,
+    },
+};
+
+/// The header widget.
+pub struct Header<'a>(pub &'a App);
+
+impl Widget for Header<'_> {
+    fn render(self, area: Rect, buf: &mut Buffer) {
+        let app = self.0;
+        let shown = &app.shown;
+        let latest = &app.latest;
+        let session = &shown.session;
+
+        let badge = |text: String, bg: Color| {
+            Span::styled(
+                format!(" {text} "),
+                Style::new()
+                    .bg(bg)
+                    .fg(Color::Black)
+                    .add_modifier(Modifier::BOLD),
+            )
+        };
+        let mut first = vec![Span::styled(
+            " ferret ",
+            Style::new()
+                .fg(Color::Cyan)
+                .add_modifier(Modifier::BOLD | Modifier::REVERSED),
+        )];
+        first.push(Span::raw(" "));
+        if app.paused {
+            first.push(badge("PAUSED".into(), Color::Yellow));
+            first.push(Span::raw(" "));
+        }
+        // The state comes from the newest snapshot even while paused: the
+        // target exiting is news whatever the display shows.
+        let state_color = match latest.state {
+            TargetState::Live => Color::Green,
+            TargetState::Exited { .. } => Color::Red,
+            TargetState::Stopped { .. } => Color::Yellow,
+        };
+        first.push(badge(state_label(&latest.state), state_color));
+        first.push(Span::styled(
+            format!(" pid {} ", session.pid),
+            Style::new().add_modifier(Modifier::BOLD),
+        ));
+        // The log file of a launched command shares the first line; the
+        // command line gives way to it when the terminal is narrow.
+        let log = session
+            .log
+            .as_ref()
+            .map(|log| log.display().to_string())
+            .unwrap_or_default();
+        let used: usize = first.iter().map(Span::width).sum();
+        let log_room = if log.is_empty() {
+            0
+        } else {
+            log.chars().count() + 7
+        };
+        let command_room = usize::from(area.width)
+            .saturating_sub(used + log_room)
+            .max(12);
+        first.push(Span::raw(format::truncate(&session.command, command_room)));
+        if !log.is_empty() {
+            first.push(Span::styled(" │ log ", theme::DIM));
+            first.push(Span::raw(log));
+        }
+
+        let sep = || Span::styled(" │ ", theme::DIM);
+        let start = session.started_ns;
+        let end = latest.state.ended_ns().unwrap_or(app.clock_ns());
+        let mut second = vec![Span::raw(format!(
+            " ⏱ {}",
+            format::elapsed(end.saturating_sub(start))
+        ))];
+        second.push(sep());
+        // Lost events come from the newest snapshot and sit early in the
+        // line: never hidden, not even when paused or narrow.
+        if latest.lost > 0 {
+            second.push(Span::styled(
+                format!("⚠ {} events lost", format::count(latest.lost)),
+                theme::ALARM,
+            ));
+        } else {
+            second.push(Span::styled("0 lost", theme::DIM));
+        }
+        if let Some(warning) = &latest.warning {
+            second.push(sep());
+            second.push(Span::styled(format!("⚠ {warning}"), theme::ALARM));
+        }
+        second.push(sep());
+        second.push(Span::raw(format!(
+            "{} ev/s",
+            format::rate(shown.events_per_s)
+        )));
+        second.push(sep());
+        second.push(Span::raw(format!("{} calls", format::count(shown.calls))));
+        second.push(sep());
+        let functions = session.functions.len();
+        second.push(Span::raw(format!(
+            "{functions} function{} · exits {}",
+            if functions == 1 { "" } else { "s" },
+            session.exit_mode
+        )));
+        if let Some(notice) = &latest.notice {
+            second.push(sep());
+            second.push(Span::styled(notice.clone(), theme::WARN));
+        }
+        if let Some(output) = &session.output {
+            second.push(sep());
+            second.push(Span::styled("→ ", theme::DIM));
+            second.push(Span::raw(output.display().to_string()));
+        }
+        Paragraph::new(vec![Line::from(first), Line::from(second)]).render(area, buf);
+    }
+}

@@ -1,0 +1,249 @@
+//! Windows over the panes: the key list, and details of a span or function.
+
+use ratatui::{
+    buffer::Buffer,
+    layout::{Constraint, Flex, Layout, Rect},
+    style::Style,
+    text::{Line, Span},
+    widgets::{Block, BorderType, Clear, Paragraph, Widget, Wrap},
+};
+
+use super::theme;
+use crate::{
+    live::Snapshot,
+    tui::{
+        app::{App, Popup, Subject},
+        format,
+    },
+};
+
+/// A popup drawn over `area`.
+pub struct PopupView<'a> {
+    /// The state.
+    pub app: &'a App,
+    /// Which popup.
+    pub popup: Popup,
+}
+
+const HELP: &[(&str, &str)] = &[
+    ("q  Ctrl-C", "quit: detach, finish the recording"),
+    ("p  space", "pause the display (tracing goes on)"),
+    ("Tab  S-Tab  1-4", "next / previous pane, or pane by number"),
+    ("↑ ↓  j k  wheel", "move the selection"),
+    ("PgUp PgDn  g G", "page up / down, first / last row"),
+    ("⏎", "fold a thread, expand recursion, or details"),
+    ("→ ←  l h", "expand / fold the selected thread or run"),
+    ("/", "filter by function name (⏎ keep, Esc cancel)"),
+    ("s", "next Functions sort (total, self, calls…)"),
+    ("z", "zoom the focused pane"),
+    ("Esc", "close this window, clear the filter, unzoom"),
+    ("?", "this help"),
+];
+
+impl Widget for PopupView<'_> {
+    fn render(self, area: Rect, buf: &mut Buffer) {
+        let (title, lines) = match self.popup {
+            Popup::Help => ("Keys", help_lines()),
+            Popup::Details(subject) => details(self.app, subject),
+        };
+        let content = lines.iter().map(Line::width).max().unwrap_or(0) as u16;
+        let width = (content + 3).min(area.width.saturating_sub(4)).min(90);
+        let height = (lines.len() as u16 + 2).min(area.height.saturating_sub(2));
+        let [row] = Layout::vertical([Constraint::Length(height)])
+            .flex(Flex::Center)
+            .areas(area);
+        let [rect] = Layout::horizontal([Constraint::Length(width)])
+            .flex(Flex::Center)
+            .areas(row);
+        Clear.render(rect, buf);
+        let block = Block::bordered()
+            .border_type(BorderType::Rounded)
+            .border_style(theme::FOCUSED)
+            .title(Span::styled(format!(" {title} "), theme::FOCUSED))
+            .title_bottom(Span::styled(" Esc closes ", theme::DIM));
+        Paragraph::new(lines)
+            .wrap(Wrap { trim: false })
+            .block(block)
+            .render(rect, buf);
+    }
+}
+
+fn help_lines() -> Vec<Line<'static>> {
+    let key_width = HELP
+        .iter()
+        .map(|(k, _)| k.chars().count())
+        .max()
+        .unwrap_or(0)
+        + 2;
+    let mut lines: Vec<Line> = HELP
+        .iter()
+        .map(|(key, what)| {
+            let pad = key_width - key.chars().count();
+            Line::from(vec![
+                Span::styled(format!(" {key}{}", " ".repeat(pad)), theme::KEY),
+                Span::raw(*what),
+            ])
+        })
+        .collect();
+    lines.push(Line::default());
+    lines.push(Line::from(Span::styled(
+        " Red elapsed times have passed --stall. `unwound`: left",
+        theme::DIM,
+    )));
+    lines.push(Line::from(Span::styled(
+        " without returning (exception, panic, longjmp, exit).",
+        theme::DIM,
+    )));
+    lines
+}
+
+fn field(label: &str, value: String) -> Line<'static> {
+    Line::from(vec![
+        Span::styled(format!(" {label:<12}"), theme::DIM),
+        Span::raw(value),
+    ])
+}
+
+fn details(app: &App, subject: Subject) -> (&'static str, Vec<Line<'static>>) {
+    let shown = &app.shown;
+    match subject {
+        Subject::Function(id) => ("Function", function_details(shown, id)),
+        Subject::Span { tid, span_id } => ("Span", span_details(app, tid, span_id)),
+    }
+}
+
+fn function_details(shown: &Snapshot, id: u32) -> Vec<Line<'static>> {
+    let info = shown.session.functions.get(id as usize);
+    let mut lines = vec![
+        field("function", shown.function_name(id).to_owned()),
+        field(
+            "module",
+            info.map_or_else(String::new, |f| f.module.clone()),
+        ),
+    ];
+    let Some(row) = shown.functions.iter().find(|r| r.id == id) else {
+        lines.push(field("calls", "none finished yet".to_owned()));
+        return lines;
+    };
+    lines.extend([
+        field(
+            "calls",
+            format!(
+                "{} ({} unwound) · {}/s lately",
+                row.calls,
+                row.unwound,
+                format::rate(row.calls_per_s)
+            ),
+        ),
+        field(
+            "total",
+            format!(
+                "{} · self {}",
+                format::duration(row.total_ns),
+                format::duration(row.self_ns)
+            ),
+        ),
+        field(
+            "mean",
+            format!(
+                "{} · p50 {} · p95 {} · p99 {}",
+                format::duration(row.mean_ns),
+                format::duration(row.p50_ns),
+                format::duration(row.p95_ns),
+                format::duration(row.p99_ns)
+            ),
+        ),
+        field("max", format::duration(row.max_ns)),
+    ]);
+    let open: usize = shown
+        .threads
+        .iter()
+        .map(|t| t.frames.iter().filter(|f| f.function == id).count())
+        .sum();
+    lines.push(field("open now", open.to_string()));
+    lines
+}
+
+fn span_details(app: &App, tid: u32, span_id: u64) -> Vec<Line<'static>> {
+    let shown = &app.shown;
+    let offset = shown.session.local_offset_ns;
+    let at = |ns: u64| format::time_of_day(ns as i64 + offset);
+    // Still open?
+    for thread in shown.threads.iter().filter(|t| t.tid == tid) {
+        if let Some(index) = thread.frames.iter().position(|f| f.span_id == span_id) {
+            let frame = thread.frames[index];
+            let elapsed = app.clock_ns().saturating_sub(frame.start_ns);
+            let stalled = shown.session.stall_ns > 0 && elapsed >= shown.session.stall_ns;
+            let mut lines = vec![
+                field("function", shown.function_name(frame.function).to_owned()),
+                field("thread", format!("{} (tid {})", thread.name, thread.tid)),
+                field("span", format!("#{span_id}, depth {}", frame.depth)),
+                field("started", at(frame.start_ns)),
+                Line::from(vec![
+                    Span::styled(format!(" {:<12}", "status"), theme::DIM),
+                    Span::styled("open", theme::OPEN),
+                    Span::raw(format!(" for {}", format::elapsed(elapsed))),
+                    Span::styled(if stalled { "  (past --stall)" } else { "" }, theme::ALARM),
+                ]),
+                Line::default(),
+                Line::from(Span::styled(" stack, outermost first:", theme::DIM)),
+            ];
+            for (i, f) in thread.frames[..=index].iter().enumerate() {
+                let style = if i == index {
+                    theme::HEADING
+                } else {
+                    Style::new()
+                };
+                lines.push(Line::from(vec![
+                    Span::raw(format!(" {i:>3} ")),
+                    Span::styled(shown.function_name(f.function).to_owned(), style),
+                ]));
+            }
+            return lines;
+        }
+    }
+    if let Some(call) = shown.recent.iter().find(|c| c.span_id == span_id) {
+        let status_style = match call.status {
+            crate::trace::SpanStatus::Ok => theme::OK,
+            crate::trace::SpanStatus::Unwound => theme::UNWOUND,
+            crate::trace::SpanStatus::Open => theme::OPEN,
+        };
+        let parent = call
+            .parent_span_id
+            .map_or_else(|| "none (outermost)".to_owned(), |p| format!("#{p}"));
+        return vec![
+            field("function", shown.function_name(call.function).to_owned()),
+            field(
+                "module",
+                shown
+                    .session
+                    .functions
+                    .get(call.function as usize)
+                    .map_or_else(String::new, |f| f.module.clone()),
+            ),
+            field("thread", format!("{} (tid {})", call.thread_name, call.tid)),
+            field(
+                "span",
+                format!("#{span_id}, depth {}, parent {parent}", call.depth),
+            ),
+            field("started", at(call.start_ns)),
+            field("ended", at(call.end_ns)),
+            field(
+                "took",
+                format!(
+                    "{} (self {})",
+                    format::duration(call.duration_ns()),
+                    format::duration(call.self_ns)
+                ),
+            ),
+            Line::from(vec![
+                Span::styled(format!(" {:<12}", "status"), theme::DIM),
+                Span::styled(call.status.as_str(), status_style),
+            ]),
+        ];
+    }
+    vec![field(
+        "span",
+        format!("#{span_id} is no longer in view (ended and scrolled out of the recent list)"),
+    )]
+}

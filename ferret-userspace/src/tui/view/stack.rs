@@ -1,0 +1,169 @@
+//! The Live Stack pane: per thread, the spans open right now, nested, each
+//! with its elapsed time ticking.
+
+use ratatui::{
+    buffer::Buffer,
+    layout::Rect,
+    style::Style,
+    text::{Line, Span},
+    widgets::{Paragraph, Widget},
+};
+
+use super::{highlighted, pane_block, placeholder, position, row_style, theme};
+use crate::{
+    live::ThreadView,
+    tui::{
+        app::{App, StackRow},
+        format,
+        layout::Pane,
+    },
+};
+
+/// Width of the elapsed column.
+const ELAPSED: usize = 8;
+
+/// The Live Stack widget.
+pub struct StackPane<'a>(pub &'a App);
+
+impl Widget for StackPane<'_> {
+    fn render(self, area: Rect, buf: &mut Buffer) {
+        let app = self.0;
+        let shown = &app.shown;
+        let busy = shown
+            .threads
+            .iter()
+            .filter(|t| !t.frames.is_empty())
+            .count();
+        let open: usize = shown.threads.iter().map(|t| t.frames.len()).sum();
+        let mut extra = format!("{busy}/{} threads busy, {open} open", shown.threads.len());
+        let pos = position(app, Pane::Stack);
+        if !pos.is_empty() {
+            extra = format!("{extra} · {pos}");
+        }
+        let block = pane_block(app, Pane::Stack, &extra);
+        let inner = block.inner(area);
+        block.render(area, buf);
+        if app.stack_rows.is_empty() {
+            let text = if !app.active_filter().is_empty() {
+                "no open span matches the filter"
+            } else if shown.state.ended_ns().is_some() {
+                "tracing has ended: nothing is open"
+            } else {
+                "no thread has entered a traced function yet"
+            };
+            placeholder(inner, buf, text);
+            return;
+        }
+        let cursor = app.cursors[Pane::Stack.index()];
+        let width = usize::from(inner.width);
+        let now = app.clock_ns();
+        let stall = shown.session.stall_ns;
+        let filter = app.active_filter();
+        let lines: Vec<Line> = app
+            .stack_rows
+            .iter()
+            .enumerate()
+            .skip(cursor.offset)
+            .take(usize::from(inner.height))
+            .map(|(index, row)| {
+                let style = row_style(app, Pane::Stack, index);
+                let line = match *row {
+                    StackRow::Thread { thread, collapsed } => {
+                        thread_line(app, &shown.threads[thread], collapsed, width, now)
+                    }
+                    StackRow::Frames {
+                        thread,
+                        first,
+                        len,
+                        level,
+                        ..
+                    } => {
+                        let frame = shown.threads[thread].frames[first];
+                        let name = shown.function_name(frame.function);
+                        let elapsed = now.saturating_sub(frame.start_ns);
+                        let elapsed_style = if stall > 0 && elapsed >= stall {
+                            theme::ALARM
+                        } else {
+                            Style::new()
+                        };
+                        // A stack is a chain, so "└" is exact at every level;
+                        // deep recursion stops indenting at a third of the width.
+                        let indent = (2 * level).min(width / 3).max(2);
+                        let prefix = format!("{}└ ", " ".repeat(indent - 1));
+                        let suffix = if len > 1 {
+                            format!(" ×{len}")
+                        } else {
+                            String::new()
+                        };
+                        let room = width
+                            .saturating_sub(prefix.chars().count() + suffix.len() + ELAPSED + 1);
+                        let mut spans = vec![Span::styled(prefix, theme::DIM)];
+                        spans.extend(highlighted(
+                            &format::function_name(name, room),
+                            filter,
+                            Style::new(),
+                        ));
+                        spans.push(Span::styled(suffix, theme::WARN));
+                        let used: usize = spans.iter().map(Span::width).sum();
+                        spans.push(Span::raw(
+                            " ".repeat(width.saturating_sub(used + ELAPSED).max(1)),
+                        ));
+                        spans.push(Span::styled(
+                            format!("{:>ELAPSED$}", format::elapsed(elapsed)),
+                            elapsed_style,
+                        ));
+                        Line::from(spans)
+                    }
+                };
+                line.style(style)
+            })
+            .collect();
+        Paragraph::new(lines).render(inner, buf);
+    }
+}
+
+/// A thread's row: name, tid, and what it is doing (idle, N open, or, when
+/// folded, its innermost open function).
+fn thread_line(
+    app: &App,
+    thread: &ThreadView,
+    collapsed: bool,
+    width: usize,
+    now: u64,
+) -> Line<'static> {
+    let marker = match (thread.frames.is_empty(), collapsed) {
+        (true, _) => "  ",
+        (false, true) => "▸ ",
+        (false, false) => "▾ ",
+    };
+    let mut spans = vec![
+        Span::styled(marker, theme::DIM),
+        Span::styled(
+            thread.name.to_string(),
+            theme::HEADING.remove_modifier(ratatui::style::Modifier::DIM),
+        ),
+        Span::styled(format!(" {}", thread.tid), theme::DIM),
+    ];
+    if thread.frames.is_empty() {
+        spans.push(Span::styled(" · idle", theme::DIM));
+    } else if collapsed {
+        let top = thread.frames[thread.frames.len() - 1];
+        let name = app.shown.function_name(top.function);
+        spans.push(Span::styled(" · in ", theme::DIM));
+        let room = width.saturating_sub(spans.iter().map(Span::width).sum::<usize>() + 12);
+        spans.push(Span::raw(format::function_name(name, room)));
+        spans.push(Span::styled(
+            format!(" {}", format::elapsed(now.saturating_sub(top.start_ns))),
+            theme::DIM,
+        ));
+    } else {
+        spans.push(Span::styled(
+            format!(" · {} open", thread.frames.len()),
+            theme::DIM,
+        ));
+    }
+    if thread.maybe_incomplete {
+        spans.push(Span::styled(" ⚠ may be incomplete", theme::WARN));
+    }
+    Line::from(spans)
+}

@@ -1,0 +1,427 @@
+//! Snapshot tests of the views: synthetic sessions drawn into a
+//! `TestBackend` at several sizes, compared as text (insta snapshots next to
+//! this file), plus checks of the styles that carry meaning (unwound calls,
+//! stalled spans, lost events).
+
+use std::{path::PathBuf, sync::Arc};
+
+use ratatui::{
+    Terminal,
+    backend::TestBackend,
+    buffer::Buffer,
+    crossterm::event::{KeyCode, KeyEvent, KeyModifiers},
+    layout::Rect,
+    style::Color,
+};
+
+use crate::{
+    live::{
+        FinishedCall, FunctionRow, MetricPoint, MetricsHistory, OpenFrame, SessionInfo, Snapshot,
+        TargetState, ThreadView,
+    },
+    sink::{FunctionInfo, MetricSample},
+    target::ExitStatus,
+    trace::SpanStatus,
+    tui::app::{App, Event},
+};
+
+const S: u64 = 1_000_000_000;
+const MS: u64 = 1_000_000;
+/// The session starts at 1000 s of CLOCK_MONOTONIC…
+const START: u64 = 1_000 * S;
+/// …which is 12:00:00.000 local time.
+const LOCAL_OFFSET: i64 = 12 * 3600 * 1_000_000_000 - START as i64;
+/// Snapshots are taken 65.3 s in.
+const NOW: u64 = START + 65_300 * MS;
+
+const FUNCTIONS: [&str; 7] = [
+    "shop::http::handle_request",
+    "shop::http::parse_request",
+    "shop::db::query_db",
+    "shop::index::walk_tree",
+    "shop::db::decode_row",
+    "shop::pool::ping",
+    "shop::auth::check_token",
+];
+
+fn session() -> Arc<SessionInfo> {
+    Arc::new(SessionInfo {
+        pid: 4242,
+        command: "./shop --port 8080".into(),
+        launched: true,
+        functions: FUNCTIONS
+            .iter()
+            .map(|name| FunctionInfo {
+                name: (*name).into(),
+                module: "/srv/shop/bin/shop".into(),
+            })
+            .collect(),
+        exit_mode: "auto: ret 2, uretprobe 5".into(),
+        log: Some(PathBuf::from("/tmp/ferret-watch-shop-77.log")),
+        output: Some(PathBuf::from("trace.parquet")),
+        started_ns: START,
+        stall_ns: 5 * S,
+        local_offset_ns: LOCAL_OFFSET,
+    })
+}
+
+fn frame(span_id: u64, function: u32, ago_ms: u64, depth: u32) -> OpenFrame {
+    OpenFrame {
+        span_id,
+        function,
+        start_ns: NOW - ago_ms * MS,
+        depth,
+    }
+}
+
+fn thread(tid: u32, name: &str, frames: Vec<OpenFrame>) -> ThreadView {
+    ThreadView {
+        pid: 4242,
+        tid,
+        name: Arc::from(name),
+        frames,
+        maybe_incomplete: false,
+    }
+}
+
+fn call(
+    span_id: u64,
+    tid: u32,
+    function: u32,
+    end_ago_ms: u64,
+    took_us: u64,
+    status: SpanStatus,
+) -> FinishedCall {
+    let end_ns = NOW - end_ago_ms * MS;
+    FinishedCall {
+        span_id,
+        parent_span_id: (function != 0).then_some(span_id - 1),
+        depth: u32::from(function != 0),
+        pid: 4242,
+        tid,
+        thread_name: Arc::from(if tid == 4250 {
+            "scheduler"
+        } else {
+            "http-worker-0"
+        }),
+        function,
+        start_ns: end_ns - took_us * 1000,
+        end_ns,
+        self_ns: took_us * 1000 / 2,
+        status,
+    }
+}
+
+fn row(id: u32, calls: u64, total_ms: u64, max_us: u64) -> FunctionRow {
+    let mean = total_ms * MS / calls;
+    FunctionRow {
+        id,
+        calls,
+        unwound: 0,
+        calls_per_s: calls as f64 / 65.3,
+        total_ns: total_ms * MS,
+        self_ns: total_ms * MS / 3,
+        mean_ns: mean,
+        p50_ns: mean * 9 / 10,
+        p95_ns: mean * 2,
+        p99_ns: mean * 3,
+        max_ns: max_us * 1000,
+    }
+}
+
+fn metrics() -> Arc<MetricsHistory> {
+    let points: Vec<MetricPoint> = (0..65u64)
+        .map(|i| MetricPoint {
+            ts_ns: START + i * S,
+            cpu_percent: (i > 0).then(|| 20.0 + 15.0 * ((i as f64) / 4.0).sin()),
+            rss_bytes: Some((40 << 20) + (i % 10) * (3 << 20)),
+            threads: Some(7),
+        })
+        .collect();
+    let mut latest = MetricSample::basic(
+        START + 64 * S,
+        4242,
+        "shop".into(),
+        Some(23.5),
+        Some((40 << 20) + 12 * (1 << 20)),
+        Some(7),
+    );
+    latest.extra[0] = Some(21.0);
+    latest.extra[1] = Some(2.5);
+    latest.unavailable = 1 << 14;
+    Arc::new(MetricsHistory {
+        points,
+        latest: Some(latest),
+    })
+}
+
+/// A busy service: four threads (one deep in recursion, one past
+/// `--stall`, one idle), finished calls of every status, seven functions.
+fn busy() -> Snapshot {
+    let mut scheduler = thread(
+        4250,
+        "scheduler",
+        std::iter::once(frame(900, 0, 800, 0))
+            .chain((0..12).map(|d| frame(901 + d, 3, 700 - d * 10, d as u32 + 1)))
+            .collect(),
+    );
+    scheduler.maybe_incomplete = true;
+    Snapshot {
+        session: session(),
+        taken_ns: NOW,
+        state: TargetState::Live,
+        events: 1_234_567,
+        events_per_s: 18_900.0,
+        lost: 0,
+        calls: 617_000,
+        threads: vec![
+            thread(
+                4243,
+                "http-worker-0",
+                vec![
+                    frame(700, 0, 1_250, 0),
+                    frame(701, 2, 1_200, 1),
+                    frame(702, 4, 3, 2),
+                ],
+            ),
+            thread(4244, "http-worker-1", Vec::new()),
+            thread(4249, "db-pool", vec![frame(800, 5, 6_500, 0)]),
+            scheduler,
+        ],
+        functions: vec![
+            row(0, 20_100, 9_800, 812_000),
+            row(1, 20_100, 402, 95),
+            row(2, 20_100, 8_900, 805_000),
+            row(3, 61_000, 1_830, 410),
+            row(4, 140_700, 3_100, 88),
+            row(5, 13_050, 39, 31),
+            FunctionRow {
+                unwound: 20,
+                ..row(6, 20_100, 60, 2_900)
+            },
+        ],
+        recent: vec![
+            call(1005, 4243, 4, 2, 21, SpanStatus::Ok),
+            call(1004, 4243, 2, 3, 812_000, SpanStatus::Ok),
+            call(1003, 4243, 6, 9, 1_400, SpanStatus::Unwound),
+            call(1002, 4250, 3, 20, 37, SpanStatus::Ok),
+            call(1001, 4243, 0, 25, 2_100, SpanStatus::Ok),
+            call(1000, 4250, 3, 40, 12, SpanStatus::Open),
+        ]
+        .into(),
+        metrics: metrics(),
+        warning: None,
+        notice: None,
+        close: false,
+    }
+}
+
+fn app(snapshot: Snapshot, width: u16, height: u16) -> App {
+    let mut app = App::new(Arc::new(snapshot), Rect::new(0, 0, width, height));
+    app.update(Event::Tick(NOW));
+    app
+}
+
+fn draw(app: &App) -> Buffer {
+    let mut terminal = Terminal::new(TestBackend::new(app.size.width, app.size.height)).unwrap();
+    terminal
+        .draw(|frame| frame.render_widget(app, frame.area()))
+        .unwrap();
+    terminal.backend().buffer().clone()
+}
+
+/// The buffer as text, one line per row, trailing spaces kept out.
+fn text(buffer: &Buffer) -> String {
+    let width = usize::from(buffer.area.width);
+    buffer
+        .content
+        .chunks(width)
+        .map(|row| {
+            let mut line = String::new();
+            let mut skip = 0;
+            for cell in row {
+                if skip > 0 {
+                    skip -= 1;
+                    continue;
+                }
+                line.push_str(cell.symbol());
+                skip = unicode_width(cell.symbol()).saturating_sub(1);
+            }
+            line.trim_end().to_owned()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn unicode_width(symbol: &str) -> usize {
+    ratatui::text::Span::raw(symbol).width()
+}
+
+fn key(code: KeyCode) -> Event {
+    Event::Key(KeyEvent::new(code, KeyModifiers::NONE))
+}
+
+/// Where `needle` is on screen (first match), as (x, y).
+fn find(buffer: &Buffer, needle: &str) -> Option<(u16, u16)> {
+    text(buffer).lines().enumerate().find_map(|(y, line)| {
+        line.find(needle).map(|byte| {
+            let x = line[..byte].chars().count();
+            (x as u16, y as u16)
+        })
+    })
+}
+
+#[test]
+fn busy_session_at_120x40() {
+    insta::assert_snapshot!(text(&draw(&app(busy(), 120, 40))));
+}
+
+#[test]
+fn busy_session_at_80x24() {
+    insta::assert_snapshot!(text(&draw(&app(busy(), 80, 24))));
+}
+
+#[test]
+fn busy_session_in_a_narrow_terminal() {
+    insta::assert_snapshot!(text(&draw(&app(busy(), 50, 32))));
+}
+
+#[test]
+fn empty_session_at_80x24() {
+    let mut app = app(Snapshot::empty(session()), 80, 24);
+    app.update(Event::Tick(START + 1_500 * MS));
+    insta::assert_snapshot!(text(&draw(&app)));
+}
+
+#[test]
+fn terminal_too_small() {
+    insta::assert_snapshot!(text(&draw(&app(busy(), 36, 10))));
+}
+
+#[test]
+fn target_exited_keeps_the_last_state() {
+    let mut snapshot = busy();
+    snapshot.state = TargetState::Exited {
+        status: Some(ExitStatus::Code(3)),
+        at_ns: NOW,
+    };
+    snapshot.threads.clear();
+    let mut app = app(snapshot, 80, 24);
+    // The clock goes on; the elapsed time in the header does not.
+    app.update(Event::Tick(NOW + 30 * S));
+    insta::assert_snapshot!(text(&draw(&app)));
+}
+
+#[test]
+fn paused_display_with_lost_events() {
+    let mut app = app(busy(), 80, 24);
+    app.update(key(KeyCode::Char('p')));
+    let mut later = busy();
+    later.lost = 37;
+    later.taken_ns = NOW + S;
+    app.update(Event::Snapshot(Arc::new(later)));
+    app.update(Event::Tick(NOW + 2 * S));
+    let buffer = draw(&app);
+    insta::assert_snapshot!(text(&buffer));
+    // The display is frozen at the pause…
+    assert!(
+        text(&buffer).contains("1.2s"),
+        "elapsed times stopped ticking"
+    );
+    // …but lost events are news: shown from the newest snapshot, in red.
+    let (x, y) = find(&buffer, "37 events lost").expect("lost events shown");
+    assert_eq!(buffer[(x, y)].fg, Color::Red);
+}
+
+#[test]
+fn lost_events_survive_a_narrow_header() {
+    let mut snapshot = busy();
+    snapshot.lost = 1_234;
+    let buffer = draw(&app(snapshot, 40, 24));
+    assert!(
+        text(&buffer)
+            .lines()
+            .nth(1)
+            .unwrap()
+            .contains("1234 events lost")
+    );
+}
+
+#[test]
+fn help_popup() {
+    let mut app = app(busy(), 80, 24);
+    app.update(key(KeyCode::Char('?')));
+    insta::assert_snapshot!(text(&draw(&app)));
+}
+
+#[test]
+fn details_of_an_open_span_tick_and_show_its_stack() {
+    let mut app = app(busy(), 120, 40);
+    // Thread row, then handle_request, then query_db.
+    app.update(key(KeyCode::Down));
+    app.update(key(KeyCode::Down));
+    app.update(key(KeyCode::Enter));
+    app.update(Event::Tick(NOW + 500 * MS));
+    insta::assert_snapshot!(text(&draw(&app)));
+}
+
+#[test]
+fn details_of_a_finished_call() {
+    let mut app = app(busy(), 80, 24);
+    app.update(key(KeyCode::Tab));
+    app.update(key(KeyCode::Down));
+    app.update(key(KeyCode::Down));
+    app.update(key(KeyCode::Enter));
+    let screen = text(&draw(&app));
+    assert!(screen.contains("shop::auth::check_token"), "{screen}");
+    assert!(screen.contains("unwound"), "{screen}");
+    assert!(screen.contains("1.40ms"), "{screen}");
+}
+
+#[test]
+fn filter_narrows_every_pane() {
+    let mut app = app(busy(), 120, 40);
+    app.update(key(KeyCode::Char('/')));
+    for c in "DB::".chars() {
+        app.update(key(KeyCode::Char(c)));
+    }
+    insta::assert_snapshot!(text(&draw(&app)));
+}
+
+#[test]
+fn zoomed_functions_sorted_by_calls() {
+    let mut app = app(busy(), 80, 24);
+    app.update(key(KeyCode::Char('3')));
+    app.update(key(KeyCode::Char('z')));
+    app.update(key(KeyCode::Char('s')));
+    app.update(key(KeyCode::Char('s')));
+    insta::assert_snapshot!(text(&draw(&app)));
+}
+
+#[test]
+fn expanded_recursion_and_folded_thread() {
+    let mut app = app(busy(), 120, 40);
+    // Select the scheduler's walk_tree run and expand it; fold http-worker-0.
+    let run = app
+        .stack_rows
+        .iter()
+        .position(|r| matches!(r, crate::tui::app::StackRow::Frames { len: 12, .. }))
+        .unwrap();
+    app.cursors[0].selected = run;
+    app.update(key(KeyCode::Enter));
+    app.cursors[0].selected = 0;
+    app.update(key(KeyCode::Enter));
+    insta::assert_snapshot!(text(&draw(&app)));
+}
+
+#[test]
+fn meaningful_colours() {
+    let buffer = draw(&app(busy(), 120, 40));
+    let (x, y) = find(&buffer, "unwound").unwrap();
+    assert_eq!(buffer[(x, y)].fg, Color::Magenta, "unwound calls stand out");
+    // db-pool's ping has been open 6.5 s, past --stall 5s.
+    let (x, y) = find(&buffer, "6.5s").unwrap();
+    assert_eq!(buffer[(x, y)].fg, Color::Red, "stalled spans stand out");
+    let (x, y) = find(&buffer, "1.2s").unwrap();
+    assert_ne!(buffer[(x, y)].fg, Color::Red);
+}
