@@ -760,3 +760,306 @@ pub fn state_label(state: &TargetState) -> String {
         TargetState::Stopped { why, .. } => format!("STOPPED ({why})"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::{collections::VecDeque, io, time::Duration};
+
+    use ratatui::{
+        Terminal,
+        backend::TestBackend,
+        crossterm::event::{MouseEvent, MouseEventKind},
+    };
+
+    use super::*;
+    use crate::{
+        live::{FinishedCall, FunctionRow, OpenFrame, SessionInfo, ThreadView},
+        sink::FunctionInfo,
+        trace::SpanStatus,
+        tui::{EventSource, run},
+    };
+
+    fn session() -> Arc<SessionInfo> {
+        Arc::new(SessionInfo {
+            pid: 1,
+            command: "prog".into(),
+            functions: ["main", "work", "recurse"]
+                .iter()
+                .map(|n| FunctionInfo {
+                    name: (*n).into(),
+                    module: "/bin/prog".into(),
+                })
+                .collect(),
+            ..SessionInfo::default()
+        })
+    }
+
+    fn call(span_id: u64, function: u32) -> FinishedCall {
+        FinishedCall {
+            span_id,
+            parent_span_id: None,
+            depth: 0,
+            pid: 1,
+            tid: 2,
+            thread_name: Arc::from("t"),
+            function,
+            start_ns: span_id * 10,
+            end_ns: span_id * 10 + 5,
+            self_ns: 5,
+            status: SpanStatus::Ok,
+        }
+    }
+
+    fn function(id: u32, calls: u64, total_ns: u64) -> FunctionRow {
+        FunctionRow {
+            id,
+            calls,
+            total_ns,
+            ..FunctionRow::default()
+        }
+    }
+
+    /// Recent calls `ids` (newest first), the three functions, and one
+    /// thread in a recursion three deep under `main`.
+    fn snapshot(ids: &[u64]) -> Arc<Snapshot> {
+        let mut s = Snapshot::empty(session());
+        s.recent = ids.iter().map(|&id| call(id, (id % 2) as u32)).collect();
+        s.functions = vec![
+            function(0, 5, 500),
+            function(1, 50, 100),
+            function(2, 1, 900),
+        ];
+        s.threads = vec![ThreadView {
+            pid: 1,
+            tid: 2,
+            name: Arc::from("t"),
+            frames: std::iter::once(0)
+                .chain([2, 2, 2])
+                .enumerate()
+                .map(|(i, f)| OpenFrame {
+                    span_id: 100 + i as u64,
+                    function: f,
+                    start_ns: 0,
+                    depth: i as u32,
+                })
+                .collect(),
+            maybe_incomplete: false,
+        }];
+        Arc::new(s)
+    }
+
+    fn key(code: KeyCode) -> Event {
+        Event::Key(KeyEvent::new(code, KeyModifiers::NONE))
+    }
+
+    fn app() -> App {
+        App::new(snapshot(&[5, 4, 3, 2, 1]), Rect::new(0, 0, 120, 40))
+    }
+
+    #[test]
+    fn q_and_ctrl_c_quit_even_while_typing_a_filter() {
+        let mut a = app();
+        a.update(key(KeyCode::Char('q')));
+        assert!(a.should_quit());
+
+        let mut a = app();
+        a.update(key(KeyCode::Char('/')));
+        a.update(key(KeyCode::Char('q')));
+        assert!(!a.should_quit(), "q is a letter of the filter");
+        assert_eq!(a.active_filter(), "q");
+        a.update(Event::Key(KeyEvent::new(
+            KeyCode::Char('c'),
+            KeyModifiers::CONTROL,
+        )));
+        assert!(a.should_quit());
+    }
+
+    #[test]
+    fn recent_selection_follows_its_call_as_new_ones_arrive() {
+        let mut a = app();
+        a.focus = Pane::Recent;
+        a.update(key(KeyCode::Down));
+        let held = a.shown.recent[a.recent_rows[a.cursors[1].selected]].span_id;
+        assert_eq!(held, 4);
+        a.update(Event::Snapshot(snapshot(&[7, 6, 5, 4, 3, 2, 1])));
+        let now = a.shown.recent[a.recent_rows[a.cursors[1].selected]].span_id;
+        assert_eq!(now, 4, "the selection stays on its call");
+        // At the top, the selection follows the newest call.
+        a.update(key(KeyCode::Home));
+        a.update(Event::Snapshot(snapshot(&[8, 7, 6])));
+        assert_eq!(a.cursors[1].selected, 0);
+    }
+
+    #[test]
+    fn pause_freezes_the_display_and_the_clock() {
+        let mut a = app();
+        a.update(Event::Tick(1_000));
+        a.update(key(KeyCode::Char(' ')));
+        a.update(Event::Snapshot(snapshot(&[9])));
+        a.update(Event::Tick(5_000));
+        assert_eq!(a.shown.recent.len(), 5, "still the paused picture");
+        assert_eq!(a.latest.recent.len(), 1, "ingestion went on");
+        assert_eq!(a.now_ns, 1_000);
+        a.update(key(KeyCode::Char('p')));
+        assert_eq!(a.shown.recent.len(), 1);
+        a.update(Event::Tick(6_000));
+        assert_eq!(a.now_ns, 6_000);
+    }
+
+    #[test]
+    fn sort_cycles_and_orders_functions() {
+        let mut a = app();
+        let order = |a: &App| -> Vec<u32> {
+            a.function_rows
+                .iter()
+                .map(|&i| a.shown.functions[i].id)
+                .collect()
+        };
+        assert_eq!(a.sort, SortKey::Total);
+        assert_eq!(order(&a), [2, 0, 1]);
+        a.update(key(KeyCode::Char('s')));
+        a.update(key(KeyCode::Char('s')));
+        assert_eq!(a.sort, SortKey::Calls);
+        assert_eq!(order(&a), [1, 0, 2]);
+        for _ in 0..SortKey::ALL.len() - 2 {
+            a.update(key(KeyCode::Char('s')));
+        }
+        assert_eq!(a.sort, SortKey::Total, "s cycles back");
+    }
+
+    #[test]
+    fn filter_applies_to_every_pane_and_esc_cancels() {
+        let mut a = app();
+        a.update(key(KeyCode::Char('/')));
+        for c in "WORK".chars() {
+            a.update(key(KeyCode::Char(c)));
+        }
+        assert_eq!(a.function_rows.len(), 1);
+        assert!(
+            a.recent_rows
+                .iter()
+                .all(|&i| a.shown.recent[i].function == 1)
+        );
+        assert!(a.stack_rows.is_empty(), "no open frame is `work`");
+        a.update(key(KeyCode::Enter));
+        assert_eq!(a.filter, "WORK");
+        a.update(key(KeyCode::Esc));
+        assert_eq!(a.filter, "");
+        assert_eq!(a.function_rows.len(), 3);
+        // Esc while typing restores the previous filter.
+        a.update(key(KeyCode::Char('/')));
+        a.update(key(KeyCode::Char('x')));
+        a.update(key(KeyCode::Esc));
+        assert_eq!(a.active_filter(), "");
+    }
+
+    #[test]
+    fn recursion_folds_into_one_row_and_expands() {
+        let mut a = app();
+        // Thread, main, recurse ×3.
+        assert_eq!(a.stack_rows.len(), 3);
+        assert!(matches!(a.stack_rows[2], StackRow::Frames { len: 3, .. }));
+        a.update(key(KeyCode::End));
+        a.update(key(KeyCode::Enter));
+        assert_eq!(a.stack_rows.len(), 5, "expanded into single frames");
+        assert_eq!(a.popup, None);
+        a.update(key(KeyCode::Left));
+        assert_eq!(a.stack_rows.len(), 3, "folded again");
+        // Enter on a single frame opens its details.
+        a.update(key(KeyCode::Up));
+        a.update(key(KeyCode::Enter));
+        assert_eq!(
+            a.popup,
+            Some(Popup::Details(Subject::Span {
+                tid: 2,
+                span_id: 100
+            }))
+        );
+        a.update(key(KeyCode::Esc));
+        assert_eq!(a.popup, None);
+        // Enter on the thread folds it.
+        a.update(key(KeyCode::Home));
+        a.update(key(KeyCode::Enter));
+        assert_eq!(a.stack_rows.len(), 1);
+    }
+
+    #[test]
+    fn wheel_scrolls_the_pane_under_the_mouse() {
+        let mut a = app();
+        let recent = a.areas().pane(Pane::Recent);
+        a.update(Event::Mouse(MouseEvent {
+            kind: MouseEventKind::ScrollDown,
+            column: recent.x + 3,
+            row: recent.y + 3,
+            modifiers: KeyModifiers::NONE,
+        }));
+        assert_eq!(a.cursors[Pane::Recent.index()].selected, 3);
+        assert_eq!(a.focus, Pane::Stack, "scrolling does not move the focus");
+    }
+
+    #[test]
+    fn tab_cycles_panes_both_ways() {
+        let mut a = app();
+        a.update(key(KeyCode::Tab));
+        assert_eq!(a.focus, Pane::Recent);
+        a.update(key(KeyCode::BackTab));
+        a.update(key(KeyCode::BackTab));
+        assert_eq!(a.focus, Pane::Metrics);
+    }
+
+    #[test]
+    fn a_signal_to_ferret_closes_the_dashboard_but_the_target_exiting_does_not() {
+        let mut a = app();
+        let mut exited = (*snapshot(&[1])).clone();
+        exited.state = TargetState::Exited {
+            status: None,
+            at_ns: 10,
+        };
+        a.update(Event::Snapshot(Arc::new(exited.clone())));
+        assert!(!a.should_quit());
+        exited.close = true;
+        a.update(Event::Snapshot(Arc::new(exited)));
+        assert!(a.should_quit());
+    }
+
+    /// Events from a list, then nothing.
+    struct Script(VecDeque<Event>, u64);
+
+    impl EventSource for Script {
+        fn next(&mut self, _timeout: Duration) -> io::Result<Option<Event>> {
+            Ok(self.0.pop_front())
+        }
+
+        fn now_ns(&mut self) -> u64 {
+            self.1 += 100_000_000;
+            self.1
+        }
+    }
+
+    #[test]
+    fn run_loop_draws_updates_and_quits_on_a_test_backend() {
+        let mut terminal = Terminal::new(TestBackend::new(80, 24)).unwrap();
+        let mut a = App::new(snapshot(&[]), Rect::default());
+        let mut script = Script(
+            VecDeque::from([
+                Event::Snapshot(snapshot(&[3, 2, 1])),
+                key(KeyCode::Char('?')),
+                key(KeyCode::Esc),
+                key(KeyCode::Char('q')),
+            ]),
+            0,
+        );
+        run(&mut terminal, &mut a, &mut script).unwrap();
+        assert!(a.should_quit());
+        assert_eq!(a.size, Rect::new(0, 0, 80, 24), "sized from the backend");
+        assert_eq!(a.shown.recent.len(), 3);
+        let screen: String = terminal
+            .backend()
+            .buffer()
+            .content
+            .iter()
+            .map(ratatui::buffer::Cell::symbol)
+            .collect();
+        assert!(screen.contains("Recent Activity"));
+    }
+}

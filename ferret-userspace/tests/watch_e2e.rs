@@ -1,0 +1,343 @@
+//! End-to-end: `ferret watch` in a real terminal. tmux (120×40) runs a shell,
+//! the shell runs `ferret watch` on `sleeper` (a function that sleeps one
+//! second every 1.5 s, a thread that grows its memory), and capture-pane
+//! reads the screen. It shows: (1) the sleeping call appearing in the Live
+//! Stack within a second of its start, its elapsed time ticking; (2) once it
+//! returns, gone from the Live Stack and listed in Recent Activity with its
+//! duration; (3) metric values changing from second to second; (4) `q`
+//! quitting, the terminal back on the normal screen with the shell prompt,
+//! and the launched command ended. Needs root; fails loudly without.
+
+mod support;
+
+use std::{
+    process::Command,
+    thread,
+    time::{Duration, Instant},
+};
+
+use support::{build, require_root, tempdir};
+
+const PROMPT: &str = "e2e-prompt$";
+const WIDTH: usize = 120;
+
+/// A private tmux server with one 120×40 window running a plain shell;
+/// killed (with everything in it) when dropped.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn start() -> Self {
+        let tmux = Self {
+            socket: format!("ferret-watch-e2e-{}", std::process::id()),
+        };
+        let shell = format!(
+            "env -i PATH=/usr/bin:/bin TERM=xterm-256color PS1='{PROMPT} ' bash --norc --noprofile"
+        );
+        tmux.run(&[
+            "new-session",
+            "-d",
+            "-s",
+            "e2e",
+            "-x",
+            "120",
+            "-y",
+            "40",
+            &shell,
+        ]);
+        tmux.wait_for("shell prompt", Duration::from_secs(5), |s| {
+            s.contains(PROMPT)
+        });
+        tmux
+    }
+
+    fn run(&self, args: &[&str]) -> String {
+        let out = Command::new("tmux")
+            .arg("-L")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .expect("tmux is installed (cargo xtask setup installs it)");
+        assert!(
+            out.status.success(),
+            "tmux {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn screen(&self) -> String {
+        self.run(&["capture-pane", "-p", "-t", "e2e"])
+    }
+
+    fn send(&self, keys: &str) {
+        self.run(&["send-keys", "-t", "e2e", keys]);
+    }
+
+    fn alternate_screen(&self) -> bool {
+        self.run(&["display-message", "-p", "-t", "e2e", "#{alternate_on}"])
+            .trim()
+            == "1"
+    }
+
+    /// Polls the screen every 25 ms until `done` holds; panics with the
+    /// last screen after `timeout`.
+    fn wait_for(&self, what: &str, timeout: Duration, done: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let screen = self.screen();
+            if done(&screen) {
+                return screen;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out after {timeout:?} waiting for {what}; the screen:\n{screen}"
+            );
+            thread::sleep(Duration::from_millis(25));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["-L", &self.socket, "kill-server"])
+            .status();
+    }
+}
+
+/// The screen cut into the panes of the wide layout: (Live Stack, Recent
+/// Activity, Metrics) text, found by their titles.
+struct Panes {
+    stack: Vec<String>,
+    recent: Vec<String>,
+    metrics: Vec<String>,
+}
+
+fn panes(screen: &str) -> Panes {
+    let lines: Vec<Vec<char>> = screen.lines().map(|l| l.chars().collect()).collect();
+    let cut = |line: &[char], from: usize, to: usize| -> String {
+        line.iter()
+            .skip(from)
+            .take(to.saturating_sub(from))
+            .collect()
+    };
+    let title_row = |title: &str| {
+        lines
+            .iter()
+            .position(|l| l.iter().collect::<String>().contains(title))
+            .unwrap_or_else(|| panic!("no {title} pane on screen:\n{screen}"))
+    };
+    let column_of = |row: usize, title: &str| {
+        let text: String = lines[row].iter().collect();
+        text[..text.find(title).unwrap()].chars().count()
+    };
+    let top = title_row("Live Stack");
+    let recent_x = column_of(top, "Recent Activity") - 2;
+    let bottom = title_row("Metrics");
+    let metrics_x = column_of(bottom, "Metrics") - 2;
+    Panes {
+        stack: lines[top + 1..bottom]
+            .iter()
+            .map(|l| cut(l, 0, recent_x))
+            .collect(),
+        recent: lines[top + 1..bottom]
+            .iter()
+            .map(|l| cut(l, recent_x, WIDTH))
+            .collect(),
+        metrics: lines[bottom + 1..]
+            .iter()
+            .map(|l| cut(l, metrics_x, WIDTH))
+            .collect(),
+    }
+}
+
+/// The Live Stack row of the sleeping call, if it is open.
+fn sleeping_row(screen: &str) -> Option<String> {
+    panes(screen)
+        .stack
+        .into_iter()
+        .find(|l| l.contains("└ sleep_one_second"))
+}
+
+/// `812ms`, `1.2s`, `1.004s`, `21.0µs` → seconds.
+fn seconds(text: &str) -> f64 {
+    let text = text.trim().trim_end_matches('│').trim();
+    let (number, scale) = if let Some(n) = text.strip_suffix("ms") {
+        (n, 1e-3)
+    } else if let Some(n) = text.strip_suffix("µs") {
+        (n, 1e-6)
+    } else if let Some(n) = text.strip_suffix("ns") {
+        (n, 1e-9)
+    } else if let Some(n) = text.strip_suffix('s') {
+        (n, 1.0)
+    } else {
+        panic!("not a duration: {text:?}")
+    };
+    number
+        .parse::<f64>()
+        .unwrap_or_else(|_| panic!("not a duration: {text:?}"))
+        * scale
+}
+
+/// The elapsed time at the end of a Live Stack row.
+fn elapsed_of(row: &str) -> f64 {
+    seconds(
+        row.trim_end()
+            .trim_end_matches('│')
+            .split_whitespace()
+            .last()
+            .unwrap(),
+    )
+}
+
+/// The value on the Metrics line starting with `label` (`CPU`, `RSS`).
+fn metric(screen: &str, label: &str) -> String {
+    let metrics = panes(screen).metrics;
+    let line = metrics
+        .iter()
+        .find(|l| l.trim_start_matches('│').starts_with(label))
+        .unwrap_or_else(|| panic!("no {label} line in the Metrics pane:\n{screen}"));
+    // "RSS 12.3 MiB    ▂▅█…": the value is the two words after the label.
+    line.trim_start_matches('│')
+        .split_whitespace()
+        .skip(1)
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[test]
+fn watch_shows_calls_live_and_restores_the_terminal() {
+    require_root();
+    let began = Instant::now();
+    let sleeper = build("sleeper.c", &[]);
+    let dir = tempdir();
+    let parquet = dir.path().join("watch.parquet");
+    let tmux = Tmux::start();
+    tmux.send(&format!(
+        "{} watch -s sleep_one_second -s tick -s grow -o {} -- {}",
+        env!("CARGO_BIN_EXE_ferret"),
+        parquet.display(),
+        sleeper.display()
+    ));
+    tmux.send("Enter");
+    let screen = tmux.wait_for("the dashboard", Duration::from_secs(10), |s| {
+        s.contains("Live Stack") && s.contains(" LIVE ")
+    });
+    assert!(
+        tmux.alternate_screen(),
+        "the dashboard uses the alternate screen"
+    );
+    assert!(
+        screen.contains("log /tmp/ferret-watch-sleeper-"),
+        "the header names the log file:\n{screen}"
+    );
+
+    // (1) Between two sleeps, then the next one appears within a second of
+    // its start: the elapsed time it first shows is under a second.
+    tmux.wait_for("a moment between sleeps", Duration::from_secs(3), |s| {
+        sleeping_row(s).is_none() && s.contains("grower")
+    });
+    let screen = tmux.wait_for(
+        "sleep_one_second in the Live Stack",
+        Duration::from_secs(2),
+        |s| sleeping_row(s).is_some(),
+    );
+    let first = elapsed_of(&sleeping_row(&screen).unwrap());
+    assert!(
+        first < 1.0,
+        "the call showed {first} s after it began, not within a second:\n{screen}"
+    );
+    assert!(
+        panes(&screen).stack.iter().any(|l| l.contains("▾ sleeper")),
+        "its thread heads the tree:\n{screen}"
+    );
+    thread::sleep(Duration::from_millis(300));
+    if let Some(row) = sleeping_row(&tmux.screen()) {
+        let later = elapsed_of(&row);
+        assert!(later > first, "elapsed time ticks: {first} then {later}");
+    }
+
+    // (2) When it returns it leaves the Live Stack and is listed in Recent
+    // Activity with its duration.
+    let screen = tmux.wait_for("sleep_one_second to return", Duration::from_secs(2), |s| {
+        sleeping_row(s).is_none()
+    });
+    let recent = panes(&screen).recent;
+    let row = recent
+        .iter()
+        .find(|l| l.contains("sleep_one_second"))
+        .unwrap_or_else(|| panic!("no sleep_one_second in Recent Activity:\n{screen}"));
+    let words: Vec<&str> = row.trim_matches('│').split_whitespace().collect();
+    let status = words[words.len() - 1];
+    let took = seconds(words[words.len() - 2]);
+    assert_eq!(status, "ok", "{row}");
+    assert!((1.0..1.2).contains(&took), "took {took} s: {row}");
+
+    // (3) Metrics move from second to second.
+    let mut samples = Vec::new();
+    for _ in 0..3 {
+        let screen = tmux.screen();
+        samples.push((metric(&screen, "CPU"), metric(&screen, "RSS")));
+        thread::sleep(Duration::from_millis(1100));
+    }
+    for pair in samples.windows(2) {
+        assert_ne!(
+            pair[0].1, pair[1].1,
+            "RSS did not change in a second: {samples:?}"
+        );
+    }
+    assert!(
+        samples.iter().all(|(cpu, _)| cpu.ends_with('%')),
+        "CPU is shown as a percentage: {samples:?}"
+    );
+
+    // The program's own output went to the log, never over the dashboard.
+    assert!(!tmux.screen().contains("sleeper: pid"));
+
+    // (4) q quits: the normal screen is back with the prompt and ferret's
+    // closing lines, and the launched command is gone.
+    tmux.send("q");
+    let screen = tmux.wait_for("the shell prompt after q", Duration::from_secs(6), |s| {
+        s.trim_end().ends_with(PROMPT)
+    });
+    assert!(!tmux.alternate_screen(), "still on the alternate screen");
+    assert!(
+        !screen.contains("Live Stack"),
+        "dashboard left on screen:\n{screen}"
+    );
+    assert!(
+        screen.contains("ferret: wrote") && screen.contains("ferret: stopped"),
+        "ferret's closing lines:\n{screen}"
+    );
+    let log = screen
+        .split_whitespace()
+        .find(|w| w.starts_with("/tmp/ferret-watch-sleeper-"))
+        .expect("the log file is named");
+    let logged = std::fs::read_to_string(log).unwrap();
+    assert!(logged.contains("sleeper: pid"), "log: {logged:?}");
+    let _ = std::fs::remove_file(log);
+    let still = Command::new("pgrep")
+        .arg("-f")
+        .arg(&sleeper)
+        .output()
+        .unwrap();
+    assert!(
+        still.stdout.is_empty(),
+        "the launched command outlived the session: {}",
+        String::from_utf8_lossy(&still.stdout)
+    );
+    let rows = ferret::sink::read_all(&parquet).expect("watch -o wrote a readable recording");
+    assert!(
+        rows.iter()
+            .any(|r| r.function.as_deref() == Some("sleep_one_second")),
+        "the recording has the sleeping calls"
+    );
+    assert!(
+        began.elapsed() < Duration::from_secs(20),
+        "took {:?}",
+        began.elapsed()
+    );
+}
