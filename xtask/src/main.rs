@@ -44,9 +44,10 @@ enum Task {
     },
     /// Install the `ferret` binary (release build) into cargo's bin folder.
     Install,
-    /// Profile the demo workload with ferret, then summarise the recording.
+    /// Watch the demo workload live with `ferret watch` (recording it too;
+    /// q quits), then summarise the recording.
     Demo {
-        /// How long to record.
+        /// How long to record, when the demo records instead of watching.
         #[arg(long, default_value_t = 10, value_name = "N")]
         seconds: u64,
     },
@@ -197,13 +198,17 @@ fn install(sh: &Sh) -> Result<()> {
 
 // --- demo ------------------------------------------------------------------
 
-/// What the demo shows. Once `ferret watch` exists, make this `View::Watch`.
-const VIEW: View = View::Record;
+/// What the demo shows: the live dashboard. `View::Record` records for
+/// `--seconds` and summarises instead.
+const VIEW: View = View::Watch;
 
 /// The functions the demo traces: everything in the demo crate.
 const DEMO_SYMBOLS: &str = "ferret_demo::*";
 
-#[allow(dead_code)] // `Watch` is chosen by `VIEW` once `ferret watch` lands.
+#[cfg_attr(
+    not(test),
+    expect(dead_code, reason = "`Record` is kept for switching `VIEW` back")
+)]
 enum View {
     /// `ferret record` for a fixed time, then a summary.
     Record,
@@ -228,6 +233,7 @@ impl View {
     /// Demo arguments. When recording, the demo stops by itself at ferret's
     /// deadline: `ferret record -d` stops recording but then waits for the
     /// command it launched, so a longer-running demo would only keep it waiting.
+    /// Under `watch` the demo runs until the dashboard quits, which ends it.
     fn demo_args(&self, seconds: u64) -> Vec<String> {
         match self {
             View::Record => vec!["--seconds".into(), seconds.to_string()],

@@ -16,7 +16,7 @@ use ratatui::{
 };
 
 use super::layout::{Areas, Pane};
-use crate::live::{FunctionRow, Snapshot, TargetState};
+use crate::live::{FinishedCall, FunctionRow, Snapshot, TargetState};
 
 /// Everything that can happen to the dashboard.
 #[derive(Clone, Debug)]
@@ -93,23 +93,31 @@ impl SortKey {
     }
 }
 
-/// What a details popup is about. Looked up in each new snapshot, so an
-/// open span's details keep ticking and show its end when it ends.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// What a details popup is about. An open span and a function are looked
+/// up in each new snapshot, so their details keep ticking (and a span shows
+/// its end when it ends); a finished call is kept whole, since on a busy
+/// target it leaves the recent list within a second.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Subject {
-    /// A span, open or finished.
+    /// A span that was open when selected.
     Span {
-        /// Thread id (with the pid, finds an open span's stack).
+        /// Thread id.
         tid: u32,
         /// The span.
         span_id: u64,
+        /// Its function (shown if it has ended and left the recent list).
+        function: u32,
+        /// Its start, `CLOCK_MONOTONIC` ns.
+        start_ns: u64,
     },
+    /// A finished call.
+    Call(Box<FinishedCall>),
     /// A function's statistics.
     Function(u32),
 }
 
 /// A window over the dashboard.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Popup {
     /// The key list.
     Help,
@@ -444,20 +452,20 @@ impl App {
                 }) if len > 1 => self.set_run_expanded(thread, first, true),
                 Some(StackRow::Frames { thread, first, .. }) => {
                     let t = &self.shown.threads[thread];
+                    let frame = t.frames[first];
                     self.popup = Some(Popup::Details(Subject::Span {
                         tid: t.tid,
-                        span_id: t.frames[first].span_id,
+                        span_id: frame.span_id,
+                        function: frame.function,
+                        start_ns: frame.start_ns,
                     }));
                 }
                 None => {}
             },
             Pane::Recent => {
                 if let Some(&i) = self.recent_rows.get(selected) {
-                    let call = &self.shown.recent[i];
-                    self.popup = Some(Popup::Details(Subject::Span {
-                        tid: call.tid,
-                        span_id: call.span_id,
-                    }));
+                    let call = Box::new(self.shown.recent[i].clone());
+                    self.popup = Some(Popup::Details(Subject::Call(call)));
                 }
             }
             Pane::Functions => {
@@ -972,7 +980,9 @@ mod tests {
             a.popup,
             Some(Popup::Details(Subject::Span {
                 tid: 2,
-                span_id: 100
+                span_id: 100,
+                function: 0,
+                start_ns: 0,
             }))
         );
         a.update(key(KeyCode::Esc));

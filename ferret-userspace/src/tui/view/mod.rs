@@ -81,7 +81,7 @@ impl Widget for &App {
             }
         }
         footer::Footer(self).render(areas.footer, buf);
-        if let Some(p) = self.popup {
+        if let Some(p) = &self.popup {
             popup::PopupView {
                 app: self,
                 popup: p,

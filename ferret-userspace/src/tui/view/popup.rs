@@ -10,7 +10,7 @@ use ratatui::{
 
 use super::theme;
 use crate::{
-    live::Snapshot,
+    live::{FinishedCall, Snapshot},
     tui::{
         app::{App, Popup, Subject},
         format,
@@ -22,7 +22,7 @@ pub struct PopupView<'a> {
     /// The state.
     pub app: &'a App,
     /// Which popup.
-    pub popup: Popup,
+    pub popup: &'a Popup,
 }
 
 const HELP: &[(&str, &str)] = &[
@@ -87,7 +87,7 @@ fn help_lines() -> Vec<Line<'static>> {
         .collect();
     lines.push(Line::default());
     lines.push(Line::from(Span::styled(
-        " Red elapsed times have passed --stall. `unwound`: left",
+        " Red: an innermost call open past --stall. `unwound`: left",
         theme::DIM,
     )));
     lines.push(Line::from(Span::styled(
@@ -104,11 +104,20 @@ fn field(label: &str, value: String) -> Line<'static> {
     ])
 }
 
-fn details(app: &App, subject: Subject) -> (&'static str, Vec<Line<'static>>) {
+fn details(app: &App, subject: &Subject) -> (&'static str, Vec<Line<'static>>) {
     let shown = &app.shown;
     match subject {
-        Subject::Function(id) => ("Function", function_details(shown, id)),
-        Subject::Span { tid, span_id } => ("Span", span_details(app, tid, span_id)),
+        Subject::Function(id) => ("Function", function_details(shown, *id)),
+        Subject::Span {
+            tid,
+            span_id,
+            function,
+            start_ns,
+        } => (
+            "Span",
+            span_details(app, *tid, *span_id, *function, *start_ns),
+        ),
+        Subject::Call(call) => ("Call", call_details(shown, call)),
     }
 }
 
@@ -164,7 +173,13 @@ fn function_details(shown: &Snapshot, id: u32) -> Vec<Line<'static>> {
     lines
 }
 
-fn span_details(app: &App, tid: u32, span_id: u64) -> Vec<Line<'static>> {
+fn span_details(
+    app: &App,
+    tid: u32,
+    span_id: u64,
+    function: u32,
+    start_ns: u64,
+) -> Vec<Line<'static>> {
     let shown = &app.shown;
     let offset = shown.session.local_offset_ns;
     let at = |ns: u64| format::time_of_day(ns as i64 + offset);
@@ -173,7 +188,9 @@ fn span_details(app: &App, tid: u32, span_id: u64) -> Vec<Line<'static>> {
         if let Some(index) = thread.frames.iter().position(|f| f.span_id == span_id) {
             let frame = thread.frames[index];
             let elapsed = app.clock_ns().saturating_sub(frame.start_ns);
-            let stalled = shown.session.stall_ns > 0 && elapsed >= shown.session.stall_ns;
+            let stalled = index + 1 == thread.frames.len()
+                && shown.session.stall_ns > 0
+                && elapsed >= shown.session.stall_ns;
             let mut lines = vec![
                 field("function", shown.function_name(frame.function).to_owned()),
                 field("thread", format!("{} (tid {})", thread.name, thread.tid)),
@@ -203,6 +220,24 @@ fn span_details(app: &App, tid: u32, span_id: u64) -> Vec<Line<'static>> {
         }
     }
     if let Some(call) = shown.recent.iter().find(|c| c.span_id == span_id) {
+        return call_details(shown, call);
+    }
+    vec![
+        field("function", shown.function_name(function).to_owned()),
+        field("span", format!("#{span_id}")),
+        field("started", at(start_ns)),
+        field(
+            "status",
+            "ended; already out of the recent list (p pauses the display)".to_owned(),
+        ),
+    ]
+}
+
+fn call_details(shown: &Snapshot, call: &FinishedCall) -> Vec<Line<'static>> {
+    let offset = shown.session.local_offset_ns;
+    let at = |ns: u64| format::time_of_day(ns as i64 + offset);
+    let span_id = call.span_id;
+    {
         let status_style = match call.status {
             crate::trace::SpanStatus::Ok => theme::OK,
             crate::trace::SpanStatus::Unwound => theme::UNWOUND,
@@ -242,8 +277,4 @@ fn span_details(app: &App, tid: u32, span_id: u64) -> Vec<Line<'static>> {
             ]),
         ];
     }
-    vec![field(
-        "span",
-        format!("#{span_id} is no longer in view (ended and scrolled out of the recent list)"),
-    )]
 }

@@ -81,7 +81,10 @@ impl Widget for StackPane<'_> {
                         let frame = shown.threads[thread].frames[first];
                         let name = shown.function_name(frame.function);
                         let elapsed = now.saturating_sub(frame.start_ns);
-                        let elapsed_style = if stall > 0 && elapsed >= stall {
+                        // Only the innermost frame can be stuck: outer ones
+                        // (a thread's main loop) are open for as long as it runs.
+                        let innermost = first + len == shown.threads[thread].frames.len();
+                        let elapsed_style = if innermost && stall > 0 && elapsed >= stall {
                             theme::ALARM
                         } else {
                             Style::new()
