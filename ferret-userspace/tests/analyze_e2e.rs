@@ -224,7 +224,7 @@ fn thread_and_function_filters_select_what_they_say() {
     ]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        stderr.contains(&format!("threads with calls:")) && stderr.contains(&worker.to_string()),
+        stderr.contains("threads with calls:") && stderr.contains(&worker.to_string()),
         "{stderr}"
     );
 }
@@ -475,4 +475,38 @@ fn files_that_are_not_recordings_get_one_clear_error() {
     std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
     let output = ferret_output(&[OsStr::new("analyze"), truncated.as_os_str()]);
     assert_one_line_error(&output, "cut off before its footer");
+}
+
+#[test]
+fn memory_stays_flat_as_recordings_grow() {
+    use ferret::analyze::synthetic::{self, Spec};
+    let dir = scratch();
+    let mut peaks = Vec::new();
+    for rows in [60_000u64, 600_000] {
+        let path = dir.join(format!("flat-{rows}.parquet"));
+        let started = std::time::Instant::now();
+        synthetic::write(
+            &path,
+            &Spec {
+                rows,
+                ..Spec::default()
+            },
+        )
+        .unwrap();
+        eprintln!("wrote {rows} rows in {:?}", started.elapsed());
+        let mut peak = Vec::new();
+        for args in [&["analyze"][..], &["analyze", "--tree"][..]] {
+            let m = synthetic::measure(support::ferret().args(args).arg(&path)).unwrap();
+            assert!(m.success, "{args:?}");
+            eprintln!("{rows} rows {args:?}: {m:?}");
+            peak.push(m.peak_rss_bytes);
+        }
+        peaks.push(peak);
+    }
+    for (small, large) in peaks[0].iter().zip(&peaks[1]) {
+        assert!(
+            large.saturating_sub(*small) < 8 << 20,
+            "ten times the rows must not take more memory: {small} → {large} bytes"
+        );
+    }
 }

@@ -15,6 +15,7 @@ pub mod progress;
 pub mod render;
 pub mod replay;
 pub mod stats;
+pub mod synthetic;
 pub mod tree;
 
 use std::path::Path;

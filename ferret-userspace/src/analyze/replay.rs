@@ -28,13 +28,14 @@
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, Int32Array, Int64Array, StringArray};
 use arrow::compute::{can_cast_types, cast};
-use arrow::datatypes::{DataType, Int32Type, Int64Type, Schema};
+use arrow::datatypes::{DataType, Field, Int32Type, Int64Type, Schema};
 use arrow::record_batch::RecordBatch;
 use parquet::arrow::ProjectionMask;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
 use parquet::file::statistics::Statistics;
 
 use crate::sink::{KIND_SPAN_END, KIND_SPAN_START, col, meta_key};
@@ -212,7 +213,7 @@ impl Recording {
             path: self.path.clone(),
             source,
         };
-        let builder = builder(&self.path)?;
+        let builder = dictionary_builder(&self.path)?;
         let mask = ProjectionMask::roots(builder.parquet_schema(), self.projection.iter().copied());
         let reader = builder
             .with_projection(mask)
@@ -249,6 +250,41 @@ fn builder(path: &Path) -> Result<ParquetRecordBatchReaderBuilder<File>, ReadErr
         path: path.to_owned(),
         source,
     })
+}
+
+/// A reader that decodes the string columns straight into dictionary
+/// arrays (as Parquet stores them), instead of materializing one string
+/// per row; files whose types do not allow it read as they are.
+fn dictionary_builder(path: &Path) -> Result<ParquetRecordBatchReaderBuilder<File>, ReadError> {
+    let plain = builder(path)?;
+    let schema = plain.schema();
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            let string = matches!(f.data_type(), DataType::Utf8 | DataType::LargeUtf8);
+            let ours = [
+                col::KIND,
+                col::FUNCTION,
+                col::MODULE,
+                col::THREAD_NAME,
+                col::STATUS,
+            ]
+            .contains(&f.name().as_str());
+            if string && ours {
+                f.as_ref().clone().with_data_type(dictionary_type())
+            } else {
+                f.as_ref().clone()
+            }
+        })
+        .collect();
+    let hinted = Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()));
+    let file = File::open(path).map_err(|source| ReadError::Open {
+        path: path.to_owned(),
+        source,
+    })?;
+    let options = ArrowReaderOptions::new().with_schema(hinted);
+    Ok(ParquetRecordBatchReaderBuilder::try_new_with_options(file, options).unwrap_or(plain))
 }
 
 /// Whether a column of type `found` reads as `expected`: strings of any
@@ -350,7 +386,7 @@ pub struct Names {
     /// name → (module, index) pairs; one name rarely has two modules.
     function_index: HashMap<String, Vec<(String, FnIx)>>,
     threads: Vec<Thread>,
-    thread_index: HashMap<(i32, i32), ThreadIx>,
+    thread_index: FxMap<(i32, i32), ThreadIx>,
 }
 
 impl Names {
@@ -420,19 +456,27 @@ impl Names {
     /// A thread that renames itself (most do, right after they start) is
     /// shown under its latest name.
     pub fn intern_thread(&mut self, pid: i32, tid: i32, name: &str) -> ThreadIx {
-        let ix = *self.thread_index.entry((pid, tid)).or_insert_with(|| {
+        let ix = self.thread_ix(pid, tid);
+        self.rename_thread(ix, name);
+        ix
+    }
+
+    fn thread_ix(&mut self, pid: i32, tid: i32) -> ThreadIx {
+        *self.thread_index.entry((pid, tid)).or_insert_with(|| {
             self.threads.push(Thread {
                 pid,
                 tid,
-                name: name.to_owned(),
+                name: String::new(),
             });
             ThreadIx(self.threads.len() as u32 - 1)
-        });
+        })
+    }
+
+    fn rename_thread(&mut self, ix: ThreadIx, name: &str) {
         let thread = &mut self.threads[ix.0 as usize];
         if thread.name != name && !name.is_empty() {
             name.clone_into(&mut thread.name);
         }
-        ix
     }
 }
 
@@ -572,19 +616,69 @@ pub struct Summary {
     pub names: Names,
 }
 
+/// A string column as a dictionary: per row a key, per batch a few values.
+/// Recordings repeat a handful of strings (kinds, function and thread
+/// names) millions of times, so the replay resolves each distinct value
+/// once per batch instead of comparing or hashing strings per row.
+struct Strings {
+    keys: Int32Array,
+    values: StringArray,
+}
+
+impl Strings {
+    fn new(array: &ArrayRef) -> Result<Self, arrow::error::ArrowError> {
+        let dict = cast(array, &dictionary_type())?;
+        let dict = dict.as_dictionary::<Int32Type>();
+        let values = cast(dict.values(), &DataType::Utf8)?;
+        Ok(Self {
+            keys: dict.keys().clone(),
+            values: values.as_string::<i32>().clone(),
+        })
+    }
+
+    /// The row's key, `None` when null.
+    fn key(&self, i: usize) -> Option<usize> {
+        self.keys
+            .is_valid(i)
+            .then(|| self.keys.value(i) as usize)
+            .filter(|&k| k < self.values.len() && self.values.is_valid(k))
+    }
+
+    fn value(&self, key: usize) -> &str {
+        self.values.value(key)
+    }
+
+    /// One entry per distinct value.
+    fn map<T>(&self, f: impl Fn(&str) -> T) -> Vec<T> {
+        (0..self.values.len())
+            .map(|k| {
+                f(if self.values.is_valid(k) {
+                    self.values.value(k)
+                } else {
+                    ""
+                })
+            })
+            .collect()
+    }
+}
+
+fn dictionary_type() -> DataType {
+    DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8))
+}
+
 /// One batch's columns, cast to the contract's types.
 struct Columns {
     len: usize,
-    kind: StringArray,
+    kind: Strings,
     ts_ns: Int64Array,
     tid: Int32Array,
     span_id: Int64Array,
-    function: StringArray,
+    function: Strings,
     pid: Option<Int32Array>,
-    thread_name: Option<StringArray>,
-    module: Option<StringArray>,
+    thread_name: Option<Strings>,
+    module: Option<Strings>,
     start_ns: Option<Int64Array>,
-    status: Option<StringArray>,
+    status: Option<Strings>,
 }
 
 impl Columns {
@@ -605,8 +699,8 @@ impl Columns {
                     })
                     .transpose()
             };
-        let string = |name| -> Result<Option<StringArray>, arrow::error::ArrowError> {
-            Ok(get(name, &DataType::Utf8)?.map(|a| a.as_string::<i32>().clone()))
+        let strings = |name: &str| -> Result<Option<Strings>, arrow::error::ArrowError> {
+            batch.column_by_name(name).map(Strings::new).transpose()
         };
         let i64s = |name| -> Result<Option<Int64Array>, arrow::error::ArrowError> {
             Ok(get(name, &DataType::Int64)?.map(|a| a.as_primitive::<Int64Type>().clone()))
@@ -619,26 +713,30 @@ impl Columns {
         };
         Ok(Self {
             len: batch.num_rows(),
-            kind: string(col::KIND)?.ok_or_else(|| missing(col::KIND))?,
+            kind: strings(col::KIND)?.ok_or_else(|| missing(col::KIND))?,
             ts_ns: i64s(col::TS_NS)?.ok_or_else(|| missing(col::TS_NS))?,
             tid: i32s(col::TID)?.ok_or_else(|| missing(col::TID))?,
             span_id: i64s(col::SPAN_ID)?.ok_or_else(|| missing(col::SPAN_ID))?,
-            function: string(col::FUNCTION)?.ok_or_else(|| missing(col::FUNCTION))?,
+            function: strings(col::FUNCTION)?.ok_or_else(|| missing(col::FUNCTION))?,
             pid: i32s(col::PID)?,
-            thread_name: string(col::THREAD_NAME)?,
-            module: string(col::MODULE)?,
+            thread_name: strings(col::THREAD_NAME)?,
+            module: strings(col::MODULE)?,
             start_ns: i64s(col::START_NS)?,
-            status: string(col::STATUS)?,
+            status: strings(col::STATUS)?,
         })
     }
 }
 
-fn opt_str(array: Option<&StringArray>, i: usize) -> Option<&str> {
+fn opt_i64(array: Option<&Int64Array>, i: usize) -> Option<i64> {
     array.filter(|a| a.is_valid(i)).map(|a| a.value(i))
 }
 
-fn opt_i64(array: Option<&Int64Array>, i: usize) -> Option<i64> {
-    array.filter(|a| a.is_valid(i)).map(|a| a.value(i))
+/// A row's kind, resolved once per distinct value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Start,
+    End,
+    Other,
 }
 
 /// An open span on a thread's stack.
@@ -656,13 +754,18 @@ pub(crate) struct Replayer<F> {
     thread_filter: Option<i32>,
     /// Indexed by [`ThreadIx`].
     stacks: Vec<Vec<Frame<F>>>,
+    /// Per thread: the `thread_name` dictionary key last checked in this
+    /// batch (renames are looked for once per batch and name).
+    name_seen: Vec<Option<(u64, usize)>>,
+    batch_no: u64,
     /// Spans the replay ended early, whose own `SPAN_END` is still to come.
     forced: HashSet<i64>,
     other_tids: HashSet<i32>,
     summary: Summary,
 }
 
-/// One span row, as the replayer needs it.
+/// One span row by strings, for tests that drive the replayer by hand.
+#[cfg(test)]
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct SpanRow<'a> {
     pub start: bool,
@@ -682,6 +785,8 @@ impl<F> Replayer<F> {
         Self {
             thread_filter,
             stacks: Vec::new(),
+            name_seen: Vec::new(),
+            batch_no: 0,
             forced: HashSet::new(),
             other_tids: HashSet::new(),
             summary: Summary::default(),
@@ -689,44 +794,93 @@ impl<F> Replayer<F> {
     }
 
     fn batch<V: Visitor<Frame = F>>(&mut self, c: &Columns, visitor: &mut V) {
+        self.batch_no += 1;
+        // Per distinct value, not per row.
+        let kinds = c.kind.map(|k| match k {
+            KIND_SPAN_START => Kind::Start,
+            KIND_SPAN_END => Kind::End,
+            _ => Kind::Other,
+        });
+        let statuses = c.status.as_ref().map(|s| s.map(|v| Status::parse(Some(v))));
+        // (function key, module key) → function, filled as met.
+        let mut functions: FxMap<(usize, usize), FnIx> = FxMap::default();
+        let module_key = |i: usize| c.module.as_ref().and_then(|m| m.key(i));
+        let mut function_of = |names: &mut Names, i: usize| -> FnIx {
+            let f = c.function.key(i);
+            let m = module_key(i);
+            let key = (f.unwrap_or(usize::MAX), m.unwrap_or(usize::MAX));
+            *functions.entry(key).or_insert_with(|| {
+                let name = f.map_or("?", |k| c.function.value(k));
+                let module = m.map_or("", |k| c.module.as_ref().map_or("", |s| s.value(k)));
+                names.intern_function(name, module)
+            })
+        };
         for i in 0..c.len {
-            if c.ts_ns.is_valid(i) {
-                self.saw_time(c.ts_ns.value(i));
-            }
-            if !c.kind.is_valid(i) {
+            if !c.ts_ns.is_valid(i) {
                 continue;
             }
-            let start = match c.kind.value(i) {
-                KIND_SPAN_START => true,
-                KIND_SPAN_END => false,
-                _ => continue,
-            };
-            if !(c.tid.is_valid(i) && c.span_id.is_valid(i) && c.ts_ns.is_valid(i)) {
+            let ts_ns = c.ts_ns.value(i);
+            self.saw_time(ts_ns);
+            let kind = c.kind.key(i).map_or(Kind::Other, |k| kinds[k]);
+            if kind == Kind::Other {
+                continue;
+            }
+            if !(c.tid.is_valid(i) && c.span_id.is_valid(i)) {
                 self.summary.malformed += 1;
                 continue;
             }
-            let row = SpanRow {
-                start,
-                ts_ns: c.ts_ns.value(i),
-                pid: c
-                    .pid
-                    .as_ref()
-                    .filter(|a| a.is_valid(i))
-                    .map_or(0, |a| a.value(i)),
-                tid: c.tid.value(i),
-                thread_name: opt_str(c.thread_name.as_ref(), i).unwrap_or_default(),
-                span_id: c.span_id.value(i),
-                function: if c.function.is_valid(i) {
-                    c.function.value(i)
-                } else {
-                    "?"
-                },
-                module: opt_str(c.module.as_ref(), i).unwrap_or_default(),
-                start_ns: opt_i64(c.start_ns.as_ref(), i),
-                status: opt_str(c.status.as_ref(), i),
-            };
-            self.row(&row, visitor);
+            let tid = c.tid.value(i);
+            if self.thread_filter.is_some_and(|t| t != tid) {
+                self.other_tids.insert(tid);
+                continue;
+            }
+            let pid = c
+                .pid
+                .as_ref()
+                .filter(|a| a.is_valid(i))
+                .map_or(0, |a| a.value(i));
+            let name_key = c.thread_name.as_ref().and_then(|n| n.key(i));
+            let thread = self.thread(pid, tid, name_key, |k| {
+                c.thread_name.as_ref().map_or("", |n| n.value(k))
+            });
+            let span_id = c.span_id.value(i);
+            if kind == Kind::Start {
+                let function = function_of(&mut self.summary.names, i);
+                self.start(thread, function, span_id, ts_ns, visitor);
+            } else {
+                let status = match (&statuses, c.status.as_ref().and_then(|s| s.key(i))) {
+                    (Some(statuses), Some(k)) => statuses[k],
+                    _ => Status::Ok,
+                };
+                let start_ns = opt_i64(c.start_ns.as_ref(), i);
+                self.end(thread, span_id, ts_ns, start_ns, status, visitor, |names| {
+                    function_of(names, i)
+                });
+            }
         }
+    }
+
+    /// The thread's index; its name is checked for a change once per batch
+    /// and dictionary key.
+    fn thread<'n>(
+        &mut self,
+        pid: i32,
+        tid: i32,
+        name_key: Option<usize>,
+        name: impl FnOnce(usize) -> &'n str,
+    ) -> ThreadIx {
+        let ix = self.summary.names.thread_ix(pid, tid);
+        let t = ix.0 as usize;
+        if t >= self.name_seen.len() {
+            self.name_seen.resize(t + 1, None);
+        }
+        if let Some(k) = name_key
+            && self.name_seen[t] != Some((self.batch_no, k))
+        {
+            self.name_seen[t] = Some((self.batch_no, k));
+            self.summary.names.rename_thread(ix, name(k));
+        }
+        ix
     }
 
     fn saw_time(&mut self, ts: i64) {
@@ -735,72 +889,117 @@ impl<F> Replayer<F> {
         s.last_ts_ns = Some(s.last_ts_ns.map_or(ts, |l| l.max(ts)));
     }
 
-    /// Feed one span row (its `ts_ns` must already have gone through
-    /// [`Self::saw_time`] when it matters for cut spans).
+    /// Feed one span row given by strings (its `ts_ns` must already have
+    /// gone through [`Self::saw_time`] when it matters for cut spans).
+    #[cfg(test)]
     pub(crate) fn row<V: Visitor<Frame = F>>(&mut self, row: &SpanRow<'_>, visitor: &mut V) {
         if self.thread_filter.is_some_and(|t| t != row.tid) {
             self.other_tids.insert(row.tid);
             return;
         }
-        let names = &mut self.summary.names;
-        let thread = names.intern_thread(row.pid, row.tid, row.thread_name);
+        let thread = self
+            .summary
+            .names
+            .intern_thread(row.pid, row.tid, row.thread_name);
+        if row.start {
+            let function = self.summary.names.intern_function(row.function, row.module);
+            self.start(thread, function, row.span_id, row.ts_ns, visitor);
+        } else {
+            let status = Status::parse(row.status);
+            self.end(
+                thread,
+                row.span_id,
+                row.ts_ns,
+                row.start_ns,
+                status,
+                visitor,
+                |names| names.intern_function(row.function, row.module),
+            );
+        }
+    }
+
+    fn stack(&mut self, thread: ThreadIx) -> &mut Vec<Frame<F>> {
         let t = thread.0 as usize;
         if t >= self.stacks.len() {
             self.stacks.resize_with(t + 1, Vec::new);
         }
-        if row.start {
-            let function = names.intern_function(row.function, row.module);
-            let stack = &mut self.stacks[t];
-            let span = Started {
-                id: row.span_id,
-                thread,
-                function,
-                start_ns: row.ts_ns,
-                depth: stack.len() as u32,
-            };
-            let user = visitor.start(names, &span, stack.last_mut().map(|f| &mut f.user));
-            stack.push(Frame {
-                id: row.span_id,
-                function,
-                start_ns: row.ts_ns,
-                child_ns: 0,
-                user,
-            });
-            return;
-        }
-        let stack = &self.stacks[t];
-        let Some(pos) = stack.iter().rposition(|f| f.id == row.span_id) else {
-            if self.forced.remove(&row.span_id) {
+        &mut self.stacks[t]
+    }
+
+    fn start<V: Visitor<Frame = F>>(
+        &mut self,
+        thread: ThreadIx,
+        function: FnIx,
+        span_id: i64,
+        ts_ns: i64,
+        visitor: &mut V,
+    ) {
+        self.stack(thread);
+        let stack = &mut self.stacks[thread.0 as usize];
+        let span = Started {
+            id: span_id,
+            thread,
+            function,
+            start_ns: ts_ns,
+            depth: stack.len() as u32,
+        };
+        let user = visitor.start(
+            &self.summary.names,
+            &span,
+            stack.last_mut().map(|f| &mut f.user),
+        );
+        stack.push(Frame {
+            id: span_id,
+            function,
+            start_ns: ts_ns,
+            child_ns: 0,
+            user,
+        });
+    }
+
+    #[expect(clippy::too_many_arguments, reason = "one row's fields")]
+    fn end<V: Visitor<Frame = F>>(
+        &mut self,
+        thread: ThreadIx,
+        span_id: i64,
+        ts_ns: i64,
+        start_ns: Option<i64>,
+        status: Status,
+        visitor: &mut V,
+        function: impl FnOnce(&mut Names) -> FnIx,
+    ) {
+        let stack = self.stack(thread);
+        // Almost always the top; a scan only for ends that skip frames.
+        let pos = match stack.last() {
+            Some(top) if top.id == span_id => Some(stack.len() - 1),
+            _ => stack.iter().rposition(|f| f.id == span_id),
+        };
+        let Some(pos) = pos else {
+            if self.forced.remove(&span_id) {
                 return;
             }
             self.summary.orphans += 1;
-            let function = names.intern_function(row.function, row.module);
-            let start_ns = row.start_ns.unwrap_or(row.ts_ns).min(row.ts_ns);
+            let function = function(&mut self.summary.names);
+            let start_ns = start_ns.unwrap_or(ts_ns).min(ts_ns);
             let span = Ended {
-                id: row.span_id,
+                id: span_id,
                 thread,
                 function,
                 start_ns,
-                end_ns: row.ts_ns,
-                status: Status::parse(row.status),
-                self_ns: row.ts_ns.abs_diff(start_ns),
+                end_ns: ts_ns,
+                status,
+                self_ns: ts_ns.abs_diff(start_ns),
                 depth: 0,
             };
-            visitor.orphan(names, &span);
+            visitor.orphan(&self.summary.names, &span);
             return;
         };
-        while self.stacks[t].len() > pos + 1 {
-            let id = self.pop(thread, row.ts_ns, Status::Unwound, None, visitor);
+        while self.stacks[thread.0 as usize].len() > pos + 1 {
+            let id = self.pop(thread, ts_ns, Status::Unwound, None, visitor);
             self.forced.insert(id);
             self.summary.forced += 1;
         }
-        self.pop(
-            thread,
-            row.ts_ns,
-            Status::parse(row.status),
-            row.start_ns,
-            visitor,
-        );
+        self.pop(thread, ts_ns, status, start_ns, visitor);
     }
 
     /// End the top span of `thread` at `end_ns`; returns its id.
@@ -854,6 +1053,46 @@ impl<F> Replayer<F> {
         other.sort_unstable();
         self.summary.other_tids = other;
         self.summary
+    }
+}
+
+/// A `HashMap` with the Fx hash (rustc's): the keys here are small
+/// integers from the file, hashed once or twice per row, where SipHash's
+/// protection against chosen keys buys nothing and costs a tenth of the
+/// replay.
+pub(crate) type FxMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<FxHasher>>;
+
+/// The Fx hash: a rotate, xor and multiply per word.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct FxHasher(u64);
+
+impl std::hash::Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(word));
+        }
+    }
+
+    fn write_u64(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+
+    fn write_u32(&mut self, word: u32) {
+        self.write_u64(u64::from(word));
+    }
+
+    fn write_i32(&mut self, word: i32) {
+        self.write_u64(u64::from(word as u32));
+    }
+
+    fn write_usize(&mut self, word: usize) {
+        self.write_u64(word as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
     }
 }
 

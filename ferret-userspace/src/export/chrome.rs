@@ -78,41 +78,54 @@ impl<W: Write> Chrome<W> {
         });
     }
 
-    fn escaped(&mut self, names: &Names, function: FnIx) -> (String, String) {
+    /// Escape a function's name and category once, on its first event.
+    fn escape(&mut self, names: &Names, function: FnIx) {
         let i = function.0 as usize;
         if i >= self.escaped.len() {
             self.escaped.resize(i + 1, None);
         }
-        self.escaped[i]
-            .get_or_insert_with(|| {
-                let f = names.function(function);
-                let category = Path::new(&f.module)
-                    .file_name()
-                    .map_or_else(|| "ferret".to_owned(), |n| n.to_string_lossy().into_owned());
-                (json_string(&f.name), json_string(&category))
-            })
-            .clone()
+        self.escaped[i].get_or_insert_with(|| {
+            let f = names.function(function);
+            let category = Path::new(&f.module)
+                .file_name()
+                .map_or_else(|| "ferret".to_owned(), |n| n.to_string_lossy().into_owned());
+            (json_string(&f.name), json_string(&category))
+        });
     }
 
     fn complete(&mut self, names: &Names, span: &Ended) {
         self.announce(names, span.thread);
-        let (name, category) = self.escaped(names, span.function);
+        self.escape(names, span.function);
+        self.events += 1;
+        if self.error.is_some() {
+            return;
+        }
+        let Some((name, category)) = self
+            .escaped
+            .get(span.function.0 as usize)
+            .and_then(Option::as_ref)
+        else {
+            return;
+        };
         let thread = names.thread(span.thread);
         let (pid, tid) = (thread.pid, thread.tid);
-        let ts = micros(span.start_ns.saturating_sub(self.t0));
-        let dur = micros(i64::try_from(span.duration_ns()).unwrap_or(i64::MAX));
-        let status = span.status;
-        self.events += 1;
-        self.emit(|w| {
-            write!(
-                w,
-                r#"{{"name":{name},"cat":{category},"ph":"X","ts":{ts},"dur":{dur},"pid":{pid},"tid":{tid}"#
-            )?;
-            if status != Status::Ok {
-                write!(w, r#","args":{{"status":"{}"}}"#, status.as_str())?;
-            }
-            w.write_all(b"}")
-        });
+        let ts = Micros(span.start_ns.saturating_sub(self.t0));
+        let dur = Micros(i64::try_from(span.duration_ns()).unwrap_or(i64::MAX));
+        // Written in place, not through `emit`: this runs once per span,
+        // and borrowing the escaped names avoids two allocations each time.
+        let sep = if self.comma { ",\n" } else { "" };
+        self.comma = true;
+        let w = &mut self.w;
+        let mut written = write!(
+            w,
+            r#"{sep}{{"name":{name},"cat":{category},"ph":"X","ts":{ts},"dur":{dur},"pid":{pid},"tid":{tid}"#
+        );
+        if written.is_ok() && span.status != Status::Ok {
+            written = write!(w, r#","args":{{"status":"{}"}}"#, span.status.as_str());
+        }
+        if let Err(e) = written.and_then(|()| w.write_all(b"}")) {
+            self.error = Some(e);
+        }
     }
 
     /// Name the processes, close the JSON and return the writer.
@@ -171,11 +184,15 @@ impl<W: Write> Visitor for Chrome<W> {
     }
 }
 
-/// Nanoseconds as microseconds with exactly three decimals.
-fn micros(ns: i64) -> String {
-    let sign = if ns < 0 { "-" } else { "" };
-    let abs = ns.unsigned_abs();
-    format!("{sign}{}.{:03}", abs / 1000, abs % 1000)
+/// Nanoseconds shown as microseconds with exactly three decimals.
+struct Micros(i64);
+
+impl std::fmt::Display for Micros {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let sign = if self.0 < 0 { "-" } else { "" };
+        let abs = self.0.unsigned_abs();
+        write!(f, "{sign}{}.{:03}", abs / 1000, abs % 1000)
+    }
 }
 
 #[cfg(test)]
@@ -185,6 +202,7 @@ mod tests {
 
     #[test]
     fn microseconds_keep_every_nanosecond() {
+        let micros = |ns| Micros(ns).to_string();
         assert_eq!(micros(0), "0.000");
         assert_eq!(micros(1), "0.001");
         assert_eq!(micros(1_234_567), "1234.567");

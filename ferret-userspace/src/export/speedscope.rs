@@ -38,6 +38,8 @@ struct Event {
 const CLOSE: u32 = 1 << 31;
 /// Bytes per event on disk: `at` then `frame`, little-endian.
 const DISK_EVENT: usize = 12;
+/// Events read back from disk at a time.
+const READ_EVENTS: usize = 64 * 1024;
 
 #[derive(Debug, Default)]
 struct ThreadSpool {
@@ -214,14 +216,21 @@ impl Speedscope {
                 )
             };
             if let Some(file) = &self.file {
+                // Read back in pieces: a chunk can hold most of the budget.
+                let mut bytes = vec![0u8; READ_EVENTS * DISK_EVENT];
                 for &(offset, count) in &t.chunks {
-                    let mut bytes = vec![0u8; count * DISK_EVENT];
-                    file.read_exact_at(&mut bytes, offset)?;
-                    for raw in bytes.chunks_exact(DISK_EVENT) {
-                        let (at, frame) = raw.split_at(8);
-                        let at = i64::from_le_bytes(at.try_into().unwrap_or_default());
-                        let frame = u32::from_le_bytes(frame.try_into().unwrap_or_default());
-                        event(&mut w, Event { at, frame })?;
+                    let mut done = 0usize;
+                    while done < count {
+                        let n = (count - done).min(READ_EVENTS);
+                        let piece = &mut bytes[..n * DISK_EVENT];
+                        file.read_exact_at(piece, offset + (done * DISK_EVENT) as u64)?;
+                        for raw in piece.chunks_exact(DISK_EVENT) {
+                            let (at, frame) = raw.split_at(8);
+                            let at = i64::from_le_bytes(at.try_into().unwrap_or_default());
+                            let frame = u32::from_le_bytes(frame.try_into().unwrap_or_default());
+                            event(&mut w, Event { at, frame })?;
+                        }
+                        done += n;
                     }
                 }
             }

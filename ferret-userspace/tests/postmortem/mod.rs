@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::Output;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use ferret::sink::{FunctionInfo, RecordingMeta, RecordingWriter, Row, read_all};
 use ferret::trace::{SpanEnd, SpanEvent, SpanStart, SpanStatus};
