@@ -349,11 +349,12 @@ fn a_thread_stopped_inside_the_vdso_is_walked_through_it() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
+    let mut output = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    output.read_line(&mut line).unwrap();
     let target = KillOnDrop(child);
+    // Let the write of that line return before the first stop.
+    std::thread::sleep(Duration::from_millis(200));
     let pid = target.0.id();
     let mut capturer = Capturer::new(pid);
     let mut in_vdso = 0;

@@ -27,7 +27,7 @@ use super::{
 use crate::{
     cli::RecordConfig,
     metrics::Sampler,
-    stall::{self, StallReport, Watchdog},
+    stall::{RunningCalls, StallReport, Watchdog},
 };
 
 /// Runs `ferret record`; returns the process exit code.
@@ -41,7 +41,7 @@ pub fn run(config: &RecordConfig) -> Result<i32> {
         .build()
         .context("starting the event loop")?;
     let mut pipeline = Pipeline::for_target(&attached);
-    let mut watchdog = start_watchdog(config, &prepared, &attached, attached_ns, &mut pipeline);
+    let mut watchdog = start_watchdog(config, &prepared, &attached, attached_ns);
     let mut sampler = Sampler::new(attached.pid);
     let unavailable = sampler.unavailable();
     for (event, why) in &unavailable {
@@ -145,11 +145,23 @@ async fn record(
             }
             _ = stall_timer.tick(), if watchdog.is_some() => {
                 if let Some(watchdog) = watchdog.as_deref_mut() {
+                    if watchdog.needs_drain() {
+                        pipeline.drain(ring.get_mut());
+                    }
                     let reports = watchdog.tick(
                         &mut pipeline.reconstructor,
                         monotonic_ns(),
                         &mut pipeline.spans,
                     );
+                    if let Some(adopted) = watchdog.take_adopted().filter(|&n| n > 0) {
+                        if show_status {
+                            eprint!("\r\x1b[2K");
+                        }
+                        eprintln!(
+                            "ferret: {adopted} traced call{} already running when ferret attached",
+                            if adopted == 1 { " was" } else { "s were" }
+                        );
+                    }
                     write_stalls(&reports, recording, show_status)?;
                 }
             }
@@ -185,34 +197,27 @@ async fn record(
 const STALL_CHECK_EVERY: Duration = Duration::from_millis(250);
 
 /// Starts the stall watchdog unless `--stall 0`. Attached to a running
-/// process (not launched by ferret), first adopts the traced calls already
-/// on its threads' stacks, started at `attached_ns`.
+/// process (not launched by ferret), first finds the traced calls already
+/// on its threads' stacks; the first stall check adopts them, started at
+/// `attached_ns`.
 fn start_watchdog(
     config: &RecordConfig,
     prepared: &session::Prepared,
     attached: &session::Attached,
     attached_ns: u64,
-    pipeline: &mut Pipeline,
 ) -> Option<Watchdog> {
     if config.stall.is_zero() {
         return None;
     }
+    let mut watchdog = Watchdog::new(config.stall, prepared.plan.functions.clone());
     if matches!(attached.started, Started::Pid(_)) {
-        let adopted = stall::adopt_running_calls(
+        watchdog.adopt_when_drained(RunningCalls::find(
             attached.pid,
             &prepared.plan.points,
-            &mut pipeline.reconstructor,
             attached_ns,
-            &mut pipeline.spans,
-        );
-        if adopted > 0 {
-            eprintln!(
-                "ferret: {adopted} traced call{} already running when ferret attached",
-                if adopted == 1 { " was" } else { "s were" }
-            );
-        }
+        ));
     }
-    Some(Watchdog::new(config.stall, prepared.plan.functions.clone()))
+    Some(watchdog)
 }
 
 /// Writes STALL rows and says on stderr where each stalled thread is stuck.

@@ -151,6 +151,11 @@ impl Capturer {
         self.symbolizer.symbolize(&unwound.frames)
     }
 
+    /// [`Self::symbolize`], grouped by walked frame.
+    pub fn symbolize_each(&self, unwound: &Unwound) -> Vec<Vec<Frame>> {
+        self.symbolizer.symbolize_each(&unwound.frames)
+    }
+
     /// The lock thread `tid` waits for right now, if it waits on a mutex
     /// whose owner is known (no stack walk).
     pub fn lock_wait(&self, tid: u32) -> Option<LockHolder> {

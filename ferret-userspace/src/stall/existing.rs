@@ -123,5 +123,8 @@ pub fn running_before_attach(capturer: &mut Capturer, ranges: &ProbedRanges) -> 
             frames,
         });
     }
+    // This thread goes on with other work: a thread that stopped too late
+    // for its walk is let go now.
+    super::ptrace::release_late_within(std::time::Duration::from_secs(1));
     found
 }

@@ -146,6 +146,11 @@ pub struct StallReport {
     pub stack_note: Option<String>,
     /// One line: state, system call and what it waits for.
     pub wait: String,
+    /// The stalled call was found on the walked stack (a frame of its
+    /// function entered at its stack pointer): the capture shows that very
+    /// call. `false` where the walk could not reach it (hidden by a
+    /// uretprobe, cut short).
+    pub on_stack: bool,
 }
 
 impl StallReport {
@@ -291,6 +296,25 @@ pub fn wait_summary(
     out
 }
 
+/// Whether a symbolized name and a probe-table name are one function:
+/// equal up to a parameter list, which one demangler writes and the other
+/// may not.
+fn same_function(a: &str, b: &str) -> bool {
+    let bare = |s: &str| {
+        let s = s.split('(').next().unwrap_or(s).trim();
+        // A Rust legacy hash suffix (`::h0123456789abcdef`).
+        match s.rsplit_once("::h") {
+            Some((path, hash))
+                if hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_hexdigit()) =>
+            {
+                path.to_owned()
+            }
+            _ => s.to_owned(),
+        }
+    };
+    !a.is_empty() && bare(a) == bare(b)
+}
+
 /// A stalled span found no longer on its thread's stack: it ended without
 /// its exit being seen; the caller should end it (see
 /// [`crate::trace::Reconstructor::retire`]).
@@ -306,28 +330,46 @@ pub struct StaleSpan {
     pub seen_ns: u64,
 }
 
-/// "Stuck before ferret came": right after attaching to running process
-/// `pid`, walks every thread's stack and opens spans, started at `ts_ns`
-/// and marked [`crate::trace::OpenSpan::before_attach`], for the probed
-/// functions (`points`, indexed like the probe table) already on them;
-/// their starts are appended to `out`. Returns how many calls were adopted.
-pub fn adopt_running_calls(
+/// "Stuck before ferret came": the probed calls found on the threads'
+/// stacks right after attaching to a running process, to be adopted by the
+/// reconstructor once the events of the attach window are in (see
+/// [`Watchdog::adopt_when_drained`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunningCalls {
     pid: u32,
-    points: &[ProbePoint],
-    reconstructor: &mut Reconstructor,
     ts_ns: u64,
-    out: &mut Vec<SpanEvent>,
-) -> usize {
-    let ranges = ProbedRanges::new(points);
-    let mut capturer = Capturer::new(pid);
-    let mut adopted = 0;
-    for thread in running_before_attach(&mut capturer, &ranges) {
-        let name: ThreadName = Arc::from(thread.thread_name.as_str());
-        adopted += reconstructor
-            .adopt(pid, thread.tid, &name, &thread.frames, ts_ns, out)
-            .len();
+    threads: Vec<RunningBefore>,
+}
+
+impl RunningCalls {
+    /// Walks every thread of `pid` for the probed functions (`points`,
+    /// indexed like the probe table); `ts_ns` is when tracing began, the
+    /// adopted spans' start.
+    pub fn find(pid: u32, points: &[ProbePoint], ts_ns: u64) -> Self {
+        let ranges = ProbedRanges::new(points);
+        let mut capturer = Capturer::new(pid);
+        Self {
+            pid,
+            ts_ns,
+            threads: running_before_attach(&mut capturer, &ranges),
+        }
     }
-    adopted
+
+    /// Opens a span for each call (marked
+    /// [`crate::trace::OpenSpan::before_attach`]), appending the starts to
+    /// `out`, except for calls the reconstructor already saw enter: call it
+    /// after draining the events that arrived while the stacks were read.
+    /// Returns how many were adopted.
+    pub fn adopt(self, reconstructor: &mut Reconstructor, out: &mut Vec<SpanEvent>) -> usize {
+        let mut adopted = 0;
+        for thread in self.threads {
+            let name: ThreadName = Arc::from(thread.thread_name.as_str());
+            adopted += reconstructor
+                .adopt(self.pid, thread.tid, &name, &thread.frames, self.ts_ns, out)
+                .len();
+        }
+        adopted
+    }
 }
 
 /// What the watchdog asks its capture thread for.
@@ -385,6 +427,8 @@ pub struct Watchdog {
     tracked: BTreeMap<(u32, u32), Tracked>,
     fresh: Vec<StallReport>,
     stale: Vec<StaleSpan>,
+    pending_adoption: Option<RunningCalls>,
+    adopted: Option<usize>,
 }
 
 impl std::fmt::Debug for Watchdog {
@@ -417,7 +461,27 @@ impl Watchdog {
             tracked: BTreeMap::new(),
             fresh: Vec::new(),
             stale: Vec::new(),
+            pending_adoption: None,
+            adopted: None,
         }
+    }
+
+    /// Hands over the calls found running at attach; the next
+    /// [`Self::tick`] adopts them. Drain the ring buffer right before that
+    /// tick ([`Self::needs_drain`]), so that calls entered while the stacks
+    /// were read are known and not adopted twice.
+    pub fn adopt_when_drained(&mut self, calls: RunningCalls) {
+        self.pending_adoption = Some(calls);
+    }
+
+    /// Whether the next tick adopts calls and wants the events drained first.
+    pub fn needs_drain(&self) -> bool {
+        self.pending_adoption.is_some()
+    }
+
+    /// How many calls the last tick adopted, once.
+    pub fn take_adopted(&mut self) -> Option<usize> {
+        self.adopted.take()
     }
 
     /// The stall threshold.
@@ -491,6 +555,7 @@ impl Watchdog {
         self.collect();
     }
 
+    /// Adopts the calls handed over by [`Self::adopt_when_drained`], if any;
     /// [`Self::check`] on `reconstructor`'s threads, then ends the stalled
     /// spans found no longer on their stacks (appending their ends to
     /// `out`), and returns the new and changed reports.
@@ -500,6 +565,9 @@ impl Watchdog {
         now_ns: u64,
         out: &mut Vec<SpanEvent>,
     ) -> Vec<StallReport> {
+        if let Some(calls) = self.pending_adoption.take() {
+            self.adopted = Some(calls.adopt(reconstructor, out));
+        }
         self.check(reconstructor.threads(), now_ns);
         for stale in self.take_stale() {
             reconstructor.retire(stale.pid, stale.tid, stale.span_id, stale.seen_ns, out);
@@ -561,12 +629,19 @@ impl Watchdog {
     fn accept(&mut self, outcome: Outcome) {
         match outcome {
             Outcome::Report(report) => {
-                let Some(t) = self.tracked.get_mut(&(report.pid, report.tid)) else {
+                let current = self
+                    .tracked
+                    .get_mut(&(report.pid, report.tid))
+                    .filter(|t| t.span_id == report.span_id);
+                let Some(t) = current else {
+                    // The stall ended while its capture was being finished.
+                    // If the walk saw the very call, the capture still says
+                    // where it was stuck; otherwise the thread had moved on.
+                    if report.on_stack {
+                        self.fresh.push(*report);
+                    }
                     return;
                 };
-                if t.span_id != report.span_id {
-                    return;
-                }
                 t.pending = false;
                 let key = report.location_key();
                 if t.key.as_ref() != Some(&key) {
@@ -610,7 +685,16 @@ fn capture_loop(
     functions: &[FunctionInfo],
 ) {
     let mut capturers: HashMap<u32, Capturer> = HashMap::new();
-    while let Ok(request) = inbox.recv() {
+    loop {
+        let request = match inbox.recv_timeout(Duration::from_millis(100)) {
+            Ok(request) => request,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                // A thread that stopped late must not stay stopped.
+                ptrace::release_late_within(Duration::ZERO);
+                continue;
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        };
         let capturer = capturers
             .entry(request.pid)
             .or_insert_with(|| Capturer::new(request.pid));
@@ -634,23 +718,34 @@ fn capture_stall(
         };
     };
     let captured_ns = crate::commands::session::monotonic_ns();
+    let mut on_stack = false;
     let (frames, stack_note) = match &capture.stack {
         Ok(unwound) => {
-            let frames = capturer.symbolize(unwound);
-            // A complete walk, all by CFI, on which neither the span's entry
-            // stack pointer nor its function appears, shows the call ended
-            // unseen (an adopted call whose exit has no probe, a lost exit).
-            // Anything less certain keeps the stall.
+            let per_frame = capturer.symbolize_each(unwound);
+            // Did the walk meet the stalled call itself? A frame entered at
+            // its stack pointer is not enough (a sibling call reuses the
+            // slot); the frame must also be its function.
             let function_name = functions
                 .get(request.function as usize)
-                .map(|f| f.name.as_str());
+                .map_or("", |f| f.name.as_str());
+            let is_function = |f: &Frame| {
+                f.function
+                    .as_deref()
+                    .is_some_and(|name| same_function(name, function_name))
+            };
+            on_stack = unwound.frames.iter().zip(&per_frame).any(|(raw, syms)| {
+                raw.entry_sp == Some(request.sp) && syms.iter().any(is_function)
+            });
+            let frames: Vec<Frame> = per_frame.into_iter().flatten().collect();
+            // A complete walk, all by CFI, on which neither the span's entry
+            // stack pointer nor its function appears shows the call ended
+            // unseen (an adopted call whose exit has no probe, a lost exit).
+            // Anything less certain keeps the stall.
             let present = unwound
                 .frames
                 .iter()
                 .any(|f| f.entry_sp == Some(request.sp))
-                || frames
-                    .iter()
-                    .any(|f| f.function.is_some() && f.function.as_deref() == function_name);
+                || frames.iter().any(is_function);
             let certain = unwound.end == unwind::StackEnd::Complete
                 && unwound.frames.len() > 1
                 && unwound.frames.iter().all(|f| !f.scanned);
@@ -741,6 +836,7 @@ fn capture_stall(
         frames,
         stack_note,
         wait,
+        on_stack,
     }))
 }
 
@@ -833,6 +929,16 @@ mod tests {
             ),
             "in uninterruptible sleep, not in a system call [kernel: folio_wait_bit]"
         );
+    }
+
+    #[test]
+    fn function_names_match_across_demanglers() {
+        assert!(same_function("lock_b", "lock_b"));
+        assert!(same_function("ns::f(int, char)", "ns::f(int, char)"));
+        assert!(same_function("ns::f(int)", "ns::f"));
+        assert!(same_function("app::work::h0123456789abcdef", "app::work"));
+        assert!(!same_function("app::work", "app::worker"));
+        assert!(!same_function("", ""));
     }
 
     #[test]

@@ -10,14 +10,23 @@
 //! thread is stopped is handed back to it on detach. If ferret died while
 //! the thread was stopped, the kernel would detach it and it would run on.
 
-use std::time::{Duration, Instant};
+use std::{
+    cell::RefCell,
+    time::{Duration, Instant},
+};
 
 use super::unwind::Registers;
 
-/// How long a running thread is given to reach the stop before the wait
-/// becomes a blocking one. A thread that is on a CPU or runnable stops at
-/// once; one that just entered the kernel stops when it leaves it.
-const STOP_POLL: Duration = Duration::from_millis(200);
+/// How long a running thread is given to reach the stop. One that is on a
+/// CPU or runnable stops at once; one that just entered the kernel stops
+/// when it leaves it, which may take a while.
+const STOP_WAIT: Duration = Duration::from_secs(1);
+
+thread_local! {
+    /// Threads interrupted on this (tracing) thread that had not stopped
+    /// in time: they stop later, and must then be let go at once.
+    static LATE: RefCell<Vec<libc::pid_t>> = const { RefCell::new(Vec::new()) };
+}
 
 /// Why the registers could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +59,7 @@ pub fn with_thread_stopped<R>(
     inspect: impl FnOnce(Registers) -> R,
 ) -> Result<R, PtraceError> {
     let tid_t = tid as libc::pid_t;
+    release_late();
     // SAFETY: PTRACE_SEIZE takes no pointer arguments (options 0).
     if unsafe { libc::ptrace(libc::PTRACE_SEIZE, tid_t, 0, 0) } != 0 {
         return Err(PtraceError::Seize {
@@ -63,8 +73,17 @@ pub fn with_thread_stopped<R>(
     };
     // SAFETY: PTRACE_INTERRUPT takes no pointer arguments.
     unsafe { libc::ptrace(libc::PTRACE_INTERRUPT, tid_t, 0, 0) };
-    let status = match wait_for_stop(tid_t) {
-        Ok(status) => status,
+    let status = match wait_for_stop(tid_t, STOP_WAIT) {
+        Ok(Some(status)) => status,
+        Ok(None) => {
+            // Not stopped yet, and a thread that is not stopped cannot be
+            // detached: remember it, and let it go as soon as it stops.
+            LATE.with(|late| late.borrow_mut().push(tid_t));
+            return Err(PtraceError::Stop {
+                tid,
+                reason: format!("not stopped after {STOP_WAIT:?}; it will be let go when it does"),
+            });
+        }
         Err(reason) => {
             detach(0);
             return Err(PtraceError::Stop { tid, reason });
@@ -106,21 +125,47 @@ pub fn with_thread_stopped<R>(
     result
 }
 
-/// Waits for the seized thread's stop; returns the wait status.
-fn wait_for_stop(tid: libc::pid_t) -> Result<i32, String> {
+/// Lets go the threads that stopped after their wait gave up (see
+/// [`with_thread_stopped`]), waiting up to `patience` for them. Returns how
+/// many are still not stopped. Called before each stop; a tracing thread
+/// that ends lets its tracees go by itself.
+pub fn release_late_within(patience: Duration) -> usize {
+    LATE.with(|late| {
+        let mut late = late.borrow_mut();
+        late.retain(|&tid| match wait_for_stop(tid, patience) {
+            Ok(Some(status)) => {
+                let event = (status >> 16) & 0xff;
+                let signal = if event == libc::PTRACE_EVENT_STOP {
+                    0
+                } else {
+                    libc::WSTOPSIG(status)
+                };
+                // SAFETY: PTRACE_DETACH with a signal number, no pointers.
+                unsafe { libc::ptrace(libc::PTRACE_DETACH, tid, 0, signal) };
+                false
+            }
+            Ok(None) => true,
+            Err(_) => false,
+        });
+        late.len()
+    })
+}
+
+fn release_late() {
+    release_late_within(Duration::ZERO);
+}
+
+/// Waits up to `patience` for the seized thread's stop; returns the wait
+/// status, or `None` if it has not stopped yet.
+fn wait_for_stop(tid: libc::pid_t, patience: Duration) -> Result<Option<i32>, String> {
     let started = Instant::now();
     loop {
         let mut status = 0;
-        let flags = if started.elapsed() < STOP_POLL {
-            libc::__WALL | libc::WNOHANG
-        } else {
-            libc::__WALL
-        };
         // SAFETY: waitpid writes the status to a live local.
-        let r = unsafe { libc::waitpid(tid, &raw mut status, flags) };
+        let r = unsafe { libc::waitpid(tid, &raw mut status, libc::__WALL | libc::WNOHANG) };
         if r == tid {
             if libc::WIFSTOPPED(status) {
-                return Ok(status);
+                return Ok(Some(status));
             }
             return Err("it exited".to_owned());
         }
@@ -130,6 +175,9 @@ fn wait_for_stop(tid: libc::pid_t) -> Result<i32, String> {
                 continue;
             }
             return Err(e.to_string());
+        }
+        if started.elapsed() >= patience {
+            return Ok(None);
         }
         std::thread::sleep(Duration::from_micros(100));
     }

@@ -43,14 +43,22 @@ impl Symbolizer {
     /// (innermost first). An address that cannot be symbolized keeps its
     /// address and no name.
     pub fn symbolize(&self, raw: &[RawFrame]) -> Vec<Frame> {
+        self.symbolize_each(raw).into_iter().flatten().collect()
+    }
+
+    /// Like [`Self::symbolize`], grouped by walked frame: the frames of
+    /// `raw[i]` (its function and the calls inlined into it at that
+    /// address, innermost first) are element `i`.
+    pub fn symbolize_each(&self, raw: &[RawFrame]) -> Vec<Vec<Frame>> {
         let addresses: Vec<u64> = raw.iter().map(RawFrame::lookup_address).collect();
         let source = Source::Process(Process::new(Pid::from(self.pid)));
         let symbolized = self
             .inner
             .symbolize(&source, Input::AbsAddr(&addresses))
             .unwrap_or_default();
-        let mut frames = Vec::with_capacity(raw.len());
+        let mut all = Vec::with_capacity(raw.len());
         for (i, frame) in raw.iter().enumerate() {
+            let mut frames = Vec::new();
             let unknown = Frame {
                 function: None,
                 file: None,
@@ -60,7 +68,7 @@ impl Symbolizer {
                 inlined: false,
             };
             let Some(Symbolized::Sym(sym)) = symbolized.get(i) else {
-                frames.push(unknown);
+                all.push(vec![unknown]);
                 continue;
             };
             let module = sym
@@ -83,7 +91,8 @@ impl Symbolizer {
                     inlined: k > 0,
                 });
             }
+            all.push(frames);
         }
-        frames
+        all
     }
 }
