@@ -115,6 +115,7 @@ fn check_deadlock(rows: &[Row], before_attach: bool) {
         );
         assert!(row.duration_ns.unwrap() >= 1_000_000_000, "stalled ≥ 1 s");
         if before_attach {
+            assert!(wait.ends_with("since before ferret attached"), "{wait}");
             let first_event = rows.iter().filter_map(|r| r.ts_ns).min().unwrap();
             assert_eq!(
                 start.ts_ns,
@@ -152,6 +153,8 @@ fn deadlock_with_ferret_attached_before_it() {
     );
     assert!(stderr.contains("DEADLOCK"), "said on stderr too: {stderr}");
     check_deadlock(&read_all(&out).unwrap(), false);
+    let meta = ferret::sink::read_metadata(&out).unwrap();
+    assert_eq!(meta["ferret.stall_threshold_ns"], "1000000000");
 }
 
 /// Attaching to a process that deadlocked before: the stuck calls are found

@@ -66,6 +66,10 @@ pub fn run(config: &RecordConfig) -> Result<i32> {
     pipeline.close(stop, attached.pid);
     recording.write_spans(&mut pipeline.spans)?;
     recording.add_metadata("ferret.detached_functions", overhead.metadata());
+    recording.add_metadata(
+        "ferret.stall_threshold_ns",
+        config.stall.as_nanos().to_string(),
+    );
     let rows = recording.finish(
         stop,
         lost,

@@ -403,98 +403,45 @@ enum Outcome {
 /// A stall being followed.
 struct Tracked {
     span_id: u64,
-    requested_at: Instant,
+    requested_ns: u64,
     pending: bool,
     report: Option<StallReport>,
     key: Option<String>,
 }
 
-/// Watches the open stacks for stalls and captures where stalled threads
-/// are; see the module documentation.
-///
-/// Feed it the reconstructor's threads with [`Self::check`] every few
-/// hundred milliseconds; captures run on a thread of their own, so `check`
-/// never blocks. New and changed reports come out of
-/// [`Self::take_reports`] (for the Parquet log), the current stalls out of
-/// [`Self::stalls`] (for a live view).
-pub struct Watchdog {
+/// The watchdog's policy, apart from its capture thread and its clock: which
+/// threads are stalled, when to capture them (again), which captures make
+/// rows, and which are stale. Pure, so it is tested on literals.
+struct Detector {
     threshold_ns: u64,
-    recapture: Duration,
-    functions: Arc<[FunctionInfo]>,
-    requests: Option<mpsc::Sender<Request>>,
-    outcomes: mpsc::Receiver<Outcome>,
-    worker: Option<JoinHandle<()>>,
+    recapture_ns: u64,
     tracked: BTreeMap<(u32, u32), Tracked>,
     fresh: Vec<StallReport>,
     stale: Vec<StaleSpan>,
-    pending_adoption: Option<RunningCalls>,
-    adopted: Option<usize>,
 }
 
-impl std::fmt::Debug for Watchdog {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Watchdog")
-            .field("threshold_ns", &self.threshold_ns)
-            .field("stalled", &self.tracked.len())
-            .finish_non_exhaustive()
-    }
-}
-
-impl Watchdog {
-    /// A watchdog for spans quiet longer than `threshold`; `functions` is
-    /// the probe table (names for the reports). Starts the capture thread.
-    pub fn new(threshold: Duration, functions: Arc<[FunctionInfo]>) -> Self {
-        let (requests, inbox) = mpsc::channel::<Request>();
-        let (outbox, outcomes) = mpsc::channel::<Outcome>();
-        let names = Arc::clone(&functions);
-        let worker = std::thread::Builder::new()
-            .name("ferret-stall".to_owned())
-            .spawn(move || capture_loop(&inbox, &outbox, &names))
-            .ok();
+impl Detector {
+    fn new(threshold_ns: u64, recapture_ns: u64) -> Self {
         Self {
-            threshold_ns: threshold.as_nanos().try_into().unwrap_or(u64::MAX),
-            recapture: RECAPTURE_EVERY.min(threshold.max(Duration::from_millis(500))),
-            functions,
-            requests: worker.is_some().then_some(requests),
-            outcomes,
-            worker,
+            threshold_ns,
+            recapture_ns,
             tracked: BTreeMap::new(),
             fresh: Vec::new(),
             stale: Vec::new(),
-            pending_adoption: None,
-            adopted: None,
         }
     }
 
-    /// Hands over the calls found running at attach; the next
-    /// [`Self::tick`] adopts them. Drain the ring buffer right before that
-    /// tick ([`Self::needs_drain`]), so that calls entered while the stacks
-    /// were read are known and not adopted twice.
-    pub fn adopt_when_drained(&mut self, calls: RunningCalls) {
-        self.pending_adoption = Some(calls);
-    }
-
-    /// Whether the next tick adopts calls and wants the events drained first.
-    pub fn needs_drain(&self) -> bool {
-        self.pending_adoption.is_some()
-    }
-
-    /// How many calls the last tick adopted, once.
-    pub fn take_adopted(&mut self) -> Option<usize> {
-        self.adopted.take()
-    }
-
-    /// The stall threshold.
-    pub fn threshold(&self) -> Duration {
-        Duration::from_nanos(self.threshold_ns)
-    }
-
-    /// Looks at every thread's open stack at `now_ns` (`CLOCK_MONOTONIC`):
-    /// asks for a capture of each newly stalled thread and of each lasting
-    /// stall due for another look; forgets stalls that ended. Collects
-    /// finished captures.
-    pub fn check<'a>(&mut self, threads: impl Iterator<Item = ThreadStack<'a>>, now_ns: u64) {
+    /// The captures to ask for at `now_ns`: each newly stalled thread, and
+    /// each lasting stall whose last capture is answered and older than
+    /// the recapture interval. Forgets stalls that ended. The requests
+    /// returned count as sent.
+    fn check<'a>(
+        &mut self,
+        threads: impl Iterator<Item = ThreadStack<'a>>,
+        now_ns: u64,
+    ) -> Vec<Request> {
         let mut stalled = HashSet::new();
+        let mut requests = Vec::new();
         for thread in threads {
             let Some(top) = thread.frames.last() else {
                 continue;
@@ -505,127 +452,51 @@ impl Watchdog {
             }
             let key = (thread.pid, thread.tid);
             stalled.insert(key);
-            let due = match self.tracked.get(&key) {
+            let tracked = match self.tracked.get_mut(&key) {
                 Some(t) if t.span_id == top.span_id => {
-                    !t.pending && t.requested_at.elapsed() >= self.recapture
+                    if t.pending || now_ns.saturating_sub(t.requested_ns) < self.recapture_ns {
+                        continue;
+                    }
+                    t
                 }
                 _ => {
                     self.tracked.insert(
                         key,
                         Tracked {
                             span_id: top.span_id,
-                            requested_at: Instant::now(),
+                            requested_ns: now_ns,
                             pending: false,
                             report: None,
                             key: None,
                         },
                     );
-                    true
+                    self.tracked.get_mut(&key).expect("just inserted")
                 }
             };
-            if due && let Some(requests) = &self.requests {
-                let request = Request {
-                    pid: thread.pid,
-                    tid: thread.tid,
-                    thread_name: thread.thread_name.to_string(),
-                    span_id: top.span_id,
-                    function: top.function,
-                    depth: top.depth,
-                    since_ns: top.start_ns,
-                    sp: top.sp,
-                    before_attach: top.before_attach,
-                    callers: thread.frames[..thread.frames.len() - 1]
-                        .iter()
-                        .rev()
-                        .map(|f| f.function)
-                        .collect(),
-                };
-                if requests.send(request).is_ok()
-                    && let Some(t) = self.tracked.get_mut(&key)
-                {
-                    t.pending = true;
-                    t.requested_at = Instant::now();
-                }
-            }
+            tracked.pending = true;
+            tracked.requested_ns = now_ns;
+            requests.push(Request {
+                pid: thread.pid,
+                tid: thread.tid,
+                thread_name: thread.thread_name.to_string(),
+                span_id: top.span_id,
+                function: top.function,
+                depth: top.depth,
+                since_ns: top.start_ns,
+                sp: top.sp,
+                before_attach: top.before_attach,
+                callers: thread.frames[..thread.frames.len() - 1]
+                    .iter()
+                    .rev()
+                    .map(|f| f.function)
+                    .collect(),
+            });
         }
         self.tracked.retain(|key, _| stalled.contains(key));
-        // After the stalls are brought up to date: a capture of a span that
-        // has ended meanwhile (the thread moved on before it was walked)
-        // finds no stall to belong to and is dropped.
-        self.collect();
+        requests
     }
 
-    /// Adopts the calls handed over by [`Self::adopt_when_drained`], if any;
-    /// [`Self::check`] on `reconstructor`'s threads, then ends the stalled
-    /// spans found no longer on their stacks (appending their ends to
-    /// `out`), and returns the new and changed reports.
-    pub fn tick(
-        &mut self,
-        reconstructor: &mut Reconstructor,
-        now_ns: u64,
-        out: &mut Vec<SpanEvent>,
-    ) -> Vec<StallReport> {
-        if let Some(calls) = self.pending_adoption.take() {
-            self.adopted = Some(calls.adopt(reconstructor, out));
-        }
-        self.check(reconstructor.threads(), now_ns);
-        for stale in self.take_stale() {
-            reconstructor.retire(stale.pid, stale.tid, stale.span_id, stale.seen_ns, out);
-        }
-        self.take_reports()
-    }
-
-    /// Waits up to `timeout` for the captures asked for so far (at the end
-    /// of a recording, so their rows are written).
-    pub fn settle(&mut self, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        while self.tracked.values().any(|t| t.pending) {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            match self.outcomes.recv_timeout(left) {
-                Ok(outcome) => self.accept(outcome),
-                Err(_) => break,
-            }
-        }
-        self.collect();
-    }
-
-    /// Captures that are new, or whose location changed, since the last call.
-    pub fn take_reports(&mut self) -> Vec<StallReport> {
-        self.collect();
-        std::mem::take(&mut self.fresh)
-    }
-
-    /// Stalled spans found no longer on their thread's stack since the last call.
-    pub fn take_stale(&mut self) -> Vec<StaleSpan> {
-        self.collect();
-        std::mem::take(&mut self.stale)
-    }
-
-    /// The current stalls, latest capture of each, ordered by (pid, tid).
-    pub fn stalls(&self) -> impl Iterator<Item = &StallReport> {
-        self.tracked.values().filter_map(|t| t.report.as_ref())
-    }
-
-    /// Whether span `span_id` is the stalled span of some thread.
-    pub fn is_stalled(&self, span_id: u64) -> bool {
-        self.tracked.values().any(|t| t.span_id == span_id)
-    }
-
-    /// The probe table the reports name functions from.
-    pub fn functions(&self) -> &Arc<[FunctionInfo]> {
-        &self.functions
-    }
-
-    /// Takes in the finished captures.
-    fn collect(&mut self) {
-        while let Ok(outcome) = self.outcomes.try_recv() {
-            self.accept(outcome);
-        }
-    }
-
+    /// Takes in one finished capture.
     fn accept(&mut self, outcome: Outcome) {
         match outcome {
             Outcome::Report(report) => {
@@ -663,6 +534,183 @@ impl Watchdog {
                     self.tracked.remove(&(pid, tid));
                 }
             }
+        }
+    }
+
+    fn pending(&self) -> bool {
+        self.tracked.values().any(|t| t.pending)
+    }
+}
+
+/// Watches the open stacks for stalls and captures where stalled threads
+/// are; see the module documentation.
+///
+/// Feed it the reconstructor's threads with [`Self::check`] every few
+/// hundred milliseconds; captures run on a thread of their own, so `check`
+/// never blocks. New and changed reports come out of
+/// [`Self::take_reports`] (for the Parquet log), the current stalls out of
+/// [`Self::stalls`] (for a live view).
+pub struct Watchdog {
+    detector: Detector,
+    functions: Arc<[FunctionInfo]>,
+    requests: Option<mpsc::Sender<Request>>,
+    outcomes: mpsc::Receiver<Outcome>,
+    worker: Option<JoinHandle<()>>,
+    pending_adoption: Option<RunningCalls>,
+    adopted: Option<usize>,
+}
+
+impl std::fmt::Debug for Watchdog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Watchdog")
+            .field("threshold_ns", &self.detector.threshold_ns)
+            .field("stalled", &self.detector.tracked.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Watchdog {
+    /// A watchdog for spans quiet longer than `threshold`; `functions` is
+    /// the probe table (names for the reports). Starts the capture thread.
+    pub fn new(threshold: Duration, functions: Arc<[FunctionInfo]>) -> Self {
+        let (requests, inbox) = mpsc::channel::<Request>();
+        let (outbox, outcomes) = mpsc::channel::<Outcome>();
+        let names = Arc::clone(&functions);
+        let worker = std::thread::Builder::new()
+            .name("ferret-stall".to_owned())
+            .spawn(move || capture_loop(&inbox, &outbox, &names))
+            .ok();
+        let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        Self {
+            detector: Detector::new(
+                nanos(threshold),
+                nanos(RECAPTURE_EVERY.min(threshold.max(Duration::from_millis(500)))),
+            ),
+            functions,
+            requests: worker.is_some().then_some(requests),
+            outcomes,
+            worker,
+            pending_adoption: None,
+            adopted: None,
+        }
+    }
+
+    /// Hands over the calls found running at attach; the next
+    /// [`Self::tick`] adopts them. Drain the ring buffer right before that
+    /// tick ([`Self::needs_drain`]), so that calls entered while the stacks
+    /// were read are known and not adopted twice.
+    pub fn adopt_when_drained(&mut self, calls: RunningCalls) {
+        self.pending_adoption = Some(calls);
+    }
+
+    /// Whether the next tick adopts calls and wants the events drained first.
+    pub fn needs_drain(&self) -> bool {
+        self.pending_adoption.is_some()
+    }
+
+    /// How many calls the last tick adopted, once.
+    pub fn take_adopted(&mut self) -> Option<usize> {
+        self.adopted.take()
+    }
+
+    /// The stall threshold.
+    pub fn threshold(&self) -> Duration {
+        Duration::from_nanos(self.detector.threshold_ns)
+    }
+
+    /// Looks at every thread's open stack at `now_ns` (`CLOCK_MONOTONIC`):
+    /// asks for a capture of each newly stalled thread and of each lasting
+    /// stall due for another look; forgets stalls that ended. Collects
+    /// finished captures.
+    pub fn check<'a>(&mut self, threads: impl Iterator<Item = ThreadStack<'a>>, now_ns: u64) {
+        let requests = self.detector.check(threads, now_ns);
+        if let Some(sender) = &self.requests {
+            for request in requests {
+                let key = (request.pid, request.tid);
+                if sender.send(request).is_err()
+                    && let Some(t) = self.detector.tracked.get_mut(&key)
+                {
+                    // No capture thread: nothing will answer.
+                    t.pending = false;
+                }
+            }
+        }
+        // After the stalls are brought up to date: a capture of a span that
+        // has ended meanwhile finds no stall to belong to.
+        self.collect();
+    }
+
+    /// Adopts the calls handed over by [`Self::adopt_when_drained`], if any;
+    /// [`Self::check`] on `reconstructor`'s threads, then ends the stalled
+    /// spans found no longer on their stacks (appending their ends to
+    /// `out`), and returns the new and changed reports.
+    pub fn tick(
+        &mut self,
+        reconstructor: &mut Reconstructor,
+        now_ns: u64,
+        out: &mut Vec<SpanEvent>,
+    ) -> Vec<StallReport> {
+        if let Some(calls) = self.pending_adoption.take() {
+            self.adopted = Some(calls.adopt(reconstructor, out));
+        }
+        self.check(reconstructor.threads(), now_ns);
+        for stale in self.take_stale() {
+            reconstructor.retire(stale.pid, stale.tid, stale.span_id, stale.seen_ns, out);
+        }
+        self.take_reports()
+    }
+
+    /// Waits up to `timeout` for the captures asked for so far (at the end
+    /// of a recording, so their rows are written).
+    pub fn settle(&mut self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while self.detector.pending() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            match self.outcomes.recv_timeout(left) {
+                Ok(outcome) => self.detector.accept(outcome),
+                Err(_) => break,
+            }
+        }
+        self.collect();
+    }
+
+    /// Captures that are new, or whose location changed, since the last call.
+    pub fn take_reports(&mut self) -> Vec<StallReport> {
+        self.collect();
+        std::mem::take(&mut self.detector.fresh)
+    }
+
+    /// Stalled spans found no longer on their thread's stack since the last call.
+    pub fn take_stale(&mut self) -> Vec<StaleSpan> {
+        self.collect();
+        std::mem::take(&mut self.detector.stale)
+    }
+
+    /// The current stalls, latest capture of each, ordered by (pid, tid).
+    pub fn stalls(&self) -> impl Iterator<Item = &StallReport> {
+        self.detector
+            .tracked
+            .values()
+            .filter_map(|t| t.report.as_ref())
+    }
+
+    /// Whether span `span_id` is the stalled span of some thread.
+    pub fn is_stalled(&self, span_id: u64) -> bool {
+        self.detector.tracked.values().any(|t| t.span_id == span_id)
+    }
+
+    /// The probe table the reports name functions from.
+    pub fn functions(&self) -> &Arc<[FunctionInfo]> {
+        &self.functions
+    }
+
+    /// Takes in the finished captures.
+    fn collect(&mut self) {
+        while let Ok(outcome) = self.outcomes.try_recv() {
+            self.detector.accept(outcome);
         }
     }
 }
@@ -802,7 +850,7 @@ fn capture_stall(
         (deadlock.len() == 1).then_some(request.tid)
     });
     let state = capture.proc.stat.state;
-    let wait = wait_summary(
+    let mut wait = wait_summary(
         state,
         capture.call.as_deref(),
         capture.proc.wchan.as_deref(),
@@ -810,6 +858,9 @@ fn capture_stall(
         lock.as_ref(),
         &deadlock,
     );
+    if request.before_attach {
+        wait.push_str(" — in this call since before ferret attached");
+    }
     Outcome::Report(Box::new(StallReport {
         pid: request.pid,
         tid: request.tid,
@@ -929,6 +980,170 @@ mod tests {
             ),
             "in uninterruptible sleep, not in a system call [kernel: folio_wait_bit]"
         );
+    }
+
+    const S: u64 = 1_000_000_000;
+
+    fn span(span_id: u64, function: u32, start_ns: u64, sp: u64) -> crate::trace::OpenSpan {
+        crate::trace::OpenSpan {
+            span_id,
+            parent_span_id: None,
+            function,
+            start_ns,
+            depth: 0,
+            sp,
+            thread_name: Arc::from("worker"),
+            before_attach: false,
+        }
+    }
+
+    fn thread<'a>(
+        name: &'a ThreadName,
+        frames: &'a [crate::trace::OpenSpan],
+        last_event_ns: u64,
+    ) -> ThreadStack<'a> {
+        ThreadStack {
+            pid: 1,
+            tid: 7,
+            thread_name: name,
+            frames,
+            maybe_incomplete: false,
+            last_event_ns,
+        }
+    }
+
+    fn report(span_id: u64, innermost: &str, on_stack: bool) -> StallReport {
+        StallReport {
+            pid: 1,
+            tid: 7,
+            thread_name: "worker".to_owned(),
+            span_id,
+            function: 0,
+            function_name: "work".to_owned(),
+            depth: 0,
+            since_ns: 0,
+            before_attach: false,
+            captured_ns: 6 * S,
+            state: SchedState::Running,
+            syscall: None,
+            wchan: None,
+            lock: None,
+            deadlock: Vec::new(),
+            deadlock_with: None,
+            frames: vec![Frame {
+                function: Some(innermost.to_owned()),
+                file: None,
+                line: Some(3),
+                address: 0x1000,
+                module: None,
+                inlined: false,
+            }],
+            stack_note: None,
+            wait: "running in user space".to_owned(),
+            on_stack,
+        }
+    }
+
+    #[test]
+    fn a_thread_quiet_past_the_threshold_is_stalled_in_its_innermost_span() {
+        let name: ThreadName = Arc::from("worker");
+        let frames = [span(1, 0, 0, 0x1000), span(2, 1, 2 * S, 0xf00)];
+        let mut d = Detector::new(5 * S, 2 * S);
+        assert!(
+            d.check([thread(&name, &frames, 2 * S)].into_iter(), 6 * S)
+                .is_empty()
+        );
+        let asked = d.check([thread(&name, &frames, 2 * S)].into_iter(), 7 * S);
+        assert_eq!(asked.len(), 1);
+        assert_eq!(
+            (asked[0].span_id, asked[0].sp, asked[0].callers.clone()),
+            (2, 0xf00, vec![0])
+        );
+    }
+
+    #[test]
+    fn a_parent_between_two_calls_of_its_children_is_not_stalled() {
+        // `main` opened long ago, but a child returned just now.
+        let name: ThreadName = Arc::from("main");
+        let frames = [span(1, 0, 0, 0x1000)];
+        let mut d = Detector::new(5 * S, 2 * S);
+        assert!(
+            d.check([thread(&name, &frames, 99 * S)].into_iter(), 100 * S)
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_lasting_stall_is_captured_again_once_answered_and_due() {
+        let name: ThreadName = Arc::from("worker");
+        let frames = [span(1, 0, 0, 0x1000)];
+        let at =
+            |d: &mut Detector, t: u64| d.check([thread(&name, &frames, 0)].into_iter(), t).len();
+        let mut d = Detector::new(5 * S, 2 * S);
+        assert_eq!(at(&mut d, 5 * S), 1);
+        assert_eq!(at(&mut d, 9 * S), 0, "still waiting for the answer");
+        d.accept(Outcome::Report(Box::new(report(1, "work", true))));
+        assert_eq!(at(&mut d, 9 * S), 1, "answered and 4 s old");
+        d.accept(Outcome::Report(Box::new(report(1, "work", true))));
+        assert_eq!(at(&mut d, 10 * S), 0, "answered but only 1 s old");
+    }
+
+    #[test]
+    fn a_capture_makes_a_row_only_when_the_location_changed() {
+        let name: ThreadName = Arc::from("worker");
+        let frames = [span(1, 0, 0, 0x1000)];
+        let mut d = Detector::new(5 * S, 2 * S);
+        d.check([thread(&name, &frames, 0)].into_iter(), 5 * S);
+        d.accept(Outcome::Report(Box::new(report(1, "work", true))));
+        assert_eq!(std::mem::take(&mut d.fresh).len(), 1);
+        let mut same = report(1, "work", true);
+        same.frames[0].line = Some(4);
+        d.accept(Outcome::Report(Box::new(same)));
+        assert!(
+            d.fresh.is_empty(),
+            "another line of the same loop is the same place"
+        );
+        assert_eq!(
+            d.tracked[&(1, 7)].report.as_ref().unwrap().frames[0].line,
+            Some(4)
+        );
+        d.accept(Outcome::Report(Box::new(report(1, "helper", true))));
+        assert_eq!(d.fresh.len(), 1, "moved into another function");
+    }
+
+    #[test]
+    fn captures_of_stalls_that_ended_meanwhile() {
+        let name: ThreadName = Arc::from("worker");
+        let frames = [span(1, 0, 0, 0x1000)];
+        let mut d = Detector::new(5 * S, 2 * S);
+        d.check([thread(&name, &frames, 0)].into_iter(), 5 * S);
+        // The thread moved on: the stall is forgotten.
+        d.check([thread(&name, &frames, 6 * S)].into_iter(), 6 * S);
+        assert!(d.tracked.is_empty());
+        d.accept(Outcome::Report(Box::new(report(1, "work", false))));
+        assert!(
+            d.fresh.is_empty(),
+            "walked after the thread moved on: dropped"
+        );
+        d.accept(Outcome::Report(Box::new(report(1, "work", true))));
+        assert_eq!(d.fresh.len(), 1, "walked while stuck: kept");
+    }
+
+    #[test]
+    fn a_stale_span_is_handed_back_and_forgotten() {
+        let name: ThreadName = Arc::from("worker");
+        let frames = [span(1, 0, 0, 0x1000)];
+        let mut d = Detector::new(5 * S, 2 * S);
+        d.check([thread(&name, &frames, 0)].into_iter(), 5 * S);
+        let stale = StaleSpan {
+            pid: 1,
+            tid: 7,
+            span_id: 1,
+            seen_ns: 5 * S,
+        };
+        d.accept(Outcome::Stale(stale));
+        assert_eq!(d.stale, [stale]);
+        assert!(d.tracked.is_empty() && !d.pending());
     }
 
     #[test]
