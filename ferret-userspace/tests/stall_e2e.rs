@@ -183,14 +183,16 @@ fn deadlock_that_happened_before_ferret_attached() {
         let output = record(
             &out,
             "1s",
-            &["-p", &pid, "-d", "3s", "-s", "lock_*", "-s", "run_*"],
+            &[
+                "-p", &pid, "-d", "3s", "-s", "lock_*", "-s", "run_*", "-s", "main",
+            ],
             &[],
         );
         assert!(output.status.success(), "{output:?}");
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(
-            stderr.contains("4 traced calls were already running when ferret attached"),
-            "run_a, run_b and the two lock functions: {stderr}"
+            stderr.contains("5 traced calls were already running when ferret attached"),
+            "main, run_a, run_b and the two lock functions: {stderr}"
         );
         let rows = read_all(&out).unwrap();
         check_deadlock(&rows, true);
@@ -206,6 +208,15 @@ fn deadlock_that_happened_before_ferret_attached() {
             .expect("the adopted call has its adopted caller as parent");
         assert_eq!(parent.function.as_deref(), Some("run_a"), "{flags:?}");
         assert_eq!((parent.depth, start.depth), (Some(0), Some(1)));
+        // main is stuck too, joining the first deadlocked thread.
+        let (_, wait) = text(stalls_of(&rows, "main")[0]);
+        assert!(
+            wait.contains(&format!(
+                "waits for tid {} (lock-ab) to exit",
+                ab.tid.unwrap()
+            )),
+            "{wait}"
+        );
     }
 }
 

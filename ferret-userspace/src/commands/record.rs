@@ -149,9 +149,11 @@ async fn record(
             }
             _ = stall_timer.tick(), if watchdog.is_some() => {
                 if let Some(watchdog) = watchdog.as_deref_mut() {
-                    if watchdog.needs_drain() {
-                        pipeline.drain(ring.get_mut());
-                    }
+                    // Captures finished so far, then every event from before
+                    // them: a capture taken after its thread moved on is
+                    // then seen as such.
+                    watchdog.receive();
+                    pipeline.drain(ring.get_mut());
                     let reports = watchdog.tick(
                         &mut pipeline.reconstructor,
                         monotonic_ns(),

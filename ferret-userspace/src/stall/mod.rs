@@ -91,14 +91,80 @@ impl Frame {
     }
 }
 
-/// The lock a stalled thread waits for.
+/// What a futex wait is for, told by the library functions on the stack
+/// (and, for a mutex, by its recorded owner).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WaitKind {
+    /// A mutex (`pthread_mutex_lock`, or any futex with a live owner).
+    Mutex,
+    /// A condition variable: it has no holder, only signalers.
+    ConditionVariable,
+    /// A reader-writer lock.
+    RwLock,
+    /// A semaphore.
+    Semaphore,
+    /// A barrier.
+    Barrier,
+    /// `pthread_join`: waiting for a thread to exit.
+    ThreadExit,
+    /// A futex nothing more is known of.
+    Futex,
+}
+
+impl WaitKind {
+    /// Tells the kind from the stack's function names, innermost first.
+    pub fn from_stack<'a>(functions: impl IntoIterator<Item = &'a str>) -> Self {
+        for name in functions {
+            let kind = if name.contains("pthread_cond_") {
+                Self::ConditionVariable
+            } else if name.contains("pthread_rwlock_") {
+                Self::RwLock
+            } else if name.contains("sem_wait")
+                || name.contains("sem_timedwait")
+                || name.contains("sem_clockwait")
+            {
+                Self::Semaphore
+            } else if name.contains("pthread_barrier_") {
+                Self::Barrier
+            } else if name.contains("pthread_join")
+                || name.contains("pthread_clockjoin")
+                || name.contains("pthread_timedjoin")
+            {
+                Self::ThreadExit
+            } else if name.contains("mutex_lock") || name.contains("lll_lock") {
+                Self::Mutex
+            } else {
+                continue;
+            };
+            return kind;
+        }
+        Self::Futex
+    }
+
+    fn noun(self) -> &'static str {
+        match self {
+            Self::Mutex => "mutex",
+            Self::ConditionVariable => "condition variable",
+            Self::RwLock => "rwlock",
+            Self::Semaphore => "semaphore",
+            Self::Barrier => "barrier",
+            Self::ThreadExit => "thread",
+            Self::Futex => "futex",
+        }
+    }
+}
+
+/// What a stalled thread waits for on a futex.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LockWait {
-    /// The futex (for a mutex: the mutex) address.
+    /// The futex address (for a mutex: the mutex).
     pub addr: u64,
-    /// The thread holding it, where it can be told.
+    /// What kind of wait it is.
+    pub kind: WaitKind,
+    /// The thread holding the lock (or, for [`WaitKind::ThreadExit`], the
+    /// thread waited for), where it can be told.
     pub owner: Option<u32>,
-    /// The holder's name.
+    /// That thread's name.
     pub owner_name: Option<String>,
 }
 
@@ -253,26 +319,35 @@ pub fn wait_summary(
         let _ = write!(out, " [kernel: {wchan}]");
     }
     if let Some(lock) = lock {
-        match (lock.owner, &lock.owner_name) {
-            (Some(owner), name) if deadlock.is_empty() || deadlock.len() > 1 => {
-                let _ = write!(
-                    out,
-                    " — waits for mutex {:#x} held by tid {owner}",
-                    lock.addr
-                );
-                if let Some(name) = name {
-                    let _ = write!(out, " ({name})");
-                }
+        let named = |tid: u32| match &lock.owner_name {
+            Some(name) => format!("tid {tid} ({name})"),
+            None => format!("tid {tid}"),
+        };
+        let noun = lock.kind.noun();
+        match (lock.kind, lock.owner) {
+            (WaitKind::ThreadExit, Some(tid)) => {
+                let _ = write!(out, " — waits for {} to exit", named(tid));
             }
-            (Some(_), _) => {
+            (_, Some(_)) if deadlock.len() == 1 => {
                 let _ = write!(
                     out,
-                    " — waits for mutex {:#x}, which it holds itself",
+                    " — waits for {noun} {:#x}, which it holds itself",
                     lock.addr
                 );
             }
-            (None, _) => {
-                let _ = write!(out, " — waits on futex {:#x} (holder unknown)", lock.addr);
+            (_, Some(owner)) => {
+                let _ = write!(
+                    out,
+                    " — waits for {noun} {:#x} held by {}",
+                    lock.addr,
+                    named(owner)
+                );
+            }
+            (WaitKind::Mutex | WaitKind::RwLock | WaitKind::Futex, None) => {
+                let _ = write!(out, " — waits on {noun} {:#x} (holder unknown)", lock.addr);
+            }
+            (_, None) => {
+                let _ = write!(out, " — waits on {noun} {:#x}", lock.addr);
             }
         }
     }
@@ -556,6 +631,8 @@ pub struct Watchdog {
     requests: Option<mpsc::Sender<Request>>,
     outcomes: mpsc::Receiver<Outcome>,
     worker: Option<JoinHandle<()>>,
+    /// Captures received and not yet taken in (see [`Watchdog::receive`]).
+    inbox: Vec<Outcome>,
     pending_adoption: Option<RunningCalls>,
     adopted: Option<usize>,
 }
@@ -590,22 +667,28 @@ impl Watchdog {
             requests: worker.is_some().then_some(requests),
             outcomes,
             worker,
+            inbox: Vec::new(),
             pending_adoption: None,
             adopted: None,
         }
     }
 
     /// Hands over the calls found running at attach; the next
-    /// [`Self::tick`] adopts them. Drain the ring buffer right before that
-    /// tick ([`Self::needs_drain`]), so that calls entered while the stacks
-    /// were read are known and not adopted twice.
+    /// [`Self::tick`], after the ring buffer was drained, adopts them, so
+    /// that calls entered while the stacks were read are known and not
+    /// adopted twice.
     pub fn adopt_when_drained(&mut self, calls: RunningCalls) {
         self.pending_adoption = Some(calls);
     }
 
-    /// Whether the next tick adopts calls and wants the events drained first.
-    pub fn needs_drain(&self) -> bool {
-        self.pending_adoption.is_some()
+    /// Receives the captures finished so far. Call it, then drain the ring
+    /// buffer into the reconstructor, then [`Self::tick`]: every event from
+    /// before those captures is then in the reconstructor, so a capture
+    /// taken after its thread moved on is known for what it is.
+    pub fn receive(&mut self) {
+        while let Ok(outcome) = self.outcomes.try_recv() {
+            self.inbox.push(outcome);
+        }
     }
 
     /// How many calls the last tick adopted, once.
@@ -620,8 +703,8 @@ impl Watchdog {
 
     /// Looks at every thread's open stack at `now_ns` (`CLOCK_MONOTONIC`):
     /// asks for a capture of each newly stalled thread and of each lasting
-    /// stall due for another look; forgets stalls that ended. Collects
-    /// finished captures.
+    /// stall due for another look; forgets stalls that ended. Then takes in
+    /// the captures [`Self::receive`]d before.
     pub fn check<'a>(&mut self, threads: impl Iterator<Item = ThreadStack<'a>>, now_ns: u64) {
         let requests = self.detector.check(threads, now_ns);
         if let Some(sender) = &self.requests {
@@ -637,11 +720,14 @@ impl Watchdog {
         }
         // After the stalls are brought up to date: a capture of a span that
         // has ended meanwhile finds no stall to belong to.
-        self.collect();
+        for outcome in std::mem::take(&mut self.inbox) {
+            self.detector.accept(outcome);
+        }
     }
 
     /// Adopts the calls handed over by [`Self::adopt_when_drained`], if any;
-    /// [`Self::check`] on `reconstructor`'s threads, then ends the stalled
+    /// [`Self::check`] on `reconstructor`'s threads (taking in the captures
+    /// [`Self::receive`]d before), then ends the stalled
     /// spans found no longer on their stacks (appending their ends to
     /// `out`), and returns the new and changed reports.
     pub fn tick(
@@ -663,6 +749,7 @@ impl Watchdog {
     /// Waits up to `timeout` for the captures asked for so far (at the end
     /// of a recording, so their rows are written).
     pub fn settle(&mut self, timeout: Duration) {
+        self.collect();
         let deadline = Instant::now() + timeout;
         while self.detector.pending() {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -679,13 +766,11 @@ impl Watchdog {
 
     /// Captures that are new, or whose location changed, since the last call.
     pub fn take_reports(&mut self) -> Vec<StallReport> {
-        self.collect();
         std::mem::take(&mut self.detector.fresh)
     }
 
     /// Stalled spans found no longer on their thread's stack since the last call.
     pub fn take_stale(&mut self) -> Vec<StaleSpan> {
-        self.collect();
         std::mem::take(&mut self.detector.stale)
     }
 
@@ -707,9 +792,10 @@ impl Watchdog {
         &self.functions
     }
 
-    /// Takes in the finished captures.
+    /// Takes in every finished capture now.
     fn collect(&mut self) {
-        while let Ok(outcome) = self.outcomes.try_recv() {
+        self.receive();
+        for outcome in std::mem::take(&mut self.inbox) {
             self.detector.accept(outcome);
         }
     }
@@ -827,14 +913,35 @@ fn capture_stall(
     };
     let pid = request.pid;
     let name_of = |tid: u32| procfs::thread_name(pid, tid).unwrap_or_else(|| "?".to_owned());
-    let lock = capture.lock.map(|holder| match holder {
-        LockHolder::Mutex { addr, owner } => LockWait {
+    let kind = WaitKind::from_stack(frames.iter().filter_map(|f| f.function.as_deref()));
+    let lock = capture.lock.map(|holder| match (holder, kind) {
+        // A live owner recorded in the lock makes it a mutex, whatever the
+        // stack says (a stripped libc names nothing).
+        (LockHolder::Mutex { addr, owner }, _) => LockWait {
             addr,
+            kind: if kind == WaitKind::Futex {
+                WaitKind::Mutex
+            } else {
+                kind
+            },
             owner: Some(owner),
             owner_name: Some(name_of(owner)),
         },
-        LockHolder::Unknown { addr, .. } => LockWait {
+        // glibc's join sleeps on the joined thread's tid, which the kernel
+        // clears when that thread exits.
+        (LockHolder::Unknown { addr, word }, WaitKind::ThreadExit)
+            if word != 0 && procfs::thread_name(pid, word).is_some() =>
+        {
+            LockWait {
+                addr,
+                kind,
+                owner: Some(word),
+                owner_name: procfs::thread_name(pid, word),
+            }
+        }
+        (LockHolder::Unknown { addr, .. }, _) => LockWait {
             addr,
+            kind,
             owner: None,
             owner_name: None,
         },
@@ -897,6 +1004,7 @@ mod tests {
 
     fn lock(owner: Option<u32>, name: Option<&str>) -> LockWait {
         LockWait {
+            kind: WaitKind::Mutex,
             addr: 0x55d0_c0a0_2040,
             owner,
             owner_name: name.map(str::to_owned),
@@ -963,11 +1071,31 @@ mod tests {
                 Some("futex(0x1, FUTEX_WAIT_BITSET_PRIVATE, 0, NULL)"),
                 None,
                 None,
-                Some(&lock(None, None)),
+                Some(&LockWait {
+                    kind: WaitKind::Futex,
+                    ..lock(None, None)
+                }),
                 &[]
             ),
             "sleeping in futex(0x1, FUTEX_WAIT_BITSET_PRIVATE, 0, NULL) — waits on futex \
              0x55d0c0a02040 (holder unknown)"
+        );
+        let condvar = LockWait {
+            kind: WaitKind::ConditionVariable,
+            ..lock(None, None)
+        };
+        assert!(
+            wait_summary(SchedState::Sleeping, None, None, None, Some(&condvar), &[])
+                .ends_with("— waits on condition variable 0x55d0c0a02040"),
+            "a condition variable has no holder to be unknown"
+        );
+        let join = LockWait {
+            kind: WaitKind::ThreadExit,
+            ..lock(Some(1236), Some("worker"))
+        };
+        assert!(
+            wait_summary(SchedState::Sleeping, None, None, None, Some(&join), &[])
+                .ends_with("— waits for tid 1236 (worker) to exit")
         );
         assert_eq!(
             wait_summary(
@@ -1144,6 +1272,41 @@ mod tests {
         d.accept(Outcome::Stale(stale));
         assert_eq!(d.stale, [stale]);
         assert!(d.tracked.is_empty() && !d.pending());
+    }
+
+    #[test]
+    fn the_stack_tells_what_a_futex_wait_is_for() {
+        let kind = |names: &[&str]| WaitKind::from_stack(names.iter().copied());
+        assert_eq!(
+            kind(&[
+                "futex_wait",
+                "__GI___lll_lock_wait",
+                "___pthread_mutex_lock",
+                "work"
+            ]),
+            WaitKind::Mutex
+        );
+        assert_eq!(
+            kind(&[
+                "__futex_abstimed_wait_common",
+                "___pthread_cond_wait",
+                "consume"
+            ]),
+            WaitKind::ConditionVariable
+        );
+        assert_eq!(
+            kind(&[
+                "__futex_abstimed_wait_common",
+                "__pthread_clockjoin_ex",
+                "main"
+            ]),
+            WaitKind::ThreadExit
+        );
+        assert_eq!(
+            kind(&["do_futex_wait", "__new_sem_wait_slow64", "take"]),
+            WaitKind::Semaphore
+        );
+        assert_eq!(kind(&["syscall", "my_own_futex_lock"]), WaitKind::Futex);
     }
 
     #[test]
