@@ -564,9 +564,12 @@ impl App {
             .then(|| self.recent_rows.get(recent))
             .flatten()
             .map(|&i| self.shown.recent[i].span_id);
-        let function = self
-            .function_rows
-            .get(self.cursors[Pane::Functions.index()].selected)
+        // Likewise the top of the Functions table stays selected as the
+        // order changes; a selection further down follows its function.
+        let function = self.cursors[Pane::Functions.index()].selected;
+        let function = (function > 0)
+            .then(|| self.function_rows.get(function))
+            .flatten()
             .map(|&i| u64::from(self.shown.functions[i].id));
         (stack, [recent, function])
     }
@@ -933,6 +936,24 @@ mod tests {
             a.update(key(KeyCode::Char('s')));
         }
         assert_eq!(a.sort, SortKey::Total, "s cycles back");
+    }
+
+    #[test]
+    fn functions_selection_stays_on_top_or_follows_its_function() {
+        let mut a = app();
+        a.focus = Pane::Functions;
+        let selected = |a: &App| a.shown.functions[a.function_rows[a.cursors[2].selected]].id;
+        assert_eq!(selected(&a), 2);
+        let mut reordered = (*snapshot(&[1])).clone();
+        reordered.functions[1].total_ns = 10_000;
+        a.update(Event::Snapshot(Arc::new(reordered.clone())));
+        assert_eq!(selected(&a), 1, "the top row stays selected");
+        a.update(key(KeyCode::Down));
+        assert_eq!(selected(&a), 2);
+        reordered.functions[2].total_ns = 20_000;
+        a.update(Event::Snapshot(Arc::new(reordered)));
+        assert_eq!(selected(&a), 2, "a row below the top follows its function");
+        assert_eq!(a.cursors[2].selected, 0);
     }
 
     #[test]
