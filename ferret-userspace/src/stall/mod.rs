@@ -112,12 +112,15 @@ pub enum WaitKind {
 }
 
 impl WaitKind {
-    /// Tells the kind from the stack's function names, innermost first.
+    /// Tells the kind from the stack's function names, innermost first:
+    /// glibc's, and Rust's `std::sync` and `parking_lot`'s.
     pub fn from_stack<'a>(functions: impl IntoIterator<Item = &'a str>) -> Self {
         for name in functions {
-            let kind = if name.contains("pthread_cond_") {
+            let kind = if name.contains("pthread_cond_")
+                || (name.contains("Condvar") && name.contains("wait"))
+            {
                 Self::ConditionVariable
-            } else if name.contains("pthread_rwlock_") {
+            } else if name.contains("pthread_rwlock_") || name.contains("RwLock") {
                 Self::RwLock
             } else if name.contains("sem_wait")
                 || name.contains("sem_timedwait")
@@ -131,7 +134,10 @@ impl WaitKind {
                 || name.contains("pthread_timedjoin")
             {
                 Self::ThreadExit
-            } else if name.contains("mutex_lock") || name.contains("lll_lock") {
+            } else if name.contains("mutex_lock")
+                || name.contains("lll_lock")
+                || (name.contains("Mutex") && name.contains("lock"))
+            {
                 Self::Mutex
             } else {
                 continue;
@@ -1307,6 +1313,28 @@ mod tests {
             WaitKind::Semaphore
         );
         assert_eq!(kind(&["syscall", "my_own_futex_lock"]), WaitKind::Futex);
+        // Rust: std's futex mutex and condvar, parking_lot's raw mutex.
+        assert_eq!(
+            kind(&[
+                "syscall",
+                "std::sys::pal::unix::futex::futex_wait",
+                "std::sys::sync::mutex::futex::Mutex::lock_contended",
+                "app::transfer"
+            ]),
+            WaitKind::Mutex
+        );
+        assert_eq!(
+            kind(&[
+                "std::sys::pal::unix::futex::futex_wait",
+                "std::sync::poison::condvar::Condvar::wait",
+                "app::consume"
+            ]),
+            WaitKind::ConditionVariable
+        );
+        assert_eq!(
+            kind(&["syscall", "parking_lot::raw_mutex::RawMutex::lock_slow"]),
+            WaitKind::Mutex
+        );
     }
 
     #[test]
