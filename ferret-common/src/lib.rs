@@ -40,6 +40,8 @@ pub mod config {
 
 /// Name of the same probe in a `uretprobe` section (per-probe fallback only).
 pub const PROBE_RET_PROGRAM: &str = "ferret_probe_ret";
+/// Name of an empty uprobe program, the floor the benchmarks compare against.
+pub const EMPTY_PROGRAM: &str = "ferret_empty";
 /// Name of the `sched_process_exit` raw tracepoint program (thread exits).
 pub const THREAD_EXIT_PROGRAM: &str = "ferret_thread_exit";
 

@@ -50,6 +50,14 @@ pub fn ferret_probe_ret(ctx: RetProbeContext) -> u32 {
     0
 }
 
+/// Does nothing: the benchmarks' floor (`cargo xtask bench`). Attached at the
+/// same probe points as `ferret_probe`, it measures what the kernel's uprobe
+/// machinery costs before any program does work; never attached by ferret.
+#[uprobe]
+pub fn ferret_empty(_ctx: ProbeContext) -> u32 {
+    0
+}
+
 /// `sched_process_exit` fires once per exiting thread, in its own context.
 /// A raw tracepoint needs no tracefs mount (this machine has none).
 #[raw_tracepoint(tracepoint = "sched_process_exit")]
