@@ -28,7 +28,7 @@ impl Progress {
     pub fn new(total_rows: u64, what: &str) -> Self {
         let bar = ProgressBar::with_draw_target(Some(total_rows), ProgressDrawTarget::hidden());
         if let Ok(style) = ProgressStyle::with_template(
-            "{msg} [{bar:30}] {percent:>3}%  {human_pos}/{human_len} rows  {per_sec}  eta {eta}",
+            "{msg} [{bar:30}] {percent:>3}%  {human_pos}/{human_len} rows  {elapsed} (eta {eta})",
         ) {
             bar.set_style(style.progress_chars("=> "));
         }

@@ -169,6 +169,15 @@ pub fn table(
             r.label
         )?;
     }
+    let open: u64 = rows.iter().map(|r| r.open_calls).sum();
+    if open > 0 {
+        writeln!(
+            w,
+            "({} calls were still running when the recording stopped; their time counts up to \
+             the stop)",
+            count(open)
+        )?;
+    }
     if rows.is_empty() {
         writeln!(w, "(no calls)")?;
     } else if shown < rows.len() {

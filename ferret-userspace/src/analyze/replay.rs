@@ -35,7 +35,10 @@ use arrow::compute::{can_cast_types, cast};
 use arrow::datatypes::{DataType, Field, Int32Type, Int64Type, Schema};
 use arrow::record_batch::RecordBatch;
 use parquet::arrow::ProjectionMask;
-use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
+};
+use parquet::file::metadata::ParquetStatisticsPolicy;
 use parquet::file::statistics::Statistics;
 
 use crate::sink::{KIND_SPAN_END, KIND_SPAN_START, col, meta_key};
@@ -126,6 +129,9 @@ pub struct Recording {
     info: RecordingInfo,
     /// Root column indices to read.
     projection: Vec<usize>,
+    /// The footer, parsed once: it is the one part of the file whose size
+    /// grows with the file (about 17 KiB per row group).
+    metadata: ArrowReaderMetadata,
 }
 
 /// What the footer says about a recording.
@@ -154,8 +160,8 @@ pub struct RecordingInfo {
 impl Recording {
     /// Open `path` and check that it is a ferret event log.
     pub fn open(path: &Path) -> Result<Self, ReadError> {
-        let builder = builder(path)?;
-        let schema = builder.schema();
+        let plain = load_metadata(path)?;
+        let schema = plain.schema();
         let mut projection = Vec::new();
         for (name, expected, required) in COLUMNS {
             match schema.index_of(name) {
@@ -180,11 +186,12 @@ impl Recording {
                 Err(_) => {}
             }
         }
-        let info = footer_info(&builder, schema);
+        let info = footer_info(&plain, schema);
         Ok(Self {
             path: path.to_owned(),
             info,
             projection,
+            metadata: with_dictionaries(plain),
         })
     }
 
@@ -213,7 +220,12 @@ impl Recording {
             path: self.path.clone(),
             source,
         };
-        let builder = dictionary_builder(&self.path)?;
+        let file = File::open(&self.path).map_err(|source| ReadError::Open {
+            path: self.path.clone(),
+            source,
+        })?;
+        let builder =
+            ParquetRecordBatchReaderBuilder::new_with_metadata(file, self.metadata.clone());
         let mask = ProjectionMask::roots(builder.parquet_schema(), self.projection.iter().copied());
         let reader = builder
             .with_projection(mask)
@@ -234,7 +246,9 @@ impl Recording {
     }
 }
 
-fn builder(path: &Path) -> Result<ParquetRecordBatchReaderBuilder<File>, ReadError> {
+/// Parse the footer, skipping the statistics nothing here reads (page
+/// encodings, sizes): the footer is held for the whole replay.
+fn load_metadata(path: &Path) -> Result<ArrowReaderMetadata, ReadError> {
     let file = File::open(path).map_err(|source| ReadError::Open {
         path: path.to_owned(),
         source,
@@ -246,17 +260,19 @@ fn builder(path: &Path) -> Result<ParquetRecordBatchReaderBuilder<File>, ReadErr
             source: std::io::Error::from(std::io::ErrorKind::IsADirectory),
         });
     }
-    ParquetRecordBatchReaderBuilder::try_new(file).map_err(|source| ReadError::NotParquet {
+    let options = ArrowReaderOptions::new()
+        .with_encoding_stats_policy(ParquetStatisticsPolicy::SkipAll)
+        .with_size_stats_policy(ParquetStatisticsPolicy::SkipAll);
+    ArrowReaderMetadata::load(&file, options).map_err(|source| ReadError::NotParquet {
         path: path.to_owned(),
         source,
     })
 }
 
-/// A reader that decodes the string columns straight into dictionary
-/// arrays (as Parquet stores them), instead of materializing one string
-/// per row; files whose types do not allow it read as they are.
-fn dictionary_builder(path: &Path) -> Result<ParquetRecordBatchReaderBuilder<File>, ReadError> {
-    let plain = builder(path)?;
+/// The same footer, read so that the string columns decode straight into
+/// dictionary arrays (as Parquet stores them) instead of one string per
+/// row; a file whose types do not allow it reads as it is.
+fn with_dictionaries(plain: ArrowReaderMetadata) -> ArrowReaderMetadata {
     let schema = plain.schema();
     let fields: Vec<Field> = schema
         .fields()
@@ -279,12 +295,12 @@ fn dictionary_builder(path: &Path) -> Result<ParquetRecordBatchReaderBuilder<Fil
         })
         .collect();
     let hinted = Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()));
-    let file = File::open(path).map_err(|source| ReadError::Open {
-        path: path.to_owned(),
-        source,
-    })?;
-    let options = ArrowReaderOptions::new().with_schema(hinted);
-    Ok(ParquetRecordBatchReaderBuilder::try_new_with_options(file, options).unwrap_or(plain))
+    // Shares the parsed footer: no second copy.
+    ArrowReaderMetadata::try_new(
+        Arc::clone(plain.metadata()),
+        ArrowReaderOptions::new().with_schema(hinted),
+    )
+    .unwrap_or(plain)
 }
 
 /// Whether a column of type `found` reads as `expected`: strings of any
@@ -309,8 +325,8 @@ fn castable(found: &DataType, expected: &DataType) -> bool {
     kind_ok && can_cast_types(found, expected)
 }
 
-fn footer_info(builder: &ParquetRecordBatchReaderBuilder<File>, schema: &Schema) -> RecordingInfo {
-    let metadata = builder.metadata();
+fn footer_info(plain: &ArrowReaderMetadata, schema: &Schema) -> RecordingInfo {
+    let metadata = plain.metadata();
     let file_meta = metadata.file_metadata();
     let kv: HashMap<&str, &str> = file_meta
         .key_value_metadata()

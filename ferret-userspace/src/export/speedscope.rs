@@ -179,10 +179,20 @@ impl Speedscope {
         let pids: std::collections::HashSet<i32> = names.threads().iter().map(|t| t.pid).collect();
         let mut written = 0usize;
         let mut active = (0usize, 0u64);
+        // Every profile spans the whole recording, so switching threads in
+        // speedscope keeps one time axis and threads can be compared.
+        let end = self
+            .threads
+            .iter()
+            .filter(|t| t.first_at.is_some())
+            .map(|t| t.last_at)
+            .max()
+            .unwrap_or(t0)
+            .max(t0);
         for (i, t) in self.threads.iter().enumerate() {
-            let Some(first) = t.first_at else {
+            if t.first_at.is_none() {
                 continue;
-            };
+            }
             let info = names.thread(crate::analyze::replay::ThreadIx(i as u32));
             let title = if pids.len() > 1 {
                 format!("{} (pid {}, tid {})", info.name, info.pid, info.tid)
@@ -200,8 +210,8 @@ impl Speedscope {
                 w,
                 "\n{{\"type\":\"evented\",\"name\":{},\"unit\":\"nanoseconds\",\"startValue\":{},\"endValue\":{},\"events\":[",
                 json_string(&title),
-                first.saturating_sub(t0),
-                t.last_at.saturating_sub(t0)
+                0,
+                end.saturating_sub(t0)
             )?;
             let mut comma = false;
             let mut event = |w: &mut W, e: Event| -> io::Result<()> {
@@ -335,8 +345,10 @@ mod tests {
                 ["O1@10", "C1@40", "O0@50", "C0@60"],
                 "budget {budget}"
             );
-            assert_eq!(profiles[0]["startValue"], 0);
-            assert_eq!(profiles[0]["endValue"], 100);
+            for p in profiles {
+                assert_eq!(p["startValue"], 0, "one time axis for all threads");
+                assert_eq!(p["endValue"], 100);
+            }
             assert_eq!(profiles[0]["unit"], "nanoseconds");
             assert_eq!(profiles[0]["name"], "t (tid 1)");
             assert_eq!(v["activeProfileIndex"], 0, "the busiest thread first");
