@@ -20,6 +20,16 @@ use ferret::{
 };
 use support::{KillOnDrop, build, ferret, programs_dir, require_root, run, tempdir};
 
+/// Held by the tests whose targets spin on a CPU: two cores shared by
+/// three spinning targets and their ferrets would make them all late.
+static CPU_HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn cpu_heavy() -> std::sync::MutexGuard<'static, ()> {
+    CPU_HEAVY
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// The line of `source` (in tests/programs) holding `marker`.
 fn marker_line(source: &str, marker: &str) -> u32 {
     let text = std::fs::read_to_string(programs_dir().join(source)).unwrap();
@@ -223,6 +233,7 @@ fn deadlock_that_happened_before_ferret_attached() {
 #[test]
 fn spinning_thread_is_running_in_its_loop() {
     require_root();
+    let _cpu = cpu_heavy();
     let program = build("stall_spin.c", &[]);
     let spins = marker_line("stall_spin.c", "SPINS");
     let dir = tempdir();
@@ -277,7 +288,11 @@ fn long_sleep_is_sleeping_in_nanosleep() {
     assert_eq!(output.status.code(), Some(128 + libc::SIGALRM));
     let rows = read_all(&out).unwrap();
     let stalled = stalls_of(&rows, "nap");
-    assert_eq!(stalled.len(), 1, "one capture: the sleep does not move");
+    assert_eq!(
+        stalled.len(),
+        1,
+        "one capture: the sleep does not move: {stalled:#?}"
+    );
     let (stack, wait) = text(stalled[0]);
     assert!(
         wait.starts_with("sleeping in clock_nanosleep(") && wait.contains("{60.000000000s}"),
@@ -289,13 +304,14 @@ fn long_sleep_is_sleeping_in_nanosleep() {
     );
 }
 
-/// The program sleeps, spins and waits for a lock, each for 1.5 s, under a
+/// The program sleeps, spins and waits for a lock, each for 2.5 s, under a
 /// 300 ms threshold: every phase is captured (the spin by stopping the
 /// thread for an instant, again and again), and the program prints the
 /// same and ends the same as without ferret.
 #[test]
 fn capturing_stalls_leaves_the_target_unchanged() {
     require_root();
+    let _cpu = cpu_heavy();
     let program = build("stall_then_finish.c", &[]);
     let plain = Command::new(&program).output().unwrap();
     assert_eq!(plain.status.code(), Some(7));
@@ -325,7 +341,7 @@ fn capturing_stalls_leaves_the_target_unchanged() {
     let (_, wait) = text(stalls_of(&rows, "slow_sleep")[0]);
     // glibc's nanosleep() is the clock_nanosleep system call.
     assert!(
-        wait.starts_with("sleeping in clock_nanosleep(") && wait.contains("{1.500000000s}"),
+        wait.starts_with("sleeping in clock_nanosleep(") && wait.contains("{2.500000000s}"),
         "{wait}"
     );
     for row in stalls_of(&rows, "busy_spin") {
@@ -356,6 +372,7 @@ fn capturing_stalls_leaves_the_target_unchanged() {
 #[test]
 fn a_thread_stopped_inside_the_vdso_is_walked_through_it() {
     require_root();
+    let _cpu = cpu_heavy();
     let program = build("stall_clock.c", &[]);
     let polls = marker_line("stall_clock.c", "POLLS");
     let mut child = Command::new(&program)
@@ -408,4 +425,42 @@ fn a_thread_stopped_inside_the_vdso_is_walked_through_it() {
         tracer.contains("TracerPid:\t0\n"),
         "no tracer left attached"
     );
+}
+
+/// Rust's std mutex records no owner: the holder is the one other blocked
+/// thread whose stack refers to the mutex (its guard), so the deadlock is
+/// reported as probable.
+#[test]
+fn rust_mutex_deadlock_is_found_through_the_guards_on_the_stacks() {
+    require_root();
+    let program = build("stall_deadlock_rs.rs", &[]);
+    let blocks = marker_line("stall_deadlock_rs.rs", "// BLOCKS");
+    let dir = tempdir();
+    let out = dir.path().join("rust.parquet");
+    let output = record(
+        &out,
+        "1s",
+        &["-s", "*::transfer", "--"],
+        // Long enough for both captures even on a loaded machine: the
+        // first one of a process reads its modules' debug information.
+        &[program.to_str().unwrap(), "6"],
+    );
+    assert_eq!(output.status.code(), Some(3), "the program's own exit");
+    let rows = read_all(&out).unwrap();
+    let stalled = stalls_of(&rows, "stall_deadlock_rs::transfer");
+    let tids: std::collections::BTreeSet<i32> = stalled.iter().filter_map(|r| r.tid).collect();
+    assert_eq!(tids.len(), 2, "both threads: {stalled:#?}");
+    for row in stalled {
+        let (stack, wait) = text(row);
+        let other = tids.iter().find(|&&t| Some(t) != row.tid).unwrap();
+        assert!(
+            wait.contains(&format!("probably held by tid {other} ")),
+            "{wait}"
+        );
+        assert!(wait.contains("PROBABLE DEADLOCK"), "{wait}");
+        assert!(
+            stack.contains(&format!("stall_deadlock_rs.rs:{blocks})")),
+            "the blocking lock() call, line {blocks}:\n{stack}"
+        );
+    }
 }

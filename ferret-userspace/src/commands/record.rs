@@ -216,6 +216,7 @@ fn start_watchdog(
         return None;
     }
     let mut watchdog = Watchdog::new(config.stall, prepared.plan.functions.clone());
+    watchdog.warm_up(attached.pid);
     if matches!(attached.started, Started::Pid(_)) {
         watchdog.adopt_when_drained(RunningCalls::find(
             attached.pid,

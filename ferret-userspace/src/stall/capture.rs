@@ -14,11 +14,11 @@ use std::{collections::HashMap, time::Instant};
 use super::{
     futex::{self, LockHolder, LockWords, MUTEX_PREFIX_LEN},
     memory::ProcessMemory,
-    procfs::{self, SyscallState, ThreadProc},
+    procfs::{self, SchedState, SyscallState, ThreadProc},
     ptrace,
     symbolize::Symbolizer,
     syscalls::{self, ArgReader},
-    unwind::{ProcessUnwinder, Registers, StackEnd, Unwound},
+    unwind::{self, ProcessUnwinder, Registers, StackEnd, Unwound},
 };
 use crate::stall::Frame;
 
@@ -26,6 +26,12 @@ use crate::stall::Frame;
 const WALK_ATTEMPTS: usize = 3;
 /// Owners followed from a waiting thread when looking for a cycle.
 const MAX_CHAIN: usize = 16;
+/// Bytes of a thread's stack, from its stack pointer up, searched for a
+/// reference to a lock: a guard lives in the frame that took the lock,
+/// normally close to where the holder is now blocked.
+const REFERENCE_SCAN: usize = 64 * 1024;
+/// Threads searched for a lock's probable holder.
+const MAX_SCANNED_THREADS: usize = 512;
 
 /// How the registers the walk started from were obtained.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,10 +92,35 @@ impl Capturer {
         &self.unwinder
     }
 
+    /// Reads the modules' unwind tables and has the symbolizer read their
+    /// symbols and debug information, by symbolizing an address in each;
+    /// again only when the process mapped or unmapped something since.
+    pub fn warm_up(&mut self) {
+        if !self.unwinder.refresh().unwrap_or(false) {
+            return;
+        }
+        let addresses: Vec<unwind::RawFrame> = self
+            .unwinder
+            .maps()
+            .iter()
+            .filter(|m| m.executable() && m.path.is_some())
+            .map(|m| unwind::RawFrame {
+                address: m.avma.start,
+                is_return: false,
+                entry_sp: None,
+                scanned: false,
+            })
+            .collect();
+        let _ = self.symbolizer.symbolize(&addresses);
+    }
+
     /// Captures thread `tid`; `None` if it is gone.
     pub fn capture(&mut self, tid: u32) -> Option<Capture> {
         let _ = self.unwinder.refresh();
         let mut proc = procfs::read_thread(self.pid, tid)?;
+        if matches!(proc.stat.state, SchedState::Zombie | SchedState::Dead) {
+            return None;
+        }
         let mut stack = Err("the kernel published no registers".to_owned());
         let mut registers = None;
         for _ in 0..WALK_ATTEMPTS {
@@ -122,6 +153,13 @@ impl Capturer {
                 }
                 None => break,
             }
+        }
+        // A thread that exited while it was being walked is gone, not stuck.
+        if matches!(proc.stat.state, SchedState::Zombie | SchedState::Dead)
+            || (stack.is_err()
+                && !std::path::Path::new(&format!("/proc/{}/task/{tid}", self.pid)).exists())
+        {
+            return None;
         }
         let (call, lock) = match proc.syscall {
             Some(SyscallState::InSyscall { nr, args, .. }) => {
@@ -156,33 +194,110 @@ impl Capturer {
         self.symbolizer.symbolize_each(&unwound.frames)
     }
 
-    /// The lock thread `tid` waits for right now, if it waits on a mutex
-    /// whose owner is known (no stack walk).
+    /// The lock thread `tid` waits for right now, if it waits on a futex
+    /// (no stack walk); a lock that records no owner gets its probable
+    /// holder (see [`Self::probable_holder`]).
     pub fn lock_wait(&self, tid: u32) -> Option<LockHolder> {
         let text =
             std::fs::read_to_string(format!("/proc/{}/task/{tid}/syscall", self.pid)).ok()?;
         match procfs::parse_syscall(&text)? {
-            SyscallState::InSyscall { nr, args, .. } => self.lock_of(nr, &args),
+            SyscallState::InSyscall { nr, args, .. } => {
+                let lock = self.lock_of(nr, &args)?;
+                Some(self.with_probable_holder(tid, lock))
+            }
             _ => None,
         }
     }
 
+    /// `lock`, or for a lock locked without a recorded owner, its probable
+    /// holder if exactly one is found.
+    pub fn with_probable_holder(&self, waiter: u32, lock: LockHolder) -> LockHolder {
+        match lock {
+            LockHolder::Unknown { addr, .. } if lock.looks_locked_without_owner() => self
+                .probable_holder(waiter, addr)
+                .map_or(lock, |owner| LockHolder::Probable { addr, owner }),
+            other => other,
+        }
+    }
+
+    /// The one blocked thread other than `waiter`, not itself waiting on
+    /// `addr`, whose stack near its top holds the address `addr`: a lock
+    /// guard refers to its lock, so that thread probably holds it. `None`
+    /// when no thread, or more than one, does.
+    pub fn probable_holder(&self, waiter: u32, addr: u64) -> Option<u32> {
+        let maps = self.unwinder.maps();
+        let mut found = None;
+        let mut stack = vec![0u8; REFERENCE_SCAN];
+        for tid in procfs::thread_ids(self.pid)
+            .into_iter()
+            .take(MAX_SCANNED_THREADS)
+        {
+            if tid == waiter {
+                continue;
+            }
+            let Some(state) =
+                std::fs::read_to_string(format!("/proc/{}/task/{tid}/syscall", self.pid))
+                    .ok()
+                    .and_then(|t| procfs::parse_syscall(&t))
+            else {
+                continue;
+            };
+            if let SyscallState::InSyscall { nr, args, .. } = state
+                && syscalls::futex_wait_address(nr, &args) == Some(addr)
+            {
+                continue;
+            }
+            let Some((sp, _)) = state.sp_pc() else {
+                continue;
+            };
+            let Some(end) = maps
+                .iter()
+                .find(|m| m.avma.contains(&sp))
+                .map(|m| m.avma.end)
+            else {
+                continue;
+            };
+            let len = usize::try_from(end - sp)
+                .unwrap_or(usize::MAX)
+                .min(REFERENCE_SCAN);
+            let Ok(got) = self.memory.read_some(sp, &mut stack[..len]) else {
+                continue;
+            };
+            let refers = stack[..got]
+                .chunks_exact(8)
+                .any(|w| u64::from_le_bytes(w.try_into().unwrap_or_default()) == addr);
+            if refers {
+                if found.is_some() {
+                    return None;
+                }
+                found = Some(tid);
+            }
+        }
+        found
+    }
+
     /// Follows lock owners from `tid` (which waits for `owner`) and returns
-    /// the deadlock cycle through `tid`, if the owners' waits lead back to it.
-    pub fn deadlock_cycle(&self, tid: u32, owner: u32) -> Option<Vec<u32>> {
+    /// the deadlock cycle through `tid`, if the owners' waits lead back to
+    /// it, and whether any link of it is only probable.
+    pub fn deadlock_cycle(&self, tid: u32, owner: u32) -> Option<(Vec<u32>, bool)> {
         let mut waits: HashMap<u32, u32> = HashMap::from([(tid, owner)]);
+        let mut probable = false;
         let mut at = owner;
         for _ in 0..MAX_CHAIN {
             if at == tid || waits.contains_key(&at) {
                 break;
             }
-            let Some(next) = self.lock_wait(at).and_then(|l| l.owner()) else {
+            let Some(lock) = self.lock_wait(at) else {
                 break;
             };
+            let Some(next) = lock.owner() else {
+                break;
+            };
+            probable |= matches!(lock, LockHolder::Probable { .. });
             waits.insert(at, next);
             at = next;
         }
-        futex::cycle_through(tid, &waits)
+        futex::cycle_through(tid, &waits).map(|cycle| (cycle, probable))
     }
 
     fn lock_of(&self, nr: u64, args: &[u64; 6]) -> Option<LockHolder> {

@@ -49,6 +49,16 @@ pub enum LockHolder {
         /// The holder's thread id.
         owner: u32,
     },
+    /// A lock that records no owner (Rust's std mutex, glibc's low-level
+    /// locks) whose holder was inferred: the one other blocked thread with a
+    /// reference to the lock near the top of its stack (a lock guard points
+    /// at its mutex). Probable, not certain.
+    Probable {
+        /// The lock address.
+        addr: u64,
+        /// The probable holder's thread id.
+        owner: u32,
+    },
     /// A futex whose holder cannot be told (condition variable, semaphore,
     /// a mutex whose owner is gone or in another process).
     Unknown {
@@ -63,9 +73,16 @@ impl LockHolder {
     /// The holder's thread id, if known.
     pub fn owner(&self) -> Option<u32> {
         match self {
-            Self::Mutex { owner, .. } => Some(*owner),
+            Self::Mutex { owner, .. } | Self::Probable { owner, .. } => Some(*owner),
             Self::Unknown { .. } => None,
         }
+    }
+
+    /// Whether the word says "locked" in the way that records no owner:
+    /// 1 (locked) or 2 (locked, with waiters), as Rust's std mutex and
+    /// glibc's low-level locks write it.
+    pub fn looks_locked_without_owner(&self) -> bool {
+        matches!(self, Self::Unknown { word: 1 | 2, .. })
     }
 }
 

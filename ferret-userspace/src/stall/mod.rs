@@ -172,6 +172,9 @@ pub struct LockWait {
     pub owner: Option<u32>,
     /// That thread's name.
     pub owner_name: Option<String>,
+    /// The owner was inferred (a reference to the lock on its stack), not
+    /// read from the lock.
+    pub probable: bool,
 }
 
 /// Where one stalled thread is stuck, as captured at one moment.
@@ -307,6 +310,7 @@ pub fn wait_summary(
     running_on: Option<u32>,
     lock: Option<&LockWait>,
     deadlock: &[(u32, String)],
+    deadlock_probable: bool,
 ) -> String {
     let mut out = state.to_string();
     match (syscall, state) {
@@ -341,6 +345,14 @@ pub fn wait_summary(
                     lock.addr
                 );
             }
+            (_, Some(owner)) if lock.probable => {
+                let _ = write!(
+                    out,
+                    " — waits for {noun} {:#x} probably held by {} (its stack refers to the {noun})",
+                    lock.addr,
+                    named(owner)
+                );
+            }
             (_, Some(owner)) => {
                 let _ = write!(
                     out,
@@ -358,7 +370,11 @@ pub fn wait_summary(
         }
     }
     if deadlock.len() > 1 {
-        out.push_str(" — DEADLOCK: ");
+        out.push_str(if deadlock_probable {
+            " — PROBABLE DEADLOCK: "
+        } else {
+            " — DEADLOCK: "
+        });
         let names: Vec<String> = deadlock
             .iter()
             .map(|(tid, name)| format!("tid {tid} ({name})"))
@@ -451,6 +467,15 @@ impl RunningCalls {
         }
         adopted
     }
+}
+
+/// A job for the capture thread.
+enum Job {
+    /// Read a process's modules and debug information ahead of its first
+    /// stall, so that capture is quick.
+    Warm(u32),
+    /// Capture a stalled thread.
+    Capture(Request),
 }
 
 /// What the watchdog asks its capture thread for.
@@ -634,7 +659,7 @@ impl Detector {
 pub struct Watchdog {
     detector: Detector,
     functions: Arc<[FunctionInfo]>,
-    requests: Option<mpsc::Sender<Request>>,
+    requests: Option<mpsc::Sender<Job>>,
     outcomes: mpsc::Receiver<Outcome>,
     worker: Option<JoinHandle<()>>,
     /// Captures received and not yet taken in (see [`Watchdog::receive`]).
@@ -656,7 +681,7 @@ impl Watchdog {
     /// A watchdog for spans quiet longer than `threshold`; `functions` is
     /// the probe table (names for the reports). Starts the capture thread.
     pub fn new(threshold: Duration, functions: Arc<[FunctionInfo]>) -> Self {
-        let (requests, inbox) = mpsc::channel::<Request>();
+        let (requests, inbox) = mpsc::channel::<Job>();
         let (outbox, outcomes) = mpsc::channel::<Outcome>();
         let names = Arc::clone(&functions);
         let worker = std::thread::Builder::new()
@@ -676,6 +701,15 @@ impl Watchdog {
             inbox: Vec::new(),
             pending_adoption: None,
             adopted: None,
+        }
+    }
+
+    /// Has the capture thread read process `pid`'s modules and debug
+    /// information now, in the background, rather than at its first stall
+    /// (which would then wait for it).
+    pub fn warm_up(&self, pid: u32) {
+        if let Some(sender) = &self.requests {
+            let _ = sender.send(Job::Warm(pid));
         }
     }
 
@@ -716,7 +750,7 @@ impl Watchdog {
         if let Some(sender) = &self.requests {
             for request in requests {
                 let key = (request.pid, request.tid);
-                if sender.send(request).is_err()
+                if sender.send(Job::Capture(request)).is_err()
                     && let Some(t) = self.detector.tracked.get_mut(&key)
                 {
                     // No capture thread: nothing will answer.
@@ -820,17 +854,34 @@ impl Drop for Watchdog {
 /// The capture thread: one [`Capturer`] per process, kept so modules and
 /// debug information are read once.
 fn capture_loop(
-    inbox: &mpsc::Receiver<Request>,
+    inbox: &mpsc::Receiver<Job>,
     outbox: &mpsc::Sender<Outcome>,
     functions: &[FunctionInfo],
 ) {
     let mut capturers: HashMap<u32, Capturer> = HashMap::new();
+    // Processes kept warm: a launched command maps its libraries after the
+    // watchdog starts, a server may dlopen later.
+    let mut warm: HashSet<u32> = HashSet::new();
     loop {
         let request = match inbox.recv_timeout(Duration::from_millis(100)) {
-            Ok(request) => request,
+            Ok(Job::Capture(request)) => request,
+            Ok(Job::Warm(pid)) => {
+                warm.insert(pid);
+                capturers
+                    .entry(pid)
+                    .or_insert_with(|| Capturer::new(pid))
+                    .warm_up();
+                continue;
+            }
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 // A thread that stopped late must not stay stopped.
                 ptrace::release_late_within(Duration::ZERO);
+                warm.retain(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists());
+                for pid in &warm {
+                    if let Some(capturer) = capturers.get_mut(pid) {
+                        capturer.warm_up();
+                    }
+                }
                 continue;
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
@@ -920,7 +971,13 @@ fn capture_stall(
     let pid = request.pid;
     let name_of = |tid: u32| procfs::thread_name(pid, tid).unwrap_or_else(|| "?".to_owned());
     let kind = WaitKind::from_stack(frames.iter().filter_map(|f| f.function.as_deref()));
-    let lock = capture.lock.map(|holder| match (holder, kind) {
+    // A mutex that records no owner (Rust's std mutex): look for the thread
+    // whose stack refers to it.
+    let holder = capture.lock.map(|holder| match kind {
+        WaitKind::Mutex | WaitKind::Futex => capturer.with_probable_holder(request.tid, holder),
+        _ => holder,
+    });
+    let lock = holder.map(|holder| match (holder, kind) {
         // A live owner recorded in the lock makes it a mutex, whatever the
         // stack says (a stripped libc names nothing).
         (LockHolder::Mutex { addr, owner }, _) => LockWait {
@@ -932,6 +989,18 @@ fn capture_stall(
             },
             owner: Some(owner),
             owner_name: Some(name_of(owner)),
+            probable: false,
+        },
+        (LockHolder::Probable { addr, owner }, _) => LockWait {
+            addr,
+            kind: if kind == WaitKind::Futex {
+                WaitKind::Mutex
+            } else {
+                kind
+            },
+            owner: Some(owner),
+            owner_name: Some(name_of(owner)),
+            probable: true,
         },
         // glibc's join sleeps on the joined thread's tid, which the kernel
         // clears when that thread exits.
@@ -943,6 +1012,7 @@ fn capture_stall(
                 kind,
                 owner: Some(word),
                 owner_name: procfs::thread_name(pid, word),
+                probable: false,
             }
         }
         (LockHolder::Unknown { addr, .. }, _) => LockWait {
@@ -950,13 +1020,22 @@ fn capture_stall(
             kind,
             owner: None,
             owner_name: None,
+            probable: false,
         },
     });
-    let deadlock: Vec<(u32, String)> = lock
+    let (deadlock, deadlock_probable): (Vec<(u32, String)>, bool) = lock
         .as_ref()
-        .and_then(|l| l.owner)
-        .and_then(|owner| capturer.deadlock_cycle(request.tid, owner))
-        .map(|cycle| cycle.into_iter().map(|tid| (tid, name_of(tid))).collect())
+        .and_then(|l| Some((l.owner?, l.probable)))
+        .and_then(|(owner, probable)| {
+            let (cycle, more) = capturer.deadlock_cycle(request.tid, owner)?;
+            Some((cycle, probable || more))
+        })
+        .map(|(cycle, probable)| {
+            (
+                cycle.into_iter().map(|tid| (tid, name_of(tid))).collect(),
+                probable,
+            )
+        })
         .unwrap_or_default();
     let deadlock_with = deadlock.get(1).map(|&(tid, _)| tid).or_else(|| {
         // A thread relocking its own mutex is deadlocked with itself.
@@ -970,6 +1049,7 @@ fn capture_stall(
         capture.proc.stat.processor,
         lock.as_ref(),
         &deadlock,
+        deadlock_probable,
     );
     if request.before_attach {
         wait.push_str(" — in this call since before ferret attached");
@@ -1011,6 +1091,7 @@ mod tests {
     fn lock(owner: Option<u32>, name: Option<&str>) -> LockWait {
         LockWait {
             kind: WaitKind::Mutex,
+            probable: false,
             addr: 0x55d0_c0a0_2040,
             owner,
             owner_name: name.map(str::to_owned),
@@ -1026,6 +1107,7 @@ mod tests {
             Some(1),
             Some(&lock(Some(1235), Some("lock-ba"))),
             &[],
+            false,
         );
         assert_eq!(
             text,
@@ -1043,6 +1125,7 @@ mod tests {
             None,
             Some(&lock(Some(1235), Some("lock-ba"))),
             &[(1234, "lock-ab".to_owned()), (1235, "lock-ba".to_owned())],
+            false,
         );
         assert!(
             text.ends_with(
@@ -1057,6 +1140,7 @@ mod tests {
             None,
             Some(&lock(Some(7), Some("me"))),
             &[(7, "me".to_owned())],
+            false,
         );
         assert!(own.contains("which it holds itself"), "{own}");
         assert!(
@@ -1066,9 +1150,33 @@ mod tests {
     }
 
     #[test]
+    fn an_inferred_holder_and_deadlock_are_called_probable() {
+        let inferred = LockWait {
+            probable: true,
+            ..lock(Some(1235), Some("mover"))
+        };
+        let text = wait_summary(
+            SchedState::Sleeping,
+            None,
+            None,
+            None,
+            Some(&inferred),
+            &[(1234, "main".to_owned()), (1235, "mover".to_owned())],
+            true,
+        );
+        assert!(
+            text.contains(
+                "waits for mutex 0x55d0c0a02040 probably held by tid 1235 (mover) \
+                 (its stack refers to the mutex) — PROBABLE DEADLOCK: tid 1234 (main)"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn running_and_unknown_holders() {
         assert_eq!(
-            wait_summary(SchedState::Running, None, None, Some(3), None, &[]),
+            wait_summary(SchedState::Running, None, None, Some(3), None, &[], false),
             "running in user space (CPU 3)"
         );
         assert_eq!(
@@ -1081,7 +1189,8 @@ mod tests {
                     kind: WaitKind::Futex,
                     ..lock(None, None)
                 }),
-                &[]
+                &[],
+                false
             ),
             "sleeping in futex(0x1, FUTEX_WAIT_BITSET_PRIVATE, 0, NULL) — waits on futex \
              0x55d0c0a02040 (holder unknown)"
@@ -1091,8 +1200,16 @@ mod tests {
             ..lock(None, None)
         };
         assert!(
-            wait_summary(SchedState::Sleeping, None, None, None, Some(&condvar), &[])
-                .ends_with("— waits on condition variable 0x55d0c0a02040"),
+            wait_summary(
+                SchedState::Sleeping,
+                None,
+                None,
+                None,
+                Some(&condvar),
+                &[],
+                false
+            )
+            .ends_with("— waits on condition variable 0x55d0c0a02040"),
             "a condition variable has no holder to be unknown"
         );
         let join = LockWait {
@@ -1100,8 +1217,16 @@ mod tests {
             ..lock(Some(1236), Some("worker"))
         };
         assert!(
-            wait_summary(SchedState::Sleeping, None, None, None, Some(&join), &[])
-                .ends_with("— waits for tid 1236 (worker) to exit")
+            wait_summary(
+                SchedState::Sleeping,
+                None,
+                None,
+                None,
+                Some(&join),
+                &[],
+                false
+            )
+            .ends_with("— waits for tid 1236 (worker) to exit")
         );
         assert_eq!(
             wait_summary(
@@ -1110,7 +1235,8 @@ mod tests {
                 Some("folio_wait_bit"),
                 None,
                 None,
-                &[]
+                &[],
+                false
             ),
             "in uninterruptible sleep, not in a system call [kernel: folio_wait_bit]"
         );

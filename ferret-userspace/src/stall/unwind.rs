@@ -157,10 +157,11 @@ impl ProcessUnwinder {
     }
 
     /// Rereads `/proc/PID/maps`; rebuilds the module list if it changed.
-    pub fn refresh(&mut self) -> std::io::Result<()> {
+    /// Returns whether it did.
+    pub fn refresh(&mut self) -> std::io::Result<bool> {
         let text = std::fs::read_to_string(format!("/proc/{}/maps", self.pid))?;
         if text == self.maps_text {
-            return Ok(());
+            return Ok(false);
         }
         self.maps = parse_maps(&text);
         self.uprobes = pseudo_mapping(&text, "[uprobes]");
@@ -197,7 +198,7 @@ impl ProcessUnwinder {
         }
         self.modules = live;
         self.unwinder = unwinder;
-        Ok(())
+        Ok(true)
     }
 
     /// Walks the stack from `regs`. The thread must not run meanwhile for

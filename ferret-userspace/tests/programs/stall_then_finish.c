@@ -1,6 +1,6 @@
 // Stalls three ways, then finishes normally, for checking that capturing
 // stalls changes nothing in the target: it sleeps, spins, and waits for a
-// mutex another thread holds (each for 1.5 s), printing as it goes, then
+// mutex another thread holds (each for 2.5 s), printing as it goes, then
 // prints a checksum of its work and exits with status 7.
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -19,12 +19,12 @@ static double now(void) {
 }
 
 __attribute__((noinline)) void slow_sleep(void) {
-    struct timespec ts = {1, 500000000};
+    struct timespec ts = {2, 500000000};
     nanosleep(&ts, NULL);
 }
 
 __attribute__((noinline)) unsigned long busy_spin(void) {
-    double end = now() + 1.5;
+    double end = now() + 2.5;
     unsigned long n = 0;
     while (now() < end) {
         for (int i = 0; i < 1000; i++) work += i;
@@ -38,7 +38,7 @@ static void *holder(void *arg) {
     pthread_setname_np(pthread_self(), "holder");
     pthread_mutex_lock(&lock);
     pthread_barrier_wait(&locked);
-    struct timespec ts = {1, 500000000};
+    struct timespec ts = {2, 500000000};
     nanosleep(&ts, NULL);
     pthread_mutex_unlock(&lock);
     return NULL;
