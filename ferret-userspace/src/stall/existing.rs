@@ -48,7 +48,7 @@ impl ProbedRanges {
             };
             let name = point.path.file_name().unwrap_or_default().to_owned();
             by_inode.entry(*inode).or_default().push((
-                function.file_offset..function.file_offset + function.size,
+                function.file_offset..function.file_offset.saturating_add(function.size),
                 index as u32,
                 name,
             ));

@@ -220,6 +220,30 @@ mod tests {
         assert_eq!(lock_holder(&words, &threads).owner(), Some(1236));
     }
 
+    proptest::proptest! {
+        /// Whatever the target's memory holds, the analysis answers.
+        #[test]
+        fn any_lock_words_are_judged(bytes in proptest::array::uniform20(proptest::num::u8::ANY), pi: bool) {
+            let words = LockWords { addr: 0x1000, bytes, pi };
+            let holder = lock_holder(&words, &threads);
+            if let Some(owner) = holder.owner() {
+                proptest::prop_assert!(threads(owner));
+            }
+        }
+
+        /// Any wait-for relation: a cycle found is a real cycle through the start.
+        #[test]
+        fn cycles_are_real(edges in proptest::collection::hash_map(0u32..8, 0u32..8, 0..8), start in 0u32..8) {
+            if let Some(cycle) = cycle_through(start, &edges) {
+                proptest::prop_assert_eq!(cycle[0], start);
+                for (i, tid) in cycle.iter().enumerate() {
+                    let next = cycle.get(i + 1).copied().unwrap_or(start);
+                    proptest::prop_assert_eq!(edges.get(tid).copied(), Some(next));
+                }
+            }
+        }
+    }
+
     #[test]
     fn two_threads_waiting_on_each_other_are_a_cycle() {
         let waits: HashMap<u32, u32> = [(1234, 1235), (1235, 1234)].into();

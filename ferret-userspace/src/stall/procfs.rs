@@ -286,6 +286,20 @@ mod tests {
         assert_eq!(parse_syscall("-1 zz 0x1"), None);
     }
 
+    proptest::proptest! {
+        /// The files are the kernel's, but a reader must not trust them:
+        /// nothing panics, whatever the text.
+        #[test]
+        fn parsers_take_any_text(text in ".{0,200}", fields in proptest::collection::vec("[-0-9a-fx()SR ]{0,12}", 0..45)) {
+            let _ = parse_stat(&text);
+            let _ = parse_syscall(&text);
+            let _ = parse_wchan(&text);
+            let joined = fields.join(" ");
+            let _ = parse_stat(&joined);
+            let _ = parse_syscall(&joined);
+        }
+    }
+
     #[test]
     fn wchan_zero_means_none() {
         assert_eq!(parse_wchan("0"), None);

@@ -674,6 +674,16 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        /// Any number and arguments render without panicking.
+        #[test]
+        fn any_call_renders(nr in 0u64..600, args in proptest::array::uniform6(proptest::num::u64::ANY)) {
+            let text = describe(nr, &args, &Fake);
+            proptest::prop_assert!(text.contains('('));
+            let _ = futex_wait_address(nr, &args);
+        }
+    }
+
     #[test]
     fn unknown_calls_show_raw_arguments() {
         assert_eq!(

@@ -409,8 +409,9 @@ fn module_from_elf(name: &str, data: &[u8], entries: &[MapsEntry]) -> Option<Fra
     // the process minus where the ELF says it goes.
     let exec_svma = file.segments().find_map(|s| {
         let (offset, size) = s.file_range();
-        (exec.file_offset >= offset && exec.file_offset < offset + size)
-            .then(|| s.address() + (exec.file_offset - offset))
+        // Sizes and addresses come from the file: never trust them to add up.
+        (exec.file_offset >= offset && exec.file_offset < offset.saturating_add(size))
+            .then(|| s.address().wrapping_add(exec.file_offset - offset))
     })?;
     let bias = exec.avma.start.wrapping_sub(exec_svma);
     let section = |name: &str| -> (Option<Range<u64>>, Option<Vec<u8>>) {
@@ -425,7 +426,10 @@ fn module_from_elf(name: &str, data: &[u8], entries: &[MapsEntry]) -> Option<Fra
         } else {
             None
         };
-        (Some(s.address()..s.address() + s.size()), data)
+        (
+            Some(s.address()..s.address().saturating_add(s.size())),
+            data,
+        )
     };
     let (text_svma, text) = section(".text");
     let (eh_frame_svma, eh_frame) = section(".eh_frame");
@@ -516,6 +520,18 @@ mod tests {
         // jmp *%rax (ff e0) is not a call; nor are plain bytes.
         assert!(!is_call_before(&[0, 0, 0, 0, 0, 0xff, 0xe0]));
         assert!(!is_call_before(&[0x48, 0x89, 0xe5, 0x5d, 0xc3, 0x90, 0x90]));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_bytes_before_a_return_address_are_judged(before in proptest::array::uniform7(proptest::num::u8::ANY)) {
+            let _ = is_call_before(&before);
+        }
+
+        #[test]
+        fn any_maps_text_is_searched(text in ".{0,300}") {
+            let _ = pseudo_mapping(&text, "[uprobes]");
+        }
     }
 
     #[test]
