@@ -1011,11 +1011,11 @@ impl<F> Replayer<F> {
             return;
         };
         while self.stacks[thread.0 as usize].len() > pos + 1 {
-            let id = self.pop(thread, ts_ns, Status::Unwound, None, visitor);
+            let id = self.pop(thread, ts_ns, Status::Unwound, visitor);
             self.forced.insert(id);
             self.summary.forced += 1;
         }
-        self.pop(thread, ts_ns, status, start_ns, visitor);
+        self.pop(thread, ts_ns, status, visitor);
     }
 
     /// End the top span of `thread` at `end_ns`; returns its id.
@@ -1024,17 +1024,18 @@ impl<F> Replayer<F> {
         thread: ThreadIx,
         end_ns: i64,
         status: Status,
-        start_ns: Option<i64>,
         visitor: &mut V,
     ) -> i64 {
         let stack = &mut self.stacks[thread.0 as usize];
         let Some(frame) = stack.pop() else {
             return 0;
         };
-        // The SPAN_END's own start is authoritative (it is what its
-        // duration_ns was computed from); a clock that ran backwards must
-        // not produce a negative duration.
-        let start_ns = start_ns.unwrap_or(frame.start_ns).min(end_ns);
+        // The start is the SPAN_START's time (a SPAN_END's start_ns is the
+        // same in any file ferret wrote): it is what placed the span in
+        // the stack, so children and parents stay consistent even in a
+        // file that disagrees with itself. A clock that ran backwards must
+        // not make a negative duration.
+        let start_ns = frame.start_ns.min(end_ns);
         let duration = end_ns.abs_diff(start_ns);
         let span = Ended {
             id: frame.id,
@@ -1061,7 +1062,7 @@ impl<F> Replayer<F> {
         for t in 0..self.stacks.len() {
             while let Some(top) = self.stacks[t].last() {
                 let end = last.max(top.start_ns);
-                self.pop(ThreadIx(t as u32), end, Status::Cut, None, visitor);
+                self.pop(ThreadIx(t as u32), end, Status::Cut, visitor);
                 self.summary.cut += 1;
             }
         }

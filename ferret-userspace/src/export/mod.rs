@@ -161,3 +161,171 @@ pub(crate) fn json_string(text: &str) -> String {
     // Serializing a str cannot fail; the fallback keeps that a non-panic.
     serde_json::to_string(text).unwrap_or_else(|_| "\"?\"".to_owned())
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::chrome::Chrome;
+    use super::folded::Folded;
+    use super::speedscope::Speedscope;
+    use crate::analyze::replay::tests::{Spec, replay};
+    use crate::analyze::replay::{Ended, Names, Started, Status, Visitor};
+    use crate::analyze::stats::{SortBy, StatsVisitor};
+    use crate::analyze::tree::TreeVisitor;
+
+    /// Every visitor at once, and the roots' total as the replay reports it.
+    struct All {
+        stats: StatsVisitor,
+        trees: TreeVisitor,
+        folded: Folded,
+        speedscope: Speedscope,
+        chrome: Chrome<Vec<u8>>,
+        root_ns: u64,
+        orphan_ns: u64,
+    }
+
+    type Frames = (
+        (),
+        <TreeVisitor as Visitor>::Frame,
+        <Folded as Visitor>::Frame,
+    );
+
+    impl Visitor for All {
+        type Frame = Frames;
+
+        fn start(&mut self, n: &Names, s: &Started, parent: Option<&mut Frames>) -> Frames {
+            let (t, f) = match parent {
+                Some(p) => (Some(&mut p.1), Some(&mut p.2)),
+                None => (None, None),
+            };
+            self.stats.start(n, s, None);
+            self.speedscope.start(n, s, None);
+            self.chrome.start(n, s, None);
+            ((), self.trees.start(n, s, t), self.folded.start(n, s, f))
+        }
+
+        fn end(&mut self, n: &Names, s: &Ended, frame: Frames, parent: Option<&mut Frames>) {
+            assert!(s.self_ns <= s.duration_ns(), "self within duration");
+            if s.depth == 0 {
+                self.root_ns += s.duration_ns();
+            }
+            let (t, f) = match parent {
+                Some(p) => (Some(&mut p.1), Some(&mut p.2)),
+                None => (None, None),
+            };
+            self.stats.end(n, s, (), None);
+            self.speedscope.end(n, s, (), None);
+            self.chrome.end(n, s, (), None);
+            self.trees.end(n, s, frame.1, t);
+            self.folded.end(n, s, frame.2, f);
+        }
+
+        fn orphan(&mut self, n: &Names, s: &Ended) {
+            self.orphan_ns += s.duration_ns();
+            self.stats.orphan(n, s);
+            self.speedscope.orphan(n, s);
+            self.chrome.orphan(n, s);
+            self.folded.orphan(n, s);
+        }
+    }
+
+    fn row() -> impl Strategy<Value = (bool, i64, i32, i64, usize, usize)> {
+        (
+            any::<bool>(),
+            0i64..1_000,
+            1i32..4,
+            1i64..30,
+            0usize..4,
+            0usize..3,
+        )
+    }
+
+    proptest! {
+        /// Whatever rows a file holds (ends before starts, duplicate ids,
+        /// ends of other threads' spans, time going backwards), nothing
+        /// panics, speedscope stays well nested, Chrome stays valid JSON,
+        /// and the flame graph's weights add up to the replayed time.
+        #[test]
+        fn arbitrary_rows_never_break_an_export(
+            rows in prop::collection::vec(row(), 0..120),
+            backwards in any::<bool>(),
+        ) {
+            let functions = ["a", "b", "c;d", "e\"f"];
+            let statuses = ["ok", "unwound", "open"];
+            let mut ts = 0i64;
+            let rows: Vec<Spec<'_>> = rows
+                .iter()
+                .map(|&(start, step, tid, id, f, st)| {
+                    // Forward in time, or (a broken clock) any way.
+                    ts += if backwards { step - 500 } else { step };
+                    (start, ts, tid, id, functions[f], statuses[st])
+                })
+                .collect();
+            let dir = tempfile::tempdir().unwrap();
+            let mut all = All {
+                stats: StatsVisitor::new(),
+                trees: TreeVisitor::new(3, None),
+                folded: Folded::new(),
+                speedscope: Speedscope::with_budget(dir.path(), 7),
+                chrome: Chrome::new(Vec::new(), 0),
+                root_ns: 0,
+                orphan_ns: 0,
+            };
+            let summary = replay(&rows, None, &mut all);
+            let names = &summary.names;
+
+            let stats = all.stats.finish(names, None, SortBy::Total);
+            let calls: u64 = stats.iter().map(|s| s.calls).sum();
+            prop_assert_eq!(calls, summary.spans + summary.orphans);
+            let (trees, _) = all.trees.finish();
+            prop_assert!(trees.len() <= 3);
+
+            let mut folded = Vec::new();
+            all.folded.write(&mut folded, names).unwrap();
+            let weight: u64 = String::from_utf8(folded)
+                .unwrap()
+                .lines()
+                .map(|l| l.rsplit_once(' ').unwrap().1.parse::<u64>().unwrap())
+                .sum();
+            // With a sane clock, self times add up to the roots' time
+            // (a child running past its parent breaks that, nothing else).
+            if !backwards {
+                prop_assert_eq!(weight, all.root_ns + all.orphan_ns);
+            }
+
+            let bytes = all
+                .speedscope
+                .finish(Vec::new(), names, summary.first_ts_ns.unwrap_or(0), "t", "0")
+                .unwrap();
+            let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+            for profile in json["profiles"].as_array().unwrap() {
+                let mut stack = Vec::new();
+                let mut last = 0;
+                for e in profile["events"].as_array().unwrap() {
+                    let at = e["at"].as_u64().unwrap();
+                    prop_assert!(at >= last);
+                    last = at;
+                    if e["type"] == "O" {
+                        stack.push(e["frame"].as_u64());
+                    } else {
+                        prop_assert_eq!(stack.pop(), Some(e["frame"].as_u64()));
+                    }
+                }
+                prop_assert!(stack.is_empty());
+                prop_assert!(profile["endValue"].as_u64().unwrap() >= last);
+            }
+
+            let bytes = all.chrome.finish(names, "0", None).unwrap();
+            let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+            let complete = json["traceEvents"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|e| e["ph"] == "X")
+                .count() as u64;
+            prop_assert_eq!(complete, summary.spans + summary.orphans);
+            let _ = Status::Ok;
+        }
+    }
+}
