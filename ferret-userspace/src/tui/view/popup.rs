@@ -237,44 +237,42 @@ fn call_details(shown: &Snapshot, call: &FinishedCall) -> Vec<Line<'static>> {
     let offset = shown.session.local_offset_ns;
     let at = |ns: u64| format::time_of_day(ns as i64 + offset);
     let span_id = call.span_id;
-    {
-        let status_style = match call.status {
-            crate::trace::SpanStatus::Ok => theme::OK,
-            crate::trace::SpanStatus::Unwound => theme::UNWOUND,
-            crate::trace::SpanStatus::Open => theme::OPEN,
-        };
-        let parent = call
-            .parent_span_id
-            .map_or_else(|| "none (outermost)".to_owned(), |p| format!("#{p}"));
-        return vec![
-            field("function", shown.function_name(call.function).to_owned()),
-            field(
-                "module",
-                shown
-                    .session
-                    .functions
-                    .get(call.function as usize)
-                    .map_or_else(String::new, |f| f.module.clone()),
+    let status_style = match call.status {
+        crate::trace::SpanStatus::Ok => theme::OK,
+        crate::trace::SpanStatus::Unwound => theme::UNWOUND,
+        crate::trace::SpanStatus::Open => theme::OPEN,
+    };
+    let parent = call
+        .parent_span_id
+        .map_or_else(|| "none (outermost)".to_owned(), |p| format!("#{p}"));
+    vec![
+        field("function", shown.function_name(call.function).to_owned()),
+        field(
+            "module",
+            shown
+                .session
+                .functions
+                .get(call.function as usize)
+                .map_or_else(String::new, |f| f.module.clone()),
+        ),
+        field("thread", format!("{} (tid {})", call.thread_name, call.tid)),
+        field(
+            "span",
+            format!("#{span_id}, depth {}, parent {parent}", call.depth),
+        ),
+        field("started", at(call.start_ns)),
+        field("ended", at(call.end_ns)),
+        field(
+            "took",
+            format!(
+                "{} (self {})",
+                format::duration(call.duration_ns()),
+                format::duration(call.self_ns)
             ),
-            field("thread", format!("{} (tid {})", call.thread_name, call.tid)),
-            field(
-                "span",
-                format!("#{span_id}, depth {}, parent {parent}", call.depth),
-            ),
-            field("started", at(call.start_ns)),
-            field("ended", at(call.end_ns)),
-            field(
-                "took",
-                format!(
-                    "{} (self {})",
-                    format::duration(call.duration_ns()),
-                    format::duration(call.self_ns)
-                ),
-            ),
-            Line::from(vec![
-                Span::styled(format!(" {:<12}", "status"), theme::DIM),
-                Span::styled(call.status.as_str(), status_style),
-            ]),
-        ];
-    }
+        ),
+        Line::from(vec![
+            Span::styled(format!(" {:<12}", "status"), theme::DIM),
+            Span::styled(call.status.as_str(), status_style),
+        ]),
+    ]
 }
