@@ -1,8 +1,9 @@
-//! ferret's developer tasks: `cargo xtask setup | test | install | demo`.
+//! ferret's developer tasks: `cargo xtask setup | test | install | demo | bench`.
 //!
 //! `--dry-run` (any task) runs the read-only checks but only prints the
 //! commands that would build, install or run something.
 
+mod bench;
 mod setup;
 mod sh;
 
@@ -51,6 +52,11 @@ enum Task {
         #[arg(long, default_value_t = 10, value_name = "N")]
         seconds: u64,
     },
+    /// Measure what ferret costs (needs root; re-runs itself under sudo):
+    /// per-call overhead against an empty BPF program and bpftrace, pipeline
+    /// throughput, sustained load, attach at scale, memory over time. Prints
+    /// a table and writes target/bench/results.json. Not part of `test`.
+    Bench(bench::Options),
 }
 
 fn main() -> ExitCode {
@@ -61,6 +67,7 @@ fn main() -> ExitCode {
         Task::Test { cargo_test_args } => test(&sh, &cargo_test_args),
         Task::Install => install(&sh),
         Task::Demo { seconds } => demo(&sh, seconds),
+        Task::Bench(options) => bench::run(&sh, &options),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,448 @@
+//! The parts of `cargo xtask bench` that need ferret's library; not a user
+//! tool. Two subcommands, each printing one JSON object on stdout:
+//!
+//! - `floor [RECORD OPTIONS] -- COMMAND [ARG...]` runs COMMAND with an empty
+//!   BPF program (`ferret_empty`) attached at exactly the probe points
+//!   `ferret record` would choose for the same options, through the same
+//!   `uprobe_multi` links. That is the floor: what the kernel's uprobe
+//!   machinery costs before a program does any work.
+//! - `pipeline [--events N] [--out FILE]` pushes synthetic ring-buffer
+//!   records through ferret's user-side pipeline on one thread (decode,
+//!   stack reconstruction, the live aggregates, the Parquet writer) and
+//!   times it stage by stage: decode; + reconstruction; + aggregates (what
+//!   `watch` does); decode + reconstruction + Parquet (what `record` does);
+//!   all four (what `watch -o` does).
+//!
+//! Run as `cargo run --release --example bench -- SUBCOMMAND ...`; `floor`
+//! needs root.
+
+use std::{
+    hint::black_box,
+    os::fd::{AsFd as _, OwnedFd},
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Instant,
+};
+
+use anyhow::{Context as _, Result, bail};
+use aya::maps::{Map, MapData};
+use clap::Parser as _;
+use ferret::{
+    cli::{Cli, Invocation},
+    commands::plan::{self, ResolvedTarget, Started},
+    live::Aggregates,
+    probe::{ExitProbes, decode::Decoder, multi},
+    sink::{FunctionInfo, RecordingMeta, RecordingWriter},
+    target,
+    trace::{Reconstructor, SpanEvent},
+};
+use ferret_common::{COMM_LEN, EMPTY_PROGRAM, ProbeEvent, cookie, kind};
+
+/// The eBPF object `build.rs` built, the same bytes the `ferret` binary embeds.
+static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ferret-ebpf"));
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("floor") => floor(&args[1..]),
+        Some("pipeline") => pipeline(&args[1..]),
+        _ => Err(anyhow::anyhow!(
+            "usage: bench floor [RECORD OPTIONS] -- COMMAND... | bench pipeline [--events N] [--out FILE]"
+        )),
+    };
+    match result {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::exit(1);
+        }
+    }
+}
+
+// --- floor -------------------------------------------------------------------
+
+/// Runs the command under the empty program; returns its exit code.
+fn floor(args: &[String]) -> Result<i32> {
+    // ferret's own command line and planner choose the probe points, so the
+    // floor is measured at exactly the instructions ferret would probe.
+    let argv = ["ferret", "record", "-o", "/dev/null"]
+        .into_iter()
+        .map(String::from)
+        .chain(args.iter().cloned());
+    let cli = Cli::try_parse_from(argv)?;
+    let Invocation::Record(config) = cli.into_invocation()? else {
+        bail!("not a record command line");
+    };
+    let resolved = ResolvedTarget::resolve(&config.target)?;
+    let plan = plan::plan(&resolved, &config.probes)?;
+
+    raise_memlock_limit();
+    // aya creates the maps every program of the object refers to; the empty
+    // program is then loaded by hand (aya 0.14 cannot load it for
+    // uprobe_multi) and relocated against them, as the engine does.
+    let ebpf = aya::EbpfLoader::new()
+        .load(EBPF_OBJECT)
+        .context("loading the eBPF object")?;
+    let maps = ebpf
+        .maps()
+        .map(|(name, map)| {
+            let id = map_data(map)?.info()?.id();
+            Ok((name.to_owned(), multi::map_fd_by_id(id)?))
+        })
+        .collect::<Result<Vec<(String, OwnedFd)>>>()?;
+    let program = multi::load_program(EBPF_OBJECT, EMPTY_PROGRAM, &maps)?;
+
+    let mut started = plan::start(&resolved, None)?;
+    let pid = started.pid();
+    let attach_start = Instant::now();
+    let mut links = Vec::new();
+    let mut probes = 0;
+    for group in group_by_module(&plan.points) {
+        let path = &group.path;
+        for (offsets, ret) in [
+            (group.entries, false),
+            (group.instructions, false),
+            (group.uretprobes, true),
+        ] {
+            if offsets.is_empty() {
+                continue;
+            }
+            let cookies = vec![0; offsets.len()];
+            probes += offsets.len();
+            links.push(
+                multi::attach(program.as_fd(), path, &offsets, &cookies, pid, ret)
+                    .with_context(|| format!("attaching to {}", path.display()))?,
+            );
+        }
+    }
+    let attach_ms = attach_start.elapsed().as_secs_f64() * 1e3;
+    if let Started::Launched(child) = &mut started {
+        child.release()?;
+    }
+    let status = target::wait(pid)?;
+    let detach_start = Instant::now();
+    drop(links);
+    let detach_ms = detach_start.elapsed().as_secs_f64() * 1e3;
+    eprintln!(
+        "floor: {probes} probes attached in {attach_ms:.1} ms, detached in {detach_ms:.1} ms"
+    );
+    Ok(match status {
+        target::ExitStatus::Code(code) => code,
+        target::ExitStatus::Signal(_) => status.shell_code(),
+    })
+}
+
+/// One module's probe offsets, by link.
+struct ModuleProbes {
+    path: PathBuf,
+    entries: Vec<u64>,
+    instructions: Vec<u64>,
+    uretprobes: Vec<u64>,
+}
+
+fn group_by_module(points: &[ferret::probe::ProbePoint]) -> Vec<ModuleProbes> {
+    let mut groups: Vec<ModuleProbes> = Vec::new();
+    for point in points {
+        let index = if let Some(i) = groups.iter().position(|g| *g.path == *point.path) {
+            i
+        } else {
+            groups.push(ModuleProbes {
+                path: point.path.to_path_buf(),
+                entries: Vec::new(),
+                instructions: Vec::new(),
+                uretprobes: Vec::new(),
+            });
+            groups.len() - 1
+        };
+        let group = &mut groups[index];
+        group.entries.push(point.entry);
+        match &point.exits {
+            ExitProbes::Instructions(offsets) => group.instructions.extend(offsets),
+            ExitProbes::Uretprobe => group.uretprobes.push(point.entry),
+        }
+    }
+    groups
+}
+
+fn map_data(map: &Map) -> Result<&MapData> {
+    match map {
+        Map::RingBuf(d) | Map::PerCpuArray(d) | Map::HashMap(d) | Map::Array(d) => Ok(d),
+        _ => bail!("unexpected map type in the eBPF object"),
+    }
+}
+
+/// Kernels before 5.11 charge BPF maps to `RLIMIT_MEMLOCK`.
+fn raise_memlock_limit() {
+    let unlimited = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: setrlimit reads a live local.
+    unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &raw const unlimited) };
+}
+
+// --- pipeline ----------------------------------------------------------------
+
+/// Distinct records generated; longer runs replay them.
+const STREAM_EVENTS: usize = 1 << 20;
+/// Threads interleaved in the stream.
+const THREADS: u32 = 8;
+/// Functions in the synthetic probe table.
+const FUNCTIONS: u32 = 256;
+/// Records per thread before the stream moves to the next thread, as a
+/// per-CPU ring buffer delivers them in runs.
+const RUN: usize = 32;
+/// Records decoded per drain, as `Pipeline::drain` hands spans to the writer.
+const DRAIN: usize = 4096;
+
+fn pipeline(args: &[String]) -> Result<i32> {
+    let mut events: u64 = 10_000_000;
+    let mut out = std::env::temp_dir().join("ferret-bench-pipeline.parquet");
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--events" => {
+                events = args.next().context("--events N")?.parse()?;
+            }
+            "--out" => out = PathBuf::from(args.next().context("--out FILE")?),
+            other => bail!("unknown option {other}"),
+        }
+    }
+    let stream = synthetic_stream();
+    let bytes = as_bytes(&stream);
+    let functions: Arc<[FunctionInfo]> = (0..FUNCTIONS)
+        .map(|i| FunctionInfo {
+            name: format!("bench::module_{}::function_{i}", i % 16),
+            module: "/usr/local/bin/bench-target".to_owned(),
+        })
+        .collect();
+
+    let decode = time_stage(events, bytes, |_| {});
+    let reconstruct = {
+        let mut reconstructor = Reconstructor::new();
+        let mut spans = Vec::new();
+        time_stage(events, bytes, |event| {
+            if let Some(event) = event {
+                reconstructor.push(&event, &mut spans);
+            } else {
+                black_box(&spans);
+                spans.clear();
+            }
+        })
+    };
+    let aggregate = {
+        let mut reconstructor = Reconstructor::new();
+        let mut aggregates = Aggregates::new(FUNCTIONS as usize);
+        let mut spans = Vec::new();
+        time_stage(events, bytes, |event| {
+            if let Some(event) = event {
+                reconstructor.push(&event, &mut spans);
+            } else {
+                for span in spans.drain(..) {
+                    aggregates.apply(&span);
+                }
+            }
+        })
+    };
+    let meta = || RecordingMeta {
+        target: "synthetic".to_owned(),
+        probes: "-s bench::*".to_owned(),
+        realtime_offset_ns: 0,
+    };
+    // `ferret record`: no aggregates.
+    let (record, file_bytes) = write_stage(events, bytes, &out, &functions, meta(), None)?;
+    // `ferret watch -o`: everything.
+    let aggregates = Aggregates::new(FUNCTIONS as usize);
+    let (full, _) = write_stage(events, bytes, &out, &functions, meta(), Some(aggregates))?;
+    let rate = |seconds: f64| (events as f64 / seconds).round();
+    let json = serde_json::json!({
+        "events": events,
+        "decode": { "cpu_per_s": rate(decode.cpu), "wall_per_s": rate(decode.wall) },
+        "reconstruct": { "cpu_per_s": rate(reconstruct.cpu), "wall_per_s": rate(reconstruct.wall) },
+        "aggregate": { "cpu_per_s": rate(aggregate.cpu), "wall_per_s": rate(aggregate.wall) },
+        "record": { "cpu_per_s": rate(record.cpu), "wall_per_s": rate(record.wall) },
+        "full": { "cpu_per_s": rate(full.cpu), "wall_per_s": rate(full.wall) },
+        "file_bytes_per_event": file_bytes as f64 / events as f64,
+    });
+    println!("{json}");
+    Ok(0)
+}
+
+/// Decode, reconstruct, aggregate (if given) and write to `out`, then finish
+/// the file; returns the time and the file's size.
+fn write_stage(
+    events: u64,
+    bytes: &[u8],
+    out: &Path,
+    functions: &Arc<[FunctionInfo]>,
+    meta: RecordingMeta,
+    mut aggregates: Option<Aggregates>,
+) -> Result<(Timing, u64)> {
+    let mut writer = RecordingWriter::create(out, Arc::clone(functions), meta)?;
+    let mut reconstructor = Reconstructor::new();
+    let mut spans: Vec<SpanEvent> = Vec::new();
+    let mut failed = None;
+    let mut timing = time_stage(events, bytes, |event| {
+        if let Some(event) = event {
+            reconstructor.push(&event, &mut spans);
+        } else {
+            for span in spans.drain(..) {
+                if let Some(aggregates) = &mut aggregates {
+                    aggregates.apply(&span);
+                }
+                if let Err(e) = writer.write_span(&span) {
+                    failed.get_or_insert(e);
+                }
+            }
+        }
+    });
+    if let Some(e) = failed {
+        return Err(e.into());
+    }
+    let finish = Timing::start();
+    writer.finish(0, &[])?;
+    timing.add(&finish.stop());
+    let size = std::fs::metadata(out).map_or(0, |m| m.len());
+    let _ = std::fs::remove_file(out);
+    Ok((timing, size))
+}
+
+/// Wall time and this thread's CPU time.
+#[derive(Clone, Copy, Debug)]
+struct Timing {
+    wall: f64,
+    cpu: f64,
+}
+
+impl Timing {
+    fn start() -> Self {
+        Self {
+            wall: clock(libc::CLOCK_MONOTONIC),
+            cpu: clock(libc::CLOCK_THREAD_CPUTIME_ID),
+        }
+    }
+
+    /// Seconds elapsed since `self` (a [`Timing::start`]).
+    fn stop(self) -> Self {
+        Self {
+            wall: clock(libc::CLOCK_MONOTONIC) - self.wall,
+            cpu: clock(libc::CLOCK_THREAD_CPUTIME_ID) - self.cpu,
+        }
+    }
+
+    fn add(&mut self, other: &Self) {
+        self.wall += other.wall;
+        self.cpu += other.cpu;
+    }
+}
+
+fn clock(id: libc::clockid_t) -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into a live local.
+    unsafe { libc::clock_gettime(id, &raw mut ts) };
+    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
+}
+
+/// Decodes `events` records (replaying `bytes`), handing each decoded event
+/// to `sink`, and `None` after every [`DRAIN`] records; returns the time taken.
+fn time_stage(
+    events: u64,
+    bytes: &[u8],
+    mut sink: impl FnMut(Option<ferret::trace::RawEvent>),
+) -> Timing {
+    let record = size_of::<ProbeEvent>();
+    let mut decoder = Decoder::new();
+    let mut left = events as usize;
+    let start = Timing::start();
+    while left > 0 {
+        for drain in bytes.chunks(DRAIN * record) {
+            let take = left.min(drain.len() / record);
+            for item in drain[..take * record].chunks_exact(record) {
+                sink(decoder.decode_bytes(black_box(item)));
+            }
+            sink(None);
+            left -= take;
+            if left == 0 {
+                break;
+            }
+        }
+    }
+    start.stop()
+}
+
+/// Balanced call trees on [`THREADS`] threads, interleaved in runs of
+/// [`RUN`] records: each tree is a root with two children, each with one
+/// child (five calls, ten records). Every thread ends with nothing open, so
+/// the stream can be replayed.
+fn synthetic_stream() -> Vec<ProbeEvent> {
+    let mut rng = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let per_thread = STREAM_EVENTS / THREADS as usize;
+    let mut threads: Vec<Vec<(u32, u32, u64)>> = (0..THREADS)
+        .map(|_| {
+            let mut records = Vec::with_capacity(per_thread);
+            while records.len() + 10 <= per_thread {
+                let sp = 0x7fff_0000_0000_u64;
+                let root = (next() % u64::from(FUNCTIONS)) as u32;
+                records.push((kind::ENTRY, root, sp));
+                for _ in 0..2 {
+                    let child = (next() % u64::from(FUNCTIONS)) as u32;
+                    let leaf = (next() % u64::from(FUNCTIONS)) as u32;
+                    records.push((kind::ENTRY, child, sp - 0x40));
+                    records.push((kind::ENTRY, leaf, sp - 0x80));
+                    records.push((kind::EXIT_INSN, leaf, sp - 0x80));
+                    records.push((kind::EXIT_INSN, child, sp - 0x40));
+                }
+                records.push((kind::EXIT_INSN, root, sp));
+            }
+            records.reverse();
+            records
+        })
+        .collect();
+    let comms: Vec<[u8; COMM_LEN]> = (0..THREADS)
+        .map(|t| {
+            let mut comm = [0u8; COMM_LEN];
+            let name = format!("worker-{t}");
+            comm[..name.len()].copy_from_slice(name.as_bytes());
+            comm
+        })
+        .collect();
+    let mut stream = Vec::with_capacity(STREAM_EVENTS);
+    let mut ts_ns = 1_000_000_000_u64;
+    while threads.iter().any(|t| !t.is_empty()) {
+        for (t, records) in threads.iter_mut().enumerate() {
+            for _ in 0..RUN {
+                let Some((event_kind, function, sp)) = records.pop() else {
+                    break;
+                };
+                ts_ns += 37;
+                stream.push(ProbeEvent {
+                    ts_ns,
+                    cookie: cookie(function, event_kind, 0),
+                    sp,
+                    ip: 0x40_1000 + u64::from(function) * 0x40,
+                    kind: event_kind,
+                    pid: 4242,
+                    tid: 4242 + t as u32,
+                    reserved: 0,
+                    comm: comms[t],
+                });
+            }
+        }
+    }
+    stream
+}
+
+fn as_bytes(events: &[ProbeEvent]) -> &[u8] {
+    // SAFETY: `ProbeEvent` is `repr(C)` integers without padding; the slice
+    // covers exactly the vector's initialised elements.
+    unsafe { std::slice::from_raw_parts(events.as_ptr().cast::<u8>(), size_of_val(events)) }
+}

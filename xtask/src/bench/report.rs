@@ -1,0 +1,390 @@
+//! The machine the numbers came from, and the results as a Markdown table
+//! (the README's Performance section pastes it as printed).
+
+use std::fmt::Write as _;
+
+use serde_json::{Value, json};
+
+use super::Part;
+use super::pipeline::GOAL_PER_S;
+
+pub fn title(part: Part) -> &'static str {
+    match part {
+        Part::Overhead => "1/5 cost per traced call: untraced, floor, ferret, bpftrace",
+        Part::Pipeline => "2/5 pipeline throughput (synthetic events, one core)",
+        Part::Load => "3/5 sustained load",
+        Part::Attach => "4/5 attach and detach at scale",
+        Part::Memory => "5/5 memory over time",
+    }
+}
+
+/// CPU count, kernel, CPU model and whether this is a virtual machine.
+pub fn machine() -> Value {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|v| v.trim_start_matches([' ', '\t', ':']).trim().to_owned());
+    let hypervisor = cpuinfo
+        .lines()
+        .any(|l| l.starts_with("flags") && l.split_whitespace().any(|f| f == "hypervisor"));
+    let virt = crate::sh::probe(&mut std::process::Command::new("systemd-detect-virt"))
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty() && s != "none");
+    json!({
+        "nproc": std::thread::available_parallelism().map_or(0, std::num::NonZero::get),
+        "kernel": std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .map(|s| s.trim().to_owned())
+            .ok(),
+        "cpu": model,
+        "virtual_machine": hypervisor,
+        "virtualization": virt,
+        "memory_gib": meminfo_gib(),
+    })
+}
+
+fn meminfo_gib() -> Option<f64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kib: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    Some((kib / 1024.0 / 1024.0 * 10.0).round() / 10.0)
+}
+
+/// Now, as `YYYY-MM-DDTHH:MM:SSZ`.
+pub fn now_utc() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// `ns` nanoseconds as ns, µs or ms.
+pub fn duration_ns(ns: f64) -> String {
+    if ns < 1e3 {
+        format!("{ns:.1} ns")
+    } else if ns < 1e6 {
+        format!("{:.2} µs", ns / 1e3)
+    } else {
+        format!("{:.2} ms", ns / 1e6)
+    }
+}
+
+fn f(value: &Value, path: &[&str]) -> Option<f64> {
+    let mut v = value;
+    for key in path {
+        v = v.get(key)?;
+    }
+    v.as_f64()
+}
+
+fn verdict(met: Option<bool>) -> &'static str {
+    match met {
+        Some(true) => "met",
+        Some(false) => "**not met**",
+        None => "?",
+    }
+}
+
+fn or_dash(text: Option<String>) -> String {
+    text.unwrap_or_else(|| "–".to_owned())
+}
+
+fn millions(per_s: f64) -> String {
+    format!("{:.2} M/s", per_s / 1e6)
+}
+
+/// The results as a Markdown table: measurement, result, reference, ratio, goal.
+pub fn table(results: &Value) -> String {
+    let mut rows: Vec<[String; 5]> = Vec::new();
+    let mut row = |a: &str, b: String, c: String, d: String, e: String| {
+        rows.push([a.to_owned(), b, c, d, e]);
+    };
+
+    if let Some(o) = results.get("overhead").filter(|o| o.get("modes").is_some()) {
+        let untraced = f(o, &["untraced_ns"]);
+        let bpftrace = f(o, &["bpftrace_ns"]);
+        row(
+            "call, untraced",
+            or_dash(untraced.map(duration_ns)),
+            String::new(),
+            String::new(),
+            String::new(),
+        );
+        for mode in super::overhead::MODES {
+            let ferret = f(o, &["modes", mode, "ferret_ns"]);
+            let floor = f(o, &["modes", mode, "floor_ns"]);
+            let vs_floor = f(o, &["modes", mode, "ferret_vs_floor"]);
+            let vs_bpftrace = f(o, &["modes", mode, "ferret_vs_bpftrace"]);
+            row(
+                &format!("traced call, `{mode}` exits"),
+                format!("ferret {}", or_dash(ferret.map(duration_ns))),
+                format!("floor {}", or_dash(floor.map(duration_ns))),
+                or_dash(vs_floor.map(|r| format!("{r:.3}×"))),
+                format!("≤ 1.05× floor: {}", verdict(vs_floor.map(|r| r <= 1.05))),
+            );
+            row(
+                &format!("traced call, `{mode}` exits"),
+                format!("ferret {}", or_dash(ferret.map(duration_ns))),
+                format!("bpftrace {}", or_dash(bpftrace.map(duration_ns))),
+                or_dash(vs_bpftrace.map(|r| format!("{r:.3}×"))),
+                format!("≤ bpftrace: {}", verdict(vs_bpftrace.map(|r| r <= 1.0))),
+            );
+        }
+    }
+
+    if let Some(p) = results
+        .get("pipeline")
+        .filter(|p| p.get("full_per_s").is_some())
+    {
+        for (label, key) in [
+            (
+                "pipeline, one core: decode → reconstruct → Parquet (`record`)",
+                "record_per_s",
+            ),
+            (
+                "pipeline, one core: decode → reconstruct → aggregates → Parquet (`watch -o`)",
+                "full_per_s",
+            ),
+        ] {
+            let rate = f(p, &[key]);
+            row(
+                label,
+                or_dash(rate.map(|r| format!("{} events", millions(r)))),
+                format!("goal {}", millions(GOAL_PER_S)),
+                or_dash(rate.map(|r| format!("{:.2}×", r / GOAL_PER_S))),
+                format!("≥ 5 M/s: {}", verdict(rate.map(|r| r >= GOAL_PER_S))),
+            );
+        }
+        row(
+            "pipeline stages alone, one core",
+            format!(
+                "decode {}, + reconstruct {}, + aggregates {}",
+                or_dash(f(p, &["decode_per_s"]).map(millions)),
+                or_dash(f(p, &["reconstruct_per_s"]).map(millions)),
+                or_dash(f(p, &["aggregate_per_s"]).map(millions))
+            ),
+            format!(
+                "`watch -o` by wall clock: {}",
+                or_dash(f(p, &["full_wall_per_s"]).map(millions))
+            ),
+            String::new(),
+            String::new(),
+        );
+    }
+
+    if let Some(l) = results
+        .get("load")
+        .filter(|l| l.get("events_delivered").is_some())
+    {
+        let lost = f(l, &["events_lost"]);
+        row(
+            &format!(
+                "sustained load, {} threads, {:.0} s",
+                f(l, &["threads"]).unwrap_or(0.0),
+                f(l, &["seconds"]).unwrap_or(0.0)
+            ),
+            format!(
+                "{:.0} events delivered ({:.0}/s), {:.0} lost",
+                f(l, &["events_delivered"]).unwrap_or(0.0),
+                f(l, &["events_per_s"]).unwrap_or(0.0),
+                lost.unwrap_or(0.0)
+            ),
+            format!(
+                "ferret: {:.1}% of a core, peak RSS {:.1} MiB",
+                f(l, &["ferret_cpu_percent"]).unwrap_or(0.0),
+                f(l, &["ferret_peak_rss_mib"]).unwrap_or(0.0)
+            ),
+            String::new(),
+            format!("none lost: {}", verdict(lost.map(|n| n == 0.0))),
+        );
+    }
+
+    if let Some(a) = results.get("attach").filter(|a| a.get("modes").is_some()) {
+        for mode in super::overhead::MODES {
+            let attach = f(a, &["modes", mode, "attach_ms"]);
+            let detach = f(a, &["modes", mode, "detach_ms"]);
+            row(
+                &format!(
+                    "10,000 functions, `{mode}` exits ({:.0} probes)",
+                    f(a, &["modes", mode, "probes"]).unwrap_or(0.0)
+                ),
+                format!(
+                    "attach {} ms, detach {} ms",
+                    or_dash(attach.map(|v| format!("{v:.1}"))),
+                    or_dash(detach.map(|v| format!("{v:.1}")))
+                ),
+                String::new(),
+                String::new(),
+                format!(
+                    "each < 1 s: {}",
+                    verdict(attach.zip(detach).map(|(x, y)| x < 1000.0 && y < 1000.0))
+                ),
+            );
+        }
+        if let Some(pp) = a
+            .get("per_probe_links")
+            .filter(|p| p.get("attach_ms").is_some())
+        {
+            row(
+                &format!(
+                    "per-probe perf links (fallback), {:.0} functions",
+                    f(pp, &["functions"]).unwrap_or(0.0)
+                ),
+                format!(
+                    "attach {:.1} ms, detach {:.1} ms",
+                    f(pp, &["attach_ms"]).unwrap_or(0.0),
+                    f(pp, &["detach_ms"]).unwrap_or(0.0)
+                ),
+                String::new(),
+                String::new(),
+                "for comparison".to_owned(),
+            );
+        }
+    }
+
+    if let Some(m) = results
+        .get("memory")
+        .filter(|m| m.get("rss_first_mib").is_some())
+    {
+        let flat = m.get("flat").and_then(Value::as_bool);
+        row(
+            &format!(
+                "RSS over a {:.0} s recording ({:.0} events/s)",
+                f(m, &["seconds"]).unwrap_or(0.0),
+                f(m, &["events_per_s"]).unwrap_or(0.0)
+            ),
+            format!(
+                "first {:.1}, last {:.1}, max {:.1} MiB",
+                f(m, &["rss_first_mib"]).unwrap_or(0.0),
+                f(m, &["rss_last_mib"]).unwrap_or(0.0),
+                f(m, &["rss_max_mib"]).unwrap_or(0.0)
+            ),
+            String::new(),
+            String::new(),
+            format!("flat: {}", verdict(flat)),
+        );
+    }
+
+    let header = ["measurement", "result", "reference", "ratio", "goal"];
+    let mut widths = header.map(|h| h.chars().count());
+    for r in &rows {
+        for (w, cell) in widths.iter_mut().zip(r) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: &[String; 5]| {
+        let mut text = String::from("|");
+        for (cell, w) in cells.iter().zip(widths) {
+            let pad = w - cell.chars().count();
+            let _ = write!(text, " {cell}{} |", " ".repeat(pad));
+        }
+        text
+    };
+    let mut out = String::new();
+    if let Some(m) = results.get("machine") {
+        let _ = writeln!(
+            out,
+            "{} CPUs, Linux {}, {}{}{}",
+            f(m, &["nproc"]).unwrap_or(0.0),
+            m.get("kernel").and_then(Value::as_str).unwrap_or("?"),
+            m.get("cpu")
+                .and_then(Value::as_str)
+                .unwrap_or("unknown CPU"),
+            if m.get("virtual_machine").and_then(Value::as_bool) == Some(true) {
+                ", virtual machine"
+            } else {
+                ""
+            },
+            if results.get("quick").and_then(Value::as_bool) == Some(true) {
+                " (quick run)"
+            } else {
+                ""
+            },
+        );
+        out.push('\n');
+    }
+    let _ = writeln!(out, "{}", line(&header.map(str::to_owned)));
+    let _ = writeln!(out, "{}", line(&widths.map(|w| "-".repeat(w))));
+    for r in &rows {
+        let _ = writeln!(out, "{}", line(r));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_gives_each_goal_a_verdict() {
+        let results = json!({
+            "machine": { "nproc": 2, "kernel": "6.18", "cpu": "Xeon", "virtual_machine": true },
+            "quick": true,
+            "overhead": {
+                "untraced_ns": 1.4,
+                "bpftrace_ns": 30_000.0,
+                "modes": {
+                    "ret": { "ferret_ns": 50_000.0, "floor_ns": 49_000.0,
+                             "ferret_vs_floor": 1.02, "ferret_vs_bpftrace": 1.67 },
+                    "uretprobe": { "ferret_ns": 28_000.0, "floor_ns": 27_000.0,
+                                   "ferret_vs_floor": 1.037, "ferret_vs_bpftrace": 0.93 },
+                },
+            },
+            "pipeline": { "record_per_s": 2.5e6, "full_per_s": 1.9e6, "decode_per_s": 3e7 },
+            "load": { "threads": 4, "seconds": 30, "events_delivered": 1e6, "events_lost": 0 },
+            "attach": { "modes": { "ret": { "probes": 20000, "attach_ms": 30.0, "detach_ms": 120.0 } } },
+            "memory": { "seconds": 600, "rss_first_mib": 80.0, "rss_last_mib": 80.2,
+                        "rss_max_mib": 80.3, "flat": true },
+        });
+        let table = table(&results);
+        assert!(table.starts_with("2 CPUs, Linux 6.18, Xeon, virtual machine (quick run)"));
+        assert!(table.contains("| ferret 50.00 µs"), "{table}");
+        assert!(table.contains("1.020× | ≤ 1.05× floor: met"), "{table}");
+        assert!(table.contains("≤ bpftrace: **not met**"), "{table}");
+        assert!(table.contains("≥ 5 M/s: **not met**"), "{table}");
+        assert!(table.contains("none lost: met"), "{table}");
+        assert!(table.contains("attach 30.0 ms, detach 120.0 ms"), "{table}");
+        assert!(table.contains("flat: met"), "{table}");
+        let widths: Vec<usize> = table
+            .lines()
+            .filter(|l| l.starts_with('|'))
+            .map(|l| l.chars().count())
+            .collect();
+        assert!(widths.windows(2).all(|w| w[0] == w[1]), "rows line up");
+    }
+
+    #[test]
+    fn durations_pick_their_unit() {
+        assert_eq!(duration_ns(1.44), "1.4 ns");
+        assert_eq!(duration_ns(45_111.4), "45.11 µs");
+        assert_eq!(duration_ns(2.5e6), "2.50 ms");
+    }
+
+    #[test]
+    fn dates_are_utc_iso() {
+        let now = now_utc();
+        assert_eq!(now.len(), 20, "{now}");
+        assert!(now.ends_with('Z') && now.as_bytes()[10] == b'T', "{now}");
+    }
+}
