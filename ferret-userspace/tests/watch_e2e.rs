@@ -335,6 +335,12 @@ fn watch_shows_calls_live_and_restores_the_terminal() {
             .any(|r| r.function.as_deref() == Some("sleep_one_second")),
         "the recording has the sleeping calls"
     );
+    let meta = ferret::sink::read_metadata(&parquet).unwrap();
+    assert_eq!(
+        meta["ferret.stop_reason"], "Quit",
+        "metadata as `record` writes it"
+    );
+    assert_eq!(meta["ferret.functions"], "3");
     assert!(
         began.elapsed() < Duration::from_secs(20),
         "took {:?}",
