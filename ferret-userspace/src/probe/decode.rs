@@ -15,6 +15,9 @@ use crate::trace::{RawEvent, RawKind, ThreadName};
 #[derive(Debug, Default)]
 pub struct Decoder {
     names: HashMap<u32, ([u8; COMM_LEN], ThreadName)>,
+    /// The last thread looked up: the ring buffer delivers each CPU's
+    /// records in runs, so most lookups end here without hashing.
+    last: Option<(u32, [u8; COMM_LEN], ThreadName)>,
     malformed: u64,
 }
 
@@ -60,6 +63,7 @@ impl Decoder {
         let thread_name = self.name(event.tid, &event.comm);
         if matches!(kind, RawKind::ThreadExit | RawKind::Fork { .. }) {
             self.names.remove(&event.tid);
+            self.last = None;
         }
         Some(RawEvent {
             kind,
@@ -78,14 +82,22 @@ impl Decoder {
     }
 
     fn name(&mut self, tid: u32, comm: &[u8; COMM_LEN]) -> ThreadName {
-        if let Some((last, name)) = self.names.get(&tid)
-            && last == comm
+        if let Some((last_tid, last_comm, name)) = &self.last
+            && *last_tid == tid
+            && last_comm == comm
         {
             return name.clone();
         }
-        let end = comm.iter().position(|&b| b == 0).unwrap_or(COMM_LEN);
-        let name: ThreadName = Arc::from(String::from_utf8_lossy(&comm[..end]).as_ref());
-        self.names.insert(tid, (*comm, name.clone()));
+        let name = match self.names.get(&tid) {
+            Some((known, name)) if known == comm => name.clone(),
+            _ => {
+                let end = comm.iter().position(|&b| b == 0).unwrap_or(COMM_LEN);
+                let name: ThreadName = Arc::from(String::from_utf8_lossy(&comm[..end]).as_ref());
+                self.names.insert(tid, (*comm, name.clone()));
+                name
+            }
+        };
+        self.last = Some((tid, *comm, name.clone()));
         name
     }
 }

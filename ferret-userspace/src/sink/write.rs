@@ -8,14 +8,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, Float64Builder, Int32Builder, Int64Builder, StringBuilder, TimestampNanosecondBuilder,
+    ArrayBuilder, ArrayRef, Float64Builder, Int32Builder, Int64Builder, PrimitiveBuilder,
+    StringBuilder, TimestampNanosecondBuilder, new_null_array,
 };
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{ArrowPrimitiveType, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::metadata::KeyValue;
-use parquet::file::properties::WriterProperties;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
 use super::{
@@ -42,6 +43,8 @@ pub struct RecordingWriter {
     functions: Arc<[FunctionInfo]>,
     realtime_offset_ns: i64,
     columns: Columns,
+    /// Per column, a row group of nulls: what a column nobody wrote becomes.
+    all_null: Vec<ArrayRef>,
     buffered: usize,
     rows: u64,
 }
@@ -97,6 +100,11 @@ impl RecordingWriter {
                 path: path.to_owned(),
                 source,
             })?;
+        let all_null = schema
+            .fields()
+            .iter()
+            .map(|f| new_null_array(f.data_type(), ROW_GROUP_ROWS))
+            .collect();
         Ok(Self {
             writer: Some(writer),
             path: path.to_owned(),
@@ -104,6 +112,7 @@ impl RecordingWriter {
             functions,
             realtime_offset_ns,
             columns: Columns::new(),
+            all_null,
             buffered: 0,
             rows: 0,
         })
@@ -149,35 +158,25 @@ impl RecordingWriter {
                 index: function,
                 known: self.functions.len(),
             })?;
-        let c = &mut self.columns;
-        c.kind.append_value(kind);
-        c.ts_ns.append_value(ts_ns as i64);
-        c.time.append_value(wall(ts_ns, self.realtime_offset_ns));
-        c.pid.append_value(pid as i32);
-        c.tid.append_value(tid as i32);
-        c.thread_name.append_value(thread_name);
-        c.span_id.append_value(span_id as i64);
-        c.parent_span_id.append_option(parent.map(|p| p as i64));
-        c.depth.append_value(depth as i32);
-        c.function.append_value(&info.name);
-        c.module.append_value(&info.module);
+        let (row, c) = (self.buffered, &mut self.columns);
+        put(&mut c.kind, row).append_value(kind);
+        put(&mut c.ts_ns, row).append_value(ts_ns as i64);
+        put(&mut c.time, row).append_value(wall(ts_ns, self.realtime_offset_ns));
+        put(&mut c.pid, row).append_value(pid as i32);
+        put(&mut c.tid, row).append_value(tid as i32);
+        put(&mut c.thread_name, row).append_value(thread_name);
+        put(&mut c.span_id, row).append_value(span_id as i64);
+        if let Some(parent) = parent {
+            put(&mut c.parent_span_id, row).append_value(parent as i64);
+        }
+        put(&mut c.depth, row).append_value(depth as i32);
+        put(&mut c.function, row).append_value(&info.name);
+        put(&mut c.module, row).append_value(&info.module);
         if let SpanEvent::End(e) = ev {
-            c.start_ns.append_value(e.start_ns as i64);
-            c.duration_ns.append_value(e.duration_ns() as i64);
-            c.status.append_value(e.status.as_str());
-        } else {
-            c.start_ns.append_null();
-            c.duration_ns.append_null();
-            c.status.append_null();
+            put(&mut c.start_ns, row).append_value(e.start_ns as i64);
+            put(&mut c.duration_ns, row).append_value(e.duration_ns() as i64);
+            put(&mut c.status, row).append_value(e.status.as_str());
         }
-        c.cpu_percent.append_null();
-        c.rss_bytes.append_null();
-        c.threads.append_null();
-        for extra in &mut c.extra {
-            extra.append(None);
-        }
-        c.stack.append_null();
-        c.wait.append_null();
         self.row_added()
     }
 
@@ -192,59 +191,46 @@ impl RecordingWriter {
                 index: row.function,
                 known: self.functions.len(),
             })?;
-        let c = &mut self.columns;
-        c.kind.append_value(KIND_STALL);
-        c.ts_ns.append_value(row.ts_ns as i64);
-        c.time
-            .append_value(wall(row.ts_ns, self.realtime_offset_ns));
-        c.pid.append_value(row.pid as i32);
-        c.tid.append_value(row.tid as i32);
-        c.thread_name.append_value(row.thread_name);
-        c.span_id.append_value(row.span_id as i64);
-        c.parent_span_id.append_null();
-        c.depth.append_value(row.depth as i32);
-        c.function.append_value(&info.name);
-        c.module.append_value(&info.module);
-        c.start_ns.append_value(row.start_ns as i64);
-        c.duration_ns
-            .append_value(row.ts_ns.saturating_sub(row.start_ns) as i64);
-        c.status.append_null();
-        c.cpu_percent.append_null();
-        c.rss_bytes.append_null();
-        c.threads.append_null();
-        for extra in &mut c.extra {
-            extra.append(None);
-        }
-        c.stack.append_value(row.stack);
-        c.wait.append_value(row.wait);
+        let (r, c) = (self.buffered, &mut self.columns);
+        put(&mut c.kind, r).append_value(KIND_STALL);
+        put(&mut c.ts_ns, r).append_value(row.ts_ns as i64);
+        put(&mut c.time, r).append_value(wall(row.ts_ns, self.realtime_offset_ns));
+        put(&mut c.pid, r).append_value(row.pid as i32);
+        put(&mut c.tid, r).append_value(row.tid as i32);
+        put(&mut c.thread_name, r).append_value(row.thread_name);
+        put(&mut c.span_id, r).append_value(row.span_id as i64);
+        put(&mut c.depth, r).append_value(row.depth as i32);
+        put(&mut c.function, r).append_value(&info.name);
+        put(&mut c.module, r).append_value(&info.module);
+        put(&mut c.start_ns, r).append_value(row.start_ns as i64);
+        put(&mut c.duration_ns, r).append_value(row.ts_ns.saturating_sub(row.start_ns) as i64);
+        put(&mut c.stack, r).append_value(row.stack);
+        put(&mut c.wait, r).append_value(row.wait);
         self.row_added()
     }
 
     /// Append a `METRIC` row.
     pub fn write_metric(&mut self, m: &MetricSample) -> Result<(), SinkError> {
-        let c = &mut self.columns;
-        c.kind.append_value(KIND_METRIC);
-        c.ts_ns.append_value(m.ts_ns as i64);
-        c.time.append_value(wall(m.ts_ns, self.realtime_offset_ns));
-        c.pid.append_value(m.pid as i32);
-        c.tid.append_null();
-        c.thread_name.append_value(&m.process_name);
-        c.span_id.append_null();
-        c.parent_span_id.append_null();
-        c.depth.append_null();
-        c.function.append_null();
-        c.module.append_null();
-        c.start_ns.append_null();
-        c.duration_ns.append_null();
-        c.status.append_null();
-        c.cpu_percent.append_option(m.cpu_percent);
-        c.rss_bytes.append_option(m.rss_bytes.map(|b| b as i64));
-        c.threads.append_option(m.threads.map(|t| t as i32));
-        for (builder, value) in c.extra.iter_mut().zip(m.extra) {
-            builder.append(value);
+        let (row, c) = (self.buffered, &mut self.columns);
+        put(&mut c.kind, row).append_value(KIND_METRIC);
+        put(&mut c.ts_ns, row).append_value(m.ts_ns as i64);
+        put(&mut c.time, row).append_value(wall(m.ts_ns, self.realtime_offset_ns));
+        put(&mut c.pid, row).append_value(m.pid as i32);
+        put(&mut c.thread_name, row).append_value(&m.process_name);
+        if let Some(cpu) = m.cpu_percent {
+            put(&mut c.cpu_percent, row).append_value(cpu);
         }
-        c.stack.append_null();
-        c.wait.append_null();
+        if let Some(rss) = m.rss_bytes {
+            put(&mut c.rss_bytes, row).append_value(rss as i64);
+        }
+        if let Some(threads) = m.threads {
+            put(&mut c.threads, row).append_value(threads as i32);
+        }
+        for (builder, value) in c.extra.iter_mut().zip(m.extra) {
+            if let Some(value) = value {
+                put(builder, row).append(value);
+            }
+        }
         self.row_added()
     }
 
@@ -260,12 +246,16 @@ impl RecordingWriter {
         if self.buffered == 0 {
             return Ok(());
         }
-        let batch = RecordBatch::try_new(Arc::clone(&self.schema), self.columns.finish()).map_err(
-            |source| SinkError::Arrow {
+        // Fresh builders with a full row group's capacity, so the next batch
+        // grows nothing; the finished ones hand their buffers to the arrays.
+        let mut columns = std::mem::replace(&mut self.columns, Columns::new());
+        let arrays = columns.finish(self.buffered, &self.all_null);
+        let batch = RecordBatch::try_new(Arc::clone(&self.schema), arrays).map_err(|source| {
+            SinkError::Arrow {
                 path: self.path.clone(),
                 source,
-            },
-        )?;
+            }
+        })?;
         self.buffered = 0;
         let writer = self
             .writer
@@ -358,12 +348,34 @@ fn properties(meta: RecordingMeta) -> WriterProperties {
     let mut props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .set_write_batch_size(8192)
         .set_key_value_metadata(Some(metadata));
-    for column in [col::TS_NS, col::TIME, col::SPAN_ID, col::START_NS] {
+    // Dictionary encoding hashes every value as it is written, the
+    // writer's largest cost per row. Integer columns do without: times and
+    // ids are (nearly) increasing, pids, tids and depths come in runs, so
+    // deltas pack them small at a fraction of the cost.
+    for column in [
+        col::TS_NS,
+        col::TIME,
+        col::PID,
+        col::TID,
+        col::SPAN_ID,
+        col::PARENT_SPAN_ID,
+        col::DEPTH,
+        col::START_NS,
+        col::DURATION_NS,
+    ] {
         let path = ColumnPath::from(column);
         props = props
             .set_column_dictionary_enabled(path.clone(), false)
             .set_column_encoding(path, Encoding::DELTA_BINARY_PACKED);
+    }
+    // Minimum and maximum of names compare every value as it is written,
+    // and a row group spans every function and thread anyway, so they
+    // could never let a reader skip one.
+    for column in [col::THREAD_NAME, col::FUNCTION, col::MODULE] {
+        props =
+            props.set_column_statistics_enabled(ColumnPath::from(column), EnabledStatistics::None);
     }
     props.build()
 }
@@ -399,6 +411,12 @@ fn wall(ts_ns: u64, realtime_offset_ns: i64) -> i64 {
 }
 
 /// One builder per column, in schema order.
+///
+/// A row only writes its non-null cells: [`put`] first pads the column with
+/// one run of nulls up to the row, and [`Columns::finish`] pads every column
+/// to the end of the batch (a column nobody wrote becomes one all-null
+/// array). Span rows, nearly every row, leave most columns (the metric and
+/// stall columns) untouched, so they cost nothing there.
 struct Columns {
     kind: StringBuilder,
     ts_ns: Int64Builder,
@@ -422,6 +440,62 @@ struct Columns {
     wait: StringBuilder,
 }
 
+/// A column builder that receives only non-null cells (see [`Columns`]).
+trait Column {
+    /// Cells so far, nulls included.
+    fn cells(&self) -> usize;
+    /// Appends `n` nulls.
+    fn nulls(&mut self, n: usize);
+    /// The array so far; the builder is left empty.
+    fn array(&mut self) -> ArrayRef;
+}
+
+impl<T: ArrowPrimitiveType> Column for PrimitiveBuilder<T> {
+    fn cells(&self) -> usize {
+        ArrayBuilder::len(self)
+    }
+    fn nulls(&mut self, n: usize) {
+        self.append_nulls(n);
+    }
+    fn array(&mut self) -> ArrayRef {
+        Arc::new(self.finish())
+    }
+}
+
+impl Column for StringBuilder {
+    fn cells(&self) -> usize {
+        ArrayBuilder::len(self)
+    }
+    fn nulls(&mut self, n: usize) {
+        self.append_nulls(n);
+    }
+    fn array(&mut self) -> ArrayRef {
+        Arc::new(self.finish())
+    }
+}
+
+/// `column`, padded with nulls up to row `row`, ready for that row's value.
+fn put<C: Column>(column: &mut C, row: usize) -> &mut C {
+    let cells = column.cells();
+    if cells < row {
+        column.nulls(row - cells);
+    }
+    column
+}
+
+/// `column` as an array of exactly `rows` cells (at most [`ROW_GROUP_ROWS`]);
+/// a column nobody wrote is a slice of `all_null`, allocated once.
+fn finish_column(column: &mut dyn Column, rows: usize, all_null: &ArrayRef) -> ArrayRef {
+    let cells = column.cells();
+    if cells == 0 {
+        return all_null.slice(0, rows);
+    }
+    if cells < rows {
+        column.nulls(rows - cells);
+    }
+    column.array()
+}
+
 /// A builder for one of [`super::metric::DEFS`]: INT64 or DOUBLE by unit.
 enum ExtraBuilder {
     Int(Int64Builder),
@@ -429,22 +503,38 @@ enum ExtraBuilder {
 }
 
 impl ExtraBuilder {
-    fn append(&mut self, value: Option<f64>) {
+    fn append(&mut self, value: f64) {
         match self {
-            Self::Int(b) => b.append_option(value.map(|v| v.round() as i64)),
-            Self::Float(b) => b.append_option(value),
+            Self::Int(b) => b.append_value(value.round() as i64),
+            Self::Float(b) => b.append_value(value),
         }
     }
+}
 
-    fn finish(&mut self) -> ArrayRef {
+impl Column for ExtraBuilder {
+    fn cells(&self) -> usize {
         match self {
-            Self::Int(b) => Arc::new(b.finish()),
-            Self::Float(b) => Arc::new(b.finish()),
+            Self::Int(b) => b.cells(),
+            Self::Float(b) => b.cells(),
+        }
+    }
+    fn nulls(&mut self, n: usize) {
+        match self {
+            Self::Int(b) => b.nulls(n),
+            Self::Float(b) => b.nulls(n),
+        }
+    }
+    fn array(&mut self) -> ArrayRef {
+        match self {
+            Self::Int(b) => b.array(),
+            Self::Float(b) => b.array(),
         }
     }
 }
 
 impl Columns {
+    /// Empty builders; the columns every span row fills get a full row
+    /// group's capacity up front.
     fn new() -> Self {
         let rows = ROW_GROUP_ROWS;
         Self {
@@ -480,30 +570,37 @@ impl Columns {
         }
     }
 
-    /// The buffered columns as arrays; the builders are left empty.
-    fn finish(&mut self) -> Vec<ArrayRef> {
-        let mut arrays: Vec<ArrayRef> = vec![
-            Arc::new(self.kind.finish()),
-            Arc::new(self.ts_ns.finish()),
-            Arc::new(self.time.finish()),
-            Arc::new(self.pid.finish()),
-            Arc::new(self.tid.finish()),
-            Arc::new(self.thread_name.finish()),
-            Arc::new(self.span_id.finish()),
-            Arc::new(self.parent_span_id.finish()),
-            Arc::new(self.depth.finish()),
-            Arc::new(self.function.finish()),
-            Arc::new(self.module.finish()),
-            Arc::new(self.start_ns.finish()),
-            Arc::new(self.duration_ns.finish()),
-            Arc::new(self.status.finish()),
-            Arc::new(self.cpu_percent.finish()),
-            Arc::new(self.rss_bytes.finish()),
-            Arc::new(self.threads.finish()),
+    /// The buffered columns as arrays of `rows` cells each, in schema order
+    /// (`all_null`: one all-null row group per column); the builders are
+    /// left empty.
+    fn finish(&mut self, rows: usize, all_null: &[ArrayRef]) -> Vec<ArrayRef> {
+        let mut columns: Vec<&mut dyn Column> = vec![
+            &mut self.kind,
+            &mut self.ts_ns,
+            &mut self.time,
+            &mut self.pid,
+            &mut self.tid,
+            &mut self.thread_name,
+            &mut self.span_id,
+            &mut self.parent_span_id,
+            &mut self.depth,
+            &mut self.function,
+            &mut self.module,
+            &mut self.start_ns,
+            &mut self.duration_ns,
+            &mut self.status,
+            &mut self.cpu_percent,
+            &mut self.rss_bytes,
+            &mut self.threads,
         ];
-        arrays.extend(self.extra.iter_mut().map(ExtraBuilder::finish));
-        arrays.push(Arc::new(self.stack.finish()));
-        arrays.push(Arc::new(self.wait.finish()));
-        arrays
+        columns.extend(self.extra.iter_mut().map(|e| e as &mut dyn Column));
+        columns.push(&mut self.stack);
+        columns.push(&mut self.wait);
+        debug_assert_eq!(columns.len(), all_null.len());
+        columns
+            .into_iter()
+            .zip(all_null)
+            .map(|(column, all_null)| finish_column(column, rows, all_null))
+            .collect()
     }
 }
