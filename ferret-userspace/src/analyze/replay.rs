@@ -8,7 +8,12 @@
 //! visitor state, so trees and folded stacks can be built) and when it ends
 //! (with its self time: duration minus the time in its traced direct
 //! children). Memory holds one batch, the open stacks, and whatever the
-//! visitor keeps, never the whole file.
+//! visitor keeps, never the whole file. String columns are decoded as
+//! dictionaries, so the few distinct kinds, functions and thread names are
+//! resolved once per batch rather than compared per row. The one part of
+//! memory that grows with the file is Parquet's footer, which the reader
+//! needs whole: about 17 KiB per row group of 65,536 rows (some 2 % of the
+//! file; 52 MiB for a 2.8 GB recording).
 //!
 //! The replay keeps the stacks well nested whatever the file says, so
 //! consumers (speedscope in particular) can rely on it:

@@ -170,7 +170,7 @@ mod tests {
     use super::folded::Folded;
     use super::speedscope::Speedscope;
     use crate::analyze::replay::tests::{Spec, replay};
-    use crate::analyze::replay::{Ended, Names, Started, Status, Visitor};
+    use crate::analyze::replay::{Ended, Names, Started, Visitor};
     use crate::analyze::stats::{SortBy, StatsVisitor};
     use crate::analyze::tree::TreeVisitor;
 
@@ -325,7 +325,6 @@ mod tests {
                 .filter(|e| e["ph"] == "X")
                 .count() as u64;
             prop_assert_eq!(complete, summary.spans + summary.orphans);
-            let _ = Status::Ok;
         }
     }
 }
