@@ -649,13 +649,22 @@ impl Detector {
 }
 
 /// Watches the open stacks for stalls and captures where stalled threads
-/// are; see the module documentation.
+/// are; see the module documentation. Captures run on a thread of its own,
+/// so nothing here blocks the caller.
 ///
-/// Feed it the reconstructor's threads with [`Self::check`] every few
-/// hundred milliseconds; captures run on a thread of their own, so `check`
-/// never blocks. New and changed reports come out of
-/// [`Self::take_reports`] (for the Parquet log), the current stalls out of
-/// [`Self::stalls`] (for a live view).
+/// Use, from the thread that drains the ring buffer:
+///
+/// 1. [`Self::new`] after attaching, then [`Self::warm_up`] with the pid;
+///    attached to a running process, [`Self::adopt_when_drained`] with
+///    [`RunningCalls::find`].
+/// 2. Every few hundred milliseconds: [`Self::receive`], drain the ring
+///    buffer into the reconstructor, [`Self::tick`]. It returns the new and
+///    changed reports (one `STALL` row each: [`StallReport::row`]) and
+///    appends to the span events the starts of adopted calls and the ends
+///    of stale ones.
+/// 3. For a live view: [`Self::stalls`] (the latest capture of each
+///    current stall) and [`Self::is_stalled`].
+/// 4. At the end: [`Self::settle`], then [`Self::take_reports`].
 pub struct Watchdog {
     detector: Detector,
     functions: Arc<[FunctionInfo]>,
