@@ -119,17 +119,21 @@ fn test(sh: &Sh, extra: &[String]) -> Result<()> {
     }
 
     header(4, "test");
-    if !cargo_test(sh, extra)? {
+    let (tests_ok, passed, failed_tests) = cargo_test(sh, extra)?;
+    if !tests_ok {
         failed.push("test");
     }
 
     if !failed.is_empty() {
+        println!("\n{passed} passed, {failed_tests} failed");
         bail!("failed steps: {}", failed.join(", "));
     }
     if sh.dry_run {
         println!("\n==> dry run: nothing was built or tested");
     } else {
         println!("\n==> all {TEST_STEPS} steps passed");
+        // The suite's total, alone on the last line.
+        println!("{passed} passed, {failed_tests} failed");
     }
     Ok(())
 }
@@ -163,10 +167,11 @@ fn cargo_test_args(extra: &[String]) -> (Vec<String>, Vec<String>) {
 /// Runs the test suite as root. When not root, everything is compiled first
 /// as the current user (so `target/` and `~/.cargo` stay theirs), then the
 /// tests run under `sudo -E`. The end-to-end tests are never skipped.
-fn cargo_test(sh: &Sh, extra: &[String]) -> Result<bool> {
+fn cargo_test(sh: &Sh, extra: &[String]) -> Result<(bool, u64, u64)> {
     let (run_args, build_args) = cargo_test_args(extra);
     if sh.is_root {
-        return Ok(sh.status(sh.cargo().args(&run_args))?.success());
+        let (status, passed, failed) = sh.test_status(sh.cargo().args(&run_args))?;
+        return Ok((status.success(), passed, failed));
     }
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut sudo_test = sh
@@ -175,9 +180,10 @@ fn cargo_test(sh: &Sh, extra: &[String]) -> Result<bool> {
     sudo_test.args(&run_args);
     println!("not root: building the tests as you, then running them with sudo");
     if !sh.status(sh.cargo().args(&build_args))?.success() {
-        return Ok(false);
+        return Ok((false, 0, 0));
     }
-    Ok(sh.status(&mut sudo_test)?.success())
+    let (status, passed, failed) = sh.test_status(&mut sudo_test)?;
+    Ok((status.success(), passed, failed))
 }
 
 // --- install ---------------------------------------------------------------

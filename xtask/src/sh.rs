@@ -88,6 +88,34 @@ impl Sh {
             .with_context(|| format!("cannot run `{}`", display(cmd)))
     }
 
+    /// Like [`Self::status`] for `cargo test`: passes the output through and
+    /// adds up its `test result:` lines. Returns the status and the totals
+    /// (passed, failed).
+    pub fn test_status(&self, cmd: &mut Command) -> Result<(ExitStatus, u64, u64)> {
+        use std::io::{BufRead as _, BufReader};
+        println!(
+            "{}$ {}",
+            if self.dry_run { "[dry run] " } else { "" },
+            display(cmd)
+        );
+        if self.dry_run {
+            return Ok((ExitStatus::default(), 0, 0));
+        }
+        let mut child = cmd
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .with_context(|| format!("cannot run `{}`", display(cmd)))?;
+        let (mut passed, mut failed) = (0, 0);
+        for line in BufReader::new(child.stdout.take().expect("piped")).lines() {
+            let line = line?;
+            println!("{line}");
+            let (p, f) = test_result_counts(&line);
+            passed += p;
+            failed += f;
+        }
+        Ok((child.wait()?, passed, failed))
+    }
+
     /// The full path of `program` found on our child `PATH`.
     pub fn which(&self, program: &str) -> Option<PathBuf> {
         find_on_path(&self.path, program)
@@ -271,5 +299,47 @@ mod tests {
             .env("LLVM_PREFIX", "/p q")
             .args(["install", "a b"]);
         assert_eq!(display(&cmd), "LLVM_PREFIX='/p q' cargo install 'a b'");
+    }
+}
+
+/// The counts of a libtest summary line (`test result: ok. 8 passed; 1
+/// failed; ...`), or zeros for any other line.
+pub fn test_result_counts(line: &str) -> (u64, u64) {
+    let Some(rest) = line.trim().strip_prefix("test result: ") else {
+        return (0, 0);
+    };
+    let count = |word: &str| {
+        rest.split(';')
+            .find_map(|part| {
+                part.trim()
+                    .strip_suffix(word)?
+                    .trim()
+                    .rsplit(' ')
+                    .next()?
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or(0)
+    };
+    (count("passed"), count("failed"))
+}
+
+#[cfg(test)]
+mod count_tests {
+    use super::test_result_counts;
+
+    #[test]
+    fn libtest_summaries_are_counted() {
+        assert_eq!(
+            test_result_counts(
+                "test result: ok. 255 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out"
+            ),
+            (255, 0)
+        );
+        assert_eq!(
+            test_result_counts("test result: FAILED. 7 passed; 2 failed;"),
+            (7, 2)
+        );
+        assert_eq!(test_result_counts("running 3 tests"), (0, 0));
     }
 }
