@@ -25,7 +25,11 @@ pub mod tui;
 pub fn hint_for(message: &str) -> Option<&'static str> {
     // SAFETY: geteuid has no preconditions.
     let root = unsafe { libc::geteuid() } == 0;
-    if (message.contains("Operation not permitted") || message.contains("Permission denied"))
+    // An unwritable output is about the path, not about privilege, even
+    // when the OS says "Permission denied".
+    if message.contains("cannot create") {
+        Some("check that the output's directory exists and is writable")
+    } else if (message.contains("Operation not permitted") || message.contains("Permission denied"))
         && !root
     {
         Some(
@@ -35,8 +39,6 @@ pub fn hint_for(message: &str) -> Option<&'static str> {
         Some("check the pid with `ps -e` or `pgrep NAME`")
     } else if message.contains("command not found") {
         Some("give a path (./prog) or a command on PATH")
-    } else if message.contains("cannot create") {
-        Some("check that the output's directory exists and is writable")
     } else {
         None
     }
