@@ -3,9 +3,10 @@
 //! One row per lifecycle event (`SPAN_START`, `SPAN_END`, `METRIC`, and
 //! `STALL` from the stall watchdog), columns exactly as DESIGN.md's "Parquet
 //! event log" contract says; columns that do not apply to a row are null. The writer buffers rows in Arrow column
-//! builders and closes a row group every [`ROW_GROUP_ROWS`] rows or on
-//! [`RecordingWriter::flush`], so memory stays bounded however long the
-//! recording runs. The reader ([`read_all`], [`read_metadata`]) serves tests
+//! builders, encodes them every [`ROW_GROUP_ROWS`] rows or on
+//! [`RecordingWriter::flush`], and closes a row group every
+//! [`ROW_GROUP_MAX_ROWS`] rows or [`ROW_GROUP_MAX_AGE`], so memory stays
+//! bounded however long the recording runs. The reader ([`read_all`], [`read_metadata`]) serves tests
 //! and post-mortem analysis; it looks columns up by name, so files with more
 //! columns (later versions) still read.
 
@@ -20,8 +21,16 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 pub use read::{Row, read_all, read_metadata};
 pub use write::{RecordingWriter, StallRow};
 
-/// Rows per row group: the most a writer buffers before it writes a batch.
+/// Rows per batch: the most a writer buffers in its column builders before
+/// it encodes them (and the reader's batch size).
 pub const ROW_GROUP_ROWS: usize = 64 * 1024;
+/// A row group is closed (written out) once it holds this many rows. Each
+/// closed row group leaves its metadata in the writer's memory until the
+/// footer (about 40 KiB), so row groups are few and large.
+pub const ROW_GROUP_MAX_ROWS: usize = 1 << 20;
+/// ... or once it has been open this long, so a quiet recording still
+/// reaches the disk.
+pub const ROW_GROUP_MAX_AGE: std::time::Duration = std::time::Duration::from_mins(1);
 
 /// `kind` of a row that starts a span.
 pub const KIND_SPAN_START: &str = "SPAN_START";

@@ -2,6 +2,7 @@
 
 use std::os::unix::fs::symlink;
 use std::path::Path;
+use std::time::Duration;
 
 use arrow::datatypes::{DataType, TimeUnit};
 use parquet::basic::{LogicalType, Type as PhysicalType};
@@ -377,15 +378,18 @@ fn metadata_records_the_recording() {
 }
 
 #[test]
-fn row_groups_close_every_64ki_rows_and_on_flush() {
+fn row_groups_close_by_size_not_on_every_flush() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("trace.parquet");
-    let mut w = RecordingWriter::create(&path, functions(), meta()).unwrap();
+    let max_rows = 2 * ROW_GROUP_ROWS;
+    let mut w = RecordingWriter::create(&path, functions(), meta())
+        .unwrap()
+        .with_group_limits(max_rows, Duration::from_hours(1));
     for i in 0..10u64 {
         w.write_span(&start(i + 1, None, 0, 0, i)).unwrap();
     }
-    w.flush().unwrap();
-    w.flush().unwrap(); // nothing buffered: no empty row group
+    w.flush().unwrap(); // encoded into the open row group, which stays open
+    w.flush().unwrap(); // nothing buffered
     let total = 10 + 2 * ROW_GROUP_ROWS as u64 + 5;
     for i in 10..total {
         w.write_span(&end(i, None, 0, 1, i, i + 7, SpanStatus::Ok))
@@ -394,9 +398,10 @@ fn row_groups_close_every_64ki_rows_and_on_flush() {
     assert_eq!(w.rows_written(), total);
     w.finish(0, &[]).unwrap();
 
-    let groups = row_groups(&path);
-    let full = ROW_GROUP_ROWS as i64;
-    assert_eq!(groups, [10, full, full, 5]);
+    // Batches of ROW_GROUP_ROWS are encoded into the open group, which
+    // closes at the first batch that takes it to `max_rows`.
+    let first = 10 + max_rows as i64;
+    assert_eq!(row_groups(&path), [first, total as i64 - first]);
     let rows = read_all(&path).unwrap();
     assert_eq!(rows.len() as u64, total);
     let last = rows.last().unwrap();
@@ -404,6 +409,41 @@ fn row_groups_close_every_64ki_rows_and_on_flush() {
         (last.span_id, last.ts_ns, last.duration_ns),
         (Some(total as i64 - 1), Some(total as i64 + 6), Some(7))
     );
+}
+
+#[test]
+fn a_row_group_open_long_enough_closes_at_the_next_flush() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("trace.parquet");
+    let mut w = RecordingWriter::create(&path, functions(), meta())
+        .unwrap()
+        .with_group_limits(ROW_GROUP_MAX_ROWS, Duration::ZERO);
+    for i in 0..10u64 {
+        w.write_span(&start(i + 1, None, 0, 0, i)).unwrap();
+    }
+    w.flush().unwrap();
+    w.flush().unwrap(); // nothing open: no empty row group
+    for i in 10..15u64 {
+        w.write_span(&start(i + 1, None, 0, 0, i)).unwrap();
+    }
+    w.finish(0, &[]).unwrap();
+    assert_eq!(row_groups(&path), [10, 5]);
+}
+
+/// Every closed row group leaves its metadata in the writer until the
+/// footer; a writer flushed every second used to close a row group each time,
+/// so memory grew all through a long recording.
+#[test]
+fn regression_flushes_do_not_add_a_row_group_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("trace.parquet");
+    let mut w = RecordingWriter::create(&path, functions(), meta()).unwrap();
+    for i in 0..100u64 {
+        w.write_span(&start(i + 1, None, 0, 0, i)).unwrap();
+        w.flush().unwrap();
+    }
+    w.finish(0, &[]).unwrap();
+    assert_eq!(row_groups(&path), [100]);
 }
 
 #[test]

@@ -1,11 +1,13 @@
-//! The streaming event-log writer: rows go into Arrow column builders and
-//! leave as one row group per batch.
+//! The streaming event-log writer: rows go into Arrow column builders, are
+//! encoded a batch at a time into the open row group, and row groups close
+//! by size or age.
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::OpenOptionsExt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use arrow::array::{
     ArrayBuilder, ArrayRef, Float64Builder, Int32Builder, Int64Builder, PrimitiveBuilder,
@@ -21,15 +23,20 @@ use parquet::schema::types::ColumnPath;
 
 use super::{
     FunctionInfo, KIND_METRIC, KIND_SPAN_END, KIND_SPAN_START, KIND_STALL, MetricSample,
-    ROW_GROUP_ROWS, RecordingMeta, SinkError, col, meta_key, schema,
+    ROW_GROUP_MAX_AGE, ROW_GROUP_MAX_ROWS, ROW_GROUP_ROWS, RecordingMeta, SinkError, col, meta_key,
+    schema,
 };
 use crate::trace::SpanEvent;
 
 /// Writes the event log of one recording to a Parquet file.
 ///
-/// Rows are buffered until [`ROW_GROUP_ROWS`] have accumulated or
-/// [`Self::flush`] is called; each flush writes one row group and pushes it
-/// to the kernel. The Parquet footer is written by [`Self::finish`]; if the
+/// Rows are buffered in column builders until [`ROW_GROUP_ROWS`] have
+/// accumulated or [`Self::flush`] is called; then they are encoded (and
+/// compressed) into the open row group, which is written out and closed once
+/// it holds [`ROW_GROUP_MAX_ROWS`] rows or has been open [`ROW_GROUP_MAX_AGE`].
+/// Few, large row groups keep memory flat: the writer must hold every row
+/// group's metadata until the footer, about 40 KiB each. The Parquet footer
+/// is written by [`Self::finish`]; if the
 /// writer is dropped without it (an early error return, a panic unwinding),
 /// `Drop` still writes the buffered rows and a footer marked
 /// `ferret.complete = false`, so the file stays readable. A killed process
@@ -45,7 +52,15 @@ pub struct RecordingWriter {
     columns: Columns,
     /// Per column, a row group of nulls: what a column nobody wrote becomes.
     all_null: Vec<ArrayRef>,
+    /// Rows in the builders, not yet encoded.
     buffered: usize,
+    /// Rows encoded into the open row group, and since when it is open.
+    group_rows: usize,
+    group_opened: Option<Instant>,
+    /// When the open row group closes (normally [`ROW_GROUP_MAX_ROWS`] and
+    /// [`ROW_GROUP_MAX_AGE`]).
+    group_max_rows: usize,
+    group_max_age: Duration,
     rows: u64,
 }
 
@@ -114,8 +129,20 @@ impl RecordingWriter {
             columns: Columns::new(),
             all_null,
             buffered: 0,
+            group_rows: 0,
+            group_opened: None,
+            group_max_rows: ROW_GROUP_MAX_ROWS,
+            group_max_age: ROW_GROUP_MAX_AGE,
             rows: 0,
         })
+    }
+
+    /// The same writer with other row-group limits (tests).
+    #[cfg(test)]
+    pub(crate) fn with_group_limits(mut self, max_rows: usize, max_age: Duration) -> Self {
+        self.group_max_rows = max_rows;
+        self.group_max_age = max_age;
+        self
     }
 
     /// Append a `SPAN_START` or `SPAN_END` row.
@@ -239,14 +266,26 @@ impl RecordingWriter {
         self.rows
     }
 
-    /// Write the buffered rows as a row group and hand them to the kernel,
-    /// so a crash from here on loses only later rows. A no-op when nothing
-    /// is buffered.
+    /// Encode the buffered rows into the open row group, and write that out
+    /// if it is due (see [`RecordingWriter`]), handing it to the kernel.
     pub fn flush(&mut self) -> Result<(), SinkError> {
+        self.encode()?;
+        if self
+            .group_opened
+            .is_some_and(|opened| opened.elapsed() >= self.group_max_age)
+        {
+            self.close_group()?;
+        }
+        Ok(())
+    }
+
+    /// Encodes the buffered rows into the open row group; closes it once it
+    /// holds enough rows. A no-op when nothing is buffered.
+    fn encode(&mut self) -> Result<(), SinkError> {
         if self.buffered == 0 {
             return Ok(());
         }
-        // Fresh builders with a full row group's capacity, so the next batch
+        // Fresh builders with a full batch's capacity, so the next batch
         // grows nothing; the finished ones hand their buffers to the arrays.
         let mut columns = std::mem::replace(&mut self.columns, Columns::new());
         let arrays = columns.finish(self.buffered, &self.all_null);
@@ -256,14 +295,33 @@ impl RecordingWriter {
                 source,
             }
         })?;
+        self.group_rows += self.buffered;
         self.buffered = 0;
+        self.group_opened.get_or_insert_with(Instant::now);
+        let writer = self
+            .writer
+            .as_mut()
+            .expect("writer is only taken by finish/drop");
+        writer.write(&batch).map_err(|source| SinkError::Write {
+            path: self.path.clone(),
+            source,
+        })?;
+        if self.group_rows >= self.group_max_rows {
+            self.close_group()?;
+        }
+        Ok(())
+    }
+
+    /// Writes the open row group out and hands it to the kernel.
+    fn close_group(&mut self) -> Result<(), SinkError> {
+        self.group_rows = 0;
+        self.group_opened = None;
         let writer = self
             .writer
             .as_mut()
             .expect("writer is only taken by finish/drop");
         writer
-            .write(&batch)
-            .and_then(|()| writer.flush())
+            .flush()
             .and_then(|()| writer.sync().map_err(Into::into))
             .map_err(|source| SinkError::Write {
                 path: self.path.clone(),
@@ -279,7 +337,7 @@ impl RecordingWriter {
         lost_events: u64,
         extra_metadata: &[(String, String)],
     ) -> Result<(), SinkError> {
-        self.flush()?;
+        self.encode()?;
         let mut writer = self.writer.take().expect("finish runs once");
         writer.append_key_value_metadata(KeyValue::new(
             meta_key::LOST_EVENTS.to_owned(),
@@ -302,7 +360,7 @@ impl RecordingWriter {
         self.buffered += 1;
         self.rows += 1;
         if self.buffered >= ROW_GROUP_ROWS {
-            self.flush()?;
+            self.encode()?;
         }
         Ok(())
     }
@@ -317,7 +375,7 @@ impl Drop for RecordingWriter {
         // The writer may be what panicked; a second panic while unwinding
         // would abort the process, so contain it.
         let _ = catch_unwind(AssertUnwindSafe(|| {
-            let _ = self.flush();
+            let _ = self.encode();
             if let Some(mut writer) = self.writer.take() {
                 writer.append_key_value_metadata(KeyValue::new(
                     meta_key::COMPLETE.to_owned(),
@@ -347,7 +405,13 @@ fn properties(meta: RecordingMeta) -> WriterProperties {
     ];
     let mut props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
-        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        // Row groups close where `RecordingWriter` decides, never in between.
+        .set_max_row_group_row_count(None)
+        // No page index: its entries (one per page of every column) would stay
+        // in memory until the footer, growing all through a long recording.
+        // Statistics per column chunk still let readers skip row groups.
+        .set_statistics_enabled(EnabledStatistics::Chunk)
+        .set_offset_index_disabled(true)
         .set_write_batch_size(8192)
         .set_key_value_metadata(Some(metadata));
     // Dictionary encoding hashes every value as it is written, the
