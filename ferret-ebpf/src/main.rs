@@ -6,8 +6,19 @@
 //! through the ring buffer. What a probe means (which function, entry or exit)
 //! travels in the attach cookie, so one program serves every probe and the
 //! userspace agent rebuilds the call stacks.
-#![no_std]
-#![no_main]
+// Built for the BPF target by ferret-userspace's build.rs. On the host (a
+// plain `cargo clippy --workspace`) it is an empty std program, so the
+// workspace lints as a whole.
+#![cfg_attr(target_arch = "bpf", no_std)]
+#![cfg_attr(target_arch = "bpf", no_main)]
+#![allow(
+    clippy::inline_always,
+    reason = "BPF-to-BPF calls cost verifier complexity and stack; the helpers are meant to vanish"
+)]
+#![allow(
+    clippy::needless_pass_by_value,
+    reason = "aya's program macros hand the context over by value"
+)]
 
 use aya_ebpf::{
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, pt_regs},
@@ -68,7 +79,7 @@ pub fn ferret_thread_exit(_ctx: RawTracePointContext) -> i32 {
     if tgid == tid && setting(config::FOLLOW_FORKS) == 1 {
         // A followed process is gone; forget it so a later process reusing
         // the pid is not traced.
-        let _ = FERRET_TARGETS.remove(&tgid);
+        let _ = FERRET_TARGETS.remove(tgid);
     }
     0
 }
@@ -97,7 +108,7 @@ fn try_fork(ctx: &RawTracePointContext) {
     }
     let parent = (bpf_get_current_pid_tgid() >> 32) as u32;
     // SAFETY: a lookup in a map of plain integers.
-    if unsafe { FERRET_TARGETS.get(&parent) }.is_none() {
+    if unsafe { FERRET_TARGETS.get(parent) }.is_none() {
         return;
     }
     let child: *const u8 = ctx.arg(1);
@@ -106,13 +117,16 @@ fn try_fork(ctx: &RawTracePointContext) {
         return;
     }
     // SAFETY: reads 4 bytes of the child task_struct through the checked helper.
+    // The kernel reads it with bpf_probe_read_kernel, which copies bytes:
+    // the pointer's alignment does not matter.
+    #[allow(clippy::cast_ptr_alignment, reason = "read by copy, see above")]
     let Ok(child_tgid) = (unsafe { bpf_probe_read_kernel(child.add(offset).cast::<u32>()) }) else {
         return;
     };
     if child_tgid == parent {
         return; // a new thread, already covered by its process
     }
-    if FERRET_TARGETS.insert(&child_tgid, &1, 0).is_ok() {
+    if FERRET_TARGETS.insert(child_tgid, 1, 0).is_ok() {
         emit_for(child_tgid, child_tgid, kind::FORK, u64::from(parent));
     }
 }
@@ -144,7 +158,7 @@ fn try_probe(ctx: &ProbeContext) {
 fn emit(pid_tgid: u64, event_kind: u32, cookie: u64, sp: u64, ip: u64) {
     let pid = (pid_tgid >> 32) as u32;
     // SAFETY: a lookup in a map of plain integers.
-    if unsafe { FERRET_TARGETS.get(&pid) }.is_none() {
+    if unsafe { FERRET_TARGETS.get(pid) }.is_none() {
         return;
     }
     write_event(pid, pid_tgid as u32, event_kind, cookie, sp, ip);
@@ -191,7 +205,7 @@ fn write_event(pid: u32, tid: u32, event_kind: u32, cookie: u64, sp: u64, ip: u6
     entry.submit(u64::from(flags));
 }
 
-#[cfg(not(test))]
+#[cfg(target_arch = "bpf")]
 #[panic_handler]
 fn panic(_info: &core::panic::PanicInfo) -> ! {
     loop {}
@@ -200,3 +214,6 @@ fn panic(_info: &core::panic::PanicInfo) -> ! {
 #[unsafe(link_section = "license")]
 #[unsafe(no_mangle)]
 static LICENSE: [u8; 4] = *b"GPL\0";
+
+#[cfg(not(target_arch = "bpf"))]
+fn main() {}
