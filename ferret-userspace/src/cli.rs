@@ -107,7 +107,10 @@ struct WatchArgs {
     /// Also record everything to this Parquet file, as `record` does.
     #[arg(short, long, value_name = "FILE.parquet")]
     output: Option<PathBuf>,
-    /// A span open longer than this is stalled.
+    /// A thread quiet this long inside a traced call is stalled: it is
+    /// highlighted in the Live Stack and listed in the Stalls pane with where
+    /// it is stuck (state, system call, lock holder, stack with file:line);
+    /// with -o, also written as STALL rows. 0 turns the watchdog off.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "5s")]
     stall: Duration,
     /// How often process metrics are sampled.

@@ -18,7 +18,7 @@ use ferret::{
     sink::{Row, read_all},
     stall::{Capturer, Frame, RegisterSource},
 };
-use support::{KillOnDrop, build, ferret, programs_dir, require_root, run, tempdir};
+use support::{KillOnDrop, build, ferret, marker_line, programs_dir, require_root, run, tempdir};
 
 /// Held by the tests whose targets spin on a CPU: two cores shared by
 /// three spinning targets and their ferrets would make them all late.
@@ -28,16 +28,6 @@ fn cpu_heavy() -> std::sync::MutexGuard<'static, ()> {
     CPU_HEAVY
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// The line of `source` (in tests/programs) holding `marker`.
-fn marker_line(source: &str, marker: &str) -> u32 {
-    let text = std::fs::read_to_string(programs_dir().join(source)).unwrap();
-    let index = text
-        .lines()
-        .position(|l| l.contains(marker))
-        .unwrap_or_else(|| panic!("no {marker} in {source}"));
-    index as u32 + 1
 }
 
 fn stalls(rows: &[Row]) -> Vec<&Row> {

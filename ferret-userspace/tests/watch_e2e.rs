@@ -6,17 +6,22 @@
 //! returns, gone from the Live Stack and listed in Recent Activity with its
 //! duration; (3) metric values changing from second to second; (4) `q`
 //! quitting, the terminal back on the normal screen with the shell prompt,
-//! and the launched command ended. Needs root; fails loudly without.
+//! and the launched command ended. The stall tests watch two threads
+//! deadlock (with ferret attached before the deadlock, and after it): the
+//! Stalls pane lists both, and Enter shows each one's stack down to the
+//! source line of the lock call that blocks. Needs root; fails loudly
+//! without.
 
 mod support;
 
 use std::{
-    process::Command,
+    io::{BufRead as _, BufReader},
+    process::{Command, Stdio},
     thread,
     time::{Duration, Instant},
 };
 
-use support::{build, require_root, tempdir};
+use support::{KillOnDrop, build, marker_line, require_root, tempdir};
 
 const PROMPT: &str = "e2e-prompt$";
 const WIDTH: usize = 120;
@@ -28,9 +33,10 @@ struct Tmux {
 }
 
 impl Tmux {
-    fn start() -> Self {
+    /// `tag` tells apart the servers of tests running at once.
+    fn start(tag: &str) -> Self {
         let tmux = Self {
-            socket: format!("ferret-watch-e2e-{}", std::process::id()),
+            socket: format!("ferret-watch-e2e-{}-{tag}", std::process::id()),
         };
         let shell = format!(
             "env -i PATH=/usr/bin:/bin TERM=xterm-256color PS1='{PROMPT} ' bash --norc --noprofile"
@@ -215,7 +221,7 @@ fn watch_shows_calls_live_and_restores_the_terminal() {
     let sleeper = build("sleeper.c", &[]);
     let dir = tempdir();
     let parquet = dir.path().join("watch.parquet");
-    let tmux = Tmux::start();
+    let tmux = Tmux::start("calls");
     tmux.send(&format!(
         "{} watch -s sleep_one_second -s tick -s grow -o {} -- {}",
         env!("CARGO_BIN_EXE_ferret"),
@@ -346,4 +352,163 @@ fn watch_shows_calls_live_and_restores_the_terminal() {
         "took {:?}",
         began.elapsed()
     );
+}
+
+/// The lines of the Stalls pane (the whole width: in the wide layout it
+/// sits under the Live Stack, left of Recent Activity).
+fn stalls_pane(screen: &str) -> Vec<String> {
+    let lines: Vec<&str> = screen.lines().collect();
+    let top = lines
+        .iter()
+        .position(|l| l.contains("╭ Stalls "))
+        .unwrap_or_else(|| panic!("no Stalls pane on screen:\n{screen}"));
+    lines[top + 1..]
+        .iter()
+        .take_while(|l| !l.starts_with('╰'))
+        .map(|l| (*l).to_owned())
+        .collect()
+}
+
+/// In `ferret watch` on `stall_deadlock`: both deadlocked threads in the
+/// Stalls pane, marked in the Live Stack, and Enter on each shows its stack
+/// down to the line of the lock call that blocks and the deadlock. `launch`:
+/// the shell command that starts ferret.
+fn check_deadlock_on_screen(tmux: &Tmux, before_attach: bool) {
+    let first = marker_line("stall_deadlock.c", "BLOCKS: first-then-second");
+    let second = marker_line("stall_deadlock.c", "BLOCKS: second-then-first");
+    let screen = tmux.wait_for("two stalled threads", Duration::from_secs(15), |s| {
+        s.contains("2 threads stalled · DEADLOCK")
+            && s.contains("╭ Stalls ")
+            && stalls_pane(s)
+                .iter()
+                .filter(|l| l.contains("DEADLOCK with"))
+                .count()
+                == 2
+    });
+    let pane = stalls_pane(&screen).join("\n");
+    for (thread, function) in [
+        ("lock-ab", "lock_first_then_second"),
+        ("lock-ba", "lock_second_then_first"),
+    ] {
+        assert!(pane.contains(thread), "{thread} listed:\n{screen}");
+        // The function column may be cut; its end is kept.
+        assert!(
+            pane.contains(&function[function.len() - 10..]),
+            "{function} listed:\n{screen}"
+        );
+    }
+    assert!(pane.contains("sleeping in futex"), "{pane}");
+    if before_attach {
+        assert!(
+            pane.contains('≥'),
+            "started before ferret attached:\n{pane}"
+        );
+    }
+    assert!(
+        screen.contains("⚠ stalled"),
+        "the Live Stack marks the stalled threads:\n{screen}"
+    );
+
+    // Enter on each stall: its stack names the line of its blocking lock.
+    tmux.send("5");
+    for step in 0..2 {
+        if step == 1 {
+            tmux.send("Escape");
+            tmux.send("Down");
+        }
+        tmux.send("Enter");
+        let popup = tmux.wait_for("the stall's details", Duration::from_secs(3), |s| {
+            s.contains("╭ Stall ") && s.contains("stack, innermost first")
+        });
+        let (function, line, other) = if popup.contains("function    lock_first_then_second") {
+            ("lock_first_then_second", first, "lock-ba")
+        } else {
+            assert!(
+                popup.contains("function    lock_second_then_first"),
+                "{popup}"
+            );
+            ("lock_second_then_first", second, "lock-ab")
+        };
+        assert!(
+            popup.contains(&format!("{function} ("))
+                && popup.contains(&format!("stall_deadlock.c:{line}")),
+            "{function}'s stack names line {line}:\n{popup}"
+        );
+        assert!(popup.contains("DEADLOCK"), "{popup}");
+        assert!(
+            popup.contains(&format!("({other})")),
+            "held by {other}:\n{popup}"
+        );
+        assert!(popup.contains("futex("), "the system call:\n{popup}");
+    }
+    tmux.send("Escape");
+}
+
+#[test]
+fn watch_shows_a_deadlock_that_happens_while_it_watches() {
+    require_root();
+    let program = build("stall_deadlock.c", &[]);
+    let tmux = Tmux::start("deadlock-after");
+    // The threads start 500 ms after launch; SIGALRM ends the program at 60 s.
+    tmux.send(&format!(
+        "{} watch --stall 1s -s 'lock_*' -- {} 500 60",
+        env!("CARGO_BIN_EXE_ferret"),
+        program.display()
+    ));
+    tmux.send("Enter");
+    tmux.wait_for("the dashboard", Duration::from_secs(10), |s| {
+        s.contains(" LIVE ")
+    });
+    check_deadlock_on_screen(&tmux, false);
+    tmux.send("q");
+    let screen = tmux.wait_for("the shell prompt after q", Duration::from_secs(8), |s| {
+        s.trim_end().ends_with(PROMPT)
+    });
+    // The deadlocked program ignores nothing: SIGTERM ends it.
+    assert!(screen.contains("ferret: stopped"), "{screen}");
+}
+
+#[test]
+fn watch_shows_a_deadlock_that_happened_before_it_attached() {
+    require_root();
+    let program = build("stall_deadlock.c", &[]);
+    let mut child = Command::new(&program)
+        .args(["0", "60"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line, "deadlocked\n");
+    let target = KillOnDrop(child);
+    let tmux = Tmux::start("deadlock-before");
+    tmux.send(&format!(
+        "{} watch --stall 1s -s 'lock_*' -p {}",
+        env!("CARGO_BIN_EXE_ferret"),
+        target.0.id()
+    ));
+    tmux.send("Enter");
+    // The calls already running are adopted into the Live Stack.
+    tmux.wait_for("the adopted calls", Duration::from_secs(10), |s| {
+        s.contains(" LIVE ")
+            && s.contains("└ lock_first_then_second")
+            && s.contains("└ lock_second_then_first")
+    });
+    check_deadlock_on_screen(&tmux, true);
+    tmux.send("q");
+    tmux.wait_for("the shell prompt after q", Duration::from_secs(8), |s| {
+        s.trim_end().ends_with(PROMPT)
+    });
+    // A process attached by pid runs on after ferret leaves.
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", target.0.id())).unwrap();
+    let state = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap();
+    assert!(matches!(state, "S" | "R"), "target state {state}");
 }

@@ -19,15 +19,17 @@ use std::{
 
 use anyhow::{Context as _, Result};
 
-use super::plan::Started;
 use super::{
     plan::Plan,
-    session::{self, DRAIN_EVERY, OverheadGuard, Pipeline, Recording, Stop, Stopper, monotonic_ns},
+    session::{
+        self, DRAIN_EVERY, OverheadGuard, Pipeline, Recording, STALL_CHECK_EVERY, Stop, Stopper,
+        monotonic_ns,
+    },
 };
 use crate::{
     cli::RecordConfig,
     metrics::Sampler,
-    stall::{RunningCalls, StallReport, Watchdog},
+    stall::{StallReport, Watchdog},
 };
 
 /// Runs `ferret record`; returns the process exit code.
@@ -41,7 +43,7 @@ pub fn run(config: &RecordConfig) -> Result<i32> {
         .build()
         .context("starting the event loop")?;
     let mut pipeline = Pipeline::for_target(&attached);
-    let mut watchdog = start_watchdog(config, &prepared, &attached, attached_ns);
+    let mut watchdog = prepared.start_watchdog(config.stall, &attached, attached_ns);
     let mut sampler = Sampler::new(attached.pid);
     let unavailable = sampler.unavailable();
     for (event, why) in &unavailable {
@@ -197,34 +199,6 @@ async fn record(
         eprintln!("ferret: {notice}");
     }
     Ok(stop)
-}
-
-/// How often the open stacks are checked for stalls.
-const STALL_CHECK_EVERY: Duration = Duration::from_millis(250);
-
-/// Starts the stall watchdog unless `--stall 0`. Attached to a running
-/// process (not launched by ferret), first finds the traced calls already
-/// on its threads' stacks; the first stall check adopts them, started at
-/// `attached_ns`.
-fn start_watchdog(
-    config: &RecordConfig,
-    prepared: &session::Prepared,
-    attached: &session::Attached,
-    attached_ns: u64,
-) -> Option<Watchdog> {
-    if config.stall.is_zero() {
-        return None;
-    }
-    let mut watchdog = Watchdog::new(config.stall, prepared.plan.functions.clone());
-    watchdog.warm_up(attached.pid);
-    if matches!(attached.started, Started::Pid(_)) {
-        watchdog.adopt_when_drained(RunningCalls::find(
-            attached.pid,
-            &prepared.plan.points,
-            attached_ns,
-        ));
-    }
-    Some(watchdog)
 }
 
 /// Writes STALL rows and says on stderr where each stalled thread is stuck.

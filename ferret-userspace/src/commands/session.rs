@@ -27,6 +27,7 @@ use crate::{
     cli::{ProbeConfig, Target},
     probe::{AttachStats, Engine, LinkKind, decode::Decoder},
     sink::{MetricSample, RecordingMeta, RecordingWriter},
+    stall::{RunningCalls, Watchdog},
     target::{self, ExitStatus, Redirect},
     trace::{RawKind, Reconstructor, SpanEvent},
 };
@@ -34,6 +35,9 @@ use crate::{
 /// How the drain timer and the kernel's batched wakeups share the work: the
 /// kernel wakes the reader when 256 KiB are waiting; otherwise this timer does.
 pub const DRAIN_EVERY: Duration = Duration::from_millis(20);
+
+/// How often the open stacks are checked for stalls.
+pub const STALL_CHECK_EVERY: Duration = Duration::from_millis(250);
 
 /// A target and its chosen functions, before anything is attached.
 pub struct Prepared {
@@ -83,6 +87,31 @@ impl Prepared {
             probes: self.probes_text.clone(),
             realtime_offset_ns: realtime_offset_ns(),
         }
+    }
+
+    /// Starts the stall watchdog (see [`crate::stall`]) unless `stall` is
+    /// zero. Attached to a running process (not launched by ferret), it
+    /// first finds the traced calls already on its threads' stacks; the
+    /// first stall check adopts them, started at `attached_ns`.
+    pub fn start_watchdog(
+        &self,
+        stall: Duration,
+        attached: &Attached,
+        attached_ns: u64,
+    ) -> Option<Watchdog> {
+        if stall.is_zero() {
+            return None;
+        }
+        let mut watchdog = Watchdog::new(stall, self.plan.functions.clone());
+        watchdog.warm_up(attached.pid);
+        if matches!(attached.started, Started::Pid(_)) {
+            watchdog.adopt_when_drained(RunningCalls::find(
+                attached.pid,
+                &self.plan.points,
+                attached_ns,
+            ));
+        }
+        Some(watchdog)
     }
 
     /// Loads the eBPF programs, starts the target (a command is launched

@@ -37,8 +37,8 @@ use super::{
     plan::Plan,
     plan::{ResolvedTarget, Started},
     session::{
-        self, Attached, DRAIN_EVERY, OverheadGuard, Pipeline, Prepared, Recording, Stop, Stopper,
-        monotonic_ns, realtime_offset_ns,
+        self, Attached, DRAIN_EVERY, OverheadGuard, Pipeline, Prepared, Recording,
+        STALL_CHECK_EVERY, Stop, Stopper, monotonic_ns, realtime_offset_ns,
     },
 };
 use crate::{
@@ -46,6 +46,7 @@ use crate::{
     live::{Aggregates, SessionInfo, Snapshot, TargetState, rate::RateWindow},
     metrics::Sampler,
     probe::ExitProbes,
+    stall::{StallReport, Watchdog},
     target::{self, ExitStatus, Redirect},
     tui::{
         self,
@@ -80,7 +81,9 @@ pub fn run(config: &WatchConfig) -> Result<i32> {
         .map(|path| Redirect::to_log(path).with_context(|| format!("creating {}", path.display())))
         .transpose()?;
     let attached = prepared.attach(redirect.as_ref())?;
+    let attached_ns = monotonic_ns();
     drop(redirect);
+    let watchdog = prepared.start_watchdog(config.stall, &attached, attached_ns);
 
     let session = Arc::new(session_info(&prepared, config, &attached, log.clone()));
     let mailbox = Arc::new(Mailbox::new(Arc::new(Snapshot::empty(session.clone()))));
@@ -96,6 +99,7 @@ pub fn run(config: &WatchConfig) -> Result<i32> {
             .spawn(move || {
                 let overhead = OverheadGuard::new(plan.points.len(), max_rate);
                 let mut ingest = Ingest::new(attached, recording, session, mailbox, plan, overhead);
+                ingest.watchdog = watchdog;
                 ingest.run(interval, &ready_tx, quit_rx)
             })
             .context("starting the ingestion thread")?
@@ -343,6 +347,11 @@ struct Ingest {
     plan: Plan,
     /// `--max-rate`: detaches functions called too often, as `record` does.
     overhead: OverheadGuard,
+    /// `--stall`: finds stalled threads and captures where they are stuck,
+    /// as `record` does (off with `--stall 0`).
+    watchdog: Option<Watchdog>,
+    /// The current stalls, as last published.
+    stalls: Arc<[StallReport]>,
     /// The newest lifecycle notice (exec, a followed fork, a function
     /// detached by the overhead guard).
     notice: Option<String>,
@@ -372,6 +381,8 @@ impl Ingest {
             mailbox,
             plan,
             overhead,
+            watchdog: None,
+            stalls: Arc::from([]),
             notice: None,
             events: RateWindow::new(),
             events_counted: 0,
@@ -393,6 +404,7 @@ impl Ingest {
         let mut sampler = Sampler::new(self.attached.pid);
         let unavailable = sampler.unavailable();
         let (stop, loop_error) = runtime.block_on(self.stream(&mut sampler, interval, ready, quit));
+        self.finish_stalls();
 
         // The launched command is ours: on the way out it is asked to stop
         // (after the grace period it had to do so by itself, traced).
@@ -423,6 +435,10 @@ impl Ingest {
         let mut recorded = None;
         if let Some(mut recording) = self.recording.take() {
             recording.add_metadata("ferret.detached_functions", self.overhead.metadata());
+            recording.add_metadata(
+                "ferret.stall_threshold_ns",
+                self.session.stall_ns.to_string(),
+            );
             let path = recording.path().to_owned();
             match recording.finish(
                 stop,
@@ -505,6 +521,8 @@ impl Ingest {
         let mut publish_timer = tokio::time::interval(PUBLISH_EVERY);
         publish_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut guard_timer = tokio::time::interval(Duration::from_secs(1));
+        let mut stall_timer = tokio::time::interval(STALL_CHECK_EVERY);
+        stall_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
         let stop = loop {
             tokio::select! {
@@ -540,6 +558,9 @@ impl Ingest {
                     let notices = self.overhead.check(&mut self.attached.engine, &self.plan);
                     self.pipeline.notices.extend(notices);
                 }
+                _ = stall_timer.tick(), if self.watchdog.is_some() => {
+                    self.check_stalls(ring.get_mut());
+                }
                 _ = publish_timer.tick() => {
                     self.pipeline.check_lost(&self.attached.engine);
                     self.publish(TargetState::Live, false);
@@ -572,6 +593,69 @@ impl Ingest {
         self.pipeline.drain(ring.get_mut());
         self.consume();
         (stop, None)
+    }
+
+    /// Looks for stalled threads: takes in the captures finished so far,
+    /// drains the ring buffer (so a capture taken after its thread moved on
+    /// is known for what it is), checks the open stacks, and records and
+    /// announces new or moved stalls.
+    fn check_stalls(&mut self, ring: &mut aya::maps::RingBuf<aya::maps::MapData>) {
+        let Some(watchdog) = self.watchdog.as_mut() else {
+            return;
+        };
+        watchdog.receive();
+        self.pipeline.drain(ring);
+        let reports = watchdog.tick(
+            &mut self.pipeline.reconstructor,
+            monotonic_ns(),
+            &mut self.pipeline.spans,
+        );
+        if let Some(adopted) = watchdog.take_adopted().filter(|&n| n > 0) {
+            self.pipeline.notices.push(format!(
+                "{adopted} traced call{} already running when ferret attached",
+                if adopted == 1 { " was" } else { "s were" }
+            ));
+        }
+        self.stalls = watchdog.stalls().cloned().collect();
+        for report in &reports {
+            self.pipeline.notices.push(format!(
+                "stall: tid {} ({}) in {}: {} (5: Stalls)",
+                report.tid, report.thread_name, report.function_name, report.state
+            ));
+        }
+        self.write_stalls(&reports);
+    }
+
+    /// STALL rows into the recording, if there is one.
+    fn write_stalls(&mut self, reports: &[StallReport]) {
+        let Some(recording) = &mut self.recording else {
+            return;
+        };
+        let mut failed = None;
+        for report in reports {
+            let stack = report.stack_text();
+            if let Err(e) = recording.write_stall(&report.row(&stack)) {
+                failed = Some(e);
+                break;
+            }
+        }
+        if let Some(e) = failed {
+            self.fail_recording(e);
+        }
+    }
+
+    /// At the end: captures already asked for still belong in the
+    /// recording; with nothing left open, nothing is stalled any more.
+    fn finish_stalls(&mut self) {
+        let Some(mut watchdog) = self.watchdog.take() else {
+            return;
+        };
+        if self.recording.is_some() {
+            watchdog.settle(Duration::from_secs(2));
+            let reports = watchdog.take_reports();
+            self.write_stalls(&reports);
+        }
+        self.stalls = Arc::from([]);
     }
 
     /// Feeds the span events decoded so far to the aggregates and the
@@ -629,6 +713,7 @@ impl Ingest {
             functions: self.aggregates.function_rows(now, started),
             recent: self.aggregates.recent(),
             metrics: self.aggregates.metrics(),
+            stalls: self.stalls.clone(),
             warning: self.warning.clone(),
             notice: self.notice.clone(),
             close,

@@ -8,6 +8,7 @@ use std::{path::PathBuf, sync::Arc};
 
 use crate::{
     sink::{FunctionInfo, MetricSample},
+    stall::StallReport,
     target::ExitStatus,
     trace::{SpanStatus, ThreadName, ThreadStack},
 };
@@ -31,7 +32,8 @@ pub struct SessionInfo {
     pub output: Option<PathBuf>,
     /// When tracing began, `CLOCK_MONOTONIC` ns.
     pub started_ns: u64,
-    /// Spans open longer than this are highlighted (`--stall`).
+    /// A thread quiet this long inside a traced call is stalled (`--stall`;
+    /// 0: the watchdog is off).
     pub stall_ns: u64,
     /// Added to a `CLOCK_MONOTONIC` time gives the local wall-clock time
     /// (ns since the epoch, shifted by the local UTC offset), for display.
@@ -227,6 +229,8 @@ pub struct Snapshot {
     pub recent: Arc<[FinishedCall]>,
     /// Process metrics.
     pub metrics: Arc<MetricsHistory>,
+    /// The threads stalled now: the latest capture of each, by (pid, tid).
+    pub stalls: Arc<[StallReport]>,
     /// A problem worth showing (the Parquet file could not be written…).
     pub warning: Option<String>,
     /// The newest lifecycle notice (an exec, a followed fork, a function
@@ -252,6 +256,7 @@ impl Snapshot {
             functions: Vec::new(),
             recent: Arc::from([]),
             metrics: Arc::default(),
+            stalls: Arc::from([]),
             warning: None,
             notice: None,
             close: false,
@@ -264,5 +269,15 @@ impl Snapshot {
             .functions
             .get(id as usize)
             .map_or("?", |f| f.name.as_str())
+    }
+
+    /// The capture of the stall whose stalled span is `span_id`, if it is one.
+    pub fn stall_of(&self, span_id: u64) -> Option<&StallReport> {
+        self.stalls.iter().find(|s| s.span_id == span_id)
+    }
+
+    /// The capture of thread `tid`'s stall, if it is stalled.
+    pub fn stall_of_thread(&self, pid: u32, tid: u32) -> Option<&StallReport> {
+        self.stalls.iter().find(|s| s.pid == pid && s.tid == tid)
     }
 }

@@ -147,7 +147,8 @@ impl WaitKind {
         Self::Futex
     }
 
-    fn noun(self) -> &'static str {
+    /// What it is, in a word or two (`mutex`, `condition variable`).
+    pub fn noun(self) -> &'static str {
         match self {
             Self::Mutex => "mutex",
             Self::ConditionVariable => "condition variable",

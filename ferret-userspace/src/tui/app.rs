@@ -114,6 +114,16 @@ pub enum Subject {
     Call(Box<FinishedCall>),
     /// A function's statistics.
     Function(u32),
+    /// A stalled thread: where it is stuck (looked up in each new snapshot,
+    /// so a new capture shows and the end of the stall is seen).
+    Stall {
+        /// Process id.
+        pid: u32,
+        /// Thread id.
+        tid: u32,
+        /// The stalled span.
+        span_id: u64,
+    },
 }
 
 /// A window over the dashboard.
@@ -217,8 +227,8 @@ pub struct App {
     pub editing: Option<String>,
     /// A popup over the panes.
     pub popup: Option<Popup>,
-    /// Cursors of Live Stack, Recent Activity, Functions, Metrics.
-    pub cursors: [Cursor; 4],
+    /// Cursors of Live Stack, Recent Activity, Functions, Metrics, Stalls.
+    pub cursors: [Cursor; 5],
     /// Derived: the Live Stack's rows.
     pub stack_rows: Vec<StackRow>,
     /// Derived: indices into `shown.recent` that pass the filter.
@@ -227,6 +237,8 @@ pub struct App {
     pub function_rows: Vec<usize>,
     /// Derived: rows the Metrics pane has (for scrolling).
     pub metric_rows: usize,
+    /// Derived: indices into `shown.stalls` that pass the filter.
+    pub stall_rows: Vec<usize>,
     collapsed: HashSet<(u32, u32)>,
     expanded: HashSet<u64>,
     quit: bool,
@@ -247,11 +259,12 @@ impl App {
             filter: String::new(),
             editing: None,
             popup: None,
-            cursors: [Cursor::default(); 4],
+            cursors: [Cursor::default(); 5],
             stack_rows: Vec::new(),
             recent_rows: Vec::new(),
             function_rows: Vec::new(),
             metric_rows: 0,
+            stall_rows: Vec::new(),
             collapsed: HashSet::new(),
             expanded: HashSet::new(),
             quit: false,
@@ -283,7 +296,25 @@ impl App {
 
     /// Where everything goes on screen.
     pub fn areas(&self) -> Areas {
-        Areas::new(self.size, self.focus, self.zoomed)
+        Areas::new(self.size, self.focus, self.zoomed, self.shows(Pane::Stalls))
+    }
+
+    /// Whether `pane` is part of the dashboard now: the Stalls pane only
+    /// while the shown snapshot has stalls.
+    pub fn shows(&self, pane: Pane) -> bool {
+        pane != Pane::Stalls || !self.shown.stalls.is_empty()
+    }
+
+    /// Moves the focus to the next (or previous) pane shown.
+    fn cycle(&mut self, forward: bool) {
+        let mut pane = self.focus;
+        for _ in 0..Pane::ALL.len() {
+            pane = if forward { pane.next() } else { pane.prev() };
+            if self.shows(pane) {
+                break;
+            }
+        }
+        self.focus = pane;
     }
 
     /// Applies one event.
@@ -356,12 +387,13 @@ impl App {
                     self.show_latest();
                 }
             }
-            KeyCode::Tab => self.focus = self.focus.next(),
-            KeyCode::BackTab => self.focus = self.focus.prev(),
+            KeyCode::Tab => self.cycle(true),
+            KeyCode::BackTab => self.cycle(false),
             KeyCode::Char('1') => self.focus = Pane::Stack,
             KeyCode::Char('2') => self.focus = Pane::Recent,
             KeyCode::Char('3') => self.focus = Pane::Functions,
             KeyCode::Char('4') => self.focus = Pane::Metrics,
+            KeyCode::Char('5') if self.shows(Pane::Stalls) => self.focus = Pane::Stalls,
             KeyCode::Up | KeyCode::Char('k') => self.step(-1),
             KeyCode::Down | KeyCode::Char('j') => self.step(1),
             KeyCode::PageUp => self.step(-(self.page() as isize)),
@@ -405,9 +437,14 @@ impl App {
                 let inner = areas.pane(pane).inner(ratatui::layout::Margin::new(1, 1));
                 let header = usize::from(pane == Pane::Functions);
                 let row = usize::from(mouse.row.saturating_sub(inner.y));
+                let lines = if pane == Pane::Stalls {
+                    super::view::stalls::LINES_PER_STALL
+                } else {
+                    1
+                };
                 if mouse.row >= inner.y && row >= header {
                     let cursor = &mut self.cursors[pane.index()];
-                    cursor.selected = cursor.offset + row - header;
+                    cursor.selected = cursor.offset + (row - header) / lines;
                 }
             }
             _ => return,
@@ -476,6 +513,16 @@ impl App {
                 }
             }
             Pane::Metrics => {}
+            Pane::Stalls => {
+                if let Some(&i) = self.stall_rows.get(selected) {
+                    let stall = &self.shown.stalls[i];
+                    self.popup = Some(Popup::Details(Subject::Stall {
+                        pid: stall.pid,
+                        tid: stall.tid,
+                        span_id: stall.span_id,
+                    }));
+                }
+            }
         }
     }
 
@@ -535,6 +582,7 @@ impl App {
             Pane::Recent => self.recent_rows.len(),
             Pane::Functions => self.function_rows.len(),
             Pane::Metrics => self.metric_rows,
+            Pane::Stalls => self.stall_rows.len(),
         }
     }
 
@@ -542,7 +590,11 @@ impl App {
     /// column header).
     pub fn view_height(&self, pane: Pane) -> usize {
         let inner = usize::from(self.areas().pane(pane).height.saturating_sub(2));
-        inner.saturating_sub(usize::from(pane == Pane::Functions))
+        match pane {
+            Pane::Functions => inner.saturating_sub(1),
+            Pane::Stalls => inner / super::view::stalls::LINES_PER_STALL,
+            _ => inner,
+        }
     }
 
     fn fit_cursors(&mut self) {
@@ -552,7 +604,7 @@ impl App {
         }
     }
 
-    fn selection_keys(&self) -> (Option<StackKey>, [Option<u64>; 2]) {
+    fn selection_keys(&self) -> (Option<StackKey>, [Option<u64>; 3]) {
         let stack = self
             .stack_rows
             .get(self.cursors[Pane::Stack.index()].selected)
@@ -571,16 +623,21 @@ impl App {
             .then(|| self.function_rows.get(function))
             .flatten()
             .map(|&i| u64::from(self.shown.functions[i].id));
-        (stack, [recent, function])
+        // A stall follows its thread.
+        let stall = self
+            .stall_rows
+            .get(self.cursors[Pane::Stalls.index()].selected)
+            .map(|&i| thread_key(self.shown.stalls[i].pid, self.shown.stalls[i].tid));
+        (stack, [recent, function, stall])
     }
 
     fn rebuild(&mut self) {
-        self.rebuild_keeping((None, [None, None]));
+        self.rebuild_keeping((None, [None, None, None]));
     }
 
     /// Recomputes every pane's rows from the shown snapshot, then puts each
     /// selection back on the row it held, if that row is still there.
-    fn rebuild_keeping(&mut self, keys: (Option<StackKey>, [Option<u64>; 2])) {
+    fn rebuild_keeping(&mut self, keys: (Option<StackKey>, [Option<u64>; 3])) {
         self.stack_rows = stack_rows(&self.shown, self.active_filter(), |key| match key {
             StackKey::Thread(pid, tid) => self.collapsed.contains(&(pid, tid)),
             StackKey::Span(span) => self.expanded.contains(&span),
@@ -597,8 +654,15 @@ impl App {
         });
         self.function_rows = functions;
         self.metric_rows = super::view::metrics::rows(&self.shown);
+        self.stall_rows = (0..self.shown.stalls.len())
+            .filter(|&i| self.matches(&self.shown.stalls[i].function_name))
+            .collect();
+        if !self.shows(self.focus) {
+            // The stalls ended: back to the Live Stack, where they were.
+            self.focus = Pane::Stack;
+        }
 
-        let (stack, [recent, function]) = keys;
+        let (stack, [recent, function, stall]) = keys;
         if let Some(key) = stack
             && let Some(i) = self
                 .stack_rows
@@ -623,6 +687,13 @@ impl App {
         {
             self.cursors[Pane::Functions.index()].selected = i;
         }
+        if let Some(key) = stall
+            && let Some(i) = self.stall_rows.iter().position(|&i| {
+                thread_key(self.shown.stalls[i].pid, self.shown.stalls[i].tid) == key
+            })
+        {
+            self.cursors[Pane::Stalls.index()].selected = i;
+        }
         self.fit_cursors();
     }
 }
@@ -631,6 +702,11 @@ impl App {
 /// watch and the user did not ask to look at the aftermath.
 fn snapshot_requests_close(snapshot: &Snapshot) -> bool {
     snapshot.close
+}
+
+/// A thread, as one number.
+fn thread_key(pid: u32, tid: u32) -> u64 {
+    (u64::from(pid) << 32) | u64::from(tid)
 }
 
 fn stack_key(snapshot: &Snapshot, row: StackRow) -> StackKey {

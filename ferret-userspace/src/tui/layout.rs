@@ -1,10 +1,12 @@
-//! Where the header, the four panes and the footer go, for any terminal
-//! size. One function decides it, so drawing, scrolling and mouse hits agree.
+//! Where the header, the panes and the footer go, for any terminal size.
+//! One function decides it, so drawing, scrolling and mouse hits agree.
 //!
 //! Wide terminals get two rows of two panes; at 80 columns the Live Stack
 //! shares its row with Metrics and the two tables get full-width rows; very
-//! narrow ones stack everything. The row holding the focused pane gets more
-//! height, and `z` gives the focused pane the whole body.
+//! narrow ones stack everything. While threads are stalled, the Stalls pane
+//! takes the lower part of the Live Stack's place. The row holding the
+//! focused pane gets more height, and `z` gives the focused pane the whole
+//! body.
 
 use ratatui::layout::{Constraint, Layout, Rect};
 
@@ -17,7 +19,7 @@ pub const WIDE: u16 = 110;
 /// From this width on, the Live Stack shares its row with Metrics.
 pub const MEDIUM: u16 = 60;
 
-/// The four panes.
+/// The panes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Pane {
     /// Open spans per thread.
@@ -28,11 +30,20 @@ pub enum Pane {
     Functions,
     /// Process metrics.
     Metrics,
+    /// Stalled threads and where they are stuck; shown only while there
+    /// are some.
+    Stalls,
 }
 
 impl Pane {
-    /// Every pane, in Tab order.
-    pub const ALL: [Self; 4] = [Self::Stack, Self::Recent, Self::Functions, Self::Metrics];
+    /// Every pane, in Tab order (key `1`… is `ALL[0]`…).
+    pub const ALL: [Self; 5] = [
+        Self::Stack,
+        Self::Recent,
+        Self::Functions,
+        Self::Metrics,
+        Self::Stalls,
+    ];
 
     /// Position in [`Self::ALL`].
     pub fn index(self) -> usize {
@@ -58,6 +69,7 @@ impl Pane {
             Self::Recent => "Recent Activity",
             Self::Functions => "Functions",
             Self::Metrics => "Metrics",
+            Self::Stalls => "Stalls",
         }
     }
 }
@@ -70,14 +82,15 @@ pub struct Areas {
     /// One line at the bottom.
     pub footer: Rect,
     /// By [`Pane::index`]; an empty `Rect` for a pane not shown.
-    pub panes: [Rect; 4],
+    pub panes: [Rect; 5],
     /// The terminal is below [`MIN_WIDTH`] × [`MIN_HEIGHT`].
     pub too_small: bool,
 }
 
 impl Areas {
-    /// The layout of a terminal of `size`, with `focus` focused.
-    pub fn new(size: Rect, focus: Pane, zoomed: bool) -> Self {
+    /// The layout of a terminal of `size`, with `focus` focused; `stalls`:
+    /// the Stalls pane is shown (else `focus` must not be it).
+    pub fn new(size: Rect, focus: Pane, zoomed: bool, stalls: bool) -> Self {
         if size.width < MIN_WIDTH || size.height < MIN_HEIGHT {
             return Self {
                 too_small: true,
@@ -90,19 +103,32 @@ impl Areas {
             Constraint::Length(1),
         ])
         .areas(size);
-        let mut panes = [Rect::default(); 4];
+        let mut panes = [Rect::default(); 5];
         // Below four rows a pane shows nothing useful: when the rows of
         // panes do not fit, show the focused one alone (Tab still cycles).
         let rows_of_panes = match size.width {
             WIDE.. => 2,
             MEDIUM.. => 3,
             _ => 4,
+        } + u16::from(stalls);
+        // The Live Stack's place, shared with the Stalls pane below it.
+        let split_stack = |area: Rect| -> (Rect, Rect) {
+            if !stalls {
+                return (area, Rect::default());
+            }
+            let weight = |pane| if focus == pane { 3 } else { 2 };
+            let [stack, stalled] = Layout::vertical([
+                Constraint::Fill(weight(Pane::Stack)),
+                Constraint::Fill(weight(Pane::Stalls)),
+            ])
+            .areas(area);
+            (stack, stalled)
         };
         if zoomed || body.height < rows_of_panes * 5 {
             panes[focus.index()] = body;
         } else if size.width >= WIDE {
             // [Stack | Recent] over [Functions | Metrics].
-            let top_focused = matches!(focus, Pane::Stack | Pane::Recent);
+            let top_focused = matches!(focus, Pane::Stack | Pane::Recent | Pane::Stalls);
             let [top, bottom] = Layout::vertical([
                 Constraint::Fill(if top_focused { 6 } else { 5 }),
                 Constraint::Fill(if top_focused { 5 } else { 6 }),
@@ -113,31 +139,40 @@ impl Areas {
                 Layout::horizontal([Constraint::Fill(45), Constraint::Fill(55)]).areas(top);
             let [functions, metrics] =
                 Layout::horizontal([Constraint::Fill(62), Constraint::Fill(38)]).areas(bottom);
-            panes = [stack, recent, functions, metrics];
+            let (stack, stalled) = split_stack(stack);
+            panes = [stack, recent, functions, metrics, stalled];
         } else if size.width >= MEDIUM {
             // [Stack | Metrics] over Recent over Functions.
             let weight = |row: &[Pane]| if row.contains(&focus) { 6 } else { 3 };
             let [top, middle, bottom] = Layout::vertical([
-                Constraint::Fill(weight(&[Pane::Stack, Pane::Metrics]) + 1),
+                Constraint::Fill(weight(&[Pane::Stack, Pane::Metrics, Pane::Stalls]) + 1),
                 Constraint::Fill(weight(&[Pane::Recent])),
                 Constraint::Fill(weight(&[Pane::Functions])),
             ])
             .areas(body);
             let [stack, metrics] =
                 Layout::horizontal([Constraint::Fill(62), Constraint::Fill(38)]).areas(top);
-            panes = [stack, middle, bottom, metrics];
+            let (stack, stalled) = split_stack(stack);
+            panes = [stack, middle, bottom, metrics, stalled];
         } else {
             // Every pane in a column; the focused one takes what the
             // others, at a sixth of the body each (four rows at least), leave.
             let other = (body.height / 6).max(4);
-            panes = Layout::vertical(Pane::ALL.map(|p| {
+            let shown: Vec<Pane> = Pane::ALL
+                .into_iter()
+                .filter(|&p| stalls || p != Pane::Stalls)
+                .collect();
+            let rects = Layout::vertical(shown.iter().map(|&p| {
                 if p == focus {
                     Constraint::Fill(1)
                 } else {
                     Constraint::Length(other)
                 }
             }))
-            .areas(body);
+            .split(body);
+            for (pane, rect) in shown.iter().zip(rects.iter()) {
+                panes[pane.index()] = *rect;
+            }
         }
         Self {
             header,
@@ -177,11 +212,20 @@ mod tests {
             (60, 18),
         ] {
             for focus in Pane::ALL {
-                let areas = Areas::new(Rect::new(0, 0, w, h), focus, false);
+                let stalls = focus == Pane::Stalls;
+                let areas = Areas::new(Rect::new(0, 0, w, h), focus, false, stalls);
                 assert!(!areas.too_small);
                 assert_eq!(covered(&areas), u32::from(w) * u32::from(h - 3), "{w}x{h}");
+                let alone = areas.panes.iter().filter(|r| !r.is_empty()).count() == 1;
                 for pane in Pane::ALL {
-                    assert!(areas.pane(pane).height >= 3, "{w}x{h} {pane:?}");
+                    let shown = stalls || pane != Pane::Stalls;
+                    if alone {
+                        assert_eq!(!areas.pane(pane).is_empty(), pane == focus, "{w}x{h}");
+                    } else if shown {
+                        assert!(areas.pane(pane).height >= 3, "{w}x{h} {pane:?}");
+                    } else {
+                        assert!(areas.pane(pane).is_empty(), "{w}x{h} {pane:?}");
+                    }
                 }
             }
         }
@@ -190,13 +234,17 @@ mod tests {
     #[test]
     fn focus_gets_more_room() {
         let size = Rect::new(0, 0, 80, 24);
-        let recent = |focus| Areas::new(size, focus, false).pane(Pane::Recent).height;
+        let recent = |focus| {
+            Areas::new(size, focus, false, false)
+                .pane(Pane::Recent)
+                .height
+        };
         assert!(recent(Pane::Recent) > recent(Pane::Stack));
     }
 
     #[test]
     fn zoom_gives_the_focused_pane_the_body() {
-        let areas = Areas::new(Rect::new(0, 0, 80, 24), Pane::Functions, true);
+        let areas = Areas::new(Rect::new(0, 0, 80, 24), Pane::Functions, true, true);
         assert_eq!(areas.pane(Pane::Functions), Rect::new(0, 2, 80, 21));
         assert_eq!(areas.pane(Pane::Stack), Rect::default());
     }
@@ -204,7 +252,7 @@ mod tests {
     #[test]
     fn short_terminals_show_the_focused_pane_alone() {
         for (w, h) in [(40, 12), (80, 17), (120, 12)] {
-            let areas = Areas::new(Rect::new(0, 0, w, h), Pane::Recent, false);
+            let areas = Areas::new(Rect::new(0, 0, w, h), Pane::Recent, false, false);
             assert!(!areas.too_small);
             assert_eq!(areas.pane(Pane::Recent).height, h - 3, "{w}x{h}");
             assert_eq!(areas.pane(Pane::Stack), Rect::default(), "{w}x{h}");
@@ -212,8 +260,21 @@ mod tests {
     }
 
     #[test]
+    fn stalls_take_the_lower_part_of_the_live_stacks_place() {
+        for (w, h) in [(120, 40), (80, 24)] {
+            let size = Rect::new(0, 0, w, h);
+            let without = Areas::new(size, Pane::Stack, false, false);
+            let with = Areas::new(size, Pane::Stack, false, true);
+            let (stack, stalls) = (with.pane(Pane::Stack), with.pane(Pane::Stalls));
+            assert_eq!(stack.union(stalls), without.pane(Pane::Stack), "{w}x{h}");
+            assert_eq!(stalls.y, stack.bottom(), "{w}x{h}: below the Live Stack");
+            assert_eq!(with.pane(Pane::Recent), without.pane(Pane::Recent));
+        }
+    }
+
+    #[test]
     fn tiny_terminals_are_too_small() {
-        assert!(Areas::new(Rect::new(0, 0, 39, 24), Pane::Stack, false).too_small);
-        assert!(Areas::new(Rect::new(0, 0, 80, 11), Pane::Stack, false).too_small);
+        assert!(Areas::new(Rect::new(0, 0, 39, 24), Pane::Stack, false, false).too_small);
+        assert!(Areas::new(Rect::new(0, 0, 80, 11), Pane::Stack, false, false).too_small);
     }
 }

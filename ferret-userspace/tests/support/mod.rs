@@ -35,6 +35,17 @@ static BUILD_LOCK: Mutex<()> = Mutex::new(());
 /// Compiles `tests/programs/<source>` (C, C++ or Rust, by extension) once
 /// per change, with `flags`, and returns the binary. The flags are part of
 /// the output name so variants can coexist.
+/// The line number of the first line of `source` (in tests/programs)
+/// holding `marker`.
+pub fn marker_line(source: &str, marker: &str) -> u32 {
+    let text = std::fs::read_to_string(programs_dir().join(source)).unwrap();
+    let index = text
+        .lines()
+        .position(|l| l.contains(marker))
+        .unwrap_or_else(|| panic!("no {marker} in {source}"));
+    index as u32 + 1
+}
+
 pub fn build(source: &str, flags: &[&str]) -> PathBuf {
     let src = programs_dir().join(source);
     build_path(&src, flags)

@@ -34,7 +34,7 @@ impl Widget for Footer<'_> {
         let pause = if app.paused { "resume" } else { "pause" };
         let enter = match app.focus {
             Pane::Stack => "expand/details",
-            Pane::Recent | Pane::Functions => "details",
+            Pane::Recent | Pane::Functions | Pane::Stalls => "details",
             Pane::Metrics => "",
         };
         let keys: [(&str, &str); 9] = [

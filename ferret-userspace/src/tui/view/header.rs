@@ -104,6 +104,18 @@ impl Widget for Header<'_> {
         } else {
             second.push(Span::styled("0 lost", theme::DIM));
         }
+        // Stalls, like lost events, come from the newest snapshot.
+        if !latest.stalls.is_empty() {
+            second.push(sep());
+            let n = latest.stalls.len();
+            second.push(Span::styled(
+                format!("⚠ {n} thread{} stalled", if n == 1 { "" } else { "s" }),
+                theme::ALARM,
+            ));
+            if latest.stalls.iter().any(|s| !s.deadlock.is_empty()) {
+                second.push(Span::styled(" · DEADLOCK", theme::ALARM));
+            }
+        }
         if let Some(warning) = &latest.warning {
             second.push(sep());
             second.push(Span::styled(format!("⚠ {warning}"), theme::ALARM));

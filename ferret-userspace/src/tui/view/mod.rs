@@ -12,6 +12,7 @@ pub mod metrics;
 mod popup;
 mod recent;
 mod stack;
+pub mod stalls;
 #[cfg(test)]
 mod tests;
 
@@ -78,6 +79,7 @@ impl Widget for &App {
                 Pane::Recent => recent::RecentPane(self).render(rect, buf),
                 Pane::Functions => functions::FunctionsPane(self).render(rect, buf),
                 Pane::Metrics => metrics::MetricsPane(self).render(rect, buf),
+                Pane::Stalls => stalls::StallsPane(self).render(rect, buf),
             }
         }
         footer::Footer(self).render(areas.footer, buf);

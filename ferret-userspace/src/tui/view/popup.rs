@@ -1,4 +1,6 @@
-//! Windows over the panes: the key list, and details of a span or function.
+//! Windows over the panes: the key list, and details of a span, a function,
+//! or a stalled thread (where it is stuck: what it waits for, who holds the
+//! lock, its stack with file:line).
 
 use ratatui::{
     buffer::Buffer,
@@ -11,6 +13,7 @@ use ratatui::{
 use super::theme;
 use crate::{
     live::{FinishedCall, Snapshot},
+    stall::StallReport,
     tui::{
         app::{App, Popup, Subject},
         format,
@@ -28,10 +31,11 @@ pub struct PopupView<'a> {
 const HELP: &[(&str, &str)] = &[
     ("q  Ctrl-C", "quit: detach, finish the recording"),
     ("p  space", "pause the display (tracing goes on)"),
-    ("Tab  S-Tab  1-4", "next / previous pane, or pane by number"),
+    ("Tab  S-Tab  1-5", "next / previous pane, or pane by number"),
     ("↑ ↓  j k  wheel", "move the selection"),
     ("PgUp PgDn  g G", "page up / down, first / last row"),
     ("⏎", "fold a thread, expand recursion, or details"),
+    ("", "(of a stall: its stack and what it waits for)"),
     ("→ ←  l h", "expand / fold the selected thread or run"),
     ("/", "filter by function name (⏎ keep, Esc cancel)"),
     ("s", "next Functions sort (total, self, calls…)"),
@@ -47,8 +51,13 @@ impl Widget for PopupView<'_> {
             Popup::Details(subject) => details(self.app, subject),
         };
         let content = lines.iter().map(Line::width).max().unwrap_or(0) as u16;
-        let width = (content + 3).min(area.width.saturating_sub(4)).min(90);
-        let height = (lines.len() as u16 + 2).min(area.height.saturating_sub(2));
+        let width = (content + 3).min(area.width.saturating_sub(4)).min(100);
+        // Long lines wrap: count the rows they take.
+        let inner = usize::from(width.saturating_sub(2)).max(1);
+        let rows: usize = lines.iter().map(|l| l.width().max(1).div_ceil(inner)).sum();
+        let height = u16::try_from(rows + 2)
+            .unwrap_or(u16::MAX)
+            .min(area.height.saturating_sub(2));
         let [row] = Layout::vertical([Constraint::Length(height)])
             .flex(Flex::Center)
             .areas(area);
@@ -86,14 +95,14 @@ fn help_lines() -> Vec<Line<'static>> {
         })
         .collect();
     lines.push(Line::default());
-    lines.push(Line::from(Span::styled(
-        " Red: an innermost call open past --stall. `unwound`: left",
-        theme::DIM,
-    )));
-    lines.push(Line::from(Span::styled(
-        " without returning (exception, panic, longjmp, exit).",
-        theme::DIM,
-    )));
+    for text in [
+        " Red ⚠: a thread quiet past --stall inside a traced call;",
+        " the Stalls pane (5) lists them while there are any.",
+        " `unwound`: left without returning (exception, panic,",
+        " longjmp, exit).",
+    ] {
+        lines.push(Line::from(Span::styled(text, theme::DIM)));
+    }
     lines
 }
 
@@ -118,7 +127,137 @@ fn details(app: &App, subject: &Subject) -> (&'static str, Vec<Line<'static>>) {
             span_details(app, *tid, *span_id, *function, *start_ns),
         ),
         Subject::Call(call) => ("Call", call_details(shown, call)),
+        Subject::Stall { pid, tid, span_id } => ("Stall", stall_details(app, *pid, *tid, *span_id)),
     }
+}
+
+fn stall_details(app: &App, pid: u32, tid: u32, span_id: u64) -> Vec<Line<'static>> {
+    let shown = &app.shown;
+    match shown.stall_of_thread(pid, tid) {
+        Some(report) => {
+            let mut lines = vec![
+                field("function", report.function_name.clone()),
+                field(
+                    "thread",
+                    format!("{} (tid {})", report.thread_name, report.tid),
+                ),
+                field(
+                    "span",
+                    format!("#{}, depth {}", report.span_id, report.depth),
+                ),
+            ];
+            if report.span_id != span_id {
+                lines.push(Line::from(Span::styled(
+                    " (a newer stall of the same thread)",
+                    theme::WARN,
+                )));
+            }
+            lines.extend(stuck_lines(app, report));
+            lines
+        }
+        None => vec![
+            field("thread", format!("tid {tid}")),
+            field("span", format!("#{span_id}")),
+            field(
+                "status",
+                "no longer stalled: it returned or moved on".to_owned(),
+            ),
+        ],
+    }
+}
+
+/// Where a stalled thread is stuck: for how long, what it waits for, the
+/// deadlock it is part of, and its stack, innermost first.
+fn stuck_lines(app: &App, report: &StallReport) -> Vec<Line<'static>> {
+    let offset = app.shown.session.local_offset_ns;
+    let at = |ns: u64| format::time_of_day(ns as i64 + offset);
+    let since = if report.before_attach {
+        format!(
+            "{} (already running when ferret attached)",
+            super::stalls::stalled_for(report, app.clock_ns())
+        )
+    } else {
+        format!(
+            "{} (since {})",
+            super::stalls::stalled_for(report, app.clock_ns()),
+            at(report.since_ns)
+        )
+    };
+    let mut lines = vec![
+        Line::from(vec![
+            Span::styled(format!(" {:<12}", "stalled"), theme::DIM),
+            Span::styled(since, theme::ALARM),
+        ]),
+        field("captured", at(report.captured_ns)),
+        field("state", report.state.to_string()),
+    ];
+    if let Some(call) = &report.syscall {
+        lines.push(field("syscall", call.clone()));
+    }
+    if let Some(wchan) = &report.wchan {
+        lines.push(field("kernel wait", wchan.clone()));
+    }
+    if let Some(lock) = &report.lock {
+        let holder = match (lock.owner, &lock.owner_name) {
+            (Some(owner), Some(name)) => format!("tid {owner} ({name})"),
+            (Some(owner), None) => format!("tid {owner}"),
+            (None, _) => "unknown".to_owned(),
+        };
+        let probable = if lock.probable { ", probably" } else { "" };
+        let (label, held) = if lock.kind == crate::stall::WaitKind::ThreadExit {
+            ("joins", "which is")
+        } else {
+            ("lock", "held by")
+        };
+        lines.push(field(
+            label,
+            format!(
+                "{} {:#x}, {held} {holder}{probable}",
+                lock.kind.noun(),
+                lock.addr
+            ),
+        ));
+    }
+    if !report.deadlock.is_empty() {
+        let mut cycle: Vec<String> = report
+            .deadlock
+            .iter()
+            .map(|(tid, name)| format!("tid {tid} ({name})"))
+            .collect();
+        cycle.push(format!("tid {}", report.deadlock[0].0));
+        lines.push(Line::from(vec![
+            Span::styled(format!(" {:<12}", "DEADLOCK"), theme::ALARM),
+            Span::styled(cycle.join(" waits for "), theme::ALARM),
+        ]));
+    }
+    lines.push(Line::default());
+    lines.push(Line::from(Span::styled(
+        " stack, innermost first:",
+        theme::DIM,
+    )));
+    if report.frames.is_empty() {
+        lines.push(Line::from(Span::styled("   (none captured)", theme::DIM)));
+    }
+    // The frame of the stalled function is the line that says most.
+    let own = report
+        .frames
+        .iter()
+        .position(|f| f.function.as_deref() == Some(report.function_name.as_str()));
+    for (i, frame) in report.frames.iter().enumerate() {
+        let style = if Some(i) == own {
+            theme::HEADING
+        } else {
+            Style::new()
+        };
+        lines.push(Line::from(vec![
+            Span::styled(format!(" {i:>3} "), theme::DIM),
+            Span::styled(frame.display(), style),
+        ]));
+    }
+    if let Some(note) = &report.stack_note {
+        lines.push(Line::from(Span::styled(format!("     {note}"), theme::DIM)));
+    }
+    lines
 }
 
 fn function_details(shown: &Snapshot, id: u32) -> Vec<Line<'static>> {
@@ -215,6 +354,14 @@ fn span_details(
                     Span::raw(format!(" {i:>3} ")),
                     Span::styled(shown.function_name(f.function).to_owned(), style),
                 ]));
+            }
+            if let Some(report) = shown.stall_of(span_id) {
+                lines.push(Line::default());
+                lines.push(Line::from(Span::styled(
+                    " where it is stuck:",
+                    theme::ALARM,
+                )));
+                lines.extend(stuck_lines(app, report));
             }
             return lines;
         }

@@ -1,5 +1,6 @@
 //! The Live Stack pane: per thread, the spans open right now, nested, each
-//! with its elapsed time ticking.
+//! with its elapsed time ticking. A call the stall watchdog found stalled is
+//! red and marked `⚠`; its thread says `stalled`.
 
 use ratatui::{
     buffer::Buffer,
@@ -83,12 +84,16 @@ impl Widget for StackPane<'_> {
                         let elapsed = now.saturating_sub(frame.start_ns);
                         // Only the innermost frame can be stuck: outer ones
                         // (a thread's main loop) are open for as long as it runs.
-                        let innermost = first + len == shown.threads[thread].frames.len();
-                        let elapsed_style = if innermost && stall > 0 && elapsed >= stall {
-                            theme::ALARM
-                        } else {
-                            Style::new()
-                        };
+                        let frames = &shown.threads[thread].frames;
+                        let innermost = first + len == frames.len();
+                        let stalled = shown.stall_of(frames[first + len - 1].span_id).is_some();
+                        let elapsed_style =
+                            if stalled || (innermost && stall > 0 && elapsed >= stall) {
+                                theme::ALARM
+                            } else {
+                                Style::new()
+                            };
+                        let name_style = if stalled { theme::ALARM } else { Style::new() };
                         // A stack is a chain, so "└" is exact at every level;
                         // deep recursion stops indenting at a third of the width.
                         let indent = (2 * level).min(width / 3).max(2);
@@ -98,15 +103,22 @@ impl Widget for StackPane<'_> {
                         } else {
                             String::new()
                         };
-                        let room = width
-                            .saturating_sub(prefix.chars().count() + suffix.len() + ELAPSED + 1);
+                        let marker = if stalled { " ⚠" } else { "" };
+                        let room = width.saturating_sub(
+                            prefix.chars().count()
+                                + suffix.len()
+                                + marker.chars().count()
+                                + ELAPSED
+                                + 1,
+                        );
                         let mut spans = vec![Span::styled(prefix, theme::DIM)];
                         spans.extend(highlighted(
                             &format::function_name(name, room),
                             filter,
-                            Style::new(),
+                            name_style,
                         ));
                         spans.push(Span::styled(suffix, theme::WARN));
+                        spans.push(Span::styled(marker, theme::ALARM));
                         let used: usize = spans.iter().map(Span::width).sum();
                         spans.push(Span::raw(
                             " ".repeat(width.saturating_sub(used + ELAPSED).max(1)),
@@ -164,6 +176,9 @@ fn thread_line(
             format!(" · {} open", thread.frames.len()),
             theme::DIM,
         ));
+    }
+    if app.shown.stall_of_thread(thread.pid, thread.tid).is_some() {
+        spans.push(Span::styled(" ⚠ stalled", theme::ALARM));
     }
     if thread.maybe_incomplete {
         spans.push(Span::styled(" ⚠ may be incomplete", theme::WARN));

@@ -20,9 +20,13 @@ use crate::{
         TargetState, ThreadView,
     },
     sink::{FunctionInfo, MetricSample},
+    stall::{Frame, LockWait, SchedState, StallReport, WaitKind, wait_summary},
     target::ExitStatus,
     trace::SpanStatus,
-    tui::app::{App, Event},
+    tui::{
+        app::{App, Event},
+        layout::Pane,
+    },
 };
 
 const S: u64 = 1_000_000_000;
@@ -210,10 +214,100 @@ fn busy() -> Snapshot {
         ]
         .into(),
         metrics: metrics(),
+        stalls: Arc::from([]),
         warning: None,
         notice: None,
         close: false,
     }
+}
+
+const LOCK_A: u64 = 0x5555_0000_4040;
+const LOCK_B: u64 = 0x5555_0000_4080;
+
+/// Thread `tid` stalled in `shop::db::query_db` (span `span_id`, entered
+/// `ago_ms` ago) waiting for the lock `lock` that `owner` holds: the two
+/// threads of [`stalled`] deadlock.
+fn deadlocked(tid: u32, name: &str, span_id: u64, lock: u64, owner: (u32, &str)) -> StallReport {
+    let wait = LockWait {
+        addr: lock,
+        kind: WaitKind::Mutex,
+        owner: Some(owner.0),
+        owner_name: Some(owner.1.to_owned()),
+        probable: false,
+    };
+    let deadlock = vec![(tid, name.to_owned()), (owner.0, owner.1.to_owned())];
+    let syscall = format!("futex({lock:#x}, FUTEX_WAIT_PRIVATE, 2, NULL)");
+    let frame = |function: &str, file: Option<&str>, line: u32, address: u64| Frame {
+        function: Some(function.to_owned()),
+        file: file.map(str::to_owned),
+        line: file.map(|_| line),
+        address,
+        module: None,
+        inlined: false,
+    };
+    StallReport {
+        pid: 4242,
+        tid,
+        thread_name: name.to_owned(),
+        span_id,
+        function: 2,
+        function_name: "shop::db::query_db".to_owned(),
+        depth: 1,
+        since_ns: NOW - 7_200 * MS,
+        before_attach: false,
+        captured_ns: NOW - 2_000 * MS,
+        state: SchedState::Sleeping,
+        wait: wait_summary(
+            SchedState::Sleeping,
+            Some(&syscall),
+            Some("futex_wait_queue"),
+            None,
+            Some(&wait),
+            &deadlock,
+            false,
+        ),
+        syscall: Some(syscall),
+        wchan: Some("futex_wait_queue".to_owned()),
+        lock: Some(wait),
+        deadlock,
+        deadlock_with: Some(owner.0),
+        frames: vec![
+            frame("__lll_lock_wait", None, 0, 0x7f00_0000_1000),
+            frame("pthread_mutex_lock", None, 0, 0x7f00_0000_2000),
+            frame(
+                "shop::db::query_db",
+                Some("src/db.rs"),
+                88,
+                0x5555_0000_1234,
+            ),
+            frame(
+                "shop::http::handle_request",
+                Some("src/http.rs"),
+                41,
+                0x5555_0000_2345,
+            ),
+        ],
+        stack_note: None,
+        on_stack: true,
+    }
+}
+
+/// [`busy`] with two more workers deadlocked in `query_db`, found by the
+/// stall watchdog.
+fn stalled() -> Snapshot {
+    let mut snapshot = busy();
+    for (tid, name, span) in [(4245, "http-worker-2", 600), (4246, "http-worker-3", 650)] {
+        snapshot.threads.push(thread(
+            tid,
+            name,
+            vec![frame(span, 0, 7_300, 0), frame(span + 1, 2, 7_200, 1)],
+        ));
+    }
+    snapshot.stalls = Arc::from([
+        deadlocked(4245, "http-worker-2", 601, LOCK_B, (4246, "http-worker-3")),
+        deadlocked(4246, "http-worker-3", 651, LOCK_A, (4245, "http-worker-2")),
+    ]);
+    snapshot
 }
 
 fn app(snapshot: Snapshot, width: u16, height: u16) -> App {
@@ -424,4 +518,109 @@ fn meaningful_colours() {
     assert_eq!(buffer[(x, y)].fg, Color::Red, "stalled spans stand out");
     let (x, y) = find(&buffer, "1.2s").unwrap();
     assert_ne!(buffer[(x, y)].fg, Color::Red);
+}
+
+#[test]
+fn stalled_threads_get_a_pane_under_the_live_stack() {
+    let buffer = draw(&app(stalled(), 120, 40));
+    let screen = text(&buffer);
+    insta::assert_snapshot!(screen);
+    let (_, stack_y) = find(&buffer, "Live Stack").unwrap();
+    let (stalls_x, stalls_y) = find(&buffer, "Stalls").expect("a Stalls pane");
+    let (recent_x, _) = find(&buffer, "Recent Activity").unwrap();
+    assert!(
+        stalls_y > stack_y && stalls_x < recent_x,
+        "under the Live Stack"
+    );
+    assert!(
+        screen.contains("2 threads stalled · DEADLOCK"),
+        "header:\n{screen}"
+    );
+    // The stalled calls are red in the Live Stack, and their threads say so.
+    let mut app = app(stalled(), 120, 40);
+    app.update(key(KeyCode::Char('z')));
+    let buffer = draw(&app);
+    let screen = text(&buffer);
+    let (x, y) = find(&buffer, "http-worker-2 4245 · 2 open ⚠ stalled").expect("thread marked");
+    assert_eq!(buffer[(x + 28, y)].fg, Color::Red);
+    let row = screen
+        .lines()
+        .find(|l| l.contains("query_db ⚠"))
+        .expect("stalled frame marked");
+    assert!(row.contains("7.2s"), "{row}");
+}
+
+#[test]
+fn without_stalls_there_is_no_stalls_pane_and_tab_skips_it() {
+    let mut app = app(busy(), 120, 40);
+    assert!(!text(&draw(&app)).contains("Stalls"));
+    for _ in 0..4 {
+        app.update(key(KeyCode::Tab));
+        assert_ne!(app.focus, Pane::Stalls);
+    }
+    assert_eq!(app.focus, Pane::Stack, "four panes, then round again");
+    app.update(key(KeyCode::Char('5')));
+    assert_eq!(app.focus, Pane::Stack, "5 does nothing without stalls");
+}
+
+#[test]
+fn enter_on_a_stall_shows_where_it_is_stuck() {
+    let mut app = app(stalled(), 120, 40);
+    app.update(key(KeyCode::Char('5')));
+    assert_eq!(app.focus, Pane::Stalls);
+    app.update(key(KeyCode::Down));
+    app.update(key(KeyCode::Enter));
+    let screen = text(&draw(&app));
+    insta::assert_snapshot!(screen);
+    assert!(screen.contains("http-worker-3 (tid 4246)"), "{screen}");
+    assert!(
+        screen.contains("mutex 0x555500004040, held by tid 4245 (http-worker-2)"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains(
+            "tid 4246 (http-worker-3) waits for tid 4245 (http-worker-2) waits for tid 4246"
+        ),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("shop::db::query_db (src/db.rs:88)"),
+        "{screen}"
+    );
+}
+
+#[test]
+fn when_the_stalls_end_the_pane_goes_and_the_focus_returns() {
+    let mut app = app(stalled(), 120, 40);
+    app.update(key(KeyCode::Char('5')));
+    app.update(key(KeyCode::Enter));
+    let mut later = busy();
+    later.taken_ns = NOW + S;
+    app.update(Event::Snapshot(Arc::new(later)));
+    assert_eq!(app.focus, Pane::Stack);
+    let screen = text(&draw(&app));
+    assert!(!screen.contains(" Stalls "), "{screen}");
+    assert!(
+        screen.contains("no longer stalled: it returned or moved on"),
+        "the open popup says the stall ended:\n{screen}"
+    );
+}
+
+#[test]
+fn a_stalled_span_s_details_include_where_it_is_stuck() {
+    let mut app = app(stalled(), 120, 40);
+    let row = app
+        .stack_rows
+        .iter()
+        .position(|r| {
+            matches!(r, crate::tui::app::StackRow::Frames { thread, first: 1, .. }
+                if app.shown.threads[*thread].tid == 4245)
+        })
+        .unwrap();
+    app.cursors[0].selected = row;
+    app.update(key(KeyCode::Enter));
+    let screen = text(&draw(&app));
+    assert!(screen.contains("where it is stuck"), "{screen}");
+    assert!(screen.contains("DEADLOCK"), "{screen}");
+    assert!(screen.contains("(src/db.rs:88)"), "{screen}");
 }
