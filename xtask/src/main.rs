@@ -378,41 +378,17 @@ mod tests {
     fn test_args_scope_the_host_crates_unless_packages_are_picked() {
         let strings = |list: &[&str]| list.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
         let (run, build) = cargo_test_args(&[]);
-        assert_eq!(run, ["test", "--workspace", "--exclude", "ferret-ebpf"]);
-        assert_eq!(
-            build,
-            [
-                "test",
-                "--no-run",
-                "--workspace",
-                "--exclude",
-                "ferret-ebpf"
-            ]
-        );
+        assert_eq!(run, ["test", "--workspace"]);
+        assert_eq!(build, ["test", "--no-run", "--workspace"]);
 
         let (run, build) = cargo_test_args(&strings(&["--release", "--", "--nocapture"]));
         assert_eq!(
             run,
-            strings(&[
-                "test",
-                "--workspace",
-                "--exclude",
-                "ferret-ebpf",
-                "--release",
-                "--",
-                "--nocapture"
-            ])
+            strings(&["test", "--workspace", "--release", "--", "--nocapture"])
         );
         assert_eq!(
             build,
-            strings(&[
-                "test",
-                "--no-run",
-                "--workspace",
-                "--exclude",
-                "ferret-ebpf",
-                "--release"
-            ])
+            strings(&["test", "--no-run", "--workspace", "--release"])
         );
 
         let (run, build) = cargo_test_args(&strings(&["-p", "ferret-demo", "--", "-p"]));

@@ -12,7 +12,10 @@
 //!   points, through the same `uprobe_multi` links (the `bench floor` helper);
 //! - `ferret record`, per exit-probe mode (`ret`, `uretprobe`);
 //! - bpftrace doing the same job: a timestamp at entry, a latency histogram
-//!   at the uretprobe (bpftrace has no return-instruction probes).
+//!   at the uretprobe. It cannot do the `ret`-instruction job: bpftrace 0.17
+//!   as Debian builds it refuses any probe inside a function
+//!   (`uprobe:…:bench_fn+3`: "compiled without (k|u)probe offset support"),
+//!   so in `ret` mode the floor is the only like-for-like reference.
 
 use anyhow::{Context as _, Result};
 use serde_json::{Value, json};
