@@ -45,6 +45,8 @@ pub struct ProcStat {
     /// Start time after boot, clock ticks (field 22); with the pid it
     /// identifies a process, since pids are reused.
     pub starttime_ticks: u64,
+    /// The CPU it last ran on (field 39; absent from very old kernels).
+    pub processor: Option<u32>,
 }
 
 /// Why a metric could not be read.
@@ -124,6 +126,7 @@ pub fn parse_stat(s: &str) -> Result<ProcStat, MetricsError> {
         starttime_ticks: number(22)?,
         vsize_bytes: number(23)?,
         rss_pages: number(24)?,
+        processor: field(39).ok().and_then(|p| p.parse().ok()),
     })
 }
 
@@ -416,6 +419,7 @@ mod tests {
                 minflt: 97,
                 majflt: 1,
                 starttime_ticks: 123_456,
+                processor: Some(3),
             }
         );
     }
@@ -475,6 +479,7 @@ mod tests {
             minflt: 0,
             majflt: 0,
             starttime_ticks: starttime,
+            processor: None,
         }
     }
 

@@ -80,22 +80,16 @@ pub struct Stat {
     pub processor: Option<u32>,
 }
 
-/// Parses a `stat` line. The name sits in parentheses and may itself hold
-/// spaces and parentheses, so the fields are counted from the last `)`.
+/// Parses a `stat` line (with [`crate::metrics::parse_stat`], which also
+/// serves the process metrics).
 pub fn parse_stat(text: &str) -> Option<Stat> {
-    let open = text.find('(')?;
-    let close = text.rfind(')')?;
-    let comm = text.get(open + 1..close)?.to_owned();
-    // Fields after the name, numbered as in proc(5) from field 3 (state).
-    let rest: Vec<&str> = text.get(close + 1..)?.split_ascii_whitespace().collect();
-    let field = |n: usize| rest.get(n - 3).copied();
-    let state = SchedState::from_letter(field(3)?.chars().next()?);
+    let stat = crate::metrics::parse_stat(text).ok()?;
     Some(Stat {
-        comm,
-        state,
-        utime: field(14)?.parse().ok()?,
-        stime: field(15)?.parse().ok()?,
-        processor: field(39).and_then(|p| p.parse().ok()),
+        comm: stat.comm,
+        state: SchedState::from_letter(stat.state),
+        utime: stat.utime_ticks,
+        stime: stat.stime_ticks,
+        processor: stat.processor,
     })
 }
 
@@ -242,7 +236,7 @@ mod tests {
             ("Z", SchedState::Zombie),
             ("W", SchedState::Other('W')),
         ] {
-            let line = format!("1 (x) {letter} 0 0 0 0 0 0 0 0 0 0 7 8");
+            let line = format!("1 (x) {letter} 0 0 0 0 0 0 0 0 0 0 7 8 0 0 0 0 1 0 0 0 0");
             let stat = parse_stat(&line).unwrap();
             assert_eq!((stat.state, stat.utime, stat.stime), (state, 7, 8));
             assert_eq!(stat.processor, None, "short line: no processor field");
