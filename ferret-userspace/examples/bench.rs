@@ -6,12 +6,14 @@
 //!   `ferret record` would choose for the same options, through the same
 //!   `uprobe_multi` links. That is the floor: what the kernel's uprobe
 //!   machinery costs before a program does any work.
-//! - `pipeline [--events N] [--out FILE]` pushes synthetic ring-buffer
+//! - `pipeline [--events N] [--out FILE] [--keep] [--stage NAME]...` pushes synthetic ring-buffer
 //!   records through ferret's user-side pipeline on one thread (decode,
 //!   stack reconstruction, the live aggregates, the Parquet writer) and
 //!   times it stage by stage: decode; + reconstruction; + aggregates (what
 //!   `watch` does); decode + reconstruction + Parquet (what `record` does);
-//!   all four (what `watch -o` does).
+//!   all four (what `watch -o` does). `--stage` (`decode`, `reconstruct`,
+//!   `aggregate`, `record`, `full`) runs only the stages named, say for a
+//!   profiler. `--keep` leaves the Parquet file of the last stage behind.
 //!
 //! Run as `cargo run --release --example bench -- SUBCOMMAND ...`; `floor`
 //! needs root.
@@ -47,7 +49,7 @@ fn main() {
         Some("floor") => floor(&args[1..]),
         Some("pipeline") => pipeline(&args[1..]),
         _ => Err(anyhow::anyhow!(
-            "usage: bench floor [RECORD OPTIONS] -- COMMAND... | bench pipeline [--events N] [--out FILE]"
+            "usage: bench floor [RECORD OPTIONS] -- COMMAND... | bench pipeline [--events N] [--out FILE] [--keep] [--stage NAME]..."
         )),
     };
     match result {
@@ -198,6 +200,9 @@ const DRAIN: usize = 4096;
 fn pipeline(args: &[String]) -> Result<i32> {
     let mut events: u64 = 10_000_000;
     let mut out = std::env::temp_dir().join("ferret-bench-pipeline.parquet");
+    // Stages to run (all by default): one alone is what a profiler should see.
+    let mut only: Vec<String> = Vec::new();
+    let mut keep = false;
     let mut args = args.iter();
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -205,6 +210,8 @@ fn pipeline(args: &[String]) -> Result<i32> {
                 events = args.next().context("--events N")?.parse()?;
             }
             "--out" => out = PathBuf::from(args.next().context("--out FILE")?),
+            "--keep" => keep = true,
+            "--stage" => only.push(args.next().context("--stage NAME")?.clone()),
             other => bail!("unknown option {other}"),
         }
     }
@@ -217,24 +224,37 @@ fn pipeline(args: &[String]) -> Result<i32> {
         })
         .collect();
 
-    let decode = time_stage(events, bytes, |_| {});
-    let reconstruct = {
+    let run = |stage: &str| only.is_empty() || only.iter().any(|s| s == stage);
+    let rate = |seconds: f64| (events as f64 / seconds).round();
+    let mut json = serde_json::Map::new();
+    json.insert("events".into(), events.into());
+    let mut report = |stage: &str, timing: Timing| {
+        json.insert(
+            stage.into(),
+            serde_json::json!({ "cpu_per_s": rate(timing.cpu), "wall_per_s": rate(timing.wall) }),
+        );
+    };
+    if run("decode") {
+        report("decode", time_stage(events, bytes, |_| {}));
+    }
+    if run("reconstruct") {
         let mut reconstructor = Reconstructor::new();
         let mut spans = Vec::new();
-        time_stage(events, bytes, |event| {
+        let timing = time_stage(events, bytes, |event| {
             if let Some(event) = event {
                 reconstructor.push(&event, &mut spans);
             } else {
                 black_box(&spans);
                 spans.clear();
             }
-        })
-    };
-    let aggregate = {
+        });
+        report("reconstruct", timing);
+    }
+    if run("aggregate") {
         let mut reconstructor = Reconstructor::new();
         let mut aggregates = Aggregates::new(FUNCTIONS as usize);
         let mut spans = Vec::new();
-        time_stage(events, bytes, |event| {
+        let timing = time_stage(events, bytes, |event| {
             if let Some(event) = event {
                 reconstructor.push(&event, &mut spans);
             } else {
@@ -242,34 +262,49 @@ fn pipeline(args: &[String]) -> Result<i32> {
                     aggregates.apply(&span);
                 }
             }
-        })
-    };
+        });
+        report("aggregate", timing);
+    }
     let meta = || RecordingMeta {
         target: "synthetic".to_owned(),
         probes: "-s bench::*".to_owned(),
         realtime_offset_ns: 0,
     };
+    let mut file_bytes = None;
     // `ferret record`: no aggregates.
-    let (record, file_bytes) = write_stage(events, bytes, &out, &functions, meta(), None)?;
+    if run("record") {
+        let (timing, size) = write_stage(events, bytes, &out, &functions, meta(), None, keep)?;
+        report("record", timing);
+        file_bytes = Some(size);
+    }
     // `ferret watch -o`: everything.
-    let aggregates = Aggregates::new(FUNCTIONS as usize);
-    let (full, _) = write_stage(events, bytes, &out, &functions, meta(), Some(aggregates))?;
-    let rate = |seconds: f64| (events as f64 / seconds).round();
-    let json = serde_json::json!({
-        "events": events,
-        "decode": { "cpu_per_s": rate(decode.cpu), "wall_per_s": rate(decode.wall) },
-        "reconstruct": { "cpu_per_s": rate(reconstruct.cpu), "wall_per_s": rate(reconstruct.wall) },
-        "aggregate": { "cpu_per_s": rate(aggregate.cpu), "wall_per_s": rate(aggregate.wall) },
-        "record": { "cpu_per_s": rate(record.cpu), "wall_per_s": rate(record.wall) },
-        "full": { "cpu_per_s": rate(full.cpu), "wall_per_s": rate(full.wall) },
-        "file_bytes_per_event": file_bytes as f64 / events as f64,
-    });
+    if run("full") {
+        let aggregates = Aggregates::new(FUNCTIONS as usize);
+        let (timing, size) = write_stage(
+            events,
+            bytes,
+            &out,
+            &functions,
+            meta(),
+            Some(aggregates),
+            keep,
+        )?;
+        report("full", timing);
+        file_bytes.get_or_insert(size);
+    }
+    if let Some(size) = file_bytes {
+        json.insert(
+            "file_bytes_per_event".into(),
+            (size as f64 / events as f64).into(),
+        );
+    }
+    let json = serde_json::Value::Object(json);
     println!("{json}");
     Ok(0)
 }
 
 /// Decode, reconstruct, aggregate (if given) and write to `out`, then finish
-/// the file; returns the time and the file's size.
+/// the file (removed unless `keep`); returns the time and the file's size.
 fn write_stage(
     events: u64,
     bytes: &[u8],
@@ -277,6 +312,7 @@ fn write_stage(
     functions: &Arc<[FunctionInfo]>,
     meta: RecordingMeta,
     mut aggregates: Option<Aggregates>,
+    keep: bool,
 ) -> Result<(Timing, u64)> {
     let mut writer = RecordingWriter::create(out, Arc::clone(functions), meta)?;
     let mut reconstructor = Reconstructor::new();
@@ -303,7 +339,9 @@ fn write_stage(
     writer.finish(0, &[])?;
     timing.add(&finish.stop());
     let size = std::fs::metadata(out).map_or(0, |m| m.len());
-    let _ = std::fs::remove_file(out);
+    if !keep {
+        let _ = std::fs::remove_file(out);
+    }
     Ok((timing, size))
 }
 
