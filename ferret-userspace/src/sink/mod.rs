@@ -2,14 +2,16 @@
 //!
 //! One row per lifecycle event (`SPAN_START`, `SPAN_END`, `METRIC`, and
 //! `STALL` from the stall watchdog), columns exactly as DESIGN.md's "Parquet
-//! event log" contract says; columns that do not apply to a row are null. The writer buffers rows in Arrow column
-//! builders, encodes them every [`ROW_GROUP_ROWS`] rows or on
+//! event log" contract says; columns that do not apply to a row are null.
+//! The writer buffers rows in plain column vectors, encodes them (by hand,
+//! see `encode`) every [`ROW_GROUP_ROWS`] rows or on
 //! [`RecordingWriter::flush`], and closes a row group every
 //! [`ROW_GROUP_MAX_ROWS`] rows or [`ROW_GROUP_MAX_AGE`], so memory stays
 //! bounded however long the recording runs. The reader ([`read_all`], [`read_metadata`]) serves tests
 //! and post-mortem analysis; it looks columns up by name, so files with more
 //! columns (later versions) still read.
 
+mod encode;
 mod read;
 mod write;
 
@@ -21,8 +23,8 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 pub use read::{Row, read_all, read_metadata};
 pub use write::{RecordingWriter, StallRow};
 
-/// Rows per batch: the most a writer buffers in its column builders before
-/// it encodes them (and the reader's batch size).
+/// Rows per batch: the most a writer buffers in its column vectors before
+/// it encodes them as one page per column (and the reader's batch size).
 pub const ROW_GROUP_ROWS: usize = 64 * 1024;
 /// A row group is closed (written out) once it holds this many rows. Each
 /// closed row group leaves its metadata in the writer's memory until the

@@ -648,3 +648,285 @@ fn write_throughput() {
     );
     assert_eq!(row_groups(&path).iter().sum::<i64>() as u64, rows);
 }
+
+/// One row to write, for [`any_rows_read_back_as_written`].
+#[derive(Clone, Debug)]
+enum Op {
+    Start(SpanStart),
+    End(SpanEnd),
+    Metric(Box<MetricSample>),
+    Stall {
+        thread: String,
+        stack: String,
+        wait: String,
+        ts_ns: u64,
+        start_ns: u64,
+        span_id: u64,
+    },
+}
+
+mod any {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Thread names, shared or not (the writer looks shared ones up by
+    /// pointer), the empty one and non-ASCII ones among them.
+    fn thread_name() -> impl Strategy<Value = ThreadName> {
+        let shared: Vec<ThreadName> = ["worker", "", "io-ü", "w"]
+            .into_iter()
+            .map(ThreadName::from)
+            .collect();
+        prop_oneof![
+            3 => (0..shared.len()).prop_map(move |i| Arc::clone(&shared[i])),
+            1 => "[a-zé]{0,15}".prop_map(|s| ThreadName::from(s.as_str())),
+        ]
+    }
+
+    /// Times and ids anywhere in their range, or close together.
+    fn u64_value() -> impl Strategy<Value = u64> {
+        prop_oneof![
+            any::<u64>(),
+            1_000_000u64..1_001_000,
+            Just(0),
+            Just(u64::MAX),
+            Just(i64::MAX as u64 + 1),
+        ]
+    }
+
+    fn u32_value() -> impl Strategy<Value = u32> {
+        prop_oneof![any::<u32>(), 1000u32..1010, Just(u32::MAX), Just(0)]
+    }
+
+    /// Finite doubles (NaN never equals itself), integral ones for the
+    /// integer metrics.
+    fn metric_value() -> BoxedStrategy<Option<f64>> {
+        prop::option::of(prop_oneof![
+            (-1e15f64..1e15).prop_map(f64::round),
+            Just(0.0),
+            Just(-0.0),
+            Just(f64::INFINITY),
+        ])
+        .boxed()
+    }
+
+    fn status() -> impl Strategy<Value = SpanStatus> {
+        prop_oneof![
+            Just(SpanStatus::Ok),
+            Just(SpanStatus::Unwound),
+            Just(SpanStatus::Open)
+        ]
+    }
+
+    pub(super) fn op() -> impl Strategy<Value = Op> {
+        let span = || {
+            (
+                u64_value(),
+                prop::option::of(u64_value()),
+                u32_value(),
+                u32_value(),
+                u32_value(),
+                thread_name(),
+                0u32..2,
+                u64_value(),
+            )
+        };
+        prop_oneof![
+            8 => span().prop_map(|(span_id, parent, depth, pid, tid, name, function, ts_ns)| {
+                Op::Start(SpanStart {
+                    span_id,
+                    parent_span_id: parent,
+                    depth,
+                    pid,
+                    tid,
+                    thread_name: name,
+                    function,
+                    ts_ns,
+                })
+            }),
+            8 => (span(), u64_value(), status()).prop_map(
+                |((span_id, parent, depth, pid, tid, name, function, ts_ns), start_ns, status)| {
+                    Op::End(SpanEnd {
+                        span_id,
+                        parent_span_id: parent,
+                        depth,
+                        pid,
+                        tid,
+                        thread_name: name,
+                        function,
+                        start_ns,
+                        ts_ns,
+                        status,
+                    })
+                }
+            ).boxed(),
+            1 => (
+                u64_value(),
+                u32_value(),
+                "[a-z]{0,8}",
+                metric_value(),
+                prop::option::of(u64_value()),
+                prop::option::of(u32_value()),
+                prop::array::uniform20(metric_value()),
+            )
+                .prop_map(|(ts_ns, pid, name, cpu, rss, threads, extra)| {
+                    Op::Metric(Box::new(MetricSample {
+                        extra,
+                        ..MetricSample::basic(ts_ns, pid, name, cpu, rss, threads)
+                    }))
+                })
+                .boxed(),
+            1 => ("[a-z]{0,6}", ".{0,80}", ".{0,80}", u64_value(), u64_value(), u64_value())
+                .prop_map(|(thread, stack, wait, ts_ns, start_ns, span_id)| Op::Stall {
+                    thread,
+                    stack,
+                    wait,
+                    ts_ns,
+                    start_ns,
+                    span_id,
+                })
+                .boxed(),
+        ]
+    }
+}
+
+/// What `op` reads back as.
+fn expected(op: &Op) -> Row {
+    let wall = |ts: u64| (ts as i64).saturating_add(OFFSET);
+    let base = |kind: &str, ts: u64, pid: u32| Row {
+        ts_ns: Some(ts as i64),
+        time: Some(wall(ts)),
+        pid: Some(pid as i32),
+        ..row(kind, 0, 0)
+    };
+    let span = |kind: &str,
+                ts: u64,
+                span_id: u64,
+                parent: Option<u64>,
+                depth: u32,
+                pid: u32,
+                tid: u32,
+                name: &str,
+                function: u32| {
+        let f = &functions()[function as usize];
+        Row {
+            tid: Some(tid as i32),
+            thread_name: Some(name.to_owned()),
+            span_id: Some(span_id as i64),
+            parent_span_id: parent.map(|p| p as i64),
+            depth: Some(depth as i32),
+            function: Some(f.name.clone()),
+            module: Some(f.module.clone()),
+            ..base(kind, ts, pid)
+        }
+    };
+    match op {
+        Op::Start(s) => span(
+            KIND_SPAN_START,
+            s.ts_ns,
+            s.span_id,
+            s.parent_span_id,
+            s.depth,
+            s.pid,
+            s.tid,
+            &s.thread_name,
+            s.function,
+        ),
+        Op::End(e) => Row {
+            start_ns: Some(e.start_ns as i64),
+            duration_ns: Some(e.duration_ns() as i64),
+            status: Some(e.status.as_str().to_owned()),
+            ..span(
+                KIND_SPAN_END,
+                e.ts_ns,
+                e.span_id,
+                e.parent_span_id,
+                e.depth,
+                e.pid,
+                e.tid,
+                &e.thread_name,
+                e.function,
+            )
+        },
+        Op::Metric(m) => Row {
+            thread_name: Some(m.process_name.clone()),
+            cpu_percent: m.cpu_percent,
+            rss_bytes: m.rss_bytes.map(|r| r as i64),
+            threads: m.threads.map(|t| t as i32),
+            // Integer metrics are stored rounded (and saturated).
+            extra: std::array::from_fn(|k| {
+                let integer = super::metric::DEFS[k].unit.is_integer();
+                m.extra[k].map(|v| if integer { v.round() as i64 as f64 } else { v })
+            }),
+            ..base(KIND_METRIC, m.ts_ns, m.pid)
+        },
+        Op::Stall {
+            thread,
+            stack,
+            wait,
+            ts_ns,
+            start_ns,
+            span_id,
+        } => Row {
+            parent_span_id: None,
+            start_ns: Some(*start_ns as i64),
+            duration_ns: Some(ts_ns.saturating_sub(*start_ns) as i64),
+            stack: Some(stack.clone()),
+            wait: Some(wait.clone()),
+            ..span(KIND_STALL, *ts_ns, *span_id, None, 3, 77, 78, thread, 1)
+        },
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// Whatever the rows (values at the edges of their types, nulls
+    /// anywhere, strings of any length), and wherever batches and row
+    /// groups end, the file reads back as written.
+    #[test]
+    fn any_rows_read_back_as_written(
+        ops in proptest::collection::vec(any::op(), 0..300),
+        batch in 1usize..70,
+        group in 1usize..200,
+        flush_every in 1usize..100,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("trace.parquet");
+        let mut w = RecordingWriter::create(&path, functions(), meta())
+            .unwrap()
+            .with_batch_rows(batch)
+            .with_group_limits(group, Duration::from_hours(1));
+        for (i, op) in ops.iter().enumerate() {
+            match op {
+                Op::Start(s) => w.write_span(&SpanEvent::Start(s.clone())).unwrap(),
+                Op::End(e) => w.write_span(&SpanEvent::End(e.clone())).unwrap(),
+                Op::Metric(m) => w.write_metric(m).unwrap(),
+                Op::Stall { thread, stack, wait, ts_ns, start_ns, span_id } => w
+                    .write_stall(&StallRow {
+                        ts_ns: *ts_ns,
+                        pid: 77,
+                        tid: 78,
+                        thread_name: thread,
+                        span_id: *span_id,
+                        depth: 3,
+                        function: 1,
+                        start_ns: *start_ns,
+                        stack,
+                        wait,
+                    })
+                    .unwrap(),
+            }
+            if i % flush_every == flush_every - 1 {
+                w.flush().unwrap();
+            }
+        }
+        w.finish(0, &[]).unwrap();
+        let rows = read_all(&path).unwrap();
+        let want: Vec<Row> = ops.iter().map(expected).collect();
+        proptest::prop_assert_eq!(rows.len(), want.len());
+        for (i, (got, want)) in rows.iter().zip(&want).enumerate() {
+            proptest::prop_assert_eq!(got, want, "row {}", i);
+        }
+    }
+}

@@ -1,6 +1,6 @@
-//! The streaming event-log writer: rows go into Arrow column builders, are
-//! encoded a batch at a time into the open row group, and row groups close
-//! by size or age.
+//! The streaming event-log writer: a row is a few pushes into plain column
+//! buffers; a batch at a time they are encoded ([`super::encode`]) into the
+//! open row group, and row groups close by size or age.
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::OpenOptionsExt;
@@ -9,34 +9,30 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arrow::array::{
-    ArrayBuilder, ArrayRef, Float64Builder, Int32Builder, Int64Builder, PrimitiveBuilder,
-    StringBuilder, TimestampNanosecondBuilder, new_null_array,
-};
-use arrow::datatypes::{ArrowPrimitiveType, SchemaRef};
-use arrow::record_batch::RecordBatch;
-use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, Encoding, ZstdLevel};
+use parquet::arrow::{ArrowSchemaConverter, add_encoded_arrow_schema_to_metadata};
+use parquet::errors::ParquetError;
 use parquet::file::metadata::KeyValue;
-use parquet::file::properties::{EnabledStatistics, WriterProperties};
-use parquet::schema::types::ColumnPath;
+use parquet::file::properties::WriterProperties;
+use parquet::file::writer::SerializedFileWriter;
+use parquet::schema::types::ColumnDescPtr;
 
+use super::encode::{Column, DoubleColumn, IntColumn, Pages, StrColumn};
 use super::{
     FunctionInfo, KIND_METRIC, KIND_SPAN_END, KIND_SPAN_START, KIND_STALL, MetricSample,
     ROW_GROUP_MAX_AGE, ROW_GROUP_MAX_ROWS, ROW_GROUP_ROWS, RecordingMeta, SinkError, col, meta_key,
     schema,
 };
-use crate::trace::SpanEvent;
+use crate::trace::{SpanEvent, SpanStatus};
 
 /// Writes the event log of one recording to a Parquet file.
 ///
-/// Rows are buffered in column builders until [`ROW_GROUP_ROWS`] have
+/// Rows are buffered in plain column vectors until [`ROW_GROUP_ROWS`] have
 /// accumulated or [`Self::flush`] is called; then they are encoded (and
-/// compressed) into the open row group, which is written out and closed once
-/// it holds [`ROW_GROUP_MAX_ROWS`] rows or has been open [`ROW_GROUP_MAX_AGE`].
-/// Few, large row groups keep memory flat: the writer must hold every row
-/// group's metadata until the footer, about 40 KiB each. The Parquet footer
-/// is written by [`Self::finish`]; if the
+/// compressed) as one page per column of the open row group, which is
+/// written out and closed once it holds [`ROW_GROUP_MAX_ROWS`] rows or has
+/// been open [`ROW_GROUP_MAX_AGE`]. Few, large row groups keep memory flat:
+/// the writer must hold every row group's metadata until the footer, about
+/// 40 KiB each. The Parquet footer is written by [`Self::finish`]; if the
 /// writer is dropped without it (an early error return, a panic unwinding),
 /// `Drop` still writes the buffered rows and a footer marked
 /// `ferret.complete = false`, so the file stays readable. A killed process
@@ -44,16 +40,17 @@ use crate::trace::SpanEvent;
 /// the file.
 pub struct RecordingWriter {
     /// `None` once finished.
-    writer: Option<ArrowWriter<File>>,
+    writer: Option<SerializedFileWriter<File>>,
+    /// The Parquet columns, in schema order.
+    descriptors: Vec<ColumnDescPtr>,
     path: PathBuf,
-    schema: SchemaRef,
     functions: Arc<[FunctionInfo]>,
     realtime_offset_ns: i64,
     columns: Columns,
-    /// Per column, a row group of nulls: what a column nobody wrote becomes.
-    all_null: Vec<ArrayRef>,
-    /// Rows in the builders, not yet encoded.
+    pages: Pages,
+    /// Rows in the column buffers, not yet encoded, and how many make a batch.
     buffered: usize,
+    batch_rows: usize,
     /// Rows encoded into the open row group, and since when it is open.
     group_rows: usize,
     group_opened: Option<Instant>,
@@ -73,6 +70,9 @@ impl std::fmt::Debug for RecordingWriter {
             .finish_non_exhaustive()
     }
 }
+
+/// `kind` values by slot (see [`StrColumn::push_slot`]).
+const KINDS: [&str; 4] = [KIND_SPAN_START, KIND_SPAN_END, KIND_METRIC, KIND_STALL];
 
 impl RecordingWriter {
     /// Create (or truncate) `path` and start a recording.
@@ -108,27 +108,32 @@ impl RecordingWriter {
             })?;
         crate::owner::give_to_invoking_user(&file);
 
+        let write_err = |source| SinkError::Write {
+            path: path.to_owned(),
+            source,
+        };
         let schema = schema();
         let realtime_offset_ns = meta.realtime_offset_ns;
-        let writer = ArrowWriter::try_new(file, Arc::clone(&schema), Some(properties(meta)))
-            .map_err(|source| SinkError::Write {
-                path: path.to_owned(),
-                source,
-            })?;
-        let all_null = schema
-            .fields()
-            .iter()
-            .map(|f| new_null_array(f.data_type(), ROW_GROUP_ROWS))
-            .collect();
+        let parquet_schema = ArrowSchemaConverter::new()
+            .convert(&schema)
+            .map_err(write_err)?;
+        let mut props = properties(meta);
+        // Readers that know Arrow (pandas, DuckDB, ferret's own) take the
+        // column types from this rather than guessing from Parquet's.
+        add_encoded_arrow_schema_to_metadata(&schema, &mut props);
+        let writer =
+            SerializedFileWriter::new(file, parquet_schema.root_schema_ptr(), Arc::new(props))
+                .map_err(write_err)?;
         Ok(Self {
             writer: Some(writer),
+            descriptors: parquet_schema.columns().to_vec(),
             path: path.to_owned(),
-            schema,
             functions,
             realtime_offset_ns,
             columns: Columns::new(),
-            all_null,
+            pages: Pages::new().map_err(write_err)?,
             buffered: 0,
+            batch_rows: ROW_GROUP_ROWS,
             group_rows: 0,
             group_opened: None,
             group_max_rows: ROW_GROUP_MAX_ROWS,
@@ -145,38 +150,39 @@ impl RecordingWriter {
         self
     }
 
+    /// The same writer with batches (pages) of `rows` rows (tests).
+    #[cfg(test)]
+    pub(crate) fn with_batch_rows(mut self, rows: usize) -> Self {
+        self.batch_rows = rows;
+        self
+    }
+
     /// Append a `SPAN_START` or `SPAN_END` row.
     pub fn write_span(&mut self, ev: &SpanEvent) -> Result<(), SinkError> {
         // (kind, span_id, parent, depth, pid, tid, thread name, function, ts)
         let (kind, span_id, parent, depth, pid, tid, thread_name, function, ts_ns) = match ev {
-            SpanEvent::Start(s) => {
-                let name: &str = &s.thread_name;
-                (
-                    KIND_SPAN_START,
-                    s.span_id,
-                    s.parent_span_id,
-                    s.depth,
-                    s.pid,
-                    s.tid,
-                    name,
-                    s.function,
-                    s.ts_ns,
-                )
-            }
-            SpanEvent::End(e) => {
-                let name: &str = &e.thread_name;
-                (
-                    KIND_SPAN_END,
-                    e.span_id,
-                    e.parent_span_id,
-                    e.depth,
-                    e.pid,
-                    e.tid,
-                    name,
-                    e.function,
-                    e.ts_ns,
-                )
-            }
+            SpanEvent::Start(s) => (
+                0,
+                s.span_id,
+                s.parent_span_id,
+                s.depth,
+                s.pid,
+                s.tid,
+                &s.thread_name,
+                s.function,
+                s.ts_ns,
+            ),
+            SpanEvent::End(e) => (
+                1,
+                e.span_id,
+                e.parent_span_id,
+                e.depth,
+                e.pid,
+                e.tid,
+                &e.thread_name,
+                e.function,
+                e.ts_ns,
+            ),
         };
         let info = self
             .functions
@@ -186,23 +192,24 @@ impl RecordingWriter {
                 known: self.functions.len(),
             })?;
         let (row, c) = (self.buffered, &mut self.columns);
-        put(&mut c.kind, row).append_value(kind);
-        put(&mut c.ts_ns, row).append_value(ts_ns as i64);
-        put(&mut c.time, row).append_value(wall(ts_ns, self.realtime_offset_ns));
-        put(&mut c.pid, row).append_value(pid as i32);
-        put(&mut c.tid, row).append_value(tid as i32);
-        put(&mut c.thread_name, row).append_value(thread_name);
-        put(&mut c.span_id, row).append_value(span_id as i64);
+        c.kind.push_slot(row, kind, KINDS[kind]);
+        c.ts_ns.push(row, ts_ns as i64);
+        c.time.push(row, wall(ts_ns, self.realtime_offset_ns));
+        c.pid.push(row, pid as i32);
+        c.tid.push(row, tid as i32);
+        c.thread_name.push_shared(row, thread_name);
+        c.span_id.push(row, span_id as i64);
         if let Some(parent) = parent {
-            put(&mut c.parent_span_id, row).append_value(parent as i64);
+            c.parent_span_id.push(row, parent as i64);
         }
-        put(&mut c.depth, row).append_value(depth as i32);
-        put(&mut c.function, row).append_value(&info.name);
-        put(&mut c.module, row).append_value(&info.module);
+        c.depth.push(row, depth as i32);
+        c.function.push_slot(row, function as usize, &info.name);
+        c.module.push_slot(row, function as usize, &info.module);
         if let SpanEvent::End(e) = ev {
-            put(&mut c.start_ns, row).append_value(e.start_ns as i64);
-            put(&mut c.duration_ns, row).append_value(e.duration_ns() as i64);
-            put(&mut c.status, row).append_value(e.status.as_str());
+            c.start_ns.push(row, e.start_ns as i64);
+            c.duration_ns.push(row, e.duration_ns() as i64);
+            c.status
+                .push_slot(row, status_slot(e.status), e.status.as_str());
         }
         self.row_added()
     }
@@ -219,43 +226,44 @@ impl RecordingWriter {
                 known: self.functions.len(),
             })?;
         let (r, c) = (self.buffered, &mut self.columns);
-        put(&mut c.kind, r).append_value(KIND_STALL);
-        put(&mut c.ts_ns, r).append_value(row.ts_ns as i64);
-        put(&mut c.time, r).append_value(wall(row.ts_ns, self.realtime_offset_ns));
-        put(&mut c.pid, r).append_value(row.pid as i32);
-        put(&mut c.tid, r).append_value(row.tid as i32);
-        put(&mut c.thread_name, r).append_value(row.thread_name);
-        put(&mut c.span_id, r).append_value(row.span_id as i64);
-        put(&mut c.depth, r).append_value(row.depth as i32);
-        put(&mut c.function, r).append_value(&info.name);
-        put(&mut c.module, r).append_value(&info.module);
-        put(&mut c.start_ns, r).append_value(row.start_ns as i64);
-        put(&mut c.duration_ns, r).append_value(row.ts_ns.saturating_sub(row.start_ns) as i64);
-        put(&mut c.stack, r).append_value(row.stack);
-        put(&mut c.wait, r).append_value(row.wait);
+        c.kind.push_slot(r, 3, KIND_STALL);
+        c.ts_ns.push(r, row.ts_ns as i64);
+        c.time.push(r, wall(row.ts_ns, self.realtime_offset_ns));
+        c.pid.push(r, row.pid as i32);
+        c.tid.push(r, row.tid as i32);
+        c.thread_name.push(r, row.thread_name);
+        c.span_id.push(r, row.span_id as i64);
+        c.depth.push(r, row.depth as i32);
+        c.function.push_slot(r, row.function as usize, &info.name);
+        c.module.push_slot(r, row.function as usize, &info.module);
+        c.start_ns.push(r, row.start_ns as i64);
+        c.duration_ns
+            .push(r, row.ts_ns.saturating_sub(row.start_ns) as i64);
+        c.stack.push(r, row.stack);
+        c.wait.push(r, row.wait);
         self.row_added()
     }
 
     /// Append a `METRIC` row.
     pub fn write_metric(&mut self, m: &MetricSample) -> Result<(), SinkError> {
         let (row, c) = (self.buffered, &mut self.columns);
-        put(&mut c.kind, row).append_value(KIND_METRIC);
-        put(&mut c.ts_ns, row).append_value(m.ts_ns as i64);
-        put(&mut c.time, row).append_value(wall(m.ts_ns, self.realtime_offset_ns));
-        put(&mut c.pid, row).append_value(m.pid as i32);
-        put(&mut c.thread_name, row).append_value(&m.process_name);
+        c.kind.push_slot(row, 2, KIND_METRIC);
+        c.ts_ns.push(row, m.ts_ns as i64);
+        c.time.push(row, wall(m.ts_ns, self.realtime_offset_ns));
+        c.pid.push(row, m.pid as i32);
+        c.thread_name.push(row, &m.process_name);
         if let Some(cpu) = m.cpu_percent {
-            put(&mut c.cpu_percent, row).append_value(cpu);
+            c.cpu_percent.push(row, cpu);
         }
         if let Some(rss) = m.rss_bytes {
-            put(&mut c.rss_bytes, row).append_value(rss as i64);
+            c.rss_bytes.push(row, rss as i64);
         }
         if let Some(threads) = m.threads {
-            put(&mut c.threads, row).append_value(threads as i32);
+            c.threads.push(row, threads as i32);
         }
-        for (builder, value) in c.extra.iter_mut().zip(m.extra) {
+        for (column, value) in c.extra.iter_mut().zip(m.extra) {
             if let Some(value) = value {
-                put(builder, row).append(value);
+                column.push(row, value);
             }
         }
         self.row_added()
@@ -285,48 +293,49 @@ impl RecordingWriter {
         if self.buffered == 0 {
             return Ok(());
         }
-        // Fresh builders with a full batch's capacity, so the next batch
-        // grows nothing; the finished ones hand their buffers to the arrays.
-        let mut columns = std::mem::replace(&mut self.columns, Columns::new());
-        let arrays = columns.finish(self.buffered, &self.all_null);
-        let batch = RecordBatch::try_new(Arc::clone(&self.schema), arrays).map_err(|source| {
-            SinkError::Arrow {
-                path: self.path.clone(),
-                source,
-            }
-        })?;
-        self.group_rows += self.buffered;
+        let rows = self.buffered;
+        for column in self.columns.all() {
+            column
+                .encode_page(rows, &mut self.pages)
+                .map_err(|source| SinkError::Write {
+                    path: self.path.clone(),
+                    source,
+                })?;
+        }
+        self.group_rows += rows;
         self.buffered = 0;
         self.group_opened.get_or_insert_with(Instant::now);
-        let writer = self
-            .writer
-            .as_mut()
-            .expect("writer is only taken by finish/drop");
-        writer.write(&batch).map_err(|source| SinkError::Write {
-            path: self.path.clone(),
-            source,
-        })?;
         if self.group_rows >= self.group_max_rows {
             self.close_group()?;
         }
         Ok(())
     }
 
-    /// Writes the open row group out and hands it to the kernel.
+    /// Writes the open row group out (if it holds any rows) and hands it to
+    /// the kernel.
     fn close_group(&mut self) -> Result<(), SinkError> {
+        if self.group_rows == 0 {
+            return Ok(());
+        }
         self.group_rows = 0;
         self.group_opened = None;
         let writer = self
             .writer
             .as_mut()
             .expect("writer is only taken by finish/drop");
-        writer
-            .flush()
-            .and_then(|()| writer.sync().map_err(Into::into))
-            .map_err(|source| SinkError::Write {
-                path: self.path.clone(),
-                source,
-            })
+        let written = (|| {
+            let mut group = writer.next_row_group()?;
+            for (column, descr) in self.columns.all().into_iter().zip(&self.descriptors) {
+                let (bytes, close) = column.finish_chunk(Arc::clone(descr), &mut self.pages)?;
+                group.append_column(&bytes, close)?;
+            }
+            group.close()?;
+            writer.flush().map_err(ParquetError::from)
+        })();
+        written.map_err(|source| SinkError::Write {
+            path: self.path.clone(),
+            source,
+        })
     }
 
     /// Write the remaining rows and the footer, with the key-value metadata
@@ -338,6 +347,7 @@ impl RecordingWriter {
         extra_metadata: &[(String, String)],
     ) -> Result<(), SinkError> {
         self.encode()?;
+        self.close_group()?;
         let mut writer = self.writer.take().expect("finish runs once");
         writer.append_key_value_metadata(KeyValue::new(
             meta_key::LOST_EVENTS.to_owned(),
@@ -359,7 +369,7 @@ impl RecordingWriter {
     fn row_added(&mut self) -> Result<(), SinkError> {
         self.buffered += 1;
         self.rows += 1;
-        if self.buffered >= ROW_GROUP_ROWS {
+        if self.buffered >= self.batch_rows {
             self.encode()?;
         }
         Ok(())
@@ -375,7 +385,7 @@ impl Drop for RecordingWriter {
         // The writer may be what panicked; a second panic while unwinding
         // would abort the process, so contain it.
         let _ = catch_unwind(AssertUnwindSafe(|| {
-            let _ = self.encode();
+            let _ = self.encode().and_then(|()| self.close_group());
             if let Some(mut writer) = self.writer.take() {
                 writer.append_key_value_metadata(KeyValue::new(
                     meta_key::COMPLETE.to_owned(),
@@ -387,9 +397,12 @@ impl Drop for RecordingWriter {
     }
 }
 
-/// Writer settings: zstd, and for the columns whose values are (nearly) all
-/// distinct and increasing, delta encoding instead of a dictionary that
-/// would only be built to be thrown away.
+/// Writer settings. The encodings are chosen per column by
+/// [`super::encode`]: dictionaries for strings, deltas for integers (times
+/// and ids are (nearly) increasing, pids, tids and depths come in runs), all
+/// zstd. No page index: its entries (one per page of every column) would
+/// stay in memory until the footer, growing all through a long recording;
+/// statistics per column chunk still let readers skip row groups.
 fn properties(meta: RecordingMeta) -> WriterProperties {
     let metadata = vec![
         KeyValue::new(
@@ -403,45 +416,20 @@ fn properties(meta: RecordingMeta) -> WriterProperties {
             meta.realtime_offset_ns.to_string(),
         ),
     ];
-    let mut props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::default()))
-        // Row groups close where `RecordingWriter` decides, never in between.
-        .set_max_row_group_row_count(None)
-        // No page index: its entries (one per page of every column) would stay
-        // in memory until the footer, growing all through a long recording.
-        // Statistics per column chunk still let readers skip row groups.
-        .set_statistics_enabled(EnabledStatistics::Chunk)
+    WriterProperties::builder()
+        .set_compression(Pages::compression())
         .set_offset_index_disabled(true)
-        .set_write_batch_size(8192)
-        .set_key_value_metadata(Some(metadata));
-    // Dictionary encoding hashes every value as it is written, the
-    // writer's largest cost per row. Integer columns do without: times and
-    // ids are (nearly) increasing, pids, tids and depths come in runs, so
-    // deltas pack them small at a fraction of the cost.
-    for column in [
-        col::TS_NS,
-        col::TIME,
-        col::PID,
-        col::TID,
-        col::SPAN_ID,
-        col::PARENT_SPAN_ID,
-        col::DEPTH,
-        col::START_NS,
-        col::DURATION_NS,
-    ] {
-        let path = ColumnPath::from(column);
-        props = props
-            .set_column_dictionary_enabled(path.clone(), false)
-            .set_column_encoding(path, Encoding::DELTA_BINARY_PACKED);
+        .set_key_value_metadata(Some(metadata))
+        .build()
+}
+
+/// `status` slot (see [`StrColumn::push_slot`]).
+fn status_slot(status: SpanStatus) -> usize {
+    match status {
+        SpanStatus::Ok => 0,
+        SpanStatus::Unwound => 1,
+        SpanStatus::Open => 2,
     }
-    // Minimum and maximum of names compare every value as it is written,
-    // and a row group spans every function and thread anyway, so they
-    // could never let a reader skip one.
-    for column in [col::THREAD_NAME, col::FUNCTION, col::MODULE] {
-        props =
-            props.set_column_statistics_enabled(ColumnPath::from(column), EnabledStatistics::None);
-    }
-    props.build()
 }
 
 /// A `STALL` row: a stalled span and where its thread was stuck.
@@ -474,170 +462,106 @@ fn wall(ts_ns: u64, realtime_offset_ns: i64) -> i64 {
     (ts_ns as i64).saturating_add(realtime_offset_ns)
 }
 
-/// One builder per column, in schema order.
+/// One column buffer per schema column.
 ///
-/// A row only writes its non-null cells: [`put`] first pads the column with
-/// one run of nulls up to the row, and [`Columns::finish`] pads every column
-/// to the end of the batch (a column nobody wrote becomes one all-null
-/// array). Span rows, nearly every row, leave most columns (the metric and
+/// A row only writes its non-null cells; a nullable column pads itself with
+/// nulls up to the row it is given, and to the end of the batch when it is
+/// encoded. Span rows, nearly every row, leave most columns (the metric and
 /// stall columns) untouched, so they cost nothing there.
 struct Columns {
-    kind: StringBuilder,
-    ts_ns: Int64Builder,
-    time: TimestampNanosecondBuilder,
-    pid: Int32Builder,
-    tid: Int32Builder,
-    thread_name: StringBuilder,
-    span_id: Int64Builder,
-    parent_span_id: Int64Builder,
-    depth: Int32Builder,
-    function: StringBuilder,
-    module: StringBuilder,
-    start_ns: Int64Builder,
-    duration_ns: Int64Builder,
-    status: StringBuilder,
-    cpu_percent: Float64Builder,
-    rss_bytes: Int64Builder,
-    threads: Int32Builder,
-    extra: Vec<ExtraBuilder>,
-    stack: StringBuilder,
-    wait: StringBuilder,
+    kind: StrColumn,
+    ts_ns: IntColumn<i64>,
+    time: IntColumn<i64>,
+    pid: IntColumn<i32>,
+    tid: IntColumn<i32>,
+    thread_name: StrColumn,
+    span_id: IntColumn<i64>,
+    parent_span_id: IntColumn<i64>,
+    depth: IntColumn<i32>,
+    function: StrColumn,
+    module: StrColumn,
+    start_ns: IntColumn<i64>,
+    duration_ns: IntColumn<i64>,
+    status: StrColumn,
+    cpu_percent: DoubleColumn,
+    rss_bytes: IntColumn<i64>,
+    threads: IntColumn<i32>,
+    extra: Vec<Extra>,
+    stack: StrColumn,
+    wait: StrColumn,
 }
 
-/// A column builder that receives only non-null cells (see [`Columns`]).
-trait Column {
-    /// Cells so far, nulls included.
-    fn cells(&self) -> usize;
-    /// Appends `n` nulls.
-    fn nulls(&mut self, n: usize);
-    /// The array so far; the builder is left empty.
-    fn array(&mut self) -> ArrayRef;
+/// A column of one of [`super::metric::DEFS`]: INT64 or DOUBLE by unit.
+enum Extra {
+    Int(IntColumn<i64>),
+    Float(DoubleColumn),
 }
 
-impl<T: ArrowPrimitiveType> Column for PrimitiveBuilder<T> {
-    fn cells(&self) -> usize {
-        ArrayBuilder::len(self)
-    }
-    fn nulls(&mut self, n: usize) {
-        self.append_nulls(n);
-    }
-    fn array(&mut self) -> ArrayRef {
-        Arc::new(self.finish())
-    }
-}
-
-impl Column for StringBuilder {
-    fn cells(&self) -> usize {
-        ArrayBuilder::len(self)
-    }
-    fn nulls(&mut self, n: usize) {
-        self.append_nulls(n);
-    }
-    fn array(&mut self) -> ArrayRef {
-        Arc::new(self.finish())
-    }
-}
-
-/// `column`, padded with nulls up to row `row`, ready for that row's value.
-fn put<C: Column>(column: &mut C, row: usize) -> &mut C {
-    let cells = column.cells();
-    if cells < row {
-        column.nulls(row - cells);
-    }
-    column
-}
-
-/// `column` as an array of exactly `rows` cells (at most [`ROW_GROUP_ROWS`]);
-/// a column nobody wrote is a slice of `all_null`, allocated once.
-fn finish_column(column: &mut dyn Column, rows: usize, all_null: &ArrayRef) -> ArrayRef {
-    let cells = column.cells();
-    if cells == 0 {
-        return all_null.slice(0, rows);
-    }
-    if cells < rows {
-        column.nulls(rows - cells);
-    }
-    column.array()
-}
-
-/// A builder for one of [`super::metric::DEFS`]: INT64 or DOUBLE by unit.
-enum ExtraBuilder {
-    Int(Int64Builder),
-    Float(Float64Builder),
-}
-
-impl ExtraBuilder {
-    fn append(&mut self, value: f64) {
+impl Extra {
+    fn push(&mut self, row: usize, value: f64) {
         match self {
-            Self::Int(b) => b.append_value(value.round() as i64),
-            Self::Float(b) => b.append_value(value),
+            Self::Int(c) => c.push(row, value.round() as i64),
+            Self::Float(c) => c.push(row, value),
         }
     }
-}
 
-impl Column for ExtraBuilder {
-    fn cells(&self) -> usize {
+    fn column(&mut self) -> &mut dyn Column {
         match self {
-            Self::Int(b) => b.cells(),
-            Self::Float(b) => b.cells(),
-        }
-    }
-    fn nulls(&mut self, n: usize) {
-        match self {
-            Self::Int(b) => b.nulls(n),
-            Self::Float(b) => b.nulls(n),
-        }
-    }
-    fn array(&mut self) -> ArrayRef {
-        match self {
-            Self::Int(b) => b.array(),
-            Self::Float(b) => b.array(),
+            Self::Int(c) => c,
+            Self::Float(c) => c,
         }
     }
 }
 
 impl Columns {
-    /// Empty builders; the columns every span row fills get a full row
-    /// group's capacity up front.
+    /// Empty buffers; the columns every span row fills get a full batch's
+    /// capacity up front.
     fn new() -> Self {
         let rows = ROW_GROUP_ROWS;
+        let nullable = |name: &str| {
+            schema()
+                .field_with_name(name)
+                .expect("a column of the schema")
+                .is_nullable()
+        };
+        let int64 = |name, capacity| IntColumn::<i64>::new(nullable(name), capacity);
+        let int32 = |name, capacity| IntColumn::<i32>::new(nullable(name), capacity);
+        let string = |name, capacity| StrColumn::new(nullable(name), capacity);
         Self {
-            kind: StringBuilder::with_capacity(rows, rows * 10),
-            ts_ns: Int64Builder::with_capacity(rows),
-            time: TimestampNanosecondBuilder::with_capacity(rows).with_timezone("UTC"),
-            pid: Int32Builder::with_capacity(rows),
-            tid: Int32Builder::with_capacity(rows),
-            thread_name: StringBuilder::with_capacity(rows, rows * 16),
-            span_id: Int64Builder::with_capacity(rows),
-            parent_span_id: Int64Builder::with_capacity(rows),
-            depth: Int32Builder::with_capacity(rows),
-            function: StringBuilder::with_capacity(rows, rows * 32),
-            module: StringBuilder::with_capacity(rows, rows * 32),
-            start_ns: Int64Builder::with_capacity(rows),
-            duration_ns: Int64Builder::with_capacity(rows),
-            status: StringBuilder::with_capacity(rows, rows * 2),
-            cpu_percent: Float64Builder::new(),
-            rss_bytes: Int64Builder::new(),
-            threads: Int32Builder::new(),
+            kind: string(col::KIND, rows),
+            ts_ns: int64(col::TS_NS, rows),
+            time: int64(col::TIME, rows),
+            pid: int32(col::PID, rows),
+            tid: int32(col::TID, rows),
+            thread_name: string(col::THREAD_NAME, rows),
+            span_id: int64(col::SPAN_ID, rows),
+            parent_span_id: int64(col::PARENT_SPAN_ID, rows),
+            depth: int32(col::DEPTH, rows),
+            function: string(col::FUNCTION, rows),
+            module: string(col::MODULE, rows),
+            start_ns: int64(col::START_NS, rows),
+            duration_ns: int64(col::DURATION_NS, rows),
+            status: string(col::STATUS, rows),
+            cpu_percent: DoubleColumn::new(),
+            rss_bytes: int64(col::RSS_BYTES, 0),
+            threads: int32(col::THREADS, 0),
             extra: super::metric::DEFS
                 .iter()
                 .map(|def| {
                     if def.unit.is_integer() {
-                        ExtraBuilder::Int(Int64Builder::new())
+                        Extra::Int(int64(def.column, 0))
                     } else {
-                        ExtraBuilder::Float(Float64Builder::new())
+                        Extra::Float(DoubleColumn::new())
                     }
                 })
                 .collect(),
-            stack: StringBuilder::new(),
-            wait: StringBuilder::new(),
+            stack: string(col::STACK, 0),
+            wait: string(col::WAIT, 0),
         }
     }
 
-    /// The buffered columns as arrays of `rows` cells each, in schema order
-    /// (`all_null`: one all-null row group per column); the builders are
-    /// left empty.
-    fn finish(&mut self, rows: usize, all_null: &[ArrayRef]) -> Vec<ArrayRef> {
+    /// Every column, in schema order.
+    fn all(&mut self) -> Vec<&mut dyn Column> {
         let mut columns: Vec<&mut dyn Column> = vec![
             &mut self.kind,
             &mut self.ts_ns,
@@ -657,14 +581,10 @@ impl Columns {
             &mut self.rss_bytes,
             &mut self.threads,
         ];
-        columns.extend(self.extra.iter_mut().map(|e| e as &mut dyn Column));
+        columns.extend(self.extra.iter_mut().map(Extra::column));
         columns.push(&mut self.stack);
         columns.push(&mut self.wait);
-        debug_assert_eq!(columns.len(), all_null.len());
+        debug_assert_eq!(columns.len(), schema().fields().len());
         columns
-            .into_iter()
-            .zip(all_null)
-            .map(|(column, all_null)| finish_column(column, rows, all_null))
-            .collect()
     }
 }
