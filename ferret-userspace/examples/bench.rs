@@ -235,14 +235,19 @@ fn pipeline(args: &[String]) -> Result<i32> {
         );
     };
     if run("decode") {
-        report("decode", time_stage(events, bytes, |_| {}));
+        report(
+            "decode",
+            time_stage(events, bytes, |event| {
+                black_box(event);
+            }),
+        );
     }
     if run("reconstruct") {
         let mut reconstructor = Reconstructor::new();
         let mut spans = Vec::new();
         let timing = time_stage(events, bytes, |event| {
             if let Some(event) = event {
-                reconstructor.push(&event, &mut spans);
+                reconstructor.push(event, &mut spans);
             } else {
                 black_box(&spans);
                 spans.clear();
@@ -256,7 +261,7 @@ fn pipeline(args: &[String]) -> Result<i32> {
         let mut spans = Vec::new();
         let timing = time_stage(events, bytes, |event| {
             if let Some(event) = event {
-                reconstructor.push(&event, &mut spans);
+                reconstructor.push(event, &mut spans);
             } else {
                 for span in spans.drain(..) {
                     aggregates.apply(&span);
@@ -320,7 +325,7 @@ fn write_stage(
     let mut failed = None;
     let mut timing = time_stage(events, bytes, |event| {
         if let Some(event) = event {
-            reconstructor.push(&event, &mut spans);
+            reconstructor.push(event, &mut spans);
         } else {
             for span in spans.drain(..) {
                 if let Some(aggregates) = &mut aggregates {
@@ -389,7 +394,7 @@ fn clock(id: libc::clockid_t) -> f64 {
 fn time_stage(
     events: u64,
     bytes: &[u8],
-    mut sink: impl FnMut(Option<ferret::trace::RawEvent>),
+    mut sink: impl FnMut(Option<&ferret::trace::RawEvent>),
 ) -> Timing {
     let record = size_of::<ProbeEvent>();
     let mut decoder = Decoder::new();
@@ -399,7 +404,7 @@ fn time_stage(
         for drain in bytes.chunks(DRAIN * record) {
             let take = left.min(drain.len() / record);
             for item in drain[..take * record].chunks_exact(record) {
-                sink(decoder.decode_bytes(black_box(item)));
+                sink(decoder.decode_bytes_ref(black_box(item)));
             }
             sink(None);
             left -= take;

@@ -271,7 +271,7 @@ impl Pipeline {
     /// Decodes everything waiting in the ring buffer into [`Self::spans`].
     pub fn drain(&mut self, ring: &mut RingBuf<MapData>) {
         while let Some(item) = ring.next() {
-            if let Some(event) = self.decoder.decode_bytes(&item) {
+            if let Some(event) = self.decoder.decode_bytes_ref(&item) {
                 self.events += 1;
                 match event.kind {
                     RawKind::Exec if self.launch_exec == Some(event.pid) => {
@@ -288,7 +288,7 @@ impl Pipeline {
                         .push(format!("following pid {} (forked by {parent})", event.pid)),
                     _ => {}
                 }
-                self.reconstructor.push(&event, &mut self.spans);
+                self.reconstructor.push(event, &mut self.spans);
             }
         }
     }

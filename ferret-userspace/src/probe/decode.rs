@@ -3,7 +3,11 @@
 //! This is the only place that knows the wire format's quirks: the kind bits
 //! in the cookie, the uretprobe's stack pointer (already past the popped
 //! return address) and the NUL-padded thread name. Thread names are interned
-//! per thread so a steady stream of events allocates nothing.
+//! per thread so a steady stream of events allocates nothing, and
+//! [`Decoder::decode_ref`] decodes into one event kept in place, whose name
+//! changes only when the thread does: the ring buffer delivers each CPU's
+//! records in runs, and a run then costs no reference counting (an atomic
+//! operation per event was a good part of the pipeline's cost).
 
 use std::{collections::HashMap, sync::Arc};
 
@@ -12,24 +16,50 @@ use ferret_common::{COMM_LEN, ProbeEvent, kind};
 use crate::trace::{RawEvent, RawKind, ThreadName};
 
 /// Decodes records, remembering each thread's last name.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Decoder {
     names: HashMap<u32, ([u8; COMM_LEN], ThreadName)>,
-    /// The last thread looked up: the ring buffer delivers each CPU's
-    /// records in runs, so most lookups end here without hashing.
-    last: Option<(u32, [u8; COMM_LEN], ThreadName)>,
+    /// The last event decoded.
+    event: RawEvent,
+    /// The thread (tid, `comm`) whose name `event` carries, if still valid.
+    named: Option<(u32, [u8; COMM_LEN])>,
     malformed: u64,
+}
+
+impl Default for Decoder {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl Decoder {
     /// A decoder with no threads seen yet.
     pub fn new() -> Self {
-        Self::default()
+        Self {
+            names: HashMap::new(),
+            event: RawEvent {
+                kind: RawKind::Entry,
+                ts_ns: 0,
+                pid: 0,
+                tid: 0,
+                function: 0,
+                sp: 0,
+                thread_name: Arc::from(""),
+            },
+            named: None,
+            malformed: 0,
+        }
     }
 
     /// Decodes one record from the ring buffer. Returns `None` for a record
     /// of the wrong size or unknown kind (counted in [`Self::malformed`]).
     pub fn decode_bytes(&mut self, bytes: &[u8]) -> Option<RawEvent> {
+        self.decode_bytes_ref(bytes).cloned()
+    }
+
+    /// Like [`Self::decode_bytes`], without handing out a copy of the event:
+    /// what the pipeline uses.
+    pub fn decode_bytes_ref(&mut self, bytes: &[u8]) -> Option<&RawEvent> {
         if bytes.len() < size_of::<ProbeEvent>() {
             self.malformed += 1;
             return None;
@@ -37,11 +67,17 @@ impl Decoder {
         // SAFETY: the length is checked above; `ProbeEvent` is plain integers
         // for which any bit pattern is valid, and the read is unaligned.
         let event = unsafe { bytes.as_ptr().cast::<ProbeEvent>().read_unaligned() };
-        self.decode(&event)
+        self.decode_ref(&event)
     }
 
     /// Decodes one record.
     pub fn decode(&mut self, event: &ProbeEvent) -> Option<RawEvent> {
+        self.decode_ref(event).cloned()
+    }
+
+    /// Decodes one record into the event the decoder keeps, valid until the
+    /// next call.
+    pub fn decode_ref(&mut self, event: &ProbeEvent) -> Option<&RawEvent> {
         let (kind, sp) = match event.kind {
             kind::ENTRY => (RawKind::Entry, event.sp),
             kind::EXIT_INSN => (RawKind::Exit, event.sp),
@@ -60,20 +96,22 @@ impl Decoder {
                 return None;
             }
         };
-        let thread_name = self.name(event.tid, &event.comm);
+        if self.named != Some((event.tid, event.comm)) {
+            self.event.thread_name = self.name(event.tid, &event.comm);
+            self.named = Some((event.tid, event.comm));
+        }
         if matches!(kind, RawKind::ThreadExit | RawKind::Fork { .. }) {
             self.names.remove(&event.tid);
-            self.last = None;
+            self.named = None;
         }
-        Some(RawEvent {
-            kind,
-            ts_ns: event.ts_ns,
-            pid: event.pid,
-            tid: event.tid,
-            function: event.function_id(),
-            sp,
-            thread_name,
-        })
+        let out = &mut self.event;
+        out.kind = kind;
+        out.ts_ns = event.ts_ns;
+        out.pid = event.pid;
+        out.tid = event.tid;
+        out.function = event.function_id();
+        out.sp = sp;
+        Some(out)
     }
 
     /// Records that could not be decoded.
@@ -82,13 +120,7 @@ impl Decoder {
     }
 
     fn name(&mut self, tid: u32, comm: &[u8; COMM_LEN]) -> ThreadName {
-        if let Some((last_tid, last_comm, name)) = &self.last
-            && *last_tid == tid
-            && last_comm == comm
-        {
-            return name.clone();
-        }
-        let name = match self.names.get(&tid) {
+        match self.names.get(&tid) {
             Some((known, name)) if known == comm => name.clone(),
             _ => {
                 let end = comm.iter().position(|&b| b == 0).unwrap_or(COMM_LEN);
@@ -96,9 +128,7 @@ impl Decoder {
                 self.names.insert(tid, (*comm, name.clone()));
                 name
             }
-        };
-        self.last = Some((tid, *comm, name.clone()));
-        name
+        }
     }
 }
 
@@ -152,6 +182,31 @@ mod tests {
         let a = d.decode(&event(kind::ENTRY, 1, 8, b"old")).unwrap();
         let b = d.decode(&event(kind::ENTRY, 1, 8, b"new-name")).unwrap();
         assert_eq!((&*a.thread_name, &*b.thread_name), ("old", "new-name"));
+    }
+
+    #[test]
+    fn a_run_of_one_thread_shares_its_name_and_a_new_thread_gets_its_own() {
+        let mut d = Decoder::new();
+        let mut other = event(kind::ENTRY, 1, 8, b"other");
+        other.tid = 12;
+        let first = d.decode(&event(kind::ENTRY, 1, 8, b"worker")).unwrap();
+        let again = d
+            .decode_ref(&event(kind::EXIT_INSN, 1, 8, b"worker"))
+            .unwrap();
+        assert!(Arc::ptr_eq(&first.thread_name, &again.thread_name));
+        let switched = d.decode_ref(&other).unwrap();
+        assert_eq!((&*switched.thread_name, switched.tid), ("other", 12));
+        let back = d.decode_ref(&event(kind::ENTRY, 2, 8, b"worker")).unwrap();
+        assert!(
+            Arc::ptr_eq(&first.thread_name, &back.thread_name),
+            "interned"
+        );
+        // A thread that exits forgets its name; its tid may come back renamed.
+        d.decode(&event(kind::THREAD_EXIT, 0, 0, b"worker"))
+            .unwrap();
+        let reused = d.decode_ref(&event(kind::ENTRY, 1, 8, b"worker")).unwrap();
+        assert!(!Arc::ptr_eq(&first.thread_name, &reused.thread_name));
+        assert_eq!(&*reused.thread_name, "worker");
     }
 
     #[test]
