@@ -371,17 +371,19 @@ fn stalls_pane(screen: &str) -> Vec<String> {
 
 /// In `ferret watch` on `stall_deadlock`: both deadlocked threads in the
 /// Stalls pane, marked in the Live Stack, and Enter on each shows its stack
-/// down to the line of the lock call that blocks and the deadlock. `launch`:
-/// the shell command that starts ferret.
+/// down to the line of the lock call that blocks and the deadlock.
+/// `before_attach`: the calls were running before ferret attached.
 fn check_deadlock_on_screen(tmux: &Tmux, before_attach: bool) {
     let first = marker_line("stall_deadlock.c", "BLOCKS: first-then-second");
     let second = marker_line("stall_deadlock.c", "BLOCKS: second-then-first");
+    // Everything at once: a capture may catch a redraw halfway.
     let screen = tmux.wait_for("two stalled threads", Duration::from_secs(15), |s| {
         s.contains("2 threads stalled · DEADLOCK")
+            && s.matches("⚠ stalled").count() == 2
             && s.contains("╭ Stalls ")
             && stalls_pane(s)
                 .iter()
-                .filter(|l| l.contains("DEADLOCK with"))
+                .filter(|l| l.contains("sleeping in futex — DEADLOCK with"))
                 .count()
                 == 2
     });
@@ -418,7 +420,11 @@ fn check_deadlock_on_screen(tmux: &Tmux, before_attach: bool) {
         }
         tmux.send("Enter");
         let popup = tmux.wait_for("the stall's details", Duration::from_secs(3), |s| {
-            s.contains("╭ Stall ") && s.contains("stack, innermost first")
+            // Whole: the screen may be captured halfway through a redraw.
+            s.contains("╭ Stall ")
+                && s.contains("stack, innermost first")
+                && s.contains("stall_deadlock.c:")
+                && s.contains("Esc closes")
         });
         let (function, line, other) = if popup.contains("function    lock_first_then_second") {
             ("lock_first_then_second", first, "lock-ba")
