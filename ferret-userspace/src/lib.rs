@@ -10,6 +10,7 @@ pub mod analyze;
 pub mod cli;
 pub mod commands;
 pub mod export;
+pub(crate) mod fxhash;
 pub mod live;
 pub mod metrics;
 pub mod owner;

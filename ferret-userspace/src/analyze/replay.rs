@@ -46,6 +46,7 @@ use parquet::arrow::arrow_reader::{
 use parquet::file::metadata::ParquetStatisticsPolicy;
 use parquet::file::statistics::Statistics;
 
+use crate::fxhash::FxMap;
 use crate::sink::{KIND_SPAN_END, KIND_SPAN_START, col, meta_key};
 
 /// Rows per record batch: one batch is all of the file in memory at once.
@@ -1075,46 +1076,6 @@ impl<F> Replayer<F> {
         other.sort_unstable();
         self.summary.other_tids = other;
         self.summary
-    }
-}
-
-/// A `HashMap` with the Fx hash (rustc's): the keys here are small
-/// integers from the file, hashed once or twice per row, where SipHash's
-/// protection against chosen keys buys nothing and costs a tenth of the
-/// replay.
-pub(crate) type FxMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<FxHasher>>;
-
-/// The Fx hash: a rotate, xor and multiply per word.
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct FxHasher(u64);
-
-impl std::hash::Hasher for FxHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.write_u64(u64::from_le_bytes(word));
-        }
-    }
-
-    fn write_u64(&mut self, word: u64) {
-        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-
-    fn write_u32(&mut self, word: u32) {
-        self.write_u64(u64::from(word));
-    }
-
-    fn write_i32(&mut self, word: i32) {
-        self.write_u64(u64::from(word as u32));
-    }
-
-    fn write_usize(&mut self, word: usize) {
-        self.write_u64(word as u64);
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
     }
 }
 

@@ -1,7 +1,7 @@
 //! The live aggregates, fed one span event and one metrics sample at a time.
 
 use std::{
-    collections::{BTreeMap, HashMap, VecDeque},
+    collections::{BTreeMap, VecDeque},
     sync::Arc,
 };
 
@@ -11,6 +11,7 @@ use super::{
     snapshot::{FinishedCall, FunctionRow, MetricPoint, MetricsHistory, ThreadView},
 };
 use crate::{
+    fxhash::FxMap,
     sink::MetricSample,
     trace::{SpanEvent, SpanStatus, ThreadName, ThreadStack},
 };
@@ -49,7 +50,7 @@ pub struct Aggregates {
     functions: Vec<FunctionStats>,
     /// Open span id → time spent so far in its ended children; an entry
     /// lives exactly as long as the span is open.
-    children_ns: HashMap<u64, u64>,
+    children_ns: FxMap<u64, u64>,
     recent: VecDeque<FinishedCall>,
     /// Bumped when `recent` changes, so a snapshot can reuse the last copy.
     recent_version: u64,
@@ -57,6 +58,11 @@ pub struct Aggregates {
     metrics: VecDeque<MetricPoint>,
     metrics_shared: Arc<MetricsHistory>,
     threads: BTreeMap<(u32, u32), (ThreadName, u64)>,
+    /// The thread of the latest event, with its name's address and its
+    /// newest time not yet folded into `threads`: a run of one thread's
+    /// events looks the map up once. The name is the one held in
+    /// `threads`, so its address cannot be reused while it is compared.
+    last_seen: Option<((u32, u32), usize, u64)>,
     calls: u64,
 }
 
@@ -65,13 +71,14 @@ impl Aggregates {
     pub fn new(functions: usize) -> Self {
         Self {
             functions: vec![FunctionStats::default(); functions],
-            children_ns: HashMap::new(),
+            children_ns: FxMap::default(),
             recent: VecDeque::with_capacity(RECENT_KEPT),
             recent_version: 0,
             recent_shared: (0, Arc::from([])),
             metrics: VecDeque::with_capacity(METRICS_KEPT),
             metrics_shared: Arc::default(),
             threads: BTreeMap::new(),
+            last_seen: None,
             calls: 0,
         }
     }
@@ -102,28 +109,47 @@ impl Aggregates {
                 }
                 self.calls += 1;
                 self.seen(end.pid, end.tid, &end.thread_name, end.ts_ns);
-                if self.recent.len() == RECENT_KEPT {
-                    self.recent.pop_back();
-                }
-                self.recent.push_front(FinishedCall {
+                // The oldest call makes room; its name is kept when it is
+                // the same (shared) one, sparing the reference counting.
+                let oldest = (self.recent.len() == RECENT_KEPT)
+                    .then(|| self.recent.pop_back())
+                    .flatten();
+                let thread_name = match oldest {
+                    Some(oldest) if Arc::ptr_eq(&oldest.thread_name, &end.thread_name) => {
+                        oldest.thread_name
+                    }
+                    _ => end.thread_name.clone(),
+                };
+                let call = FinishedCall {
                     span_id: end.span_id,
                     parent_span_id: end.parent_span_id,
                     depth: end.depth,
                     pid: end.pid,
                     tid: end.tid,
-                    thread_name: end.thread_name.clone(),
+                    thread_name,
                     function: end.function,
                     start_ns: end.start_ns,
                     end_ns: end.ts_ns,
                     self_ns,
                     status: end.status,
-                });
+                };
+                self.recent.push_front(call);
                 self.recent_version += 1;
             }
         }
     }
 
     fn seen(&mut self, pid: u32, tid: u32, name: &ThreadName, ts_ns: u64) {
+        let address = Arc::as_ptr(name).cast::<u8>().addr();
+        if let Some((key, last_address, last_ts)) = &mut self.last_seen
+            && *key == (pid, tid)
+            && *last_address == address
+        {
+            *last_ts = (*last_ts).max(ts_ns);
+            return;
+        }
+        self.fold_last_seen();
+        self.last_seen = Some(((pid, tid), address, ts_ns));
         match self.threads.get_mut(&(pid, tid)) {
             Some(entry) => {
                 if !Arc::ptr_eq(&entry.0, name) {
@@ -134,6 +160,15 @@ impl Aggregates {
             None => {
                 self.threads.insert((pid, tid), (name.clone(), ts_ns));
             }
+        }
+    }
+
+    /// Folds `last_seen` into `threads`.
+    fn fold_last_seen(&mut self) {
+        if let Some((key, _, ts_ns)) = self.last_seen.take()
+            && let Some(entry) = self.threads.get_mut(&key)
+        {
+            entry.1 = entry.1.max(ts_ns);
         }
     }
 
@@ -214,6 +249,7 @@ impl Aggregates {
         open: impl Iterator<Item = ThreadStack<'a>>,
         now_ns: u64,
     ) -> Vec<ThreadView> {
+        self.fold_last_seen();
         self.threads
             .retain(|_, (_, last)| last.saturating_add(IDLE_THREAD_KEPT_NS) >= now_ns);
         let mut open = open.peekable();
@@ -386,6 +422,48 @@ mod tests {
         assert_eq!((listed[0].tid, listed[0].frames.len()), (7, 0));
         let listed = a.threads(std::iter::empty(), 2_000 + IDLE_THREAD_KEPT_NS + 1);
         assert!(listed.is_empty());
+    }
+
+    /// A run of one thread's events (one shared name) updates the thread
+    /// list once; what the list shows is still the run's last event.
+    #[test]
+    fn a_run_of_one_threads_events_keeps_its_latest_time_and_name() {
+        let shared = |mut event: SpanEvent, name: &ThreadName| {
+            match &mut event {
+                SpanEvent::Start(s) => s.thread_name = Arc::clone(name),
+                SpanEvent::End(e) => e.thread_name = Arc::clone(name),
+            }
+            event
+        };
+        let worker = name("worker");
+        let mut a = Aggregates::new(1);
+        a.apply(&shared(start(1, None, 7, 0, 1_000), &worker));
+        a.apply(&shared(start(2, Some(1), 7, 0, 1_500), &worker));
+        a.apply(&shared(
+            end(2, Some(1), 7, 0, 1_500, 1_800, SpanStatus::Ok),
+            &worker,
+        ));
+        a.apply(&shared(
+            end(1, None, 7, 0, 1_000, 2_000, SpanStatus::Ok),
+            &worker,
+        ));
+        let listed = a.threads(std::iter::empty(), 1_000 + IDLE_THREAD_KEPT_NS + 1);
+        assert_eq!(listed.len(), 1, "last seen at 2000, not 1000");
+        // Renamed: a new name for the same thread.
+        let renamed = name("renamed");
+        a.apply(&shared(start(3, None, 7, 0, 3_000), &renamed));
+        a.apply(&shared(
+            end(3, None, 7, 0, 3_000, 4_000, SpanStatus::Ok),
+            &renamed,
+        ));
+        let listed = a.threads(std::iter::empty(), 3_000 + IDLE_THREAD_KEPT_NS + 1);
+        assert_eq!(&*listed[0].name, "renamed");
+        assert!(
+            a.threads(std::iter::empty(), 4_000 + IDLE_THREAD_KEPT_NS + 1)
+                .is_empty()
+        );
+        assert_eq!(a.calls(), 3);
+        assert_eq!(a.open(), 0);
     }
 
     #[test]
