@@ -96,21 +96,40 @@ pub trait Column {
 // --- cells --------------------------------------------------------------------
 
 /// Which cells of a nullable column hold a value: one bit per row, least
-/// significant first (the order Parquet packs definition levels in).
-#[derive(Debug, Default)]
+/// significant first (the order Parquet packs definition levels in). Bits
+/// are only kept once a null has been seen: a column that every row fills
+/// (the span columns, in a batch without metric rows) just counts.
+#[derive(Debug)]
 struct Validity {
+    /// `ceil(len / 8)` bytes, unless `dense`.
     bits: Vec<u8>,
+    /// Every cell so far holds a value, and `bits` is empty.
+    dense: bool,
     len: usize,
     valid: usize,
+}
+
+impl Default for Validity {
+    fn default() -> Self {
+        Self {
+            bits: Vec::new(),
+            dense: true,
+            len: 0,
+            valid: 0,
+        }
+    }
 }
 
 impl Validity {
     /// Nulls up to row `row`, then a value there.
     #[inline]
     fn push_at(&mut self, row: usize) {
-        if self.len < row {
-            self.pad(row);
+        if self.dense && self.len == row {
+            self.len += 1;
+            self.valid += 1;
+            return;
         }
+        self.pad(row);
         let i = self.len;
         if i.is_multiple_of(8) {
             self.bits.push(0);
@@ -123,6 +142,14 @@ impl Validity {
     /// Nulls up to `len` cells.
     fn pad(&mut self, len: usize) {
         if self.len < len {
+            if self.dense {
+                self.dense = false;
+                self.bits.clear();
+                self.bits.resize(self.len / 8, 0xFF);
+                if !self.len.is_multiple_of(8) {
+                    self.bits.push((1u8 << (self.len % 8)) - 1);
+                }
+            }
             self.len = len;
             self.bits.resize(len.div_ceil(8), 0);
         }
@@ -130,6 +157,7 @@ impl Validity {
 
     fn clear(&mut self) {
         self.bits.clear();
+        self.dense = true;
         self.len = 0;
         self.valid = 0;
     }
@@ -353,6 +381,8 @@ impl DeltaInt for i64 {
 /// An INT32 or INT64 column, DELTA_BINARY_PACKED.
 pub struct IntColumn<T> {
     values: Vec<T>,
+    /// Scratch: the deltas of a page.
+    deltas: Vec<T>,
     /// `None` for a required column.
     validity: Option<Validity>,
     /// Smallest and largest value of the open chunk.
@@ -364,6 +394,7 @@ impl<T: DeltaInt> IntColumn<T> {
     pub fn new(nullable: bool, capacity: usize) -> Self {
         Self {
             values: Vec::with_capacity(capacity),
+            deltas: Vec::new(),
             validity: nullable.then(Validity::default),
             range: None,
             chunk: Chunk::new(),
@@ -393,13 +424,13 @@ impl<T: DeltaInt> Column for IntColumn<T> {
             }
             None => 0,
         };
-        if let (Some(&lo), Some(&hi)) = (self.values.iter().min(), self.values.iter().max()) {
+        if let Some((lo, hi)) = delta_binary_packed(&self.values, &mut self.deltas, &mut pages.body)
+        {
             self.range = Some(match self.range {
                 Some((a, b)) => (a.min(lo), b.max(hi)),
                 None => (lo, hi),
             });
         }
-        delta_binary_packed(&self.values, &mut pages.body);
         self.chunk
             .data_page(pages, rows, nulls, Encoding::DELTA_BINARY_PACKED)?;
         self.values.clear();
@@ -536,16 +567,20 @@ impl StrColumn {
     pub fn push_slot(&mut self, row: usize, slot: usize, value: &str) {
         let key = match self.slots.get(slot) {
             Some(&key) if key != NO_KEY => key,
-            _ => {
-                let key = self.intern(value);
-                if self.slots.len() <= slot {
-                    self.slots.resize(slot + 1, NO_KEY);
-                }
-                self.slots[slot] = key;
-                key
-            }
+            _ => self.fill_slot(slot, value),
         };
         self.push_key(row, key);
+    }
+
+    /// `value`'s key, remembered for `slot`.
+    #[cold]
+    fn fill_slot(&mut self, slot: usize, value: &str) -> u32 {
+        let key = self.intern(value);
+        if self.slots.len() <= slot {
+            self.slots.resize(slot + 1, NO_KEY);
+        }
+        self.slots[slot] = key;
+        key
     }
 
     /// `value` in row `row`; a run of rows sharing one `Arc` looks it up once.
@@ -553,13 +588,17 @@ impl StrColumn {
     pub fn push_shared(&mut self, row: usize, value: &Arc<str>) {
         let key = match &self.last {
             Some((last, key)) if Arc::ptr_eq(last, value) => *key,
-            _ => {
-                let key = self.intern(value);
-                self.last = Some((Arc::clone(value), key));
-                key
-            }
+            _ => self.remember(value),
         };
         self.push_key(row, key);
+    }
+
+    /// `value`'s key, remembered as the last shared string.
+    #[cold]
+    fn remember(&mut self, value: &Arc<str>) -> u32 {
+        let key = self.intern(value);
+        self.last = Some((Arc::clone(value), key));
+        key
     }
 
     /// `value` in row `row`.
@@ -750,11 +789,82 @@ fn pack_keys(keys: &[u32], width: u32, out: &mut Vec<u8>) {
     put_uleb(out, (groups as u64) << 1 | 1);
     let padded = keys
         .iter()
-        .copied()
+        .map(|&k| u64::from(k))
         .chain(std::iter::repeat_n(0, groups * 8 - keys.len()));
+    pack_narrow(padded, width, out);
+}
+
+/// `values` as DELTA_BINARY_PACKED, blocks of four miniblocks of
+/// [`DeltaInt::MINIBLOCK`] values (the layout parquet's writer uses);
+/// `deltas` is scratch space. Returns the smallest and largest value.
+fn delta_binary_packed<T: DeltaInt>(
+    values: &[T],
+    deltas: &mut Vec<T>,
+    out: &mut Vec<u8>,
+) -> Option<(T, T)> {
+    let mini = T::MINIBLOCK;
+    put_uleb(out, (4 * mini) as u64);
+    put_uleb(out, 4);
+    put_uleb(out, values.len() as u64);
+    put_zigzag(out, values.first().map_or(0, |v| v.widen()));
+    let &first = values.first()?;
+    // One pass for the deltas and the range of the values.
+    deltas.clear();
+    let (mut lo, mut hi, mut prev) = (first, first, first);
+    deltas.extend(values[1..].iter().map(|&v| {
+        lo = lo.min(v);
+        hi = hi.max(v);
+        let delta = v.delta(prev);
+        prev = v;
+        delta
+    }));
+    for block in deltas.chunks(4 * mini) {
+        // Each miniblock's range of deltas: the block's minimum is the
+        // least of them, and a miniblock's width that of its largest
+        // delta above it.
+        let mut ranges = [(T::default(), T::default()); 4];
+        for (range, miniblock) in ranges.iter_mut().zip(block.chunks(mini)) {
+            let d0 = miniblock[0];
+            *range = miniblock
+                .iter()
+                .fold((d0, d0), |(lo, hi), &d| (lo.min(d), hi.max(d)));
+        }
+        let used = block.len().div_ceil(mini);
+        let min = ranges[..used]
+            .iter()
+            .map(|r| r.0)
+            .min()
+            .expect("a block has a miniblock");
+        put_zigzag(out, min.widen());
+        let widths = out.len();
+        // Widths of miniblocks past the last value stay 0.
+        out.extend_from_slice(&[0; 4]);
+        for (m, miniblock) in block.chunks(mini).enumerate() {
+            let width = bit_width(ranges[m].1.above(min));
+            out[widths + m] = width as u8;
+            // The last miniblock is padded with zeros to its full length.
+            let above = miniblock
+                .iter()
+                .map(|d| d.above(min))
+                .chain(std::iter::repeat_n(0, mini - miniblock.len()));
+            if width == 0 {
+                // Nothing to store: every delta is the minimum.
+            } else if width <= 32 {
+                pack_narrow(above, width, out);
+            } else {
+                pack_wide(above, width, out);
+            }
+        }
+    }
+    Some((lo, hi))
+}
+
+/// Bit-packs `values` of at most 32 bits, least significant bit first; a
+/// multiple of eight values, so they fill whole bytes.
+fn pack_narrow(values: impl Iterator<Item = u64>, width: u32, out: &mut Vec<u8>) {
     let (mut acc, mut bits) = (0u64, 0u32);
-    for v in padded {
-        acc |= u64::from(v) << bits;
+    for v in values {
+        acc |= v << bits;
         bits += width;
         if bits >= 32 {
             out.extend_from_slice(&(acc as u32).to_le_bytes());
@@ -762,7 +872,6 @@ fn pack_keys(keys: &[u32], width: u32, out: &mut Vec<u8>) {
             bits -= 32;
         }
     }
-    // Eight values of `width` bits fill whole bytes.
     while bits > 0 {
         out.push(acc as u8);
         acc >>= 8;
@@ -770,54 +879,22 @@ fn pack_keys(keys: &[u32], width: u32, out: &mut Vec<u8>) {
     }
 }
 
-/// `values` as DELTA_BINARY_PACKED, blocks of four miniblocks of
-/// [`DeltaInt::MINIBLOCK`] values (the layout parquet's writer uses).
-fn delta_binary_packed<T: DeltaInt>(values: &[T], out: &mut Vec<u8>) {
-    let mini = T::MINIBLOCK;
-    let block = 4 * mini;
-    put_uleb(out, block as u64);
-    put_uleb(out, 4);
-    put_uleb(out, values.len() as u64);
-    put_zigzag(out, values.first().map_or(0, |v| v.widen()));
-    // Deltas of values[1..]: delta k is values[k] - values[k - 1].
-    let mut start = 1;
-    while start < values.len() {
-        let end = (start + block).min(values.len());
-        let min = (start..end)
-            .map(|k| values[k].delta(values[k - 1]))
-            .min()
-            .unwrap_or_default();
-        put_zigzag(out, min.widen());
-        let widths = out.len();
-        // Widths of miniblocks past the last value stay 0.
-        out.extend_from_slice(&[0; 4]);
-        for (m, from) in (start..end).step_by(mini).enumerate() {
-            let to = (from + mini).min(end);
-            let above = |k: usize| values[k].delta(values[k - 1]).above(min);
-            let width = bit_width((from..to).fold(0, |or, k| or | above(k)));
-            out[widths + m] = width as u8;
-            if width == 0 {
-                continue;
-            }
-            let (mut acc, mut bits) = (0u128, 0u32);
-            for k in from..from + mini {
-                let v = if k < to { above(k) } else { 0 };
-                acc |= u128::from(v) << bits;
-                bits += width;
-                if bits >= 64 {
-                    out.extend_from_slice(&(acc as u64).to_le_bytes());
-                    acc >>= 64;
-                    bits -= 64;
-                }
-            }
-            // A miniblock of a multiple of eight values fills whole bytes.
-            while bits > 0 {
-                out.push(acc as u8);
-                acc >>= 8;
-                bits -= 8;
-            }
+/// [`pack_narrow`] for values of up to 64 bits.
+fn pack_wide(values: impl Iterator<Item = u64>, width: u32, out: &mut Vec<u8>) {
+    let (mut acc, mut bits) = (0u128, 0u32);
+    for v in values {
+        acc |= u128::from(v) << bits;
+        bits += width;
+        if bits >= 64 {
+            out.extend_from_slice(&(acc as u64).to_le_bytes());
+            acc >>= 64;
+            bits -= 64;
         }
-        start = end;
+    }
+    while bits > 0 {
+        out.push(acc as u8);
+        acc >>= 8;
+        bits -= 8;
     }
 }
 
