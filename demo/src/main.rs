@@ -15,11 +15,14 @@
 //!   `query_db` (300-800 ms); about one in 1000 has a `check_token` that panics,
 //!   caught by `catch_unwind` in `authorize` (the panic is not printed).
 //! - `db-pool`: `pool::health_check -> pool::ping` every 20 ms, and a slower
-//!   `pool::reconnect` now and then.
+//!   `pool::reconnect` every 5 s, which takes the pool's lock.
 //! - `scheduler`: `run_timers` every 100 ms, `rebuild_index -> walk_tree`
 //!   (recursive, depth 6-24) every 500 ms, and `gc_sweep` every 3 s, which
 //!   allocates and touches 40-160 MiB, holds it briefly and frees it, so the
-//!   resident set size rises and falls.
+//!   resident set size rises and falls. 10 s in, and every minute after,
+//!   `pool::compact` holds the pool's lock for 15 s: the scheduler sleeps
+//!   inside it and the next `pool::reconnect` waits for the lock, so both
+//!   stall (past `--stall`'s default 5 s) and show in ferret's Stalls pane.
 //!
 //! Randomness comes from a seeded xorshift generator per thread, so runs are
 //! repeatable in shape (timing still depends on the machine).
@@ -317,6 +320,7 @@ fn checksum(bytes: &[u8]) -> u64 {
 
 mod pool {
     use std::hint::black_box;
+    use std::sync::Mutex;
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::time::Duration;
 
@@ -324,6 +328,10 @@ mod pool {
 
     const CONNECTIONS: u64 = 4;
     static CHECKOUTS: AtomicU64 = AtomicU64::new(0);
+    /// Held by `reconnect` for a moment, by `compact` for seconds.
+    static POOL_LOCK: Mutex<u64> = Mutex::new(0);
+    /// How long `compact` holds the lock.
+    pub(super) const COMPACT_MS: u64 = 15_000;
 
     #[inline(never)]
     pub(super) fn acquire_connection(request: u64) -> u64 {
@@ -358,7 +366,22 @@ mod pool {
 
     #[inline(never)]
     fn reconnect(rng: &mut Rng) {
+        let mut generation = POOL_LOCK
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *generation += 1;
         std::thread::sleep(Duration::from_millis(rng.range(20, 80)));
+    }
+
+    /// Maintenance on the scheduler thread: holds the pool's lock for
+    /// [`COMPACT_MS`] (sleeping), so a `reconnect` meanwhile has to wait.
+    #[inline(never)]
+    pub(super) fn compact() {
+        let generation = POOL_LOCK
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        nap(COMPACT_MS);
+        drop(generation);
     }
 }
 
@@ -375,6 +398,10 @@ fn scheduler() {
         }
         if ticks % 30 == 29 {
             gc_sweep(&mut rng);
+        }
+        // 10 s in, then every minute (ticks are 100 ms apart).
+        if ticks % 600 == 100 {
+            pool::compact();
         }
         ticks += 1;
         nap(100);

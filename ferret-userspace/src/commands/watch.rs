@@ -597,8 +597,8 @@ impl Ingest {
 
     /// Looks for stalled threads: takes in the captures finished so far,
     /// drains the ring buffer (so a capture taken after its thread moved on
-    /// is known for what it is), checks the open stacks, and records and
-    /// announces new or moved stalls.
+    /// is known for what it is), checks the open stacks, keeps the current
+    /// stalls for the snapshots, and records new or moved ones.
     fn check_stalls(&mut self, ring: &mut aya::maps::RingBuf<aya::maps::MapData>) {
         let Some(watchdog) = self.watchdog.as_mut() else {
             return;
@@ -616,13 +616,9 @@ impl Ingest {
                 if adopted == 1 { " was" } else { "s were" }
             ));
         }
+        // Shown while they last (the header counts them, the Stalls pane
+        // lists them), not as a notice that would outlive them.
         self.stalls = watchdog.stalls().cloned().collect();
-        for report in &reports {
-            self.pipeline.notices.push(format!(
-                "stall: tid {} ({}) in {}: {} (5: Stalls)",
-                report.tid, report.thread_name, report.function_name, report.state
-            ));
-        }
         self.write_stalls(&reports);
     }
 
