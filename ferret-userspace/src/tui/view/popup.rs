@@ -251,7 +251,7 @@ fn stuck_lines(app: &App, report: &StallReport) -> Vec<Line<'static>> {
         };
         lines.push(Line::from(vec![
             Span::styled(format!(" {i:>3} "), theme::DIM),
-            Span::styled(frame.display(), style),
+            Span::styled(without_toolchain_prefix(&frame.display()), style),
         ]));
     }
     if let Some(note) = &report.stack_note {
@@ -422,4 +422,38 @@ fn call_details(shown: &Snapshot, call: &FinishedCall) -> Vec<Line<'static>> {
             Span::styled(call.status.as_str(), status_style),
         ]),
     ]
+}
+
+/// A frame with the Rust toolchain's source prefix cut
+/// (`/rustc/<commit>/library/std/…` → `std/…`), which otherwise takes half
+/// a line for every standard-library frame.
+fn without_toolchain_prefix(frame: &str) -> String {
+    let Some(at) = frame.find("/rustc/") else {
+        return frame.to_owned();
+    };
+    let rest = &frame[at + "/rustc/".len()..];
+    match rest.split_once("/library/") {
+        Some((commit, path)) if commit.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            format!("{}{path}", &frame[..at])
+        }
+        _ => frame.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_toolchain_prefix;
+
+    #[test]
+    fn toolchain_sources_are_shortened() {
+        assert_eq!(
+            without_toolchain_prefix(
+                "std::thread::sleep (/rustc/59807616e1fa2540724bfbac14d7976d7e4a3860/library/std/src/thread/functions.rs:289)"
+            ),
+            "std::thread::sleep (std/src/thread/functions.rs:289)"
+        );
+        let own = "myapp::run (/src/rustc/library/x.rs:1)";
+        assert_eq!(without_toolchain_prefix(own), own);
+        assert_eq!(without_toolchain_prefix("lock (a.c:3)"), "lock (a.c:3)");
+    }
 }
