@@ -12,6 +12,7 @@ pub mod commands;
 pub mod export;
 pub(crate) mod fxhash;
 pub mod live;
+pub mod log_buckets;
 pub mod metrics;
 pub mod owner;
 pub mod probe;

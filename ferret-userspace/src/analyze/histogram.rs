@@ -5,7 +5,7 @@
 //! exactly while there are few ([`EXACT_LIMIT`]), which makes small
 //! recordings' percentiles exact, and otherwise counts them in log-linear
 //! buckets (the HdrHistogram layout): every power of two is split into
-//! `2^SUB_BITS` equal buckets, so a bucket is at most 1/128 of its lower
+//! 128 equal buckets ([`crate::log_buckets`]), so a bucket is at most 1/128 of its lower
 //! bound wide and its midpoint is within 0.4 % of any value in it. Values
 //! below 128 ns get a bucket each and stay exact.
 //!
@@ -14,16 +14,17 @@
 //! rather than an interpolation, which is what `ORDER BY … OFFSET` gives in
 //! SQL and what the tests recompute.
 
+use crate::log_buckets::{LogLinear, nearest_rank};
+
 /// Durations kept exactly before switching to buckets: 8 KiB per function.
 pub const EXACT_LIMIT: usize = 1024;
 
-/// Sub-bucket bits per power of two: 128 buckets, < 0.4 % midpoint error.
-const SUB_BITS: u32 = 7;
-const SUB_COUNT: u64 = 1 << SUB_BITS;
+/// 128 buckets per power of two.
+type Layout = LogLinear<7>;
 
 /// The worst relative error of a bucketed percentile: half a bucket's width
-/// over its lower bound.
-pub const MAX_RELATIVE_ERROR: f64 = 0.5 / SUB_COUNT as f64;
+/// over its lower bound (< 0.4 %).
+pub const MAX_RELATIVE_ERROR: f64 = Layout::MAX_RELATIVE_ERROR;
 
 /// Durations of one function's calls: count, min, max, and percentiles exact
 /// up to [`EXACT_LIMIT`] values and within [`MAX_RELATIVE_ERROR`] beyond.
@@ -72,7 +73,7 @@ impl Histogram {
             Store::Exact(values) => {
                 let values = std::mem::take(values);
                 self.store = Store::Buckets {
-                    first: bucket_of(value),
+                    first: Layout::bucket_of(value),
                     counts: Vec::new(),
                 };
                 for v in values.into_iter().chain(std::iter::once(value)) {
@@ -87,7 +88,7 @@ impl Histogram {
         let Store::Buckets { first, counts } = &mut self.store else {
             return;
         };
-        let bucket = bucket_of(value);
+        let bucket = Layout::bucket_of(value);
         if counts.is_empty() {
             *first = bucket;
         } else if bucket < *first {
@@ -137,13 +138,13 @@ impl Histogram {
             Store::Exact(values) => {
                 values.sort_unstable();
                 for (o, q) in out.iter_mut().zip(quantiles) {
-                    let rank = rank(q, count);
+                    let rank = nearest_rank(q, count);
                     *o = values.get(rank as usize - 1).copied().unwrap_or(max);
                 }
             }
             Store::Buckets { first, counts } => {
                 for (o, q) in out.iter_mut().zip(quantiles) {
-                    let rank = rank(q, count);
+                    let rank = nearest_rank(q, count);
                     // The extremes are known exactly.
                     if rank == 1 {
                         *o = min;
@@ -158,7 +159,7 @@ impl Histogram {
                     for (slot, &c) in counts.iter().enumerate() {
                         seen += c;
                         if seen >= rank {
-                            value = bucket_mid(*first + slot);
+                            value = Layout::midpoint(*first + slot);
                             break;
                         }
                     }
@@ -172,68 +173,13 @@ impl Histogram {
     }
 }
 
-/// The 1-based nearest rank of quantile `q` among `count` values.
-fn rank(q: f64, count: u64) -> u64 {
-    let q = if q.is_nan() { 1.0 } else { q.clamp(0.0, 1.0) };
-    ((q * count as f64).ceil() as u64).clamp(1, count)
-}
-
-/// The bucket holding `value`: values below `SUB_COUNT` are their own
-/// bucket; above, the top `SUB_BITS + 1` bits select it.
-fn bucket_of(value: u64) -> usize {
-    if value < SUB_COUNT {
-        return value as usize;
-    }
-    let exponent = value.ilog2(); // >= SUB_BITS
-    let shift = exponent - SUB_BITS;
-    let mantissa = (value >> shift) - SUB_COUNT; // 0..SUB_COUNT
-    (SUB_COUNT + u64::from(shift) * SUB_COUNT + mantissa) as usize
-}
-
-/// The lower bound and width of a bucket.
-fn bucket_bounds(bucket: usize) -> (u64, u64) {
-    let bucket = bucket as u64;
-    if bucket < SUB_COUNT {
-        return (bucket, 1);
-    }
-    let shift = (bucket - SUB_COUNT) / SUB_COUNT;
-    let mantissa = (bucket - SUB_COUNT) % SUB_COUNT;
-    ((SUB_COUNT + mantissa) << shift, 1 << shift)
-}
-
-/// The value a bucket reports: its midpoint (exact for width-1 buckets).
-fn bucket_mid(bucket: usize) -> u64 {
-    let (low, width) = bucket_bounds(bucket);
-    low.saturating_add(width / 2)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
 
     fn nearest_rank(sorted: &[u64], q: f64) -> u64 {
-        sorted[rank(q, sorted.len() as u64) as usize - 1]
-    }
-
-    #[test]
-    fn buckets_cover_every_value_once_in_order() {
-        for v in (0..5000u64).chain([u64::MAX, u64::MAX - 1, 1 << 40, (1 << 40) - 1]) {
-            let b = bucket_of(v);
-            let (low, width) = bucket_bounds(b);
-            assert!(
-                low <= v && v - low < width,
-                "{v} in bucket {b} = [{low}, +{width})"
-            );
-        }
-        for b in 0..bucket_of(u64::MAX) {
-            let (low, width) = bucket_bounds(b);
-            assert_eq!(
-                bucket_bounds(b + 1).0,
-                low + width,
-                "bucket {b} is contiguous"
-            );
-        }
+        sorted[crate::log_buckets::nearest_rank(q, sorted.len() as u64) as usize - 1]
     }
 
     #[test]

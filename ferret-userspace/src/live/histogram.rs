@@ -8,13 +8,12 @@
 //! wide and its midpoint is within 1/32 of any value in it. 976 buckets cover
 //! every `u64`.
 
-/// Sub-buckets per power of two (a power of two itself).
-const SUB_BUCKETS: u64 = 16;
-/// log2 of [`SUB_BUCKETS`].
-const SUB_BITS: u32 = SUB_BUCKETS.trailing_zeros();
-/// Buckets needed for every `u64`: 16 exact ones, then 16 per power of two
-/// from 2^4 to 2^63.
-const BUCKETS: usize = (SUB_BUCKETS + (64 - SUB_BITS as u64) * SUB_BUCKETS) as usize;
+use crate::log_buckets::{LogLinear, nearest_rank};
+
+/// 16 buckets per power of two.
+type Layout = LogLinear<4>;
+/// Buckets needed for every `u64`.
+const BUCKETS: usize = Layout::BUCKETS;
 
 /// Counts of durations (ns) in log-linear buckets, with exact count, sum,
 /// minimum and maximum.
@@ -37,7 +36,7 @@ impl Histogram {
     /// Adds one value.
     pub fn record(&mut self, value: u64) {
         let counts = self.counts.get_or_insert_with(|| Box::new([0; BUCKETS]));
-        let bucket = &mut counts[bucket_of(value)];
+        let bucket = &mut counts[Layout::bucket_of(value)];
         // Saturate rather than wrap: a bucket that has seen four billion
         // calls is not made wrong by ignoring more.
         *bucket = bucket.saturating_add(1);
@@ -71,7 +70,7 @@ impl Histogram {
             return None;
         }
         let total: u64 = counts.iter().map(|&c| u64::from(c)).sum();
-        let rank = ((q.clamp(0.0, 1.0) * total as f64).ceil() as u64).clamp(1, total);
+        let rank = nearest_rank(q, total);
         if rank == total {
             return Some(self.max);
         }
@@ -79,7 +78,7 @@ impl Histogram {
         for (index, &c) in counts.iter().enumerate() {
             seen += u64::from(c);
             if seen >= rank {
-                return Some(midpoint(index).clamp(self.min, self.max));
+                return Some(Layout::midpoint(index).clamp(self.min, self.max));
             }
         }
         Some(self.max)
@@ -96,7 +95,7 @@ impl Histogram {
         if total == 0 {
             return out;
         }
-        let ranks = qs.map(|q| ((q.clamp(0.0, 1.0) * total as f64).ceil() as u64).clamp(1, total));
+        let ranks = qs.map(|q| nearest_rank(q, total));
         let mut next = 0;
         let mut seen = 0u64;
         for (index, &c) in counts.iter().enumerate() {
@@ -105,7 +104,7 @@ impl Histogram {
                 out[next] = Some(if ranks[next] == total {
                     self.max
                 } else {
-                    midpoint(index).clamp(self.min, self.max)
+                    Layout::midpoint(index).clamp(self.min, self.max)
                 });
                 next += 1;
             }
@@ -117,54 +116,10 @@ impl Histogram {
     }
 }
 
-/// The bucket holding `value`.
-fn bucket_of(value: u64) -> usize {
-    if value < SUB_BUCKETS {
-        return value as usize;
-    }
-    let exponent = value.ilog2(); // ≥ SUB_BITS
-    let shift = exponent - SUB_BITS;
-    let sub = (value >> shift) & (SUB_BUCKETS - 1);
-    (SUB_BUCKETS + u64::from(shift) * SUB_BUCKETS + sub) as usize
-}
-
-/// The smallest value in bucket `index` and the bucket's width.
-fn bounds(index: usize) -> (u64, u64) {
-    let index = index as u64;
-    if index < SUB_BUCKETS {
-        return (index, 1);
-    }
-    let shift = (index - SUB_BUCKETS) / SUB_BUCKETS;
-    let sub = (index - SUB_BUCKETS) % SUB_BUCKETS;
-    ((SUB_BUCKETS + sub) << shift, 1 << shift)
-}
-
-/// The middle of bucket `index` (its only value for the exact buckets).
-fn midpoint(index: usize) -> u64 {
-    let (low, width) = bounds(index);
-    low.saturating_add((width - 1) / 2)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
-
-    #[test]
-    fn buckets_cover_every_value_in_order() {
-        assert_eq!(bucket_of(0), 0);
-        assert_eq!(bucket_of(15), 15);
-        assert_eq!(bucket_of(16), 16);
-        assert_eq!(bucket_of(31), 31);
-        assert_eq!(bucket_of(32), 32);
-        assert_eq!(bucket_of(33), 32);
-        assert_eq!(bucket_of(u64::MAX), BUCKETS - 1);
-        for index in 0..BUCKETS {
-            let (low, width) = bounds(index);
-            assert_eq!(bucket_of(low), index, "low end of {index}");
-            assert_eq!(bucket_of(low + (width - 1)), index, "high end of {index}");
-        }
-    }
 
     #[test]
     fn empty_has_no_quantiles() {
