@@ -103,7 +103,6 @@ impl Prepared {
             return None;
         }
         let mut watchdog = Watchdog::new(stall, self.plan.functions.clone());
-        watchdog.warm_up(attached.pid);
         if matches!(attached.started, Started::Pid(_)) {
             watchdog.adopt_when_drained(RunningCalls::find(
                 attached.pid,

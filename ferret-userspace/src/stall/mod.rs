@@ -525,6 +525,11 @@ struct Detector {
     tracked: BTreeMap<(u32, u32), Tracked>,
     fresh: Vec<StallReport>,
     stale: Vec<StaleSpan>,
+    /// Processes whose modules and debug information are being read.
+    warmed: HashSet<u32>,
+    /// Processes to start reading them for: a thread of theirs has been
+    /// quiet for half the threshold.
+    to_warm: Vec<u32>,
 }
 
 impl Detector {
@@ -535,6 +540,8 @@ impl Detector {
             tracked: BTreeMap::new(),
             fresh: Vec::new(),
             stale: Vec::new(),
+            warmed: HashSet::new(),
+            to_warm: Vec::new(),
         }
     }
 
@@ -554,7 +561,14 @@ impl Detector {
                 continue;
             };
             let quiet_since = thread.last_event_ns.max(top.start_ns);
-            if now_ns.saturating_sub(quiet_since) < self.threshold_ns {
+            let quiet = now_ns.saturating_sub(quiet_since);
+            // Reading a process's debug information costs CPU the target
+            // may be short of; it is done once a stall comes near, not at
+            // attach, so most sessions never pay for it.
+            if quiet >= self.threshold_ns / 2 && self.warmed.insert(thread.pid) {
+                self.to_warm.push(thread.pid);
+            }
+            if quiet < self.threshold_ns {
                 continue;
             }
             let key = (thread.pid, thread.tid);
@@ -655,8 +669,9 @@ impl Detector {
 ///
 /// Use, from the thread that drains the ring buffer:
 ///
-/// 1. [`Self::new`] after attaching, then [`Self::warm_up`] with the pid;
-///    attached to a running process, [`Self::adopt_when_drained`] with
+/// 1. [`Self::new`] after attaching (a process's modules and debug
+///    information are read once one of its threads has been quiet for half
+///    the threshold, or at [`Self::warm_up`]); attached to a running process, [`Self::adopt_when_drained`] with
 ///    [`RunningCalls::find`].
 /// 2. Every few hundred milliseconds: [`Self::receive`], drain the ring
 ///    buffer into the reconstructor, [`Self::tick`]. It returns the new and
@@ -757,6 +772,9 @@ impl Watchdog {
     /// the captures [`Self::receive`]d before.
     pub fn check<'a>(&mut self, threads: impl Iterator<Item = ThreadStack<'a>>, now_ns: u64) {
         let requests = self.detector.check(threads, now_ns);
+        for pid in std::mem::take(&mut self.detector.to_warm) {
+            self.warm_up(pid);
+        }
         if let Some(sender) = &self.requests {
             for request in requests {
                 let key = (request.pid, request.tid);
@@ -1341,6 +1359,19 @@ mod tests {
             d.check([thread(&name, &frames, 99 * S)].into_iter(), 100 * S)
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn debug_information_is_read_once_a_stall_comes_near() {
+        let name: ThreadName = Arc::from("worker");
+        let frames = [span(1, 0, 0, 0x1000)];
+        let mut d = Detector::new(4 * S, 2 * S);
+        d.check([thread(&name, &frames, 0)].into_iter(), S);
+        assert!(d.to_warm.is_empty(), "quiet for a quarter of the threshold");
+        d.check([thread(&name, &frames, 0)].into_iter(), 2 * S);
+        assert_eq!(std::mem::take(&mut d.to_warm), [1], "half the threshold");
+        d.check([thread(&name, &frames, 0)].into_iter(), 4 * S);
+        assert!(d.to_warm.is_empty(), "once per process");
     }
 
     #[test]
