@@ -290,14 +290,6 @@ pub fn median(values: &[f64]) -> Option<f64> {
     }
 }
 
-/// `a / b`, or `None` if either is missing or `b` is zero.
-pub fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
-    match (a, b) {
-        (Some(a), Some(b)) if b != 0.0 => Some(a / b),
-        _ => None,
-    }
-}
-
 /// A JSON number rounded to `digits` decimals, or null.
 pub fn num(value: Option<f64>, digits: i32) -> Value {
     value.map_or(Value::Null, |v| {
@@ -324,12 +316,10 @@ mod tests {
     }
 
     #[test]
-    fn medians_and_ratios() {
+    fn medians_and_numbers() {
         assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
         assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), Some(2.5));
         assert_eq!(median(&[]), None);
-        assert_eq!(ratio(Some(3.0), Some(2.0)), Some(1.5));
-        assert_eq!(ratio(Some(3.0), Some(0.0)), None);
         assert_eq!(num(Some(1.23456), 2), json!(1.23));
     }
 }

@@ -4,6 +4,11 @@
 //! thread's CPU time per call: the uprobe traps and the BPF programs run in
 //! the thread's own context, while time it spends preempted by unrelated
 //! work on a shared machine does not count (wall time is kept too).
+//! The loop first runs untimed for [`WARMUP_MS`], so the tracer's own
+//! start-up work (which overlaps the target's start) is not counted either.
+//! Ratios are medians of per-round ratios: the two runs compared sit next to
+//! each other in time, so they share the state of this shared machine,
+//! whose speed drifts by ±20 % from minute to minute.
 //! Contenders, alternated run by run (the order flips every round so drift
 //! cancels):
 //!
@@ -20,8 +25,11 @@
 use anyhow::{Context as _, Result};
 use serde_json::{Value, json};
 
-use super::{Bench, capture, median, num, number_after, number_before, ratio};
+use super::{Bench, capture, median, num, number_after, number_before};
 use crate::sh::quote;
+
+/// How long `tight` loops untimed before it starts timing.
+const WARMUP_MS: &str = "300";
 
 /// The exit-probe modes compared.
 pub const MODES: [&str; 2] = ["ret", "uretprobe"];
@@ -107,8 +115,8 @@ pub fn run(b: &Bench) -> Result<Value> {
             json!({
                 "floor_ns": num(floor_ns, 1),
                 "ferret_ns": num(ferret_ns, 1),
-                "ferret_vs_floor": num(ratio(ferret_ns, floor_ns), 3),
-                "ferret_vs_bpftrace": num(ratio(ferret_ns, bpftrace_ns), 3),
+                "ferret_vs_floor": num(paired_ratio(&ferret[m].cpu, &floor[m].cpu), 3),
+                "ferret_vs_bpftrace": num(paired_ratio(&ferret[m].cpu, &bpf.cpu), 3),
                 "floor_wall_ns": num(median(&floor[m].wall), 1),
                 "ferret_wall_ns": num(median(&ferret[m].wall), 1),
                 "floor": floor[m].json(),
@@ -129,6 +137,18 @@ pub fn run(b: &Bench) -> Result<Value> {
         "ferret_lost_events": lost,
         "modes": modes,
     }))
+}
+
+/// The median of the round-by-round ratios `a[i] / b[i]` (runs of one
+/// round are neighbours in time); `None` without pairs.
+fn paired_ratio(a: &[f64], b: &[f64]) -> Option<f64> {
+    let ratios: Vec<f64> = a
+        .iter()
+        .zip(b)
+        .filter(|&(_, &b)| b > 0.0)
+        .map(|(a, b)| a / b)
+        .collect();
+    median(&ratios)
 }
 
 /// One contender's runs: ns per call by CPU time and by wall time.
@@ -159,12 +179,17 @@ fn measure(
 ) -> Result<(f64, f64, f64)> {
     let tight = b.program("tight");
     let output = match contender {
-        Contender::Untraced => capture(b.sh.cmd(&tight).arg(untraced_calls.to_string()))?,
+        Contender::Untraced => capture(
+            b.sh.cmd(&tight)
+                .arg(untraced_calls.to_string())
+                .arg(WARMUP_MS),
+        )?,
         Contender::Floor(m) => capture(
             b.sh.cmd(&b.helper)
                 .args(["floor", "-s", "bench_fn", "--exit-probes", MODES[m], "--"])
                 .arg(&tight)
-                .arg(calls.to_string()),
+                .arg(calls.to_string())
+                .arg(WARMUP_MS),
         )?,
         Contender::Ferret(m) => capture(
             b.ferret()
@@ -174,7 +199,8 @@ fn measure(
                 .arg(b.scratch("overhead.parquet"))
                 .arg("--")
                 .arg(&tight)
-                .arg(calls.to_string()),
+                .arg(calls.to_string())
+                .arg(WARMUP_MS),
         )?,
         Contender::Bpftrace => {
             let path = tight.to_string_lossy();
@@ -187,7 +213,7 @@ fn measure(
                     .arg("-e")
                     .arg(script)
                     .arg("-c")
-                    .arg(format!("{} {calls}", quote(&path))),
+                    .arg(format!("{} {calls} {WARMUP_MS}", quote(&path))),
             )?
         }
     };
@@ -204,4 +230,20 @@ fn measure(
         _ => 0.0,
     };
     Ok((cpu, wall, lost))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::paired_ratio;
+
+    #[test]
+    fn ratios_pair_runs_of_the_same_round() {
+        // The machine slowed down in round 2 for both: a paired ratio is
+        // not fooled by it.
+        let ferret = [10.0, 20.0, 10.5];
+        let floor = [10.0, 19.0, 10.0];
+        assert_eq!(paired_ratio(&ferret, &floor), Some(1.05));
+        assert_eq!(paired_ratio(&[], &[]), None);
+        assert_eq!(paired_ratio(&[1.0], &[0.0]), None);
+    }
 }
