@@ -454,11 +454,14 @@ fn check_deadlock_on_screen(tmux: &Tmux, before_attach: bool) {
 fn watch_shows_a_deadlock_that_happens_while_it_watches() {
     require_root();
     let program = build("stall_deadlock.c", &[]);
+    let dir = tempdir();
+    let parquet = dir.path().join("stalls.parquet");
     let tmux = Tmux::start("deadlock-after");
     // The threads start 500 ms after launch; SIGALRM ends the program at 60 s.
     tmux.send(&format!(
-        "{} watch --stall 1s -s 'lock_*' -- {} 500 60",
+        "{} watch --stall 1s -s 'lock_*' -o {} -- {} 500 60",
         env!("CARGO_BIN_EXE_ferret"),
+        parquet.display(),
         program.display()
     ));
     tmux.send("Enter");
@@ -472,6 +475,26 @@ fn watch_shows_a_deadlock_that_happens_while_it_watches() {
     });
     // The deadlocked program ignores nothing: SIGTERM ends it.
     assert!(screen.contains("ferret: stopped"), "{screen}");
+    // With -o, the stalls are recorded as `record` records them.
+    let rows = ferret::sink::read_all(&parquet).expect("a readable recording");
+    for function in ["lock_first_then_second", "lock_second_then_first"] {
+        let stall = rows
+            .iter()
+            .find(|r| r.kind.as_deref() == Some("STALL") && r.function.as_deref() == Some(function))
+            .unwrap_or_else(|| panic!("no STALL row for {function}"));
+        let wait = stall.wait.as_deref().unwrap_or_default();
+        assert!(wait.contains("DEADLOCK"), "{wait}");
+        assert!(
+            stall
+                .stack
+                .as_deref()
+                .unwrap_or_default()
+                .contains("stall_deadlock.c:"),
+            "{stall:?}"
+        );
+    }
+    let meta = ferret::sink::read_metadata(&parquet).unwrap();
+    assert_eq!(meta["ferret.stall_threshold_ns"], "1000000000");
 }
 
 #[test]
