@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::sink::{FunctionInfo, RecordingMeta, RecordingWriter, SinkError};
-use crate::trace::{SpanEnd, SpanEvent, SpanStart, SpanStatus};
+use crate::trace::{SpanEnd, SpanEvent, SpanStart, SpanStatus, ThreadName};
 
 /// Deepest call tree of a synthetic root (its root is depth 0).
 pub const MAX_DEPTH: u32 = 5;
@@ -81,7 +81,7 @@ struct Gen<'a> {
     functions: u32,
     next_span: u64,
     spans: u64,
-    name: Arc<str>,
+    name: ThreadName,
 }
 
 impl Gen<'_> {
@@ -103,7 +103,7 @@ impl Gen<'_> {
             depth,
             pid: 1000,
             tid,
-            thread_name: Arc::clone(&self.name),
+            thread_name: self.name,
             function,
             ts_ns: ts,
         }))?;
@@ -134,7 +134,7 @@ impl Gen<'_> {
             depth,
             pid: 1000,
             tid,
-            thread_name: Arc::clone(&self.name),
+            thread_name: self.name,
             function,
             start_ns: ts,
             ts_ns: now,
@@ -167,7 +167,7 @@ pub fn write(path: &Path, spec: &Spec) -> Result<Written, SinkError> {
         functions: spec.functions.max(1),
         next_span: 1,
         spans: 0,
-        name: Arc::from("synthetic"),
+        name: ThreadName::from("synthetic"),
     };
     let mut roots = 0u64;
     while generator.spans * 2 < spec.rows {

@@ -315,7 +315,7 @@ impl Pipeline {
             .reconstructor
             .threads()
             .filter(|t| !std::path::Path::new(&format!("/proc/{}/task/{}", t.pid, t.tid)).exists())
-            .map(|t| (t.pid, t.tid, t.thread_name.clone()))
+            .map(|t| (t.pid, t.tid, *t.thread_name))
             .collect();
         let now = monotonic_ns();
         for (pid, tid, thread_name) in dead {

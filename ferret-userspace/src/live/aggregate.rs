@@ -58,11 +58,10 @@ pub struct Aggregates {
     metrics: VecDeque<MetricPoint>,
     metrics_shared: Arc<MetricsHistory>,
     threads: BTreeMap<(u32, u32), (ThreadName, u64)>,
-    /// The thread of the latest event, with its name's address and its
-    /// newest time not yet folded into `threads`: a run of one thread's
-    /// events looks the map up once. The name is the one held in
-    /// `threads`, so its address cannot be reused while it is compared.
-    last_seen: Option<((u32, u32), usize, u64)>,
+    /// The thread of the latest event, with its name and its newest time
+    /// not yet folded into `threads`: a run of one thread's events looks
+    /// the map up once.
+    last_seen: Option<((u32, u32), ThreadName, u64)>,
     calls: u64,
 }
 
@@ -109,24 +108,17 @@ impl Aggregates {
                 }
                 self.calls += 1;
                 self.seen(end.pid, end.tid, &end.thread_name, end.ts_ns);
-                // The oldest call makes room; its name is kept when it is
-                // the same (shared) one, sparing the reference counting.
-                let oldest = (self.recent.len() == RECENT_KEPT)
-                    .then(|| self.recent.pop_back())
-                    .flatten();
-                let thread_name = match oldest {
-                    Some(oldest) if Arc::ptr_eq(&oldest.thread_name, &end.thread_name) => {
-                        oldest.thread_name
-                    }
-                    _ => end.thread_name.clone(),
-                };
+                // The oldest call makes room.
+                if self.recent.len() == RECENT_KEPT {
+                    self.recent.pop_back();
+                }
                 let call = FinishedCall {
                     span_id: end.span_id,
                     parent_span_id: end.parent_span_id,
                     depth: end.depth,
                     pid: end.pid,
                     tid: end.tid,
-                    thread_name,
+                    thread_name: end.thread_name,
                     function: end.function,
                     start_ns: end.start_ns,
                     end_ns: end.ts_ns,
@@ -140,25 +132,22 @@ impl Aggregates {
     }
 
     fn seen(&mut self, pid: u32, tid: u32, name: &ThreadName, ts_ns: u64) {
-        let address = Arc::as_ptr(name).cast::<u8>().addr();
-        if let Some((key, last_address, last_ts)) = &mut self.last_seen
+        if let Some((key, last_name, last_ts)) = &mut self.last_seen
             && *key == (pid, tid)
-            && *last_address == address
+            && ThreadName::ptr_eq(*last_name, *name)
         {
             *last_ts = (*last_ts).max(ts_ns);
             return;
         }
         self.fold_last_seen();
-        self.last_seen = Some(((pid, tid), address, ts_ns));
+        self.last_seen = Some(((pid, tid), *name, ts_ns));
         match self.threads.get_mut(&(pid, tid)) {
             Some(entry) => {
-                if !Arc::ptr_eq(&entry.0, name) {
-                    entry.0 = name.clone();
-                }
+                entry.0 = *name;
                 entry.1 = entry.1.max(ts_ns);
             }
             None => {
-                self.threads.insert((pid, tid), (name.clone(), ts_ns));
+                self.threads.insert((pid, tid), (*name, ts_ns));
             }
         }
     }
@@ -273,7 +262,7 @@ impl Aggregates {
                     out.push(ThreadView {
                         pid,
                         tid,
-                        name: name.clone(),
+                        name: *name,
                         frames: Vec::new(),
                         maybe_incomplete: false,
                     });
@@ -290,7 +279,7 @@ mod tests {
     use crate::trace::{SpanEnd, SpanStart};
 
     fn name(s: &str) -> ThreadName {
-        Arc::from(s)
+        ThreadName::from(s)
     }
 
     fn start(span_id: u64, parent: Option<u64>, tid: u32, function: u32, ts: u64) -> SpanEvent {
@@ -430,8 +419,8 @@ mod tests {
     fn a_run_of_one_threads_events_keeps_its_latest_time_and_name() {
         let shared = |mut event: SpanEvent, name: &ThreadName| {
             match &mut event {
-                SpanEvent::Start(s) => s.thread_name = Arc::clone(name),
-                SpanEvent::End(e) => e.thread_name = Arc::clone(name),
+                SpanEvent::Start(s) => s.thread_name = *name,
+                SpanEvent::End(e) => e.thread_name = *name,
             }
             event
         };

@@ -105,7 +105,7 @@ impl ThreadView {
         Self {
             pid: stack.pid,
             tid: stack.tid,
-            name: stack.thread_name.clone(),
+            name: *stack.thread_name,
             frames: stack
                 .frames
                 .iter()

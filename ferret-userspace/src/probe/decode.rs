@@ -3,13 +3,11 @@
 //! This is the only place that knows the wire format's quirks: the kind bits
 //! in the cookie, the uretprobe's stack pointer (already past the popped
 //! return address) and the NUL-padded thread name. Thread names are interned
-//! per thread so a steady stream of events allocates nothing, and
-//! [`Decoder::decode_ref`] decodes into one event kept in place, whose name
-//! changes only when the thread does: the ring buffer delivers each CPU's
-//! records in runs, and a run then costs no reference counting (an atomic
-//! operation per event was a good part of the pipeline's cost).
+//! ([`ThreadName`]) and remembered per thread, so a steady stream of events
+//! neither allocates nor takes the interner's lock, and
+//! [`Decoder::decode_ref`] decodes into one event kept in place.
 
-use std::{collections::HashMap, sync::Arc};
+use std::collections::HashMap;
 
 use ferret_common::{COMM_LEN, ProbeEvent, kind};
 
@@ -44,7 +42,7 @@ impl Decoder {
                 tid: 0,
                 function: 0,
                 sp: 0,
-                thread_name: Arc::from(""),
+                thread_name: ThreadName::default(),
             },
             named: None,
             malformed: 0,
@@ -121,11 +119,11 @@ impl Decoder {
 
     fn name(&mut self, tid: u32, comm: &[u8; COMM_LEN]) -> ThreadName {
         match self.names.get(&tid) {
-            Some((known, name)) if known == comm => name.clone(),
+            Some((known, name)) if known == comm => *name,
             _ => {
                 let end = comm.iter().position(|&b| b == 0).unwrap_or(COMM_LEN);
-                let name: ThreadName = Arc::from(String::from_utf8_lossy(&comm[..end]).as_ref());
-                self.names.insert(tid, (*comm, name.clone()));
+                let name = ThreadName::new(&String::from_utf8_lossy(&comm[..end]));
+                self.names.insert(tid, (*comm, name));
                 name
             }
         }
@@ -171,7 +169,7 @@ mod tests {
         assert_eq!((exit_uret.kind, exit_uret.sp), (RawKind::Exit, 0x7ff0));
         assert_eq!(&*entry.thread_name, "worker");
         assert!(
-            Arc::ptr_eq(&entry.thread_name, &exit_uret.thread_name),
+            ThreadName::ptr_eq(entry.thread_name, exit_uret.thread_name),
             "name interned"
         );
     }
@@ -193,20 +191,21 @@ mod tests {
         let again = d
             .decode_ref(&event(kind::EXIT_INSN, 1, 8, b"worker"))
             .unwrap();
-        assert!(Arc::ptr_eq(&first.thread_name, &again.thread_name));
+        assert!(ThreadName::ptr_eq(first.thread_name, again.thread_name));
         let switched = d.decode_ref(&other).unwrap();
         assert_eq!((&*switched.thread_name, switched.tid), ("other", 12));
         let back = d.decode_ref(&event(kind::ENTRY, 2, 8, b"worker")).unwrap();
         assert!(
-            Arc::ptr_eq(&first.thread_name, &back.thread_name),
+            ThreadName::ptr_eq(first.thread_name, back.thread_name),
             "interned"
         );
         // A thread that exits forgets its name; its tid may come back renamed.
         d.decode(&event(kind::THREAD_EXIT, 0, 0, b"worker"))
             .unwrap();
-        let reused = d.decode_ref(&event(kind::ENTRY, 1, 8, b"worker")).unwrap();
-        assert!(!Arc::ptr_eq(&first.thread_name, &reused.thread_name));
-        assert_eq!(&*reused.thread_name, "worker");
+        let reused = d.decode_ref(&event(kind::ENTRY, 1, 8, b"renamed")).unwrap();
+        assert_eq!(&*reused.thread_name, "renamed");
+        let back = d.decode_ref(&event(kind::ENTRY, 1, 8, b"worker")).unwrap();
+        assert!(ThreadName::ptr_eq(first.thread_name, back.thread_name));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! event-log writer a few hundred nanoseconds a row, most of it hashing
 //! every string into a dictionary as it was written. ferret knows its
 //! strings up front (a function's name and module by probe-table index, a
-//! thread's name by its shared `Arc`, kinds and statuses are constants), so
+//! thread's name by its interned address, kinds and statuses are constants), so
 //! a row here is a handful of pushes of integers and dictionary keys into
 //! plain vectors, and each column of a batch is encoded in one tight loop:
 //! integers DELTA_BINARY_PACKED, dictionary keys and definition levels in
@@ -21,7 +21,6 @@
 
 use std::collections::HashMap;
 use std::io::Write as _;
-use std::sync::Arc;
 
 use bytes::Bytes;
 use parquet::basic::{Compression, Encoding, PageType, ZstdLevel};
@@ -529,7 +528,7 @@ impl Column for DoubleColumn {
 ///
 /// A key is found without hashing the string when the caller can name it:
 /// by a small `slot` number it owns (a probe-table index, a kind), or by
-/// the `Arc` the string is shared as (a thread's name). Anything else is
+/// the address of an interned string (a thread's name). Anything else is
 /// looked up by content.
 pub struct StrColumn {
     keys: Vec<u32>,
@@ -540,9 +539,8 @@ pub struct StrColumn {
     entries: HashMap<Box<str>, u32>,
     /// Slot → key in the open chunk (`NO_KEY`: not yet used).
     slots: Vec<u32>,
-    /// The last shared string looked up, and its key (held so that its
-    /// address cannot be reused by another string).
-    last: Option<(Arc<str>, u32)>,
+    /// The last interned string looked up, and its key.
+    last: Option<(&'static str, u32)>,
     chunk: Chunk,
 }
 
@@ -583,21 +581,22 @@ impl StrColumn {
         key
     }
 
-    /// `value` in row `row`; a run of rows sharing one `Arc` looks it up once.
+    /// `value` in row `row`, an interned string (an address that only ever
+    /// holds this text); a run of rows sharing one looks it up once.
     #[inline]
-    pub fn push_shared(&mut self, row: usize, value: &Arc<str>) {
-        let key = match &self.last {
-            Some((last, key)) if Arc::ptr_eq(last, value) => *key,
+    pub fn push_interned(&mut self, row: usize, value: &'static str) {
+        let key = match self.last {
+            Some((last, key)) if std::ptr::eq(last, value) => key,
             _ => self.remember(value),
         };
         self.push_key(row, key);
     }
 
-    /// `value`'s key, remembered as the last shared string.
+    /// `value`'s key, remembered as the last interned string.
     #[cold]
-    fn remember(&mut self, value: &Arc<str>) -> u32 {
+    fn remember(&mut self, value: &'static str) -> u32 {
         let key = self.intern(value);
-        self.last = Some((Arc::clone(value), key));
+        self.last = Some((value, key));
         key
     }
 

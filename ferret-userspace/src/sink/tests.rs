@@ -606,7 +606,7 @@ mod any {
             .map(ThreadName::from)
             .collect();
         prop_oneof![
-            3 => (0..shared.len()).prop_map(move |i| Arc::clone(&shared[i])),
+            3 => (0..shared.len()).prop_map(move |i| shared[i]),
             1 => "[a-zé]{0,15}".prop_map(|s| ThreadName::from(s.as_str())),
         ]
     }

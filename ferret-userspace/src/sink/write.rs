@@ -168,7 +168,7 @@ impl RecordingWriter {
                 s.depth,
                 s.pid,
                 s.tid,
-                &s.thread_name,
+                s.thread_name,
                 s.function,
                 s.ts_ns,
             ),
@@ -179,7 +179,7 @@ impl RecordingWriter {
                 e.depth,
                 e.pid,
                 e.tid,
-                &e.thread_name,
+                e.thread_name,
                 e.function,
                 e.ts_ns,
             ),
@@ -197,7 +197,7 @@ impl RecordingWriter {
         c.time.push(row, wall(ts_ns, self.realtime_offset_ns));
         c.pid.push(row, pid as i32);
         c.tid.push(row, tid as i32);
-        c.thread_name.push_shared(row, thread_name);
+        c.thread_name.push_interned(row, thread_name.as_str());
         c.span_id.push(row, span_id as i64);
         if let Some(parent) = parent {
             c.parent_span_id.push(row, parent as i64);

@@ -461,7 +461,7 @@ impl RunningCalls {
     pub fn adopt(self, reconstructor: &mut Reconstructor, out: &mut Vec<SpanEvent>) -> usize {
         let mut adopted = 0;
         for thread in self.threads {
-            let name: ThreadName = Arc::from(thread.thread_name.as_str());
+            let name = ThreadName::from(thread.thread_name.as_str());
             adopted += reconstructor
                 .adopt(self.pid, thread.tid, &name, &thread.frames, self.ts_ns, out)
                 .len();
@@ -1280,7 +1280,7 @@ mod tests {
             start_ns,
             depth: 0,
             sp,
-            thread_name: Arc::from("worker"),
+            thread_name: ThreadName::from("worker"),
             before_attach: false,
         }
     }
@@ -1334,7 +1334,7 @@ mod tests {
 
     #[test]
     fn a_thread_quiet_past_the_threshold_is_stalled_in_its_innermost_span() {
-        let name: ThreadName = Arc::from("worker");
+        let name = ThreadName::from("worker");
         let frames = [span(1, 0, 0, 0x1000), span(2, 1, 2 * S, 0xf00)];
         let mut d = Detector::new(5 * S, 2 * S);
         assert!(
@@ -1352,7 +1352,7 @@ mod tests {
     #[test]
     fn a_parent_between_two_calls_of_its_children_is_not_stalled() {
         // `main` opened long ago, but a child returned just now.
-        let name: ThreadName = Arc::from("main");
+        let name = ThreadName::from("main");
         let frames = [span(1, 0, 0, 0x1000)];
         let mut d = Detector::new(5 * S, 2 * S);
         assert!(
@@ -1363,7 +1363,7 @@ mod tests {
 
     #[test]
     fn debug_information_is_read_once_a_stall_comes_near() {
-        let name: ThreadName = Arc::from("worker");
+        let name = ThreadName::from("worker");
         let frames = [span(1, 0, 0, 0x1000)];
         let mut d = Detector::new(4 * S, 2 * S);
         d.check([thread(&name, &frames, 0)].into_iter(), S);
@@ -1376,7 +1376,7 @@ mod tests {
 
     #[test]
     fn a_lasting_stall_is_captured_again_once_answered_and_due() {
-        let name: ThreadName = Arc::from("worker");
+        let name = ThreadName::from("worker");
         let frames = [span(1, 0, 0, 0x1000)];
         let at =
             |d: &mut Detector, t: u64| d.check([thread(&name, &frames, 0)].into_iter(), t).len();
@@ -1391,7 +1391,7 @@ mod tests {
 
     #[test]
     fn a_capture_makes_a_row_only_when_the_location_changed() {
-        let name: ThreadName = Arc::from("worker");
+        let name = ThreadName::from("worker");
         let frames = [span(1, 0, 0, 0x1000)];
         let mut d = Detector::new(5 * S, 2 * S);
         d.check([thread(&name, &frames, 0)].into_iter(), 5 * S);
@@ -1414,7 +1414,7 @@ mod tests {
 
     #[test]
     fn captures_of_stalls_that_ended_meanwhile() {
-        let name: ThreadName = Arc::from("worker");
+        let name = ThreadName::from("worker");
         let frames = [span(1, 0, 0, 0x1000)];
         let mut d = Detector::new(5 * S, 2 * S);
         d.check([thread(&name, &frames, 0)].into_iter(), 5 * S);
@@ -1432,7 +1432,7 @@ mod tests {
 
     #[test]
     fn a_stale_span_is_handed_back_and_forgotten() {
-        let name: ThreadName = Arc::from("worker");
+        let name = ThreadName::from("worker");
         let frames = [span(1, 0, 0, 0x1000)];
         let mut d = Detector::new(5 * S, 2 * S);
         d.check([thread(&name, &frames, 0)].into_iter(), 5 * S);

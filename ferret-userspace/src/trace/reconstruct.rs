@@ -20,7 +20,6 @@
 //! forgotten, and no history of ended spans is kept.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use super::event::{RawEvent, RawKind, SpanEnd, SpanEvent, SpanStart, SpanStatus, ThreadName};
 
@@ -215,12 +214,12 @@ impl Reconstructor {
             .threads
             .entry((ev.pid, ev.tid))
             .or_insert_with(|| ThreadState {
-                name: Arc::clone(&ev.thread_name),
+                name: ev.thread_name,
                 frames: spare.pop().unwrap_or_default(),
                 suspect: false,
                 last_event_ns: ev.ts_ns,
             });
-        refresh_name(thread, &ev.thread_name);
+        thread.name = ev.thread_name;
         thread.last_event_ns = ev.ts_ns;
         self.open -= retire_dead(&mut thread.frames, ev, out);
 
@@ -234,7 +233,7 @@ impl Reconstructor {
             depth,
             pid: ev.pid,
             tid: ev.tid,
-            thread_name: Arc::clone(&ev.thread_name),
+            thread_name: ev.thread_name,
             function: ev.function,
             ts_ns: ev.ts_ns,
         }));
@@ -247,7 +246,7 @@ impl Reconstructor {
             start_ns: ev.ts_ns,
             depth,
             sp: ev.sp,
-            thread_name: Arc::clone(&ev.thread_name),
+            thread_name: ev.thread_name,
             before_attach: false,
         });
         self.open += 1;
@@ -259,7 +258,7 @@ impl Reconstructor {
             self.orphan_exits += 1;
             return;
         };
-        refresh_name(thread, &ev.thread_name);
+        thread.name = ev.thread_name;
         thread.last_event_ns = ev.ts_ns;
         self.open -= retire_dead(&mut thread.frames, ev, out);
 
@@ -281,14 +280,14 @@ impl Reconstructor {
                     out.push(end_event(
                         ev.pid,
                         ev.tid,
-                        frame,
+                        &frame,
                         ev.ts_ns,
                         SpanStatus::Unwound,
                     ));
                     self.open -= 1;
                 }
                 let frame = thread.frames.pop().expect("matched frame");
-                out.push(end_event(ev.pid, ev.tid, frame, ev.ts_ns, SpanStatus::Ok));
+                out.push(end_event(ev.pid, ev.tid, &frame, ev.ts_ns, SpanStatus::Ok));
                 self.open -= 1;
             }
             None => self.orphan_exits += 1,
@@ -327,7 +326,7 @@ impl Reconstructor {
             .threads
             .entry((pid, tid))
             .or_insert_with(|| ThreadState {
-                name: Arc::clone(thread_name),
+                name: *thread_name,
                 frames: spare.pop().unwrap_or_default(),
                 suspect: false,
                 last_event_ns: ts_ns,
@@ -354,7 +353,7 @@ impl Reconstructor {
                 depth,
                 pid,
                 tid,
-                thread_name: Arc::clone(thread_name),
+                thread_name: *thread_name,
                 function,
                 ts_ns,
             }));
@@ -365,7 +364,7 @@ impl Reconstructor {
                 start_ns: ts_ns,
                 depth,
                 sp,
-                thread_name: Arc::clone(thread_name),
+                thread_name: *thread_name,
                 before_attach: true,
             });
         }
@@ -402,7 +401,7 @@ impl Reconstructor {
         };
         while thread.frames.len() > index {
             let frame = thread.frames.pop().expect("len > index");
-            out.push(end_event(pid, tid, frame, ts_ns, SpanStatus::Unwound));
+            out.push(end_event(pid, tid, &frame, ts_ns, SpanStatus::Unwound));
             self.open -= 1;
         }
         if thread.frames.is_empty() {
@@ -428,7 +427,7 @@ impl Reconstructor {
                 .frames
                 .drain(..)
                 .rev()
-                .map(|frame| end_event(pid, tid, frame, ts_ns, status)),
+                .map(|frame| end_event(pid, tid, &frame, ts_ns, status)),
         );
         self.recycle(thread.frames);
     }
@@ -442,14 +441,6 @@ impl Reconstructor {
     }
 }
 
-/// Keep the thread's current name (for the live view) without touching the
-/// reference count when it has not changed.
-fn refresh_name(thread: &mut ThreadState, name: &ThreadName) {
-    if !Arc::ptr_eq(&thread.name, name) {
-        thread.name = Arc::clone(name);
-    }
-}
-
 /// End, as unwound at the event's time, every frame below the event's stack
 /// pointer: execution is now shallower than those frames, so they are gone.
 /// Returns how many were ended.
@@ -460,7 +451,7 @@ fn retire_dead(frames: &mut Vec<OpenSpan>, ev: &RawEvent, out: &mut Vec<SpanEven
         out.push(end_event(
             ev.pid,
             ev.tid,
-            frame,
+            &frame,
             ev.ts_ns,
             SpanStatus::Unwound,
         ));
@@ -469,7 +460,7 @@ fn retire_dead(frames: &mut Vec<OpenSpan>, ev: &RawEvent, out: &mut Vec<SpanEven
     ended
 }
 
-fn end_event(pid: u32, tid: u32, frame: OpenSpan, ts_ns: u64, status: SpanStatus) -> SpanEvent {
+fn end_event(pid: u32, tid: u32, frame: &OpenSpan, ts_ns: u64, status: SpanStatus) -> SpanEvent {
     SpanEvent::End(SpanEnd {
         span_id: frame.span_id,
         parent_span_id: frame.parent_span_id,
@@ -496,7 +487,7 @@ mod tests {
     const BASE_SP: u64 = 0x7fff_0000_0000;
 
     fn name(s: &str) -> ThreadName {
-        Arc::from(s)
+        ThreadName::from(s)
     }
 
     fn raw(kind: RawKind, ts_ns: u64, tid: u32, function: u32, sp: u64) -> RawEvent {
@@ -1078,7 +1069,7 @@ mod tests {
                 tid,
                 function,
                 sp,
-                thread_name: Arc::clone(&names[usize::from(t)]),
+                thread_name: names[usize::from(t)],
             });
         };
         let ret = |events: &mut Vec<RawEvent>,

@@ -862,7 +862,7 @@ mod tests {
     use crate::{
         live::{FinishedCall, FunctionRow, OpenFrame, SessionInfo, ThreadView},
         sink::FunctionInfo,
-        trace::SpanStatus,
+        trace::{SpanStatus, ThreadName},
         tui::{EventSource, run},
     };
 
@@ -888,7 +888,7 @@ mod tests {
             depth: 0,
             pid: 1,
             tid: 2,
-            thread_name: Arc::from("t"),
+            thread_name: ThreadName::from("t"),
             function,
             start_ns: span_id * 10,
             end_ns: span_id * 10 + 5,
@@ -919,7 +919,7 @@ mod tests {
         s.threads = vec![ThreadView {
             pid: 1,
             tid: 2,
-            name: Arc::from("t"),
+            name: ThreadName::from("t"),
             frames: std::iter::once(0)
                 .chain([2, 2, 2])
                 .enumerate()

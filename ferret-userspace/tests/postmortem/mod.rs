@@ -10,7 +10,7 @@ use std::process::Output;
 use std::sync::{Arc, Mutex};
 
 use ferret::sink::{FunctionInfo, RecordingMeta, RecordingWriter, Row, read_all};
-use ferret::trace::{SpanEnd, SpanEvent, SpanStart, SpanStatus};
+use ferret::trace::{SpanEnd, SpanEvent, SpanStart, SpanStatus, ThreadName};
 
 use crate::support::{build, ferret, require_root, run};
 
@@ -187,7 +187,7 @@ pub fn write_synthetic(path: &Path, functions: &[&str], steps: &[Step], finish: 
         realtime_offset_ns: 0,
     };
     let mut writer = RecordingWriter::create(path, table, meta).expect("create");
-    let name: Arc<str> = Arc::from("synth");
+    let name = ThreadName::from("synth");
     let mut starts: HashMap<u64, (u64, u32)> = HashMap::new();
     let mut depth: HashMap<u32, u32> = HashMap::new();
     for &(start, ts, tid, span, parent, function) in steps {
@@ -200,7 +200,7 @@ pub fn write_synthetic(path: &Path, functions: &[&str], steps: &[Step], finish: 
                 depth: *d,
                 pid: 100,
                 tid,
-                thread_name: Arc::clone(&name),
+                thread_name: name,
                 function,
                 ts_ns: ts,
             });
@@ -215,7 +215,7 @@ pub fn write_synthetic(path: &Path, functions: &[&str], steps: &[Step], finish: 
                 depth: d,
                 pid: 100,
                 tid,
-                thread_name: Arc::clone(&name),
+                thread_name: name,
                 function,
                 start_ns,
                 ts_ns: ts,

@@ -22,7 +22,7 @@ use crate::{
     sink::{FunctionInfo, MetricSample},
     stall::{Frame, LockWait, SchedState, StallReport, WaitKind, wait_summary},
     target::ExitStatus,
-    trace::SpanStatus,
+    trace::{SpanStatus, ThreadName},
     tui::{
         app::{App, Event},
         layout::Pane,
@@ -82,7 +82,7 @@ fn thread(tid: u32, name: &str, frames: Vec<OpenFrame>) -> ThreadView {
     ThreadView {
         pid: 4242,
         tid,
-        name: Arc::from(name),
+        name: ThreadName::from(name),
         frames,
         maybe_incomplete: false,
     }
@@ -103,7 +103,7 @@ fn call(
         depth: u32::from(function != 0),
         pid: 4242,
         tid,
-        thread_name: Arc::from(if tid == 4250 {
+        thread_name: ThreadName::from(if tid == 4250 {
             "scheduler"
         } else {
             "http-worker-0"
