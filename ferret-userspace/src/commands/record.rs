@@ -151,25 +151,7 @@ async fn record(
             }
             _ = stall_timer.tick(), if watchdog.is_some() => {
                 if let Some(watchdog) = watchdog.as_deref_mut() {
-                    // Captures finished so far, then every event from before
-                    // them: a capture taken after its thread moved on is
-                    // then seen as such.
-                    watchdog.receive();
-                    pipeline.drain(ring.get_mut());
-                    let reports = watchdog.tick(
-                        &mut pipeline.reconstructor,
-                        monotonic_ns(),
-                        &mut pipeline.spans,
-                    );
-                    if let Some(adopted) = watchdog.take_adopted().filter(|&n| n > 0) {
-                        if show_status {
-                            eprint!("\r\x1b[2K");
-                        }
-                        eprintln!(
-                            "ferret: {adopted} traced call{} already running when ferret attached",
-                            if adopted == 1 { " was" } else { "s were" }
-                        );
-                    }
+                    let reports = pipeline.check_stalls(watchdog, ring.get_mut());
                     write_stalls(&reports, recording, show_status)?;
                 }
             }
@@ -207,9 +189,8 @@ fn write_stalls(
     recording: &mut Recording,
     show_status: bool,
 ) -> Result<()> {
+    recording.write_stalls(reports)?;
     for report in reports {
-        let stack = report.stack_text();
-        recording.write_stall(&report.row(&stack))?;
         if show_status {
             eprint!("\r\x1b[2K");
         }

@@ -27,7 +27,7 @@ use crate::{
     cli::{ProbeConfig, Target},
     probe::{AttachStats, Engine, LinkKind, decode::Decoder},
     sink::{MetricSample, RecordingMeta, RecordingWriter},
-    stall::{RunningCalls, Watchdog},
+    stall::{RunningCalls, StallReport, Watchdog},
     target::{self, ExitStatus, Redirect},
     trace::{RawKind, Reconstructor, SpanEvent},
 };
@@ -268,6 +268,28 @@ impl Pipeline {
     }
 
     /// Decodes everything waiting in the ring buffer into [`Self::spans`].
+    /// One stall check (see [`Watchdog`]): takes in the captures finished
+    /// so far, drains the ring buffer (so a capture taken after its thread
+    /// moved on is known for what it is), then checks the open stacks.
+    /// Returns the new and moved stalls; calls adopted at attach are told
+    /// in [`Self::notices`].
+    pub fn check_stalls(
+        &mut self,
+        watchdog: &mut Watchdog,
+        ring: &mut RingBuf<MapData>,
+    ) -> Vec<StallReport> {
+        watchdog.receive();
+        self.drain(ring);
+        let reports = watchdog.tick(&mut self.reconstructor, monotonic_ns(), &mut self.spans);
+        if let Some(adopted) = watchdog.take_adopted().filter(|&n| n > 0) {
+            self.notices.push(format!(
+                "{adopted} traced call{} already running when ferret attached",
+                if adopted == 1 { " was" } else { "s were" }
+            ));
+        }
+        reports
+    }
+
     pub fn drain(&mut self, ring: &mut RingBuf<MapData>) {
         while let Some(item) = ring.next() {
             if let Some(event) = self.decoder.decode_bytes_ref(&item) {
@@ -518,6 +540,15 @@ impl Recording {
     /// Writes one STALL row (see [`crate::stall`]).
     pub fn write_stall(&mut self, row: &crate::sink::StallRow<'_>) -> Result<()> {
         Ok(self.writer.write_stall(row)?)
+    }
+
+    /// One STALL row per report.
+    pub fn write_stalls(&mut self, reports: &[StallReport]) -> Result<()> {
+        for report in reports {
+            let stack = report.stack_text();
+            self.write_stall(&report.row(&stack))?;
+        }
+        Ok(())
     }
 
     /// Writes buffered rows out, so a crash loses little.

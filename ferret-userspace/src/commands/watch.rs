@@ -595,27 +595,13 @@ impl Ingest {
         (stop, None)
     }
 
-    /// Looks for stalled threads: takes in the captures finished so far,
-    /// drains the ring buffer (so a capture taken after its thread moved on
-    /// is known for what it is), checks the open stacks, keeps the current
-    /// stalls for the snapshots, and records new or moved ones.
+    /// Looks for stalled threads; keeps the current stalls for the
+    /// snapshots and records new or moved ones.
     fn check_stalls(&mut self, ring: &mut aya::maps::RingBuf<aya::maps::MapData>) {
         let Some(watchdog) = self.watchdog.as_mut() else {
             return;
         };
-        watchdog.receive();
-        self.pipeline.drain(ring);
-        let reports = watchdog.tick(
-            &mut self.pipeline.reconstructor,
-            monotonic_ns(),
-            &mut self.pipeline.spans,
-        );
-        if let Some(adopted) = watchdog.take_adopted().filter(|&n| n > 0) {
-            self.pipeline.notices.push(format!(
-                "{adopted} traced call{} already running when ferret attached",
-                if adopted == 1 { " was" } else { "s were" }
-            ));
-        }
+        let reports = self.pipeline.check_stalls(watchdog, ring);
         // Shown while they last (the header counts them, the Stalls pane
         // lists them), not as a notice that would outlive them.
         self.stalls = watchdog.stalls().cloned().collect();
@@ -624,18 +610,9 @@ impl Ingest {
 
     /// STALL rows into the recording, if there is one.
     fn write_stalls(&mut self, reports: &[StallReport]) {
-        let Some(recording) = &mut self.recording else {
-            return;
-        };
-        let mut failed = None;
-        for report in reports {
-            let stack = report.stack_text();
-            if let Err(e) = recording.write_stall(&report.row(&stack)) {
-                failed = Some(e);
-                break;
-            }
-        }
-        if let Some(e) = failed {
+        if let Some(recording) = &mut self.recording
+            && let Err(e) = recording.write_stalls(reports)
+        {
             self.fail_recording(e);
         }
     }

@@ -1006,9 +1006,9 @@ fn capture_stall(
         _ => holder,
     });
     let lock = holder.map(|holder| match (holder, kind) {
-        // A live owner recorded in the lock makes it a mutex, whatever the
-        // stack says (a stripped libc names nothing).
-        (LockHolder::Mutex { addr, owner }, _) => LockWait {
+        // A live owner recorded in the lock (or found on a stack) makes it
+        // a mutex, whatever the stack says (a stripped libc names nothing).
+        (LockHolder::Mutex { addr, owner } | LockHolder::Probable { addr, owner }, _) => LockWait {
             addr,
             kind: if kind == WaitKind::Futex {
                 WaitKind::Mutex
@@ -1017,18 +1017,7 @@ fn capture_stall(
             },
             owner: Some(owner),
             owner_name: Some(name_of(owner)),
-            probable: false,
-        },
-        (LockHolder::Probable { addr, owner }, _) => LockWait {
-            addr,
-            kind: if kind == WaitKind::Futex {
-                WaitKind::Mutex
-            } else {
-                kind
-            },
-            owner: Some(owner),
-            owner_name: Some(name_of(owner)),
-            probable: true,
+            probable: matches!(holder, LockHolder::Probable { .. }),
         },
         // glibc's join sleeps on the joined thread's tid, which the kernel
         // clears when that thread exits.
