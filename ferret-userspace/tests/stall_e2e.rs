@@ -18,7 +18,10 @@ use ferret::{
     sink::{Row, read_all},
     stall::{Capturer, Frame, RegisterSource},
 };
-use support::{KillOnDrop, build, ferret, marker_line, programs_dir, require_root, run, tempdir};
+use support::{
+    KillOnDrop, build, ferret, marker_line, programs_dir, require_root, run, start_deadlocked,
+    tempdir,
+};
 
 /// Held by the tests whose targets spin on a CPU: two cores shared by
 /// three spinning targets and their ferrets would make them all late.
@@ -165,17 +168,7 @@ fn deadlock_that_happened_before_ferret_attached() {
     require_root();
     for flags in [&[][..], &["-O0", "-fno-omit-frame-pointer"][..]] {
         let program = build("stall_deadlock.c", flags);
-        let mut child = Command::new(&program)
-            .args(["0", "30"])
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert_eq!(line, "deadlocked\n");
-        let target = KillOnDrop(child);
+        let target = start_deadlocked(&program, 30);
         std::thread::sleep(Duration::from_millis(300));
         let dir = tempdir();
         let out = dir.path().join("deadlock.parquet");

@@ -15,13 +15,12 @@
 mod support;
 
 use std::{
-    io::{BufRead as _, BufReader},
-    process::{Command, Stdio},
+    process::Command,
     thread,
     time::{Duration, Instant},
 };
 
-use support::{KillOnDrop, build, marker_line, require_root, tempdir};
+use support::{build, marker_line, require_root, start_deadlocked, tempdir};
 
 const PROMPT: &str = "e2e-prompt$";
 const WIDTH: usize = 120;
@@ -501,17 +500,7 @@ fn watch_shows_a_deadlock_that_happens_while_it_watches() {
 fn watch_shows_a_deadlock_that_happened_before_it_attached() {
     require_root();
     let program = build("stall_deadlock.c", &[]);
-    let mut child = Command::new(&program)
-        .args(["0", "60"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert_eq!(line, "deadlocked\n");
-    let target = KillOnDrop(child);
+    let target = start_deadlocked(&program, 60);
     let tmux = Tmux::start("deadlock-before");
     tmux.send(&format!(
         "{} watch --stall 1s -s 'lock_*' -p {}",

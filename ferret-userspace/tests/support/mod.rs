@@ -134,3 +134,21 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// Starts `stall_deadlock` (built from tests/programs) with its threads
+/// deadlocking at once and SIGALRM ending it after `alarm_s` seconds, and
+/// returns once it says they are deadlocked.
+pub fn start_deadlocked(program: &Path, alarm_s: u32) -> KillOnDrop {
+    use std::io::BufRead as _;
+    let mut child = Command::new(program)
+        .args(["0".to_owned(), alarm_s.to_string()])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line, "deadlocked\n");
+    KillOnDrop(child)
+}
