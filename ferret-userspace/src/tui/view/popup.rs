@@ -327,9 +327,7 @@ fn span_details(
         if let Some(index) = thread.frames.iter().position(|f| f.span_id == span_id) {
             let frame = thread.frames[index];
             let elapsed = app.clock_ns().saturating_sub(frame.start_ns);
-            let stalled = index + 1 == thread.frames.len()
-                && shown.session.stall_ns > 0
-                && elapsed >= shown.session.stall_ns;
+            let stalled = shown.stall_of(span_id);
             let mut lines = vec![
                 field("function", shown.function_name(frame.function).to_owned()),
                 field("thread", format!("{} (tid {})", thread.name, thread.tid)),
@@ -339,7 +337,7 @@ fn span_details(
                     Span::styled(format!(" {:<12}", "status"), theme::DIM),
                     Span::styled("open", theme::OPEN),
                     Span::raw(format!(" for {}", format::elapsed(elapsed))),
-                    Span::styled(if stalled { "  (past --stall)" } else { "" }, theme::ALARM),
+                    Span::styled(if stalled.is_some() { "  (stalled)" } else { "" }, theme::ALARM),
                 ]),
                 Line::default(),
                 Line::from(Span::styled(" stack, outermost first:", theme::DIM)),
@@ -355,7 +353,7 @@ fn span_details(
                     Span::styled(shown.function_name(f.function).to_owned(), style),
                 ]));
             }
-            if let Some(report) = shown.stall_of(span_id) {
+            if let Some(report) = stalled {
                 lines.push(Line::default());
                 lines.push(Line::from(Span::styled(
                     " where it is stuck:",

@@ -58,7 +58,6 @@ impl Widget for StackPane<'_> {
         let cursor = app.cursors[Pane::Stack.index()];
         let width = usize::from(inner.width);
         let now = app.clock_ns();
-        let stall = shown.session.stall_ns;
         let filter = app.active_filter();
         let lines: Vec<Line> = app
             .stack_rows
@@ -82,18 +81,12 @@ impl Widget for StackPane<'_> {
                         let frame = shown.threads[thread].frames[first];
                         let name = shown.function_name(frame.function);
                         let elapsed = now.saturating_sub(frame.start_ns);
-                        // Only the innermost frame can be stuck: outer ones
-                        // (a thread's main loop) are open for as long as it runs.
+                        // Stalled as the watchdog says (quiet inside its
+                        // innermost call past --stall), not merely old: a
+                        // parent busy calling traced children is not stuck.
                         let frames = &shown.threads[thread].frames;
-                        let innermost = first + len == frames.len();
                         let stalled = shown.stall_of(frames[first + len - 1].span_id).is_some();
-                        let elapsed_style =
-                            if stalled || (innermost && stall > 0 && elapsed >= stall) {
-                                theme::ALARM
-                            } else {
-                                Style::new()
-                            };
-                        let name_style = if stalled { theme::ALARM } else { Style::new() };
+                        let style = if stalled { theme::ALARM } else { Style::new() };
                         // A stack is a chain, so "└" is exact at every level;
                         // deep recursion stops indenting at a third of the width.
                         let indent = (2 * level).min(width / 3).max(2);
@@ -115,7 +108,7 @@ impl Widget for StackPane<'_> {
                         spans.extend(highlighted(
                             &format::function_name(name, room),
                             filter,
-                            name_style,
+                            style,
                         ));
                         spans.push(Span::styled(suffix, theme::WARN));
                         spans.push(Span::styled(marker, theme::ALARM));
@@ -125,7 +118,7 @@ impl Widget for StackPane<'_> {
                         ));
                         spans.push(Span::styled(
                             format!("{:>ELAPSED$}", format::elapsed(elapsed)),
-                            elapsed_style,
+                            style,
                         ));
                         Line::from(spans)
                     }

@@ -513,9 +513,20 @@ fn meaningful_colours() {
     let buffer = draw(&app(busy(), 120, 40));
     let (x, y) = find(&buffer, "unwound").unwrap();
     assert_eq!(buffer[(x, y)].fg, Color::Magenta, "unwound calls stand out");
-    // db-pool's ping has been open 6.5 s, past --stall 5s.
+    // db-pool's ping has been open 6.5 s, longer than --stall 5s, but only
+    // the watchdog says what is stalled (a call busy calling traced
+    // children is not): not red until it does.
+    let (x, y) = find(&buffer, "6.5s").unwrap();
+    assert_ne!(buffer[(x, y)].fg, Color::Red, "old is not stalled");
+    let mut snapshot = busy();
+    let mut ping = deadlocked(4249, "db-pool", 800, LOCK_A, (4250, "scheduler"));
+    (ping.function, ping.function_name) = (5, "shop::pool::ping".to_owned());
+    snapshot.stalls = Arc::from([ping]);
+    let buffer = draw(&app(snapshot, 120, 40));
     let (x, y) = find(&buffer, "6.5s").unwrap();
     assert_eq!(buffer[(x, y)].fg, Color::Red, "stalled spans stand out");
+    let (x, y) = find(&buffer, "shop::pool::ping ⚠").unwrap();
+    assert_eq!(buffer[(x, y)].fg, Color::Red);
     let (x, y) = find(&buffer, "1.2s").unwrap();
     assert_ne!(buffer[(x, y)].fg, Color::Red);
 }
