@@ -635,3 +635,25 @@ fn a_stalled_span_s_details_include_where_it_is_stuck() {
     assert!(screen.contains("DEADLOCK"), "{screen}");
     assert!(screen.contains("(src/db.rs:88)"), "{screen}");
 }
+
+#[test]
+fn a_click_on_either_line_of_a_stall_selects_it() {
+    use ratatui::crossterm::event::{MouseButton, MouseEvent, MouseEventKind};
+    let mut app = app(stalled(), 120, 40);
+    app.update(key(KeyCode::Char('5')));
+    app.update(key(KeyCode::Down));
+    assert_eq!(app.cursors[Pane::Stalls.index()].selected, 1);
+    let buffer = draw(&app);
+    // The first stall's second line: what it waits for.
+    let (_, first) = find(&buffer, "⚠ http-worke…:4245").unwrap();
+    let (x, y) = find(&buffer, "DEADLOCK with tid 4246").unwrap();
+    assert_eq!(y, first + 1, "two lines per stall");
+    app.update(Event::Mouse(MouseEvent {
+        kind: MouseEventKind::Down(MouseButton::Left),
+        column: x,
+        row: y,
+        modifiers: KeyModifiers::NONE,
+    }));
+    assert_eq!(app.focus, Pane::Stalls);
+    assert_eq!(app.cursors[Pane::Stalls.index()].selected, 0);
+}
