@@ -337,7 +337,10 @@ fn span_details(
                     Span::styled(format!(" {:<12}", "status"), theme::DIM),
                     Span::styled("open", theme::OPEN),
                     Span::raw(format!(" for {}", format::elapsed(elapsed))),
-                    Span::styled(if stalled.is_some() { "  (stalled)" } else { "" }, theme::ALARM),
+                    Span::styled(
+                        if stalled.is_some() { "  (stalled)" } else { "" },
+                        theme::ALARM,
+                    ),
                 ]),
                 Line::default(),
                 Line::from(Span::styled(" stack, outermost first:", theme::DIM)),
