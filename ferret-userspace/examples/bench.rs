@@ -31,12 +31,13 @@ use aya::maps::{Map, MapData};
 use clap::Parser as _;
 use ferret::{
     cli::{Cli, Invocation},
-    commands::plan::{self, ResolvedTarget, Started},
     live::Aggregates,
     probe::{ExitProbes, decode::Decoder, multi},
-    sink::{FunctionInfo, RecordingMeta, RecordingWriter},
+    session::plan::{self, ResolvedTarget, Started},
+    session::{Consumer, Pipeline, RecordingConsumer, SessionEnd, Stop},
+    sink::{Recording, RecordingMeta},
     target,
-    trace::{Reconstructor, SpanEvent},
+    trace::{FunctionInfo, Reconstructor, SpanEvent},
 };
 use ferret_common::{COMM_LEN, EMPTY_PROGRAM, ProbeEvent, cookie, kind};
 
@@ -308,46 +309,93 @@ fn pipeline(args: &[String]) -> Result<i32> {
     Ok(0)
 }
 
-/// Decode, reconstruct, aggregate (if given) and write to `out`, then finish
-/// the file (removed unless `keep`); returns the time and the file's size.
+/// The live aggregates as a consumer, as `watch` feeds them.
+struct AggregatesConsumer(Aggregates);
+
+impl Consumer for AggregatesConsumer {
+    fn spans(&mut self, spans: &[SpanEvent]) -> Result<()> {
+        for span in spans {
+            self.0.apply(span);
+        }
+        Ok(())
+    }
+}
+
+/// The session's own path: records through [`Pipeline::push`], span events
+/// to the Parquet consumer (and the aggregates, if given) every [`DRAIN`]
+/// records, then the file finished (removed unless `keep`); returns the
+/// time and the file's size.
 fn write_stage(
     events: u64,
     bytes: &[u8],
     out: &Path,
     functions: &Arc<[FunctionInfo]>,
     meta: RecordingMeta,
-    mut aggregates: Option<Aggregates>,
+    aggregates: Option<Aggregates>,
     keep: bool,
 ) -> Result<(Timing, u64)> {
-    let mut writer = RecordingWriter::create(out, Arc::clone(functions), meta)?;
-    let mut reconstructor = Reconstructor::new();
-    let mut spans: Vec<SpanEvent> = Vec::new();
+    let mut recording =
+        RecordingConsumer::new(Recording::create(out, Arc::clone(functions), meta)?);
+    let mut aggregates = aggregates.map(AggregatesConsumer);
+    let mut pipeline = Pipeline::new(None);
     let mut failed = None;
-    let mut timing = time_stage(events, bytes, |event| {
-        if let Some(event) = event {
-            reconstructor.push(event, &mut spans);
-        } else {
-            for span in spans.drain(..) {
-                if let Some(aggregates) = &mut aggregates {
-                    aggregates.apply(&span);
-                }
-                if let Err(e) = writer.write_span(&span) {
-                    failed.get_or_insert(e);
-                }
-            }
+    let mut timing = time_records(events, bytes, |record| {
+        if let Some(record) = record {
+            pipeline.push(record);
+            return;
         }
+        if let Some(aggregates) = &mut aggregates {
+            let _ = aggregates.spans(&pipeline.spans);
+        }
+        if let Err(e) = recording.spans(&pipeline.spans) {
+            failed.get_or_insert(e);
+        }
+        pipeline.spans.clear();
     });
     if let Some(e) = failed {
-        return Err(e.into());
+        return Err(e);
     }
     let finish = Timing::start();
-    writer.finish(0, &[])?;
+    recording.finish(&SessionEnd {
+        stop: Stop::Duration,
+        failed: None,
+        lost: 0,
+        events,
+        functions: functions.len(),
+        orphan_exits: 0,
+        detach: std::time::Duration::ZERO,
+        exit: None,
+        ended_by_us: None,
+        metadata: Vec::new(),
+    })?;
     timing.add(&finish.stop());
     let size = std::fs::metadata(out).map_or(0, |m| m.len());
     if !keep {
         let _ = std::fs::remove_file(out);
     }
     Ok((timing, size))
+}
+
+/// Hands `events` records (replaying `bytes`) to `sink` as bytes, and
+/// `None` after every [`DRAIN`] records; returns the time taken.
+fn time_records(events: u64, bytes: &[u8], mut sink: impl FnMut(Option<&[u8]>)) -> Timing {
+    let record = size_of::<ProbeEvent>();
+    let mut left = events as usize;
+    let start = Timing::start();
+    while left > 0 {
+        for drain in bytes.chunks(DRAIN * record) {
+            let take = left.min(drain.len() / record);
+            for item in drain[..take * record].chunks_exact(record) {
+                sink(Some(black_box(item)));
+            }
+            sink(None);
+            left -= take;
+            if left == 0 {
+                break;
+            }
+        }
+    }
+    start.stop()
 }
 
 /// Wall time and this thread's CPU time.

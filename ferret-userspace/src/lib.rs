@@ -4,10 +4,15 @@
 //! tests can reach the pure parts. Data flows one way: `target` picks the
 //! process, `symbols` picks the functions, `probe` attaches and decodes the
 //! ring buffer, `trace` rebuilds per-thread stacks into spans, `metrics`
-//! samples procfs, and `sink` writes the Parquet event log.
+//! samples procfs, and `session` runs the one event loop that hands spans,
+//! samples and stalls to the consumers: `sink` (the Parquet event log) and
+//! `live` (the dashboard's aggregates). `clock` is the one place time is
+//! read. The contracts (command line, Parquet schema, metadata) are in
+//! `docs/CONTRACTS.md`.
 
 pub mod analyze;
 pub mod cli;
+pub mod clock;
 pub mod commands;
 pub mod export;
 pub(crate) mod fxhash;
@@ -16,32 +21,10 @@ pub mod log_buckets;
 pub mod metrics;
 pub mod owner;
 pub mod probe;
+pub mod session;
 pub mod sink;
 pub mod stall;
 pub mod symbols;
 pub mod target;
 pub mod trace;
 pub mod tui;
-
-/// A hint for an error message, where one helps.
-pub fn hint_for(message: &str) -> Option<&'static str> {
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    // An unwritable output is about the path, not about privilege, even
-    // when the OS says "Permission denied".
-    if message.contains("cannot create") {
-        Some("check that the output's directory exists and is writable")
-    } else if (message.contains("Operation not permitted") || message.contains("Permission denied"))
-        && !root
-    {
-        Some(
-            "ferret needs root, or the CAP_BPF and CAP_PERFMON capabilities: try `sudo ferret ...`",
-        )
-    } else if message.contains("no process with pid") {
-        Some("check the pid with `ps -e` or `pgrep NAME`")
-    } else if message.contains("command not found") {
-        Some("give a path (./prog) or a command on PATH")
-    } else {
-        None
-    }
-}

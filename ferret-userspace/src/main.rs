@@ -7,6 +7,10 @@ use clap::Parser as _;
 use ferret::{
     cli::{Cli, Invocation},
     commands,
+    export::ExportError,
+    probe::ProbeError,
+    sink::SinkError,
+    target::TargetError,
 };
 
 fn main() -> ExitCode {
@@ -24,12 +28,63 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(u8::try_from(code.clamp(0, 255)).unwrap_or(1)),
         Err(e) => {
-            let message = format!("{e:#}");
-            eprintln!("error: {message}");
-            if let Some(hint) = ferret::hint_for(&message) {
+            eprintln!("error: {}", one_line(&e));
+            if let Some(hint) = hint_for(&e) {
                 eprintln!("hint: {hint}");
             }
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes on one line, `outer: inner: root`, leaving out
+/// a cause whose text the line already holds (many errors name their
+/// source in their own message).
+fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
+/// A hint for an error, where one helps, chosen by what the error is
+/// (never by its text).
+fn hint_for(e: &anyhow::Error) -> Option<&'static str> {
+    let root = rustix::process::geteuid().is_root();
+    e.chain().find_map(|cause| {
+        if let Some(e) = cause.downcast_ref::<TargetError>() {
+            return match e {
+                TargetError::NoSuchPid(_) => Some("check the pid with `ps -e` or `pgrep NAME`"),
+                TargetError::CommandNotFound(_) => {
+                    Some("give a path (./prog) or a command on PATH")
+                }
+                _ => None,
+            };
+        }
+        // An unwritable output is about the path, not about privilege, even
+        // when the OS says "Permission denied".
+        if matches!(cause.downcast_ref(), Some(SinkError::Create { .. }))
+            || matches!(cause.downcast_ref(), Some(ExportError::Create { .. }))
+        {
+            return Some("check that the output's directory exists and is writable");
+        }
+        if let Some(e) = cause.downcast_ref::<ProbeError>()
+            && e.is_permission_denied()
+            && !root
+        {
+            return Some(
+                "ferret needs root, or the CAP_BPF and CAP_PERFMON capabilities: \
+                 try `sudo ferret ...`",
+            );
+        }
+        None
+    })
 }

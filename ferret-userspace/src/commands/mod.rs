@@ -1,11 +1,9 @@
-//! The subcommands, each turning a config struct into work. Shared steps
-//! (resolving the target and its functions, planning probes) live in
-//! [`plan`].
+//! The subcommands, each turning a config struct into work. `record` and
+//! `watch` run a [`crate::session`]; `analyze` and `export` read a
+//! recording; `symbols` lists what can be traced.
 
 pub mod analyze;
 pub mod export;
-pub mod plan;
 pub mod record;
-pub mod session;
 pub mod symbols;
 pub mod watch;

@@ -9,7 +9,7 @@ use crate::{
     symbols::{self, Function},
 };
 
-use super::plan::ResolvedTarget;
+use crate::session::plan::ResolvedTarget;
 
 /// Prints `name  module  address  size` for every matching function.
 pub fn run(config: &SymbolsConfig) -> Result<i32> {

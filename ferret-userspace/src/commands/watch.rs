@@ -1,12 +1,11 @@
 //! `ferret watch`: the live dashboard, optionally recording to Parquet too.
 //!
-//! Two threads. The ingestion thread (a current-thread tokio runtime, the
-//! same loop as `record`'s) owns everything fed by the event stream: the
-//! ring buffer, the reconstructor, the live aggregates, the metrics sampler
-//! and the optional Parquet writer. About ten times a second it publishes an
-//! immutable [`Snapshot`] into a [`Mailbox`]. The main thread runs the
-//! dashboard: it reads the newest snapshot, draws, and handles keys; it
-//! never blocks ingestion, and ingestion never waits for a frame.
+//! Two threads. The ingestion thread runs the session's one event loop
+//! ([`crate::session::Session::run`]) with one consumer, [`Live`]: the live
+//! aggregates, the optional Parquet recording, and about ten times a second
+//! an immutable [`Snapshot`] published into a [`Mailbox`]. The main thread
+//! runs the dashboard: it reads the newest snapshot, draws, and handles
+//! keys; it never blocks ingestion, and ingestion never waits for a frame.
 //!
 //! The ways out, and what each does:
 //! - `q` / Ctrl-C in the dashboard: the terminal is restored at once, then
@@ -21,6 +20,8 @@
 //!   keeps its last state on screen until `q`.
 //! - A panic in the dashboard: the panic hook restores the terminal, the
 //!   session is still shut down in order, and the panic then continues.
+//! - A recording that fails (a full disk): the dashboard goes on, its
+//!   header says what happened, and `watch` exits with the error.
 
 use std::{
     io::IsTerminal as _,
@@ -33,30 +34,26 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 use tokio::sync::oneshot;
 
-use super::{
-    plan::Plan,
-    plan::{ResolvedTarget, Started},
-    session::{
-        self, Attached, DRAIN_EVERY, OverheadGuard, Pipeline, Prepared, Recording,
-        STALL_CHECK_EVERY, Stop, Stopper, monotonic_ns, realtime_offset_ns,
-    },
-};
 use crate::{
     cli::{ExitMode, WatchConfig},
-    live::{Aggregates, SessionInfo, Snapshot, TargetState, rate::RateWindow},
-    metrics::Sampler,
+    clock::{monotonic_ns, realtime_offset_ns},
+    live::{Aggregates, Mailbox, SessionInfo, Snapshot, TargetState, rate::RateWindow},
     probe::ExitProbes,
+    session::{
+        self, Consumer, LoopView, RecordingConsumer, RunOptions, Session, SessionEnd,
+        SessionOptions, Stop,
+        plan::{ResolvedTarget, Started},
+    },
+    sink::MetricSample,
     stall::{StallReport, Watchdog},
-    target::{self, ExitStatus, Redirect},
+    target::{ExitStatus, Redirect},
+    trace::SpanEvent,
     tui::{
         self,
         app::App,
-        terminal::{Mailbox, TerminalEvents, TerminalGuard},
+        terminal::{TerminalEvents, TerminalGuard},
     },
 };
-
-/// How often the ingestion thread publishes a snapshot.
-pub const PUBLISH_EVERY: Duration = Duration::from_millis(100);
 
 /// Runs `ferret watch`; returns the process exit code.
 pub fn run(config: &WatchConfig) -> Result<i32> {
@@ -70,7 +67,7 @@ pub fn run(config: &WatchConfig) -> Result<i32> {
     let recording = config
         .output
         .as_deref()
-        .map(|path| Recording::create(path, &prepared))
+        .map(|path| prepared.create_recording(path))
         .transpose()?;
     let log = match &prepared.target {
         ResolvedTarget::Command { exe, .. } => Some(log_path(exe)),
@@ -80,27 +77,38 @@ pub fn run(config: &WatchConfig) -> Result<i32> {
         .as_deref()
         .map(|path| Redirect::to_log(path).with_context(|| format!("creating {}", path.display())))
         .transpose()?;
-    let attached = prepared.attach(redirect.as_ref())?;
-    let attached_ns = monotonic_ns();
+    let mut session = prepared.start(
+        SessionOptions {
+            stall: config.stall,
+            max_rate: config.probes.max_rate,
+            interval: config.interval,
+        },
+        redirect.as_ref(),
+    )?;
     drop(redirect);
-    let watchdog = prepared.start_watchdog(config.stall, &attached, attached_ns);
 
-    let session = Arc::new(session_info(&prepared, config, &attached, log.clone()));
-    let mailbox = Arc::new(Mailbox::new(Arc::new(Snapshot::empty(session.clone()))));
+    let info = Arc::new(session_info(&session, config, log.clone()));
+    let mailbox = Arc::new(Mailbox::new(Arc::new(Snapshot::empty(info.clone()))));
     let (ready_tx, ready_rx) = mpsc::channel();
     let (quit_tx, quit_rx) = oneshot::channel();
     let ingest = {
         let mailbox = mailbox.clone();
-        let plan = prepared.plan;
-        let interval = config.interval;
-        let max_rate = config.probes.max_rate;
         thread::Builder::new()
             .name("ferret-ingest".into())
             .spawn(move || {
-                let overhead = OverheadGuard::new(plan.points.len(), max_rate);
-                let mut ingest = Ingest::new(attached, recording, session, mailbox, plan, overhead);
-                ingest.watchdog = watchdog;
-                ingest.run(interval, &ready_tx, quit_rx)
+                let settle_stalls = recording.is_some();
+                let mut live = Live::new(recording.map(RecordingConsumer::new), info, mailbox);
+                let end = session.run(
+                    &mut [&mut live],
+                    RunOptions {
+                        quit: Some(quit_rx),
+                        ready: Some(ready_tx),
+                        end_launched: true,
+                        settle_stalls,
+                        ..RunOptions::default()
+                    },
+                );
+                end.map(|end| live.outcome(&end))
             })
             .context("starting the ingestion thread")?
     };
@@ -126,13 +134,13 @@ pub fn run(config: &WatchConfig) -> Result<i32> {
         Ok(ui) => ui,
         Err(panic) => std::panic::resume_unwind(panic),
     };
-    let outcome = outcome?;
+    let mut outcome = outcome?;
     outcome.report(log.as_deref());
     if stats {
         eprintln!("{}", outcome.stats);
     }
     ui.context("running the dashboard")?;
-    if let Some(e) = outcome.recording_error {
+    if let Some(e) = outcome.recording_error.take() {
         return Err(e);
     }
     Ok(outcome.exit_code())
@@ -213,12 +221,8 @@ fn log_path(exe: &std::path::Path) -> PathBuf {
 }
 
 /// The fixed facts the header shows.
-fn session_info(
-    prepared: &Prepared,
-    config: &WatchConfig,
-    attached: &Attached,
-    log: Option<PathBuf>,
-) -> SessionInfo {
+fn session_info(session: &Session, config: &WatchConfig, log: Option<PathBuf>) -> SessionInfo {
+    let prepared = session.prepared();
     let command = match &prepared.target {
         ResolvedTarget::Pid(info) => info.cmdline.clone(),
         ResolvedTarget::Command { args, .. } => args
@@ -245,9 +249,9 @@ fn session_info(
         _ => format!("{mode}: ret {ret}, uretprobe {uret}"),
     };
     SessionInfo {
-        pid: attached.pid,
+        pid: session.pid(),
         command,
-        launched: matches!(attached.started, Started::Launched(_)),
+        launched: matches!(session.started(), Started::Launched(_)),
         functions: prepared.plan.functions.clone(),
         exit_mode,
         log,
@@ -335,21 +339,14 @@ impl Outcome {
     }
 }
 
-/// The ingestion side: the event stream in, snapshots out.
-struct Ingest {
-    attached: Attached,
-    recording: Option<Recording>,
+/// The ingestion side's consumer: span events into the live aggregates
+/// (and the recording, if any), snapshots out.
+struct Live {
+    recording: Option<RecordingConsumer>,
     recording_error: Option<anyhow::Error>,
-    pipeline: Pipeline,
     aggregates: Aggregates,
     session: Arc<SessionInfo>,
     mailbox: Arc<Mailbox>,
-    plan: Plan,
-    /// `--max-rate`: detaches functions called too often, as `record` does.
-    overhead: OverheadGuard,
-    /// `--stall`: finds stalled threads and captures where they are stuck,
-    /// as `record` does (off with `--stall 0`).
-    watchdog: Option<Watchdog>,
     /// The current stalls, as last published.
     stalls: Arc<[StallReport]>,
     /// The newest lifecycle notice (exec, a followed fork, a function
@@ -358,331 +355,81 @@ struct Ingest {
     events: RateWindow,
     events_counted: u64,
     warning: Option<String>,
-    /// Snapshots built, and the time spent building them.
+    /// Rows written and the file, once the recording is finished.
+    recorded: Option<(u64, PathBuf)>,
+    /// Snapshots built, and the time spent building them (total, longest).
     built: (u64, Duration, Duration),
 }
 
-impl Ingest {
+impl Live {
     fn new(
-        attached: Attached,
-        recording: Option<Recording>,
+        recording: Option<RecordingConsumer>,
         session: Arc<SessionInfo>,
         mailbox: Arc<Mailbox>,
-        plan: Plan,
-        overhead: OverheadGuard,
     ) -> Self {
         Self {
             aggregates: Aggregates::new(session.functions.len()),
-            pipeline: Pipeline::for_target(&attached),
-            attached,
             recording,
             recording_error: None,
             session,
             mailbox,
-            plan,
-            overhead,
-            watchdog: None,
             stalls: Arc::from([]),
             notice: None,
             events: RateWindow::new(),
             events_counted: 0,
             warning: None,
+            recorded: None,
             built: (0, Duration::ZERO, Duration::ZERO),
         }
     }
 
-    fn run(
-        &mut self,
-        interval: Duration,
-        ready: &mpsc::Sender<()>,
-        quit: oneshot::Receiver<()>,
-    ) -> Result<Outcome> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .context("starting the event loop")?;
-        let mut sampler = Sampler::new(self.attached.pid);
-        let unavailable = sampler.unavailable();
-        let (stop, loop_error) = runtime.block_on(self.stream(&mut sampler, interval, ready, quit));
-        self.finish_stalls();
-
-        // The launched command is ours: on the way out it is asked to stop
-        // (after the grace period it had to do so by itself, traced).
-        let mut ended_by_us = None;
-        let mut exit = None;
-        if let Started::Launched(child) = &self.attached.started {
-            exit = target::try_wait(child.pid).ok().flatten();
-            if stop != Stop::TargetExited {
-                if exit.is_some() {
-                    ended_by_us = Some("SIGTERM");
-                } else {
-                    target::signal(child.pid, libc::SIGKILL);
-                    exit = target::wait(child.pid).ok();
-                    ended_by_us = Some("SIGKILL: still running 2 s after SIGTERM");
-                }
-            }
-        }
-        let detach = self.attached.engine.detach();
-        let lost = self.attached.engine.lost().unwrap_or(self.pipeline.lost);
-        self.pipeline.lost = self.pipeline.lost.max(lost);
-        // Spans still open end as `unwound` if the process is gone, `open`
-        // if it runs on without us.
-        let gone = stop == Stop::TargetExited || exit.is_some();
-        let close_as = if gone { Stop::TargetExited } else { stop };
-        self.pipeline.close(close_as, self.attached.pid);
-        self.consume();
-
-        let mut recorded = None;
-        if let Some(mut recording) = self.recording.take() {
-            recording.add_metadata("ferret.detached_functions", self.overhead.metadata());
-            recording.add_metadata(
-                "ferret.stall_threshold_ns",
-                self.session.stall_ns.to_string(),
-            );
-            let path = recording.path().to_owned();
-            match recording.finish(
-                stop,
-                lost,
-                self.plan.points.len(),
-                self.pipeline.reconstructor.orphan_exits(),
-                &unavailable,
-            ) {
-                Ok(rows) => recorded = Some((rows, path)),
-                Err(e) => self.fail_recording(e),
-            }
-        }
-        let now = monotonic_ns();
-        let state = match (&loop_error, stop) {
-            (Some(e), _) => TargetState::Stopped {
-                why: format!("{e:#}"),
-                at_ns: now,
-            },
-            (None, Stop::TargetExited) => TargetState::Exited {
-                status: exit,
-                at_ns: now,
-            },
-            (None, other) => TargetState::Stopped {
-                why: match other {
-                    Stop::Interrupt => "SIGINT".to_owned(),
-                    Stop::Terminate => "SIGTERM".to_owned(),
-                    _ => "quit".to_owned(),
-                },
-                at_ns: now,
-            },
-        };
-        let close = matches!(stop, Stop::Interrupt | Stop::Terminate);
-        self.publish(state, close);
-        if let Some(e) = loop_error {
-            return Err(e);
-        }
-        let (count, total, max) = self.built;
-        Ok(Outcome {
-            stop,
-            exit,
-            ended_by_us,
-            command: self.session.command.clone(),
-            lost,
-            detach,
-            recorded,
-            recording_error: self.recording_error.take(),
-            stats: format!(
-                "ferret: ingestion: {count} snapshots, {:.1} µs to build on average, {:.1} µs at most; \
-                 {} events, {} calls",
-                total.as_secs_f64() * 1e6 / count.max(1) as f64,
-                max.as_secs_f64() * 1e6,
-                self.pipeline.events,
-                self.aggregates.calls()
-            ),
-        })
-    }
-
-    /// The loop: drain, aggregate, record, sample, publish, until a stop
-    /// condition. Returns why it stopped, and the error if one stopped it.
-    async fn stream(
-        &mut self,
-        sampler: &mut Sampler,
-        interval: Duration,
-        ready: &mpsc::Sender<()>,
-        mut quit: oneshot::Receiver<()>,
-    ) -> (Stop, Option<anyhow::Error>) {
-        let mut ring = match self.attached.take_ring() {
-            Ok(ring) => ring,
-            Err(e) => return (Stop::Quit, Some(e)),
-        };
-        let mut stopper = match Stopper::new(&mut self.attached, None) {
-            Ok(stopper) => stopper,
-            Err(e) => return (Stop::Quit, Some(e)),
-        };
-        let _ = ready.send(());
-        let mut drain_timer = tokio::time::interval(DRAIN_EVERY);
-        drain_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut metrics_timer = tokio::time::interval(interval);
-        metrics_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut publish_timer = tokio::time::interval(PUBLISH_EVERY);
-        publish_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut guard_timer = tokio::time::interval(Duration::from_secs(1));
-        let mut stall_timer = tokio::time::interval(STALL_CHECK_EVERY);
-        stall_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-
-        let stop = loop {
-            tokio::select! {
-                guard = ring.readable_mut() => {
-                    match guard {
-                        Ok(mut guard) => {
-                            self.pipeline.drain(guard.get_inner_mut());
-                            guard.clear_ready();
-                        }
-                        Err(e) => {
-                            let e = anyhow::Error::new(e).context("waiting on the ring buffer");
-                            return (Stop::Quit, Some(e));
-                        }
-                    }
-                }
-                _ = drain_timer.tick() => self.pipeline.drain(ring.get_mut()),
-                _ = metrics_timer.tick() => {
-                    if let Ok(sample) = sampler.sample(monotonic_ns()) {
-                        self.aggregates.metric(&sample);
-                        if let Some(recording) = &mut self.recording
-                            && let Err(e) = recording.write_metric(&sample)
-                        {
-                            self.fail_recording(e);
-                        }
-                    }
-                    if let Some(recording) = &mut self.recording
-                        && let Err(e) = recording.flush()
-                    {
-                        self.fail_recording(e);
-                    }
-                }
-                _ = guard_timer.tick() => {
-                    let notices = self.overhead.check(&mut self.attached.engine, &self.plan);
-                    self.pipeline.notices.extend(notices);
-                }
-                _ = stall_timer.tick(), if self.watchdog.is_some() => {
-                    self.check_stalls(ring.get_mut());
-                }
-                _ = publish_timer.tick() => {
-                    self.pipeline.check_lost(&self.attached.engine);
-                    self.publish(TargetState::Live, false);
-                }
-                _ = &mut quit => break Stop::Quit,
-                stop = stopper.next() => break stop,
-            }
-            self.consume();
-        };
-        // A launched command ends with the session (SIGTERM already went to
-        // it with a SIGTERM to ferret).
-        if !matches!(stop, Stop::TargetExited | Stop::Terminate)
-            && let Started::Launched(child) = &self.attached.started
-        {
-            target::signal(child.pid, libc::SIGTERM);
-        }
-        // Give a launched command time to exit, traced; keep the dashboard
-        // (if still open, after a signal) and the aggregates current meanwhile.
-        let graced = stopper.grace(stop);
-        tokio::pin!(graced);
-        loop {
-            tokio::select! {
-                () = &mut graced => break,
-                _ = drain_timer.tick() => {
-                    self.pipeline.drain(ring.get_mut());
-                    self.consume();
-                }
-            }
-        }
-        self.pipeline.drain(ring.get_mut());
-        self.consume();
-        (stop, None)
-    }
-
-    /// Looks for stalled threads; keeps the current stalls for the
-    /// snapshots and records new or moved ones.
-    fn check_stalls(&mut self, ring: &mut aya::maps::RingBuf<aya::maps::MapData>) {
-        let Some(watchdog) = self.watchdog.as_mut() else {
+    /// Feeds the recording, if there is one; a failure stops recording,
+    /// not the dashboard.
+    fn record(&mut self, write: impl FnOnce(&mut RecordingConsumer) -> Result<()>) {
+        let Some(recording) = &mut self.recording else {
             return;
         };
-        let reports = self.pipeline.check_stalls(watchdog, ring);
-        // Shown while they last (the header counts them, the Stalls pane
-        // lists them), not as a notice that would outlive them.
-        self.stalls = watchdog.stalls().cloned().collect();
-        self.write_stalls(&reports);
-    }
-
-    /// STALL rows into the recording, if there is one.
-    fn write_stalls(&mut self, reports: &[StallReport]) {
-        if let Some(recording) = &mut self.recording
-            && let Err(e) = recording.write_stalls(reports)
-        {
-            self.fail_recording(e);
+        if let Err(e) = write(recording) {
+            let path = recording.path().map(std::path::Path::to_path_buf);
+            // Dropping the recording deletes the half-written file, as
+            // `record` does when it fails.
+            self.recording = None;
+            self.fail_recording(path, e);
         }
     }
 
-    /// At the end: captures already asked for still belong in the
-    /// recording; with nothing left open, nothing is stalled any more.
-    fn finish_stalls(&mut self) {
-        let Some(mut watchdog) = self.watchdog.take() else {
-            return;
-        };
-        if self.recording.is_some() {
-            watchdog.settle(Duration::from_secs(2));
-            let reports = watchdog.take_reports();
-            self.write_stalls(&reports);
-        }
-        self.stalls = Arc::from([]);
-    }
-
-    /// Feeds the span events decoded so far to the aggregates and the
-    /// recording.
-    fn consume(&mut self) {
-        if let Some(notice) = self.pipeline.notices.drain(..).next_back() {
-            self.notice = Some(notice);
-        }
-        self.overhead.observe(&self.pipeline.spans);
-        for span in &self.pipeline.spans {
-            self.aggregates.apply(span);
-        }
-        if let Some(recording) = &mut self.recording
-            && let Err(e) = recording.write_spans(&mut self.pipeline.spans)
-        {
-            self.fail_recording(e);
-        }
-        self.pipeline.spans.clear();
-    }
-
-    /// Stops recording after a write error: the dashboard goes on, the
-    /// header says what happened, and `watch` exits with the error.
-    fn fail_recording(&mut self, e: anyhow::Error) {
-        // Dropping the recording deletes the half-written file, as `record`
-        // does when it fails.
-        if let Some(recording) = self.recording.take() {
-            self.warning = Some(format!(
-                "recording to {} failed: {e:#}",
-                recording.path().display()
-            ));
-        }
+    /// Says in the header that recording stopped; `watch` exits with `e`.
+    fn fail_recording(&mut self, path: Option<PathBuf>, e: anyhow::Error) {
+        self.warning = Some(format!(
+            "recording to {} failed: {e:#}",
+            path.unwrap_or_default().display()
+        ));
         self.recording_error
             .get_or_insert_with(|| e.context("recording stopped"));
     }
 
     /// Builds a snapshot and leaves it for the dashboard.
-    fn publish(&mut self, state: TargetState, close: bool) {
+    fn publish(
+        &mut self,
+        state: TargetState,
+        close: bool,
+        (events, lost): (u64, u64),
+        threads: Vec<crate::live::ThreadView>,
+        now: u64,
+    ) {
         let began = Instant::now();
-        let now = monotonic_ns();
         let started = self.session.started_ns;
-        self.events
-            .add(now, self.pipeline.events - self.events_counted);
-        self.events_counted = self.pipeline.events;
+        self.events.add(now, events - self.events_counted);
+        self.events_counted = events;
         let snapshot = Snapshot {
             session: self.session.clone(),
             taken_ns: now,
             state,
-            events: self.pipeline.events,
+            events,
             events_per_s: self.events.per_second(now, started),
-            lost: self.pipeline.lost,
+            lost,
             calls: self.aggregates.calls(),
-            threads: self
-                .aggregates
-                .threads(self.pipeline.reconstructor.threads(), now),
+            threads,
             functions: self.aggregates.function_rows(now, started),
             recent: self.aggregates.recent(),
             metrics: self.aggregates.metrics(),
@@ -696,5 +443,112 @@ impl Ingest {
         self.built.0 += 1;
         self.built.1 += took;
         self.built.2 = self.built.2.max(took);
+    }
+
+    /// How the session ended, for the lines printed after the dashboard.
+    fn outcome(&mut self, end: &SessionEnd) -> Outcome {
+        let (count, total, max) = self.built;
+        Outcome {
+            stop: end.stop,
+            exit: end.exit,
+            ended_by_us: end.ended_by_us,
+            command: self.session.command.clone(),
+            lost: end.lost,
+            detach: end.detach,
+            recorded: self.recorded.take(),
+            recording_error: self.recording_error.take(),
+            stats: format!(
+                "ferret: ingestion: {count} snapshots, {:.1} µs to build on average, {:.1} µs at most; \
+                 {} events, {} calls",
+                total.as_secs_f64() * 1e6 / count.max(1) as f64,
+                max.as_secs_f64() * 1e6,
+                end.events,
+                self.aggregates.calls()
+            ),
+        }
+    }
+}
+
+impl Consumer for Live {
+    fn spans(&mut self, spans: &[SpanEvent]) -> Result<()> {
+        for span in spans {
+            self.aggregates.apply(span);
+        }
+        self.record(|recording| recording.spans(spans));
+        Ok(())
+    }
+
+    fn metric(&mut self, sample: &MetricSample) -> Result<()> {
+        self.aggregates.metric(sample);
+        self.record(|recording| recording.metric(sample));
+        Ok(())
+    }
+
+    fn stalls(&mut self, news: &[StallReport], watchdog: &Watchdog) -> Result<()> {
+        // Shown while they last (the header counts them, the Stalls pane
+        // lists them), not as a notice that would outlive them.
+        self.stalls = watchdog.stalls().cloned().collect();
+        self.record(|recording| recording.stalls(news, watchdog));
+        Ok(())
+    }
+
+    fn notice(&mut self, notice: &str) {
+        self.notice = Some(notice.to_owned());
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        self.record(Consumer::flush);
+        Ok(())
+    }
+
+    fn tick(&mut self, view: &LoopView<'_>) -> Result<()> {
+        let threads = self
+            .aggregates
+            .threads(view.pipeline.reconstructor.threads(), view.now_ns);
+        self.publish(
+            TargetState::Live,
+            false,
+            (view.pipeline.events, view.pipeline.lost),
+            threads,
+            view.now_ns,
+        );
+        Ok(())
+    }
+
+    fn finish(&mut self, end: &SessionEnd) -> Result<()> {
+        // With nothing left open, nothing is stalled any more.
+        self.stalls = Arc::from([]);
+        if let Some(mut recording) = self.recording.take() {
+            let path = recording.path().map(std::path::Path::to_path_buf);
+            match recording.finish(end) {
+                Ok(()) => {
+                    self.recorded = recording.rows.zip(path);
+                }
+                Err(e) => self.fail_recording(path, e),
+            }
+        }
+        let now = monotonic_ns();
+        let state = match (&end.failed, end.stop) {
+            (Some(why), _) => TargetState::Stopped {
+                why: why.clone(),
+                at_ns: now,
+            },
+            (None, Stop::TargetExited) => TargetState::Exited {
+                status: end.exit,
+                at_ns: now,
+            },
+            (None, other) => TargetState::Stopped {
+                why: match other {
+                    Stop::Interrupt => "SIGINT".to_owned(),
+                    Stop::Terminate => "SIGTERM".to_owned(),
+                    _ => "quit".to_owned(),
+                },
+                at_ns: now,
+            },
+        };
+        let close = matches!(end.stop, Stop::Interrupt | Stop::Terminate);
+        let threads = self.aggregates.threads(std::iter::empty(), now);
+        self.publish(state, close, (end.events, end.lost), threads, now);
+        Ok(())
     }
 }

@@ -11,10 +11,12 @@
 
 mod aggregate;
 pub mod histogram;
+mod mailbox;
 pub mod rate;
 mod snapshot;
 
 pub use aggregate::{Aggregates, FunctionStats, IDLE_THREAD_KEPT_NS, METRICS_KEPT, RECENT_KEPT};
+pub use mailbox::Mailbox;
 pub use snapshot::{
     FinishedCall, FunctionRow, MetricPoint, MetricsHistory, OpenFrame, SessionInfo, Snapshot,
     TargetState, ThreadView,

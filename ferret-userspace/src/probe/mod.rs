@@ -12,9 +12,8 @@ pub mod decode;
 pub mod multi;
 
 use std::{
-    num::NonZeroU32,
     os::fd::{AsFd as _, OwnedFd},
-    path::{Path, PathBuf},
+    path::Path,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -35,38 +34,73 @@ use ferret_common::{
 /// The eBPF object built by `build.rs` from `ferret-ebpf`.
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ferret-ebpf"));
 
-/// Errors of the probe engine.
+/// A boxed error from aya or the hand-made loader, kept as a source so the
+/// errno at the bottom of the chain stays inspectable.
+type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Errors of the probe engine. Each keeps what the kernel said as its
+/// `source`, so callers decide by the errno (see [`Self::is_permission_denied`]),
+/// never by message text.
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {
-    /// Loading the object or a program failed (often: missing privilege).
-    #[error("loading the eBPF programs failed: {0}")]
-    Load(String),
-    /// Attaching probes failed.
-    #[error("attaching probes to {path} failed: {reason}")]
+    /// The embedded eBPF object could not be loaded (maps created, programs
+    /// relocated): often a missing privilege.
+    #[error("loading the eBPF programs failed")]
+    Object(#[source] Cause),
+    /// One program could not be loaded into the kernel (the verifier
+    /// refused it, or a missing privilege).
+    #[error("loading the eBPF program `{program}` failed")]
+    Program {
+        /// The program.
+        program: &'static str,
+        /// What aya or the kernel said.
+        #[source]
+        source: Cause,
+    },
+    /// Attaching probes (or a tracepoint) failed.
+    #[error("attaching probes to {what} failed")]
     Attach {
-        /// The module.
-        path: PathBuf,
+        /// The module, or the tracepoint.
+        what: String,
         /// What the kernel said.
-        reason: String,
+        #[source]
+        source: Cause,
     },
     /// A map operation failed.
-    #[error("eBPF map {map}: {reason}")]
+    #[error("eBPF map {map}")]
     Map {
         /// The map.
         map: &'static str,
         /// What failed.
-        reason: String,
+        #[source]
+        source: Cause,
     },
+    /// `--follow-forks` needs the kernel's BTF to find `task_struct.tgid`.
+    #[error("--follow-forks needs the kernel's BTF (/sys/kernel/btf/vmlinux)")]
+    NoBtf(#[source] btf::BtfError),
+    /// Detaching single functions needs `uprobe_multi` links.
+    #[error("detaching single functions needs uprobe_multi links (Linux ≥ 6.6)")]
+    NeedsMultiLinks,
 }
 
 impl ProbeError {
-    /// Whether the failure looks like a missing privilege (EPERM/EACCES).
-    pub fn is_permission(&self) -> bool {
-        let text = self.to_string();
-        text.contains("Operation not permitted")
-            || text.contains("Permission denied")
-            || text.contains("EPERM")
+    /// Whether the kernel refused for lack of privilege (EPERM or EACCES
+    /// somewhere down the source chain).
+    pub fn is_permission_denied(&self) -> bool {
+        errnos(self).any(|errno| errno == libc::EPERM || errno == libc::EACCES)
     }
+}
+
+/// The OS error codes in `e`'s source chain, outermost first.
+fn errnos<'a>(e: &'a (dyn std::error::Error + 'static)) -> impl Iterator<Item = i32> + 'a {
+    std::iter::successors(Some(e), |e| e.source()).filter_map(|e| {
+        e.downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::raw_os_error)
+            .or_else(|| {
+                e.downcast_ref::<multi::MultiError>()
+                    .and_then(multi::MultiError::errno)
+            })
+    })
 }
 
 /// How a function's exits are observed.
@@ -133,7 +167,7 @@ impl Engine {
         let ebpf = EbpfLoader::new()
             .map_max_entries(EVENTS_MAP, ring)
             .load(EBPF_OBJECT)
-            .map_err(|e| ProbeError::Load(error_chain(&e)))?;
+            .map_err(|e| ProbeError::Object(e.into()))?;
         let mut engine = Self {
             ebpf,
             multi_program: None,
@@ -153,11 +187,7 @@ impl Engine {
     pub fn configure(&mut self, follow_forks: bool) -> Result<(), ProbeError> {
         let offset = match btf::task_tgid_offset() {
             Ok(offset) => offset,
-            Err(e) if follow_forks => {
-                return Err(ProbeError::Load(format!(
-                    "--follow-forks needs the kernel's BTF (/sys/kernel/btf/vmlinux): {e}"
-                )));
-            }
+            Err(e) if follow_forks => return Err(ProbeError::NoBtf(e)),
             Err(_) => 0,
         };
         self.set(config::TASK_TGID_OFFSET, offset)?;
@@ -168,20 +198,20 @@ impl Engine {
     fn set(&mut self, slot: u32, value: u32) -> Result<(), ProbeError> {
         let map = self.ebpf.map_mut(CONFIG_MAP).expect("map in object");
         let mut array: BpfArray<_, u32> =
-            BpfArray::try_from(map).map_err(|e| map_err(CONFIG_MAP, &e))?;
+            BpfArray::try_from(map).map_err(|e| map_err(CONFIG_MAP, e))?;
         array
             .set(slot, value, 0)
-            .map_err(|e| map_err(CONFIG_MAP, &e))
+            .map_err(|e| map_err(CONFIG_MAP, e))
     }
 
     /// Lets events of process `pid` through the kernel-side filter.
     pub fn add_target(&mut self, pid: u32) -> Result<(), ProbeError> {
         let map = self.ebpf.map_mut(TARGETS_MAP).expect("map in object");
         let mut targets: BpfHashMap<_, u32, u8> =
-            BpfHashMap::try_from(map).map_err(|e| map_err(TARGETS_MAP, &e))?;
+            BpfHashMap::try_from(map).map_err(|e| map_err(TARGETS_MAP, e))?;
         targets
             .insert(pid, 1, 0)
-            .map_err(|e| map_err(TARGETS_MAP, &e))
+            .map_err(|e| map_err(TARGETS_MAP, e))
     }
 
     /// Attaches the process-lifecycle tracepoints: thread exit, exec and
@@ -197,13 +227,11 @@ impl Engine {
                 .program_mut(name)
                 .expect("program in object")
                 .try_into()
-                .map_err(|e| ProbeError::Load(error_chain(&e)))?;
-            program
-                .load()
-                .map_err(|e| ProbeError::Load(error_chain(&e)))?;
+                .map_err(|e| program_err(name, e))?;
+            program.load().map_err(|e| program_err(name, e))?;
             program.attach(tracepoint).map_err(|e| ProbeError::Attach {
-                path: format!("raw tracepoint {tracepoint}").into(),
-                reason: error_chain(&e),
+                what: format!("raw tracepoint {tracepoint}"),
+                source: e.into(),
             })?;
         }
         Ok(())
@@ -254,13 +282,15 @@ impl Engine {
                 .maps()
                 .map(|(name, map)| {
                     let id = map_info_id(map)?;
-                    let fd =
-                        multi::map_fd_by_id(id).map_err(|e| ProbeError::Load(e.to_string()))?;
+                    let fd = multi::map_fd_by_id(id).map_err(|e| ProbeError::Map {
+                        map: "(by id)",
+                        source: e.into(),
+                    })?;
                     Ok((name.to_owned(), fd))
                 })
                 .collect::<Result<Vec<_>, ProbeError>>()?;
             let fd = multi::load_program(EBPF_OBJECT, PROBE_PROGRAM, &maps)
-                .map_err(|e| ProbeError::Load(e.to_string()))?;
+                .map_err(|e| program_err(PROBE_PROGRAM, e))?;
             self.multi_program = Some(fd);
         }
         let program = self.multi_program.as_ref().expect("loaded above").as_fd();
@@ -276,8 +306,8 @@ impl Engine {
                 }
                 let link = multi::attach(program, &group.path, offsets, cookies, pid, ret)
                     .map_err(|e| ProbeError::Attach {
-                        path: group.path.to_path_buf(),
-                        reason: e.to_string(),
+                        what: group.path.display().to_string(),
+                        source: e.into(),
                     })?;
                 self.multi_links.push(link);
             }
@@ -289,14 +319,14 @@ impl Engine {
         // Per-probe links fire for every process mapping the file; the
         // kernel-side target filter keeps other processes out. The perf
         // scope is per thread, so it cannot be narrowed to a process here.
-        let _ = NonZeroU32::new(pid);
+        let _ = pid;
         for (program_name, ret) in [(PROBE_PROGRAM, false), (PROBE_RET_PROGRAM, true)] {
             let program: &mut UProbe = self
                 .ebpf
                 .program_mut(program_name)
                 .expect("program in object")
                 .try_into()
-                .map_err(|e| ProbeError::Load(error_chain(&e)))?;
+                .map_err(|e| program_err(program_name, e))?;
             let needed = groups.iter().any(|g| {
                 if ret {
                     !g.uret_offsets.is_empty()
@@ -307,9 +337,7 @@ impl Engine {
             if !needed {
                 continue;
             }
-            program
-                .load()
-                .map_err(|e| ProbeError::Load(error_chain(&e)))?;
+            program.load().map_err(|e| program_err(program_name, e))?;
             for group in groups {
                 let pairs: Vec<(u64, u64)> = if ret {
                     zip(&group.uret_offsets, &group.uret_cookies)
@@ -329,8 +357,8 @@ impl Engine {
                             UProbeScope::AllProcesses,
                         )
                         .map_err(|e| ProbeError::Attach {
-                            path: group.path.to_path_buf(),
-                            reason: error_chain(&e),
+                            what: group.path.display().to_string(),
+                            source: e.into(),
                         })?;
                     self.perf_links += 1;
                 }
@@ -350,9 +378,7 @@ impl Engine {
         disabled: &std::collections::HashSet<u32>,
     ) -> Result<Duration, ProbeError> {
         if self.kind != Some(LinkKind::Multi) {
-            return Err(ProbeError::Load(
-                "detaching single functions needs uprobe_multi links (Linux ≥ 6.6)".into(),
-            ));
+            return Err(ProbeError::NeedsMultiLinks);
         }
         let start = Instant::now();
         let next = 1 - self.generation;
@@ -392,18 +418,41 @@ impl Engine {
     }
 
     /// Takes the ring buffer for the reader.
-    pub fn take_ring(&mut self) -> Result<RingBuf<MapData>, ProbeError> {
+    pub fn take_ring(&mut self) -> Result<EventRing, ProbeError> {
         let map = self.ebpf.take_map(EVENTS_MAP).expect("map in object");
-        RingBuf::try_from(map).map_err(|e| map_err(EVENTS_MAP, &e))
+        RingBuf::try_from(map)
+            .map(EventRing)
+            .map_err(|e| map_err(EVENTS_MAP, e))
     }
 
     /// Events the kernel dropped because the ring buffer was full.
     pub fn lost(&self) -> Result<u64, ProbeError> {
         let map = self.ebpf.map(LOST_MAP).expect("map in object");
         let lost: PerCpuArray<_, u64> =
-            PerCpuArray::try_from(map).map_err(|e| map_err(LOST_MAP, &e))?;
-        let values = lost.get(&0, 0).map_err(|e| map_err(LOST_MAP, &e))?;
+            PerCpuArray::try_from(map).map_err(|e| map_err(LOST_MAP, e))?;
+        let values = lost.get(&0, 0).map_err(|e| map_err(LOST_MAP, e))?;
         Ok(values.iter().sum())
+    }
+}
+
+/// The ring buffer the probes write [`ferret_common::ProbeEvent`] records
+/// into, handed out as plain bytes: the pipeline decodes them (see
+/// [`decode`]) without knowing aya. Readable (for `poll`/tokio's `AsyncFd`)
+/// when the kernel woke the reader.
+pub struct EventRing(RingBuf<MapData>);
+
+impl EventRing {
+    /// Hands every record waiting now to `each`, oldest first.
+    pub fn drain(&mut self, mut each: impl FnMut(&[u8])) {
+        while let Some(record) = self.0.next() {
+            each(&record);
+        }
+    }
+}
+
+impl std::os::fd::AsRawFd for EventRing {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.0.as_raw_fd()
     }
 }
 
@@ -482,48 +531,47 @@ fn group_by_module(
     groups
 }
 
+/// Whether the kernel lacks `uprobe_multi` links (before Linux 6.6): it
+/// refuses the program's expected attach type or the link type with
+/// EINVAL, or says EOPNOTSUPP, as aya's own fallback test reads it.
 fn multi_unsupported(e: &ProbeError) -> bool {
-    let text = e.to_string();
-    text.contains("Invalid argument") && text.contains("BPF_PROG_LOAD")
-        || text.contains("Operation not supported")
-        || text.contains("BPF_LINK_CREATE") && text.contains("Invalid argument")
+    let source = std::error::Error::source(e);
+    let Some(multi) = source.and_then(|s| s.downcast_ref::<multi::MultiError>()) else {
+        return false;
+    };
+    multi.is("BPF_PROG_LOAD", &[libc::EINVAL, libc::EOPNOTSUPP])
+        || multi.is("BPF_LINK_CREATE", &[libc::EINVAL, libc::EOPNOTSUPP])
 }
 
 fn map_info_id(map: &aya::maps::Map) -> Result<u32, ProbeError> {
     use aya::maps::Map;
     let data: &MapData = match map {
         Map::RingBuf(d) | Map::PerCpuArray(d) | Map::HashMap(d) | Map::Array(d) => d,
-        _ => {
-            return Err(ProbeError::Load(
-                "unexpected map type in the eBPF object".into(),
-            ));
-        }
+        _ => unreachable!("ferret's object has only ring buffer, array and hash maps"),
     };
     data.info()
         .map(|info| info.id())
-        .map_err(|e| ProbeError::Load(error_chain(&e)))
+        .map_err(|e| ProbeError::Map {
+            map: "(info)",
+            source: e.into(),
+        })
 }
 
-fn map_err(map: &'static str, e: &dyn std::error::Error) -> ProbeError {
+fn map_err(map: &'static str, e: impl std::error::Error + Send + Sync + 'static) -> ProbeError {
     ProbeError::Map {
         map,
-        reason: error_chain(e),
+        source: Box::new(e),
     }
 }
 
-/// Renders an error with its sources, so the root cause (often EPERM) shows.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let part = s.to_string();
-        if !text.contains(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
-        }
-        source = s.source();
+fn program_err(
+    program: &'static str,
+    e: impl std::error::Error + Send + Sync + 'static,
+) -> ProbeError {
+    ProbeError::Program {
+        program,
+        source: Box::new(e),
     }
-    text
 }
 
 /// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK; raise it so the
@@ -535,4 +583,52 @@ fn bump_memlock_rlimit() {
     };
     // SAFETY: setrlimit reads a valid, initialised struct.
     unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &raw const limit) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(call: &'static str, errno: i32) -> multi::MultiError {
+        multi::MultiError::Syscall {
+            call,
+            source: std::io::Error::from_raw_os_error(errno),
+            log: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_refusal_for_privilege_is_found_down_the_source_chain() {
+        let boxed = program_err(PROBE_PROGRAM, refused("BPF_PROG_LOAD", libc::EPERM));
+        assert!(boxed.is_permission_denied());
+        let io = map_err(CONFIG_MAP, std::io::Error::from_raw_os_error(libc::EACCES));
+        assert!(io.is_permission_denied());
+        let other = program_err(PROBE_PROGRAM, refused("BPF_PROG_LOAD", libc::E2BIG));
+        assert!(!other.is_permission_denied());
+        assert!(!ProbeError::NeedsMultiLinks.is_permission_denied());
+    }
+
+    #[test]
+    fn the_fallback_to_perf_links_is_decided_by_errno_and_call() {
+        let attach = |e| ProbeError::Attach {
+            what: "/bin/x".into(),
+            source: Box::new(e),
+        };
+        assert!(multi_unsupported(&program_err(
+            PROBE_PROGRAM,
+            refused("BPF_PROG_LOAD", libc::EINVAL)
+        )));
+        assert!(multi_unsupported(&attach(refused(
+            "BPF_LINK_CREATE(uprobe_multi)",
+            libc::EOPNOTSUPP
+        ))));
+        assert!(!multi_unsupported(&attach(refused(
+            "BPF_LINK_CREATE(uprobe_multi)",
+            libc::EPERM
+        ))));
+        assert!(!multi_unsupported(&map_err(
+            CONFIG_MAP,
+            std::io::Error::from_raw_os_error(libc::EINVAL)
+        )));
+    }
 }

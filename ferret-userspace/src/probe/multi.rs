@@ -35,15 +35,33 @@ pub enum MultiError {
     #[error("eBPF object has no program `{0}`")]
     NoProgram(String),
     /// A `bpf()` call failed; `log` holds the verifier's output for loads.
-    #[error("{call} failed: {source}{log}")]
+    #[error("{call} failed{log}")]
     Syscall {
         /// The `bpf()` command.
         call: &'static str,
         /// The errno.
+        #[source]
         source: io::Error,
         /// Verifier log (empty unless loading).
         log: String,
     },
+}
+
+impl MultiError {
+    /// The errno of a failed `bpf()` call.
+    pub fn errno(&self) -> Option<i32> {
+        match self {
+            Self::Syscall { source, .. } => source.raw_os_error(),
+            Self::Object(_) | Self::NoProgram(_) => None,
+        }
+    }
+
+    /// Whether this is a `bpf()` call failing with `errno` in the command `call`.
+    pub fn is(&self, call_prefix: &str, errnos: &[i32]) -> bool {
+        matches!(self, Self::Syscall { call, source, .. }
+            if call.starts_with(call_prefix)
+                && source.raw_os_error().is_some_and(|e| errnos.contains(&e)))
+    }
 }
 
 fn sys_bpf(cmd: bpf_cmd, attr: &mut bpf_attr) -> io::Result<i64> {

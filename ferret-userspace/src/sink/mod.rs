@@ -13,6 +13,7 @@
 
 mod encode;
 mod read;
+mod recording;
 mod write;
 
 use std::path::PathBuf;
@@ -21,6 +22,7 @@ use std::sync::{Arc, LazyLock};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
 pub use read::{Row, read_all, read_metadata};
+pub use recording::{OutputGuard, Recording};
 pub use write::{RecordingWriter, StallRow};
 
 /// Rows per batch: the most a writer buffers in its column vectors before
@@ -233,14 +235,9 @@ pub fn schema() -> SchemaRef {
     Arc::clone(&SCHEMA)
 }
 
-/// One entry of the probe table: what a span's `function` index names.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FunctionInfo {
-    /// Demangled function name.
-    pub name: String,
-    /// Path of the binary or library the function lives in.
-    pub module: String,
-}
+/// The probe table's entry, re-exported while callers move to
+/// [`crate::trace::FunctionInfo`].
+pub use crate::trace::FunctionInfo;
 
 /// One process metrics sample, as written to a `METRIC` row.
 #[derive(Clone, Debug, PartialEq)]

@@ -936,7 +936,7 @@ fn capture_stall(
             span_id: request.span_id,
         };
     };
-    let captured_ns = crate::commands::session::monotonic_ns();
+    let captured_ns = crate::clock::monotonic_ns();
     let mut on_stack = false;
     let (frames, stack_note) = match &capture.stack {
         Ok(unwound) => {

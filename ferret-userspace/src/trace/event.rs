@@ -87,6 +87,17 @@ impl std::fmt::Display for ThreadName {
     }
 }
 
+/// One entry of the probe table: what a span's `function` index names.
+/// Function `i` of a session is the one whose probes carry id `i`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FunctionInfo {
+    /// Demangled function name.
+    pub name: String,
+    /// Path of the binary or library the function lives in, as the target
+    /// sees it.
+    pub module: String,
+}
+
 /// What a raw probe hit says happened.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RawKind {

@@ -8,5 +8,7 @@
 mod event;
 mod reconstruct;
 
-pub use event::{RawEvent, RawKind, SpanEnd, SpanEvent, SpanStart, SpanStatus, ThreadName};
+pub use event::{
+    FunctionInfo, RawEvent, RawKind, SpanEnd, SpanEvent, SpanStart, SpanStatus, ThreadName,
+};
 pub use reconstruct::{OpenSpan, Reconstructor, ThreadStack};

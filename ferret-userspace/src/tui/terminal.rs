@@ -10,7 +10,7 @@
 use std::{
     io::{self, Stdout, Write as _},
     sync::{
-        Arc, Mutex, Once,
+        Arc, Once,
         atomic::{AtomicBool, Ordering},
     },
     time::Duration,
@@ -28,7 +28,7 @@ use ratatui::{
 };
 
 use super::{EventSource, app::Event};
-use crate::live::Snapshot;
+use crate::live::{Mailbox, Snapshot};
 
 /// Whether the terminal is in dashboard mode (and needs restoring).
 static ACTIVE: AtomicBool = AtomicBool::new(false);
@@ -104,36 +104,6 @@ fn install_panic_hook() {
     });
 }
 
-/// Where the ingestion thread leaves the newest snapshot for the UI.
-///
-/// A lock held only to swap or clone an `Arc`: publishing never waits for a
-/// frame to be drawn, and the UI only ever sees whole snapshots.
-#[derive(Debug)]
-pub struct Mailbox(Mutex<Arc<Snapshot>>);
-
-impl Mailbox {
-    /// A mailbox holding `first`.
-    pub fn new(first: Arc<Snapshot>) -> Self {
-        Self(Mutex::new(first))
-    }
-
-    /// Replaces the snapshot.
-    pub fn publish(&self, snapshot: Arc<Snapshot>) {
-        *self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = snapshot;
-    }
-
-    /// The newest snapshot.
-    pub fn latest(&self) -> Arc<Snapshot> {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
-    }
-}
-
 /// Events from the real terminal and the ingestion thread's mailbox.
 pub struct TerminalEvents {
     mailbox: Arc<Mailbox>,
@@ -176,6 +146,6 @@ impl EventSource for TerminalEvents {
     }
 
     fn now_ns(&mut self) -> u64 {
-        crate::commands::session::monotonic_ns()
+        crate::clock::monotonic_ns()
     }
 }
