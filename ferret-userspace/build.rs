@@ -1,5 +1,5 @@
 //! Builds the eBPF object from `ferret-ebpf` with the nightly toolchain and
-//! bpf-linker, into `OUT_DIR/ferret-ebpf`, where `probe::loader` embeds it.
+//! bpf-linker, into `OUT_DIR/ferret-ebpf`, where `probe` embeds it (`EBPF_OBJECT`).
 fn main() -> anyhow::Result<()> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()

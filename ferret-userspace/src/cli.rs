@@ -1,4 +1,4 @@
-//! Command-line parsing. The clap types stop here: [`Cli::into_command`]
+//! Command-line parsing. The clap types stop here: [`Cli::into_invocation`]
 //! turns them into plain config structs for the subsystems.
 
 use std::{ffi::OsString, path::PathBuf, time::Duration};

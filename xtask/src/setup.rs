@@ -93,7 +93,7 @@ fn nightly_toolchain(sh: &Sh) -> Result<()> {
     if tried.is_err() || !nightly_installed(sh)? {
         bail!(
             "no `nightly` toolchain, and rustup could not install one. The eBPF crate \
-             needs nightly Rust (see DESIGN.md, Toolchain): install it where toolchains \
+             needs nightly Rust (see the README, Toolchain): install it where toolchains \
              can be downloaded (`rustup toolchain install nightly --profile minimal \
              --component rust-src`) or copy it into rustup's toolchains folder"
         );
@@ -184,7 +184,7 @@ fn bpf_linker(sh: &Sh) -> Result<()> {
             found.display()
         );
     }
-    // Build it against the nightly toolchain's own libLLVM (DESIGN.md, Toolchain).
+    // Build it against the nightly toolchain's own libLLVM (README, Toolchain).
     let major = llvm_major(sh)?;
     let library = nightly_libllvm(sh, &major)?;
     let prefix = sh.target_dir()?.join("llvm-prefix");

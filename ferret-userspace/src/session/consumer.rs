@@ -13,7 +13,7 @@ use anyhow::Result;
 
 use super::{Stop, pipeline::Pipeline};
 use crate::{
-    sink::{MetricSample, Recording},
+    sink::{MetricSample, Recording, meta_key},
     stall::{StallReport, Watchdog},
     target::ExitStatus,
     trace::SpanEvent,
@@ -89,7 +89,7 @@ pub struct SessionEnd {
     pub ended_by_us: Option<&'static str>,
     /// Metadata for recordings: `(key, value)` from the guard, the
     /// watchdog and the metrics sampler.
-    pub metadata: Vec<(String, String)>,
+    pub metadata: Vec<(&'static str, String)>,
 }
 
 /// The Parquet event log as a consumer: every span event, metrics sample
@@ -156,9 +156,9 @@ impl Consumer for RecordingConsumer {
         for (key, value) in &end.metadata {
             recording.add_metadata(key, value.clone());
         }
-        recording.add_metadata("ferret.stop_reason", format!("{:?}", end.stop));
-        recording.add_metadata("ferret.functions", end.functions.to_string());
-        recording.add_metadata("ferret.orphan_exits", end.orphan_exits.to_string());
+        recording.add_metadata(meta_key::STOP_REASON, format!("{:?}", end.stop));
+        recording.add_metadata(meta_key::FUNCTIONS, end.functions.to_string());
+        recording.add_metadata(meta_key::ORPHAN_EXITS, end.orphan_exits.to_string());
         self.rows = Some(recording.finish(end.lost)?);
         Ok(())
     }

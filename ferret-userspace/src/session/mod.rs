@@ -49,7 +49,7 @@ use crate::{
     clock::{monotonic_ns, realtime_offset_ns},
     metrics::Sampler,
     probe::{AttachStats, Engine, EventRing, LinkKind},
-    sink::{Recording, RecordingMeta},
+    sink::{Recording, RecordingMeta, meta_key},
     stall::{RunningCalls, Watchdog},
     target::{self, ExitStatus, Redirect},
     trace::FunctionInfo,
@@ -536,16 +536,13 @@ impl Session {
             exit: self.exit,
             ended_by_us,
             metadata: vec![
+                (meta_key::DETACHED_FUNCTIONS, self.guard.metadata()),
                 (
-                    "ferret.detached_functions".to_owned(),
-                    self.guard.metadata(),
-                ),
-                (
-                    "ferret.stall_threshold_ns".to_owned(),
+                    meta_key::STALL_THRESHOLD_NS,
                     stall_threshold.unwrap_or_default().as_nanos().to_string(),
                 ),
                 (
-                    "ferret.metrics_unavailable".to_owned(),
+                    meta_key::METRICS_UNAVAILABLE,
                     unavailable
                         .iter()
                         .map(|(event, why)| format!("{event}: {why}"))

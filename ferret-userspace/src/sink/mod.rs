@@ -1,8 +1,8 @@
 //! The Parquet event log: its schema, a streaming writer and a reader.
 //!
 //! One row per lifecycle event (`SPAN_START`, `SPAN_END`, `METRIC`, and
-//! `STALL` from the stall watchdog), columns exactly as DESIGN.md's "Parquet
-//! event log" contract says; columns that do not apply to a row are null.
+//! `STALL` from the stall watchdog), columns exactly as the contract in
+//! `docs/CONTRACTS.md` says (a test holds the two together); columns that do not apply to a row are null.
 //! The writer buffers rows in plain column vectors, encodes them (by hand,
 //! see `encode`) every [`ROW_GROUP_ROWS`] rows or on
 //! [`RecordingWriter::flush`], and closes a row group every
@@ -61,6 +61,36 @@ pub mod meta_key {
     /// was dropped without [`super::RecordingWriter::finish`] (an error path
     /// or a panic), so the tail of the recording may be missing.
     pub const COMPLETE: &str = "ferret.complete";
+    /// Why tracing stopped: `TargetExited`, `Duration`, `Interrupt`,
+    /// `Terminate` or `Quit`.
+    pub const STOP_REASON: &str = "ferret.stop_reason";
+    /// How many functions were probed.
+    pub const FUNCTIONS: &str = "ferret.functions";
+    /// Exits seen without their entry (the call began before tracing, or
+    /// its entry was lost); ignored.
+    pub const ORPHAN_EXITS: &str = "ferret.orphan_exits";
+    /// Metrics this machine could not measure, `event: why; ...`.
+    pub const METRICS_UNAVAILABLE: &str = "ferret.metrics_unavailable";
+    /// Functions the overhead guard detached, `name (calls/s); ...`.
+    pub const DETACHED_FUNCTIONS: &str = "ferret.detached_functions";
+    /// `--stall` in ns (0: the watchdog was off).
+    pub const STALL_THRESHOLD_NS: &str = "ferret.stall_threshold_ns";
+
+    /// Every key ferret writes.
+    pub const ALL: &[&str] = &[
+        VERSION,
+        TARGET,
+        PROBES,
+        LOST_EVENTS,
+        REALTIME_OFFSET_NS,
+        COMPLETE,
+        STOP_REASON,
+        FUNCTIONS,
+        ORPHAN_EXITS,
+        METRICS_UNAVAILABLE,
+        DETACHED_FUNCTIONS,
+        STALL_THRESHOLD_NS,
+    ];
 }
 
 /// Column names, in schema order.
@@ -107,7 +137,7 @@ pub mod col {
     pub const WAIT: &str = "wait";
 }
 
-/// The METRIC columns beyond DESIGN.md's `cpu_percent`, `rss_bytes` and
+/// The METRIC columns beyond the contract's (docs/CONTRACTS.md) `cpu_percent`, `rss_bytes` and
 /// `threads`: each defined once here (column name with its unit, label for
 /// the dashboard), in the order of [`MetricSample::extra`]. Counts and byte
 /// sizes are INT64 columns, rates and ratios DOUBLE. A value the machine
@@ -230,7 +260,7 @@ static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     Arc::new(Schema::new(fields))
 });
 
-/// The Arrow schema of the event log (DESIGN.md's Parquet contract).
+/// The Arrow schema of the event log (docs/CONTRACTS.md, Parquet event log).
 pub fn schema() -> SchemaRef {
     Arc::clone(&SCHEMA)
 }

@@ -858,3 +858,19 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn the_contract_document_lists_every_column_and_key() {
+    let contract = include_str!("../../../docs/CONTRACTS.md");
+    let missing: Vec<String> = schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .chain(super::meta_key::ALL.iter().map(|k| (*k).to_owned()))
+        .filter(|name| !contract.contains(&format!("`{name}`")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "docs/CONTRACTS.md does not document {missing:?}"
+    );
+}
