@@ -265,7 +265,7 @@ impl Engine {
                 Err(e) => return Err(e),
             }
         }
-        self.attach_per_probe(&groups, pid)?;
+        self.attach_per_probe(&groups)?;
         self.kind = Some(LinkKind::PerProbe);
         Ok(AttachStats {
             probes,
@@ -315,11 +315,10 @@ impl Engine {
         Ok(self.multi_links.len() - before)
     }
 
-    fn attach_per_probe(&mut self, groups: &[ModuleProbes], pid: u32) -> Result<(), ProbeError> {
-        // Per-probe links fire for every process mapping the file; the
-        // kernel-side target filter keeps other processes out. The perf
-        // scope is per thread, so it cannot be narrowed to a process here.
-        let _ = pid;
+    /// Per-probe links fire for every process mapping the file; the
+    /// kernel-side target filter keeps other processes out (the perf scope
+    /// is per thread, so it cannot name a process).
+    fn attach_per_probe(&mut self, groups: &[ModuleProbes]) -> Result<(), ProbeError> {
         for (program_name, ret) in [(PROBE_PROGRAM, false), (PROBE_RET_PROGRAM, true)] {
             let program: &mut UProbe = self
                 .ebpf

@@ -53,6 +53,11 @@ impl Pipeline {
             return;
         };
         self.events += 1;
+        if matches!(event.kind, RawKind::Entry | RawKind::Exit) {
+            // The stream is nearly all of these: straight to the stacks.
+            self.reconstructor.push(event, &mut self.spans);
+            return;
+        }
         match event.kind {
             RawKind::Exec if self.launch_exec == Some(event.pid) => {
                 self.launch_exec = None;

@@ -14,6 +14,14 @@
 //! dictionary page per string column chunk), the same encodings parquet's
 //! own writer picks for these columns.
 //!
+//! What it costs, measured with `cargo run --release --example bench --
+//! pipeline` (the `pipeline` part of `cargo xtask bench`) on this project's
+//! 2-vCPU VM: decoding and rebuilding the stacks take about 25 ns per event,
+//! the whole `record` path about 78 ns, so writing a row costs about 53 ns
+//! (one row per event, about 1.07 bytes of file per row). arrow-rs's own
+//! writer still hashes every dictionary string per row; through it the
+//! writer cost a few hundred nanoseconds a row.
+//!
 //! A column buffers the rows of one batch (a data page) and the encoded
 //! pages of the open row group (a column chunk); [`Column::encode_page`]
 //! turns the first into the second, [`Column::finish_chunk`] hands the chunk
