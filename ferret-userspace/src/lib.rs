@@ -4,7 +4,8 @@
 //! tests can reach the pure parts. Data flows one way: `target` picks the
 //! process, `symbols` picks the functions, `probe` attaches and decodes the
 //! ring buffer, `trace` rebuilds per-thread stacks into spans, `metrics`
-//! samples procfs, and `sink` writes the Parquet event log.
+//! samples procfs, `sink` writes the Parquet event log, and `otlp` sends
+//! spans to an OpenTelemetry collector.
 
 pub mod analyze;
 pub mod cli;
@@ -14,6 +15,7 @@ pub(crate) mod fxhash;
 pub mod live;
 pub mod log_buckets;
 pub mod metrics;
+pub mod otlp;
 pub mod owner;
 pub mod probe;
 pub mod sink;
