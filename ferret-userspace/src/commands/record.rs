@@ -29,14 +29,18 @@ use super::{
 use crate::{
     cli::RecordConfig,
     metrics::Sampler,
+    otlp,
     stall::{StallReport, Watchdog},
+    trace::SpanEvent,
 };
 
 /// Runs `ferret record`; returns the process exit code.
 pub fn run(config: &RecordConfig) -> Result<i32> {
     let prepared = session::prepare(&config.target, &config.probes)?;
     let mut recording = Recording::create(&config.output, &prepared)?;
+    let otlp = session::otlp_config(&config.otlp)?;
     let mut attached = prepared.attach(None)?;
+    let mut otlp = prepared.start_otlp(otlp, attached.pid)?;
     let attached_ns = monotonic_ns();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -58,6 +62,7 @@ pub fn run(config: &RecordConfig) -> Result<i32> {
         &mut overhead,
         &prepared.plan,
         watchdog.as_mut(),
+        otlp.as_mut(),
         config,
     ))?;
 
@@ -66,7 +71,15 @@ pub fn run(config: &RecordConfig) -> Result<i32> {
     let detach_time = attached.engine.detach();
     let lost = attached.engine.lost().unwrap_or(0);
     pipeline.close(stop, attached.pid);
-    recording.write_spans(&mut pipeline.spans)?;
+    write_spans(&mut pipeline.spans, &mut recording, otlp.as_mut())?;
+    if let Some(exporter) = otlp {
+        let endpoint = exporter.endpoint().to_owned();
+        let stats = exporter.finish(session::OTLP_FINISH_TIMEOUT);
+        eprintln!("ferret: otlp: {}", stats.summary(&endpoint));
+        for (key, value) in stats.metadata(&endpoint) {
+            recording.add_metadata(&key, value);
+        }
+    }
     recording.add_metadata("ferret.detached_functions", overhead.metadata());
     recording.add_metadata(
         "ferret.stall_threshold_ns",
@@ -105,6 +118,7 @@ async fn record(
     overhead: &mut OverheadGuard,
     plan: &Plan,
     mut watchdog: Option<&mut Watchdog>,
+    mut otlp: Option<&mut otlp::Exporter>,
     config: &RecordConfig,
 ) -> Result<Stop> {
     let mut ring = attached.take_ring()?;
@@ -131,6 +145,9 @@ async fn record(
             _ = metrics_timer.tick() => {
                 if let Ok(sample) = sampler.sample(monotonic_ns()) {
                     recording.write_metric(&sample)?;
+                    if let Some(otlp) = otlp.as_deref_mut() {
+                        otlp.metric(&sample);
+                    }
                 }
                 pipeline.check_lost(&attached.engine);
                 recording.flush()?;
@@ -153,12 +170,15 @@ async fn record(
                 if let Some(watchdog) = watchdog.as_deref_mut() {
                     let reports = pipeline.check_stalls(watchdog, ring.get_mut());
                     write_stalls(&reports, recording, show_status)?;
+                    if let Some(otlp) = otlp.as_deref_mut() {
+                        otlp.stalls(&reports);
+                    }
                 }
             }
             stop = stopper.next() => break stop,
         }
         overhead.observe(&pipeline.spans);
-        span_ends += recording.write_spans(&mut pipeline.spans)?;
+        span_ends += write_spans(&mut pipeline.spans, recording, otlp.as_deref_mut())?;
         for notice in pipeline.notices.drain(..) {
             if show_status {
                 eprint!("\r\x1b[2K");
@@ -174,13 +194,30 @@ async fn record(
     if let Some(watchdog) = watchdog {
         // Captures already asked for still belong in the recording.
         watchdog.settle(Duration::from_secs(2));
-        write_stalls(&watchdog.take_reports(), recording, false)?;
+        let reports = watchdog.take_reports();
+        write_stalls(&reports, recording, false)?;
+        if let Some(otlp) = otlp.as_deref_mut() {
+            otlp.stalls(&reports);
+        }
     }
-    recording.write_spans(&mut pipeline.spans)?;
+    write_spans(&mut pipeline.spans, recording, otlp)?;
     for notice in pipeline.notices.drain(..) {
         eprintln!("ferret: {notice}");
     }
     Ok(stop)
+}
+
+/// Hands span events to the OTLP exporter (if any), then writes and clears
+/// them; returns how many ended.
+fn write_spans(
+    spans: &mut Vec<SpanEvent>,
+    recording: &mut Recording,
+    otlp: Option<&mut otlp::Exporter>,
+) -> Result<u64> {
+    if let Some(otlp) = otlp {
+        otlp.spans(spans);
+    }
+    recording.write_spans(spans)
 }
 
 /// Writes STALL rows and says on stderr where each stalled thread is stuck.

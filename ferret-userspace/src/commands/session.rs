@@ -25,6 +25,7 @@ use tokio::{
 use super::plan::{self, Plan, ResolvedTarget, Started};
 use crate::{
     cli::{ProbeConfig, Target},
+    otlp,
     probe::{AttachStats, Engine, LinkKind, decode::Decoder},
     sink::{MetricSample, RecordingMeta, RecordingWriter},
     stall::{RunningCalls, StallReport, Watchdog},
@@ -35,6 +36,17 @@ use crate::{
 /// How the drain timer and the kernel's batched wakeups share the work: the
 /// kernel wakes the reader when 256 KiB are waiting; otherwise this timer does.
 pub const DRAIN_EVERY: Duration = Duration::from_millis(20);
+
+/// How long the end of a session waits for the OTLP exporter to send what
+/// it still holds.
+pub const OTLP_FINISH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The OTLP configuration of the command line and the environment.
+pub fn otlp_config(options: &crate::cli::OtlpOptions) -> Result<Option<otlp::Config>> {
+    Ok(otlp::Config::resolve(options, |name| {
+        std::env::var(name).ok()
+    })?)
+}
 
 /// How often the open stacks are checked for stalls.
 pub const STALL_CHECK_EVERY: Duration = Duration::from_millis(250);
@@ -87,6 +99,34 @@ impl Prepared {
             probes: self.probes_text.clone(),
             realtime_offset_ns: realtime_offset_ns(),
         }
+    }
+
+    /// Starts the OpenTelemetry exporter for `pid` (the target, attached),
+    /// if `config` asks for one; says where spans go.
+    pub fn start_otlp(
+        &self,
+        config: Option<otlp::Config>,
+        pid: u32,
+    ) -> Result<Option<otlp::Exporter>> {
+        let Some(mut config) = config else {
+            return Ok(None);
+        };
+        for note in &config.notes {
+            eprintln!("ferret: {note}");
+        }
+        config.realtime_offset_ns = realtime_offset_ns();
+        let resource = match &self.target {
+            ResolvedTarget::Pid(info) => otlp::Resource::new(pid, &info.exe, info.cmdline.clone()),
+            ResolvedTarget::Command { exe, .. } => {
+                otlp::Resource::new(pid, exe, self.target.describe())
+            }
+        };
+        let exporter = otlp::Exporter::start(config, resource, self.plan.functions.clone())?;
+        eprintln!(
+            "ferret: sending spans to {} (OTLP/HTTP)",
+            exporter.endpoint()
+        );
+        Ok(Some(exporter))
     }
 
     /// Starts the stall watchdog (see [`crate::stall`]) unless `stall` is

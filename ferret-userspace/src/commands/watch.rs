@@ -43,8 +43,9 @@ use super::{
 };
 use crate::{
     cli::{ExitMode, WatchConfig},
-    live::{Aggregates, SessionInfo, Snapshot, TargetState, rate::RateWindow},
+    live::{Aggregates, OtlpProgress, SessionInfo, Snapshot, TargetState, rate::RateWindow},
     metrics::Sampler,
+    otlp,
     probe::ExitProbes,
     stall::{StallReport, Watchdog},
     target::{self, ExitStatus, Redirect},
@@ -76,6 +77,7 @@ pub fn run(config: &WatchConfig) -> Result<i32> {
         ResolvedTarget::Command { exe, .. } => Some(log_path(exe)),
         ResolvedTarget::Pid(_) => None,
     };
+    let otlp = session::otlp_config(&config.otlp)?;
     let redirect = log
         .as_deref()
         .map(|path| Redirect::to_log(path).with_context(|| format!("creating {}", path.display())))
@@ -84,6 +86,7 @@ pub fn run(config: &WatchConfig) -> Result<i32> {
     let attached_ns = monotonic_ns();
     drop(redirect);
     let watchdog = prepared.start_watchdog(config.stall, &attached, attached_ns);
+    let otlp = prepared.start_otlp(otlp, attached.pid)?;
 
     let session = Arc::new(session_info(&prepared, config, &attached, log.clone()));
     let mailbox = Arc::new(Mailbox::new(Arc::new(Snapshot::empty(session.clone()))));
@@ -100,6 +103,7 @@ pub fn run(config: &WatchConfig) -> Result<i32> {
                 let overhead = OverheadGuard::new(plan.points.len(), max_rate);
                 let mut ingest = Ingest::new(attached, recording, session, mailbox, plan, overhead);
                 ingest.watchdog = watchdog;
+                ingest.otlp = otlp;
                 ingest.run(interval, &ready_tx, quit_rx)
             })
             .context("starting the ingestion thread")?
@@ -128,6 +132,9 @@ pub fn run(config: &WatchConfig) -> Result<i32> {
     };
     let outcome = outcome?;
     outcome.report(log.as_deref());
+    if let Some(line) = &outcome.otlp {
+        eprintln!("ferret: otlp: {line}");
+    }
     if stats {
         eprintln!("{}", outcome.stats);
     }
@@ -288,6 +295,8 @@ struct Outcome {
     /// Recording failed; the dashboard went on without it.
     recording_error: Option<anyhow::Error>,
     stats: String,
+    /// What the OTLP exporter sent and did not, if there was one.
+    otlp: Option<String>,
 }
 
 impl Outcome {
@@ -350,6 +359,8 @@ struct Ingest {
     /// `--stall`: finds stalled threads and captures where they are stuck,
     /// as `record` does (off with `--stall 0`).
     watchdog: Option<Watchdog>,
+    /// `--otlp-endpoint`: sends spans to a collector.
+    otlp: Option<otlp::Exporter>,
     /// The current stalls, as last published.
     stalls: Arc<[StallReport]>,
     /// The newest lifecycle notice (exec, a followed fork, a function
@@ -382,6 +393,7 @@ impl Ingest {
             plan,
             overhead,
             watchdog: None,
+            otlp: None,
             stalls: Arc::from([]),
             notice: None,
             events: RateWindow::new(),
@@ -431,6 +443,16 @@ impl Ingest {
         let close_as = if gone { Stop::TargetExited } else { stop };
         self.pipeline.close(close_as, self.attached.pid);
         self.consume();
+        let otlp = self.otlp.take().map(|exporter| {
+            let endpoint = exporter.endpoint().to_owned();
+            let stats = exporter.finish(session::OTLP_FINISH_TIMEOUT);
+            if let Some(recording) = &mut self.recording {
+                for (key, value) in stats.metadata(&endpoint) {
+                    recording.add_metadata(&key, value);
+                }
+            }
+            stats.summary(&endpoint)
+        });
 
         let mut recorded = None;
         if let Some(mut recording) = self.recording.take() {
@@ -485,6 +507,7 @@ impl Ingest {
             detach,
             recorded,
             recording_error: self.recording_error.take(),
+            otlp,
             stats: format!(
                 "ferret: ingestion: {count} snapshots, {:.1} µs to build on average, {:.1} µs at most; \
                  {} events, {} calls",
@@ -542,6 +565,9 @@ impl Ingest {
                 _ = metrics_timer.tick() => {
                     if let Ok(sample) = sampler.sample(monotonic_ns()) {
                         self.aggregates.metric(&sample);
+                        if let Some(otlp) = &mut self.otlp {
+                            otlp.metric(&sample);
+                        }
                         if let Some(recording) = &mut self.recording
                             && let Err(e) = recording.write_metric(&sample)
                         {
@@ -610,6 +636,9 @@ impl Ingest {
 
     /// STALL rows into the recording, if there is one.
     fn write_stalls(&mut self, reports: &[StallReport]) {
+        if let Some(otlp) = &mut self.otlp {
+            otlp.stalls(reports);
+        }
         if let Some(recording) = &mut self.recording
             && let Err(e) = recording.write_stalls(reports)
         {
@@ -640,6 +669,9 @@ impl Ingest {
         self.overhead.observe(&self.pipeline.spans);
         for span in &self.pipeline.spans {
             self.aggregates.apply(span);
+        }
+        if let Some(otlp) = &mut self.otlp {
+            otlp.spans(&self.pipeline.spans);
         }
         if let Some(recording) = &mut self.recording
             && let Err(e) = recording.write_spans(&mut self.pipeline.spans)
@@ -689,6 +721,13 @@ impl Ingest {
             stalls: self.stalls.clone(),
             warning: self.warning.clone(),
             notice: self.notice.clone(),
+            otlp: self.otlp.as_ref().map(|o| {
+                let stats = o.stats();
+                OtlpProgress {
+                    sent: stats.sent,
+                    unsent: stats.unsent(),
+                }
+            }),
             close,
         };
         self.mailbox.publish(Arc::new(snapshot));
