@@ -109,23 +109,28 @@ struct OtlpArgs {
     /// http://localhost:4318. OTEL_EXPORTER_OTLP_ENDPOINT,
     /// OTEL_EXPORTER_OTLP_TRACES_ENDPOINT and OTEL_EXPORTER_OTLP_HEADERS
     /// are honoured too.
-    #[arg(long, value_name = "URL")]
-    otlp_endpoint: Option<String>,
+    #[arg(long = "otlp-endpoint", value_name = "URL")]
+    endpoint: Option<String>,
     /// Send only spans at least this long, and the calls they ran under.
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "0")]
-    otlp_min_duration: Duration,
+    #[arg(
+        long = "otlp-min-duration",
+        value_name = "DURATION",
+        value_parser = parse_duration,
+        default_value = "0"
+    )]
+    min_duration: Duration,
     /// Send at most this many spans per second (the calls a sent span ran
     /// under come along above it); the excess is counted. 0: no cap.
-    #[arg(long, value_name = "SPANS", default_value_t = 1000)]
-    otlp_max_spans: u64,
+    #[arg(long = "otlp-max-spans", value_name = "SPANS", default_value_t = 1000)]
+    max_spans: u64,
 }
 
 impl From<OtlpArgs> for OtlpOptions {
     fn from(args: OtlpArgs) -> Self {
         Self {
-            endpoint: args.otlp_endpoint,
-            min_duration: args.otlp_min_duration,
-            max_spans_per_s: args.otlp_max_spans,
+            endpoint: args.endpoint,
+            min_duration: args.min_duration,
+            max_spans_per_s: args.max_spans,
         }
     }
 }

@@ -53,7 +53,7 @@ impl<W: Write> OtlpJson<W> {
         let (executable, command_line) = target.map_or(("", ""), split_target);
         let mut resource = Resource::new(0, Path::new(executable), command_line.to_owned());
         if executable.is_empty() {
-            resource.service_name = "ferret-recording".to_owned();
+            "ferret-recording".clone_into(&mut resource.service_name);
         }
         // Where the recording was made is not in the file; this host would
         // be a guess.
