@@ -408,3 +408,147 @@ fn export_otlp_writes_json_lines_the_definitions_read_back() {
         assert_eq!(s.end_time_unix_nano, row.time.unwrap() as u64);
     }
 }
+
+#[test]
+fn a_stalled_call_still_running_at_the_stop_is_sent_cut_off_with_its_stall() {
+    require_root();
+    let (url, received) = collector(None);
+    let program = build("stall_sleep.c", &[]);
+    let dir = tempdir();
+    let out = dir.path().join("stall.parquet");
+    let mut cmd = ferret();
+    cmd.args(["record", "-s", "nap", "--stall", "300ms", "-d", "1500ms"])
+        .args(["--otlp-endpoint", &url, "-o"])
+        .arg(&out)
+        .arg("--")
+        .arg(&program)
+        .arg("3");
+    // SIGALRM ends the program after tracing stopped: not a success.
+    let output = run(cmd);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("otlp: sent 1 spans"), "{stderr}");
+    let received = received.lock().unwrap();
+    let [(_, nap)] = received.spans.as_slice() else {
+        panic!("one span: {:?}", received.spans.len())
+    };
+    assert_eq!(nap.name, "nap");
+    assert_eq!(
+        attr(&nap.attributes, "ferret.cut_off"),
+        Some(&Value::BoolValue(true))
+    );
+    assert_eq!(string_attr(&nap.attributes, "ferret.status"), "open");
+    assert_eq!(nap.status, None, "still running is no error");
+    let stall = nap
+        .events
+        .iter()
+        .find(|e| e.name == "ferret.stall")
+        .expect("the stall as a span event");
+    assert!(string_attr(&stall.attributes, "ferret.stall.stack").contains("nap"));
+    assert!(!string_attr(&stall.attributes, "ferret.stall.wait").is_empty());
+    assert!(
+        nap.start_time_unix_nano < stall.time_unix_nano
+            && stall.time_unix_nano <= nap.end_time_unix_nano
+    );
+}
+
+/// A private tmux server running one shell in a 120×40 window; killed
+/// (with everything in it) when dropped.
+struct Tmux(String);
+
+impl Tmux {
+    fn start() -> Self {
+        let tmux = Self(format!("ferret-otlp-e2e-{}", std::process::id()));
+        tmux.run(&[
+            "new-session",
+            "-d",
+            "-s",
+            "e2e",
+            "-x",
+            "120",
+            "-y",
+            "40",
+            "env -i PATH=/usr/bin:/bin TERM=xterm-256color PS1='otlp-e2e$ ' bash --norc --noprofile",
+        ]);
+        tmux
+    }
+
+    fn run(&self, args: &[&str]) -> String {
+        let out = std::process::Command::new("tmux")
+            .args(["-L", &self.0])
+            .args(args)
+            .output()
+            .expect("tmux is installed (cargo xtask setup installs it)");
+        assert!(out.status.success(), "tmux {args:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn wait_for(&self, what: &str, done: impl Fn(&str) -> bool) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let screen = self.run(&["capture-pane", "-p", "-t", "e2e"]);
+            if done(&screen) {
+                return screen;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out waiting for {what}:\n{screen}"
+            );
+            thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("tmux")
+            .args(["-L", &self.0, "kill-server"])
+            .status();
+    }
+}
+
+#[test]
+fn watch_sends_to_the_collector_and_its_header_counts_what_was_sent() {
+    require_root();
+    let (url, received) = collector(None);
+    let program = build("otlp_calls.c", &[]);
+    let dir = tempdir();
+    let out = dir.path().join("watch.parquet");
+    let tmux = Tmux::start();
+    tmux.wait_for("the shell", |s| s.contains("otlp-e2e$"));
+    tmux.run(&[
+        "send-keys",
+        "-t",
+        "e2e",
+        &format!(
+            "{} watch -s request -s handle -s '*_step' --otlp-max-spans 0 --otlp-endpoint {url} \
+             -o {} -- {} 1 30 30 0",
+            env!("CARGO_BIN_EXE_ferret"),
+            out.display(),
+            program.display()
+        ),
+        "Enter",
+    ]);
+    // The target exits; the header then shows the exporter's final count.
+    let screen = tmux.wait_for("the final count", |s| {
+        s.contains("EXITED") && s.contains("otlp 90 sent")
+    });
+    assert!(!screen.contains("unsent"), "{screen}");
+    tmux.run(&["send-keys", "-t", "e2e", "q"]);
+    let screen = tmux.wait_for("the prompt", |s| s.trim_end().ends_with("otlp-e2e$"));
+    assert!(screen.contains("otlp: sent 90 spans"), "{screen}");
+    let got = count_by_name(
+        received
+            .lock()
+            .unwrap()
+            .spans
+            .iter()
+            .map(|(_, s)| s.name.as_str()),
+    );
+    assert_eq!(
+        (got["request"], got["handle"], got["fast_step"]),
+        (30, 30, 30)
+    );
+    let meta = read_metadata(&out).unwrap();
+    assert_eq!(meta["ferret.otlp_sent"], "90");
+    assert_eq!(ends(&read_all(&out).unwrap()).count(), 90);
+}

@@ -361,6 +361,8 @@ struct Ingest {
     watchdog: Option<Watchdog>,
     /// `--otlp-endpoint`: sends spans to a collector.
     otlp: Option<otlp::Exporter>,
+    /// Its final counts, once finished, for the last snapshots.
+    otlp_final: Option<OtlpProgress>,
     /// The current stalls, as last published.
     stalls: Arc<[StallReport]>,
     /// The newest lifecycle notice (exec, a followed fork, a function
@@ -394,6 +396,7 @@ impl Ingest {
             overhead,
             watchdog: None,
             otlp: None,
+            otlp_final: None,
             stalls: Arc::from([]),
             notice: None,
             events: RateWindow::new(),
@@ -446,6 +449,10 @@ impl Ingest {
         let otlp = self.otlp.take().map(|exporter| {
             let endpoint = exporter.endpoint().to_owned();
             let stats = exporter.finish(session::OTLP_FINISH_TIMEOUT);
+            self.otlp_final = Some(OtlpProgress {
+                sent: stats.sent,
+                unsent: stats.unsent(),
+            });
             if let Some(recording) = &mut self.recording {
                 for (key, value) in stats.metadata(&endpoint) {
                     recording.add_metadata(&key, value);
@@ -721,13 +728,17 @@ impl Ingest {
             stalls: self.stalls.clone(),
             warning: self.warning.clone(),
             notice: self.notice.clone(),
-            otlp: self.otlp.as_ref().map(|o| {
-                let stats = o.stats();
-                OtlpProgress {
-                    sent: stats.sent,
-                    unsent: stats.unsent(),
-                }
-            }),
+            otlp: self
+                .otlp
+                .as_ref()
+                .map(|o| {
+                    let stats = o.stats();
+                    OtlpProgress {
+                        sent: stats.sent,
+                        unsent: stats.unsent(),
+                    }
+                })
+                .or(self.otlp_final),
             close,
         };
         self.mailbox.publish(Arc::new(snapshot));
