@@ -16,7 +16,8 @@
 //!   profiler. `--keep` leaves the Parquet file of the last stage behind.
 //!
 //! - `otlp [--spans N]` times OpenTelemetry export on one thread: the
-//!   synthetic stream's span events through the exporter's selection,
+//!   synthetic stream's span events through the exporter's selection alone
+//!   (the part on the tracing thread), then through selection,
 //!   OTLP mapping, protobuf encoding and gzip into a null sink, against the
 //!   Parquet writer on the same events (the reference, same run); then the
 //!   real exporter (its own thread, HTTP) against a null collector on
@@ -410,9 +411,21 @@ fn otlp_bench(args: &[String]) -> Result<i32> {
         "/usr/local/bin/bench-target --serve".to_owned(),
     );
 
-    // Selection + mapping + protobuf + gzip, one thread, into a null sink.
+    // The part on the tracing thread alone: selection (Tracker::push).
     let mut tracker = Tracker::new(Selection::default());
     let mut chosen = Vec::new();
+    let start = Timing::start();
+    for _ in 0..passes {
+        for chunk in events.chunks(OTLP_CHUNK) {
+            tracker.push(chunk, &mut chosen);
+            black_box(&chosen);
+            chosen.clear();
+        }
+    }
+    let select = start.stop();
+
+    // Selection + mapping + protobuf + gzip, one thread, into a null sink.
+    let mut tracker = Tracker::new(Selection::default());
     let mut message = Vec::new();
     let mut compressed = 0u64;
     let mut encoded = 0u64;
@@ -475,6 +488,7 @@ fn otlp_bench(args: &[String]) -> Result<i32> {
     let rate = |seconds: f64| (spans as f64 / seconds).round();
     let json = serde_json::json!({
         "spans": spans,
+        "select": { "cpu_per_s": rate(select.cpu), "wall_per_s": rate(select.wall) },
         "export": { "cpu_per_s": rate(export.cpu), "wall_per_s": rate(export.wall) },
         "parquet": { "cpu_per_s": rate(parquet.cpu), "wall_per_s": rate(parquet.wall) },
         "protobuf_bytes_per_span": encoded as f64 / spans as f64,

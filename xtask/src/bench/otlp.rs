@@ -61,6 +61,7 @@ pub fn run(b: &Bench) -> Result<Value> {
         "runs": runs,
         "export_per_s": num(export, 0),
         "parquet_per_s": num(parquet, 0),
+        "select_per_s": num(med(&["select", "cpu_per_s"]), 0),
         "export_vs_parquet": num(median(&ratios), 3),
         "loopback_per_s": num(med(&["loopback", "wall_per_s"]), 0),
         "loopback_unsent": num(med(&["loopback", "unsent"]), 0),

@@ -332,6 +332,13 @@ pub fn table(results: &Value) -> String {
             String::new(),
             String::new(),
         );
+        row(
+            "OTLP span selection alone (on the tracing thread)",
+            or_dash(f(o, &["select_per_s"]).map(|r| format!("{} spans", millions(r)))),
+            String::new(),
+            String::new(),
+            String::new(),
+        );
     }
 
     let header = ["measurement", "result", "reference", "ratio", "goal"];
