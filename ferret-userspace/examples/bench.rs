@@ -15,6 +15,14 @@
 //!   `aggregate`, `record`, `full`) runs only the stages named, say for a
 //!   profiler. `--keep` leaves the Parquet file of the last stage behind.
 //!
+//! - `otlp [--spans N]` times OpenTelemetry export on one thread: the
+//!   synthetic stream's span events through the exporter's selection alone
+//!   (the part on the tracing thread), then through selection,
+//!   OTLP mapping, protobuf encoding and gzip into a null sink, against the
+//!   Parquet writer on the same events (the reference, same run); then the
+//!   real exporter (its own thread, HTTP) against a null collector on
+//!   loopback, by wall time.
+//!
 //! Run as `cargo run --release --example bench -- SUBCOMMAND ...`; `floor`
 //! needs root.
 
@@ -49,8 +57,9 @@ fn main() {
     let result = match args.first().map(String::as_str) {
         Some("floor") => floor(&args[1..]),
         Some("pipeline") => pipeline(&args[1..]),
+        Some("otlp") => otlp_bench(&args[1..]),
         _ => Err(anyhow::anyhow!(
-            "usage: bench floor [RECORD OPTIONS] -- COMMAND... | bench pipeline [--events N] [--out FILE] [--keep] [--stage NAME]..."
+            "usage: bench floor [RECORD OPTIONS] -- COMMAND... | bench pipeline [--events N] [--out FILE] [--keep] [--stage NAME]... | bench otlp [--spans N]"
         )),
     };
     match result {
@@ -356,7 +365,7 @@ fn write_stage(
         return Err(e);
     }
     let finish = Timing::start();
-    recording.finish(&SessionEnd {
+    recording.finish(&mut SessionEnd {
         stop: Stop::Duration,
         failed: None,
         lost: 0,
@@ -396,6 +405,189 @@ fn time_records(events: u64, bytes: &[u8], mut sink: impl FnMut(Option<&[u8]>)) 
         }
     }
     start.stop()
+}
+
+// --- otlp --------------------------------------------------------------------
+
+/// Span events per encode call, as one drain hands them over.
+const OTLP_CHUNK: usize = 4096;
+
+fn otlp_bench(args: &[String]) -> Result<i32> {
+    use std::io::Write as _;
+
+    use ferret::otlp::{
+        self,
+        exporter::encode_spans,
+        select::{Selection, Tracker},
+    };
+    use flate2::{Compression, write::GzEncoder};
+    use prost::Message as _;
+
+    let mut spans: u64 = 2_000_000;
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--spans" => spans = args.next().context("--spans N")?.parse()?,
+            other => bail!("unknown option {other}"),
+        }
+    }
+    // The synthetic stream, reconstructed once: span events, replayed.
+    let stream = synthetic_stream();
+    let mut decoder = Decoder::new();
+    let mut reconstructor = Reconstructor::new();
+    let mut events: Vec<SpanEvent> = Vec::new();
+    for item in as_bytes(&stream).chunks_exact(size_of::<ProbeEvent>()) {
+        if let Some(event) = decoder.decode_bytes_ref(item) {
+            reconstructor.push(event, &mut events);
+        }
+    }
+    let per_pass = events
+        .iter()
+        .filter(|e| matches!(e, SpanEvent::End(_)))
+        .count() as u64;
+    let passes = spans.div_ceil(per_pass).max(1);
+    let spans = passes * per_pass;
+    let functions: Arc<[FunctionInfo]> = (0..FUNCTIONS)
+        .map(|i| FunctionInfo {
+            name: format!("bench::module_{}::function_{i}", i % 16),
+            module: "/usr/local/bin/bench-target".to_owned(),
+        })
+        .collect();
+    let resource = otlp::Resource::new(
+        4242,
+        Path::new("/usr/local/bin/bench-target"),
+        "/usr/local/bin/bench-target --serve".to_owned(),
+    );
+
+    // The part on the tracing thread alone: selection (Tracker::push).
+    let mut tracker = Tracker::new(Selection::default());
+    let mut chosen = Vec::new();
+    let start = Timing::start();
+    for _ in 0..passes {
+        for chunk in events.chunks(OTLP_CHUNK) {
+            tracker.push(chunk, &mut chosen);
+            black_box(&chosen);
+            chosen.clear();
+        }
+    }
+    let select = start.stop();
+
+    // Selection + mapping + protobuf + gzip, one thread, into a null sink.
+    let mut tracker = Tracker::new(Selection::default());
+    let mut message = Vec::new();
+    let mut compressed = 0u64;
+    let mut encoded = 0u64;
+    let start = Timing::start();
+    for _ in 0..passes {
+        for chunk in events.chunks(OTLP_CHUNK) {
+            tracker.push(chunk, &mut chosen);
+            for batch in chosen.chunks(otlp::config::DEFAULT_BATCH_SPANS) {
+                let request = encode_spans(batch, &resource, &functions, 1, 0);
+                message.clear();
+                request.encode(&mut message)?;
+                encoded += message.len() as u64;
+                let mut gz = GzEncoder::new(Vec::new(), Compression::fast());
+                gz.write_all(&message)?;
+                compressed += gz.finish()?.len() as u64;
+            }
+            chosen.clear();
+        }
+    }
+    let export = start.stop();
+
+    // The reference: the Parquet writer on the same events (`record`).
+    let out = std::env::temp_dir().join("ferret-bench-otlp.parquet");
+    let meta = RecordingMeta {
+        target: "synthetic".to_owned(),
+        probes: "-s bench::*".to_owned(),
+        realtime_offset_ns: 0,
+    };
+    let mut writer = ferret::sink::RecordingWriter::create(&out, Arc::clone(&functions), meta)?;
+    let start = Timing::start();
+    for _ in 0..passes {
+        for event in &events {
+            writer.write_span(event)?;
+        }
+    }
+    writer.finish(0, &[])?;
+    let parquet = start.stop();
+    let _ = std::fs::remove_file(&out);
+
+    // The real exporter against a null collector on loopback; the feeder
+    // waits for room (a benchmark wants every span through, not drops).
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let url = format!("http://{}", listener.local_addr()?);
+    std::thread::spawn(move || null_collector(&listener));
+    let mut config = otlp::Config::new(&url)?;
+    config.metrics_url = None;
+    let mut exporter = otlp::Exporter::start(config, resource, Arc::clone(&functions))?;
+    let began = Instant::now();
+    for _ in 0..passes {
+        for chunk in events.chunks(OTLP_CHUNK) {
+            while exporter.stats().queued > (otlp::config::DEFAULT_MAX_QUEUE_SPANS / 2) as u64 {
+                std::thread::sleep(std::time::Duration::from_micros(200));
+            }
+            exporter.spans(chunk);
+        }
+    }
+    let stats = exporter.finish(std::time::Duration::from_mins(1));
+    let loopback_s = began.elapsed().as_secs_f64();
+
+    let rate = |seconds: f64| (spans as f64 / seconds).round();
+    let json = serde_json::json!({
+        "spans": spans,
+        "select": { "cpu_per_s": rate(select.cpu), "wall_per_s": rate(select.wall) },
+        "export": { "cpu_per_s": rate(export.cpu), "wall_per_s": rate(export.wall) },
+        "parquet": { "cpu_per_s": rate(parquet.cpu), "wall_per_s": rate(parquet.wall) },
+        "protobuf_bytes_per_span": encoded as f64 / spans as f64,
+        "gzip_bytes_per_span": compressed as f64 / spans as f64,
+        "loopback": {
+            "wall_per_s": (stats.sent as f64 / loopback_s).round(),
+            "sent": stats.sent,
+            "unsent": stats.unsent(),
+            "requests": stats.requests,
+        },
+    });
+    println!("{json}");
+    Ok(0)
+}
+
+/// An OTLP collector that reads each request and answers 200, keeping nothing.
+fn null_collector(listener: &std::net::TcpListener) {
+    use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+    for stream in listener.incoming() {
+        let Ok(mut stream) = stream else { return };
+        let Ok(clone) = stream.try_clone() else {
+            continue;
+        };
+        let mut reader = BufReader::new(clone);
+        loop {
+            let mut length = None;
+            let mut line = String::new();
+            loop {
+                line.clear();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                    return;
+                }
+                if line == "\r\n" {
+                    break;
+                }
+                if let Some((k, v)) = line.split_once(':')
+                    && k.eq_ignore_ascii_case("content-length")
+                {
+                    length = v.trim().parse::<usize>().ok();
+                }
+            }
+            let mut body = vec![0; length.unwrap_or(0)];
+            if reader.read_exact(&mut body).is_err()
+                || stream
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                    .is_err()
+            {
+                break;
+            }
+        }
+    }
 }
 
 /// Wall time and this thread's CPU time.

@@ -96,6 +96,43 @@ struct RecordArgs {
     /// written as STALL rows and shown on stderr. 0 turns the watchdog off.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "5s")]
     stall: Duration,
+    #[command(flatten)]
+    otlp: OtlpArgs,
+}
+
+/// OpenTelemetry export, shared by `record` and `watch`.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "OpenTelemetry export")]
+struct OtlpArgs {
+    /// Also send the spans (and process metrics) as OTLP/HTTP protobuf to
+    /// this collector: URL/v1/traces and URL/v1/metrics, e.g.
+    /// http://localhost:4318. OTEL_EXPORTER_OTLP_ENDPOINT,
+    /// OTEL_EXPORTER_OTLP_TRACES_ENDPOINT and OTEL_EXPORTER_OTLP_HEADERS
+    /// are honoured too.
+    #[arg(long = "otlp-endpoint", value_name = "URL")]
+    endpoint: Option<String>,
+    /// Send only spans at least this long, and the calls they ran under.
+    #[arg(
+        long = "otlp-min-duration",
+        value_name = "DURATION",
+        value_parser = parse_duration,
+        default_value = "0"
+    )]
+    min_duration: Duration,
+    /// Send at most this many spans per second (the calls a sent span ran
+    /// under come along above it); the excess is counted. 0: no cap.
+    #[arg(long = "otlp-max-spans", value_name = "SPANS", default_value_t = 1000)]
+    max_spans: u64,
+}
+
+impl From<OtlpArgs> for OtlpOptions {
+    fn from(args: OtlpArgs) -> Self {
+        Self {
+            endpoint: args.endpoint,
+            min_duration: args.min_duration,
+            max_spans_per_s: args.max_spans,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -116,6 +153,8 @@ struct WatchArgs {
     /// How often process metrics are sampled.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "1s")]
     interval: Duration,
+    #[command(flatten)]
+    otlp: OtlpArgs,
 }
 
 #[derive(Debug, Args)]
@@ -196,6 +235,9 @@ pub enum ExportFormat {
     Folded,
     /// An SVG flame graph.
     Svg,
+    /// OTLP JSON lines, as the OpenTelemetry Collector's file exporter
+    /// writes them (its `otlpjsonfile` receiver reads them back).
+    Otlp,
 }
 
 #[derive(Debug, Args)]
@@ -235,6 +277,18 @@ pub struct ProbeConfig {
     pub max_rate: u64,
 }
 
+/// OpenTelemetry export as the command line asks; the environment is
+/// consulted later ([`crate::otlp::Config::resolve`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OtlpOptions {
+    /// `--otlp-endpoint`: the collector's base URL.
+    pub endpoint: Option<String>,
+    /// `--otlp-min-duration`.
+    pub min_duration: Duration,
+    /// `--otlp-max-spans`: spans per second at most (0: no cap).
+    pub max_spans_per_s: u64,
+}
+
 /// `ferret record`.
 #[derive(Clone, Debug)]
 pub struct RecordConfig {
@@ -250,6 +304,8 @@ pub struct RecordConfig {
     pub interval: Duration,
     /// Stall threshold; zero: no watchdog.
     pub stall: Duration,
+    /// OpenTelemetry export.
+    pub otlp: OtlpOptions,
 }
 
 /// `ferret watch`.
@@ -265,6 +321,8 @@ pub struct WatchConfig {
     pub stall: Duration,
     /// Metrics interval.
     pub interval: Duration,
+    /// OpenTelemetry export.
+    pub otlp: OtlpOptions,
 }
 
 /// `ferret analyze`.
@@ -346,6 +404,7 @@ impl Cli {
                 output: args.output,
                 stall: args.stall,
                 interval: args.interval,
+                otlp: args.otlp.into(),
             })),
             Command::Analyze(args) => Ok(Invocation::Analyze(AnalyzeConfig {
                 file: args.file,
@@ -374,6 +433,7 @@ impl Cli {
                 duration: args.duration,
                 interval: args.interval,
                 stall: args.stall,
+                otlp: args.otlp.into(),
             })),
             Command::Symbols(args) => Ok(Invocation::Symbols(SymbolsConfig {
                 source: match (args.pid, args.binary) {
@@ -459,6 +519,48 @@ mod tests {
             panic!("parses")
         };
         assert_eq!(r.stall, Duration::from_millis(250));
+    }
+
+    #[test]
+    fn otlp_flags_on_record_and_watch() {
+        let parse = |args: &[&str]| Cli::try_parse_from(args).and_then(Cli::into_invocation);
+        let Ok(Invocation::Record(r)) =
+            parse(&["ferret", "record", "-p", "1", "-s", "m", "-o", "x"])
+        else {
+            panic!("parses")
+        };
+        assert_eq!(
+            r.otlp,
+            OtlpOptions {
+                endpoint: None,
+                min_duration: Duration::ZERO,
+                max_spans_per_s: 1000
+            }
+        );
+        let Ok(Invocation::Watch(w)) = parse(&[
+            "ferret",
+            "watch",
+            "-p",
+            "1",
+            "-s",
+            "m",
+            "--otlp-endpoint",
+            "http://localhost:4318",
+            "--otlp-min-duration",
+            "20ms",
+            "--otlp-max-spans",
+            "0",
+        ]) else {
+            panic!("parses")
+        };
+        assert_eq!(
+            w.otlp,
+            OtlpOptions {
+                endpoint: Some("http://localhost:4318".into()),
+                min_duration: Duration::from_millis(20),
+                max_spans_per_s: 0
+            }
+        );
     }
 
     #[test]

@@ -5,8 +5,9 @@
 //! process, `symbols` picks the functions, `probe` attaches and decodes the
 //! ring buffer, `trace` rebuilds per-thread stacks into spans, `metrics`
 //! samples procfs, and `session` runs the one event loop that hands spans,
-//! samples and stalls to the consumers: `sink` (the Parquet event log) and
-//! `live` (the dashboard's aggregates). `clock` is the one place time is
+//! samples and stalls to the consumers: `sink` (the Parquet event log),
+//! `live` (the dashboard's aggregates) and `otlp` (spans sent to an
+//! OpenTelemetry collector). `clock` is the one place time is
 //! read. The contracts (command line, Parquet schema, metadata) are in
 //! `docs/CONTRACTS.md`.
 
@@ -19,6 +20,7 @@ pub(crate) mod fxhash;
 pub mod live;
 pub mod log_buckets;
 pub mod metrics;
+pub mod otlp;
 pub mod owner;
 pub mod probe;
 pub mod session;

@@ -1,5 +1,5 @@
 //! `ferret export`: convert a recording to speedscope, Chrome trace, folded
-//! stacks or an SVG flame graph, and say on stderr what was written.
+//! stacks, an SVG flame graph or OTLP JSON lines, and say on stderr what was written.
 
 use std::path::Path;
 
@@ -18,6 +18,7 @@ pub fn run(config: &ExportConfig) -> Result<i32> {
         ExportFormat::Chrome => Format::Chrome,
         ExportFormat::Folded => Format::Folded,
         ExportFormat::Svg => Format::Svg,
+        ExportFormat::Otlp => Format::Otlp,
     };
     let mut progress = Progress::new(recording.info().rows, "exporting");
     let to_stdout = config.output == Path::new("-");

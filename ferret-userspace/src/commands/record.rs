@@ -18,6 +18,7 @@ use anyhow::Result;
 
 use crate::{
     cli::RecordConfig,
+    otlp::{self, OtlpConsumer},
     session::{
         self, Consumer, LoopView, RecordingConsumer, RunOptions, SessionEnd, SessionOptions,
     },
@@ -29,6 +30,7 @@ use crate::{
 pub fn run(config: &RecordConfig) -> Result<i32> {
     let prepared = session::prepare(&config.target, &config.probes)?;
     let mut recording = RecordingConsumer::new(prepared.create_recording(&config.output)?);
+    let otlp = otlp::config(&config.otlp)?;
     let mut session = prepared.start(
         SessionOptions {
             stall: config.stall,
@@ -38,9 +40,22 @@ pub fn run(config: &RecordConfig) -> Result<i32> {
         None,
     )?;
     report_unavailable(&session.metrics_unavailable());
+    let mut otlp = OtlpConsumer::start(
+        otlp,
+        &session.prepared().target,
+        session.pid(),
+        session.functions().clone(),
+    )?;
     let mut terminal = Terminal::new();
+    // The exporter finishes first: its counts go into the recording.
+    let mut consumers: Vec<&mut dyn Consumer> = Vec::new();
+    if let Some(otlp) = &mut otlp {
+        consumers.push(otlp);
+    }
+    consumers.push(&mut recording);
+    consumers.push(&mut terminal);
     let end = session.run(
-        &mut [&mut recording, &mut terminal],
+        &mut consumers,
         RunOptions {
             duration: config.duration,
             settle_stalls: true,
@@ -60,6 +75,9 @@ pub fn run(config: &RecordConfig) -> Result<i32> {
              spans they touched may end as `unwound`",
             end.lost
         );
+    }
+    if let Some(line) = otlp.as_ref().and_then(OtlpConsumer::summary) {
+        eprintln!("ferret: otlp: {line}");
     }
     session.finish_target()
 }
@@ -156,7 +174,7 @@ impl Consumer for Terminal {
         Ok(())
     }
 
-    fn finish(&mut self, _end: &SessionEnd) -> Result<()> {
+    fn finish(&mut self, _end: &mut SessionEnd) -> Result<()> {
         if self.show_status {
             eprint!("\r\x1b[2K");
         }

@@ -37,7 +37,10 @@ use tokio::sync::oneshot;
 use crate::{
     cli::{ExitMode, WatchConfig},
     clock::{monotonic_ns, realtime_offset_ns},
-    live::{Aggregates, Mailbox, SessionInfo, Snapshot, TargetState, rate::RateWindow},
+    live::{
+        Aggregates, Mailbox, OtlpProgress, SessionInfo, Snapshot, TargetState, rate::RateWindow,
+    },
+    otlp::{self, OtlpConsumer},
     probe::ExitProbes,
     session::{
         self, Consumer, LoopView, RecordingConsumer, RunOptions, Session, SessionEnd,
@@ -73,6 +76,7 @@ pub fn run(config: &WatchConfig) -> Result<i32> {
         ResolvedTarget::Command { exe, .. } => Some(log_path(exe)),
         ResolvedTarget::Pid(_) => None,
     };
+    let otlp = otlp::config(&config.otlp)?;
     let redirect = log
         .as_deref()
         .map(|path| Redirect::to_log(path).with_context(|| format!("creating {}", path.display())))
@@ -86,6 +90,12 @@ pub fn run(config: &WatchConfig) -> Result<i32> {
         redirect.as_ref(),
     )?;
     drop(redirect);
+    let otlp = OtlpConsumer::start(
+        otlp,
+        &session.prepared().target,
+        session.pid(),
+        session.functions().clone(),
+    )?;
 
     let info = Arc::new(session_info(&session, config, log.clone()));
     let mailbox = Arc::new(Mailbox::new(Arc::new(Snapshot::empty(info.clone()))));
@@ -98,6 +108,7 @@ pub fn run(config: &WatchConfig) -> Result<i32> {
             .spawn(move || {
                 let settle_stalls = recording.is_some();
                 let mut live = Live::new(recording.map(RecordingConsumer::new), info, mailbox);
+                live.otlp = otlp;
                 let end = session.run(
                     &mut [&mut live],
                     RunOptions {
@@ -136,6 +147,9 @@ pub fn run(config: &WatchConfig) -> Result<i32> {
     };
     let mut outcome = outcome?;
     outcome.report(log.as_deref());
+    if let Some(line) = &outcome.otlp {
+        eprintln!("ferret: otlp: {line}");
+    }
     if stats {
         eprintln!("{}", outcome.stats);
     }
@@ -292,6 +306,8 @@ struct Outcome {
     /// Recording failed; the dashboard went on without it.
     recording_error: Option<anyhow::Error>,
     stats: String,
+    /// What the OTLP exporter sent and did not, if there was one.
+    otlp: Option<String>,
 }
 
 impl Outcome {
@@ -343,6 +359,8 @@ impl Outcome {
 /// (and the recording, if any), snapshots out.
 struct Live {
     recording: Option<RecordingConsumer>,
+    /// `--otlp-endpoint`: spans to a collector; its counts in the header.
+    otlp: Option<OtlpConsumer>,
     recording_error: Option<anyhow::Error>,
     aggregates: Aggregates,
     session: Arc<SessionInfo>,
@@ -370,6 +388,7 @@ impl Live {
         Self {
             aggregates: Aggregates::new(session.functions.len()),
             recording,
+            otlp: None,
             recording_error: None,
             session,
             mailbox,
@@ -436,6 +455,13 @@ impl Live {
             stalls: self.stalls.clone(),
             warning: self.warning.clone(),
             notice: self.notice.clone(),
+            otlp: self.otlp.as_ref().map(|otlp| {
+                let stats = otlp.stats();
+                OtlpProgress {
+                    sent: stats.sent,
+                    unsent: stats.unsent(),
+                }
+            }),
             close,
         };
         self.mailbox.publish(Arc::new(snapshot));
@@ -457,6 +483,7 @@ impl Live {
             detach: end.detach,
             recorded: self.recorded.take(),
             recording_error: self.recording_error.take(),
+            otlp: self.otlp.as_ref().and_then(OtlpConsumer::summary),
             stats: format!(
                 "ferret: ingestion: {count} snapshots, {:.1} µs to build on average, {:.1} µs at most; \
                  {} events, {} calls",
@@ -474,12 +501,18 @@ impl Consumer for Live {
         for span in spans {
             self.aggregates.apply(span);
         }
+        if let Some(otlp) = &mut self.otlp {
+            otlp.spans(spans)?;
+        }
         self.record(|recording| recording.spans(spans));
         Ok(())
     }
 
     fn metric(&mut self, sample: &MetricSample) -> Result<()> {
         self.aggregates.metric(sample);
+        if let Some(otlp) = &mut self.otlp {
+            otlp.metric(sample)?;
+        }
         self.record(|recording| recording.metric(sample));
         Ok(())
     }
@@ -488,6 +521,9 @@ impl Consumer for Live {
         // Shown while they last (the header counts them, the Stalls pane
         // lists them), not as a notice that would outlive them.
         self.stalls = watchdog.stalls().cloned().collect();
+        if let Some(otlp) = &mut self.otlp {
+            otlp.stalls(news, watchdog)?;
+        }
         self.record(|recording| recording.stalls(news, watchdog));
         Ok(())
     }
@@ -515,9 +551,13 @@ impl Consumer for Live {
         Ok(())
     }
 
-    fn finish(&mut self, end: &SessionEnd) -> Result<()> {
+    fn finish(&mut self, end: &mut SessionEnd) -> Result<()> {
         // With nothing left open, nothing is stalled any more.
         self.stalls = Arc::from([]);
+        // The exporter first: its counts go into the recording.
+        if let Some(otlp) = &mut self.otlp {
+            otlp.finish(end)?;
+        }
         if let Some(mut recording) = self.recording.take() {
             let path = recording.path().map(std::path::Path::to_path_buf);
             match recording.finish(end) {

@@ -1,5 +1,6 @@
 //! Converting a recording for other tools: speedscope, Chrome trace
-//! (Perfetto, chrome://tracing), folded stacks, SVG flame graphs.
+//! (Perfetto, chrome://tracing), folded stacks, SVG flame graphs, OTLP
+//! JSON lines (OpenTelemetry).
 //!
 //! Each format is a [`crate::analyze::replay::Visitor`] over the same
 //! streaming replay as `ferret analyze`, so spans still open at the end of
@@ -11,6 +12,7 @@
 
 pub mod chrome;
 pub mod folded;
+pub mod otlp;
 pub mod output;
 pub mod speedscope;
 
@@ -31,6 +33,8 @@ pub enum Format {
     Folded,
     /// An SVG flame graph.
     Svg,
+    /// OTLP JSON lines (the Collector's file exporter format).
+    Otlp,
 }
 
 /// Why an export failed.
@@ -116,6 +120,22 @@ pub fn export(
             s.finish(&mut out, &summary.names, t0, &title, &version)
                 .map_err(write_err)?;
             (summary, left_out, spilled)
+        }
+        Format::Otlp => {
+            // The offset turns the recording's monotonic times into Unix
+            // time; a file without it keeps them as they are.
+            let offset = crate::sink::read_metadata(recording.path())
+                .ok()
+                .and_then(|m| {
+                    m.get(crate::sink::meta_key::REALTIME_OFFSET_NS)?
+                        .parse()
+                        .ok()
+                })
+                .unwrap_or(0);
+            let mut o = otlp::OtlpJson::new(&mut out, info.target.as_deref(), offset);
+            let summary = recording.replay(None, &mut o, &mut tick)?;
+            o.finish().map_err(write_err)?;
+            (summary, 0, false)
         }
         Format::Folded => {
             let mut f = folded::Folded::new();

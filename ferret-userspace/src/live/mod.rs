@@ -18,6 +18,6 @@ mod snapshot;
 pub use aggregate::{Aggregates, FunctionStats, IDLE_THREAD_KEPT_NS, METRICS_KEPT, RECENT_KEPT};
 pub use mailbox::Mailbox;
 pub use snapshot::{
-    FinishedCall, FunctionRow, MetricPoint, MetricsHistory, OpenFrame, SessionInfo, Snapshot,
-    TargetState, ThreadView,
+    FinishedCall, FunctionRow, MetricPoint, MetricsHistory, OpenFrame, OtlpProgress, SessionInfo,
+    Snapshot, TargetState, ThreadView,
 };

@@ -40,6 +40,15 @@ pub struct SessionInfo {
     pub local_offset_ns: i64,
 }
 
+/// How the OpenTelemetry export is going, for the header.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OtlpProgress {
+    /// Spans the collector accepted.
+    pub sent: u64,
+    /// Spans that will not reach it (queue full, refused, failed).
+    pub unsent: u64,
+}
+
 /// Whether the target is still being traced.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TargetState {
@@ -236,6 +245,9 @@ pub struct Snapshot {
     /// The newest lifecycle notice (an exec, a followed fork, a function
     /// detached for calling too often).
     pub notice: Option<String>,
+    /// Spans sent to the OpenTelemetry collector and not, with
+    /// `--otlp-endpoint`.
+    pub otlp: Option<OtlpProgress>,
     /// The session is over and the dashboard should close (ferret got
     /// SIGINT or SIGTERM); after the target exits it stays open instead.
     pub close: bool,
@@ -259,6 +271,7 @@ impl Snapshot {
             stalls: Arc::from([]),
             warning: None,
             notice: None,
+            otlp: None,
             close: false,
         }
     }

@@ -52,7 +52,10 @@ pub trait Consumer {
     }
 
     /// The session ended: probes are detached and every span has ended.
-    fn finish(&mut self, _end: &SessionEnd) -> Result<()> {
+    /// Consumers finish in the order they were given; one may add to
+    /// `end.metadata` for those after it (the OTLP exporter's counts reach
+    /// the recording that way).
+    fn finish(&mut self, _end: &mut SessionEnd) -> Result<()> {
         Ok(())
     }
 }
@@ -148,7 +151,7 @@ impl Consumer for RecordingConsumer {
         Ok(self.recording()?.flush()?)
     }
 
-    fn finish(&mut self, end: &SessionEnd) -> Result<()> {
+    fn finish(&mut self, end: &mut SessionEnd) -> Result<()> {
         let mut recording = self
             .recording
             .take()

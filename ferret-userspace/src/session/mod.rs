@@ -332,9 +332,9 @@ impl Session {
             .context("starting the event loop")?;
         let (stop, mut error) = runtime.block_on(self.event_loop(consumers, &mut options));
         drop(runtime);
-        let end = self.end(stop, consumers, &options, &mut error);
+        let mut end = self.end(stop, consumers, &options, &mut error);
         for consumer in consumers.iter_mut() {
-            if let Err(e) = consumer.finish(&end) {
+            if let Err(e) = consumer.finish(&mut end) {
                 error.get_or_insert(e);
             }
         }

@@ -76,6 +76,23 @@ pub mod meta_key {
     /// `--stall` in ns (0: the watchdog was off).
     pub const STALL_THRESHOLD_NS: &str = "ferret.stall_threshold_ns";
 
+    /// `--otlp-endpoint`: where spans were sent.
+    pub const OTLP_ENDPOINT: &str = "ferret.otlp_endpoint";
+    /// Spans the collector accepted.
+    pub const OTLP_SENT: &str = "ferret.otlp_sent";
+    /// Chosen spans that never reached it (dropped + failed + still queued).
+    pub const OTLP_UNSENT: &str = "ferret.otlp_unsent";
+    /// Spans dropped because the exporter's queue was full.
+    pub const OTLP_DROPPED: &str = "ferret.otlp_dropped";
+    /// Spans refused by the collector or failed after retries.
+    pub const OTLP_FAILED: &str = "ferret.otlp_failed";
+    /// Spans left out as shorter than `--otlp-min-duration`.
+    pub const OTLP_BELOW_MIN_DURATION: &str = "ferret.otlp_below_min_duration";
+    /// Spans left out over the per-second cap.
+    pub const OTLP_OVER_CAP: &str = "ferret.otlp_over_cap";
+    /// The exporter's last error, if any.
+    pub const OTLP_LAST_ERROR: &str = "ferret.otlp_last_error";
+
     /// Every key ferret writes.
     pub const ALL: &[&str] = &[
         VERSION,
@@ -90,6 +107,14 @@ pub mod meta_key {
         METRICS_UNAVAILABLE,
         DETACHED_FUNCTIONS,
         STALL_THRESHOLD_NS,
+        OTLP_ENDPOINT,
+        OTLP_SENT,
+        OTLP_UNSENT,
+        OTLP_DROPPED,
+        OTLP_FAILED,
+        OTLP_BELOW_MIN_DURATION,
+        OTLP_OVER_CAP,
+        OTLP_LAST_ERROR,
     ];
 }
 

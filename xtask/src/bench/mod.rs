@@ -10,6 +10,8 @@
 //!    threads: events delivered and lost, ferret's CPU and peak memory.
 //! 4. [`attach`]: attach and detach of 10,000 functions.
 //! 5. [`load::memory`]: ferret's resident memory over a long recording.
+//! 6. [`otlp`]: OpenTelemetry export throughput on one core, against the
+//!    Parquet writer on the same spans.
 //!
 //! The machine is shared and noisy, so every comparison alternates its
 //! contenders run by run and reports medians. Results are written to
@@ -19,6 +21,7 @@
 
 mod attach;
 mod load;
+mod otlp;
 mod overhead;
 mod pipeline;
 mod report;
@@ -64,15 +67,18 @@ pub enum Part {
     Attach,
     /// RSS over a long recording.
     Memory,
+    /// Spans per second through OTLP export (one core), against Parquet.
+    Otlp,
 }
 
 impl Part {
-    const ALL: [Part; 5] = [
+    const ALL: [Part; 6] = [
         Part::Overhead,
         Part::Pipeline,
         Part::Load,
         Part::Attach,
         Part::Memory,
+        Part::Otlp,
     ];
 
     fn key(self) -> &'static str {
@@ -82,6 +88,7 @@ impl Part {
             Part::Load => "load",
             Part::Attach => "attach",
             Part::Memory => "memory",
+            Part::Otlp => "otlp",
         }
     }
 }
@@ -167,6 +174,7 @@ pub fn run(sh: &Sh, options: &Options) -> Result<()> {
             Part::Load => load::sustained(&bench),
             Part::Attach => attach::run(&bench),
             Part::Memory => load::memory(&bench),
+            Part::Otlp => otlp::run(&bench),
         };
         let value = value.unwrap_or_else(|e| {
             println!("{} failed: {e:#}", part.key());

@@ -10,11 +10,12 @@ use super::pipeline::GOAL_PER_S;
 
 pub fn title(part: Part) -> &'static str {
     match part {
-        Part::Overhead => "1/5 cost per traced call: untraced, floor, ferret, bpftrace",
-        Part::Pipeline => "2/5 pipeline throughput (synthetic events, one core)",
-        Part::Load => "3/5 sustained load",
-        Part::Attach => "4/5 attach and detach at scale",
-        Part::Memory => "5/5 memory over time",
+        Part::Overhead => "1/6 cost per traced call: untraced, floor, ferret, bpftrace",
+        Part::Pipeline => "2/6 pipeline throughput (synthetic events, one core)",
+        Part::Load => "3/6 sustained load",
+        Part::Attach => "4/6 attach and detach at scale",
+        Part::Memory => "5/6 memory over time",
+        Part::Otlp => "6/6 OpenTelemetry export throughput (one core)",
     }
 }
 
@@ -298,6 +299,48 @@ pub fn table(results: &Value) -> String {
         );
     }
 
+    if let Some(o) = results
+        .get("otlp")
+        .filter(|o| o.get("export_per_s").is_some())
+    {
+        let export = f(o, &["export_per_s"]);
+        row(
+            "OTLP export, one core: select → map → protobuf → gzip",
+            or_dash(export.map(|r| format!("{} spans", millions(r)))),
+            format!(
+                "Parquet writer, same spans: {}",
+                or_dash(f(o, &["parquet_per_s"]).map(millions))
+            ),
+            or_dash(f(o, &["export_vs_parquet"]).map(|r| format!("{r:.3}×"))),
+            format!(
+                "≥ 0.1 M/s (the default cap under 1% of a core): {}",
+                verdict(export.map(|r| r >= super::otlp::GOAL_PER_S))
+            ),
+        );
+        row(
+            "OTLP export thread → loopback HTTP collector",
+            format!(
+                "{} spans by wall clock, {:.0} unsent",
+                or_dash(f(o, &["loopback_per_s"]).map(millions)),
+                f(o, &["loopback_unsent"]).unwrap_or(0.0)
+            ),
+            format!(
+                "{:.1} bytes/span gzipped ({:.0} protobuf)",
+                f(o, &["gzip_bytes_per_span"]).unwrap_or(0.0),
+                f(o, &["protobuf_bytes_per_span"]).unwrap_or(0.0)
+            ),
+            String::new(),
+            String::new(),
+        );
+        row(
+            "OTLP span selection alone (on the tracing thread)",
+            or_dash(f(o, &["select_per_s"]).map(|r| format!("{} spans", millions(r)))),
+            String::new(),
+            String::new(),
+            String::new(),
+        );
+    }
+
     let header = ["measurement", "result", "reference", "ratio", "goal"];
     let mut widths = header.map(|h| h.chars().count());
     for r in &rows {
@@ -368,6 +411,9 @@ mod tests {
             "attach": { "modes": { "ret": { "probes": 20000, "attach_ms": 30.0, "detach_ms": 120.0 } } },
             "memory": { "seconds": 600, "rss_first_mib": 80.0, "rss_last_mib": 80.2,
                         "rss_max_mib": 80.3, "flat": true },
+            "otlp": { "export_per_s": 1.01e6, "parquet_per_s": 9e6, "export_vs_parquet": 0.112,
+                      "loopback_per_s": 9.2e5, "loopback_unsent": 0,
+                      "gzip_bytes_per_span": 33.9, "protobuf_bytes_per_span": 234.0 },
         });
         let table = table(&results);
         assert!(table.starts_with("2 CPUs, Linux 6.18, Xeon, virtual machine (quick run)"));
@@ -386,6 +432,21 @@ mod tests {
         assert!(table.contains("none lost: met"), "{table}");
         assert!(table.contains("attach 30.0 ms, detach 120.0 ms"), "{table}");
         assert!(table.contains("flat: met"), "{table}");
+        let otlp = table
+            .lines()
+            .find(|l| l.contains("OTLP export, one core"))
+            .unwrap();
+        for cell in [
+            "1.01 M/s spans",
+            "Parquet writer, same spans: 9.00 M/s",
+            "0.112×",
+        ] {
+            assert!(otlp.contains(cell), "{otlp}");
+        }
+        assert!(
+            table.contains("default cap under 1% of a core): met"),
+            "{table}"
+        );
         let widths: Vec<usize> = table
             .lines()
             .filter(|l| l.starts_with('|'))

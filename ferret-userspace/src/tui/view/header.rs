@@ -2,7 +2,8 @@
 //!
 //! Line one: state badge, pid, command and its log file. Line two:
 //! elapsed, lost events
-//! (early in the line, so a narrow terminal never cuts them off), events/s,
+//! (early in the line, so a narrow terminal never cuts them off), stalls,
+//! spans sent to an OpenTelemetry collector and unsent, events/s,
 //! calls, functions and exit-probe mode, log file, Parquet output.
 
 use ratatui::{
@@ -114,6 +115,17 @@ impl Widget for Header<'_> {
             ));
             if latest.stalls.iter().any(|s| !s.deadlock.is_empty()) {
                 second.push(Span::styled(" · DEADLOCK", theme::ALARM));
+            }
+        }
+        // OTLP export, from the newest snapshot: unsent spans are news.
+        if let Some(otlp) = latest.otlp {
+            second.push(sep());
+            second.push(Span::raw(format!("otlp {} sent", format::count(otlp.sent))));
+            if otlp.unsent > 0 {
+                second.push(Span::styled(
+                    format!(" · ⚠ {} unsent", format::count(otlp.unsent)),
+                    theme::WARN,
+                ));
             }
         }
         if let Some(warning) = &latest.warning {

@@ -217,6 +217,7 @@ fn busy() -> Snapshot {
         stalls: Arc::from([]),
         warning: None,
         notice: None,
+        otlp: None,
         close: false,
     }
 }
@@ -390,6 +391,20 @@ fn empty_session_at_80x24() {
 #[test]
 fn terminal_too_small() {
     insta::assert_snapshot!(text(&draw(&app(busy(), 36, 10))));
+}
+
+#[test]
+fn the_header_counts_spans_sent_to_the_collector_and_unsent() {
+    let mut snapshot = busy();
+    snapshot.otlp = Some(crate::live::OtlpProgress {
+        sent: 1_200,
+        unsent: 34,
+    });
+    let screen = text(&draw(&app(snapshot, 160, 40)));
+    let header = screen.lines().nth(1).unwrap();
+    assert!(header.contains("otlp 1200 sent · ⚠ 34 unsent"), "{header}");
+    let screen = text(&draw(&app(busy(), 160, 40)));
+    assert!(!screen.lines().nth(1).unwrap().contains("otlp"));
 }
 
 #[test]
