@@ -139,6 +139,7 @@ impl Gen<'_> {
             start_ns: ts,
             ts_ns: now,
             status,
+            overhead_ns: 0,
         }))?;
         self.spans += 1;
         Ok(now)

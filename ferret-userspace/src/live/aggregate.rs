@@ -315,6 +315,7 @@ mod tests {
             start_ns,
             ts_ns: ts,
             status,
+            overhead_ns: 0,
         })
     }
 

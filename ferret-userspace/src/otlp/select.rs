@@ -314,6 +314,7 @@ pub(crate) mod tests {
                 start_ns: start,
                 ts_ns: end,
                 status,
+                overhead_ns: 0,
             }));
             self
         }

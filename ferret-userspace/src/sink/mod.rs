@@ -160,6 +160,10 @@ pub mod col {
     /// STALL: what the thread is doing: state, system call and arguments,
     /// kernel wait channel, the lock it waits for and its holder, a deadlock.
     pub const WAIT: &str = "wait";
+    /// SPAN_END: ferret's estimated probe time inside the span (its exit
+    /// probe's share and its traced descendants' probes); `duration_ns`
+    /// stays as measured.
+    pub const OVERHEAD_NS: &str = "overhead_ns";
 }
 
 /// The METRIC columns beyond the contract's (docs/CONTRACTS.md) `cpu_percent`, `rss_bytes` and
@@ -282,6 +286,7 @@ static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     // Added after the metric columns so earlier columns keep their places.
     fields.push(Field::new(col::STACK, DataType::Utf8, true));
     fields.push(Field::new(col::WAIT, DataType::Utf8, true));
+    fields.push(Field::new(col::OVERHEAD_NS, DataType::Int64, true));
     Arc::new(Schema::new(fields))
 });
 

@@ -63,6 +63,8 @@ pub struct Row {
     pub stack: Option<String>,
     /// STALL: state, system call and what the thread waits for.
     pub wait: Option<String>,
+    /// SPAN_END: ferret's estimated probe time inside the span.
+    pub overhead_ns: Option<i64>,
 }
 
 /// Read every row of the event log at `path`, in file order.
@@ -133,6 +135,7 @@ struct Batch {
     extra: Vec<Option<PrimitiveArray<Float64Type>>>,
     stack: Option<StringArray>,
     wait: Option<StringArray>,
+    overhead_ns: Option<PrimitiveArray<Int64Type>>,
 }
 
 impl Batch {
@@ -198,6 +201,7 @@ impl Batch {
                 .collect::<Result<_, SinkError>>()?,
             stack: string(col::STACK)?,
             wait: string(col::WAIT)?,
+            overhead_ns: i64s(col::OVERHEAD_NS)?,
         })
     }
 
@@ -225,6 +229,7 @@ impl Batch {
                 extra: std::array::from_fn(|k| prim_at(self.extra[k].as_ref(), i)),
                 stack: string_at(self.stack.as_ref(), i),
                 wait: string_at(self.wait.as_ref(), i),
+                overhead_ns: prim_at(self.overhead_ns.as_ref(), i),
             });
         }
     }

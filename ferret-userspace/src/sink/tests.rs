@@ -68,6 +68,7 @@ fn end(
         start_ns,
         ts_ns,
         status,
+        overhead_ns: 0,
     })
 }
 
@@ -94,6 +95,7 @@ fn row(kind: &str, ts_ns: i64, pid: i32) -> Row {
         extra: [None; super::metric::COUNT],
         stack: None,
         wait: None,
+        overhead_ns: None,
     }
 }
 
@@ -151,8 +153,11 @@ fn every_column_round_trips() {
         None,
     ))
     .unwrap();
-    w.write_span(&end(1, None, 0, 0, 100, 200, SpanStatus::Ok))
-        .unwrap();
+    let mut main_end = end(1, None, 0, 0, 100, 200, SpanStatus::Ok);
+    if let SpanEvent::End(e) = &mut main_end {
+        e.overhead_ns = 7;
+    }
+    w.write_span(&main_end).unwrap();
     w.write_span(&end(3, None, 0, 0, 190, 200, SpanStatus::Open))
         .unwrap();
     assert_eq!(w.rows_written(), 7);
@@ -179,6 +184,7 @@ fn every_column_round_trips() {
             start_ns: Some(150),
             duration_ns: Some(25),
             status: Some("unwound".into()),
+            overhead_ns: Some(0),
             ..span_row(KIND_SPAN_END, 175, 2, Some(1), 1, 1)
         },
         Row {
@@ -189,12 +195,14 @@ fn every_column_round_trips() {
             start_ns: Some(100),
             duration_ns: Some(100),
             status: Some("ok".into()),
+            overhead_ns: Some(7),
             ..span_row(KIND_SPAN_END, 200, 1, None, 0, 0)
         },
         Row {
             start_ns: Some(190),
             duration_ns: Some(10),
             status: Some("open".into()),
+            overhead_ns: Some(0),
             ..span_row(KIND_SPAN_END, 200, 3, None, 0, 0)
         },
     ];
@@ -232,13 +240,14 @@ fn file_types_follow_the_contract() {
         col::START_NS,
         col::DURATION_NS,
         col::RSS_BYTES,
+        col::OVERHEAD_NS,
     ];
     let i32s = [col::PID, col::TID, col::DEPTH, col::THREADS];
     let required = [col::KIND, col::TS_NS, col::TIME, col::PID];
 
     // The Arrow schema handed to readers.
     let schema = schema();
-    assert_eq!(schema.fields().len(), 19 + super::metric::COUNT);
+    assert_eq!(schema.fields().len(), 20 + super::metric::COUNT);
     for field in schema.fields() {
         let name = field.name().as_str();
         let extra = super::metric::DEFS.iter().find(|d| d.column == name);
@@ -672,8 +681,8 @@ mod any {
                     ts_ns,
                 })
             }),
-            8 => (span(), u64_value(), status()).prop_map(
-                |((span_id, parent, depth, pid, tid, name, function, ts_ns), start_ns, status)| {
+            8 => (span(), u64_value(), status(), 0u64..1 << 40).prop_map(
+                |((span_id, parent, depth, pid, tid, name, function, ts_ns), start_ns, status, overhead_ns)| {
                     Op::End(SpanEnd {
                         span_id,
                         parent_span_id: parent,
@@ -685,6 +694,7 @@ mod any {
                         start_ns,
                         ts_ns,
                         status,
+                        overhead_ns,
                     })
                 }
             ).boxed(),
@@ -764,6 +774,7 @@ fn expected(op: &Op) -> Row {
             start_ns: Some(e.start_ns as i64),
             duration_ns: Some(e.duration_ns() as i64),
             status: Some(e.status.as_str().to_owned()),
+            overhead_ns: Some(e.overhead_ns as i64),
             ..span(
                 KIND_SPAN_END,
                 e.ts_ns,

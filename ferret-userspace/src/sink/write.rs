@@ -208,6 +208,7 @@ impl RecordingWriter {
         if let SpanEvent::End(e) = ev {
             c.start_ns.push(row, e.start_ns as i64);
             c.duration_ns.push(row, e.duration_ns() as i64);
+            c.overhead_ns.push(row, e.overhead_ns as i64);
             c.status
                 .push_slot(row, status_slot(e.status), e.status.as_str());
         }
@@ -489,6 +490,7 @@ struct Columns {
     extra: Vec<Extra>,
     stack: StrColumn,
     wait: StrColumn,
+    overhead_ns: IntColumn<i64>,
 }
 
 /// A column of one of [`super::metric::DEFS`]: INT64 or DOUBLE by unit.
@@ -557,6 +559,7 @@ impl Columns {
                 .collect(),
             stack: string(col::STACK, 0),
             wait: string(col::WAIT, 0),
+            overhead_ns: int64(col::OVERHEAD_NS, rows),
         }
     }
 
@@ -584,6 +587,7 @@ impl Columns {
         columns.extend(self.extra.iter_mut().map(Extra::column));
         columns.push(&mut self.stack);
         columns.push(&mut self.wait);
+        columns.push(&mut self.overhead_ns);
         debug_assert_eq!(columns.len(), schema().fields().len());
         columns
     }

@@ -1271,6 +1271,7 @@ mod tests {
             sp,
             thread_name: ThreadName::from("worker"),
             before_attach: false,
+            overhead_ns: 0,
         }
     }
 

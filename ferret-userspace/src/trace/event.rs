@@ -98,6 +98,25 @@ pub struct FunctionInfo {
     pub module: String,
 }
 
+/// What one traced call of a function costs the thread it runs on, from
+/// the calibration ([`crate::cost`]), in nanoseconds. All zero (the
+/// default) means uncorrected.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[expect(
+    clippy::struct_field_names,
+    reason = "every field is a duration in ns, named so as everywhere in ferret"
+)]
+pub struct FunctionCost {
+    /// A call that returned: its entry and exit probes, all of it charged to
+    /// the enclosing span.
+    pub hit_ns: u64,
+    /// The part of those probes that falls inside the call's own measured
+    /// duration (between the two timestamps).
+    pub bias_ns: u64,
+    /// A call left without its exit probe (unwound): its entry probe alone.
+    pub entry_ns: u64,
+}
+
 /// What a raw probe hit says happened.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RawKind {
@@ -206,12 +225,21 @@ pub struct SpanEnd {
     pub ts_ns: u64,
     /// How it ended.
     pub status: SpanStatus,
+    /// ferret's own probe time estimated inside the span: its exit probe's
+    /// share of its measured duration plus every traced descendant's probes
+    /// (see [`FunctionCost`]). `ts_ns - start_ns` stays as measured.
+    pub overhead_ns: u64,
 }
 
 impl SpanEnd {
     /// `ts_ns - start_ns`.
     pub const fn duration_ns(&self) -> u64 {
         self.ts_ns.saturating_sub(self.start_ns)
+    }
+
+    /// The duration with ferret's own probe time taken out, never below 0.
+    pub const fn corrected_ns(&self) -> u64 {
+        self.duration_ns().saturating_sub(self.overhead_ns)
     }
 }
 

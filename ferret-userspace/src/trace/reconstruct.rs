@@ -21,7 +21,11 @@
 
 use std::collections::BTreeMap;
 
-use super::event::{RawEvent, RawKind, SpanEnd, SpanEvent, SpanStart, SpanStatus, ThreadName};
+use std::sync::Arc;
+
+use super::event::{
+    FunctionCost, RawEvent, RawKind, SpanEnd, SpanEvent, SpanStart, SpanStatus, ThreadName,
+};
 
 /// How many emptied frame vectors are kept for reuse, so threads that keep
 /// entering and leaving their outermost traced function do not allocate.
@@ -52,6 +56,9 @@ pub struct OpenSpan {
     /// adopted from the thread's stack ([`Reconstructor::adopt`]) and its
     /// `start_ns` is when tracing began, not when the call was made.
     pub before_attach: bool,
+    /// ferret's probe time inside the span so far: the probes of its traced
+    /// descendants that have ended (see [`FunctionCost`]).
+    pub overhead_ns: u64,
 }
 
 /// One thread's open call stack, for a live view.
@@ -98,6 +105,9 @@ pub struct Reconstructor {
     orphan_exits: u64,
     lost_events: u64,
     spare: Vec<Vec<OpenSpan>>,
+    /// What a call of each function costs, by function id; empty: nothing
+    /// is corrected.
+    costs: Arc<[FunctionCost]>,
 }
 
 impl Default for Reconstructor {
@@ -116,7 +126,14 @@ impl Reconstructor {
             orphan_exits: 0,
             lost_events: 0,
             spare: Vec::new(),
+            costs: Arc::from([]),
         }
+    }
+
+    /// What a call of each function costs (by function id), for the
+    /// [`SpanEnd::overhead_ns`] of spans that end from now on.
+    pub fn set_costs(&mut self, costs: Arc<[FunctionCost]>) {
+        self.costs = costs;
     }
 
     /// Feed one raw event; append the resulting span events to `out` in
@@ -221,7 +238,7 @@ impl Reconstructor {
             });
         thread.name = ev.thread_name;
         thread.last_event_ns = ev.ts_ns;
-        self.open -= retire_dead(&mut thread.frames, ev, out);
+        self.open -= retire_dead(&mut thread.frames, ev, &self.costs, out);
 
         let span_id = self.next_span_id;
         self.next_span_id += 1;
@@ -248,6 +265,7 @@ impl Reconstructor {
             sp: ev.sp,
             thread_name: ev.thread_name,
             before_attach: false,
+            overhead_ns: 0,
         });
         self.open += 1;
     }
@@ -260,7 +278,7 @@ impl Reconstructor {
         };
         thread.name = ev.thread_name;
         thread.last_event_ns = ev.ts_ns;
-        self.open -= retire_dead(&mut thread.frames, ev, out);
+        self.open -= retire_dead(&mut thread.frames, ev, &self.costs, out);
 
         // After retiring, every frame has sp >= ev.sp, and those equal to it
         // are the top block (see the module invariant).
@@ -276,18 +294,24 @@ impl Reconstructor {
                 // Frames above the match were left without their own exit
                 // (lost, or unwound past): they end now, innermost first.
                 while thread.frames.len() > index + 1 {
-                    let frame = thread.frames.pop().expect("len > index + 1");
-                    out.push(end_event(
+                    out.push(end_top(
+                        &mut thread.frames,
+                        &self.costs,
                         ev.pid,
                         ev.tid,
-                        &frame,
                         ev.ts_ns,
                         SpanStatus::Unwound,
                     ));
                     self.open -= 1;
                 }
-                let frame = thread.frames.pop().expect("matched frame");
-                out.push(end_event(ev.pid, ev.tid, &frame, ev.ts_ns, SpanStatus::Ok));
+                out.push(end_top(
+                    &mut thread.frames,
+                    &self.costs,
+                    ev.pid,
+                    ev.tid,
+                    ev.ts_ns,
+                    SpanStatus::Ok,
+                ));
                 self.open -= 1;
             }
             None => self.orphan_exits += 1,
@@ -366,6 +390,7 @@ impl Reconstructor {
                 sp,
                 thread_name: *thread_name,
                 before_attach: true,
+                overhead_ns: 0,
             });
         }
         let ids: Vec<u64> = adopted.iter().map(|a| a.span_id).collect();
@@ -400,8 +425,14 @@ impl Reconstructor {
             return false;
         };
         while thread.frames.len() > index {
-            let frame = thread.frames.pop().expect("len > index");
-            out.push(end_event(pid, tid, &frame, ts_ns, SpanStatus::Unwound));
+            out.push(end_top(
+                &mut thread.frames,
+                &self.costs,
+                pid,
+                tid,
+                ts_ns,
+                SpanStatus::Unwound,
+            ));
             self.open -= 1;
         }
         if thread.frames.is_empty() {
@@ -422,13 +453,16 @@ impl Reconstructor {
         out: &mut Vec<SpanEvent>,
     ) {
         self.open -= thread.frames.len();
-        out.extend(
-            thread
-                .frames
-                .drain(..)
-                .rev()
-                .map(|frame| end_event(pid, tid, &frame, ts_ns, status)),
-        );
+        while !thread.frames.is_empty() {
+            out.push(end_top(
+                &mut thread.frames,
+                &self.costs,
+                pid,
+                tid,
+                ts_ns,
+                status,
+            ));
+        }
         self.recycle(thread.frames);
     }
 
@@ -444,14 +478,19 @@ impl Reconstructor {
 /// End, as unwound at the event's time, every frame below the event's stack
 /// pointer: execution is now shallower than those frames, so they are gone.
 /// Returns how many were ended.
-fn retire_dead(frames: &mut Vec<OpenSpan>, ev: &RawEvent, out: &mut Vec<SpanEvent>) -> usize {
+fn retire_dead(
+    frames: &mut Vec<OpenSpan>,
+    ev: &RawEvent,
+    costs: &[FunctionCost],
+    out: &mut Vec<SpanEvent>,
+) -> usize {
     let mut ended = 0;
     while frames.last().is_some_and(|f| f.sp < ev.sp) {
-        let frame = frames.pop().expect("checked non-empty");
-        out.push(end_event(
+        out.push(end_top(
+            frames,
+            costs,
             ev.pid,
             ev.tid,
-            &frame,
             ev.ts_ns,
             SpanStatus::Unwound,
         ));
@@ -460,7 +499,33 @@ fn retire_dead(frames: &mut Vec<OpenSpan>, ev: &RawEvent, out: &mut Vec<SpanEven
     ended
 }
 
-fn end_event(pid: u32, tid: u32, frame: &OpenSpan, ts_ns: u64, status: SpanStatus) -> SpanEvent {
+/// Ends the innermost open frame at `ts_ns` and charges what its probes
+/// cost to the frame it was called from.
+///
+/// A call that returned carries its exit probe's share of its own duration
+/// (`bias_ns`) plus its descendants' probes; its parent is charged all of
+/// its probes (`hit_ns`) plus the same descendants. A call left without an
+/// exit (unwound, or still open at the stop) had only its entry probe.
+fn end_top(
+    frames: &mut Vec<OpenSpan>,
+    costs: &[FunctionCost],
+    pid: u32,
+    tid: u32,
+    ts_ns: u64,
+    status: SpanStatus,
+) -> SpanEvent {
+    let frame = frames.pop().expect("a frame to end");
+    let cost = costs
+        .get(frame.function as usize)
+        .copied()
+        .unwrap_or_default();
+    let (own, charged) = match status {
+        SpanStatus::Ok => (cost.bias_ns, cost.hit_ns),
+        SpanStatus::Unwound | SpanStatus::Open => (0, cost.entry_ns),
+    };
+    if let Some(parent) = frames.last_mut() {
+        parent.overhead_ns += charged + frame.overhead_ns;
+    }
     SpanEvent::End(SpanEnd {
         span_id: frame.span_id,
         parent_span_id: frame.parent_span_id,
@@ -472,6 +537,7 @@ fn end_event(pid: u32, tid: u32, frame: &OpenSpan, ts_ns: u64, status: SpanStatu
         start_ns: frame.start_ns,
         ts_ns,
         status,
+        overhead_ns: own + frame.overhead_ns,
     })
 }
 
@@ -1229,5 +1295,109 @@ mod tests {
                 }
             }
         }
+    }
+
+    fn overheads(events: &[SpanEvent]) -> Vec<(u32, SpanStatus, u64)> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                SpanEvent::End(end) => Some((end.function, end.status, end.overhead_ns)),
+                SpanEvent::Start(_) => None,
+            })
+            .collect()
+    }
+
+    fn costed() -> Reconstructor {
+        let mut r = Reconstructor::new();
+        r.set_costs(Arc::from([
+            FunctionCost {
+                hit_ns: 10,
+                bias_ns: 4,
+                entry_ns: 3,
+            },
+            FunctionCost {
+                hit_ns: 20,
+                bias_ns: 8,
+                entry_ns: 6,
+            },
+        ]));
+        r
+    }
+
+    #[test]
+    fn overhead_is_the_own_bias_plus_every_descendants_probes() {
+        let mut r = costed();
+        let out = run(
+            &mut r,
+            &[
+                entry(0, 1, 0, BASE_SP),
+                entry(10, 1, 1, BASE_SP - 0x10),
+                exit(20, 1, 1, BASE_SP - 0x10),
+                entry(30, 1, 1, BASE_SP - 0x10),
+                // Recursion: the child calls itself.
+                entry(40, 1, 1, BASE_SP - 0x20),
+                exit(50, 1, 1, BASE_SP - 0x20),
+                exit(60, 1, 1, BASE_SP - 0x10),
+                exit(100, 1, 0, BASE_SP),
+            ],
+        );
+        assert_eq!(
+            overheads(&out),
+            [
+                (1, SpanStatus::Ok, 8),
+                (1, SpanStatus::Ok, 8),
+                (1, SpanStatus::Ok, 20 + 8),
+                // 4 of its own, two children's probes and a grandchild's.
+                (0, SpanStatus::Ok, 4 + 20 + 20 + 20),
+            ]
+        );
+    }
+
+    #[test]
+    fn an_unwound_call_charges_only_its_entry_probe() {
+        let mut r = costed();
+        let out = run(
+            &mut r,
+            &[
+                entry(0, 1, 0, BASE_SP),
+                entry(10, 1, 1, BASE_SP - 0x10),
+                entry(20, 1, 1, BASE_SP - 0x20),
+                exit(30, 1, 1, BASE_SP - 0x20),
+                // The child is left by an exception: no exit of its own.
+                exit(100, 1, 0, BASE_SP),
+            ],
+        );
+        assert_eq!(
+            overheads(&out),
+            [
+                (1, SpanStatus::Ok, 8),
+                (1, SpanStatus::Unwound, 20),
+                (0, SpanStatus::Ok, 4 + 6 + 20),
+            ]
+        );
+        // Open at the stop: the same, no exit probe inside.
+        let mut r = costed();
+        let mut out = run(
+            &mut r,
+            &[entry(0, 2, 0, BASE_SP), entry(5, 2, 1, BASE_SP - 0x10)],
+        );
+        r.finish(50, &mut out);
+        assert_eq!(
+            overheads(&out),
+            [(1, SpanStatus::Open, 0), (0, SpanStatus::Open, 6)]
+        );
+    }
+
+    #[test]
+    fn corrected_durations_never_go_below_zero() {
+        let mut r = costed();
+        let out = run(&mut r, &[entry(0, 1, 1, BASE_SP), exit(5, 1, 1, BASE_SP)]);
+        let Some(SpanEvent::End(end)) = out.last() else {
+            panic!("{out:?}");
+        };
+        assert_eq!(
+            (end.duration_ns(), end.overhead_ns, end.corrected_ns()),
+            (5, 8, 0)
+        );
     }
 }

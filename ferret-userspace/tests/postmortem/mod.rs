@@ -220,6 +220,7 @@ pub fn write_synthetic(path: &Path, functions: &[&str], steps: &[Step], finish: 
                 start_ns,
                 ts_ns: ts,
                 status: SpanStatus::Ok,
+                overhead_ns: 0,
             })
         };
         writer.write_span(&event).expect("write");
