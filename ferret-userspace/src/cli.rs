@@ -63,6 +63,25 @@ struct ProbeArgs {
     /// protect the target (0: never).
     #[arg(long, value_name = "CALLS", default_value_t = 10_000)]
     max_rate: u64,
+    /// Keep ferret's probes under this share of the target's own time:
+    /// when they cost more for half a second, the costliest functions are
+    /// detached (0: never). The estimate uses the probe cost measured at
+    /// start.
+    #[arg(long, value_name = "PERCENT", default_value_t = 5.0, value_parser = parse_percent)]
+    max_overhead: f64,
+}
+
+/// A percentage: a finite number ≥ 0.
+fn parse_percent(text: &str) -> Result<f64, String> {
+    let value: f64 = text
+        .trim_end_matches('%')
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number"))?;
+    if value.is_finite() && value >= 0.0 {
+        Ok(value)
+    } else {
+        Err(format!("`{text}` is not a percentage ≥ 0"))
+    }
 }
 
 /// How function exits are observed.
@@ -275,6 +294,9 @@ pub struct ProbeConfig {
     pub follow_forks: bool,
     /// Overhead guard: calls per second per function (0: off).
     pub max_rate: u64,
+    /// Overhead guard: the probes' budget, percent of the target's own
+    /// time (0: off).
+    pub max_overhead: f64,
 }
 
 /// OpenTelemetry export as the command line asks; the environment is
@@ -400,6 +422,7 @@ impl Cli {
                     exit_mode: args.probes.exit_probes,
                     follow_forks: args.probes.follow_forks,
                     max_rate: args.probes.max_rate,
+                    max_overhead: args.probes.max_overhead,
                 },
                 output: args.output,
                 stall: args.stall,
@@ -428,6 +451,7 @@ impl Cli {
                     exit_mode: args.probes.exit_probes,
                     follow_forks: args.probes.follow_forks,
                     max_rate: args.probes.max_rate,
+                    max_overhead: args.probes.max_overhead,
                 },
                 output: args.output,
                 duration: args.duration,

@@ -15,6 +15,7 @@ pub mod analyze;
 pub mod cli;
 pub mod clock;
 pub mod commands;
+pub mod cost;
 pub mod export;
 pub(crate) mod fxhash;
 pub mod live;

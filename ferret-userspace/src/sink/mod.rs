@@ -76,6 +76,12 @@ pub mod meta_key {
     /// `--stall` in ns (0: the watchdog was off).
     pub const STALL_THRESHOLD_NS: &str = "ferret.stall_threshold_ns";
 
+    /// The probes' cost as measured on the machine, JSON: `start` (the
+    /// figures of [`crate::cost::Calibration`]), `recalibrations`, and `end`
+    /// (the figures last in use) if the session measured again.
+    pub const CALIBRATION: &str = "ferret.calibration";
+    /// `--max-overhead` (0: the budget was off).
+    pub const MAX_OVERHEAD_PERCENT: &str = "ferret.max_overhead_percent";
     /// `--otlp-endpoint`: where spans were sent.
     pub const OTLP_ENDPOINT: &str = "ferret.otlp_endpoint";
     /// Spans the collector accepted.
@@ -107,6 +113,8 @@ pub mod meta_key {
         METRICS_UNAVAILABLE,
         DETACHED_FUNCTIONS,
         STALL_THRESHOLD_NS,
+        CALIBRATION,
+        MAX_OVERHEAD_PERCENT,
         OTLP_ENDPOINT,
         OTLP_SENT,
         OTLP_UNSENT,
