@@ -63,6 +63,16 @@ struct ProbeArgs {
     /// protect the target (0: never).
     #[arg(long, value_name = "CALLS", default_value_t = 10_000)]
     max_rate: u64,
+    #[command(flatten)]
+    debug: DebugArgs,
+}
+
+#[derive(Debug, Args)]
+struct DebugArgs {
+    /// Also look for separate debug files (`.build-id/xx/….debug`, debug
+    /// links) here, before `FERRET_DEBUG_DIRS` or /usr/lib/debug. Repeatable.
+    #[arg(long = "debug-dir", value_name = "DIR")]
+    debug_dirs: Vec<PathBuf>,
 }
 
 /// How function exits are observed.
@@ -209,6 +219,8 @@ struct SymbolsArgs {
     /// Only functions matching these globs (`LIB:GLOB` for libraries).
     #[arg(value_name = "GLOB")]
     patterns: Vec<Pattern>,
+    #[command(flatten)]
+    debug: DebugArgs,
 }
 
 /// What to trace.
@@ -233,6 +245,8 @@ pub struct ProbeConfig {
     pub follow_forks: bool,
     /// Overhead guard: calls per second per function (0: off).
     pub max_rate: u64,
+    /// `--debug-dir`: searched first for separate debug files.
+    pub debug_dirs: Vec<PathBuf>,
 }
 
 /// `ferret record`.
@@ -304,6 +318,8 @@ pub struct SymbolsConfig {
     pub source: SymbolSource,
     /// Filters.
     pub patterns: Vec<Pattern>,
+    /// `--debug-dir`: searched first for separate debug files.
+    pub debug_dirs: Vec<PathBuf>,
 }
 
 /// Where `ferret symbols` reads.
@@ -342,6 +358,7 @@ impl Cli {
                     exit_mode: args.probes.exit_probes,
                     follow_forks: args.probes.follow_forks,
                     max_rate: args.probes.max_rate,
+                    debug_dirs: args.probes.debug.debug_dirs,
                 },
                 output: args.output,
                 stall: args.stall,
@@ -369,6 +386,7 @@ impl Cli {
                     exit_mode: args.probes.exit_probes,
                     follow_forks: args.probes.follow_forks,
                     max_rate: args.probes.max_rate,
+                    debug_dirs: args.probes.debug.debug_dirs,
                 },
                 output: args.output,
                 duration: args.duration,
@@ -382,6 +400,7 @@ impl Cli {
                     (None, None) => unreachable!("clap requires one"),
                 },
                 patterns: args.patterns,
+                debug_dirs: args.debug.debug_dirs,
             })),
         }
     }
@@ -459,6 +478,40 @@ mod tests {
             panic!("parses")
         };
         assert_eq!(r.stall, Duration::from_millis(250));
+    }
+
+    #[test]
+    fn debug_dirs_are_repeatable_on_the_commands_that_resolve_symbols() {
+        let parse = |args: &[&str]| Cli::try_parse_from(args).and_then(Cli::into_invocation);
+        let Ok(Invocation::Record(r)) = parse(&[
+            "ferret",
+            "record",
+            "-p",
+            "1",
+            "-s",
+            "m",
+            "-o",
+            "x",
+            "--debug-dir",
+            "/a",
+            "--debug-dir",
+            "/b",
+        ]) else {
+            panic!("parses")
+        };
+        assert_eq!(
+            r.probes.debug_dirs,
+            [PathBuf::from("/a"), PathBuf::from("/b")]
+        );
+        let Ok(Invocation::Watch(w)) = parse(&["ferret", "watch", "-p", "1", "-s", "m"]) else {
+            panic!("parses")
+        };
+        assert!(w.probes.debug_dirs.is_empty());
+        let Ok(Invocation::Symbols(s)) = parse(&["ferret", "symbols", "--debug-dir", "/d", "ls"])
+        else {
+            panic!("parses")
+        };
+        assert_eq!(s.debug_dirs, [PathBuf::from("/d")]);
     }
 
     #[test]
