@@ -54,7 +54,7 @@ pub fn run(config: &SymbolsConfig) -> Result<i32> {
         config.patterns.is_empty() || config.patterns.iter().any(|p| p.library.is_none());
     let mut listed: Vec<&symbols::Module> = Vec::new();
     for module in std::iter::once(&exe).chain(&libs) {
-        let is_exe = std::ptr::eq(module, &exe);
+        let is_exe = module.path == exe.path;
         if (is_exe && exe_addressed) || rows.iter().any(|f| f.module == module.path) {
             listed.push(module);
         }

@@ -203,7 +203,7 @@ pub struct Module {
     /// Where the target sees the file, for finding its debug file.
     seen: Seen,
     search: Arc<DebugSearch>,
-    debug: OnceLock<Result<DebugFile, Missing>>,
+    debug: OnceLock<Result<DebugFile, Box<Missing>>>,
     catalog: OnceLock<Catalog>,
 }
 
@@ -343,6 +343,7 @@ impl Module {
                 )
             })
             .as_ref()
+            .map_err(AsRef::as_ref)
     }
 
     /// The debug file the function symbols come from: `Some` for a
@@ -368,7 +369,7 @@ impl Module {
     pub fn stripped_error(&self) -> Option<SymbolError> {
         self.missing_symbols().map(|missing| SymbolError::Stripped {
             module: self.seen.path.display().to_string(),
-            missing: missing.clone(),
+            missing: Box::new(missing.clone()),
         })
     }
 

@@ -91,7 +91,7 @@ pub enum SymbolError {
     #[error("{module} is stripped ({}); {}", missing.reason(), missing.remedy())]
     Stripped {
         module: String,
-        missing: debuginfo::Missing,
+        missing: Box<debuginfo::Missing>,
     },
     /// The library part of a pattern matched no library of the target.
     #[error(
@@ -203,11 +203,11 @@ mod tests {
     fn stripped_message_is_one_line_with_the_remedy() {
         let err = SymbolError::Stripped {
             module: "/usr/bin/miniserve".to_owned(),
-            missing: debuginfo::Missing {
+            missing: Box::new(debuginfo::Missing {
                 build_id: Some("5e1f".to_owned()),
                 dirs: vec!["/usr/lib/debug".into()],
                 ..debuginfo::Missing::default()
-            },
+            }),
         };
         assert_eq!(
             err.to_string(),

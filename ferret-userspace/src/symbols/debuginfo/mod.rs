@@ -30,6 +30,7 @@
 mod debuginfod;
 mod link;
 
+use std::fmt::Write as _;
 use std::fs;
 use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
@@ -214,11 +215,12 @@ impl Missing {
     pub fn reason(&self) -> String {
         let mut out = String::from("no .symtab, ");
         match (&self.build_id, &self.debuglink) {
-            (Some(id), _) => out.push_str(&format!("no debug file for build id {id}")),
-            (None, Some(link)) => out.push_str(&format!(
-                "no debug file {} (its .gnu_debuglink)",
-                link.display()
-            )),
+            (Some(id), _) => {
+                let _ = write!(out, "no debug file for build id {id}");
+            }
+            (None, Some(link)) => {
+                let _ = write!(out, "no debug file {} (its .gnu_debuglink)", link.display());
+            }
             (None, None) => {
                 out.push_str("no build id, no .gnu_debuglink");
                 return out;
@@ -234,10 +236,7 @@ impl Missing {
             out.push_str(&self.servers.join(", "));
         }
         if let Some((path, why)) = &self.rejected {
-            out.push_str(&format!(
-                "; {} is not its debug file: {why}",
-                path.display()
-            ));
+            let _ = write!(out, "; {} is not its debug file: {why}", path.display());
         }
         out
     }
@@ -274,20 +273,16 @@ pub fn seen_from_real(real: &Path) -> Seen {
         (components.next()? == Component::Normal("root".as_ref())).then_some(())?;
         Some(Path::new("/proc").join(pid).join("root"))
     })();
-    match in_proc_root {
-        Some(root) => {
-            let path = Path::new("/").join(components.as_path());
-            seen_in(&root, path)
-        }
-        None => {
-            let path = std::path::absolute(real).unwrap_or_else(|_| real.to_owned());
-            let canonical_dir = canonical_dir_of(&path);
-            Seen {
-                roots: vec![host],
-                path,
-                canonical_dir,
-            }
-        }
+    if let Some(root) = in_proc_root {
+        let path = Path::new("/").join(components.as_path());
+        return seen_in(&root, path);
+    }
+    let path = std::path::absolute(real).unwrap_or_else(|_| real.to_owned());
+    let canonical_dir = canonical_dir_of(&path);
+    Seen {
+        roots: vec![host],
+        path,
+        canonical_dir,
     }
 }
 
@@ -328,14 +323,14 @@ pub fn find(
     seen: &Seen,
     search: &DebugSearch,
     module: &str,
-) -> Result<DebugFile, Missing> {
-    let mut missing = Missing {
+) -> Result<DebugFile, Box<Missing>> {
+    let mut missing = Box::new(Missing {
         build_id: ids.build_id.as_deref().map(hex),
         debuglink: ids.debuglink.as_ref().map(|l| l.name.clone()),
         dirs: search.dirs.clone(),
         servers: Vec::new(),
         rejected: None,
-    };
+    });
     if ids.build_id.is_none() && ids.debuglink.is_none() {
         missing.dirs.clear();
         return Err(missing);
