@@ -211,9 +211,10 @@ pub enum ExportFormat {
 #[derive(Debug, Args)]
 struct SymbolsArgs {
     /// Attach to this running process and list its executable's and libraries' functions.
-    #[arg(short, long, value_name = "PID", conflicts_with = "binary")]
+    #[arg(short, long, value_name = "PID")]
     pid: Option<u32>,
-    /// An ELF binary or shared library (or a command name found on PATH).
+    /// An ELF binary or shared library (or a command name found on PATH);
+    /// with --pid, the first GLOB.
     #[arg(value_name = "BINARY", required_unless_present = "pid")]
     binary: Option<OsString>,
     /// Only functions matching these globs (`LIB:GLOB` for libraries).
@@ -393,15 +394,32 @@ impl Cli {
                 interval: args.interval,
                 stall: args.stall,
             })),
-            Command::Symbols(args) => Ok(Invocation::Symbols(SymbolsConfig {
-                source: match (args.pid, args.binary) {
-                    (Some(pid), _) => SymbolSource::Pid(pid),
+            Command::Symbols(args) => {
+                let mut patterns = args.patterns;
+                let source = match (args.pid, args.binary) {
+                    // `ferret symbols -p PID GLOB…`: clap fills BINARY first.
+                    (Some(pid), first) => {
+                        if let Some(first) = first {
+                            let text = first.to_string_lossy();
+                            let pattern = text.parse::<Pattern>().map_err(|e| {
+                                clap::Error::raw(
+                                    clap::error::ErrorKind::ValueValidation,
+                                    format!("invalid pattern `{text}`: {e}\n"),
+                                )
+                            })?;
+                            patterns.insert(0, pattern);
+                        }
+                        SymbolSource::Pid(pid)
+                    }
                     (None, Some(binary)) => SymbolSource::Binary(binary),
                     (None, None) => unreachable!("clap requires one"),
-                },
-                patterns: args.patterns,
-                debug_dirs: args.debug.debug_dirs,
-            })),
+                };
+                Ok(Invocation::Symbols(SymbolsConfig {
+                    source,
+                    patterns,
+                    debug_dirs: args.debug.debug_dirs,
+                }))
+            }
         }
     }
 }
@@ -512,6 +530,18 @@ mod tests {
             panic!("parses")
         };
         assert_eq!(s.debug_dirs, [PathBuf::from("/d")]);
+    }
+
+    #[test]
+    fn symbols_of_a_pid_take_globs() {
+        let parse = |args: &[&str]| Cli::try_parse_from(args).and_then(Cli::into_invocation);
+        let Ok(Invocation::Symbols(s)) = parse(&["ferret", "symbols", "-p", "7", "work", "nap"])
+        else {
+            panic!("parses")
+        };
+        assert!(matches!(s.source, SymbolSource::Pid(7)));
+        let globs: Vec<String> = s.patterns.iter().map(ToString::to_string).collect();
+        assert_eq!(globs, ["work", "nap"]);
     }
 
     #[test]
