@@ -13,7 +13,7 @@ use crate::{
     cli::{ExitMode, ProbeConfig, Target},
     probe::{ExitProbes, ProbePoint},
     sink::FunctionInfo,
-    symbols::{self, Function, Module, UnwindPolicy},
+    symbols::{self, Function, Module, UnwindPolicy, debuginfo::DebugSearch},
     target::{self, Launched, ProcessInfo, Redirect},
 };
 
@@ -133,6 +133,9 @@ pub struct Plan {
 /// Selects functions and plans their probes. `shown_path` maps a module's
 /// real path to the path shown to the user (they differ for `/proc/PID/root`).
 pub fn plan(target: &ResolvedTarget, config: &ProbeConfig) -> Result<Plan> {
+    // Every module opened from here on, the stall symbolizer's included,
+    // finds its debug file this way.
+    DebugSearch::from_env(&config.debug_dirs).install();
     let need_libraries = config
         .includes
         .iter()
@@ -160,6 +163,7 @@ pub fn plan(target: &ResolvedTarget, config: &ProbeConfig) -> Result<Plan> {
         if functions.is_empty() {
             continue;
         }
+        report_symbol_source(module);
         let (ret_mode, why) = match (config.exit_mode, module.unwind_policy()) {
             (ExitMode::Ret, _) => (ModuleExits::Ret, "--exit-probes ret".to_owned()),
             (ExitMode::Uretprobe, UnwindPolicy::MayUnwind { reason }) => (
@@ -269,6 +273,21 @@ fn shown_path(target: &ResolvedTarget, path: &Path) -> String {
         }
     }
     path.display().to_string()
+}
+
+/// One line when a module's symbols come from elsewhere than its own
+/// `.symtab`: its debug file, or only its exports.
+fn report_symbol_source(module: &Module) {
+    if let Some(debug) = module.symbols_debug_file() {
+        eprintln!(
+            "ferret: {}: symbols from {} ({})",
+            module.shown_path().display(),
+            debug.path.display(),
+            debug.via
+        );
+    } else if let Some(stripped) = module.stripped_error() {
+        eprintln!("ferret: warning: {stripped}; only its exported functions can be traced");
+    }
 }
 
 fn report_skipped(skipped: &[symbols::Skipped]) {
