@@ -42,12 +42,12 @@ pub mod recording;
 use std::collections::HashSet;
 
 use arrow::array::Array as _;
+use rustc_hash::FxHashMap;
 
 pub use names::{FnIx, Function, Names, Thread, ThreadIx};
 pub use recording::{BATCH_ROWS, ReadError, Recording, RecordingInfo};
 
 use self::columns::{Columns, opt_i64};
-use crate::fxhash::FxMap;
 use crate::sink::{KIND_SPAN_END, KIND_SPAN_START};
 
 /// How a span ended.
@@ -258,7 +258,7 @@ impl<F> Replayer<F> {
         });
         let statuses = c.status.as_ref().map(|s| s.map(|v| Status::parse(Some(v))));
         // (function key, module key) → function, filled as met.
-        let mut functions: FxMap<(usize, usize), FnIx> = FxMap::default();
+        let mut functions: FxHashMap<(usize, usize), FnIx> = FxHashMap::default();
         let module_key = |i: usize| c.module.as_ref().and_then(|m| m.key(i));
         let mut function_of = |names: &mut Names, i: usize| -> FnIx {
             let f = c.function.key(i);

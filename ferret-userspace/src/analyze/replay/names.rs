@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use crate::fxhash::FxMap;
+use rustc_hash::FxHashMap;
 
 /// Index of a function in [`Names`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -43,7 +43,10 @@ pub struct Names {
     /// name → (module, index) pairs; one name rarely has two modules.
     function_index: HashMap<String, Vec<(String, FnIx)>>,
     threads: Vec<Thread>,
-    thread_index: FxMap<(i32, i32), ThreadIx>,
+    /// Fx, not SipHash: looked up once per row, with keys read from the
+    /// file, where SipHash's protection against chosen keys buys nothing
+    /// and cost a tenth of the replay.
+    thread_index: FxHashMap<(i32, i32), ThreadIx>,
 }
 
 impl Names {
