@@ -201,8 +201,12 @@ impl Sampler {
         }
         Self {
             pid,
-            ticks_per_second: sysconf(libc::_SC_CLK_TCK).unwrap_or(100),
-            page_size: sysconf(libc::_SC_PAGESIZE).unwrap_or(4096),
+            ticks_per_second: Some(rustix::param::clock_ticks_per_second())
+                .filter(|&t| t > 0)
+                .unwrap_or(100),
+            page_size: Some(rustix::param::page_size() as u64)
+                .filter(|&p| p > 0)
+                .unwrap_or(4096),
             previous: None,
             switches: HashMap::new(),
             switch_totals: (0, 0),
@@ -385,13 +389,6 @@ fn thread_ids(pid: u32) -> Vec<u32> {
                 .collect()
         })
         .unwrap_or_default()
-}
-
-fn sysconf(name: libc::c_int) -> Option<u64> {
-    // SAFETY: sysconf only reads a configuration value; any name is allowed
-    // (an unknown one returns -1).
-    let value = unsafe { libc::sysconf(name) };
-    u64::try_from(value).ok().filter(|&v| v > 0)
 }
 
 #[cfg(test)]
