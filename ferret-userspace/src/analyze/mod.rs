@@ -11,12 +11,12 @@
 //! ([`crate::export`]) use the same replay.
 
 pub mod histogram;
-pub mod progress;
+pub(crate) mod progress;
 pub mod render;
-pub mod replay;
-pub mod stats;
+pub(crate) mod replay;
+pub(crate) mod stats;
 pub mod synthetic;
-pub mod tree;
+pub(crate) mod tree;
 
 use std::path::Path;
 

@@ -11,7 +11,7 @@
 use std::io::ErrorKind;
 use std::path::PathBuf;
 
-pub mod perf;
+pub(crate) mod perf;
 mod procfs;
 
 use std::collections::HashMap;

@@ -28,18 +28,18 @@
 //!   on literals; [`existing`] finds the calls already running when tracing
 //!   began.
 
-pub mod capture;
+pub(crate) mod capture;
 mod detector;
 mod diagnose;
-pub mod existing;
-pub mod futex;
-pub mod memory;
+pub(crate) mod existing;
+pub(crate) mod futex;
+pub(crate) mod memory;
 pub mod procfs;
-pub mod ptrace;
+pub(crate) mod ptrace;
 mod report;
-pub mod symbolize;
-pub mod syscalls;
-pub mod unwind;
+pub(crate) mod symbolize;
+pub(crate) mod syscalls;
+pub(crate) mod unwind;
 mod watchdog;
 
 pub use capture::{Capture, Capturer, RegisterSource};

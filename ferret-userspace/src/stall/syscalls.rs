@@ -48,17 +48,10 @@ pub mod futex_op {
 pub const SYS_FUTEX: u64 = Sysno::futex as u64;
 /// `futex_wait` of the futex2 family (455): `(uaddr, val, mask, flags, timeout, clockid)`.
 pub const SYS_FUTEX_WAIT: u64 = Sysno::futex_wait as u64;
-/// `futex_waitv` (449): waits on several futexes.
-pub const SYS_FUTEX_WAITV: u64 = Sysno::futex_waitv as u64;
 
 /// x86-64 system call `nr`, if known.
 fn sysno(nr: u64) -> Option<Sysno> {
     Sysno::new(usize::try_from(nr).ok()?)
-}
-
-/// The name of x86-64 system call `nr`, if known.
-pub fn name(nr: u64) -> Option<&'static str> {
-    sysno(nr).map(|s| s.name())
 }
 
 /// If the call is a wait on a futex, its address: the lock word the thread
@@ -233,6 +226,11 @@ fn clock_name(clock: u64) -> String {
 mod tests {
     use super::*;
 
+    /// The name of x86-64 system call `nr`, if known.
+    fn name(nr: u64) -> Option<&'static str> {
+        sysno(nr).map(|s| s.name())
+    }
+
     struct Fake;
     impl ArgReader for Fake {
         fn timespec(&self, avma: u64) -> Option<(i64, i64)> {
@@ -250,7 +248,7 @@ mod tests {
         for (nr, libc_nr) in [
             (0, libc::SYS_read),
             (SYS_FUTEX, libc::SYS_futex),
-            (SYS_FUTEX_WAITV, libc::SYS_futex_waitv),
+            (Sysno::futex_waitv as u64, libc::SYS_futex_waitv),
             (35, libc::SYS_nanosleep),
             (230, libc::SYS_clock_nanosleep),
             (232, libc::SYS_epoll_wait),

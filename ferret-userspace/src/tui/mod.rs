@@ -12,11 +12,11 @@
 //! draws [`crate::live::Snapshot`]s that the ingestion thread publishes, and
 //! waits on nothing but the terminal (at most [`FRAME`] at a time).
 
-pub mod app;
-pub mod format;
-pub mod layout;
-pub mod terminal;
-pub mod view;
+pub(crate) mod app;
+pub(crate) mod format;
+pub(crate) mod layout;
+pub(crate) mod terminal;
+pub(crate) mod view;
 
 use std::{io, time::Duration};
 

@@ -36,16 +36,16 @@
 //! machine that rebuilds the stacks, and the [`Visitor`] it feeds.
 
 mod columns;
-pub mod names;
-pub mod recording;
+pub(crate) mod names;
+pub(crate) mod recording;
 
 use std::collections::HashSet;
 
 use arrow::array::Array as _;
 use rustc_hash::FxHashMap;
 
-pub use names::{FnIx, Function, Names, Thread, ThreadIx};
-pub use recording::{BATCH_ROWS, ReadError, Recording, RecordingInfo};
+pub use names::{FnIx, Names, ThreadIx};
+pub use recording::{ReadError, Recording, RecordingInfo};
 
 use self::columns::{Columns, opt_i64};
 use crate::sink::{KIND_SPAN_END, KIND_SPAN_START};

@@ -8,7 +8,7 @@
 //! mouse do is in `keys`.
 
 mod keys;
-pub mod rows;
+pub(crate) mod rows;
 
 use std::{collections::HashSet, sync::Arc};
 
