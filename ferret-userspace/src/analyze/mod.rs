@@ -1,7 +1,7 @@
 //! Post-mortem analysis of a recording: per-function statistics and the
 //! slowest call trees.
 //!
-//! Everything here streams. [`replay`] reads the Parquet event log one
+//! Everything here streams. `replay` reads the Parquet event log one
 //! record batch at a time and rebuilds each thread's stack; the consumers
 //! keep bounded state: per-function sums and a [`histogram::Histogram`]
 //! (exact up to 1024 calls, within 0.4 % beyond) for the table, one

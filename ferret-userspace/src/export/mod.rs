@@ -1,13 +1,13 @@
 //! Converting a recording for other tools: speedscope, Chrome trace
 //! (Perfetto, chrome://tracing), folded stacks, SVG flame graphs.
 //!
-//! Each format is a [`crate::analyze::replay::Visitor`] over the same
+//! Each format is a `crate::analyze::replay::Visitor` over the same
 //! streaming replay as `ferret analyze`, so spans still open at the end of
 //! the recording close at its end, stacks are well nested, and memory stays
 //! bounded: Chrome events are written as spans end, speedscope spools
 //! per-thread events to a temporary file past a budget, folded stacks and
 //! flame graphs keep one node per distinct call path. Output goes to a
-//! temporary file renamed into place at the end ([`output`]).
+//! temporary file renamed into place at the end (`output`).
 
 pub(crate) mod chrome;
 pub(crate) mod folded;

@@ -1,6 +1,6 @@
 //! Process metrics, read from the kernel without touching the target:
 //! procfs (`stat`, per-thread `stat` and `status`, `io`, `fd/`) and perf
-//! counters ([`perf`]). The parsers are pure functions over `&str`, tested
+//! counters (`perf`). The parsers are pure functions over `&str`, tested
 //! on literal file contents; the [`Sampler`] is the thin part that reads the
 //! files and turns successive readings into per-interval rates.
 //!

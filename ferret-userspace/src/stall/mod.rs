@@ -14,7 +14,7 @@
 //!
 //! Nothing here stops the target except for the instant it takes to read
 //! the registers of a thread that is running in user space (blocked threads
-//! are read without touching them); see [`ptrace`].
+//! are read without touching them); see `ptrace`.
 //!
 //! The layers, from the session's side down:
 //! - `watchdog`: [`Watchdog`], what a session drives, and its capture thread;
@@ -23,9 +23,9 @@
 //! - `diagnose`: one capture turned into a [`StallReport`] (or a
 //!   [`StaleSpan`]): the lock, its holder, the deadlock, the wait summary;
 //! - `report`: the report values and their text, pure;
-//! - [`capture`], [`unwind`], [`symbolize`], [`memory`] and [`ptrace`] do
-//!   the I/O; [`procfs`], [`syscalls`] and [`futex`] parse, pure and tested
-//!   on literals; [`existing`] finds the calls already running when tracing
+//! - `capture`, `unwind`, `symbolize`, `memory` and `ptrace` do
+//!   the I/O; [`procfs`], `syscalls` and `futex` parse, pure and tested
+//!   on literals; `existing` finds the calls already running when tracing
 //!   began.
 
 pub(crate) mod capture;

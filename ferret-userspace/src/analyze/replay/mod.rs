@@ -167,7 +167,7 @@ pub struct Summary {
     pub rows: u64,
     /// Spans replayed (started and ended), over the selected threads.
     pub spans: u64,
-    /// `SPAN_END`s without a `SPAN_START` (see [`Visitor::orphan`]).
+    /// `SPAN_END`s without a `SPAN_START` (see `Visitor::orphan`).
     pub orphans: u64,
     /// Spans ended by the replay because an enclosing span ended first.
     pub forced: u64,
