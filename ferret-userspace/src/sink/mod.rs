@@ -21,6 +21,7 @@ use std::sync::{Arc, LazyLock};
 
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
+pub(crate) use read::contained;
 pub use read::{Row, read_all, read_metadata};
 pub use recording::{OutputGuard, Recording};
 pub use write::{RecordingWriter, StallRow};

@@ -12,15 +12,13 @@
 //! source line of the lock call that blocks. Needs root; fails loudly
 //! without.
 
-mod support;
-
 use std::{
     process::Command,
     thread,
     time::{Duration, Instant},
 };
 
-use support::{build, marker_line, require_root, start_deadlocked, tempdir};
+use crate::support::{build, marker_line, require_root, start_deadlocked, tempdir};
 
 const PROMPT: &str = "e2e-prompt$";
 const WIDTH: usize = 120;
@@ -214,6 +212,7 @@ fn metric(screen: &str, label: &str) -> String {
 }
 
 #[test]
+#[ignore = "needs root: cargo xtask test runs it"]
 fn watch_shows_calls_live_and_restores_the_terminal() {
     require_root();
     let began = Instant::now();
@@ -450,6 +449,7 @@ fn check_deadlock_on_screen(tmux: &Tmux, before_attach: bool) {
 }
 
 #[test]
+#[ignore = "needs root: cargo xtask test runs it"]
 fn watch_shows_a_deadlock_that_happens_while_it_watches() {
     require_root();
     let program = build("stall_deadlock.c", &[]);
@@ -497,6 +497,7 @@ fn watch_shows_a_deadlock_that_happens_while_it_watches() {
 }
 
 #[test]
+#[ignore = "needs root: cargo xtask test runs it"]
 fn watch_shows_a_deadlock_that_happened_before_it_attached() {
     require_root();
     let program = build("stall_deadlock.c", &[]);

@@ -10,8 +10,6 @@
 //! DEBUGINFOD_URLS. Tests that attach probes need root and fail loudly
 //! without it.
 
-mod support;
-
 use std::{
     collections::BTreeMap,
     io::{BufRead as _, BufReader, Write as _},
@@ -25,8 +23,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use crate::support::{build, ferret, marker_line, require_root, run, tempdir};
 use ferret::sink::{Row, read_all};
-use support::{build, ferret, marker_line, require_root, run, tempdir};
 
 /// Calls of `work` each run makes.
 const CALLS: usize = 1000;
@@ -146,6 +144,7 @@ fn check_recording(output: &Output, out: &Path) {
 }
 
 #[test]
+#[ignore = "needs root: cargo xtask test runs it"]
 fn debuglink_beside_a_stripped_binary_gives_its_functions_and_lines() {
     require_root();
     let dir = tempdir();
@@ -166,6 +165,7 @@ fn debuglink_beside_a_stripped_binary_gives_its_functions_and_lines() {
 }
 
 #[test]
+#[ignore = "needs root: cargo xtask test runs it"]
 fn build_id_path_in_a_debug_dir_gives_its_functions_and_lines() {
     require_root();
     let dir = tempdir();
@@ -222,6 +222,7 @@ fn stripped_line(program: &Path, id: &str, searched: &str) -> String {
 }
 
 #[test]
+#[ignore = "needs root: cargo xtask test runs it"]
 fn fully_stripped_binary_is_a_one_line_error_with_the_remedy() {
     require_root();
     let dir = tempdir();
@@ -287,6 +288,7 @@ fn debuginfod_server(id: String, file: PathBuf, max: usize) -> (String, Arc<Atom
 }
 
 #[test]
+#[ignore = "needs root: cargo xtask test runs it"]
 fn debuginfod_on_the_loopback_supplies_the_debug_file() {
     require_root();
     let dir = tempdir();
