@@ -16,7 +16,8 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::sink::{FunctionInfo, RecordingMeta, RecordingWriter, SinkError};
+use crate::sink::{RecordingMeta, RecordingWriter, SinkError};
+use crate::trace::FunctionInfo;
 use crate::trace::{SpanEnd, SpanEvent, SpanStart, SpanStatus, ThreadName};
 
 /// Deepest call tree of a synthetic root (its root is depth 0).

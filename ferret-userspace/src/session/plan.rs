@@ -12,9 +12,9 @@ use anyhow::{Context as _, Result, bail};
 use crate::{
     cli::{ExitMode, ProbeConfig, Target},
     probe::{ExitProbes, ProbePoint},
-    sink::FunctionInfo,
     symbols::{self, Function, Module, UnwindPolicy, debuginfo::DebugSearch},
     target::{self, Launched, ProcessInfo, Redirect},
+    trace::FunctionInfo,
 };
 
 /// The process to trace, resolved but not yet attached.

@@ -304,10 +304,6 @@ pub fn schema() -> SchemaRef {
     Arc::clone(&SCHEMA)
 }
 
-/// The probe table's entry, re-exported while callers move to
-/// [`crate::trace::FunctionInfo`].
-pub use crate::trace::FunctionInfo;
-
 /// One process metrics sample, as written to a `METRIC` row.
 #[derive(Clone, Debug, PartialEq)]
 pub struct MetricSample {
@@ -352,50 +348,6 @@ impl MetricSample {
             extra: [None; metric::COUNT],
             unavailable: 0,
         }
-    }
-
-    /// Every extra metric as (label, formatted value) for a live view:
-    /// "unavailable" where this machine cannot measure it, "–" where there
-    /// is no value yet.
-    pub fn display_values(&self) -> Vec<(&'static str, String)> {
-        metric::DEFS
-            .iter()
-            .enumerate()
-            .map(|(i, def)| {
-                let text = if self.unavailable & (1 << i) != 0 {
-                    "unavailable".to_owned()
-                } else {
-                    self.extra[i].map_or_else(|| "–".to_owned(), |v| format_metric(def.unit, v))
-                };
-                (def.label, text)
-            })
-            .collect()
-    }
-}
-
-/// A metric value with its unit, compactly (`12.5 %`, `3.4 MiB`, `1.2 k/s`).
-pub fn format_metric(unit: metric::Unit, value: f64) -> String {
-    use metric::Unit;
-    let scaled = |v: f64, suffixes: &[&str], base: f64| {
-        let mut v = v;
-        let mut i = 0;
-        while v.abs() >= base && i + 1 < suffixes.len() {
-            v /= base;
-            i += 1;
-        }
-        if i == 0 {
-            format!("{v:.0}{}", suffixes[0])
-        } else {
-            format!("{v:.1}{}", suffixes[i])
-        }
-    };
-    match unit {
-        Unit::Percent => format!("{value:.1} %"),
-        Unit::Bytes => scaled(value, &[" B", " KiB", " MiB", " GiB", " TiB"], 1024.0),
-        Unit::BytesPerS => scaled(value, &[" B/s", " KiB/s", " MiB/s", " GiB/s"], 1024.0),
-        Unit::Count => format!("{value:.0}"),
-        Unit::PerS => scaled(value, &["/s", " k/s", " M/s", " G/s"], 1000.0),
-        Unit::Ratio => format!("{value:.2}"),
     }
 }
 

@@ -12,7 +12,7 @@ use super::{
     report::{Frame, LockWait, StaleSpan, StallReport, WaitKind, wait_summary},
     unwind,
 };
-use crate::sink::FunctionInfo;
+use crate::trace::FunctionInfo;
 
 /// Whether a symbolized name and a probe-table name are one function:
 /// equal up to a parameter list, which one demangler writes and the other

@@ -19,7 +19,7 @@ use super::{
     report::{StaleSpan, StallReport},
 };
 use crate::{
-    sink::FunctionInfo,
+    trace::FunctionInfo,
     trace::{Reconstructor, SpanEvent, ThreadStack},
 };
 

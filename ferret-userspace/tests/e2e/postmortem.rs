@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::{Arc, Mutex};
 
-use ferret::sink::{FunctionInfo, RecordingMeta, RecordingWriter, Row, read_all};
+use ferret::sink::{RecordingMeta, RecordingWriter, Row, read_all};
+use ferret::trace::FunctionInfo;
 use ferret::trace::{SpanEnd, SpanEvent, SpanStart, SpanStatus, ThreadName};
 
 use crate::support::{build, ferret, require_root, run};

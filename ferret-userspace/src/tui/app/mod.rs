@@ -461,7 +461,7 @@ mod tests {
     use super::*;
     use crate::{
         live::{FunctionRow, OpenFrame, SessionInfo, ThreadView},
-        sink::FunctionInfo,
+        trace::FunctionInfo,
         trace::{SpanStatus, ThreadName},
         tui::{EventSource, run},
     };

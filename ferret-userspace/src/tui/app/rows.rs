@@ -179,7 +179,7 @@ pub fn contains_ignore_case(haystack: &str, needle: &str) -> bool {
 
 /// The metrics listed under the Metrics pane's sparklines, as (label, value).
 pub fn metric_lines(sample: &MetricSample) -> Vec<(&'static str, String)> {
-    sample.display_values()
+    crate::tui::format::metric_values(sample)
 }
 
 /// Rows of the Metrics pane's scrollable list (under the sparklines).
