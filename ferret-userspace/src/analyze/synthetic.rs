@@ -141,6 +141,7 @@ impl Gen<'_> {
             ts_ns: now,
             status,
             overhead_ns: 0,
+            overhead_outside_ns: 0,
         }))?;
         self.spans += 1;
         Ok(now)

@@ -317,6 +317,7 @@ mod tests {
             ts_ns: ts,
             status,
             overhead_ns: 0,
+            overhead_outside_ns: 0,
         })
     }
 

@@ -173,6 +173,9 @@ pub mod col {
     /// probe's share and its traced descendants' probes); `duration_ns`
     /// stays as measured.
     pub const OVERHEAD_NS: &str = "overhead_ns";
+    /// SPAN_END: the call's own probe time outside its measured duration,
+    /// charged to its parent (for correcting a timeline call by call).
+    pub const OVERHEAD_OUTSIDE_NS: &str = "overhead_outside_ns";
 }
 
 /// The METRIC columns beyond the contract's (docs/CONTRACTS.md) `cpu_percent`, `rss_bytes` and
@@ -296,6 +299,7 @@ static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     fields.push(Field::new(col::STACK, DataType::Utf8, true));
     fields.push(Field::new(col::WAIT, DataType::Utf8, true));
     fields.push(Field::new(col::OVERHEAD_NS, DataType::Int64, true));
+    fields.push(Field::new(col::OVERHEAD_OUTSIDE_NS, DataType::Int64, true));
     Arc::new(Schema::new(fields))
 });
 

@@ -69,6 +69,7 @@ fn end(
         ts_ns,
         status,
         overhead_ns: 0,
+        overhead_outside_ns: 0,
     })
 }
 
@@ -96,6 +97,7 @@ fn row(kind: &str, ts_ns: i64, pid: i32) -> Row {
         stack: None,
         wait: None,
         overhead_ns: None,
+        overhead_outside_ns: None,
     }
 }
 
@@ -185,6 +187,7 @@ fn every_column_round_trips() {
             duration_ns: Some(25),
             status: Some("unwound".into()),
             overhead_ns: Some(0),
+            overhead_outside_ns: Some(0),
             ..span_row(KIND_SPAN_END, 175, 2, Some(1), 1, 1)
         },
         Row {
@@ -196,6 +199,7 @@ fn every_column_round_trips() {
             duration_ns: Some(100),
             status: Some("ok".into()),
             overhead_ns: Some(7),
+            overhead_outside_ns: Some(0),
             ..span_row(KIND_SPAN_END, 200, 1, None, 0, 0)
         },
         Row {
@@ -203,6 +207,7 @@ fn every_column_round_trips() {
             duration_ns: Some(10),
             status: Some("open".into()),
             overhead_ns: Some(0),
+            overhead_outside_ns: Some(0),
             ..span_row(KIND_SPAN_END, 200, 3, None, 0, 0)
         },
     ];
@@ -241,13 +246,14 @@ fn file_types_follow_the_contract() {
         col::DURATION_NS,
         col::RSS_BYTES,
         col::OVERHEAD_NS,
+        col::OVERHEAD_OUTSIDE_NS,
     ];
     let i32s = [col::PID, col::TID, col::DEPTH, col::THREADS];
     let required = [col::KIND, col::TS_NS, col::TIME, col::PID];
 
     // The Arrow schema handed to readers.
     let schema = schema();
-    assert_eq!(schema.fields().len(), 20 + super::metric::COUNT);
+    assert_eq!(schema.fields().len(), 21 + super::metric::COUNT);
     for field in schema.fields() {
         let name = field.name().as_str();
         let extra = super::metric::DEFS.iter().find(|d| d.column == name);
@@ -681,8 +687,8 @@ mod any {
                     ts_ns,
                 })
             }),
-            8 => (span(), u64_value(), status(), 0u64..1 << 40).prop_map(
-                |((span_id, parent, depth, pid, tid, name, function, ts_ns), start_ns, status, overhead_ns)| {
+            8 => (span(), u64_value(), status(), 0u64..1 << 40, 0u64..1 << 30).prop_map(
+                |((span_id, parent, depth, pid, tid, name, function, ts_ns), start_ns, status, overhead_ns, overhead_outside_ns)| {
                     Op::End(SpanEnd {
                         span_id,
                         parent_span_id: parent,
@@ -695,6 +701,7 @@ mod any {
                         ts_ns,
                         status,
                         overhead_ns,
+                        overhead_outside_ns,
                     })
                 }
             ).boxed(),
@@ -775,6 +782,7 @@ fn expected(op: &Op) -> Row {
             duration_ns: Some(e.duration_ns() as i64),
             status: Some(e.status.as_str().to_owned()),
             overhead_ns: Some(e.overhead_ns as i64),
+            overhead_outside_ns: Some(e.overhead_outside_ns as i64),
             ..span(
                 KIND_SPAN_END,
                 e.ts_ns,
