@@ -12,6 +12,8 @@
 //! 5. [`load::memory`]: ferret's resident memory over a long recording.
 //! 6. [`otlp`]: OpenTelemetry export throughput on one core, against the
 //!    Parquet writer on the same spans.
+//! 7. [`cost`]: the overhead budget (a broad pattern's slowdown) and the
+//!    correction's error (a corrected time against the untraced one).
 //!
 //! The machine is shared and noisy, so every comparison alternates its
 //! contenders run by run and reports medians. Results are written to
@@ -20,6 +22,7 @@
 //! runs as part of `cargo xtask test`.
 
 mod attach;
+mod cost;
 mod load;
 mod otlp;
 mod overhead;
@@ -69,16 +72,19 @@ pub enum Part {
     Memory,
     /// Spans per second through OTLP export (one core), against Parquet.
     Otlp,
+    /// The overhead budget's slowdown and the correction's error.
+    Cost,
 }
 
 impl Part {
-    const ALL: [Part; 6] = [
+    const ALL: [Part; 7] = [
         Part::Overhead,
         Part::Pipeline,
         Part::Load,
         Part::Attach,
         Part::Memory,
         Part::Otlp,
+        Part::Cost,
     ];
 
     fn key(self) -> &'static str {
@@ -89,6 +95,7 @@ impl Part {
             Part::Attach => "attach",
             Part::Memory => "memory",
             Part::Otlp => "otlp",
+            Part::Cost => "cost",
         }
     }
 }
@@ -175,6 +182,7 @@ pub fn run(sh: &Sh, options: &Options) -> Result<()> {
             Part::Attach => attach::run(&bench),
             Part::Memory => load::memory(&bench),
             Part::Otlp => otlp::run(&bench),
+            Part::Cost => cost::run(&bench),
         };
         let value = value.unwrap_or_else(|e| {
             println!("{} failed: {e:#}", part.key());
@@ -223,7 +231,8 @@ fn build(bench: &Bench) -> Result<()> {
             .arg(bench.program(stem));
         sh.run(&mut cc)?;
     }
-    attach::build_programs(bench)
+    attach::build_programs(bench)?;
+    cost::build_programs(bench)
 }
 
 /// The measurements need root; the build above ran as the user (so

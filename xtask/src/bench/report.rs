@@ -10,12 +10,13 @@ use super::pipeline::GOAL_PER_S;
 
 pub fn title(part: Part) -> &'static str {
     match part {
-        Part::Overhead => "1/6 cost per traced call: untraced, floor, ferret, bpftrace",
-        Part::Pipeline => "2/6 pipeline throughput (synthetic events, one core)",
-        Part::Load => "3/6 sustained load",
-        Part::Attach => "4/6 attach and detach at scale",
-        Part::Memory => "5/6 memory over time",
-        Part::Otlp => "6/6 OpenTelemetry export throughput (one core)",
+        Part::Overhead => "1/7 cost per traced call: untraced, floor, ferret, bpftrace",
+        Part::Pipeline => "2/7 pipeline throughput (synthetic events, one core)",
+        Part::Load => "3/7 sustained load",
+        Part::Attach => "4/7 attach and detach at scale",
+        Part::Memory => "5/7 memory over time",
+        Part::Otlp => "6/7 OpenTelemetry export throughput (one core)",
+        Part::Cost => "7/7 ferret's own cost: the overhead budget and the correction",
     }
 }
 
@@ -335,6 +336,57 @@ pub fn table(results: &Value) -> String {
         row(
             "OTLP span selection alone (on the tracing thread)",
             or_dash(f(o, &["select_per_s"]).map(|r| format!("{} spans", millions(r)))),
+            String::new(),
+            String::new(),
+            String::new(),
+        );
+    }
+
+    if let Some(o) = results
+        .get("cost")
+        .filter(|o| o.get("budget_slowdown").is_some())
+    {
+        let slowdown = f(o, &["budget_slowdown"]);
+        row(
+            "`-s '*'` on 300 small functions, default --max-overhead 5",
+            format!(
+                "{} functions detached",
+                or_dash(f(o, &["budget_detached"]).map(|n| format!("{n:.0}")))
+            ),
+            "the program untraced, before and after".to_owned(),
+            or_dash(slowdown.map(|r| format!("{r:.2}×"))),
+            format!(
+                "≤ {}×: {}",
+                super::cost::SLOWDOWN_GOAL,
+                verdict(slowdown.map(|r| r <= super::cost::SLOWDOWN_GOAL))
+            ),
+        );
+        let error = f(o, &["correction_error"]);
+        row(
+            "corrected time of a parent with 200 traced calls",
+            format!(
+                "{} corrected ({} measured)",
+                or_dash(f(o, &["corrected_parent_ns"]).map(duration_ns)),
+                or_dash(f(o, &["measured_parent_ns"]).map(duration_ns))
+            ),
+            format!(
+                "{} untraced",
+                or_dash(f(o, &["untraced_parent_ns"]).map(duration_ns))
+            ),
+            or_dash(error.map(|e| format!("{:+.1} %", e * 100.0))),
+            format!(
+                "within {:.0} %: {}",
+                super::cost::ERROR_GOAL * 100.0,
+                verdict(error.map(|e| e.abs() <= super::cost::ERROR_GOAL))
+            ),
+        );
+        row(
+            "corrected p50 of the trivial getter it calls",
+            format!(
+                "{} ({} measured)",
+                or_dash(f(o, &["corrected_getter_ns"]).map(duration_ns)),
+                or_dash(f(o, &["measured_getter_ns"]).map(duration_ns))
+            ),
             String::new(),
             String::new(),
             String::new(),
