@@ -19,6 +19,7 @@ use object::read::elf::{ElfFile64, FileHeader, ProgramHeader, SectionHeader, Sym
 use super::SymbolError;
 use super::demangle::{demangle, demangle_without_params};
 use super::exits::{Exits, scan_exits};
+use super::go::{self, GoBinary};
 
 type Elf<'data> = ElfFile64<'data, Endianness, &'data [u8]>;
 
@@ -60,6 +61,14 @@ pub enum SkipReason {
     /// post-link optimizer split out of another function; it is entered by a
     /// jump, not a call, and is probed as part of that function.
     Fragment,
+    /// Go: written in assembly, so r14 need not hold its goroutine.
+    GoAssembly,
+    /// Go: switches stacks, or runs on the system stack or without a
+    /// goroutine (stack growth, the scheduler, signal handling).
+    GoNoGoroutine,
+    /// Go: an ABI wrapper (`.abi0`) between assembly and Go code; the
+    /// function it wraps has a name of its own.
+    GoAbiWrapper,
 }
 
 impl fmt::Display for SkipReason {
@@ -70,6 +79,9 @@ impl fmt::Display for SkipReason {
             SkipReason::Ifunc => "ifunc resolver (probe the implementation it selects)",
             SkipReason::Undefined => "imported, not defined here (use LIB:NAME)",
             SkipReason::Fragment => "split-off part of another function (probed with it)",
+            SkipReason::GoAssembly => "Go assembly (no goroutine register to read)",
+            SkipReason::GoNoGoroutine => "Go runtime: switches stacks or runs without a goroutine",
+            SkipReason::GoAbiWrapper => "Go ABI wrapper (trace the function it wraps)",
         })
     }
 }
@@ -180,6 +192,9 @@ pub(super) struct Catalog {
     pub skipped: Vec<Skipped>,
     /// Raw name of a function -> the `svma` ranges of its split-off parts.
     fragments: HashMap<String, Vec<Range<u64>>>,
+    /// Go binaries: the entry of every function the Go toolchain compiled
+    /// (listed in `.gopclntab`), sorted; C code linked in by cgo is not.
+    go_functions: Vec<u64>,
 }
 
 /// An ELF executable or shared library, read into memory.
@@ -211,6 +226,7 @@ struct Summary {
     rpath: Vec<String>,
     runpath: Vec<String>,
     unwind: UnwindPolicy,
+    go: Option<GoBinary>,
 }
 
 impl Module {
@@ -296,7 +312,40 @@ impl Module {
         let (code, file_offset) = self
             .code(f.svma, f.size)
             .ok_or(super::EntryRefusal::Undecodable)?;
+        if self.is_go_function(f)
+            && let Some(after) = go::entry_after_stack_check(code, f.svma)
+            && usize::try_from(after)
+                .ok()
+                .and_then(|at| code.get(at..))
+                .is_some_and(super::kernel_accepts)
+        {
+            return Ok(file_offset + after);
+        }
         Ok(file_offset + super::entry_probe_offset(code, f.svma)?)
+    }
+
+    /// The Go toolchain built this file (see [`super::go`]).
+    pub fn go(&self) -> Option<&GoBinary> {
+        self.summary.go.as_ref()
+    }
+
+    /// Go binaries: whether `f` is Go code (compiled by the Go toolchain,
+    /// so r14 holds its goroutine), not C linked in by cgo.
+    pub fn is_go_function(&self, f: &Function) -> bool {
+        self.summary.go.is_some()
+            && self
+                .catalog()
+                .is_ok_and(|c| c.go_functions.binary_search(&f.svma).is_ok())
+    }
+
+    /// Go binaries: where in `runtime.g` the goroutine's id (and status and
+    /// wait reason) are, from DWARF or else the release's known layout.
+    pub fn go_layout(&self) -> Option<go::GLayout> {
+        let release = self.summary.go.as_ref()?.release();
+        self.parse()
+            .ok()
+            .and_then(|elf| go::GLayout::from_dwarf(&elf))
+            .or_else(|| go::GLayout::for_version(release?))
     }
 
     /// Whether the kernel accepts a uprobe at file offset `file_offset`.
@@ -470,6 +519,20 @@ impl Module {
         let mut skipped: BTreeSet<(String, SkipReason)> = BTreeSet::new();
         let mut imported: HashSet<String> = HashSet::new();
         let mut fragments: HashMap<String, Vec<Range<u64>>> = HashMap::new();
+        // Go: the runtime's own function table, for source files (assembly
+        // is skipped) and for names when `.symtab` was stripped.
+        let go_table: Vec<go::GoFunc> = match self.summary.go.as_ref().and(go::functions(&elf)) {
+            Some(Ok(table)) => table,
+            Some(Err(e)) => {
+                eprintln!("ferret: warning: {}: {e}", self.path.display());
+                Vec::new()
+            }
+            None => Vec::new(),
+        };
+        let go_file = |svma: u64| -> (bool, Option<&str>) {
+            let at = go_table.binary_search_by_key(&svma, |f| f.svma);
+            at.map_or((false, None), |i| (true, go_table[i].file.as_deref()))
+        };
 
         for table in [elf.elf_symbol_table(), elf.elf_dynamic_symbol_table()] {
             for (index, sym) in table.enumerate() {
@@ -510,7 +573,13 @@ impl Module {
                     unsized_.insert(raw, svma);
                     continue;
                 }
-                if let Some(parent) = fragment_parent(&raw) {
+                if self.summary.go.is_some() {
+                    let (listed, file) = go_file(svma);
+                    if let Some(reason) = go::skip_reason(&raw, file, listed) {
+                        skipped.insert((raw, reason));
+                        continue;
+                    }
+                } else if let Some(parent) = fragment_parent(&raw) {
                     fragments
                         .entry(parent.to_owned())
                         .or_default()
@@ -531,6 +600,28 @@ impl Module {
             }
         }
 
+        if !self.summary.has_symtab {
+            // A stripped Go binary still has its runtime's table.
+            for f in &go_table {
+                let Some(file_offset) = self.code_offset(f.svma, f.size) else {
+                    continue;
+                };
+                if let Some(reason) = go::skip_reason(&f.name, f.file.as_deref(), true) {
+                    skipped.insert((f.name.clone(), reason));
+                    continue;
+                }
+                let group = by_svma.entry(f.svma).or_default();
+                if group.is_empty() {
+                    group.push(Candidate {
+                        name: f.name.clone(),
+                        raw: f.name.clone(),
+                        bind: elf::STB_GLOBAL,
+                        size: f.size,
+                        file_offset,
+                    });
+                }
+            }
+        }
         for (raw, svma) in unsized_ {
             // A size-less alias of a sized function is just another name.
             if !by_svma.contains_key(&svma) {
@@ -599,6 +690,7 @@ impl Module {
             entries,
             skipped,
             fragments,
+            go_functions: go_table.iter().map(|f| f.svma).collect(),
         })
     }
 }
@@ -783,6 +875,7 @@ fn summarize(path: &Path, data: &[u8]) -> Result<Summary, SymbolError> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let unwind = unwind_policy(&file_name, has_section(b".gcc_except_table"), &referenced);
+    let go = GoBinary::detect(&elf);
 
     Ok(Summary {
         segments,
@@ -791,6 +884,7 @@ fn summarize(path: &Path, data: &[u8]) -> Result<Summary, SymbolError> {
         rpath,
         runpath,
         unwind,
+        go,
     })
 }
 

@@ -16,6 +16,7 @@ mod demangle;
 mod elf;
 mod exits;
 mod glob;
+pub mod go;
 mod libs;
 mod maps;
 mod probeable;
