@@ -106,6 +106,7 @@ impl Gen<'_> {
             thread_name: self.name,
             function,
             ts_ns: ts,
+            goroutine: None,
         }))?;
         let mut now = ts + 50 + self.rng.below(2_000);
         if depth < MAX_DEPTH {
@@ -140,6 +141,7 @@ impl Gen<'_> {
             ts_ns: now,
             status,
             overhead_ns: 0,
+            goroutine: None,
         }))?;
         self.spans += 1;
         Ok(now)

@@ -249,9 +249,9 @@ fn session_info(session: &Session, config: &WatchConfig, log: Option<PathBuf>) -
         .plan
         .points
         .iter()
-        .filter(|p| matches!(p.exits, ExitProbes::Instructions(_)))
+        .filter(|p| !p.go_recovery && matches!(p.exits, ExitProbes::Instructions(_)))
         .count();
-    let uret = prepared.plan.points.len() - ret;
+    let uret = prepared.plan.traced_functions() - ret;
     let mode = match config.probes.exit_mode {
         ExitMode::Auto => "auto",
         ExitMode::Ret => "ret",

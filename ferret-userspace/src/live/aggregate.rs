@@ -292,6 +292,7 @@ mod tests {
             thread_name: name("worker"),
             function,
             ts_ns: ts,
+            goroutine: None,
         })
     }
 
@@ -316,6 +317,7 @@ mod tests {
             ts_ns: ts,
             status,
             overhead_ns: 0,
+            goroutine: None,
         })
     }
 
@@ -476,6 +478,7 @@ mod tests {
                     function: 0,
                     sp: 0x7000,
                     thread_name: name("open"),
+                    goroutine: None,
                 },
                 &mut out,
             );

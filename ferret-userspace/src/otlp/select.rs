@@ -287,6 +287,7 @@ pub(crate) mod tests {
                 thread_name: ThreadName::new("worker"),
                 function: id as u32 % 4,
                 ts_ns: ts,
+                goroutine: None,
             }));
             self
         }
@@ -315,6 +316,7 @@ pub(crate) mod tests {
                 ts_ns: end,
                 status,
                 overhead_ns: 0,
+                goroutine: None,
             }));
             self
         }

@@ -110,6 +110,21 @@ fn open_module(real: &Path, shown: &Path) -> Result<Module> {
     Ok(module)
 }
 
+/// A probe plan that must not be carried out.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    /// `--exit-probes uretprobe` asked for uretprobes in a Go program.
+    #[error(
+        "--exit-probes uretprobe would kill {module}: it is a Go program, and Go's runtime \
+         dies (`unknown caller pc`) on the return addresses uretprobes replace when it moves \
+         a goroutine's stack"
+    )]
+    UretprobeInGo {
+        /// The module, as the user knows it.
+        module: String,
+    },
+}
+
 /// How a module's exits are observed.
 #[derive(Clone, Copy)]
 enum ModuleExits {
@@ -122,7 +137,8 @@ enum ModuleExits {
 
 /// The functions chosen and their probes.
 pub struct Plan {
-    /// Function `i` has cookie id `i`.
+    /// Function `i` has cookie id `i`. Go programs' recovery markers (see
+    /// [`ProbePoint::go_recovery`]) come last.
     pub points: Vec<ProbePoint>,
     /// Names and modules, indexed like `points`.
     pub functions: Arc<[FunctionInfo]>,
@@ -151,6 +167,7 @@ pub fn plan(target: &ResolvedTarget, config: &ProbeConfig) -> Result<Plan> {
     let mut infos = Vec::with_capacity(selection.functions.len());
     let mut exit_notes = Vec::new();
     let mut unprobeable = Vec::new();
+    let mut recovery_marks = Vec::new();
     for module in &modules {
         let functions: Vec<&Function> = selection
             .functions
@@ -160,7 +177,29 @@ pub fn plan(target: &ResolvedTarget, config: &ProbeConfig) -> Result<Plan> {
         if functions.is_empty() {
             continue;
         }
+        let go = module.go();
+        if go.is_some() && config.exit_mode == ExitMode::Uretprobe {
+            return Err(PlanError::UretprobeInGo {
+                module: shown(&module.path),
+            }
+            .into());
+        }
+        // Where the probes read the goroutine, for a Go program built with
+        // the register ABI; without it calls are kept per thread.
+        let go_layout = go
+            .filter(|go| go.has_register_abi())
+            .and_then(|_| module.go_layout());
+        if let Some(go) = go {
+            exit_notes.push(go_note(&shown(&module.path), go, go_layout.as_ref()));
+        }
+        if let Some(layout) = &go_layout {
+            recovery_marks.extend(go_recovery_mark(module, layout.goid));
+        }
         let (ret_mode, why) = match (config.exit_mode, module.unwind_policy()) {
+            _ if go.is_some() => (
+                ModuleExits::Ret,
+                "a Go program: uretprobes would kill it when its runtime moves a stack".to_owned(),
+            ),
             (ExitMode::Ret, _) => (ModuleExits::Ret, "--exit-probes ret".to_owned()),
             (ExitMode::Uretprobe, UnwindPolicy::MayUnwind { reason }) => (
                 ModuleExits::Uretprobe,
@@ -213,7 +252,11 @@ pub fn plan(target: &ResolvedTarget, config: &ProbeConfig) -> Result<Plan> {
                         all.len() - accepted.len()
                     );
                 }
-                if accepted.contains(&entry) {
+                if accepted.contains(&entry) && go.is_some() {
+                    // A bare `ret` in Go, where no uretprobe may go.
+                    unprobeable.push(format!("{} (its body is a bare return)", function.name));
+                    continue;
+                } else if accepted.contains(&entry) {
                     // A function that is a bare `ret`: an entry and an exit
                     // probe at one address would race; nothing can unwind
                     // through it, so a uretprobe is safe.
@@ -225,10 +268,16 @@ pub fn plan(target: &ResolvedTarget, config: &ProbeConfig) -> Result<Plan> {
                 ExitProbes::Uretprobe
             };
             counts[usize::from(matches!(exits, ExitProbes::Instructions(_)))] += 1;
+            let goid_offset = match &go_layout {
+                Some(layout) if module.is_go_function(function) => layout.goid,
+                _ => 0,
+            };
             points.push(ProbePoint {
                 path: module.path.clone(),
                 entry,
                 exits,
+                goid_offset,
+                go_recovery: false,
             });
             infos.push(FunctionInfo {
                 name: function.name.clone(),
@@ -254,11 +303,73 @@ pub fn plan(target: &ResolvedTarget, config: &ProbeConfig) -> Result<Plan> {
     if points.is_empty() {
         bail!("none of the matching functions can be probed");
     }
+    for (point, path) in recovery_marks {
+        points.push(point);
+        infos.push(FunctionInfo {
+            module: shown(&path),
+            name: "runtime.deferreturn".to_owned(),
+        });
+    }
     Ok(Plan {
         points,
         functions: infos.into(),
         exit_notes,
     })
+}
+
+impl Plan {
+    /// How many functions are traced (the probe points that are not Go
+    /// recovery markers).
+    pub fn traced_functions(&self) -> usize {
+        self.points.iter().filter(|p| !p.go_recovery).count()
+    }
+}
+
+/// The probe on a Go program's `runtime.deferreturn` entry, which a
+/// function that recovered a panic calls as it resumes: without it, the
+/// frames the panic unwound would only end when the goroutine next returned
+/// from an outer traced call or called one at their depth, late, and calls
+/// made in between would nest under the dead frames.
+fn go_recovery_mark(module: &Module, goid_offset: u16) -> Option<(ProbePoint, Arc<Path>)> {
+    let (functions, _) = module.functions().ok()?;
+    let deferreturn = functions
+        .iter()
+        .find(|f| f.name == "runtime.deferreturn" && module.is_go_function(f))?;
+    let entry = module.entry_probe(deferreturn).ok()?;
+    Some((
+        ProbePoint {
+            path: module.path.clone(),
+            entry,
+            exits: ExitProbes::Instructions(Vec::new()),
+            goid_offset,
+            go_recovery: true,
+        },
+        module.path.clone(),
+    ))
+}
+
+/// What the user is told about a Go module: its version and where the
+/// goroutine comes from, or why calls are kept per thread instead.
+fn go_note(
+    module: &str,
+    go: &symbols::go::GoBinary,
+    layout: Option<&symbols::go::GLayout>,
+) -> String {
+    let version = go.version.as_deref().unwrap_or("Go of an unknown version");
+    match layout {
+        Some(layout) => format!(
+            "{module}: {version}; calls kept per goroutine (g.goid at offset {}, from {})",
+            layout.goid, layout.source
+        ),
+        None if !go.has_register_abi() => format!(
+            "{module}: {version}; WARNING: before Go 1.17 the goroutine is not in a register, \
+             so calls are kept per thread and a goroutine that changes threads mid-call mis-nests"
+        ),
+        None => format!(
+            "{module}: {version}; WARNING: no DWARF and no known layout for runtime.g, so calls \
+             are kept per thread and a goroutine that changes threads mid-call mis-nests"
+        ),
+    }
 }
 
 fn shown_path(target: &ResolvedTarget, path: &Path) -> String {

@@ -164,6 +164,9 @@ pub mod col {
     /// probe's share and its traced descendants' probes); `duration_ns`
     /// stays as measured.
     pub const OVERHEAD_NS: &str = "overhead_ns";
+    /// SPAN_*: the Go goroutine (`goid`) whose call it is; null for other
+    /// programs.
+    pub const GOROUTINE: &str = "goroutine";
 }
 
 /// The METRIC columns beyond the contract's (docs/CONTRACTS.md) `cpu_percent`, `rss_bytes` and
@@ -287,6 +290,7 @@ static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     fields.push(Field::new(col::STACK, DataType::Utf8, true));
     fields.push(Field::new(col::WAIT, DataType::Utf8, true));
     fields.push(Field::new(col::OVERHEAD_NS, DataType::Int64, true));
+    fields.push(Field::new(col::GOROUTINE, DataType::Int64, true));
     Arc::new(Schema::new(fields))
 });
 

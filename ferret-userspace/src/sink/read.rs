@@ -65,6 +65,8 @@ pub struct Row {
     pub wait: Option<String>,
     /// SPAN_END: ferret's estimated probe time inside the span.
     pub overhead_ns: Option<i64>,
+    /// SPAN_*: the Go goroutine whose call it is.
+    pub goroutine: Option<i64>,
 }
 
 /// Read every row of the event log at `path`, in file order.
@@ -136,6 +138,7 @@ struct Batch {
     stack: Option<StringArray>,
     wait: Option<StringArray>,
     overhead_ns: Option<PrimitiveArray<Int64Type>>,
+    goroutine: Option<PrimitiveArray<Int64Type>>,
 }
 
 impl Batch {
@@ -202,6 +205,7 @@ impl Batch {
             stack: string(col::STACK)?,
             wait: string(col::WAIT)?,
             overhead_ns: i64s(col::OVERHEAD_NS)?,
+            goroutine: i64s(col::GOROUTINE)?,
         })
     }
 
@@ -230,6 +234,7 @@ impl Batch {
                 stack: string_at(self.stack.as_ref(), i),
                 wait: string_at(self.wait.as_ref(), i),
                 overhead_ns: prim_at(self.overhead_ns.as_ref(), i),
+                goroutine: prim_at(self.goroutine.as_ref(), i),
             });
         }
     }

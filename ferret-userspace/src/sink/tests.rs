@@ -45,6 +45,7 @@ fn start(span_id: u64, parent: Option<u64>, depth: u32, function: u32, ts_ns: u6
         thread_name: ThreadName::from("worker"),
         function,
         ts_ns,
+        goroutine: None,
     })
 }
 
@@ -69,6 +70,7 @@ fn end(
         ts_ns,
         status,
         overhead_ns: 0,
+        goroutine: None,
     })
 }
 
@@ -96,6 +98,7 @@ fn row(kind: &str, ts_ns: i64, pid: i32) -> Row {
         stack: None,
         wait: None,
         overhead_ns: None,
+        goroutine: None,
     }
 }
 
@@ -118,6 +121,29 @@ fn span_row(
         module: Some(f.module.clone()),
         ..row(kind, ts_ns, 1234)
     }
+}
+
+#[test]
+fn a_goroutine_round_trips_on_both_span_rows_and_is_null_elsewhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("go.parquet");
+    let mut w = RecordingWriter::create(&path, functions(), meta()).unwrap();
+    let mut go_start = start(1, None, 0, 0, 100);
+    let mut go_end = end(1, None, 0, 0, 100, 200, SpanStatus::Ok);
+    if let (SpanEvent::Start(s), SpanEvent::End(e)) = (&mut go_start, &mut go_end) {
+        s.goroutine = Some(4242);
+        e.goroutine = Some(4242);
+    }
+    w.write_span(&go_start).unwrap();
+    w.write_span(&start(2, None, 0, 1, 150)).unwrap();
+    w.write_span(&go_end).unwrap();
+    w.finish(0, &[]).unwrap();
+    let goroutines: Vec<Option<i64>> = read_all(&path)
+        .unwrap()
+        .iter()
+        .map(|r| r.goroutine)
+        .collect();
+    assert_eq!(goroutines, [Some(4242), None, Some(4242)]);
 }
 
 fn row_groups(path: &Path) -> Vec<i64> {
@@ -241,13 +267,14 @@ fn file_types_follow_the_contract() {
         col::DURATION_NS,
         col::RSS_BYTES,
         col::OVERHEAD_NS,
+        col::GOROUTINE,
     ];
     let i32s = [col::PID, col::TID, col::DEPTH, col::THREADS];
     let required = [col::KIND, col::TS_NS, col::TIME, col::PID];
 
     // The Arrow schema handed to readers.
     let schema = schema();
-    assert_eq!(schema.fields().len(), 20 + super::metric::COUNT);
+    assert_eq!(schema.fields().len(), 21 + super::metric::COUNT);
     for field in schema.fields() {
         let name = field.name().as_str();
         let extra = super::metric::DEFS.iter().find(|d| d.column == name);
@@ -679,6 +706,7 @@ mod any {
                     thread_name: name,
                     function,
                     ts_ns,
+                    goroutine: None,
                 })
             }),
             8 => (span(), u64_value(), status(), 0u64..1 << 40).prop_map(
@@ -695,6 +723,7 @@ mod any {
                         ts_ns,
                         status,
                         overhead_ns,
+                        goroutine: None,
                     })
                 }
             ).boxed(),

@@ -159,31 +159,34 @@ impl RecordingWriter {
 
     /// Append a `SPAN_START` or `SPAN_END` row.
     pub fn write_span(&mut self, ev: &SpanEvent) -> Result<(), SinkError> {
-        // (kind, span_id, parent, depth, pid, tid, thread name, function, ts)
-        let (kind, span_id, parent, depth, pid, tid, thread_name, function, ts_ns) = match ev {
-            SpanEvent::Start(s) => (
-                0,
-                s.span_id,
-                s.parent_span_id,
-                s.depth,
-                s.pid,
-                s.tid,
-                s.thread_name,
-                s.function,
-                s.ts_ns,
-            ),
-            SpanEvent::End(e) => (
-                1,
-                e.span_id,
-                e.parent_span_id,
-                e.depth,
-                e.pid,
-                e.tid,
-                e.thread_name,
-                e.function,
-                e.ts_ns,
-            ),
-        };
+        // (kind, span_id, parent, depth, pid, tid, thread name, function, ts, goroutine)
+        let (kind, span_id, parent, depth, pid, tid, thread_name, function, ts_ns, goroutine) =
+            match ev {
+                SpanEvent::Start(s) => (
+                    0,
+                    s.span_id,
+                    s.parent_span_id,
+                    s.depth,
+                    s.pid,
+                    s.tid,
+                    s.thread_name,
+                    s.function,
+                    s.ts_ns,
+                    s.goroutine,
+                ),
+                SpanEvent::End(e) => (
+                    1,
+                    e.span_id,
+                    e.parent_span_id,
+                    e.depth,
+                    e.pid,
+                    e.tid,
+                    e.thread_name,
+                    e.function,
+                    e.ts_ns,
+                    e.goroutine,
+                ),
+            };
         let info = self
             .functions
             .get(function as usize)
@@ -205,6 +208,9 @@ impl RecordingWriter {
         c.depth.push(row, depth as i32);
         c.function.push_slot(row, function as usize, &info.name);
         c.module.push_slot(row, function as usize, &info.module);
+        if let Some(goroutine) = goroutine {
+            c.goroutine.push(row, goroutine as i64);
+        }
         if let SpanEvent::End(e) = ev {
             c.start_ns.push(row, e.start_ns as i64);
             c.duration_ns.push(row, e.duration_ns() as i64);
@@ -491,6 +497,7 @@ struct Columns {
     stack: StrColumn,
     wait: StrColumn,
     overhead_ns: IntColumn<i64>,
+    goroutine: IntColumn<i64>,
 }
 
 /// A column of one of [`super::metric::DEFS`]: INT64 or DOUBLE by unit.
@@ -560,6 +567,7 @@ impl Columns {
             stack: string(col::STACK, 0),
             wait: string(col::WAIT, 0),
             overhead_ns: int64(col::OVERHEAD_NS, rows),
+            goroutine: int64(col::GOROUTINE, 0),
         }
     }
 
@@ -588,6 +596,7 @@ impl Columns {
         columns.push(&mut self.stack);
         columns.push(&mut self.wait);
         columns.push(&mut self.overhead_ns);
+        columns.push(&mut self.goroutine);
         debug_assert_eq!(columns.len(), schema().fields().len());
         columns
     }

@@ -1287,6 +1287,7 @@ mod tests {
             frames,
             maybe_incomplete: false,
             last_event_ns,
+            goroutine: None,
         }
     }
 

@@ -150,9 +150,8 @@ impl GLayout {
     /// is known this way.
     pub fn for_version(release: (u32, u32)) -> Option<GLayout> {
         let goid = match release {
-            (1, 17..=22) => 152,
+            (1, 17..=22 | 25..=26) => 152,
             (1, 23..=24) => 160,
-            (1, 25..=26) => 152,
             _ => return None,
         };
         Some(GLayout {
@@ -486,10 +485,11 @@ pub fn skip_reason(name: &str, file: Option<&str>, in_pclntab: bool) -> Option<S
     if NO_GOROUTINE.contains(&base) || base == "go:buildid" || base == "go.buildid" {
         return Some(SkipReason::GoNoGoroutine);
     }
-    if file.is_some_and(|f| f.ends_with(".s")) {
+    // Go's assembler reads `.s` files, in lower case (`asm_amd64.s`).
+    if file.is_some_and(|f| std::path::Path::new(f).extension() == Some("s".as_ref())) {
         return Some(SkipReason::GoAssembly);
     }
-    if in_pclntab && name.ends_with(".abi0") {
+    if in_pclntab && base.len() < name.len() {
         return Some(SkipReason::GoAbiWrapper);
     }
     None

@@ -11,4 +11,4 @@ mod reconstruct;
 pub use event::{
     FunctionInfo, RawEvent, RawKind, SpanEnd, SpanEvent, SpanStart, SpanStatus, ThreadName,
 };
-pub use reconstruct::{OpenSpan, Reconstructor, ThreadStack};
+pub use reconstruct::{OpenSpan, Reconstructor, StackKey, ThreadStack};

@@ -203,6 +203,7 @@ pub fn write_synthetic(path: &Path, functions: &[&str], steps: &[Step], finish: 
                 thread_name: name,
                 function,
                 ts_ns: ts,
+                goroutine: None,
             });
             *d += 1;
             ev
@@ -221,6 +222,7 @@ pub fn write_synthetic(path: &Path, functions: &[&str], steps: &[Step], finish: 
                 ts_ns: ts,
                 status: SpanStatus::Ok,
                 overhead_ns: 0,
+                goroutine: None,
             })
         };
         writer.write_span(&event).expect("write");

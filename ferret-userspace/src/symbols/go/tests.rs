@@ -120,7 +120,7 @@ fn function_names_are_go_s_own_and_the_pclntab_agrees_with_the_symbol_table() {
     );
 }
 
-fn functions_of<'d>(elf: &object::File<'d>) -> Vec<GoFunc> {
+fn functions_of(elf: &object::File<'_>) -> Vec<GoFunc> {
     super::functions(elf)
         .expect("a .gopclntab")
         .expect("it parses")
