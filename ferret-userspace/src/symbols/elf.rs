@@ -384,12 +384,21 @@ impl Module {
             .chain(parts.iter().cloned())
             .collect();
 
-        let mut exits = scan_exits(code, f.svma, file_offset, &inside, f.svma);
+        // A jump to a function's first instruction is a tail call to itself,
+        // except in Go, which makes none: there it restarts the function
+        // after its stack grew, and the entry probe sits after the stack
+        // check (see `go::entry_after_stack_check`).
+        let entry = if self.is_go_function(f) {
+            u64::MAX
+        } else {
+            f.svma
+        };
+        let mut exits = scan_exits(code, f.svma, file_offset, &inside, entry);
         for part in &parts {
             let Some((code, file_offset)) = self.code(part.start, part.end - part.start) else {
                 continue;
             };
-            let more = scan_exits(code, part.start, file_offset, &inside, f.svma);
+            let more = scan_exits(code, part.start, file_offset, &inside, entry);
             exits.points.extend(more.points);
             exits.indirect_jumps.extend(more.indirect_jumps);
             exits.undecodable_at = exits.undecodable_at.or(more.undecodable_at);

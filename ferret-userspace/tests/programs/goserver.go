@@ -1,0 +1,51 @@
+// A small HTTP server on loopback, a goroutine per request (net/http):
+// /work?n=N answers "N N!" computed by a recursive function, /slow stays
+// three seconds inside one call. Prints "listening PORT" once it listens.
+package main
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"time"
+)
+
+//go:noinline
+func factorial(n int) int {
+	if n <= 1 {
+		return 1
+	}
+	return n * factorial(n-1)
+}
+
+//go:noinline
+func slowQuery() string {
+	time.Sleep(3 * time.Second)
+	return "slow done"
+}
+
+//go:noinline
+func handle(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == "/slow" {
+		fmt.Fprintln(w, slowQuery())
+		return
+	}
+	n, _ := strconv.Atoi(r.URL.Query().Get("n"))
+	fmt.Fprintf(w, "%d %d\n", n, factorial(n))
+}
+
+func main() {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	fmt.Printf("listening %d\n", ln.Addr().(*net.TCPAddr).Port)
+	http.HandleFunc("/", handle)
+	if err := http.Serve(ln, nil); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
