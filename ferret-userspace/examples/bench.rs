@@ -375,6 +375,7 @@ fn write_stage(
         detach: std::time::Duration::ZERO,
         exit: None,
         ended_by_us: None,
+        calibration: ferret::cost::Calibration::NONE,
         metadata: Vec::new(),
     })?;
     timing.add(&finish.stop());

@@ -63,6 +63,35 @@ struct ProbeArgs {
     /// protect the target (0: never).
     #[arg(long, value_name = "CALLS", default_value_t = 10_000)]
     max_rate: u64,
+    /// Keep ferret's probes under this share of the target's own time:
+    /// when they cost more for half a second, the costliest functions are
+    /// detached (0: never). The estimate uses the probe cost measured at
+    /// start.
+    #[arg(long, value_name = "PERCENT", default_value_t = 5.0, value_parser = parse_percent)]
+    max_overhead: f64,
+    #[command(flatten)]
+    debug: DebugArgs,
+}
+
+#[derive(Debug, Args)]
+struct DebugArgs {
+    /// Also look for separate debug files (`.build-id/xx/….debug`, debug
+    /// links) here, before `FERRET_DEBUG_DIRS` or /usr/lib/debug. Repeatable.
+    #[arg(long = "debug-dir", value_name = "DIR")]
+    debug_dirs: Vec<PathBuf>,
+}
+
+/// A percentage: a finite number ≥ 0.
+fn parse_percent(text: &str) -> Result<f64, String> {
+    let value: f64 = text
+        .trim_end_matches('%')
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number"))?;
+    if value.is_finite() && value >= 0.0 {
+        Ok(value)
+    } else {
+        Err(format!("`{text}` is not a percentage ≥ 0"))
+    }
 }
 
 /// How function exits are observed.
@@ -243,14 +272,17 @@ pub enum ExportFormat {
 #[derive(Debug, Args)]
 struct SymbolsArgs {
     /// Attach to this running process and list its executable's and libraries' functions.
-    #[arg(short, long, value_name = "PID", conflicts_with = "binary")]
+    #[arg(short, long, value_name = "PID")]
     pid: Option<u32>,
-    /// An ELF binary or shared library (or a command name found on PATH).
+    /// An ELF binary or shared library (or a command name found on PATH);
+    /// with --pid, the first GLOB.
     #[arg(value_name = "BINARY", required_unless_present = "pid")]
     binary: Option<OsString>,
     /// Only functions matching these globs (`LIB:GLOB` for libraries).
     #[arg(value_name = "GLOB")]
     patterns: Vec<Pattern>,
+    #[command(flatten)]
+    debug: DebugArgs,
 }
 
 /// What to trace.
@@ -275,6 +307,11 @@ pub struct ProbeConfig {
     pub follow_forks: bool,
     /// Overhead guard: calls per second per function (0: off).
     pub max_rate: u64,
+    /// Overhead guard: the probes' budget, percent of the target's own
+    /// time (0: off).
+    pub max_overhead: f64,
+    /// `--debug-dir`: searched first for separate debug files.
+    pub debug_dirs: Vec<PathBuf>,
 }
 
 /// OpenTelemetry export as the command line asks; the environment is
@@ -362,6 +399,8 @@ pub struct SymbolsConfig {
     pub source: SymbolSource,
     /// Filters.
     pub patterns: Vec<Pattern>,
+    /// `--debug-dir`: searched first for separate debug files.
+    pub debug_dirs: Vec<PathBuf>,
 }
 
 /// Where `ferret symbols` reads.
@@ -400,6 +439,8 @@ impl Cli {
                     exit_mode: args.probes.exit_probes,
                     follow_forks: args.probes.follow_forks,
                     max_rate: args.probes.max_rate,
+                    max_overhead: args.probes.max_overhead,
+                    debug_dirs: args.probes.debug.debug_dirs,
                 },
                 output: args.output,
                 stall: args.stall,
@@ -428,6 +469,8 @@ impl Cli {
                     exit_mode: args.probes.exit_probes,
                     follow_forks: args.probes.follow_forks,
                     max_rate: args.probes.max_rate,
+                    max_overhead: args.probes.max_overhead,
+                    debug_dirs: args.probes.debug.debug_dirs,
                 },
                 output: args.output,
                 duration: args.duration,
@@ -435,14 +478,32 @@ impl Cli {
                 stall: args.stall,
                 otlp: args.otlp.into(),
             })),
-            Command::Symbols(args) => Ok(Invocation::Symbols(SymbolsConfig {
-                source: match (args.pid, args.binary) {
-                    (Some(pid), _) => SymbolSource::Pid(pid),
+            Command::Symbols(args) => {
+                let mut patterns = args.patterns;
+                let source = match (args.pid, args.binary) {
+                    // `ferret symbols -p PID GLOB…`: clap fills BINARY first.
+                    (Some(pid), first) => {
+                        if let Some(first) = first {
+                            let text = first.to_string_lossy();
+                            let pattern = text.parse::<Pattern>().map_err(|e| {
+                                clap::Error::raw(
+                                    clap::error::ErrorKind::ValueValidation,
+                                    format!("invalid pattern `{text}`: {e}\n"),
+                                )
+                            })?;
+                            patterns.insert(0, pattern);
+                        }
+                        SymbolSource::Pid(pid)
+                    }
                     (None, Some(binary)) => SymbolSource::Binary(binary),
                     (None, None) => unreachable!("clap requires one"),
-                },
-                patterns: args.patterns,
-            })),
+                };
+                Ok(Invocation::Symbols(SymbolsConfig {
+                    source,
+                    patterns,
+                    debug_dirs: args.debug.debug_dirs,
+                }))
+            }
         }
     }
 }
@@ -561,6 +622,52 @@ mod tests {
                 max_spans_per_s: 0
             }
         );
+    }
+
+    #[test]
+    fn debug_dirs_are_repeatable_on_the_commands_that_resolve_symbols() {
+        let parse = |args: &[&str]| Cli::try_parse_from(args).and_then(Cli::into_invocation);
+        let Ok(Invocation::Record(r)) = parse(&[
+            "ferret",
+            "record",
+            "-p",
+            "1",
+            "-s",
+            "m",
+            "-o",
+            "x",
+            "--debug-dir",
+            "/a",
+            "--debug-dir",
+            "/b",
+        ]) else {
+            panic!("parses")
+        };
+        assert_eq!(
+            r.probes.debug_dirs,
+            [PathBuf::from("/a"), PathBuf::from("/b")]
+        );
+        let Ok(Invocation::Watch(w)) = parse(&["ferret", "watch", "-p", "1", "-s", "m"]) else {
+            panic!("parses")
+        };
+        assert!(w.probes.debug_dirs.is_empty());
+        let Ok(Invocation::Symbols(s)) = parse(&["ferret", "symbols", "--debug-dir", "/d", "ls"])
+        else {
+            panic!("parses")
+        };
+        assert_eq!(s.debug_dirs, [PathBuf::from("/d")]);
+    }
+
+    #[test]
+    fn symbols_of_a_pid_take_globs() {
+        let parse = |args: &[&str]| Cli::try_parse_from(args).and_then(Cli::into_invocation);
+        let Ok(Invocation::Symbols(s)) = parse(&["ferret", "symbols", "-p", "7", "work", "nap"])
+        else {
+            panic!("parses")
+        };
+        assert!(matches!(s.source, SymbolSource::Pid(7)));
+        let globs: Vec<String> = s.patterns.iter().map(ToString::to_string).collect();
+        assert_eq!(globs, ["work", "nap"]);
     }
 
     #[test]

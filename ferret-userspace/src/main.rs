@@ -15,6 +15,15 @@ use ferret::{
 };
 
 fn main() -> ExitCode {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args
+        .get(1)
+        .is_some_and(|a| a == ferret::cost::calibrate::CHILD_ARG)
+    {
+        // A helper ferret started to measure its probes' cost.
+        let code = ferret::cost::calibrate::run_child(&args[2..]);
+        return ExitCode::from(u8::try_from(code).unwrap_or(1));
+    }
     let invocation = match Cli::try_parse().and_then(Cli::into_invocation) {
         Ok(invocation) => invocation,
         Err(e) => e.exit(),

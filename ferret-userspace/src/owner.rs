@@ -5,13 +5,17 @@
 //! sudo records the invoking user in `SUDO_UID`/`SUDO_GID`; every file
 //! ferret creates is handed to that user.
 
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
+
+use rustix::{
+    fs::{Gid, Uid, fchown},
+    process::geteuid,
+};
 
 /// The invoking user's (uid, gid) when ferret runs as root under sudo.
 pub fn invoking_user() -> Option<(u32, u32)> {
     parse(
-        // SAFETY: geteuid has no preconditions.
-        unsafe { libc::geteuid() },
+        geteuid().as_raw(),
         std::env::var("SUDO_UID").ok().as_deref(),
         std::env::var("SUDO_GID").ok().as_deref(),
     )
@@ -29,10 +33,9 @@ fn parse(euid: u32, uid: Option<&str>, gid: Option<&str>) -> Option<(u32, u32)> 
 /// Gives an open file ferret just created to the invoking user (see
 /// [`invoking_user`]); does nothing otherwise. Failure is harmless (the
 /// file stays root's) and is not reported.
-pub fn give_to_invoking_user(file: &impl AsRawFd) {
+pub fn give_to_invoking_user(file: &impl AsFd) {
     if let Some((uid, gid)) = invoking_user() {
-        // SAFETY: fchown on an fd the caller owns.
-        unsafe { libc::fchown(file.as_raw_fd(), uid, gid) };
+        let _ = fchown(file, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)));
     }
 }
 

@@ -3,7 +3,12 @@
 //! ring-buffer decoder, patterns, and the recording readers used by
 //! `analyze` and `export`. The only property: no panic, whatever the input
 //! (errors are fine). Needs no privilege.
+//!
+//! A binary of its own, not a module of `e2e`: its cases are CPU-bound, and
+//! in the e2e binary they would run beside the timing-sensitive end-to-end
+//! tests on the same cores.
 
+#[path = "e2e/support.rs"]
 mod support;
 
 use std::{path::Path, sync::Arc, sync::OnceLock};

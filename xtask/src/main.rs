@@ -138,10 +138,15 @@ fn test(sh: &Sh, extra: &[String]) -> Result<()> {
 }
 
 /// `cargo test` arguments: the host crates (unless `extra` picks packages
-/// itself) followed by `extra`. Also returns the cargo options alone (before
-/// a second `--`), for a build-only run.
+/// itself) followed by `extra`, and `--include-ignored` for the test
+/// binaries: the end-to-end tests that need root are `#[ignore]`d so that a
+/// plain `cargo test` passes for a normal user, and this suite runs them
+/// all (unless `extra` already chose which ignored tests run). Also returns
+/// the cargo options alone (before a second `--`), for a build-only run.
 fn cargo_test_args(extra: &[String]) -> (Vec<String>, Vec<String>) {
-    let cargo_options = extra.split(|a| a == "--").next().unwrap_or_default();
+    let mut parts = extra.splitn(2, |a| a == "--");
+    let cargo_options = parts.next().unwrap_or_default();
+    let binary_options = parts.next();
     let picks_packages = cargo_options.iter().any(|a| {
         a == "--workspace"
             || a == "--all"
@@ -157,6 +162,16 @@ fn cargo_test_args(extra: &[String]) -> (Vec<String>, Vec<String>) {
     let mut run = vec!["test".to_owned()];
     run.extend(scope.iter().cloned());
     run.extend(extra.iter().cloned());
+    let chose = binary_options.is_some_and(|o| {
+        o.iter()
+            .any(|a| a == "--ignored" || a == "--include-ignored")
+    });
+    if !chose {
+        if binary_options.is_none() {
+            run.push("--".to_owned());
+        }
+        run.push("--include-ignored".to_owned());
+    }
     let mut build = vec!["test".to_owned(), "--no-run".to_owned()];
     build.extend(scope);
     build.extend(cargo_options.iter().cloned());
@@ -165,12 +180,19 @@ fn cargo_test_args(extra: &[String]) -> (Vec<String>, Vec<String>) {
 
 /// Runs the test suite as root. When not root, everything is compiled first
 /// as the current user (so `target/` and `~/.cargo` stay theirs), then the
-/// tests run under `sudo -E`. The end-to-end tests are never skipped.
+/// tests run under `sudo -E`. The end-to-end tests are never skipped: a run
+/// that reports an ignored test fails.
 fn cargo_test(sh: &Sh, extra: &[String]) -> Result<(bool, u64, u64)> {
     let (run_args, build_args) = cargo_test_args(extra);
+    let none_ignored = |ignored: u64| {
+        if ignored > 0 {
+            println!("{ignored} tests were ignored: this suite runs every test");
+        }
+        ignored == 0
+    };
     if sh.is_root {
-        let (status, passed, failed) = sh.test_status(sh.cargo().args(&run_args))?;
-        return Ok((status.success(), passed, failed));
+        let (status, passed, failed, ignored) = sh.test_status(sh.cargo().args(&run_args))?;
+        return Ok((status.success() && none_ignored(ignored), passed, failed));
     }
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut sudo_test = sh
@@ -181,8 +203,8 @@ fn cargo_test(sh: &Sh, extra: &[String]) -> Result<(bool, u64, u64)> {
     if !sh.status(sh.cargo().args(&build_args))?.success() {
         return Ok((false, 0, 0));
     }
-    let (status, passed, failed) = sh.test_status(&mut sudo_test)?;
-    Ok((status.success(), passed, failed))
+    let (status, passed, failed, ignored) = sh.test_status(&mut sudo_test)?;
+    Ok((status.success() && none_ignored(ignored), passed, failed))
 }
 
 // --- install ---------------------------------------------------------------
@@ -378,13 +400,20 @@ mod tests {
     fn test_args_scope_the_host_crates_unless_packages_are_picked() {
         let strings = |list: &[&str]| list.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
         let (run, build) = cargo_test_args(&[]);
-        assert_eq!(run, ["test", "--workspace"]);
+        assert_eq!(run, ["test", "--workspace", "--", "--include-ignored"]);
         assert_eq!(build, ["test", "--no-run", "--workspace"]);
 
         let (run, build) = cargo_test_args(&strings(&["--release", "--", "--nocapture"]));
         assert_eq!(
             run,
-            strings(&["test", "--workspace", "--release", "--", "--nocapture"])
+            strings(&[
+                "test",
+                "--workspace",
+                "--release",
+                "--",
+                "--nocapture",
+                "--include-ignored"
+            ])
         );
         assert_eq!(
             build,
@@ -392,8 +421,23 @@ mod tests {
         );
 
         let (run, build) = cargo_test_args(&strings(&["-p", "ferret-demo", "--", "-p"]));
-        assert_eq!(run, ["test", "-p", "ferret-demo", "--", "-p"]);
+        assert_eq!(
+            run,
+            ["test", "-p", "ferret-demo", "--", "-p", "--include-ignored"]
+        );
         assert_eq!(build, ["test", "--no-run", "-p", "ferret-demo"]);
+    }
+
+    #[test]
+    fn test_args_run_the_ignored_root_tests_unless_told_otherwise() {
+        let strings = |list: &[&str]| list.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        let (run, _) = cargo_test_args(&strings(&["--", "--ignored"]));
+        assert_eq!(run, ["test", "--workspace", "--", "--ignored"]);
+        let (run, _) = cargo_test_args(&strings(&["--", "stall", "--include-ignored"]));
+        assert_eq!(
+            run,
+            ["test", "--workspace", "--", "stall", "--include-ignored"]
+        );
     }
 
     #[test]

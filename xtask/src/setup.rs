@@ -437,7 +437,7 @@ fn duckdb(sh: &Sh) -> Result<()> {
     Ok(())
 }
 
-/// npm packages for `tests/export_e2e.rs`: speedscope ships its published
+/// npm packages for `tests/e2e/export.rs`: speedscope ships its published
 /// file-format schema, ajv validates exports against it.
 const NPM_PACKAGES: &[&str] = &["speedscope@1", "ajv@8"];
 

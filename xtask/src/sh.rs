@@ -90,8 +90,8 @@ impl Sh {
 
     /// Like [`Self::status`] for `cargo test`: passes the output through and
     /// adds up its `test result:` lines. Returns the status and the totals
-    /// (passed, failed).
-    pub fn test_status(&self, cmd: &mut Command) -> Result<(ExitStatus, u64, u64)> {
+    /// (passed, failed, ignored).
+    pub fn test_status(&self, cmd: &mut Command) -> Result<(ExitStatus, u64, u64, u64)> {
         use std::io::{BufRead as _, BufReader};
         println!(
             "{}$ {}",
@@ -99,21 +99,22 @@ impl Sh {
             display(cmd)
         );
         if self.dry_run {
-            return Ok((ExitStatus::default(), 0, 0));
+            return Ok((ExitStatus::default(), 0, 0, 0));
         }
         let mut child = cmd
             .stdout(std::process::Stdio::piped())
             .spawn()
             .with_context(|| format!("cannot run `{}`", display(cmd)))?;
-        let (mut passed, mut failed) = (0, 0);
+        let (mut passed, mut failed, mut ignored) = (0, 0, 0);
         for line in BufReader::new(child.stdout.take().expect("piped")).lines() {
             let line = line?;
             println!("{line}");
             let (p, f) = test_result_counts(&line);
             passed += p;
             failed += f;
+            ignored += summary_count(&line, "ignored");
         }
-        Ok((child.wait()?, passed, failed))
+        Ok((child.wait()?, passed, failed, ignored))
     }
 
     /// The full path of `program` found on our child `PATH`.
@@ -305,23 +306,26 @@ mod tests {
 /// The counts of a libtest summary line (`test result: ok. 8 passed; 1
 /// failed; ...`), or zeros for any other line.
 pub fn test_result_counts(line: &str) -> (u64, u64) {
+    (summary_count(line, "passed"), summary_count(line, "failed"))
+}
+
+/// The count before `word` (`passed`, `failed`, `ignored`) in a libtest
+/// summary line, or 0 for any other line.
+pub fn summary_count(line: &str, word: &str) -> u64 {
     let Some(rest) = line.trim().strip_prefix("test result: ") else {
-        return (0, 0);
+        return 0;
     };
-    let count = |word: &str| {
-        rest.split(';')
-            .find_map(|part| {
-                part.trim()
-                    .strip_suffix(word)?
-                    .trim()
-                    .rsplit(' ')
-                    .next()?
-                    .parse()
-                    .ok()
-            })
-            .unwrap_or(0)
-    };
-    (count("passed"), count("failed"))
+    rest.split(';')
+        .find_map(|part| {
+            part.trim()
+                .strip_suffix(word)?
+                .trim()
+                .rsplit(' ')
+                .next()?
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -341,5 +345,12 @@ mod count_tests {
             (7, 2)
         );
         assert_eq!(test_result_counts("running 3 tests"), (0, 0));
+        assert_eq!(
+            super::summary_count(
+                "test result: ok. 7 passed; 0 failed; 53 ignored; 0 measured; 0 filtered out",
+                "ignored"
+            ),
+            53
+        );
     }
 }

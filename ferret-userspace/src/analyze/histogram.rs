@@ -5,7 +5,7 @@
 //! exactly while there are few ([`EXACT_LIMIT`]), which makes small
 //! recordings' percentiles exact, and otherwise counts them in log-linear
 //! buckets (the HdrHistogram layout): every power of two is split into
-//! 128 equal buckets ([`crate::log_buckets`]), so a bucket is at most 1/128 of its lower
+//! 128 equal buckets (`crate::log_buckets`), so a bucket is at most 1/128 of its lower
 //! bound wide and its midpoint is within 0.4 % of any value in it. Values
 //! below 128 ns get a bucket each and stay exact.
 //!

@@ -1,7 +1,7 @@
 //! Post-mortem analysis of a recording: per-function statistics and the
 //! slowest call trees.
 //!
-//! Everything here streams. [`replay`] reads the Parquet event log one
+//! Everything here streams. `replay` reads the Parquet event log one
 //! record batch at a time and rebuilds each thread's stack; the consumers
 //! keep bounded state: per-function sums and a [`histogram::Histogram`]
 //! (exact up to 1024 calls, within 0.4 % beyond) for the table, one
@@ -11,12 +11,12 @@
 //! ([`crate::export`]) use the same replay.
 
 pub mod histogram;
-pub mod progress;
+pub(crate) mod progress;
 pub mod render;
-pub mod replay;
-pub mod stats;
+pub(crate) mod replay;
+pub(crate) mod stats;
 pub mod synthetic;
-pub mod tree;
+pub(crate) mod tree;
 
 use std::path::Path;
 

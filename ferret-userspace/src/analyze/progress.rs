@@ -24,7 +24,7 @@ pub struct Progress {
 
 impl Progress {
     /// A bar for reading `total_rows` rows, labelled `what`; hidden until
-    /// [`DELAY`] has passed.
+    /// `DELAY` has passed.
     pub fn new(total_rows: u64, what: &str) -> Self {
         let bar = ProgressBar::with_draw_target(Some(total_rows), ProgressDrawTarget::hidden());
         if let Ok(style) = ProgressStyle::with_template(

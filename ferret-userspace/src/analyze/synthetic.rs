@@ -1,7 +1,7 @@
 //! Synthetic recordings of any size, and a peak-memory measurement, for
 //! benchmarks (`cargo xtask bench`) and the bounded-memory tests.
 //!
-//! [`write`] drives ferret's own [`RecordingWriter`] with a made-up
+//! `write` drives ferret's own [`RecordingWriter`] with a made-up
 //! workload: every thread runs root calls (one of four entry points) whose
 //! random call trees (up to [`MAX_DEPTH`] deep, up to three calls per call,
 //! each function calling one of three callees of its own) draw on a pool of
@@ -16,7 +16,8 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::sink::{FunctionInfo, RecordingMeta, RecordingWriter, SinkError};
+use crate::sink::{RecordingMeta, RecordingWriter, SinkError};
+use crate::trace::FunctionInfo;
 use crate::trace::{SpanEnd, SpanEvent, SpanStart, SpanStatus, ThreadName};
 
 /// Deepest call tree of a synthetic root (its root is depth 0).
@@ -209,11 +210,11 @@ const POLL: Duration = Duration::from_millis(2);
 /// Run `cmd` (stdout to /dev/null unless set) and measure it.
 ///
 /// The peak comes from the child's own `VmHWM` (its memory's high-water
-/// mark since exec), read every [`POLL`] until it exits, not from
+/// mark since exec), read every `POLL` until it exits, not from
 /// `wait4`'s `ru_maxrss`: that one also counts the spawning process's
 /// memory when the child was started with `vfork` (as Rust's `Command`
 /// does), so a benchmark that has just generated a large file would see
-/// its own size. Only memory first touched in the child's last [`POLL`]
+/// its own size. Only memory first touched in the child's last `POLL`
 /// can be missed.
 pub fn measure(cmd: &mut Command) -> io::Result<Measured> {
     let started = Instant::now();

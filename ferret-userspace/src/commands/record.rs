@@ -35,6 +35,7 @@ pub fn run(config: &RecordConfig) -> Result<i32> {
         SessionOptions {
             stall: config.stall,
             max_rate: config.probes.max_rate,
+            max_overhead: config.probes.max_overhead,
             interval: config.interval,
         },
         None,

@@ -1,7 +1,7 @@
 //! `ferret watch`: the live dashboard, optionally recording to Parquet too.
 //!
 //! Two threads. The ingestion thread runs the session's one event loop
-//! ([`crate::session::Session::run`]) with one consumer, [`Live`]: the live
+//! ([`crate::session::Session::run`]) with one consumer, `Live`: the live
 //! aggregates, the optional Parquet recording, and about ten times a second
 //! an immutable [`Snapshot`] published into a [`Mailbox`]. The main thread
 //! runs the dashboard: it reads the newest snapshot, draws, and handles
@@ -85,6 +85,7 @@ pub fn run(config: &WatchConfig) -> Result<i32> {
         SessionOptions {
             stall: config.stall,
             max_rate: config.probes.max_rate,
+            max_overhead: config.probes.max_overhead,
             interval: config.interval,
         },
         redirect.as_ref(),

@@ -2,19 +2,19 @@
 //! (Perfetto, chrome://tracing), folded stacks, SVG flame graphs, OTLP
 //! JSON lines (OpenTelemetry).
 //!
-//! Each format is a [`crate::analyze::replay::Visitor`] over the same
+//! Each format is a `crate::analyze::replay::Visitor` over the same
 //! streaming replay as `ferret analyze`, so spans still open at the end of
 //! the recording close at its end, stacks are well nested, and memory stays
 //! bounded: Chrome events are written as spans end, speedscope spools
 //! per-thread events to a temporary file past a budget, folded stacks and
 //! flame graphs keep one node per distinct call path. Output goes to a
-//! temporary file renamed into place at the end ([`output`]).
+//! temporary file renamed into place at the end (`output`).
 
-pub mod chrome;
-pub mod folded;
-pub mod otlp;
-pub mod output;
-pub mod speedscope;
+pub(crate) mod chrome;
+pub(crate) mod folded;
+pub(crate) mod otlp;
+pub(crate) mod output;
+pub(crate) mod speedscope;
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -77,8 +77,6 @@ pub struct ExportSummary {
     /// Spans left out because the format needs their place in a stack and
     /// the file gives none (`SPAN_END`s without a start).
     pub left_out: u64,
-    /// Whether speedscope events went through a spill file.
-    pub spilled: bool,
 }
 
 /// Export `recording` to `output` (`-` for stdout) in `format`.
@@ -100,7 +98,7 @@ pub fn export(
         |n| n.to_string_lossy().into_owned(),
     );
     let mut tick = |rows| progress.update(rows);
-    let (replay, left_out, spilled) = match format {
+    let (replay, left_out) = match format {
         Format::Chrome => {
             // Statistics give the first timestamp before any row is read;
             // without them, times stay absolute.
@@ -110,16 +108,16 @@ pub fn export(
             chrome
                 .finish(&summary.names, &version, info.target.as_deref())
                 .map_err(write_err)?;
-            (summary, 0, false)
+            (summary, 0)
         }
         Format::Speedscope => {
             let mut s = speedscope::Speedscope::new(&out.spill_dir());
             let summary = recording.replay(None, &mut s, &mut tick)?;
-            let (left_out, spilled) = (s.orphans, s.spilled());
+            let left_out = s.orphans;
             let t0 = summary.first_ts_ns.unwrap_or(0);
             s.finish(&mut out, &summary.names, t0, &title, &version)
                 .map_err(write_err)?;
-            (summary, left_out, spilled)
+            (summary, left_out)
         }
         Format::Otlp => {
             // The offset turns the recording's monotonic times into Unix
@@ -135,13 +133,13 @@ pub fn export(
             let mut o = otlp::OtlpJson::new(&mut out, info.target.as_deref(), offset);
             let summary = recording.replay(None, &mut o, &mut tick)?;
             o.finish().map_err(write_err)?;
-            (summary, 0, false)
+            (summary, 0)
         }
         Format::Folded => {
             let mut f = folded::Folded::new();
             let summary = recording.replay(None, &mut f, &mut tick)?;
             f.write(&mut out, &summary.names).map_err(write_err)?;
-            (summary, 0, false)
+            (summary, 0)
         }
         Format::Svg => {
             let mut f = folded::Folded::new();
@@ -163,17 +161,13 @@ pub fn export(
                     path: recording.path().to_owned(),
                 });
             }
-            (summary, 0, false)
+            (summary, 0)
         }
     };
     progress.finish();
     out.flush().map_err(write_err)?;
     out.commit()?;
-    Ok(ExportSummary {
-        replay,
-        left_out,
-        spilled,
-    })
+    Ok(ExportSummary { replay, left_out })
 }
 
 /// `text` as a JSON string literal, quotes included.

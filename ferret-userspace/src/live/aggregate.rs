@@ -10,8 +10,9 @@ use super::{
     rate::RateWindow,
     snapshot::{FinishedCall, FunctionRow, MetricPoint, MetricsHistory, ThreadView},
 };
+use rustc_hash::FxHashMap as FxMap;
+
 use crate::{
-    fxhash::FxMap,
     sink::MetricSample,
     trace::{SpanEvent, SpanStatus, ThreadName, ThreadStack},
 };

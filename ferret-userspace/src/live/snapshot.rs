@@ -7,9 +7,10 @@
 use std::{path::PathBuf, sync::Arc};
 
 use crate::{
-    sink::{FunctionInfo, MetricSample},
+    sink::MetricSample,
     stall::StallReport,
     target::ExitStatus,
+    trace::FunctionInfo,
     trace::{SpanStatus, ThreadName, ThreadStack},
 };
 

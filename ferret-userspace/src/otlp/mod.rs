@@ -11,7 +11,7 @@
 //! (`--otlp-min-duration` with ancestors, the per-second cap), and
 //! [`exporter`]'s own thread encodes, gzips, POSTs and retries, behind a
 //! bounded queue that drops (and counts) rather than blocks. [`map`] is
-//! the pure mapping to the `opentelemetry-proto` messages; [`config`]
+//! the pure mapping to the `opentelemetry-proto` messages; [`mod@config`]
 //! resolves the flags and the environment.
 
 pub mod config;

@@ -12,9 +12,9 @@
 //! gives each span its trace: the root call (depth 0) it runs under on its
 //! thread.
 
-use crate::fxhash::FxMap;
 use crate::stall::StallReport;
 use crate::trace::{SpanEnd, SpanEvent, SpanStatus, ThreadName};
+use rustc_hash::FxHashMap as FxMap;
 
 /// Stall notes kept per span at most; more are counted, not kept.
 pub const MAX_NOTES_PER_SPAN: usize = 16;

@@ -66,6 +66,9 @@ pub struct LoopView<'a> {
     pub now_ns: u64,
     /// The pipeline: event counts, losses, the open stacks.
     pub pipeline: &'a Pipeline,
+    /// The overhead guard's newest estimate of the probes' cost (percent of
+    /// the target's own time) and the budget, if on.
+    pub overhead: (Option<f64>, Option<f64>),
 }
 
 /// How a session ended, for the consumers and the command.
@@ -90,6 +93,8 @@ pub struct SessionEnd {
     pub exit: Option<ExitStatus>,
     /// How ferret ended a launched command that did not stop by itself.
     pub ended_by_us: Option<&'static str>,
+    /// The probes' cost as measured at the start.
+    pub calibration: crate::cost::Calibration,
     /// Metadata for recordings: `(key, value)` from the guard, the
     /// watchdog and the metrics sampler.
     pub metadata: Vec<(&'static str, String)>,

@@ -1,110 +1,473 @@
 //! The overhead guard: how ferret keeps tracing from swamping the target.
 //!
-//! `--max-rate` (the per-function cap): a function called more often than
-//! the limit per second is detached, so tracing cannot swamp the target;
-//! the rest stay traced. Detaching is a generation swap of the module's
-//! `uprobe_multi` links ([`Engine::reattach_without`]): no call is reported
-//! twice or lost while the links are replaced.
+//! Two limits, checked every [`super::GUARD_EVERY`]:
+//! - `--max-overhead PERCENT` (the budget, default 5): ferret estimates the
+//!   time its probes take from the target's threads (calls × the calibrated
+//!   cost of each function's probes, see [`crate::cost`]) against the time
+//!   the target spends on its own work (its CPU time less that estimate).
+//!   When the estimate stays over the budget for two checks in a row (about
+//!   half a second), the functions that cost most are detached until the
+//!   rest fit. A target that calls a few hundred tiny functions flat out
+//!   loses them in the first half second; a slow function called now and
+//!   then stays traced. This is what keeps `-s '*'` from slowing a program
+//!   down by an order of magnitude, which no per-function rate can: the
+//!   slowdown itself keeps every function's rate low.
+//! - `--max-rate` (the per-function cap): a function called more often than
+//!   the limit per second is detached.
+//!
+//! Detaching is a generation swap of the module's `uprobe_multi` links
+//! ([`Engine::reattach_without`]): no call is reported twice or lost while
+//! the links are replaced, and the functions still traced keep exact counts.
 
-use std::collections::HashSet;
+use std::{collections::HashSet, collections::VecDeque, sync::Arc};
 
-use crate::{clock::monotonic_ns, probe::Engine, trace::SpanEvent};
+use crate::{
+    clock::monotonic_ns,
+    metrics,
+    probe::Engine,
+    trace::{FunctionCost, SpanEvent},
+};
 
 use super::plan::Plan;
 
-/// The overhead guard (`--max-rate`): a function called more often than the
-/// limit per second is detached, so tracing cannot swamp the target; the
-/// rest stay traced.
+/// Checks kept for the budget's estimate (four seconds at the guard's pace).
+const BUCKETS: usize = 16;
+
+/// The estimate covers the newest checks holding at least this much of the
+/// target's CPU time (or all it keeps): short windows for a busy target, so
+/// the guard acts within half a second, long ones for a quiet one, so one
+/// clock tick of CPU time more or less does not decide.
+const WINDOW_CPU_NS: u64 = 250_000_000;
+
+/// The least own time an estimate divides by: a few clock ticks, the
+/// granularity of the kernel's CPU times in /proc (10 ms here), so a quiet
+/// target's tick more or less does not decide.
+const MIN_OWN_NS: u64 = 25_000_000;
+
+/// One check's worth of what the budget weighs.
+#[derive(Debug)]
+struct Bucket {
+    /// The target's CPU time in it.
+    cpu_ns: u64,
+    /// The probes' estimated time in it.
+    probe_ns: u64,
+    /// Calls per function, where non-zero.
+    calls: Vec<(u32, u64)>,
+}
+
+/// `--max-overhead`: the estimate and the choice of what to detach (pure;
+/// the guard feeds it calls and CPU times).
+#[derive(Debug)]
+pub struct Budget {
+    /// Percent of the target's own time; 0: off.
+    percent: f64,
+    costs: Arc<[FunctionCost]>,
+    /// Calls per function since the last check.
+    current: Vec<u64>,
+    buckets: VecDeque<Bucket>,
+    /// Consecutive checks over the budget.
+    over: u32,
+    estimate: Option<f64>,
+}
+
+/// What the budget decided at a check.
+#[derive(Debug, PartialEq)]
+pub struct OverBudget {
+    /// The estimate that decided it, percent of the target's own time.
+    pub estimate: f64,
+    /// Functions to detach, costliest first, with their calls per second.
+    pub functions: Vec<(u32, u64)>,
+}
+
+impl Budget {
+    /// A budget of `percent` for `functions` functions whose calls cost
+    /// `costs` (by function id).
+    pub fn new(percent: f64, functions: usize, costs: Arc<[FunctionCost]>) -> Self {
+        Self {
+            percent,
+            costs,
+            current: vec![0; functions],
+            buckets: VecDeque::with_capacity(BUCKETS),
+            over: 0,
+            estimate: None,
+        }
+    }
+
+    /// New calibrated costs (a recalibration).
+    pub fn set_costs(&mut self, costs: Arc<[FunctionCost]>) {
+        self.costs = costs;
+    }
+
+    /// Whether the budget is on.
+    pub fn is_on(&self) -> bool {
+        self.percent > 0.0
+    }
+
+    /// One call of `function`.
+    #[inline]
+    pub fn call(&mut self, function: u32) {
+        if let Some(count) = self.current.get_mut(function as usize) {
+            *count += 1;
+        }
+    }
+
+    /// The newest estimate: ferret's probes as a percentage of the target's
+    /// own time.
+    pub fn estimate(&self) -> Option<f64> {
+        self.estimate
+    }
+
+    /// Closes a check that saw `cpu_ns` of the target's CPU time; returns
+    /// what to detach when the estimate stayed over the budget for two
+    /// checks in a row.
+    pub fn check(&mut self, cpu_ns: u64) -> Option<OverBudget> {
+        let mut calls = Vec::new();
+        let mut probe_ns = 0u64;
+        for (id, count) in self.current.iter_mut().enumerate() {
+            if *count > 0 {
+                let hit = self.costs.get(id).map_or(0, |c| c.hit_ns);
+                probe_ns = probe_ns.saturating_add(count.saturating_mul(hit));
+                calls.push((id as u32, *count));
+                *count = 0;
+            }
+        }
+        if self.buckets.len() == BUCKETS {
+            self.buckets.pop_front();
+        }
+        self.buckets.push_back(Bucket {
+            cpu_ns,
+            probe_ns,
+            calls,
+        });
+        // The newest checks (at least two) holding enough CPU time.
+        let mut window = 0;
+        let (mut cpu, mut probe) = (0u64, 0u64);
+        for bucket in self.buckets.iter().rev() {
+            window += 1;
+            cpu += bucket.cpu_ns;
+            probe += bucket.probe_ns;
+            if window >= 2 && cpu >= WINDOW_CPU_NS {
+                break;
+            }
+        }
+        let own = cpu.saturating_sub(probe).max(MIN_OWN_NS);
+        let estimate = probe as f64 * 100.0 / own as f64;
+        self.estimate = Some(estimate);
+        if !self.is_on() || estimate <= self.percent {
+            self.over = 0;
+            return None;
+        }
+        self.over += 1;
+        if self.over < 2 {
+            return None;
+        }
+        // The costliest functions first, until the rest fit.
+        let mut cost: std::collections::HashMap<u32, (u64, u64)> = std::collections::HashMap::new();
+        for bucket in self.buckets.iter().rev().take(window) {
+            for &(id, count) in &bucket.calls {
+                let hit = self.costs.get(id as usize).map_or(0, |c| c.hit_ns);
+                let entry = cost.entry(id).or_default();
+                entry.0 += count * hit;
+                entry.1 += count;
+            }
+        }
+        let mut ranked: Vec<(u32, u64, u64)> =
+            cost.into_iter().map(|(id, (ns, n))| (id, ns, n)).collect();
+        ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        let allowed = (self.percent / 100.0 * own as f64) as u64;
+        let seconds = (window as f64 * super::GUARD_EVERY.as_secs_f64()).max(1e-3);
+        let mut left = probe;
+        let mut functions = Vec::new();
+        for (id, ns, n) in ranked {
+            if left <= allowed {
+                break;
+            }
+            left = left.saturating_sub(ns);
+            functions.push((id, (n as f64 / seconds).round() as u64));
+        }
+        self.over = 0;
+        // What was measured with the detached functions says nothing of
+        // what comes next.
+        self.buckets.clear();
+        Some(OverBudget {
+            estimate,
+            functions,
+        })
+    }
+}
+
+/// A function the guard detached, and why.
+#[derive(Clone, Debug)]
+pub struct Detached {
+    /// Its name.
+    pub name: String,
+    /// Its calls per second when detached.
+    pub rate: u64,
+    /// `--max-rate` or `--max-overhead`.
+    pub why: &'static str,
+}
+
+/// The guard: the budget and the per-function cap, and the functions they
+/// detached.
 pub struct OverheadGuard {
     max_rate: u64,
-    calls: Vec<u64>,
+    rate_calls: Vec<u64>,
     window_start_ns: u64,
+    budget: Budget,
+    /// The target, whose CPU time the budget weighs.
+    pid: u32,
+    /// The target's CPU time at the last check.
+    last_check: Option<u64>,
+    ticks_ns: u64,
     disabled: HashSet<u32>,
-    /// (function name, calls/s when detached), in detach order.
-    pub detached: Vec<(String, u64)>,
+    /// The functions detached, in detach order.
+    pub detached: Vec<Detached>,
+    /// The guard gave up (detaching needs `uprobe_multi` links).
+    off: bool,
 }
 
 impl OverheadGuard {
-    /// A guard for `functions` functions; `max_rate` 0 turns it off.
-    pub fn new(functions: usize, max_rate: u64) -> Self {
+    /// A guard for `functions` functions of process `pid`; `max_rate` 0
+    /// and `max_overhead` 0 turn the two limits off.
+    pub fn new(
+        pid: u32,
+        functions: usize,
+        max_rate: u64,
+        max_overhead: f64,
+        costs: Arc<[FunctionCost]>,
+    ) -> Self {
         Self {
             max_rate,
-            calls: vec![0; functions],
+            rate_calls: vec![0; functions],
             window_start_ns: monotonic_ns(),
+            budget: Budget::new(max_overhead, functions, costs),
+            pid,
+            last_check: None,
+            ticks_ns: 1_000_000_000 / rustix::param::clock_ticks_per_second().max(1),
             disabled: HashSet::new(),
             detached: Vec::new(),
+            off: false,
         }
+    }
+
+    /// New calibrated costs.
+    pub fn set_costs(&mut self, costs: Arc<[FunctionCost]>) {
+        self.budget.set_costs(costs);
+    }
+
+    /// The budget's newest estimate, percent of the target's own time, and
+    /// the budget (`None` when off).
+    pub fn estimate(&self) -> (Option<f64>, Option<f64>) {
+        (
+            self.budget.estimate(),
+            self.budget.is_on().then_some(self.budget.percent),
+        )
     }
 
     /// Counts the calls among freshly produced span events.
     pub fn observe(&mut self, spans: &[SpanEvent]) {
-        if self.max_rate == 0 {
+        if self.off || (self.max_rate == 0 && !self.budget.is_on()) {
             return;
         }
         for span in spans {
-            if let SpanEvent::Start(start) = span
-                && let Some(count) = self.calls.get_mut(start.function as usize)
-            {
-                *count += 1;
+            if let SpanEvent::Start(start) = span {
+                if let Some(count) = self.rate_calls.get_mut(start.function as usize) {
+                    *count += 1;
+                }
+                self.budget.call(start.function);
             }
         }
     }
 
-    /// Once a second: detaches functions over the limit. Returns a notice per
-    /// detached function.
+    /// Every [`super::GUARD_EVERY`]: detaches what is over a limit. Returns
+    /// a notice per decision.
     pub fn check(&mut self, engine: &mut Engine, plan: &Plan) -> Vec<String> {
-        let now = monotonic_ns();
-        let elapsed = now.saturating_sub(self.window_start_ns);
-        if self.max_rate == 0 || elapsed < 1_000_000_000 {
+        if self.off {
             return Vec::new();
         }
-        let seconds = elapsed as f64 / 1e9;
-        let mut hot = Vec::new();
-        for (id, count) in self.calls.iter_mut().enumerate() {
-            let rate = (*count as f64 / seconds) as u64;
-            *count = 0;
-            let id = id as u32;
-            if rate > self.max_rate && !self.disabled.contains(&id) {
-                hot.push((id, rate));
+        let now = monotonic_ns();
+        let mut hot: Vec<(u32, u64, &'static str)> = Vec::new();
+        let mut notices = Vec::new();
+
+        let cpu = metrics::read_stat(self.pid)
+            .ok()
+            .map(|s| (s.utime_ticks + s.stime_ticks) * self.ticks_ns);
+        if let (Some(cpu), Some(then_cpu)) = (cpu, self.last_check)
+            && let Some(over) = self.budget.check(cpu.saturating_sub(then_cpu))
+        {
+            let fresh: Vec<(u32, u64)> = over
+                .functions
+                .into_iter()
+                .filter(|(id, _)| !self.disabled.contains(id))
+                .collect();
+            if !fresh.is_empty() {
+                let costliest: Vec<String> = fresh
+                    .iter()
+                    .take(3)
+                    .map(|&(id, rate)| format!("{} ({rate} calls/s)", name(plan, id)))
+                    .collect();
+                notices.push(format!(
+                    "detaching {} function{} to keep within --max-overhead {}%: the \
+                     probes took an estimated {:.0}% of the target's own time; costliest: {}",
+                    fresh.len(),
+                    if fresh.len() == 1 { "" } else { "s" },
+                    self.budget.percent,
+                    over.estimate,
+                    costliest.join(", ")
+                ));
+                hot.extend(
+                    fresh
+                        .into_iter()
+                        .map(|(id, rate)| (id, rate, "--max-overhead")),
+                );
             }
         }
-        self.window_start_ns = now;
+        if cpu.is_some() {
+            self.last_check = cpu;
+        }
+
+        let elapsed = now.saturating_sub(self.window_start_ns);
+        if elapsed >= 1_000_000_000 {
+            let seconds = elapsed as f64 / 1e9;
+            for (id, count) in self.rate_calls.iter_mut().enumerate() {
+                let rate = (*count as f64 / seconds) as u64;
+                *count = 0;
+                let id = id as u32;
+                if self.max_rate > 0
+                    && rate > self.max_rate
+                    && !self.disabled.contains(&id)
+                    && !hot.iter().any(|h| h.0 == id)
+                {
+                    hot.push((id, rate, "--max-rate"));
+                }
+            }
+            self.window_start_ns = now;
+        }
         if hot.is_empty() {
-            return Vec::new();
+            return notices;
         }
         let mut disabled = self.disabled.clone();
-        disabled.extend(hot.iter().map(|&(id, _)| id));
+        disabled.extend(hot.iter().map(|&(id, ..)| id));
         match engine.reattach_without(&plan.points, &disabled) {
             Ok(took) => {
                 self.disabled = disabled;
-                hot.into_iter()
-                    .map(|(id, rate)| {
-                        let name = plan.functions[id as usize].name.clone();
-                        let notice = format!(
+                for (id, rate, why) in hot {
+                    let name = name(plan, id);
+                    if why == "--max-rate" {
+                        notices.push(format!(
                             "detached `{name}`: {rate} calls/s exceeds --max-rate {} \
                              (re-attached the rest in {:.1} ms)",
                             self.max_rate,
                             took.as_secs_f64() * 1e3
-                        );
-                        self.detached.push((name, rate));
-                        notice
-                    })
-                    .collect()
+                        ));
+                    }
+                    self.detached.push(Detached { name, rate, why });
+                }
             }
             Err(e) => {
-                // Do not retry every second.
-                self.max_rate = 0;
-                vec![format!("overhead guard off: {e}")]
+                // Do not retry every check.
+                self.off = true;
+                notices.push(format!("overhead guard off: {e}"));
             }
         }
+        notices
     }
 
-    /// For the recording's metadata: `name (calls/s); ...`.
+    /// For the recording's metadata: `name (calls/s); ...`, with the limit
+    /// for functions the budget detached.
     pub fn metadata(&self) -> String {
         self.detached
             .iter()
-            .map(|(name, rate)| format!("{name} ({rate} calls/s)"))
+            .map(|d| match d.why {
+                "--max-rate" => format!("{} ({} calls/s)", d.name, d.rate),
+                why => format!("{} ({} calls/s, {why})", d.name, d.rate),
+            })
             .collect::<Vec<_>>()
             .join("; ")
+    }
+}
+
+fn name(plan: &Plan, id: u32) -> String {
+    plan.functions
+        .get(id as usize)
+        .map_or_else(|| format!("#{id}"), |f| f.name.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: u64 = 1_000_000;
+
+    fn costs(hits: &[u64]) -> Arc<[FunctionCost]> {
+        hits.iter()
+            .map(|&hit_ns| FunctionCost {
+                hit_ns,
+                bias_ns: hit_ns / 2,
+                entry_ns: hit_ns / 2,
+            })
+            .collect()
+    }
+
+    fn calls(budget: &mut Budget, function: u32, n: u64) {
+        for _ in 0..n {
+            budget.call(function);
+        }
+    }
+
+    #[test]
+    fn a_program_swamped_by_probes_loses_its_costliest_functions_after_two_checks() {
+        // Function 0: 20 µs probes, called 20,000 times a check (400 ms);
+        // function 1 a little less; function 2 is slow and rare.
+        let mut budget = Budget::new(5.0, 3, costs(&[20_000, 20_000, 20_000]));
+        let check = |budget: &mut Budget| {
+            calls(budget, 0, 20_000);
+            calls(budget, 1, 5_000);
+            calls(budget, 2, 2);
+            // The target is on a CPU all the time: 250 ms a check, of which
+            // 500 ms of probes is more than all of it.
+            budget.check(250 * MS)
+        };
+        assert_eq!(check(&mut budget), None, "one check over is not enough");
+        assert!(budget.estimate().unwrap() > 1000.0);
+        let over = check(&mut budget).expect("over the budget twice");
+        let ids: Vec<u32> = over.functions.iter().map(|f| f.0).collect();
+        assert_eq!(ids, [0, 1], "the slow, rare function stays");
+        assert_eq!(over.functions[0].1, 80_000, "calls per second");
+    }
+
+    #[test]
+    fn a_cheap_session_stays_whole() {
+        let mut budget = Budget::new(5.0, 2, costs(&[10_000, 10_000]));
+        for _ in 0..10 {
+            calls(&mut budget, 0, 10);
+            assert_eq!(budget.check(200 * MS), None);
+        }
+        // 10 calls × 10 µs in 200 ms of CPU: 0.05 %.
+        let estimate = budget.estimate().unwrap();
+        assert!((0.04..0.06).contains(&estimate), "{estimate}");
+    }
+
+    #[test]
+    fn a_quiet_target_is_weighed_over_a_longer_window() {
+        // 1 ms of CPU time a check: a single tick more or less must not
+        // decide. 4 calls × 10 µs = 40 µs of probes per check is 4 %.
+        let mut budget = Budget::new(5.0, 1, costs(&[10_000]));
+        for i in 0..BUCKETS {
+            calls(&mut budget, 0, 4);
+            // The CPU time arrives in ticks: 10 ms every tenth check.
+            let cpu = if i % 10 == 9 { 10 * MS } else { 0 };
+            assert_eq!(budget.check(cpu), None, "check {i}");
+        }
+    }
+
+    #[test]
+    fn off_means_estimating_only() {
+        let mut budget = Budget::new(0.0, 1, costs(&[20_000]));
+        for _ in 0..4 {
+            calls(&mut budget, 0, 100_000);
+            assert_eq!(budget.check(250 * MS), None);
+        }
+        assert!(budget.estimate().unwrap() > 100.0);
     }
 }

@@ -47,12 +47,13 @@ use self::plan::{Plan, ResolvedTarget, Started};
 use crate::{
     cli::{ProbeConfig, Target},
     clock::{monotonic_ns, realtime_offset_ns},
+    cost::{self, Calibration, EntryKind, calibrate::Recalibrator},
     metrics::Sampler,
     probe::{AttachStats, Engine, EventRing, LinkKind},
     sink::{Recording, RecordingMeta, meta_key},
     stall::{RunningCalls, Watchdog},
     target::{self, ExitStatus, Redirect},
-    trace::FunctionInfo,
+    trace::{FunctionCost, FunctionInfo},
 };
 
 /// How the drain timer and the kernel's batched wakeups share the work: the
@@ -67,8 +68,9 @@ pub const STALL_CHECK_EVERY: Duration = Duration::from_millis(250);
 /// rate) and the kernel's drop counter is read.
 pub const TICK_EVERY: Duration = Duration::from_millis(100);
 
-/// How often the overhead guard looks at call rates.
-pub const GUARD_EVERY: Duration = Duration::from_secs(1);
+/// How often the overhead guard weighs the probes' cost (and, each second,
+/// the call rates).
+pub const GUARD_EVERY: Duration = Duration::from_millis(250);
 
 /// How long the end of a session waits for stall captures in flight.
 const SETTLE_STALLS: Duration = Duration::from_secs(2);
@@ -125,6 +127,9 @@ pub struct SessionOptions {
     /// `--max-rate`: calls per second above which a function is detached
     /// (0: off).
     pub max_rate: u64,
+    /// `--max-overhead`: the probes' budget, percent of the target's own
+    /// time (0: off).
+    pub max_overhead: f64,
     /// `--interval`: how often metrics are sampled.
     pub interval: Duration,
 }
@@ -159,6 +164,10 @@ impl Prepared {
             .and_then(|v| v.parse().ok());
         let mut engine = Engine::load(ring_bytes)?;
         engine.configure(self.follow_forks)?;
+        // Measured before the target starts, so it competes with nothing.
+        let calibration = measure_probe_cost();
+        let entry_kinds = cost::entry_kinds(&self.plan.points);
+        let costs: Arc<[FunctionCost]> = calibration.costs(&self.plan.points, &entry_kinds).into();
         let mut started = plan::start(&self.target, redirect)?;
         let pid = started.pid();
         let attached = (|| -> Result<(OwnedFd, AttachStats)> {
@@ -227,9 +236,28 @@ impl Prepared {
             watchdog
         });
         let launched = matches!(started, Started::Launched(_)).then_some(pid);
+        let mut pipeline = Pipeline::new(launched);
+        pipeline.reconstructor.set_costs(costs.clone());
+        let calls = cost::calibrate::calls_from_env();
         Ok(Session {
-            guard: OverheadGuard::new(self.plan.points.len(), options.max_rate),
-            pipeline: Pipeline::new(launched),
+            guard: OverheadGuard::new(
+                pid,
+                self.plan.points.len(),
+                options.max_rate,
+                options.max_overhead,
+                costs,
+            ),
+            pipeline,
+            recalibrator: (calls > 0).then(|| {
+                Recalibrator::start(
+                    cost::calibrate::RECALIBRATE_EVERY,
+                    cost::calibrate::RECALIBRATION_CALLS.min(calls),
+                )
+            }),
+            calibration,
+            first_calibration: calibration,
+            recalibrations: 0,
+            entry_kinds,
             sampler: Sampler::new(pid),
             prepared: self,
             options,
@@ -281,6 +309,14 @@ pub struct Session {
     watchdog: Option<Watchdog>,
     sampler: Sampler,
     guard: OverheadGuard,
+    /// The probes' cost in use, and as first measured.
+    calibration: Calibration,
+    first_calibration: Calibration,
+    /// Measurements since the start.
+    recalibrations: u32,
+    recalibrator: Option<Recalibrator>,
+    /// How each function's entry probe fires (for new calibrations).
+    entry_kinds: Vec<EntryKind>,
     /// A launched command's exit status, once reaped.
     exit: Option<ExitStatus>,
 }
@@ -314,6 +350,11 @@ impl Session {
     /// When the probes were in place, `CLOCK_MONOTONIC` ns.
     pub fn attached_ns(&self) -> u64 {
         self.attached_ns
+    }
+
+    /// The probes' cost, as measured at the start.
+    pub fn first_calibration(&self) -> &Calibration {
+        &self.first_calibration
     }
 
     /// Perf counters this machine cannot count, with why.
@@ -390,6 +431,10 @@ impl Session {
             sampler,
             guard,
             prepared,
+            recalibrator,
+            calibration,
+            recalibrations,
+            entry_kinds,
             ..
         } = self;
         let looped: Result<Stop> = async {
@@ -416,12 +461,24 @@ impl Session {
                             pipeline.note_lost(lost);
                         }
                         consume(pipeline, guard, consumers)?;
-                        let view = LoopView { now_ns: monotonic_ns(), pipeline };
+                        let view = LoopView {
+                            now_ns: monotonic_ns(),
+                            pipeline,
+                            overhead: guard.estimate(),
+                        };
                         for consumer in consumers.iter_mut() {
                             consumer.tick(&view)?;
                         }
                     }
                     _ = guard_timer.tick() => {
+                        if let Some(latest) = recalibrator.as_ref().and_then(Recalibrator::latest) {
+                            let costs: Arc<[FunctionCost]> =
+                                latest.costs(&prepared.plan.points, entry_kinds).into();
+                            pipeline.reconstructor.set_costs(costs.clone());
+                            guard.set_costs(costs);
+                            *calibration = latest;
+                            *recalibrations += 1;
+                        }
                         let notices = guard.check(engine, &prepared.plan);
                         pipeline.notices.extend(notices);
                     }
@@ -501,6 +558,8 @@ impl Session {
             }
         }
         let stall_threshold = self.watchdog.take().map(|w| w.threshold());
+        // No measuring while the session winds down.
+        drop(self.recalibrator.take());
 
         // The launched command: reaped if it exited; if it ends with the
         // session and has not, killed (it had its grace).
@@ -532,6 +591,15 @@ impl Session {
         }
 
         let unavailable = self.sampler.unavailable();
+        let mut calibration = serde_json::json!({
+            "start": serde_json::from_str::<serde_json::Value>(&self.first_calibration.to_json())
+                .unwrap_or_default(),
+            "recalibrations": self.recalibrations,
+        });
+        if self.recalibrations > 0 {
+            calibration["end"] =
+                serde_json::from_str(&self.calibration.to_json()).unwrap_or_default();
+        }
         SessionEnd {
             stop,
             failed: error.as_ref().map(|e| format!("{e:#}")),
@@ -542,7 +610,13 @@ impl Session {
             detach,
             exit: self.exit,
             ended_by_us,
+            calibration: self.first_calibration,
             metadata: vec![
+                (meta_key::CALIBRATION, calibration.to_string()),
+                (
+                    meta_key::MAX_OVERHEAD_PERCENT,
+                    self.guard.estimate().1.unwrap_or(0.0).to_string(),
+                ),
                 (meta_key::DETACHED_FUNCTIONS, self.guard.metadata()),
                 (
                     meta_key::STALL_THRESHOLD_NS,
@@ -591,6 +665,33 @@ impl Session {
                     ExitStatus::Signal(_) => status.shell_code(),
                 })
             }
+        }
+    }
+}
+
+/// Measures the probes' cost (see [`crate::cost`]), unless
+/// `FERRET_CALIBRATION_CALLS=0`; on failure, says so and corrects nothing.
+fn measure_probe_cost() -> Calibration {
+    let calls = cost::calibrate::calls_from_env();
+    if calls == 0 {
+        return Calibration::NONE;
+    }
+    match cost::calibrate::calibrate(calls) {
+        Ok(calibration) => {
+            eprintln!("ferret: probe cost: {}", calibration.describe());
+            calibration
+        }
+        Err(e) => {
+            eprintln!(
+                "ferret: warning: measuring the probes' cost failed ({}); times are shown as \
+                 measured and --max-overhead is off",
+                anyhow::Error::new(e)
+                    .chain()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(": ")
+            );
+            Calibration::NONE
         }
     }
 }

@@ -12,9 +12,9 @@ use anyhow::{Context as _, Result, bail};
 use crate::{
     cli::{ExitMode, ProbeConfig, Target},
     probe::{ExitProbes, ProbePoint},
-    sink::FunctionInfo,
-    symbols::{self, Function, Module, UnwindPolicy},
+    symbols::{self, Function, Module, UnwindPolicy, debuginfo::DebugSearch},
     target::{self, Launched, ProcessInfo, Redirect},
+    trace::FunctionInfo,
 };
 
 /// The process to trace, resolved but not yet attached.
@@ -149,6 +149,9 @@ pub struct Plan {
 /// Selects functions and plans their probes. `shown_path` maps a module's
 /// real path to the path shown to the user (they differ for `/proc/PID/root`).
 pub fn plan(target: &ResolvedTarget, config: &ProbeConfig) -> Result<Plan> {
+    // Every module opened from here on, the stall symbolizer's included,
+    // finds its debug file this way.
+    DebugSearch::from_env(&config.debug_dirs).install();
     let need_libraries = config
         .includes
         .iter()
@@ -177,6 +180,7 @@ pub fn plan(target: &ResolvedTarget, config: &ProbeConfig) -> Result<Plan> {
         if functions.is_empty() {
             continue;
         }
+        report_symbol_source(module);
         let go = module.go();
         if go.is_some() && config.exit_mode == ExitMode::Uretprobe {
             return Err(PlanError::UretprobeInGo {
@@ -380,6 +384,26 @@ fn shown_path(target: &ResolvedTarget, path: &Path) -> String {
         }
     }
     path.display().to_string()
+}
+
+/// One line when a module's symbols come from elsewhere than its own
+/// `.symtab`: its debug file, or only its exports.
+fn report_symbol_source(module: &Module) {
+    if let Some(debug) = module.symbols_debug_file() {
+        eprintln!(
+            "ferret: {}: symbols from {} ({})",
+            module.shown_path().display(),
+            debug.path.display(),
+            debug.via
+        );
+    } else if let Some(stripped) = module.stripped_error() {
+        eprintln!("ferret: warning: {stripped}; only its exported functions can be traced");
+    } else if module.is_stripped() && module.go().is_some() {
+        eprintln!(
+            "ferret: {}: no symbol table; Go function names from .gopclntab",
+            module.shown_path().display()
+        );
+    }
 }
 
 fn report_skipped(skipped: &[symbols::Skipped]) {

@@ -21,6 +21,7 @@ use std::sync::{Arc, LazyLock};
 
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
+pub(crate) use read::contained;
 pub use read::{Row, read_all, read_metadata};
 pub use recording::{OutputGuard, Recording};
 pub use write::{RecordingWriter, StallRow};
@@ -76,6 +77,12 @@ pub mod meta_key {
     /// `--stall` in ns (0: the watchdog was off).
     pub const STALL_THRESHOLD_NS: &str = "ferret.stall_threshold_ns";
 
+    /// The probes' cost as measured on the machine, JSON: `start` (the
+    /// figures of [`crate::cost::Calibration`]), `recalibrations`, and `end`
+    /// (the figures last in use) if the session measured again.
+    pub const CALIBRATION: &str = "ferret.calibration";
+    /// `--max-overhead` (0: the budget was off).
+    pub const MAX_OVERHEAD_PERCENT: &str = "ferret.max_overhead_percent";
     /// `--otlp-endpoint`: where spans were sent.
     pub const OTLP_ENDPOINT: &str = "ferret.otlp_endpoint";
     /// Spans the collector accepted.
@@ -107,6 +114,8 @@ pub mod meta_key {
         METRICS_UNAVAILABLE,
         DETACHED_FUNCTIONS,
         STALL_THRESHOLD_NS,
+        CALIBRATION,
+        MAX_OVERHEAD_PERCENT,
         OTLP_ENDPOINT,
         OTLP_SENT,
         OTLP_UNSENT,
@@ -299,10 +308,6 @@ pub fn schema() -> SchemaRef {
     Arc::clone(&SCHEMA)
 }
 
-/// The probe table's entry, re-exported while callers move to
-/// [`crate::trace::FunctionInfo`].
-pub use crate::trace::FunctionInfo;
-
 /// One process metrics sample, as written to a `METRIC` row.
 #[derive(Clone, Debug, PartialEq)]
 pub struct MetricSample {
@@ -347,50 +352,6 @@ impl MetricSample {
             extra: [None; metric::COUNT],
             unavailable: 0,
         }
-    }
-
-    /// Every extra metric as (label, formatted value) for a live view:
-    /// "unavailable" where this machine cannot measure it, "–" where there
-    /// is no value yet.
-    pub fn display_values(&self) -> Vec<(&'static str, String)> {
-        metric::DEFS
-            .iter()
-            .enumerate()
-            .map(|(i, def)| {
-                let text = if self.unavailable & (1 << i) != 0 {
-                    "unavailable".to_owned()
-                } else {
-                    self.extra[i].map_or_else(|| "–".to_owned(), |v| format_metric(def.unit, v))
-                };
-                (def.label, text)
-            })
-            .collect()
-    }
-}
-
-/// A metric value with its unit, compactly (`12.5 %`, `3.4 MiB`, `1.2 k/s`).
-pub fn format_metric(unit: metric::Unit, value: f64) -> String {
-    use metric::Unit;
-    let scaled = |v: f64, suffixes: &[&str], base: f64| {
-        let mut v = v;
-        let mut i = 0;
-        while v.abs() >= base && i + 1 < suffixes.len() {
-            v /= base;
-            i += 1;
-        }
-        if i == 0 {
-            format!("{v:.0}{}", suffixes[0])
-        } else {
-            format!("{v:.1}{}", suffixes[i])
-        }
-    };
-    match unit {
-        Unit::Percent => format!("{value:.1} %"),
-        Unit::Bytes => scaled(value, &[" B", " KiB", " MiB", " GiB", " TiB"], 1024.0),
-        Unit::BytesPerS => scaled(value, &[" B/s", " KiB/s", " MiB/s", " GiB/s"], 1024.0),
-        Unit::Count => format!("{value:.0}"),
-        Unit::PerS => scaled(value, &["/s", " k/s", " M/s", " G/s"], 1000.0),
-        Unit::Ratio => format!("{value:.2}"),
     }
 }
 

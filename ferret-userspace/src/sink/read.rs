@@ -14,6 +14,7 @@ use arrow::compute::cast;
 use arrow::datatypes::{ArrowPrimitiveType, DataType, Float64Type, Int32Type, Int64Type, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::errors::ParquetError;
 use parquet::file::reader::{FileReader, SerializedFileReader};
 
 use super::{SinkError, col};
@@ -69,6 +70,39 @@ pub struct Row {
     pub goroutine: Option<i64>,
 }
 
+/// Runs one step of the Parquet reader, turning a panic inside it into an
+/// error: arrow-rs asserts on some corrupt inputs (a flipped byte in a
+/// page header, a footer whose counts lie) instead of returning an error,
+/// and a damaged file must be a one-line `error:`, never a crash. The
+/// panic's message is kept out of stderr.
+pub(crate) fn contained<T, E: From<ParquetError>>(
+    step: impl FnOnce() -> Result<T, E>,
+) -> Result<T, E> {
+    thread_local! {
+        static CONTAINING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+    static QUIET_HOOK: std::sync::Once = std::sync::Once::new();
+    QUIET_HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !CONTAINING.with(std::cell::Cell::get) {
+                previous(info);
+            }
+        }));
+    });
+    CONTAINING.with(|c| c.set(true));
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(step));
+    CONTAINING.with(|c| c.set(false));
+    outcome.unwrap_or_else(|panic| {
+        let why = panic
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| panic.downcast_ref::<&str>().copied())
+            .unwrap_or("the reader gave up");
+        Err(ParquetError::General(format!("the file is damaged ({why})")).into())
+    })
+}
+
 /// Read every row of the event log at `path`, in file order.
 pub fn read_all(path: &Path) -> Result<Vec<Row>, SinkError> {
     let file = File::open(path).map_err(|source| SinkError::Open {
@@ -79,14 +113,16 @@ pub fn read_all(path: &Path) -> Result<Vec<Row>, SinkError> {
         path: path.to_owned(),
         source,
     };
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-        .map_err(read_err)?
-        .with_batch_size(super::ROW_GROUP_ROWS)
-        .build()
-        .map_err(read_err)?;
+    let mut reader = contained(|| {
+        ParquetRecordBatchReaderBuilder::try_new(file)?
+            .with_batch_size(super::ROW_GROUP_ROWS)
+            .build()
+    })
+    .map_err(read_err)?;
     let mut rows = Vec::new();
-    for batch in reader {
-        let batch = batch.map_err(|e| read_err(e.into()))?;
+    while let Some(batch) =
+        contained(|| reader.next().transpose().map_err(ParquetError::from)).map_err(read_err)?
+    {
         Batch::new(path, &batch)?.rows(&mut rows);
     }
     Ok(rows)
@@ -100,10 +136,11 @@ pub fn read_metadata(path: &Path) -> Result<HashMap<String, String>, SinkError> 
         path: path.to_owned(),
         source,
     })?;
-    let reader = SerializedFileReader::new(file).map_err(|source| SinkError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
+    let reader =
+        contained(|| SerializedFileReader::new(file)).map_err(|source| SinkError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
     Ok(reader
         .metadata()
         .file_metadata()

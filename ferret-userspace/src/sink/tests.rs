@@ -9,7 +9,7 @@ use parquet::basic::{LogicalType, Type as PhysicalType};
 use parquet::file::reader::{FileReader, SerializedFileReader};
 
 use super::*;
-use crate::trace::{SpanEnd, SpanEvent, SpanStart, SpanStatus, ThreadName};
+use crate::trace::{FunctionInfo, SpanEnd, SpanEvent, SpanStart, SpanStatus, ThreadName};
 
 /// `CLOCK_REALTIME` − `CLOCK_MONOTONIC` of the synthetic recordings.
 const OFFSET: i64 = 1_700_000_000_000_000_000;

@@ -18,11 +18,10 @@ use parquet::schema::types::ColumnDescPtr;
 
 use super::encode::{Column, DoubleColumn, IntColumn, Pages, StrColumn};
 use super::{
-    FunctionInfo, KIND_METRIC, KIND_SPAN_END, KIND_SPAN_START, KIND_STALL, MetricSample,
-    ROW_GROUP_MAX_AGE, ROW_GROUP_MAX_ROWS, ROW_GROUP_ROWS, RecordingMeta, SinkError, col, meta_key,
-    schema,
+    KIND_METRIC, KIND_SPAN_END, KIND_SPAN_START, KIND_STALL, MetricSample, ROW_GROUP_MAX_AGE,
+    ROW_GROUP_MAX_ROWS, ROW_GROUP_ROWS, RecordingMeta, SinkError, col, meta_key, schema,
 };
-use crate::trace::{SpanEvent, SpanStatus};
+use crate::trace::{FunctionInfo, SpanEvent, SpanStatus};
 
 /// Writes the event log of one recording to a Parquet file.
 ///

@@ -16,6 +16,7 @@ use super::capture::Capturer;
 use crate::{
     probe::ProbePoint,
     symbols::{MapsEntry, Module},
+    trace::{Reconstructor, SpanEvent, ThreadName},
 };
 
 /// The probed functions' code, as file-offset ranges per file, for telling
@@ -127,4 +128,46 @@ pub fn running_before_attach(capturer: &mut Capturer, ranges: &ProbedRanges) -> 
     // for its walk is let go now.
     super::ptrace::release_late_within(std::time::Duration::from_secs(1));
     found
+}
+
+/// "Stuck before ferret came": the probed calls found on the threads'
+/// stacks right after attaching to a running process, to be adopted by the
+/// reconstructor once the events of the attach window are in (see
+/// [`super::Watchdog::adopt_when_drained`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunningCalls {
+    pid: u32,
+    ts_ns: u64,
+    threads: Vec<RunningBefore>,
+}
+
+impl RunningCalls {
+    /// Walks every thread of `pid` for the probed functions (`points`,
+    /// indexed like the probe table); `ts_ns` is when tracing began, the
+    /// adopted spans' start.
+    pub fn find(pid: u32, points: &[ProbePoint], ts_ns: u64) -> Self {
+        let ranges = ProbedRanges::new(points);
+        let mut capturer = Capturer::new(pid);
+        Self {
+            pid,
+            ts_ns,
+            threads: running_before_attach(&mut capturer, &ranges),
+        }
+    }
+
+    /// Opens a span for each call (marked
+    /// [`crate::trace::OpenSpan::before_attach`]), appending the starts to
+    /// `out`, except for calls the reconstructor already saw enter: call it
+    /// after draining the events that arrived while the stacks were read.
+    /// Returns how many were adopted.
+    pub fn adopt(self, reconstructor: &mut Reconstructor, out: &mut Vec<SpanEvent>) -> usize {
+        let mut adopted = 0;
+        for thread in self.threads {
+            let name = ThreadName::from(thread.thread_name.as_str());
+            adopted += reconstructor
+                .adopt(self.pid, thread.tid, &name, &thread.frames, self.ts_ns, out)
+                .len();
+        }
+        adopted
+    }
 }

@@ -16,7 +16,7 @@ impl ProcessMemory {
     }
 
     /// Fills `buf` from `avma`; fails unless every byte was read.
-    pub fn read(&self, avma: u64, buf: &mut [u8]) -> io::Result<()> {
+    pub fn read(self, avma: u64, buf: &mut [u8]) -> io::Result<()> {
         let done = self.read_some(avma, buf)?;
         if done == buf.len() {
             Ok(())
@@ -30,7 +30,7 @@ impl ProcessMemory {
 
     /// Reads from `avma` into `buf` as far as the memory is mapped; returns
     /// the bytes read.
-    pub fn read_some(&self, avma: u64, buf: &mut [u8]) -> io::Result<usize> {
+    pub fn read_some(self, avma: u64, buf: &mut [u8]) -> io::Result<usize> {
         if buf.is_empty() {
             return Ok(0);
         }
@@ -59,7 +59,7 @@ impl ProcessMemory {
     }
 
     /// A little-endian `u64` at `avma`.
-    pub fn u64(&self, avma: u64) -> Option<u64> {
+    pub fn u64(self, avma: u64) -> Option<u64> {
         let mut word = [0u8; 8];
         self.read(avma, &mut word).ok()?;
         Some(u64::from_le_bytes(word))

@@ -322,14 +322,14 @@ impl ProcessUnwinder {
         if self.memory.read(ra - 7, &mut before).is_err() {
             return false;
         }
-        is_call_before(&before)
+        is_call_before(before)
     }
 }
 
 /// Whether the 7 bytes before a return address end with a call
 /// instruction: `call rel32`, or `call r/m64` (`ff /2`) in its 2- to
 /// 7-byte encodings.
-pub fn is_call_before(before: &[u8; 7]) -> bool {
+pub fn is_call_before(before: [u8; 7]) -> bool {
     if before[2] == 0xe8 {
         return true;
     }
@@ -510,22 +510,22 @@ mod tests {
     #[test]
     fn call_instructions_before_a_return_address() {
         // call rel32
-        assert!(is_call_before(&[0x90, 0x90, 0xe8, 1, 2, 3, 4]));
+        assert!(is_call_before([0x90, 0x90, 0xe8, 1, 2, 3, 4]));
         // call *%rax (ff d0)
-        assert!(is_call_before(&[0, 0, 0, 0, 0, 0xff, 0xd0]));
+        assert!(is_call_before([0, 0, 0, 0, 0, 0xff, 0xd0]));
         // call *0x8(%rax) (ff 50 08)
-        assert!(is_call_before(&[0, 0, 0, 0, 0xff, 0x50, 0x08]));
+        assert!(is_call_before([0, 0, 0, 0, 0xff, 0x50, 0x08]));
         // call *0x1234(%rip) (ff 15 disp32)
-        assert!(is_call_before(&[0, 0xff, 0x15, 0x34, 0x12, 0, 0]));
+        assert!(is_call_before([0, 0xff, 0x15, 0x34, 0x12, 0, 0]));
         // jmp *%rax (ff e0) is not a call; nor are plain bytes.
-        assert!(!is_call_before(&[0, 0, 0, 0, 0, 0xff, 0xe0]));
-        assert!(!is_call_before(&[0x48, 0x89, 0xe5, 0x5d, 0xc3, 0x90, 0x90]));
+        assert!(!is_call_before([0, 0, 0, 0, 0, 0xff, 0xe0]));
+        assert!(!is_call_before([0x48, 0x89, 0xe5, 0x5d, 0xc3, 0x90, 0x90]));
     }
 
     proptest::proptest! {
         #[test]
         fn any_bytes_before_a_return_address_are_judged(before in proptest::array::uniform7(proptest::num::u8::ANY)) {
-            let _ = is_call_before(&before);
+            let _ = is_call_before(before);
         }
 
         #[test]

@@ -5,6 +5,12 @@
 //! uprobe is attached at) is [`LoadSegment`]: through the `PT_LOAD` segment
 //! that maps it, because section headers may be stripped or lie, while the
 //! program headers are what the kernel actually maps.
+//!
+//! A binary without a `.symtab` takes its function symbols from its
+//! separate debug file (see [`super::debuginfo`]), looked up the first time
+//! they are needed: the addresses there are the binary's own, while code
+//! bytes, segments and file offsets still come from the binary, since the
+//! debug file has no code (its `.text` is `NOBITS`).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
@@ -17,6 +23,7 @@ use object::elf;
 use object::read::elf::{ElfFile64, FileHeader, ProgramHeader, SectionHeader, Sym};
 
 use super::SymbolError;
+use super::debuginfo::{self, DebugFile, DebugIds, DebugSearch, Missing, Seen};
 use super::demangle::{demangle, demangle_without_params};
 use super::exits::{Exits, scan_exits};
 use super::go::{self, GoBinary};
@@ -137,8 +144,12 @@ impl LoadSegment {
 
 /// The file's bytes, at an address `object` can read ELF structures from in
 /// place: it refuses misaligned headers unless built with its `unaligned`
-/// feature, which this crate does not control.
+/// feature, which this crate does not control. A file is mapped (page
+/// aligned, and only the pages read are loaded: a 200 MB binary costs
+/// what its symbol table and probed functions take); bytes handed over in
+/// memory are copied only if misaligned.
 enum Bytes {
+    Mapped(memmap2::Mmap),
     Aligned(Vec<u8>),
     Copied { words: Vec<u64>, len: usize },
 }
@@ -167,6 +178,7 @@ impl Bytes {
 
     fn as_slice(&self) -> &[u8] {
         match self {
+            Bytes::Mapped(map) => map,
             Bytes::Aligned(data) => data,
             Bytes::Copied { words, len } => &object::bytes_of_slice(words)[..*len],
         }
@@ -197,12 +209,16 @@ pub(super) struct Catalog {
     go_functions: Vec<u64>,
 }
 
-/// An ELF executable or shared library, read into memory.
+/// An ELF executable or shared library, mapped.
 pub struct Module {
     /// Path the module was read from; shared by its [`Function`]s.
     pub path: Arc<Path>,
     bytes: Bytes,
     summary: Summary,
+    /// Where the target sees the file, for finding its debug file.
+    seen: Seen,
+    search: Arc<DebugSearch>,
+    debug: OnceLock<Result<DebugFile, Box<Missing>>>,
     catalog: OnceLock<Catalog>,
 }
 
@@ -211,6 +227,7 @@ impl fmt::Debug for Module {
         f.debug_struct("Module")
             .field("path", &self.path)
             .field("len", &self.bytes.as_slice().len())
+            .field("seen", &self.seen)
             .field("summary", &self.summary)
             .finish_non_exhaustive()
     }
@@ -222,26 +239,74 @@ impl fmt::Debug for Module {
 struct Summary {
     segments: Vec<LoadSegment>,
     has_symtab: bool,
+    has_dwarf: bool,
+    ids: DebugIds,
     needed: Vec<String>,
     rpath: Vec<String>,
     runpath: Vec<String>,
+    has_except_table: bool,
+    referenced: HashSet<(&'static str, &'static str)>,
     unwind: UnwindPolicy,
     go: Option<GoBinary>,
 }
 
 impl Module {
-    /// Reads and validates an ELF file.
+    /// Maps and validates an ELF file; its debug file, if it needs one, is
+    /// looked up with the installed [`DebugSearch`], and a path under
+    /// `/proc/PID/root` is looked up in that root first.
     pub fn open(path: &Path) -> Result<Module, SymbolError> {
-        let data = std::fs::read(path).map_err(|source| SymbolError::Io {
-            path: path.to_owned(),
+        Module::open_seen(
+            path,
+            debuginfo::seen_from_real(path),
+            DebugSearch::current(),
+        )
+    }
+
+    /// Maps and validates the ELF file at `real`, which its process sees as
+    /// `seen` (the stall symbolizer reads `/proc/PID/map_files/…`), finding
+    /// its debug file with `search`.
+    pub fn open_seen(
+        real: &Path,
+        seen: Seen,
+        search: Arc<DebugSearch>,
+    ) -> Result<Module, SymbolError> {
+        let io = |source| SymbolError::Io {
+            path: real.to_owned(),
             source,
-        })?;
-        Module::from_bytes(Arc::from(path), data)
+        };
+        let empty = std::fs::metadata(real).map_err(io)?.len() == 0;
+        // An empty file cannot be mapped; it is not ELF either way.
+        let bytes = if empty {
+            Bytes::Aligned(Vec::new())
+        } else {
+            Bytes::Mapped(debuginfo::map(real).map_err(io)?)
+        };
+        Module::from_parts(Arc::from(real), bytes, seen, search)
     }
 
     /// Validates `data` as an x86-64 executable or shared library read from
-    /// `path`. Never panics on arbitrary bytes.
+    /// `path`. Never panics on arbitrary bytes. Bytes in memory have no
+    /// debug file looked up for them.
     pub fn from_bytes(path: Arc<Path>, data: Vec<u8>) -> Result<Module, SymbolError> {
+        let seen = Seen {
+            roots: Vec::new(),
+            path: path.to_path_buf(),
+            canonical_dir: None,
+        };
+        let search = Arc::new(DebugSearch {
+            dirs: Vec::new(),
+            debuginfod: None,
+        });
+        Module::from_parts(path, Bytes::new(data), seen, search)
+    }
+
+    fn from_parts(
+        path: Arc<Path>,
+        bytes: Bytes,
+        seen: Seen,
+        search: Arc<DebugSearch>,
+    ) -> Result<Module, SymbolError> {
+        let data = bytes.as_slice();
         if !data.starts_with(&elf::ELFMAG) {
             return Err(SymbolError::NotElf {
                 path: path.to_path_buf(),
@@ -250,16 +315,78 @@ impl Module {
         if data.get(EI_CLASS) != Some(&elf::ELFCLASS64) {
             return Err(SymbolError::UnsupportedArch {
                 path: path.to_path_buf(),
-                arch: describe_machine(&data),
+                arch: describe_machine(data),
             });
         }
-        let bytes = Bytes::new(data);
-        let summary = summarize(&path, bytes.as_slice())?;
+        let summary = summarize(&path, data)?;
         Ok(Module {
             path,
             bytes,
             summary,
+            seen,
+            search,
+            debug: OnceLock::new(),
             catalog: OnceLock::new(),
+        })
+    }
+
+    /// The module's path as its process sees it (`/usr/bin/app`, not
+    /// `/proc/PID/root/usr/bin/app`), for messages.
+    pub fn shown_path(&self) -> &Path {
+        &self.seen.path
+    }
+
+    /// The build id, in hex.
+    pub fn build_id(&self) -> Option<String> {
+        self.summary.ids.build_id.as_deref().map(debuginfo::hex)
+    }
+
+    /// True if the file carries DWARF line and function information.
+    pub fn has_dwarf(&self) -> bool {
+        self.summary.has_dwarf
+    }
+
+    /// The separate debug file (looked up on first use, then kept), or
+    /// why there is none. Looked up whether or not the module needs one.
+    pub fn debug_lookup(&self) -> Result<&DebugFile, &Missing> {
+        self.debug
+            .get_or_init(|| {
+                debuginfo::find(
+                    &self.summary.ids,
+                    &self.seen,
+                    &self.search,
+                    &self.seen.path.display().to_string(),
+                )
+            })
+            .as_ref()
+            .map_err(AsRef::as_ref)
+    }
+
+    /// The debug file the function symbols come from: `Some` for a
+    /// module without `.symtab` whose debug file was found.
+    pub fn symbols_debug_file(&self) -> Option<&DebugFile> {
+        if self.summary.has_symtab {
+            return None;
+        }
+        self.debug_lookup().ok()
+    }
+
+    /// `Some` when only the exported (`.dynsym`) functions are known: no
+    /// `.symtab` and no debug file; says what was searched.
+    pub fn missing_symbols(&self) -> Option<&Missing> {
+        // A Go binary's runtime names every function in `.gopclntab`.
+        if self.summary.has_symtab || self.summary.go.is_some() {
+            return None;
+        }
+        self.debug_lookup().err()
+    }
+
+    /// The one-line error for a module whose functions were wanted but
+    /// that has no symbols anywhere.
+    pub fn stripped_error(&self) -> Option<SymbolError> {
+        self.missing_symbols().map(|missing| SymbolError::Stripped {
+            module: self.seen.path.display().to_string(),
+            missing: Box::new(missing.clone()),
         })
     }
 
@@ -290,8 +417,9 @@ impl Module {
             .cloned())
     }
 
-    /// True if the file has no `.symtab`: only exported (`.dynsym`) functions
-    /// are visible.
+    /// True if the file has no `.symtab`: unless its debug file is found
+    /// (see [`Module::missing_symbols`]), only exported (`.dynsym`)
+    /// functions are visible.
     pub fn is_stripped(&self) -> bool {
         !self.summary.has_symtab
     }
@@ -431,9 +559,23 @@ impl Module {
         Ok(parts)
     }
 
-    /// Whether exceptions may unwind through this module's frames.
+    /// Whether exceptions may unwind through this module's frames. A
+    /// stripped module's personality routines are named in its debug
+    /// file's `.symtab` only.
     pub fn unwind_policy(&self) -> UnwindPolicy {
-        self.summary.unwind.clone()
+        let Some(debug) = self.symbols_debug_file() else {
+            return self.summary.unwind.clone();
+        };
+        let Ok(elf) = Elf::parse(debug.data()) else {
+            return self.summary.unwind.clone();
+        };
+        let mut referenced = self.summary.referenced.clone();
+        referenced.extend(unwinders_named(&elf, &[elf.elf_symbol_table()]));
+        unwind_policy(
+            &file_name_of(&self.path),
+            self.summary.has_except_table,
+            &referenced,
+        )
     }
 
     /// The `DT_NEEDED` entries: sonames of the libraries this module links.
@@ -522,6 +664,16 @@ impl Module {
         let elf = self.parse()?;
         let endian = elf.endian();
         let sections = elf.elf_section_table();
+        let debug_elf = self
+            .symbols_debug_file()
+            .map(|debug| Elf::parse(debug.data()).map_err(|e| malformed(&debug.path, &e)))
+            .transpose()?;
+        // The debug file's `.symtab` stands in for the missing one.
+        let symtab = debug_elf
+            .as_ref()
+            .map_or((elf.elf_symbol_table(), false), |d| {
+                (d.elf_symbol_table(), true)
+            });
 
         let mut by_svma: BTreeMap<u64, Vec<Candidate>> = BTreeMap::new();
         let mut unsized_: BTreeMap<String, u64> = BTreeMap::new();
@@ -543,7 +695,7 @@ impl Module {
             at.map_or((false, None), |i| (true, go_table[i].file.as_deref()))
         };
 
-        for table in [elf.elf_symbol_table(), elf.elf_dynamic_symbol_table()] {
+        for (table, from_debug_file) in [symtab, (elf.elf_dynamic_symbol_table(), false)] {
             for (index, sym) in table.enumerate() {
                 let st_type = sym.st_type();
                 if st_type != elf::STT_FUNC && st_type != elf::STT_GNU_IFUNC {
@@ -567,12 +719,18 @@ impl Module {
                 }
                 let svma = sym.st_value(endian);
                 let size = sym.st_size(endian);
-                let in_nobits = table
-                    .symbol_section(endian, sym, index)
-                    .ok()
-                    .flatten()
-                    .and_then(|i| sections.section(i).ok())
-                    .is_some_and(|s| s.sh_type(endian) == elf::SHT_NOBITS);
+                // The debug file's sections are all NOBITS: ask the
+                // binary's, by address, instead.
+                let in_nobits = if from_debug_file {
+                    nobits_at(&elf, svma)
+                } else {
+                    table
+                        .symbol_section(endian, sym, index)
+                        .ok()
+                        .flatten()
+                        .and_then(|i| sections.section(i).ok())
+                        .is_some_and(|s| s.sh_type(endian) == elf::SHT_NOBITS)
+                };
                 let file_offset = self.code_offset(svma, size);
                 let Some(file_offset) = file_offset.filter(|_| !in_nobits) else {
                     skipped.insert((raw, SkipReason::NotExecutable));
@@ -609,7 +767,7 @@ impl Module {
             }
         }
 
-        if !self.summary.has_symtab {
+        if !self.summary.has_symtab && debug_elf.is_none() {
             // A stripped Go binary still has its runtime's table.
             for f in &go_table {
                 let Some(file_offset) = self.code_offset(f.svma, f.size) else {
@@ -754,6 +912,17 @@ fn fragment_parent(raw: &str) -> Option<&str> {
     })
 }
 
+/// Whether an allocated `NOBITS` section (`.bss`) of the binary holds `svma`.
+fn nobits_at(elf: &Elf<'_>, svma: u64) -> bool {
+    let endian = elf.endian();
+    elf.elf_section_table().iter().any(|s| {
+        let start = s.sh_addr(endian);
+        s.sh_type(endian) == elf::SHT_NOBITS
+            && s.sh_flags(endian) & u64::from(elf::SHF_ALLOC) != 0
+            && (start..start.saturating_add(s.sh_size(endian))).contains(&svma)
+    })
+}
+
 fn malformed(path: &Path, error: &object::Error) -> SymbolError {
     SymbolError::Malformed {
         path: path.to_path_buf(),
@@ -868,8 +1037,59 @@ fn summarize(path: &Path, data: &[u8]) -> Result<Summary, SymbolError> {
     }
 
     let has_section = |name: &[u8]| sections.section_by_name(endian, name).is_some();
+    let referenced = unwinders_named(
+        &elf,
+        &[elf.elf_symbol_table(), elf.elf_dynamic_symbol_table()],
+    );
+    let has_except_table = has_section(b".gcc_except_table");
+    let unwind = unwind_policy(&file_name_of(path), has_except_table, &referenced);
+
+    let has_dwarf = sections
+        .section_by_name(endian, b".debug_info")
+        .is_some_and(|(_, s)| s.sh_type(endian) != elf::SHT_NOBITS);
+    // A build id that cannot be read is as good as none: it only serves
+    // to find the debug file.
+    let build_id = object::Object::build_id(&elf)
+        .ok()
+        .flatten()
+        .map(<[u8]>::to_vec);
+    let debuglink = sections
+        .section_by_name(endian, b".gnu_debuglink")
+        .and_then(|(_, s)| s.data(endian, data).ok())
+        .and_then(|bytes| debuginfo::parse_debuglink(bytes, object::Endian::is_big_endian(endian)));
+
+    Ok(Summary {
+        segments,
+        has_symtab,
+        has_dwarf,
+        ids: DebugIds {
+            build_id,
+            debuglink,
+        },
+        needed,
+        rpath,
+        runpath,
+        has_except_table,
+        referenced,
+        unwind,
+        go: GoBinary::detect(&elf),
+    })
+}
+
+fn file_name_of(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// The [`UNWINDERS`] named (defined or imported) in `tables`.
+fn unwinders_named<'data>(
+    elf: &Elf<'data>,
+    tables: &[&object::read::elf::SymbolTable<'data, elf::FileHeader64<Endianness>, &'data [u8]>],
+) -> HashSet<(&'static str, &'static str)> {
+    let endian = elf.endian();
     let mut referenced = HashSet::new();
-    for table in [elf.elf_symbol_table(), elf.elf_dynamic_symbol_table()] {
+    for table in tables {
         for sym in table.iter() {
             if let Ok(name) = table.symbol_name(endian, sym)
                 && let Ok(name) = std::str::from_utf8(name)
@@ -879,22 +1099,7 @@ fn summarize(path: &Path, data: &[u8]) -> Result<Summary, SymbolError> {
             }
         }
     }
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let unwind = unwind_policy(&file_name, has_section(b".gcc_except_table"), &referenced);
-    let go = GoBinary::detect(&elf);
-
-    Ok(Summary {
-        segments,
-        has_symtab,
-        needed,
-        rpath,
-        runpath,
-        unwind,
-        go,
-    })
+    referenced
 }
 
 /// Symbols whose presence (defined or imported) means frames of this module

@@ -9,9 +9,13 @@
 //! judging whether an exception may unwind through a module
 //! ([`UnwindPolicy`]), and finding the shared libraries a program uses, from
 //! its `DT_NEEDED` entries before it starts or from `/proc/PID/maps` once it
-//! runs. Parsing is pure over bytes and `&str`; the thin wrappers that read
-//! files are [`Module::open`] and [`resolve_needed`].
+//! runs. A binary shipped without its symbol table gets it from its
+//! separate debug file ([`debuginfo`]: by build id, `.gnu_debuglink` or
+//! debuginfod). Parsing is pure over bytes and `&str`; the thin wrappers
+//! that read files are [`Module::open`], [`debuginfo::find`] and
+//! [`resolve_needed`].
 
+pub mod debuginfo;
 mod demangle;
 mod elf;
 mod exits;
@@ -69,10 +73,26 @@ pub enum SymbolError {
     #[error("invalid pattern `{pattern}`: {reason}")]
     BadPattern { pattern: String, reason: String },
     /// An include pattern that matched no function in the modules it addressed.
-    #[error("no function matches `{pattern}`{}", did_you_mean(suggestions))]
+    #[error(
+        "no function matches `{pattern}` in {}{}{}",
+        bounded(modules),
+        did_you_mean(suggestions),
+        no_symbols(stripped)
+    )]
     NoMatch {
         pattern: String,
+        /// The modules searched, as the target sees them.
+        modules: Vec<String>,
         suggestions: Vec<String>,
+        /// Those of `modules` that have no symbol table anywhere.
+        stripped: Vec<String>,
+    },
+    /// A module whose functions were wanted has only its exported symbols:
+    /// no `.symtab`, and no debug file was found.
+    #[error("{module} is stripped ({}); {}", missing.reason(), missing.remedy())]
+    Stripped {
+        module: String,
+        missing: Box<debuginfo::Missing>,
     },
     /// The library part of a pattern matched no library of the target.
     #[error(
@@ -91,6 +111,36 @@ fn did_you_mean(suggestions: &[String]) -> String {
     } else {
         format!("; closest names: {}", suggestions.join(", "))
     }
+}
+
+fn no_symbols(stripped: &[String]) -> String {
+    match stripped {
+        [] => String::new(),
+        [one] => format!(
+            "; {one} has no symbol table (stripped, no debug file found): install its debug \
+             symbols, set DEBUGINFOD_URLS, or rebuild without strip"
+        ),
+        many => format!(
+            "; {} have no symbol table (stripped, no debug file found): install their debug \
+             symbols, set DEBUGINFOD_URLS, or rebuild without strip",
+            bounded(many)
+        ),
+    }
+}
+
+/// At most a handful of names, so the message stays one line.
+fn bounded(names: &[String]) -> String {
+    const SHOWN: usize = 4;
+    let mut out = names
+        .iter()
+        .take(SHOWN)
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join(", ");
+    if names.len() > SHOWN {
+        let _ = write!(out, " and {} more", names.len() - SHOWN);
+    }
+    out
 }
 
 /// Lists at most a handful of libraries: a process may map a hundred, and the
@@ -123,12 +173,49 @@ mod tests {
     fn no_match_message_lists_suggestions() {
         let err = SymbolError::NoMatch {
             pattern: "proces*".to_owned(),
+            modules: vec!["/usr/bin/app".to_owned()],
             suggestions: vec!["process".to_owned(), "progress".to_owned()],
+            stripped: Vec::new(),
         };
         assert_eq!(
             err.to_string(),
-            "no function matches `proces*`; closest names: process, progress"
+            "no function matches `proces*` in /usr/bin/app; closest names: process, progress"
         );
+    }
+
+    #[test]
+    fn no_match_names_many_modules_and_the_stripped_ones() {
+        let modules: Vec<String> = (0..6).map(|i| format!("/lib/lib{i}.so")).collect();
+        let err = SymbolError::NoMatch {
+            pattern: "lib*:nothing".to_owned(),
+            modules: modules.clone(),
+            suggestions: Vec::new(),
+            stripped: vec![modules[1].clone()],
+        };
+        assert_eq!(
+            err.to_string(),
+            "no function matches `lib*:nothing` in /lib/lib0.so, /lib/lib1.so, /lib/lib2.so, \
+             /lib/lib3.so and 2 more; /lib/lib1.so has no symbol table (stripped, no debug file \
+             found): install its debug symbols, set DEBUGINFOD_URLS, or rebuild without strip"
+        );
+    }
+
+    #[test]
+    fn stripped_message_is_one_line_with_the_remedy() {
+        let err = SymbolError::Stripped {
+            module: "/usr/bin/miniserve".to_owned(),
+            missing: Box::new(debuginfo::Missing {
+                build_id: Some("5e1f".to_owned()),
+                dirs: vec!["/usr/lib/debug".into()],
+                ..debuginfo::Missing::default()
+            }),
+        };
+        assert_eq!(
+            err.to_string(),
+            "/usr/bin/miniserve is stripped (no .symtab, no debug file for build id 5e1f in \
+             /usr/lib/debug); install its debug symbols, set DEBUGINFOD_URLS, or rebuild without strip"
+        );
+        assert!(!err.to_string().contains('\n'));
     }
 
     #[test]

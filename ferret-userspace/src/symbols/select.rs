@@ -36,7 +36,9 @@ pub struct Selection {
 ///
 /// Errors: an include whose library glob matches no library is `NoLibrary`;
 /// an include that matches no symbol at all in the modules it addressed is
-/// `NoMatch`, with suggestions from those modules. An include that matches
+/// `NoMatch`, naming those modules, with suggestions from them; or
+/// `Stripped` when it addressed one module and that one has no symbol
+/// table anywhere (no `.symtab`, no debug file). An include that matches
 /// only unprobe-able symbols is not an error: they are in `skipped`, whose
 /// reasons explain more than "no match" could.
 pub fn select(
@@ -95,6 +97,11 @@ pub fn select(
             }
         }
         if !matched {
+            if let [module] = modules.as_slice()
+                && let Some(stripped) = module.stripped_error()
+            {
+                return Err(stripped);
+            }
             let mut candidates = Vec::new();
             for module in &modules {
                 candidates.extend(
@@ -105,8 +112,15 @@ pub fn select(
                         .map(|e| e.function.name.as_str()),
                 );
             }
+            let shown = |m: &&Module| m.shown_path().display().to_string();
             return Err(SymbolError::NoMatch {
                 pattern: pattern.to_string(),
+                modules: modules.iter().map(shown).collect(),
+                stripped: modules
+                    .iter()
+                    .filter(|m| m.missing_symbols().is_some())
+                    .map(shown)
+                    .collect(),
                 suggestions: closest_names(
                     pattern.name.as_str(),
                     candidates.into_iter(),
@@ -276,9 +290,13 @@ mod tests {
         match err {
             SymbolError::NoMatch {
                 pattern,
+                modules,
                 suggestions,
+                stripped,
             } => {
                 assert_eq!(pattern, "app_pars");
+                assert_eq!(modules, [fx.exe.path.display().to_string()]);
+                assert!(stripped.is_empty());
                 assert_eq!(suggestions.first().map(String::as_str), Some("app_parse"));
             }
             other => panic!("unexpected {other:?}"),

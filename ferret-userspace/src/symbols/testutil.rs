@@ -70,3 +70,44 @@ fn go_cache_dir() -> PathBuf {
         .expect("the test binary sits in target/PROFILE/deps");
     target.join("go-cache")
 }
+
+/// A program built with `-g`, its debug file, and a stripped copy that
+/// links to it: what `objcopy --only-keep-debug` + `strip` +
+/// `--add-gnu-debuglink` make of a release build.
+pub struct Split {
+    /// Holds the files; removed when dropped.
+    pub _dir: tempfile::TempDir,
+    pub full: PathBuf,
+    pub debug: PathBuf,
+    pub stripped: PathBuf,
+}
+
+pub fn split(source: &str, name: &str) -> Split {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let full = compile(
+        dir.path(),
+        name,
+        false,
+        source,
+        &["-O1", "-g", "-Wl,--build-id"],
+    );
+    let debug = dir.path().join(format!("{name}.debug"));
+    let stripped = dir.path().join(format!("{name}.stripped"));
+    run(Command::new("objcopy")
+        .arg("--only-keep-debug")
+        .arg(&full)
+        .arg(&debug));
+    run(Command::new("strip").arg("-o").arg(&stripped).arg(&full));
+    // The link is made from the folder holding the debug file, so it
+    // records just its name.
+    run(Command::new("objcopy")
+        .current_dir(dir.path())
+        .arg(format!("--add-gnu-debuglink={name}.debug"))
+        .arg(&stripped));
+    Split {
+        _dir: dir,
+        full,
+        debug,
+        stripped,
+    }
+}

@@ -11,10 +11,16 @@ use std::{
     ffi::{CString, OsStr, OsString},
     fs, io,
     os::{
-        fd::{AsRawFd as _, FromRawFd as _, OwnedFd, RawFd},
+        fd::{AsRawFd as _, OwnedFd},
         unix::{ffi::OsStrExt as _, fs::OpenOptionsExt as _},
     },
     path::{Path, PathBuf},
+};
+
+use rustix::{
+    io::Errno,
+    pipe::PipeFlags,
+    process::{Pid, PidfdFlags, Signal, WaitOptions},
 };
 
 /// Errors about the target process.
@@ -245,23 +251,20 @@ impl Launched {
     /// exec error (the child has then exited and is reaped).
     pub fn release(&mut self) -> Result<(), TargetError> {
         let gate = self.gate.take().expect("released once");
-        let byte = 1u8;
-        // SAFETY: writing one byte from a live local to an fd we own.
-        let n = unsafe { libc::write(gate.as_raw_fd(), (&raw const byte).cast(), 1) };
-        if n != 1 {
-            return Err(sys("write(gate)"));
+        match rustix::io::write(&gate, &[1]) {
+            Ok(1) => {}
+            Ok(_) => return Err(sys_error("write(gate)", io::ErrorKind::WriteZero.into())),
+            Err(e) => return Err(sys_error("write(gate)", e.into())),
         }
         drop(gate);
         let err = self.exec_error.take().expect("released once");
-        let mut errno = 0i32;
-        // SAFETY: reading into a live local; EOF (0) means exec succeeded and
-        // closed the close-on-exec pipe.
-        let n = unsafe { libc::read(err.as_raw_fd(), (&raw mut errno).cast(), size_of::<i32>()) };
-        if n == size_of::<i32>() as isize {
+        let mut errno = [0u8; size_of::<i32>()];
+        // EOF (0) means exec succeeded and closed the close-on-exec pipe.
+        if rustix::io::read(&err, &mut errno) == Ok(errno.len()) {
             let _ = wait(self.pid);
             return Err(TargetError::Exec {
                 command: self.display.clone(),
-                source: io::Error::from_raw_os_error(errno),
+                source: io::Error::from_raw_os_error(i32::from_ne_bytes(errno)),
             });
         }
         Ok(())
@@ -315,73 +318,53 @@ impl std::fmt::Display for ExitStatus {
 
 /// Waits for child `pid` to end.
 pub fn wait(pid: u32) -> Result<ExitStatus, TargetError> {
-    waitpid(pid, 0).map(|s| s.expect("blocking wait returns a status"))
+    waitpid(pid, WaitOptions::empty()).map(|s| s.expect("blocking wait returns a status"))
 }
 
 /// The status of child `pid` if it has ended, without waiting.
 pub fn try_wait(pid: u32) -> Result<Option<ExitStatus>, TargetError> {
-    waitpid(pid, libc::WNOHANG)
+    waitpid(pid, WaitOptions::NOHANG)
 }
 
-fn waitpid(pid: u32, flags: i32) -> Result<Option<ExitStatus>, TargetError> {
-    let mut status = 0;
-    loop {
-        // SAFETY: waitpid writes into a live local.
-        let r = unsafe { libc::waitpid(pid as i32, &raw mut status, flags) };
-        if r == 0 {
-            return Ok(None);
+fn waitpid(pid: u32, options: WaitOptions) -> Result<Option<ExitStatus>, TargetError> {
+    let Some(pid) = Pid::from_raw(pid as i32) else {
+        return Err(sys_error("waitpid", Errno::CHILD.into()));
+    };
+    let status = loop {
+        match rustix::process::waitpid(Some(pid), options) {
+            Ok(Some((_, status))) => break status,
+            Ok(None) => return Ok(None),
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(sys_error("waitpid", e.into())),
         }
-        if r > 0 {
-            break;
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(TargetError::Sys {
-                call: "waitpid",
-                source: e,
-            });
-        }
-    }
-    Ok(Some(if libc::WIFSIGNALED(status) {
-        ExitStatus::Signal(libc::WTERMSIG(status))
-    } else {
-        ExitStatus::Code(libc::WEXITSTATUS(status))
+    };
+    Ok(Some(match status.terminating_signal() {
+        Some(signal) => ExitStatus::Signal(signal),
+        None => ExitStatus::Code(status.exit_status().unwrap_or(0)),
     }))
 }
 
 /// A pidfd: becomes readable when the process exits (any process, not only children).
 pub fn pidfd_open(pid: u32) -> Result<OwnedFd, TargetError> {
-    // SAFETY: plain syscall with integer arguments.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
-    if fd < 0 {
-        let e = io::Error::last_os_error();
-        return Err(if e.raw_os_error() == Some(libc::ESRCH) {
-            TargetError::NoSuchPid(pid)
-        } else {
-            TargetError::Sys {
-                call: "pidfd_open",
-                source: e,
-            }
-        });
-    }
-    // SAFETY: the kernel just returned this fd to us.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+    let Some(raw) = Pid::from_raw(pid as i32) else {
+        return Err(sys_error("pidfd_open", Errno::INVAL.into()));
+    };
+    rustix::process::pidfd_open(raw, PidfdFlags::empty()).map_err(|e| match e {
+        Errno::SRCH => TargetError::NoSuchPid(pid),
+        e => sys_error("pidfd_open", e.into()),
+    })
 }
 
-/// Sends `signal` to `pid`, ignoring a process that is already gone.
+/// Sends `signal` to `pid`, ignoring a process that is already gone (and a
+/// pid or signal number that names none).
 pub fn signal(pid: u32, signal: i32) {
-    // SAFETY: plain syscall with integer arguments.
-    unsafe { libc::kill(pid as libc::pid_t, signal) };
+    if let (Some(pid), Some(signal)) = (Pid::from_raw(pid as i32), Signal::from_named_raw(signal)) {
+        let _ = rustix::process::kill_process(pid, signal);
+    }
 }
 
 fn pipe() -> Result<(OwnedFd, OwnedFd), TargetError> {
-    let mut fds = [0; 2];
-    // SAFETY: pipe2 writes two fds into a live array.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(sys("pipe2"));
-    }
-    // SAFETY: both fds were just created and are owned by nobody else.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+    rustix::pipe::pipe_with(PipeFlags::CLOEXEC).map_err(|e| sys_error("pipe2", e.into()))
 }
 
 fn cstring(s: &OsStr) -> Result<CString, TargetError> {
@@ -392,10 +375,11 @@ fn cstring(s: &OsStr) -> Result<CString, TargetError> {
 }
 
 fn sys(call: &'static str) -> TargetError {
-    TargetError::Sys {
-        call,
-        source: io::Error::last_os_error(),
-    }
+    sys_error(call, io::Error::last_os_error())
+}
+
+fn sys_error(call: &'static str, source: io::Error) -> TargetError {
+    TargetError::Sys { call, source }
 }
 
 #[cfg(test)]

@@ -102,10 +102,6 @@ pub struct FunctionInfo {
 /// the calibration ([`crate::cost`]), in nanoseconds. All zero (the
 /// default) means uncorrected.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[expect(
-    clippy::struct_field_names,
-    reason = "every field is a duration in ns, named so as everywhere in ferret"
-)]
 pub struct FunctionCost {
     /// A call that returned: its entry and exit probes, all of it charged to
     /// the enclosing span.

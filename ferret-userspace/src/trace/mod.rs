@@ -9,6 +9,7 @@ mod event;
 mod reconstruct;
 
 pub use event::{
-    FunctionInfo, RawEvent, RawKind, SpanEnd, SpanEvent, SpanStart, SpanStatus, ThreadName,
+    FunctionCost, FunctionInfo, RawEvent, RawKind, SpanEnd, SpanEvent, SpanStart, SpanStatus,
+    ThreadName,
 };
 pub use reconstruct::{OpenSpan, Reconstructor, StackKey, ThreadStack};

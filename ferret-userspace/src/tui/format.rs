@@ -1,6 +1,8 @@
 //! Compact, fixed-width renderings of durations, sizes, rates and times,
 //! so columns line up and a value never pushes its neighbours about.
 
+use crate::sink::{MetricSample, metric};
+
 /// A duration in at most 7 columns: `850ns`, `12.3µs`, `4.56ms`, `1.234s`,
 /// `12.35s`, `2m03s`, `1h02m`.
 pub fn duration(ns: u64) -> String {
@@ -157,6 +159,50 @@ pub fn truncate_left(s: &str, width: usize) -> String {
     let mut out = String::from("…");
     out.extend(s.chars().skip(len - (width - 1)));
     out
+}
+
+/// Every extra metric of `sample` as (label, formatted value) for the
+/// Metrics pane: "unavailable" where this machine cannot measure it, "–"
+/// where there is no value yet.
+pub fn metric_values(sample: &MetricSample) -> Vec<(&'static str, String)> {
+    metric::DEFS
+        .iter()
+        .enumerate()
+        .map(|(i, def)| {
+            let text = if sample.unavailable & (1 << i) != 0 {
+                "unavailable".to_owned()
+            } else {
+                sample.extra[i].map_or_else(|| "–".to_owned(), |v| metric_value(def.unit, v))
+            };
+            (def.label, text)
+        })
+        .collect()
+}
+
+/// A metric value with its unit, compactly (`12.5 %`, `3.4 MiB`, `1.2 k/s`).
+pub fn metric_value(unit: metric::Unit, value: f64) -> String {
+    use metric::Unit;
+    let scaled = |v: f64, suffixes: &[&str], base: f64| {
+        let mut v = v;
+        let mut i = 0;
+        while v.abs() >= base && i + 1 < suffixes.len() {
+            v /= base;
+            i += 1;
+        }
+        if i == 0 {
+            format!("{v:.0}{}", suffixes[0])
+        } else {
+            format!("{v:.1}{}", suffixes[i])
+        }
+    };
+    match unit {
+        Unit::Percent => format!("{value:.1} %"),
+        Unit::Bytes => scaled(value, &[" B", " KiB", " MiB", " GiB", " TiB"], 1024.0),
+        Unit::BytesPerS => scaled(value, &[" B/s", " KiB/s", " MiB/s", " GiB/s"], 1024.0),
+        Unit::Count => format!("{value:.0}"),
+        Unit::PerS => scaled(value, &["/s", " k/s", " M/s", " G/s"], 1000.0),
+        Unit::Ratio => format!("{value:.2}"),
+    }
 }
 
 #[cfg(test)]

@@ -62,6 +62,23 @@ impl Pane {
         Self::ALL[(self.index() + Self::ALL.len() - 1) % Self::ALL.len()]
     }
 
+    /// Lines each row of the pane's list takes: a stall shows what it waits
+    /// for on a second line. Drawing, scrolling and mouse hits use it.
+    pub const fn lines_per_row(self) -> usize {
+        match self {
+            Self::Stalls => 2,
+            _ => 1,
+        }
+    }
+
+    /// Lines of column headings above the pane's list, inside its border.
+    pub const fn heading_lines(self) -> usize {
+        match self {
+            Self::Functions => 1,
+            _ => 0,
+        }
+    }
+
     /// Its title.
     pub fn title(self) -> &'static str {
         match self {

@@ -1,8 +1,8 @@
 //! The live dashboard of `ferret watch`: state → event → view.
 //!
-//! [`app::App`] holds the state and changes only in [`app::App::update`],
-//! fed one [`app::Event`] at a time; [`view`] draws it (`impl Widget for
-//! &App`) and does nothing else; [`terminal`] owns the real terminal (raw
+//! `app::App` holds the state and changes only in `app::App::update`,
+//! fed one `app::Event` at a time; `view` draws it (`impl Widget for
+//! &App`) and does nothing else; `terminal` owns the real terminal (raw
 //! mode, alternate screen, mouse) and puts it back on every way out, panics
 //! included. [`run`] ties them together and is generic over the ratatui
 //! backend and the event source, so tests drive it with a `TestBackend` and
@@ -12,11 +12,11 @@
 //! draws [`crate::live::Snapshot`]s that the ingestion thread publishes, and
 //! waits on nothing but the terminal (at most [`FRAME`] at a time).
 
-pub mod app;
-pub mod format;
-pub mod layout;
-pub mod terminal;
-pub mod view;
+pub(crate) mod app;
+pub(crate) mod format;
+pub(crate) mod layout;
+pub(crate) mod terminal;
+pub(crate) mod view;
 
 use std::{io, time::Duration};
 

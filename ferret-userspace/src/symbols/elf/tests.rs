@@ -385,3 +385,107 @@ fn segment_translation() {
     };
     assert_eq!(shifted.file_offset_of(0x40_1134, 4), Some(0x1134));
 }
+
+/// A stripped binary reads its functions (static ones and split-off
+/// parts included) from its debug file, at the full build's addresses and
+/// file offsets, and its exits from its own code; without a debug file it
+/// says it has no symbols anywhere.
+#[test]
+fn stripped_binary_takes_its_symbols_from_its_debug_file() {
+    let s = crate::symbols::testutil::split(C_PROGRAM, "prog");
+    let full = Module::open(&s.full).expect("full opens");
+    let (full_functions, _) = full.functions().expect("functions");
+
+    // Found by its debug link, beside it.
+    let search = |dirs: Vec<PathBuf>| {
+        Arc::new(DebugSearch {
+            dirs,
+            debuginfod: None,
+        })
+    };
+    let seen = debuginfo::seen_from_real(&s.stripped);
+    let module = Module::open_seen(&s.stripped, seen.clone(), search(Vec::new())).expect("opens");
+    assert!(module.is_stripped());
+    let debug = module.symbols_debug_file().expect("debug file found");
+    assert_eq!(
+        (debug.path.as_path(), &debug.via),
+        (s.debug.as_path(), &debuginfo::Via::DebugLink)
+    );
+    let (functions, skipped) = module.functions().expect("functions");
+    for name in ["work", "checked", "short_a", "main"] {
+        let (ours, theirs) = (find(&functions, name), find(&full_functions, name));
+        assert_eq!(
+            (ours.svma, ours.size, ours.file_offset),
+            (theirs.svma, theirs.size, theirs.file_offset),
+            "{name}"
+        );
+        assert_eq!(
+            ours.module, module.path,
+            "{name} belongs to the binary, not the debug file"
+        );
+        assert_eq!(
+            module.exit_points(ours).expect("exits"),
+            full.exit_points(theirs).expect("exits"),
+            "{name}: the same exits, .cold part included"
+        );
+    }
+    let fragments = |skipped: &[Skipped]| -> Vec<String> {
+        skipped
+            .iter()
+            .filter(|s| s.reason == SkipReason::Fragment)
+            .map(|s| s.name.clone())
+            .collect()
+    };
+    assert_eq!(
+        fragments(&skipped),
+        fragments(&full.functions().expect("f").1)
+    );
+
+    // Only under a build-id path in a debug dir.
+    std::fs::remove_file(&s.debug).expect("rm");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let id = full.build_id().expect("build id");
+    let by_id = dir
+        .path()
+        .join(format!(".build-id/{}/{}.debug", &id[..2], &id[2..]));
+    let _ = std::fs::create_dir_all(by_id.parent().expect("parent"));
+    crate::symbols::testutil::run(
+        std::process::Command::new("objcopy")
+            .arg("--only-keep-debug")
+            .arg(&s.full)
+            .arg(&by_id),
+    );
+    let module = Module::open_seen(
+        &s.stripped,
+        seen.clone(),
+        search(vec![dir.path().to_owned()]),
+    )
+    .expect("opens");
+    assert_eq!(
+        module
+            .symbols_debug_file()
+            .map(|d| (d.path.clone(), d.via.clone())),
+        Some((by_id.clone(), debuginfo::Via::BuildId))
+    );
+    assert!(names(&module.functions().expect("functions").0).contains(&"work"));
+
+    // Nowhere.
+    let module = Module::open_seen(
+        &s.stripped,
+        seen,
+        search(vec![PathBuf::from("/nonexistent")]),
+    )
+    .expect("opens");
+    let missing = module.missing_symbols().expect("no symbols anywhere");
+    assert_eq!(missing.build_id.as_deref(), Some(id.as_str()));
+    assert!(!names(&module.functions().expect("functions").0).contains(&"work"));
+    let message = module.stripped_error().expect("an error").to_string();
+    assert_eq!(
+        message,
+        format!(
+            "{} is stripped (no .symtab, no debug file for build id {id} in /nonexistent); \
+             install its debug symbols, set DEBUGINFOD_URLS, or rebuild without strip",
+            s.stripped.display()
+        )
+    );
+}

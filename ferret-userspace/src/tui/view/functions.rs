@@ -183,7 +183,13 @@ impl Widget for FunctionsPane<'_> {
         }
         Paragraph::new(Line::from(heading))
             .render(Rect::new(inner.x, inner.y, inner.width, 1), buf);
-        let body = Rect::new(inner.x, inner.y + 1, inner.width, inner.height - 1);
+        let heading = Pane::Functions.heading_lines() as u16;
+        let body = Rect::new(
+            inner.x,
+            inner.y + heading,
+            inner.width,
+            inner.height - heading,
+        );
         if app.function_rows.is_empty() {
             let text = if !app.active_filter().is_empty() && !shown.functions.is_empty() {
                 "no function matches the filter"

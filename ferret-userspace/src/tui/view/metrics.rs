@@ -12,27 +12,16 @@ use ratatui::{
 
 use super::{pane_block, theme};
 use crate::{
-    live::{MetricPoint, Snapshot},
-    sink::MetricSample,
-    tui::{app::App, format, layout::Pane},
+    live::MetricPoint,
+    tui::{
+        app::{App, rows},
+        format,
+        layout::Pane,
+    },
 };
 
 /// Width of the label column left of a sparkline.
 const LABEL: u16 = 14;
-
-/// The metrics listed under the sparklines, as (label, value).
-fn extras(sample: &MetricSample) -> Vec<(&'static str, String)> {
-    sample.display_values()
-}
-
-/// Rows of the scrollable list under the sparklines.
-pub fn rows(snapshot: &Snapshot) -> usize {
-    snapshot
-        .metrics
-        .latest
-        .as_ref()
-        .map_or(0, |s| extras(s).len())
-}
 
 /// The Metrics widget.
 pub struct MetricsPane<'a>(pub &'a App);
@@ -155,7 +144,7 @@ impl Widget for MetricsPane<'_> {
             return;
         }
 
-        let list = extras(latest);
+        let list = rows::metric_lines(latest);
         let offset = app.cursors[Pane::Metrics.index()].offset;
         // Labels get what the values (up to 11 columns) leave.
         let label_width = (list.iter().map(|(l, _)| l.len()).max().unwrap_or(0) + 1)

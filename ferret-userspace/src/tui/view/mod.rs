@@ -8,11 +8,11 @@
 mod footer;
 mod functions;
 mod header;
-pub mod metrics;
+pub(crate) mod metrics;
 mod popup;
 mod recent;
 mod stack;
-pub mod stalls;
+pub(crate) mod stalls;
 #[cfg(test)]
 mod tests;
 

@@ -35,9 +35,6 @@ pub fn stalled_for(report: &StallReport, now_ns: u64) -> String {
     }
 }
 
-/// Lines each stall takes in the pane.
-pub const LINES_PER_STALL: usize = 2;
-
 /// What the thread waits for, short: `sleeping in futex — DEADLOCK with tid
 /// 4246 (http-worker-3)`. The popup has the whole of it.
 fn short_wait(report: &StallReport) -> (String, bool) {
@@ -125,7 +122,7 @@ impl Widget for StallsPane<'_> {
         let now = app.clock_ns();
         let filter = app.active_filter();
         let cursor = app.cursors[Pane::Stalls.index()];
-        let rows = usize::from(inner.height) / LINES_PER_STALL;
+        let rows = usize::from(inner.height) / Pane::Stalls.lines_per_row();
         let mut lines: Vec<Line> = Vec::new();
         for (index, &i) in app
             .stall_rows

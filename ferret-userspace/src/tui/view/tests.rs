@@ -19,9 +19,10 @@ use crate::{
         FinishedCall, FunctionRow, MetricPoint, MetricsHistory, OpenFrame, SessionInfo, Snapshot,
         TargetState, ThreadView,
     },
-    sink::{FunctionInfo, MetricSample},
+    sink::MetricSample,
     stall::{Frame, LockWait, SchedState, StallReport, WaitKind, wait_summary},
     target::ExitStatus,
+    trace::FunctionInfo,
     trace::{SpanStatus, ThreadName},
     tui::{
         app::{App, Event},

@@ -2,8 +2,6 @@
 //! and the tests check what lands in the Parquet file against what the
 //! programs themselves counted. Needs root (CI has it); fails loudly without.
 
-mod support;
-
 use std::{
     collections::{BTreeMap, HashMap},
     fmt::Write as _,
@@ -11,8 +9,8 @@ use std::{
     process::{Command, Stdio},
 };
 
+use crate::support::{KillOnDrop, build, ferret, require_root, run, tempdir};
 use ferret::sink::{Row, read_all, read_metadata};
-use support::{KillOnDrop, build, ferret, require_root, run, tempdir};
 
 fn ends(rows: &[Row]) -> impl Iterator<Item = &Row> {
     rows.iter()
@@ -42,6 +40,7 @@ fn program_counts(stdout: &str) -> HashMap<String, i64> {
 }
 
 #[test]
+#[ignore = "needs root: cargo xtask test runs it"]
 fn nested_calls_on_threads_match_the_programs_own_counts() {
     require_root();
     let program = build("nested.c", &[]);
@@ -151,6 +150,7 @@ fn nested_calls_on_threads_match_the_programs_own_counts() {
 }
 
 #[test]
+#[ignore = "needs root: cargo xtask test runs it"]
 fn attach_by_pid_sees_threads_started_after_the_attach() {
     require_root();
     let program = build("nested.c", &[]);
@@ -214,6 +214,7 @@ fn attach_by_pid_sees_threads_started_after_the_attach() {
 }
 
 #[test]
+#[ignore = "needs root: cargo xtask test runs it"]
 fn function_in_a_shared_library_of_a_launched_command() {
     require_root();
     let program = build("mathlib.c", &[]);
@@ -260,6 +261,7 @@ fn with_and_without(
 }
 
 #[test]
+#[ignore = "needs root: cargo xtask test runs it"]
 fn cpp_exceptions_through_traced_frames_do_not_harm_the_target() {
     require_root();
     let program = build("unwind.cpp", &[]);
@@ -281,6 +283,7 @@ fn cpp_exceptions_through_traced_frames_do_not_harm_the_target() {
 }
 
 #[test]
+#[ignore = "needs root: cargo xtask test runs it"]
 fn rust_panics_through_traced_frames_do_not_harm_the_target() {
     require_root();
     let program = build("panics.rs", &[]);
@@ -307,6 +310,7 @@ fn rust_panics_through_traced_frames_do_not_harm_the_target() {
 }
 
 #[test]
+#[ignore = "needs root: cargo xtask test runs it"]
 fn recursion_200_deep_is_recorded_exactly_in_every_exit_mode() {
     require_root();
     let program = build("recurse.c", &[]);
@@ -333,6 +337,7 @@ fn recursion_200_deep_is_recorded_exactly_in_every_exit_mode() {
 }
 
 #[test]
+#[ignore = "needs root: cargo xtask test runs it"]
 fn a_thousand_functions_attach_and_detach_in_well_under_a_second() {
     require_root();
     let dir = tempdir();
@@ -351,7 +356,7 @@ fn a_thousand_functions_attach_and_detach_in_well_under_a_second() {
     }
     code.push_str("  printf(\"done\\n\");\n  return 0;\n}\n");
     std::fs::write(&src, code).unwrap();
-    let program = support::build_path(&src, &[]);
+    let program = crate::support::build_path(&src, &[]);
     let out = dir.path().join("many.parquet");
     let mut cmd = ferret();
     cmd.args(["record", "-s", "fn_*", "-o"])
@@ -386,6 +391,7 @@ fn a_thousand_functions_attach_and_detach_in_well_under_a_second() {
 }
 
 #[test]
+#[ignore = "needs root: cargo xtask test runs it"]
 fn readme_duckdb_query_runs_on_a_real_recording() {
     require_root();
     let readme =

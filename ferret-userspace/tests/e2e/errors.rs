@@ -3,11 +3,9 @@
 //! Runs as root (some cases need the privilege to get past the check they
 //! are not testing); the not-root case drops privileges itself.
 
-mod support;
-
 use std::{path::Path, process::Command, time::Duration};
 
-use support::{build, ferret, require_root, run, tempdir};
+use crate::support::{build, ferret, require_root, run, tempdir};
 
 /// Checks the shape of a user-error report and returns its error line.
 fn assert_user_error(output: &std::process::Output) -> String {
@@ -42,6 +40,7 @@ fn assert_no_process_runs(program: &Path) {
 }
 
 #[test]
+#[ignore = "needs root: cargo xtask test runs it"]
 fn not_root_is_told_to_use_sudo() {
     require_root();
     let program = build("nested.c", &[]);
@@ -75,6 +74,7 @@ fn not_root_is_told_to_use_sudo() {
 }
 
 #[test]
+#[ignore = "needs root: cargo xtask test runs it"]
 fn no_such_pid() {
     require_root();
     // A pid that existed and is gone.
@@ -102,6 +102,7 @@ fn no_such_pid() {
 }
 
 #[test]
+#[ignore = "needs root: cargo xtask test runs it"]
 fn pid_that_exits_during_attach() {
     require_root();
     let dir = tempdir();
@@ -110,7 +111,7 @@ fn pid_that_exits_during_attach() {
     let program = dir.path().join("nested-attach");
     std::fs::copy(build("nested.c", &[]), &program).unwrap();
     let gate = dir.path().join("never");
-    let mut target = support::KillOnDrop(
+    let mut target = crate::support::KillOnDrop(
         Command::new(&program)
             .args(["1", "1"])
             .arg(&gate)
@@ -141,6 +142,7 @@ fn pid_that_exits_during_attach() {
 }
 
 #[test]
+#[ignore = "needs root: cargo xtask test runs it"]
 fn pattern_matching_nothing_suggests_close_names() {
     require_root();
     let program = build("nested.c", &[]);
@@ -167,6 +169,7 @@ fn pattern_matching_nothing_suggests_close_names() {
 }
 
 #[test]
+#[ignore = "needs root: cargo xtask test runs it"]
 fn binary_that_is_not_elf() {
     require_root();
     let dir = tempdir();
@@ -192,6 +195,7 @@ fn binary_that_is_not_elf() {
 }
 
 #[test]
+#[ignore = "needs root: cargo xtask test runs it"]
 fn command_that_does_not_exist() {
     require_root();
     let output = run({
@@ -215,6 +219,7 @@ fn command_that_does_not_exist() {
 }
 
 #[test]
+#[ignore = "needs root: cargo xtask test runs it"]
 fn output_path_that_cannot_be_written() {
     require_root();
     let program = build("nested.c", &[]);

@@ -12,15 +12,13 @@
 //! source line of the lock call that blocks. Needs root; fails loudly
 //! without.
 
-mod support;
-
 use std::{
     process::Command,
     thread,
     time::{Duration, Instant},
 };
 
-use support::{PROMPT, Tmux, build, marker_line, require_root, start_deadlocked, tempdir};
+use crate::support::{PROMPT, Tmux, build, marker_line, require_root, start_deadlocked, tempdir};
 
 const WIDTH: usize = 120;
 
@@ -126,6 +124,7 @@ fn metric(screen: &str, label: &str) -> String {
 }
 
 #[test]
+#[ignore = "needs root: cargo xtask test runs it"]
 fn watch_shows_calls_live_and_restores_the_terminal() {
     require_root();
     let began = Instant::now();
@@ -362,6 +361,7 @@ fn check_deadlock_on_screen(tmux: &Tmux, before_attach: bool) {
 }
 
 #[test]
+#[ignore = "needs root: cargo xtask test runs it"]
 fn watch_shows_a_deadlock_that_happens_while_it_watches() {
     require_root();
     let program = build("stall_deadlock.c", &[]);
@@ -409,6 +409,7 @@ fn watch_shows_a_deadlock_that_happens_while_it_watches() {
 }
 
 #[test]
+#[ignore = "needs root: cargo xtask test runs it"]
 fn watch_shows_a_deadlock_that_happened_before_it_attached() {
     require_root();
     let program = build("stall_deadlock.c", &[]);

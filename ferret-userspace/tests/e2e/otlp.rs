@@ -5,8 +5,6 @@
 //! mapping; `ferret export --format otlp` output is read back with the same
 //! definitions. Needs root (CI has it); fails loudly without.
 
-mod support;
-
 use std::{
     collections::{HashMap, HashSet},
     io::{BufRead as _, BufReader, Read as _, Write as _},
@@ -16,6 +14,7 @@ use std::{
     thread,
 };
 
+use crate::support::{build, ferret, require_root, run, tempdir};
 use ferret::sink::{Row, read_all, read_metadata};
 use flate2::read::GzDecoder;
 use opentelemetry_proto::tonic::{
@@ -24,7 +23,6 @@ use opentelemetry_proto::tonic::{
     trace::v1::Span,
 };
 use prost::Message as _;
-use support::{build, ferret, require_root, run, tempdir};
 
 /// What the test collector received.
 #[derive(Default)]
@@ -193,6 +191,7 @@ fn ends(rows: &[Row]) -> impl Iterator<Item = &Row> {
 }
 
 #[test]
+#[ignore = "needs root: cargo xtask test runs it"]
 fn the_collector_gets_exactly_the_programs_calls_with_their_parents_and_resource() {
     require_root();
     let (url, received) = collector(None);
@@ -290,6 +289,7 @@ fn the_collector_gets_exactly_the_programs_calls_with_their_parents_and_resource
 }
 
 #[test]
+#[ignore = "needs root: cargo xtask test runs it"]
 fn a_collector_that_goes_away_leaves_the_program_and_the_recording_whole() {
     require_root();
     // It takes the first batch of spans, then is gone.
@@ -326,6 +326,7 @@ fn a_collector_that_goes_away_leaves_the_program_and_the_recording_whole() {
 }
 
 #[test]
+#[ignore = "needs root: cargo xtask test runs it"]
 fn min_duration_sends_the_slow_calls_and_the_calls_they_ran_under() {
     require_root();
     let (url, received) = collector(None);
@@ -357,6 +358,7 @@ fn min_duration_sends_the_slow_calls_and_the_calls_they_ran_under() {
 }
 
 #[test]
+#[ignore = "needs root: cargo xtask test runs it"]
 fn export_otlp_writes_json_lines_the_definitions_read_back() {
     require_root();
     // Record without a collector, then export.
@@ -410,6 +412,7 @@ fn export_otlp_writes_json_lines_the_definitions_read_back() {
 }
 
 #[test]
+#[ignore = "needs root: cargo xtask test runs it"]
 fn a_stalled_call_still_running_at_the_stop_is_sent_cut_off_with_its_stall() {
     require_root();
     let (url, received) = collector(None);
@@ -507,6 +510,7 @@ impl Drop for Tmux {
 }
 
 #[test]
+#[ignore = "needs root: cargo xtask test runs it"]
 fn watch_sends_to_the_collector_and_its_header_counts_what_was_sent() {
     require_root();
     let (url, received) = collector(None);

@@ -2,10 +2,8 @@
 //! allocates and touches 256 MiB, then burns one core. Needs root (ferret
 //! attaches probes to mark the phases); fails loudly without.
 
-mod support;
-
+use crate::support::{build, ferret, require_root, run, tempdir};
 use ferret::sink::{Row, metric, read_all, read_metadata};
-use support::{build, ferret, require_root, run, tempdir};
 
 /// The METRIC rows whose timestamps fall inside the span of `function`.
 fn metrics_during<'a>(rows: &'a [Row], function: &str) -> Vec<&'a Row> {
@@ -23,6 +21,7 @@ fn metrics_during<'a>(rows: &'a [Row], function: &str) -> Vec<&'a Row> {
 }
 
 #[test]
+#[ignore = "needs root: cargo xtask test runs it"]
 fn idle_allocate_burn_phases_show_in_the_metrics() {
     require_root();
     let program = build("phases.c", &[]);

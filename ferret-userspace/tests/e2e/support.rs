@@ -1,6 +1,6 @@
 //! Shared by the end-to-end tests: building the target programs, running
-//! ferret, reading what it wrote.
-#![allow(dead_code, reason = "each test binary uses a different subset")]
+//! ferret, reading what it wrote. `tests/fuzz.rs` includes it too.
+#![allow(dead_code, reason = "the fuzz binary uses a subset")]
 
 use std::{
     path::{Path, PathBuf},
@@ -12,10 +12,9 @@ use std::{
 
 /// Fails loudly (never skips) when the tests lack the privilege they need.
 pub fn require_root() {
-    // SAFETY: geteuid has no preconditions.
-    let euid = unsafe { libc::geteuid() };
-    assert_eq!(
-        euid, 0,
+    let euid = rustix::process::geteuid();
+    assert!(
+        euid.is_root(),
         "these end-to-end tests attach real uprobes and must run as root \
          (CI does); run `sudo -E cargo xtask test`"
     );

@@ -1,29 +1,31 @@
-//! Shared by `analyze_e2e` and `export_e2e`: recordings of known programs
-//! made once per test binary, and the statistics recomputed from the raw
+//! Shared by the `analyze` and `export` tests: recordings of known programs
+//! made once per test run, and the statistics recomputed from the raw
 //! rows (`sink::read_all`) with none of ferret's analysis code, so the tests
 //! compare two independent computations.
-#![allow(dead_code, reason = "each test binary uses a different subset")]
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::{Arc, Mutex};
 
-use ferret::sink::{FunctionInfo, RecordingMeta, RecordingWriter, Row, read_all};
+use ferret::sink::{RecordingMeta, RecordingWriter, Row, read_all};
+use ferret::trace::FunctionInfo;
 use ferret::trace::{SpanEnd, SpanEvent, SpanStart, SpanStatus, ThreadName};
 
 use crate::support::{build, ferret, require_root, run};
 
-/// A folder for this test binary's files, kept until the next run.
+/// A folder for the calling test module's files (`analyze`, `export`), kept
+/// until the next run: modules that run side by side name their files
+/// alike.
+#[track_caller]
 pub fn scratch() -> PathBuf {
-    let exe = std::env::current_exe().expect("current exe");
-    let stem = exe
+    let module = Path::new(std::panic::Location::caller().file())
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
         .join("postmortem")
-        .join(stem);
+        .join(module);
     std::fs::create_dir_all(&dir).expect("create scratch dir");
     dir
 }
@@ -41,7 +43,7 @@ pub struct Recorded {
 static RECORDINGS: Mutex<BTreeMap<String, Arc<Recorded>>> = Mutex::new(BTreeMap::new());
 
 /// Records `program` (a file in tests/programs) with `-s` for each of
-/// `symbols`, once per test binary and argument list.
+/// `symbols`, once per test run and argument list.
 pub fn record(program: &str, symbols: &[&str], args: &[&str]) -> Arc<Recorded> {
     require_root();
     let key = format!("{program} {symbols:?} {args:?}");

@@ -5,8 +5,6 @@
 //! the source lines marked in the programs, what the threads wait for, and
 //! the deadlock. Needs root (CI has it); fails loudly without.
 
-mod support;
-
 use std::{
     io::{BufRead as _, BufReader},
     path::Path,
@@ -14,13 +12,13 @@ use std::{
     time::Duration,
 };
 
+use crate::support::{
+    KillOnDrop, build, ferret, marker_line, programs_dir, require_root, run, start_deadlocked,
+    tempdir,
+};
 use ferret::{
     sink::{Row, read_all},
     stall::{Capturer, Frame, RegisterSource},
-};
-use support::{
-    KillOnDrop, build, ferret, marker_line, programs_dir, require_root, run, start_deadlocked,
-    tempdir,
 };
 
 /// Held by the tests whose targets spin on a CPU: two cores shared by
@@ -135,6 +133,7 @@ fn check_deadlock(rows: &[Row], before_attach: bool) {
 }
 
 #[test]
+#[ignore = "needs root: cargo xtask test runs it"]
 fn deadlock_with_ferret_attached_before_it() {
     require_root();
     let program = build("stall_deadlock.c", &[]);
@@ -164,6 +163,7 @@ fn deadlock_with_ferret_attached_before_it() {
 /// on the threads' stacks and reported, with frame pointers or without
 /// (`-O0 -fno-omit-frame-pointer` makes the walk find frame records).
 #[test]
+#[ignore = "needs root: cargo xtask test runs it"]
 fn deadlock_that_happened_before_ferret_attached() {
     require_root();
     for flags in [&[][..], &["-O0", "-fno-omit-frame-pointer"][..]] {
@@ -214,6 +214,7 @@ fn deadlock_that_happened_before_ferret_attached() {
 }
 
 #[test]
+#[ignore = "needs root: cargo xtask test runs it"]
 fn spinning_thread_is_running_in_its_loop() {
     require_root();
     let _cpu = cpu_heavy();
@@ -256,6 +257,7 @@ fn spinning_thread_is_running_in_its_loop() {
 }
 
 #[test]
+#[ignore = "needs root: cargo xtask test runs it"]
 fn long_sleep_is_sleeping_in_nanosleep() {
     require_root();
     let program = build("stall_sleep.c", &[]);
@@ -292,6 +294,7 @@ fn long_sleep_is_sleeping_in_nanosleep() {
 /// thread for an instant, again and again), and the program prints the
 /// same and ends the same as without ferret.
 #[test]
+#[ignore = "needs root: cargo xtask test runs it"]
 fn capturing_stalls_leaves_the_target_unchanged() {
     require_root();
     let _cpu = cpu_heavy();
@@ -353,6 +356,7 @@ fn capturing_stalls_leaves_the_target_unchanged() {
 /// of these stops land inside the vDSO's clock_gettime, which has no file:
 /// the walk must go through it to the caller.
 #[test]
+#[ignore = "needs root: cargo xtask test runs it"]
 fn a_thread_stopped_inside_the_vdso_is_walked_through_it() {
     require_root();
     let _cpu = cpu_heavy();
@@ -414,6 +418,7 @@ fn a_thread_stopped_inside_the_vdso_is_walked_through_it() {
 /// thread whose stack refers to the mutex (its guard), so the deadlock is
 /// reported as probable.
 #[test]
+#[ignore = "needs root: cargo xtask test runs it"]
 fn rust_mutex_deadlock_is_found_through_the_guards_on_the_stacks() {
     require_root();
     let program = build("stall_deadlock_rs.rs", &[]);
