@@ -23,6 +23,7 @@ pub(super) const COLUMNS: &[(&str, DataType, bool)] = &[
     (col::MODULE, DataType::Utf8, false),
     (col::START_NS, DataType::Int64, false),
     (col::STATUS, DataType::Utf8, false),
+    (col::GOROUTINE, DataType::Int64, false),
 ];
 
 /// Whether a column of type `found` reads as `expected`: strings of any
@@ -110,6 +111,7 @@ pub(super) struct Columns {
     pub(super) module: Option<Strings>,
     pub(super) start_ns: Option<Int64Array>,
     pub(super) status: Option<Strings>,
+    pub(super) goroutine: Option<Int64Array>,
 }
 
 impl Columns {
@@ -154,6 +156,7 @@ impl Columns {
             module: strings(col::MODULE)?,
             start_ns: i64s(col::START_NS)?,
             status: strings(col::STATUS)?,
+            goroutine: i64s(col::GOROUTINE)?,
         })
     }
 }
