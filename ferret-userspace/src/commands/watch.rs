@@ -378,6 +378,8 @@ struct Live {
     recorded: Option<(u64, PathBuf)>,
     /// Snapshots built, and the time spent building them (total, longest).
     built: (u64, Duration, Duration),
+    /// Goroutines idle now that ran traced calls lately, as last counted.
+    idle_goroutines: usize,
 }
 
 impl Live {
@@ -400,6 +402,7 @@ impl Live {
             warning: None,
             recorded: None,
             built: (0, Duration::ZERO, Duration::ZERO),
+            idle_goroutines: 0,
         }
     }
 
@@ -450,6 +453,7 @@ impl Live {
             lost,
             calls: self.aggregates.calls(),
             threads,
+            idle_goroutines: self.idle_goroutines,
             functions: self.aggregates.function_rows(now, started),
             recent: self.aggregates.recent(),
             metrics: self.aggregates.metrics(),
@@ -539,9 +543,15 @@ impl Consumer for Live {
     }
 
     fn tick(&mut self, view: &LoopView<'_>) -> Result<()> {
-        let threads = self
+        let reconstructor = &view.pipeline.reconstructor;
+        let mut threads = self
             .aggregates
-            .threads(view.pipeline.reconstructor.threads(), view.now_ns);
+            .threads(reconstructor.threads(), view.now_ns);
+        let (goroutines, idle) = self
+            .aggregates
+            .goroutines(reconstructor.goroutines(), view.now_ns);
+        threads.extend(goroutines);
+        self.idle_goroutines = idle;
         self.publish(
             TargetState::Live,
             false,

@@ -352,6 +352,7 @@ pub(crate) mod tests {
             stack_note: None,
             wait: "sleeping in futex".to_owned(),
             on_stack: true,
+            goroutine: None,
         }
     }
 

@@ -352,6 +352,7 @@ fn stall_rows_carry_the_stack_and_the_wait() {
         start_ns: 100,
         stack,
         wait,
+        goroutine: None,
     })
     .unwrap();
     w.finish(0, &[]).unwrap();
@@ -383,6 +384,7 @@ fn stall_rows_carry_the_stack_and_the_wait() {
                 start_ns: 0,
                 stack: "",
                 wait: "",
+                goroutine: None,
             }
         });
     assert!(matches!(
@@ -882,6 +884,7 @@ proptest::proptest! {
                         start_ns: *start_ns,
                         stack,
                         wait,
+                        goroutine: None,
                     })
                     .unwrap(),
             }

@@ -247,6 +247,9 @@ impl RecordingWriter {
             .push(r, row.ts_ns.saturating_sub(row.start_ns) as i64);
         c.stack.push(r, row.stack);
         c.wait.push(r, row.wait);
+        if let Some(goroutine) = row.goroutine {
+            c.goroutine.push(r, goroutine as i64);
+        }
         self.row_added()
     }
 
@@ -461,6 +464,8 @@ pub struct StallRow<'a> {
     pub stack: &'a str,
     /// The `wait` column.
     pub wait: &'a str,
+    /// The stalled goroutine (Go programs).
+    pub goroutine: Option<u64>,
 }
 
 /// `ts_ns` on the wall clock.

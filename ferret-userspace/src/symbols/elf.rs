@@ -476,6 +476,13 @@ impl Module {
             .or_else(|| go::GLayout::for_version(release?))
     }
 
+    /// Go binaries: the address in the ELF of a data symbol of the runtime
+    /// (`runtime.allgs`), from `.symtab`.
+    pub fn go_data_symbol(&self, name: &str) -> Option<u64> {
+        self.summary.go.as_ref()?;
+        go::data_symbol(&self.parse().ok()?, name)
+    }
+
     /// Whether the kernel accepts a uprobe at file offset `file_offset`.
     pub fn accepts_probe_at(&self, file_offset: u64) -> bool {
         usize::try_from(file_offset)

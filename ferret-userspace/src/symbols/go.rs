@@ -128,8 +128,21 @@ pub struct GLayout {
     pub atomicstatus: Option<u16>,
     /// `waitreason` (why a waiting goroutine waits), where known.
     pub waitreason: Option<u16>,
+    /// `sched`, the `gobuf` a goroutine off its thread resumes from.
+    pub sched: Option<u16>,
+    /// Inside `sched`, where known.
+    pub gobuf: Option<GobufLayout>,
     /// Where the offsets come from, for the user: `DWARF` or the release.
     pub source: String,
+}
+
+/// Offsets of the fields of Go's `runtime.gobuf` that ferret reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GobufLayout {
+    /// The saved program counter.
+    pub pc: u16,
+    /// The saved frame pointer.
+    pub bp: u16,
 }
 
 impl GLayout {
@@ -158,64 +171,90 @@ impl GLayout {
             goid,
             atomicstatus: None,
             waitreason: None,
+            sched: None,
+            gobuf: None,
             source: format!("the layout of Go {}.{}", release.0, release.1),
         })
     }
 }
 
-/// Finds the members of the `runtime.g` structure type.
+/// Finds the members of the `runtime.g` and `runtime.gobuf` structure
+/// types (both in the runtime's compilation unit).
 fn g_members<R: gimli::Reader>(dwarf: &gimli::Dwarf<R>) -> gimli::Result<Option<GLayout>> {
     let mut units = dwarf.units();
     while let Some(header) = units.next()? {
         let unit = dwarf.unit(header)?;
         let mut entries = unit.entries();
-        let mut inside: Option<isize> = None;
+        // The struct being read (`g` or `gobuf`) and its depth.
+        let mut inside: Option<(bool, isize)> = None;
+        let mut found_g = false;
         let mut layout = GLayout {
             goid: 0,
             atomicstatus: None,
             waitreason: None,
+            sched: None,
+            gobuf: None,
             source: "DWARF".to_owned(),
         };
+        let (mut pc, mut bp) = (None, None);
         while let Some(entry) = entries.next_dfs()? {
             let depth = entry.depth();
-            if let Some(at) = inside {
+            if let Some((is_g, at)) = inside {
                 if depth <= at {
-                    break;
-                }
-                if depth != at + 1 || entry.tag() != gimli::DW_TAG_member {
+                    inside = None;
+                } else {
+                    if depth != at + 1 || entry.tag() != gimli::DW_TAG_member {
+                        continue;
+                    }
+                    let name = entry
+                        .attr_value(gimli::DW_AT_name)
+                        .and_then(|v| dwarf.attr_string(&unit, v).ok());
+                    let offset = entry
+                        .attr_value(gimli::DW_AT_data_member_location)
+                        .and_then(|v| v.udata_value())
+                        .and_then(|v| u16::try_from(v).ok());
+                    let (Some(name), Some(offset)) = (name, offset) else {
+                        continue;
+                    };
+                    match (is_g, &*name.to_slice()?) {
+                        (true, b"goid") => layout.goid = offset,
+                        (true, b"atomicstatus") => layout.atomicstatus = Some(offset),
+                        (true, b"waitreason") => layout.waitreason = Some(offset),
+                        (true, b"sched") => layout.sched = Some(offset),
+                        (false, b"pc") => pc = Some(offset),
+                        (false, b"bp") => bp = Some(offset),
+                        _ => {}
+                    }
                     continue;
                 }
-                let name = entry
-                    .attr_value(gimli::DW_AT_name)
-                    .and_then(|v| dwarf.attr_string(&unit, v).ok());
-                let offset = entry
-                    .attr_value(gimli::DW_AT_data_member_location)
-                    .and_then(|v| v.udata_value())
-                    .and_then(|v| u16::try_from(v).ok());
-                let (Some(name), Some(offset)) = (name, offset) else {
-                    continue;
-                };
-                match &*name.to_slice()? {
-                    b"goid" => layout.goid = offset,
-                    b"atomicstatus" => layout.atomicstatus = Some(offset),
-                    b"waitreason" => layout.waitreason = Some(offset),
-                    _ => {}
-                }
-                continue;
             }
             if entry.tag() == gimli::DW_TAG_structure_type
                 && let Some(name) = entry.attr_value(gimli::DW_AT_name)
-                && dwarf.attr_string(&unit, name)?.to_slice()?.as_ref() == b"runtime.g"
             {
-                inside = Some(depth);
+                match dwarf.attr_string(&unit, name)?.to_slice()?.as_ref() {
+                    b"runtime.g" => {
+                        inside = Some((true, depth));
+                        found_g = true;
+                    }
+                    b"runtime.gobuf" => inside = Some((false, depth)),
+                    _ => {}
+                }
             }
         }
-        if inside.is_some() {
+        if found_g {
+            layout.gobuf = pc.zip(bp).map(|(pc, bp)| GobufLayout { pc, bp });
             // `stack` is the first field, so a real goid is never at 0.
             return Ok((layout.goid != 0).then_some(layout));
         }
     }
     Ok(None)
+}
+
+/// The address in the ELF (`svma`) of data symbol `name` in `.symtab`.
+pub fn data_symbol<'d>(file: &impl Object<'d>, name: &str) -> Option<u64> {
+    file.symbols()
+        .find(|s| s.kind() == object::SymbolKind::Data && s.name() == Ok(name))
+        .map(|s| s.address())
 }
 
 /// A section's contents, decompressed if the linker compressed it (Go

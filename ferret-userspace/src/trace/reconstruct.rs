@@ -501,20 +501,20 @@ impl Reconstructor {
         ids
     }
 
-    /// Span `span_id` of thread `tid` is known to have ended unseen (its
-    /// frame is no longer on the thread's stack: an adopted call whose exit
-    /// carried no probe, or a lost exit). Ends it and every span opened
-    /// inside it as [`SpanStatus::Unwound`] at `ts_ns`, innermost first.
-    /// Returns whether the span was open.
+    /// Span `span_id` of thread (or goroutine) `key` is known to have
+    /// ended unseen (its frame is no longer on the stack: an adopted call
+    /// whose exit carried no probe, a lost exit, a goroutine that is gone).
+    /// Ends it and every span opened inside it as [`SpanStatus::Unwound`]
+    /// at `ts_ns`, innermost first. Returns whether the span was open.
     pub fn retire(
         &mut self,
         pid: u32,
-        tid: u32,
+        key: StackKey,
         span_id: u64,
         ts_ns: u64,
         out: &mut Vec<SpanEvent>,
     ) -> bool {
-        let key = (pid, StackKey::Thread(tid));
+        let key = (pid, key);
         let Some(thread) = self.threads.get_mut(&key) else {
             return false;
         };
@@ -526,8 +526,8 @@ impl Reconstructor {
                 &mut thread.frames,
                 &self.costs,
                 pid,
-                tid,
-                None,
+                thread.tid,
+                key.1.goroutine(),
                 ts_ns,
                 SpanStatus::Unwound,
             ));
@@ -1165,7 +1165,7 @@ mod tests {
             ],
         );
         let mut out = Vec::new();
-        assert!(r.retire(1, 1, 2, 10, &mut out));
+        assert!(r.retire(1, StackKey::Thread(1), 2, 10, &mut out));
         assert_eq!(
             ends(&out),
             [
@@ -1174,8 +1174,11 @@ mod tests {
             ]
         );
         assert_eq!(r.open_spans(), 1);
-        assert!(!r.retire(1, 1, 2, 11, &mut out), "already gone");
-        assert!(r.retire(1, 1, 1, 12, &mut out));
+        assert!(
+            !r.retire(1, StackKey::Thread(1), 2, 11, &mut out),
+            "already gone"
+        );
+        assert!(r.retire(1, StackKey::Thread(1), 1, 12, &mut out));
         assert_eq!(r.threads().count(), 0);
     }
 

@@ -16,7 +16,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::support::{KillOnDrop, Tmux, build, ferret, require_root, run, tempdir};
+use crate::support::{KillOnDrop, PROMPT, Tmux, build, ferret, require_root, run, tempdir};
 use ferret::sink::{Row, read_all, read_metadata};
 
 /// `record` with neither overhead guard (`--max-rate`, `--max-overhead`).
@@ -390,7 +390,7 @@ fn a_running_go_server_is_attached_by_pid_and_watched_live() {
     let parquet = dir.path().join("server.parquet");
     let tmux = Tmux::start("go-server");
     tmux.send(&format!(
-        "{} watch --max-rate 0 --max-overhead 0 -p {pid} -s 'main.*' -o {}",
+        "{} watch --max-rate 0 --max-overhead 0 --stall 1s -p {pid} -s 'main.*' -o {}",
         env!("CARGO_BIN_EXE_ferret"),
         parquet.display()
     ));
@@ -405,9 +405,18 @@ fn a_running_go_server_is_attached_by_pid_and_watched_live() {
     let screen = tmux.wait_for(
         "the slow request's goroutine",
         Duration::from_secs(3),
-        |s| s.contains("main.slowQuery") && s.contains("goroutine"),
+        |s| s.contains("main.slowQuery") && s.lines().any(|l| l.contains("▾ goroutine ")),
     );
-    assert!(screen.contains("main.handle"), "{screen}");
+    assert!(screen.contains("└ main.handle"), "{screen}");
+    assert!(screen.contains("goroutines in calls"), "{screen}");
+
+    // A request stuck on a channel: the watchdog names the goroutine and
+    // what the runtime says it waits for.
+    let stuck = std::thread::spawn(move || get(port, "/stuck"));
+    let screen = tmux.wait_for("the stuck goroutine's stall", Duration::from_secs(6), |s| {
+        s.contains("Stalls") && s.contains("main.waitForever") && s.contains("chan receive")
+    });
+    assert!(screen.contains("⚠ goroutine "), "{screen}");
 
     // Fifty requests, ten at a time, each on a goroutine of its own.
     let began = Instant::now();
@@ -425,14 +434,18 @@ fn a_running_go_server_is_attached_by_pid_and_watched_live() {
     }
     eprintln!("50 requests in {:?}", began.elapsed());
     assert_eq!(slow.join().unwrap(), "slow done\n");
+    assert_eq!(get(port, "/release"), "ok\n");
+    assert_eq!(stuck.join().unwrap(), "released\n");
+    // 50 + /slow + /stuck + /release.
     tmux.wait_for("main.handle's calls", Duration::from_secs(5), |s| {
         s.lines()
-            .any(|l| l.contains("main.handle ") && l.split_whitespace().any(|w| w == "52"))
+            .any(|l| l.contains("main.handle ") && l.split_whitespace().any(|w| w == "53"))
     });
     tmux.send("q");
-    tmux.wait_for("the shell prompt after q", Duration::from_secs(6), |s| {
-        s.contains("ferret: stopped")
+    let screen = tmux.wait_for("the shell prompt after q", Duration::from_secs(6), |s| {
+        s.trim_end().ends_with(PROMPT)
     });
+    assert!(screen.contains("ferret: wrote"), "{screen}");
     // Detached, the server goes on serving.
     assert_eq!(get(port, "/work?n=3"), "3 6\n", "served after ferret");
 
@@ -442,17 +455,36 @@ fn a_running_go_server_is_attached_by_pid_and_watched_live() {
         .iter()
         .filter(|e| e.function.as_deref() == Some("main.handle"))
         .collect();
-    assert_eq!(handles.len(), 52);
+    assert_eq!(handles.len(), 53);
+    assert!(handles.iter().all(|e| e.status.as_deref() == Some("ok")));
     let goroutines: HashSet<i64> = handles.iter().map(|e| e.goroutine.unwrap()).collect();
     assert!(goroutines.len() > 1, "requests on goroutines of their own");
     let by_id: HashMap<i64, &Row> = ends.iter().map(|r| (r.span_id.unwrap(), r)).collect();
-    for e in ends
+    let factorials: Vec<&Row> = ends
         .iter()
         .filter(|e| e.function.as_deref() == Some("main.factorial") && e.depth == Some(1))
-    {
+        .collect();
+    assert_eq!(factorials.len(), 50);
+    for e in factorials {
         let parent = by_id[&e.parent_span_id.unwrap()];
         assert_eq!(parent.function.as_deref(), Some("main.handle"));
         assert_eq!(parent.goroutine, e.goroutine);
         assert_eq!(e.status.as_deref(), Some("ok"));
     }
+    let stall = rows
+        .iter()
+        .find(|r| r.kind.as_deref() == Some("STALL"))
+        .expect("a STALL row");
+    assert_eq!(stall.function.as_deref(), Some("main.waitForever"));
+    assert!(stall.goroutine.is_some(), "{stall:?}");
+    let wait = stall.wait.as_deref().unwrap();
+    assert!(
+        wait.starts_with("goroutine waiting (chan receive"),
+        "{wait}"
+    );
+    let stack = stall.stack.as_deref().unwrap();
+    assert!(
+        stack.contains("runtime.gopark") && stack.contains("main.waitForever"),
+        "the goroutine's own stack:\n{stack}"
+    );
 }

@@ -1,6 +1,7 @@
 // A small HTTP server on loopback, a goroutine per request (net/http):
 // /work?n=N answers "N N!" computed by a recursive function, /slow stays
-// three seconds inside one call. Prints "listening PORT" once it listens.
+// three seconds inside one call, /stuck waits on a channel inside one call
+// until /release closes it. Prints "listening PORT" once it listens.
 package main
 
 import (
@@ -26,10 +27,26 @@ func slowQuery() string {
 	return "slow done"
 }
 
+var release = make(chan struct{})
+
+//go:noinline
+func waitForever() string {
+	<-release
+	return "released"
+}
+
 //go:noinline
 func handle(w http.ResponseWriter, r *http.Request) {
-	if r.URL.Path == "/slow" {
+	switch r.URL.Path {
+	case "/slow":
 		fmt.Fprintln(w, slowQuery())
+		return
+	case "/stuck":
+		fmt.Fprintln(w, waitForever())
+		return
+	case "/release":
+		close(release)
+		fmt.Fprintln(w, "ok")
 		return
 	}
 	n, _ := strconv.Atoi(r.URL.Query().Get("n"))

@@ -195,6 +195,7 @@ fn the_goroutine_id_offset_from_dwarf_matches_the_release_table() {
         dwarf.atomicstatus.is_some() && dwarf.waitreason.is_some(),
         "{dwarf:?}"
     );
+    assert!(dwarf.sched.is_some() && dwarf.gobuf.is_some(), "{dwarf:?}");
     assert_eq!(module.go_layout().unwrap().source, "DWARF");
     // Without DWARF the release's layout stands in.
     let (_dir, bare) = built(&["-ldflags=-w"], "nodwarf");
