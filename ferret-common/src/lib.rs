@@ -112,6 +112,15 @@ pub const fn go_cookie(function_id: u32, kind: u32, generation: u32, goid_offset
 /// version.
 pub const GO_G_STACK_HI_OFFSET: u64 = 8;
 
+/// How many 8-byte words of `runtime.g` the probe reads, from `stack.hi`
+/// on: one copy from user memory is cheaper than one per field, and this
+/// many reach `goid` in every Go release (at 152 or 160). A goid offset
+/// beyond [`GO_G_MAX_GOID_OFFSET`] is not read.
+pub const GO_G_WORDS: usize = 24;
+
+/// The largest `goid` offset the probe's read of `runtime.g` covers.
+pub const GO_G_MAX_GOID_OFFSET: u64 = GO_G_STACK_HI_OFFSET + 8 * (GO_G_WORDS as u64 - 1);
+
 /// Length of a kernel task name (`TASK_COMM_LEN`).
 pub const COMM_LEN: usize = 16;
 

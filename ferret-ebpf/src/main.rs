@@ -32,7 +32,7 @@ use aya_ebpf::{
 };
 use ferret_common::{
     COOKIE_GENERATION_BIT, COOKIE_GOID_OFFSET_SHIFT, COOKIE_KIND_MASK, DEFAULT_RING_BYTES,
-    GO_G_STACK_HI_OFFSET, MAX_TARGETS, ProbeEvent, config, kind,
+    GO_G_STACK_HI_OFFSET, GO_G_WORDS, MAX_TARGETS, ProbeEvent, config, kind,
 };
 
 #[map(name = "FERRET_EVENTS")]
@@ -169,26 +169,25 @@ fn try_probe(ctx: &ProbeContext) {
 /// A Go function's probe: r14 holds the running goroutine's `g` (Go ≥ 1.17,
 /// amd64, at every entry and return of a Go function). Returns its id and
 /// how far `sp` is below its stack's top, or zeros if `g` cannot be read.
+/// One copy covers both fields (`stack.hi` first, `goid` further on).
 #[inline(always)]
 fn goroutine(g: u64, goid_offset: u64, sp: u64) -> (u64, u32) {
-    let g = g as *const u8;
+    let from = (g as *const u8).wrapping_add(GO_G_STACK_HI_OFFSET as usize);
+    let word = ((goid_offset.wrapping_sub(GO_G_STACK_HI_OFFSET)) / 8) as usize;
+    if word == 0 || word >= GO_G_WORDS {
+        return (0, 0);
+    }
     // SAFETY: bpf_probe_read_user copies from user memory and fails cleanly
     // on a bad address; the pointer is never dereferenced here.
     #[allow(clippy::cast_ptr_alignment, reason = "read by copy, see above")]
-    let (goid, hi) = unsafe {
-        (
-            bpf_probe_read_user(g.wrapping_add(goid_offset as usize).cast::<u64>()),
-            bpf_probe_read_user(g.wrapping_add(GO_G_STACK_HI_OFFSET as usize).cast::<u64>()),
-        )
+    let Ok(words) = (unsafe { bpf_probe_read_user(from.cast::<[u64; GO_G_WORDS]>()) }) else {
+        return (0, 0);
     };
-    match (goid, hi) {
-        (Ok(goid), Ok(hi)) => hi
-            .checked_sub(sp)
-            .and_then(|depth| u32::try_from(depth).ok())
-            .filter(|&depth| depth > 0)
-            .map_or((0, 0), |depth| (goid, depth)),
-        _ => (0, 0),
-    }
+    let (hi, goid) = (words[0], words[word]);
+    hi.checked_sub(sp)
+        .and_then(|depth| u32::try_from(depth).ok())
+        .filter(|&depth| depth > 0)
+        .map_or((0, 0), |depth| (goid, depth))
 }
 
 #[inline(always)]

@@ -196,6 +196,10 @@ pub fn plan(target: &ResolvedTarget, config: &ProbeConfig) -> Result<Plan> {
         if let Some(go) = go {
             exit_notes.push(go_note(&shown(&module.path), go, go_layout.as_ref()));
         }
+        // The probe reads a window of `runtime.g` (see GO_G_WORDS).
+        let go_layout = go_layout.filter(|l| {
+            l.goid % 8 == 0 && u64::from(l.goid) <= ferret_common::GO_G_MAX_GOID_OFFSET
+        });
         if let Some(layout) = &go_layout {
             recovery_marks.extend(go_recovery_mark(module, layout.goid));
         }
@@ -361,6 +365,17 @@ fn go_note(
 ) -> String {
     let version = go.version.as_deref().unwrap_or("Go of an unknown version");
     match layout {
+        Some(layout)
+            if layout.goid % 8 != 0
+                || u64::from(layout.goid) > ferret_common::GO_G_MAX_GOID_OFFSET =>
+        {
+            format!(
+                "{module}: {version}; WARNING: g.goid is at offset {}, beyond what the probes \
+                 read, so calls are kept per thread and a goroutine that changes threads \
+                 mid-call mis-nests",
+                layout.goid
+            )
+        }
         Some(layout) => format!(
             "{module}: {version}; calls kept per goroutine (g.goid at offset {}, from {})",
             layout.goid, layout.source
