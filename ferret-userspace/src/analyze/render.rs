@@ -114,7 +114,8 @@ fn header(w: &mut dyn Write, o: &Overview) -> io::Result<()> {
     if let Some(target) = &o.info.target {
         let _ = write!(line, "  (target: {target})");
     }
-    writeln!(w, "{line}")
+    writeln!(w, "{line}")?;
+    writeln!(w, "{}", o.times_line())
 }
 
 /// Write the function table: the first `top` rows (all when 0).
@@ -325,6 +326,10 @@ struct JsonHeader<'a> {
     threads: u64,
     first_ts_ns: Option<i64>,
     last_ts_ns: Option<i64>,
+    /// `corrected` (ferret's probe cost taken out) or `measured`.
+    times: &'static str,
+    /// The dearest traced call's probe cost, ns, when measured.
+    probe_cost_ns: Option<f64>,
 }
 
 impl<'a> JsonHeader<'a> {
@@ -340,6 +345,12 @@ impl<'a> JsonHeader<'a> {
             threads: o.threads,
             first_ts_ns: o.first_ts_ns,
             last_ts_ns: o.last_ts_ns,
+            times: if o.corrected { "corrected" } else { "measured" },
+            probe_cost_ns: o
+                .info
+                .calibration
+                .filter(|c| !c.is_none())
+                .map(|c| c.typical_call_ns().round()),
         }
     }
 }

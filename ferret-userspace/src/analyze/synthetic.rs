@@ -142,6 +142,7 @@ impl Gen<'_> {
             ts_ns: now,
             status,
             overhead_ns: 0,
+            overhead_outside_ns: 0,
             goroutine: None,
         }))?;
         self.spans += 1;

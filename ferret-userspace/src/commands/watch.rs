@@ -274,6 +274,9 @@ fn session_info(session: &Session, config: &WatchConfig, log: Option<PathBuf>) -
         started_ns: monotonic_ns(),
         stall_ns: u64::try_from(config.stall.as_nanos()).unwrap_or(u64::MAX),
         local_offset_ns: realtime_offset_ns() + local_utc_offset_s() * 1_000_000_000,
+        probe_cost_ns: Some(session.first_calibration())
+            .filter(|c| !c.is_none())
+            .map(crate::cost::Calibration::typical_call_ns),
     }
 }
 
@@ -376,6 +379,8 @@ struct Live {
     warning: Option<String>,
     /// Rows written and the file, once the recording is finished.
     recorded: Option<(u64, PathBuf)>,
+    /// The overhead guard's newest estimate and budget.
+    overhead: (Option<f64>, Option<f64>),
     /// Snapshots built, and the time spent building them (total, longest).
     built: (u64, Duration, Duration),
     /// Goroutines idle now that ran traced calls lately, as last counted.
@@ -401,6 +406,7 @@ impl Live {
             events_counted: 0,
             warning: None,
             recorded: None,
+            overhead: (None, None),
             built: (0, Duration::ZERO, Duration::ZERO),
             idle_goroutines: 0,
         }
@@ -467,6 +473,7 @@ impl Live {
                     unsent: stats.unsent(),
                 }
             }),
+            overhead: self.overhead,
             close,
         };
         self.mailbox.publish(Arc::new(snapshot));
@@ -543,6 +550,7 @@ impl Consumer for Live {
     }
 
     fn tick(&mut self, view: &LoopView<'_>) -> Result<()> {
+        self.overhead = view.overhead;
         let reconstructor = &view.pipeline.reconstructor;
         let mut threads = self
             .aggregates

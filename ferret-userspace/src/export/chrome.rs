@@ -111,7 +111,8 @@ impl<W: Write> Chrome<W> {
         let thread = names.thread(span.thread);
         let (pid, tid) = (thread.pid, thread.track());
         let ts = Micros(span.start_ns.saturating_sub(self.t0));
-        let dur = Micros(i64::try_from(span.duration_ns()).unwrap_or(i64::MAX));
+        // The span's place on the (corrected) timeline, so children nest.
+        let dur = Micros(span.end_ns.saturating_sub(span.start_ns));
         // Written in place, not through `emit`: this runs once per span,
         // and borrowing the escaped names avoids two allocations each time.
         let sep = if self.comma { ",\n" } else { "" };

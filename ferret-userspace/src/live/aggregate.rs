@@ -100,7 +100,9 @@ impl Aggregates {
                 );
             }
             SpanEvent::End(end) => {
-                let duration = end.duration_ns();
+                // Shown with ferret's probe time taken out (0 when the
+                // session measured none).
+                let duration = end.corrected_ns();
                 let children = self.children_ns.remove(&end.span_id).unwrap_or(0);
                 let self_ns = duration.saturating_sub(children);
                 if let Some(parent) = end.parent_span_id
@@ -134,6 +136,7 @@ impl Aggregates {
                     end_ns: end.ts_ns,
                     self_ns,
                     status: end.status,
+                    overhead_ns: end.overhead_ns,
                 };
                 self.recent.push_front(call);
                 self.recent_version += 1;
@@ -369,6 +372,7 @@ mod tests {
             ts_ns: ts,
             status,
             overhead_ns: 0,
+            overhead_outside_ns: 0,
             goroutine: None,
         })
     }
@@ -393,6 +397,36 @@ mod tests {
         assert_eq!((g.calls, g.total_ns, g.self_ns), (2, 60, 60));
         assert_eq!(a.calls(), 3);
         assert_eq!(a.open(), 0, "nothing open is remembered");
+    }
+
+    #[test]
+    fn times_are_shown_with_ferrets_probe_time_taken_out() {
+        let costed = |event: SpanEvent, overhead: u64| match event {
+            SpanEvent::End(mut e) => {
+                e.overhead_ns = overhead;
+                SpanEvent::End(e)
+            }
+            start @ SpanEvent::Start(_) => start,
+        };
+        let mut a = Aggregates::new(2);
+        // f (0..100, 30 of it probes) calls g (10..30, 5 of it probes).
+        for ev in [
+            start(1, None, 7, 0, 0),
+            start(2, Some(1), 7, 1, 10),
+            costed(end(2, Some(1), 7, 1, 10, 30, SpanStatus::Ok), 5),
+            costed(end(1, None, 7, 0, 0, 100, SpanStatus::Ok), 30),
+        ] {
+            a.apply(&ev);
+        }
+        let f = a.function(0).unwrap();
+        assert_eq!((f.total_ns, f.self_ns), (70, 55));
+        let g = a.function(1).unwrap();
+        assert_eq!((g.total_ns, g.self_ns), (15, 15));
+        let recent = a.recent();
+        assert_eq!(
+            (recent[0].duration_ns(), recent[0].measured_ns()),
+            (70, 100)
+        );
     }
 
     #[test]

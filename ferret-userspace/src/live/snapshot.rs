@@ -39,6 +39,10 @@ pub struct SessionInfo {
     /// Added to a `CLOCK_MONOTONIC` time gives the local wall-clock time
     /// (ns since the epoch, shifted by the local UTC offset), for display.
     pub local_offset_ns: i64,
+    /// What the dearest traced call's probes cost, as measured at the
+    /// start (times shown are corrected by each call's own figure); `None`
+    /// when not measured, and times are as measured.
+    pub probe_cost_ns: Option<f64>,
 }
 
 /// How the OpenTelemetry export is going, for the header.
@@ -159,11 +163,19 @@ pub struct FinishedCall {
     pub self_ns: u64,
     /// How it ended.
     pub status: SpanStatus,
+    /// ferret's probe time inside it (0 when uncorrected).
+    pub overhead_ns: u64,
 }
 
 impl FinishedCall {
-    /// End minus start.
+    /// End minus start, less ferret's probe time inside it: what the
+    /// dashboard shows.
     pub fn duration_ns(&self) -> u64 {
+        self.measured_ns().saturating_sub(self.overhead_ns)
+    }
+
+    /// End minus start, as measured.
+    pub fn measured_ns(&self) -> u64 {
         self.end_ns.saturating_sub(self.start_ns)
     }
 }
@@ -256,6 +268,9 @@ pub struct Snapshot {
     /// Spans sent to the OpenTelemetry collector and not, with
     /// `--otlp-endpoint`.
     pub otlp: Option<OtlpProgress>,
+    /// The overhead guard's estimate of the probes' cost, percent of the
+    /// target's own time, and the budget (`--max-overhead`), if on.
+    pub overhead: (Option<f64>, Option<f64>),
     /// The session is over and the dashboard should close (ferret got
     /// SIGINT or SIGTERM); after the target exits it stays open instead.
     pub close: bool,
@@ -281,6 +296,7 @@ impl Snapshot {
             warning: None,
             notice: None,
             otlp: None,
+            overhead: (None, None),
             close: false,
         }
     }

@@ -78,6 +78,8 @@ pub struct Finished {
     pub end_ns: u64,
     /// How it ended.
     pub status: SpanStatus,
+    /// ferret's probe time inside it (see [`crate::trace::SpanEnd`]).
+    pub overhead_ns: u64,
     /// Stall reports captured while it ran.
     pub notes: Vec<StallNote>,
     /// Notes beyond [`MAX_NOTES_PER_SPAN`].
@@ -239,6 +241,7 @@ impl Tracker {
             start_ns: end.start_ns,
             end_ns: end.ts_ns,
             status: end.status,
+            overhead_ns: end.overhead_ns,
             notes,
             dropped_notes,
         });
@@ -316,6 +319,7 @@ pub(crate) mod tests {
                 ts_ns: end,
                 status,
                 overhead_ns: 0,
+                overhead_outside_ns: 0,
                 goroutine: None,
             }));
             self

@@ -379,10 +379,14 @@ impl Engine {
     /// (the overhead guard). The new links carry the other generation and
     /// the kernel side switches generation between creating them and
     /// closing the old ones, so no call is reported twice or lost.
-    pub fn reattach_without(
+    ///
+    /// `unstick` is called, and what it returns held, if closing the old
+    /// links takes longer than [`STUCK_AFTER`] (see [`close_links`]).
+    pub fn reattach_without<G>(
         &mut self,
         points: &[ProbePoint],
         disabled: &std::collections::HashSet<u32>,
+        unstick: impl FnOnce() -> G,
     ) -> Result<Duration, ProbeError> {
         if self.kind != Some(LinkKind::Multi) {
             return Err(ProbeError::NeedsMultiLinks);
@@ -397,14 +401,21 @@ impl Engine {
         }
         self.set(config::GENERATION, next)?;
         self.generation = next;
-        drop(old);
+        close_links(old, unstick);
         Ok(start.elapsed())
     }
 
     /// Detaches every probe; returns how long it took.
     pub fn detach(&mut self) -> Duration {
+        self.detach_with(|| ())
+    }
+
+    /// Detaches every probe, calling `unstick` (and holding what it
+    /// returns) if that takes longer than [`STUCK_AFTER`]; returns how long
+    /// it took.
+    pub fn detach_with<G>(&mut self, unstick: impl FnOnce() -> G) -> Duration {
         let start = Instant::now();
-        self.multi_links.clear();
+        close_links(std::mem::take(&mut self.multi_links), unstick);
         for name in [PROBE_PROGRAM, PROBE_RET_PROGRAM] {
             if let Some(Ok(program)) = self.ebpf.program_mut(name).map(<&mut UProbe>::try_from) {
                 // Unloading drops every perf link; a program never loaded reports an error.
@@ -460,6 +471,36 @@ impl EventRing {
 impl std::os::fd::AsRawFd for EventRing {
     fn as_raw_fd(&self) -> std::os::fd::RawFd {
         self.0.as_raw_fd()
+    }
+}
+
+/// How long closing links may take before it counts as stuck.
+pub const STUCK_AFTER: Duration = Duration::from_millis(50);
+
+/// Closes `links`, removing their probes. On this project's kernel (6.18)
+/// removing uprobes that the target hits flat out does not finish while it
+/// keeps hitting them (see `target::freeze`): the close runs on a thread
+/// of its own, and if it has not finished after [`STUCK_AFTER`], `unstick`
+/// is called (the session holds the target's running threads still) and
+/// what it returns is held until the close is done, 10 s at most.
+fn close_links<G>(links: Vec<OwnedFd>, unstick: impl FnOnce() -> G) {
+    if links.is_empty() {
+        return;
+    }
+    let (done, closed) = std::sync::mpsc::channel();
+    let closer = std::thread::Builder::new()
+        .name("ferret-detach".to_owned())
+        .spawn(move || {
+            drop(links);
+            let _ = done.send(());
+        });
+    if closer.is_err() {
+        return; // the links went with the closure; dropping it closed them
+    }
+    if closed.recv_timeout(STUCK_AFTER).is_err() {
+        let held = unstick();
+        let _ = closed.recv_timeout(Duration::from_secs(10));
+        drop(held);
     }
 }
 

@@ -579,7 +579,10 @@ impl Session {
             }
         }
 
-        let detach = self.engine.detach();
+        let pid = self.pid;
+        let detach = self
+            .engine
+            .detach_with(|| crate::target::freeze::running_threads(pid));
         let lost = self.engine.lost().unwrap_or(self.pipeline.lost);
         self.pipeline.lost = self.pipeline.lost.max(lost);
         // Spans still open end as `unwound` if the process is gone, `open`

@@ -170,6 +170,7 @@ pub fn plan(target: &ResolvedTarget, config: &ProbeConfig) -> Result<Plan> {
     let mut infos = Vec::with_capacity(selection.functions.len());
     let mut exit_notes = Vec::new();
     let mut unprobeable = Vec::new();
+    let mut entry_only: Vec<String> = Vec::new();
     let mut recovery_marks = Vec::new();
     for module in &modules {
         let functions: Vec<&Function> = selection
@@ -229,7 +230,7 @@ pub fn plan(target: &ResolvedTarget, config: &ProbeConfig) -> Result<Plan> {
                     .to_owned(),
             ),
         };
-        let mut counts = [0usize; 2];
+        let mut counts = [0usize; 3];
         for function in functions {
             let entry = match module.entry_probe(function) {
                 Ok(entry) => entry,
@@ -238,15 +239,37 @@ pub fn plan(target: &ResolvedTarget, config: &ProbeConfig) -> Result<Plan> {
                     continue;
                 }
             };
+            let all = module
+                .exit_points(function)
+                .with_context(|| format!("decoding {}", function.name))?;
+            let goid_offset = match &go_layout {
+                Some(layout) if module.is_go_function(function) => layout.goid,
+                _ => 0,
+            };
+            if never_returns(module, function, &all) {
+                // No return address to hijack (the entry point's slot holds
+                // argc) and nothing to probe on the way out: entry only.
+                entry_only.push(function.name.clone());
+                counts[2] += 1;
+                points.push(ProbePoint {
+                    path: module.path.clone(),
+                    entry,
+                    exits: ExitProbes::Instructions(Vec::new()),
+                    goid_offset,
+                    go_recovery: false,
+                });
+                infos.push(FunctionInfo {
+                    name: function.name.clone(),
+                    module: shown(&module.path),
+                });
+                continue;
+            }
             let use_ret = match ret_mode {
                 ModuleExits::Ret => true,
                 ModuleExits::Uretprobe => false,
                 ModuleExits::UretprobeUnlessRecursive => module.calls_itself(function),
             };
             let exits = if use_ret {
-                let all = module
-                    .exit_points(function)
-                    .with_context(|| format!("decoding {}", function.name))?;
                 let accepted: Vec<u64> = all
                     .iter()
                     .copied()
@@ -276,10 +299,6 @@ pub fn plan(target: &ResolvedTarget, config: &ProbeConfig) -> Result<Plan> {
                 ExitProbes::Uretprobe
             };
             counts[usize::from(matches!(exits, ExitProbes::Instructions(_)))] += 1;
-            let goid_offset = match &go_layout {
-                Some(layout) if module.is_go_function(function) => layout.goid,
-                _ => 0,
-            };
             points.push(ProbePoint {
                 path: module.path.clone(),
                 entry,
@@ -292,12 +311,34 @@ pub fn plan(target: &ResolvedTarget, config: &ProbeConfig) -> Result<Plan> {
                 module: shown(&module.path),
             });
         }
-        let [uret, ret] = counts;
+        let [uret, ret, none] = counts;
         exit_notes.push(format!(
-            "{}: {} function{}; exits by return-instruction probes for {ret}, uretprobes for {uret} ({why})",
+            "{}: {} function{}; exits by return-instruction probes for {ret}, uretprobes for \
+             {uret}{} ({why})",
             shown(&module.path),
-            ret + uret,
-            if ret + uret == 1 { "" } else { "s" },
+            ret + uret + none,
+            if ret + uret + none == 1 { "" } else { "s" },
+            if none > 0 {
+                format!(", none for {none} that never return")
+            } else {
+                String::new()
+            },
+        ));
+    }
+    if !entry_only.is_empty() {
+        let shown_names: Vec<&str> = entry_only.iter().take(5).map(String::as_str).collect();
+        exit_notes.push(format!(
+            "{} function{} never return{} normally (the program's entry point, or no return \
+             instruction): entry probes only, so nothing touches their stack: {}{}",
+            entry_only.len(),
+            if entry_only.len() == 1 { "" } else { "s" },
+            if entry_only.len() == 1 { "s" } else { "" },
+            shown_names.join(", "),
+            if entry_only.len() > shown_names.len() {
+                format!(", and {} more", entry_only.len() - shown_names.len())
+            } else {
+                String::new()
+            }
         ));
     }
     if !unprobeable.is_empty() {
@@ -389,6 +430,18 @@ fn go_note(
              are kept per thread and a goroutine that changes threads mid-call mis-nests"
         ),
     }
+}
+
+/// Whether calls of `f` never come back through a return: the program's
+/// entry point (the kernel jumps to it; the slot a uretprobe would hijack
+/// holds `argc`), the `_init`/`_fini` stubs the loader runs, and functions
+/// with no return or tail-jump instruction at all (`exit`, `abort`,
+/// `__restore_rt`, what the compiler marked noreturn). A uretprobe on
+/// them could only ever corrupt the stack, and there is no exit to probe.
+fn never_returns(module: &Module, f: &Function, exits: &[u64]) -> bool {
+    exits.is_empty()
+        || module.is_entry_point(f)
+        || matches!(f.name.as_str(), "_start" | "_init" | "_fini")
 }
 
 fn shown_path(target: &ResolvedTarget, path: &Path) -> String {

@@ -70,6 +70,7 @@ fn end(
         ts_ns,
         status,
         overhead_ns: 0,
+        overhead_outside_ns: 0,
         goroutine: None,
     })
 }
@@ -98,6 +99,7 @@ fn row(kind: &str, ts_ns: i64, pid: i32) -> Row {
         stack: None,
         wait: None,
         overhead_ns: None,
+        overhead_outside_ns: None,
         goroutine: None,
     }
 }
@@ -211,6 +213,7 @@ fn every_column_round_trips() {
             duration_ns: Some(25),
             status: Some("unwound".into()),
             overhead_ns: Some(0),
+            overhead_outside_ns: Some(0),
             ..span_row(KIND_SPAN_END, 175, 2, Some(1), 1, 1)
         },
         Row {
@@ -222,6 +225,7 @@ fn every_column_round_trips() {
             duration_ns: Some(100),
             status: Some("ok".into()),
             overhead_ns: Some(7),
+            overhead_outside_ns: Some(0),
             ..span_row(KIND_SPAN_END, 200, 1, None, 0, 0)
         },
         Row {
@@ -229,6 +233,7 @@ fn every_column_round_trips() {
             duration_ns: Some(10),
             status: Some("open".into()),
             overhead_ns: Some(0),
+            overhead_outside_ns: Some(0),
             ..span_row(KIND_SPAN_END, 200, 3, None, 0, 0)
         },
     ];
@@ -267,6 +272,7 @@ fn file_types_follow_the_contract() {
         col::DURATION_NS,
         col::RSS_BYTES,
         col::OVERHEAD_NS,
+        col::OVERHEAD_OUTSIDE_NS,
         col::GOROUTINE,
     ];
     let i32s = [col::PID, col::TID, col::DEPTH, col::THREADS];
@@ -274,7 +280,7 @@ fn file_types_follow_the_contract() {
 
     // The Arrow schema handed to readers.
     let schema = schema();
-    assert_eq!(schema.fields().len(), 21 + super::metric::COUNT);
+    assert_eq!(schema.fields().len(), 22 + super::metric::COUNT);
     for field in schema.fields() {
         let name = field.name().as_str();
         let extra = super::metric::DEFS.iter().find(|d| d.column == name);
@@ -711,8 +717,8 @@ mod any {
                     goroutine: None,
                 })
             }),
-            8 => (span(), u64_value(), status(), 0u64..1 << 40).prop_map(
-                |((span_id, parent, depth, pid, tid, name, function, ts_ns), start_ns, status, overhead_ns)| {
+            8 => (span(), u64_value(), status(), 0u64..1 << 40, 0u64..1 << 30).prop_map(
+                |((span_id, parent, depth, pid, tid, name, function, ts_ns), start_ns, status, overhead_ns, overhead_outside_ns)| {
                     Op::End(SpanEnd {
                         span_id,
                         parent_span_id: parent,
@@ -725,6 +731,7 @@ mod any {
                         ts_ns,
                         status,
                         overhead_ns,
+                        overhead_outside_ns,
                         goroutine: None,
                     })
                 }
@@ -806,6 +813,7 @@ fn expected(op: &Op) -> Row {
             duration_ns: Some(e.duration_ns() as i64),
             status: Some(e.status.as_str().to_owned()),
             overhead_ns: Some(e.overhead_ns as i64),
+            overhead_outside_ns: Some(e.overhead_outside_ns as i64),
             ..span(
                 KIND_SPAN_END,
                 e.ts_ns,

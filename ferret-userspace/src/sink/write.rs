@@ -214,6 +214,8 @@ impl RecordingWriter {
             c.start_ns.push(row, e.start_ns as i64);
             c.duration_ns.push(row, e.duration_ns() as i64);
             c.overhead_ns.push(row, e.overhead_ns as i64);
+            c.overhead_outside_ns
+                .push(row, e.overhead_outside_ns as i64);
             c.status
                 .push_slot(row, status_slot(e.status), e.status.as_str());
         }
@@ -501,6 +503,7 @@ struct Columns {
     stack: StrColumn,
     wait: StrColumn,
     overhead_ns: IntColumn<i64>,
+    overhead_outside_ns: IntColumn<i64>,
     goroutine: IntColumn<i64>,
 }
 
@@ -571,6 +574,7 @@ impl Columns {
             stack: string(col::STACK, 0),
             wait: string(col::WAIT, 0),
             overhead_ns: int64(col::OVERHEAD_NS, rows),
+            overhead_outside_ns: int64(col::OVERHEAD_OUTSIDE_NS, rows),
             goroutine: int64(col::GOROUTINE, 0),
         }
     }
@@ -600,6 +604,7 @@ impl Columns {
         columns.push(&mut self.stack);
         columns.push(&mut self.wait);
         columns.push(&mut self.overhead_ns);
+        columns.push(&mut self.overhead_outside_ns);
         columns.push(&mut self.goroutine);
         debug_assert_eq!(columns.len(), schema().fields().len());
         columns

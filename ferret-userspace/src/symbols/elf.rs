@@ -238,6 +238,9 @@ impl fmt::Debug for Module {
 #[derive(Debug)]
 struct Summary {
     segments: Vec<LoadSegment>,
+    /// `e_entry`: where the kernel starts the program (0 for most
+    /// libraries).
+    entry_svma: u64,
     has_symtab: bool,
     has_dwarf: bool,
     ids: DebugIds,
@@ -422,6 +425,12 @@ impl Module {
     /// functions are visible.
     pub fn is_stripped(&self) -> bool {
         !self.summary.has_symtab
+    }
+
+    /// Whether `f` is where the kernel starts the program (`e_entry`,
+    /// `_start`): entered with no return address on the stack.
+    pub fn is_entry_point(&self, f: &Function) -> bool {
+        self.summary.entry_svma != 0 && f.svma == self.summary.entry_svma
     }
 
     /// File offsets of every instruction `f` leaves through; see [`Module::exits`].
@@ -1066,6 +1075,7 @@ fn summarize(path: &Path, data: &[u8]) -> Result<Summary, SymbolError> {
         .and_then(|bytes| debuginfo::parse_debuglink(bytes, object::Endian::is_big_endian(endian)));
 
     Ok(Summary {
+        entry_svma: header.e_entry(endian),
         segments,
         has_symtab,
         has_dwarf,

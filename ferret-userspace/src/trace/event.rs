@@ -237,6 +237,11 @@ pub struct SpanEnd {
     /// share of its measured duration plus every traced descendant's probes
     /// (see [`FunctionCost`]). `ts_ns - start_ns` stays as measured.
     pub overhead_ns: u64,
+    /// The call's own probe time outside its measured duration (its entry
+    /// probe's part before `start_ns`, its exit probe's after `ts_ns`),
+    /// charged to the enclosing span: with [`Self::overhead_ns`] it lets a
+    /// timeline be corrected exactly, call by call.
+    pub overhead_outside_ns: u64,
     /// Same as the span's start.
     pub goroutine: Option<u64>,
 }

@@ -643,6 +643,7 @@ fn end_top(
         ts_ns,
         status,
         overhead_ns: own + frame.overhead_ns,
+        overhead_outside_ns: charged.saturating_sub(own),
         goroutine,
     })
 }

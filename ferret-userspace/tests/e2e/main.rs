@@ -15,6 +15,7 @@
 //! is made once and guarded; files go into per-test or per-module folders.
 
 mod analyze;
+mod cost;
 mod debuginfo;
 mod errors;
 mod export;

@@ -494,6 +494,7 @@ mod tests {
             end_ns: span_id * 10 + 5,
             self_ns: 5,
             status: SpanStatus::Ok,
+            overhead_ns: 0,
         }
     }
 

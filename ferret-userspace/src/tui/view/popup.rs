@@ -434,6 +434,18 @@ fn call_details(shown: &Snapshot, call: &FinishedCall) -> Vec<Line<'static>> {
                 format::duration(call.self_ns)
             ),
         ),
+        field(
+            "probes",
+            if call.overhead_ns > 0 {
+                format!(
+                    "{} of {} measured were ferret's probes",
+                    format::duration(call.overhead_ns),
+                    format::duration(call.measured_ns())
+                )
+            } else {
+                "none counted (times as measured)".to_owned()
+            },
+        ),
         Line::from(vec![
             Span::styled(format!(" {:<12}", "status"), theme::DIM),
             Span::styled(call.status.as_str(), status_style),

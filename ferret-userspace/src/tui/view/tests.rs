@@ -67,6 +67,7 @@ fn session() -> Arc<SessionInfo> {
         started_ns: START,
         stall_ns: 5 * S,
         local_offset_ns: LOCAL_OFFSET,
+        probe_cost_ns: None,
     })
 }
 
@@ -115,6 +116,7 @@ fn call(
         end_ns,
         self_ns: took_us * 1000 / 2,
         status,
+        overhead_ns: 0,
     }
 }
 
@@ -221,6 +223,7 @@ fn busy() -> Snapshot {
         warning: None,
         notice: None,
         otlp: None,
+        overhead: (None, None),
         close: false,
     }
 }
@@ -409,6 +412,22 @@ fn the_header_counts_spans_sent_to_the_collector_and_unsent() {
     assert!(header.contains("otlp 1200 sent · ⚠ 34 unsent"), "{header}");
     let screen = text(&draw(&app(busy(), 160, 40)));
     assert!(!screen.lines().nth(1).unwrap().contains("otlp"));
+}
+
+#[test]
+fn the_header_shows_the_probes_cost_against_the_budget_and_the_correction() {
+    let mut snapshot = busy();
+    snapshot.overhead = (Some(12.34), Some(5.0));
+    let mut info = (*snapshot.session).clone();
+    info.probe_cost_ns = Some(18_600.0);
+    snapshot.session = Arc::new(info);
+    let screen = text(&draw(&app(snapshot, 200, 40)));
+    let header = screen.lines().nth(1).unwrap();
+    assert!(header.contains("probes 12.3%/5%"), "{header}");
+    assert!(header.contains("times −≤18.6µs/call"), "{header}");
+    // Uncorrected, without a budget: neither.
+    let screen = text(&draw(&app(busy(), 200, 40)));
+    assert!(!screen.lines().nth(1).unwrap().contains("probes"));
 }
 
 #[test]
