@@ -200,7 +200,7 @@ struct AnalyzeArgs {
     /// Show the N slowest root calls as trees of their children.
     #[arg(long)]
     tree: bool,
-    /// Only this thread.
+    /// Only this thread (in a recording of a Go program: this goroutine).
     #[arg(long, value_name = "TID")]
     thread: Option<u32>,
     /// Only functions matching this glob.

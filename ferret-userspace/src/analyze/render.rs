@@ -214,12 +214,14 @@ pub fn trees(w: &mut dyn Write, report: &TreeReport, style: Style) -> io::Result
             labels[root.function.0 as usize],
             duration(tree.duration_ns())
         );
+        let whose = match thread.goroutine {
+            Some(goid) => format!("goroutine {goid} (from tid {})", thread.tid),
+            None => format!("thread {} ({})", thread.tid, thread.name),
+        };
         writeln!(
             w,
-            "{}  thread {} ({})  at +{}{status}",
+            "{}  {whose}  at +{}{status}",
             style.paint("1", &title),
-            thread.tid,
-            thread.name,
             duration(tree.start_ns.abs_diff(first)),
         )?;
         tree_lines(w, tree, &labels, style)?;
@@ -405,6 +407,10 @@ pub fn trees_json(w: &mut dyn Write, report: &TreeReport) -> io::Result<()> {
         pid: i32,
         tid: i32,
         thread_name: &'a str,
+        /// A Go program's goroutine (its calls nest per goroutine; `tid`
+        /// is then the first thread it ran on).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        goroutine: Option<i64>,
         start_ns: i64,
         duration_ns: u64,
         status: &'a str,
@@ -452,6 +458,7 @@ pub fn trees_json(w: &mut dyn Write, report: &TreeReport) -> io::Result<()> {
                 pid: thread.pid,
                 tid: thread.tid,
                 thread_name: &thread.name,
+                goroutine: thread.goroutine,
                 start_ns: tree.start_ns,
                 duration_ns: tree.duration_ns(),
                 status: tree.status.as_str(),

@@ -107,6 +107,7 @@ impl Gen<'_> {
             thread_name: self.name,
             function,
             ts_ns: ts,
+            goroutine: None,
         }))?;
         let mut now = ts + 50 + self.rng.below(2_000);
         if depth < MAX_DEPTH {
@@ -142,6 +143,7 @@ impl Gen<'_> {
             status,
             overhead_ns: 0,
             overhead_outside_ns: 0,
+            goroutine: None,
         }))?;
         self.spans += 1;
         Ok(now)

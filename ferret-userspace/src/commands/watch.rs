@@ -250,9 +250,9 @@ fn session_info(session: &Session, config: &WatchConfig, log: Option<PathBuf>) -
         .plan
         .points
         .iter()
-        .filter(|p| matches!(p.exits, ExitProbes::Instructions(_)))
+        .filter(|p| !p.go_recovery && matches!(p.exits, ExitProbes::Instructions(_)))
         .count();
-    let uret = prepared.plan.points.len() - ret;
+    let uret = prepared.plan.traced_functions() - ret;
     let mode = match config.probes.exit_mode {
         ExitMode::Auto => "auto",
         ExitMode::Ret => "ret",
@@ -383,6 +383,8 @@ struct Live {
     overhead: (Option<f64>, Option<f64>),
     /// Snapshots built, and the time spent building them (total, longest).
     built: (u64, Duration, Duration),
+    /// Goroutines idle now that ran traced calls lately, as last counted.
+    idle_goroutines: usize,
 }
 
 impl Live {
@@ -406,6 +408,7 @@ impl Live {
             recorded: None,
             overhead: (None, None),
             built: (0, Duration::ZERO, Duration::ZERO),
+            idle_goroutines: 0,
         }
     }
 
@@ -456,6 +459,7 @@ impl Live {
             lost,
             calls: self.aggregates.calls(),
             threads,
+            idle_goroutines: self.idle_goroutines,
             functions: self.aggregates.function_rows(now, started),
             recent: self.aggregates.recent(),
             metrics: self.aggregates.metrics(),
@@ -547,9 +551,15 @@ impl Consumer for Live {
 
     fn tick(&mut self, view: &LoopView<'_>) -> Result<()> {
         self.overhead = view.overhead;
-        let threads = self
+        let reconstructor = &view.pipeline.reconstructor;
+        let mut threads = self
             .aggregates
-            .threads(view.pipeline.reconstructor.threads(), view.now_ns);
+            .threads(reconstructor.threads(), view.now_ns);
+        let (goroutines, idle) = self
+            .aggregates
+            .goroutines(reconstructor.goroutines(), view.now_ns);
+        threads.extend(goroutines);
+        self.idle_goroutines = idle;
         self.publish(
             TargetState::Live,
             false,

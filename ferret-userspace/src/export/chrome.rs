@@ -69,7 +69,8 @@ impl<W: Write> Chrome<W> {
             return;
         }
         self.announced[t] = Some(info.name.clone());
-        let (pid, tid, name) = (info.pid, info.tid, json_string(&info.name));
+        // A goroutine gets a track of its own (its id), whatever threads ran it.
+        let (pid, tid, name) = (info.pid, info.track(), json_string(&info.name));
         self.emit(|w| {
             write!(
                 w,
@@ -108,7 +109,7 @@ impl<W: Write> Chrome<W> {
             return;
         };
         let thread = names.thread(span.thread);
-        let (pid, tid) = (thread.pid, thread.tid);
+        let (pid, tid) = (thread.pid, thread.track());
         let ts = Micros(span.start_ns.saturating_sub(self.t0));
         // The span's place on the (corrected) timeline, so children nest.
         let dur = Micros(span.end_ns.saturating_sub(span.start_ns));

@@ -98,13 +98,15 @@ pub struct OpenFrame {
     pub depth: u32,
 }
 
-/// A thread and its open spans.
+/// A thread and its open spans; in a Go program, a goroutine and its.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ThreadView {
     /// Process id.
     pub pid: u32,
-    /// Thread id.
+    /// Thread id; for a goroutine, the thread it last ran a traced call on.
     pub tid: u32,
+    /// The goroutine, in a Go program; `None` for a thread.
+    pub goroutine: Option<u64>,
     /// Thread name.
     pub name: ThreadName,
     /// Open spans, outermost first; empty for an idle thread.
@@ -119,6 +121,7 @@ impl ThreadView {
         Self {
             pid: stack.pid,
             tid: stack.tid,
+            goroutine: stack.goroutine,
             name: *stack.thread_name,
             frames: stack
                 .frames
@@ -243,8 +246,12 @@ pub struct Snapshot {
     pub lost: u64,
     /// Calls ended so far.
     pub calls: u64,
-    /// Threads with open spans first-class, idle ones seen lately too.
+    /// Threads with open spans first-class, idle ones seen lately too;
+    /// then the goroutines with open spans (Go programs).
     pub threads: Vec<ThreadView>,
+    /// Goroutines that ran traced calls lately and have none open now:
+    /// counted, not listed (a Go server runs thousands).
+    pub idle_goroutines: usize,
     /// One row per function called at least once.
     pub functions: Vec<FunctionRow>,
     /// Finished calls, newest first.
@@ -281,6 +288,7 @@ impl Snapshot {
             lost: 0,
             calls: 0,
             threads: Vec::new(),
+            idle_goroutines: 0,
             functions: Vec::new(),
             recent: Arc::from([]),
             metrics: Arc::default(),
@@ -308,6 +316,19 @@ impl Snapshot {
 
     /// The capture of thread `tid`'s stall, if it is stalled.
     pub fn stall_of_thread(&self, pid: u32, tid: u32) -> Option<&StallReport> {
-        self.stalls.iter().find(|s| s.pid == pid && s.tid == tid)
+        self.stalls
+            .iter()
+            .find(|s| s.pid == pid && s.tid == tid && s.goroutine.is_none())
+    }
+
+    /// The capture of the stall of `stack` (a thread's or a goroutine's).
+    pub fn stall_of_stack(&self, stack: &ThreadView) -> Option<&StallReport> {
+        match stack.goroutine {
+            None => self.stall_of_thread(stack.pid, stack.tid),
+            Some(goid) => self
+                .stalls
+                .iter()
+                .find(|s| s.pid == stack.pid && s.goroutine == Some(goid)),
+        }
     }
 }

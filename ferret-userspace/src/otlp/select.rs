@@ -290,6 +290,7 @@ pub(crate) mod tests {
                 thread_name: ThreadName::new("worker"),
                 function: id as u32 % 4,
                 ts_ns: ts,
+                goroutine: None,
             }));
             self
         }
@@ -319,6 +320,7 @@ pub(crate) mod tests {
                 status,
                 overhead_ns: 0,
                 overhead_outside_ns: 0,
+                goroutine: None,
             }));
             self
         }
@@ -354,6 +356,7 @@ pub(crate) mod tests {
             stack_note: None,
             wait: "sleeping in futex".to_owned(),
             on_stack: true,
+            goroutine: None,
         }
     }
 

@@ -28,7 +28,7 @@ use aya::{
 };
 use ferret_common::{
     CONFIG_MAP, DEFAULT_RING_BYTES, EVENTS_MAP, EXEC_PROGRAM, FORK_PROGRAM, LOST_MAP,
-    PROBE_PROGRAM, PROBE_RET_PROGRAM, TARGETS_MAP, THREAD_EXIT_PROGRAM, config, cookie, kind,
+    PROBE_PROGRAM, PROBE_RET_PROGRAM, TARGETS_MAP, THREAD_EXIT_PROGRAM, config, go_cookie, kind,
 };
 
 /// The eBPF object built by `build.rs` from `ferret-ebpf`.
@@ -121,6 +121,14 @@ pub struct ProbePoint {
     pub entry: u64,
     /// How its exits are observed.
     pub exits: ExitProbes,
+    /// A Go function: where `goid` is in the runtime's `g`, so its probes
+    /// read the goroutine (see [`ferret_common::COOKIE_GOID_OFFSET_SHIFT`]);
+    /// 0 for every other function.
+    pub goid_offset: u16,
+    /// Not a traced function but Go's `runtime.deferreturn`, whose entry
+    /// marks where a goroutine resumed after a recovered panic (see
+    /// [`ferret_common::kind::GO_UNWIND`]); it has no exit probes.
+    pub go_recovery: bool,
 }
 
 /// How probes were attached.
@@ -547,24 +555,23 @@ fn group_by_module(
             groups.len() - 1
         };
         let group = &mut groups[index];
+        let cookie = |kind| go_cookie(id, kind, generation, point.goid_offset);
         group.entry_offsets.push(point.entry);
-        group
-            .entry_cookies
-            .push(cookie(id, kind::ENTRY, generation));
+        group.entry_cookies.push(cookie(if point.go_recovery {
+            kind::GO_UNWIND
+        } else {
+            kind::ENTRY
+        }));
         match &point.exits {
             ExitProbes::Instructions(offsets) => {
                 for &offset in offsets {
                     group.insn_offsets.push(offset);
-                    group
-                        .insn_cookies
-                        .push(cookie(id, kind::EXIT_INSN, generation));
+                    group.insn_cookies.push(cookie(kind::EXIT_INSN));
                 }
             }
             ExitProbes::Uretprobe => {
                 group.uret_offsets.push(point.entry);
-                group
-                    .uret_cookies
-                    .push(cookie(id, kind::EXIT_URET, generation));
+                group.uret_cookies.push(cookie(kind::EXIT_URET));
             }
         }
     }

@@ -93,8 +93,12 @@ pub fn prepare(target: &Target, probes: &ProbeConfig) -> Result<Prepared> {
     let plan = plan::plan(&target, probes)?;
     eprintln!(
         "ferret: tracing {} function{} of {}",
-        plan.points.len(),
-        if plan.points.len() == 1 { "" } else { "s" },
+        plan.traced_functions(),
+        if plan.traced_functions() == 1 {
+            ""
+        } else {
+            "s"
+        },
         target.describe()
     );
     for note in &plan.exit_notes {
@@ -217,7 +221,10 @@ impl Prepared {
         let attached_ns = monotonic_ns();
         let watchdog = (!options.stall.is_zero()).then(|| {
             let mut watchdog = Watchdog::new(options.stall, self.plan.functions.clone());
-            if matches!(started, Started::Pid(_)) {
+            // A Go program's calls are kept per goroutine, and a thread's
+            // stack says nothing about the goroutines that are not on it.
+            let go = self.plan.points.iter().any(|p| p.goid_offset != 0);
+            if matches!(started, Started::Pid(_)) && !go {
                 // Calls already on the threads' stacks; the first stall
                 // check adopts them, started at attach.
                 watchdog.adopt_when_drained(RunningCalls::find(
@@ -601,7 +608,7 @@ impl Session {
             failed: error.as_ref().map(|e| format!("{e:#}")),
             lost: self.pipeline.lost,
             events: self.pipeline.events,
-            functions: self.prepared.plan.points.len(),
+            functions: self.prepared.plan.traced_functions(),
             orphan_exits: self.pipeline.reconstructor.orphan_exits(),
             detach,
             exit: self.exit,

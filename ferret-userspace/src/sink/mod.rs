@@ -176,6 +176,9 @@ pub mod col {
     /// SPAN_END: the call's own probe time outside its measured duration,
     /// charged to its parent (for correcting a timeline call by call).
     pub const OVERHEAD_OUTSIDE_NS: &str = "overhead_outside_ns";
+    /// SPAN_*: the Go goroutine (`goid`) whose call it is; null for other
+    /// programs.
+    pub const GOROUTINE: &str = "goroutine";
 }
 
 /// The METRIC columns beyond the contract's (docs/CONTRACTS.md) `cpu_percent`, `rss_bytes` and
@@ -300,6 +303,7 @@ static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     fields.push(Field::new(col::WAIT, DataType::Utf8, true));
     fields.push(Field::new(col::OVERHEAD_NS, DataType::Int64, true));
     fields.push(Field::new(col::OVERHEAD_OUTSIDE_NS, DataType::Int64, true));
+    fields.push(Field::new(col::GOROUTINE, DataType::Int64, true));
     Arc::new(Schema::new(fields))
 });
 

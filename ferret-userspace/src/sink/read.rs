@@ -68,6 +68,8 @@ pub struct Row {
     pub overhead_ns: Option<i64>,
     /// SPAN_END: the call's own probe time outside its duration.
     pub overhead_outside_ns: Option<i64>,
+    /// SPAN_*: the Go goroutine whose call it is.
+    pub goroutine: Option<i64>,
 }
 
 /// Runs one step of the Parquet reader, turning a panic inside it into an
@@ -176,6 +178,7 @@ struct Batch {
     wait: Option<StringArray>,
     overhead_ns: Option<PrimitiveArray<Int64Type>>,
     overhead_outside_ns: Option<PrimitiveArray<Int64Type>>,
+    goroutine: Option<PrimitiveArray<Int64Type>>,
 }
 
 impl Batch {
@@ -243,6 +246,7 @@ impl Batch {
             wait: string(col::WAIT)?,
             overhead_ns: i64s(col::OVERHEAD_NS)?,
             overhead_outside_ns: i64s(col::OVERHEAD_OUTSIDE_NS)?,
+            goroutine: i64s(col::GOROUTINE)?,
         })
     }
 
@@ -272,6 +276,7 @@ impl Batch {
                 wait: string_at(self.wait.as_ref(), i),
                 overhead_ns: prim_at(self.overhead_ns.as_ref(), i),
                 overhead_outside_ns: prim_at(self.overhead_outside_ns.as_ref(), i),
+                goroutine: prim_at(self.goroutine.as_ref(), i),
             });
         }
     }

@@ -45,6 +45,7 @@ fn start(span_id: u64, parent: Option<u64>, depth: u32, function: u32, ts_ns: u6
         thread_name: ThreadName::from("worker"),
         function,
         ts_ns,
+        goroutine: None,
     })
 }
 
@@ -70,6 +71,7 @@ fn end(
         status,
         overhead_ns: 0,
         overhead_outside_ns: 0,
+        goroutine: None,
     })
 }
 
@@ -98,6 +100,7 @@ fn row(kind: &str, ts_ns: i64, pid: i32) -> Row {
         wait: None,
         overhead_ns: None,
         overhead_outside_ns: None,
+        goroutine: None,
     }
 }
 
@@ -120,6 +123,29 @@ fn span_row(
         module: Some(f.module.clone()),
         ..row(kind, ts_ns, 1234)
     }
+}
+
+#[test]
+fn a_goroutine_round_trips_on_both_span_rows_and_is_null_elsewhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("go.parquet");
+    let mut w = RecordingWriter::create(&path, functions(), meta()).unwrap();
+    let mut go_start = start(1, None, 0, 0, 100);
+    let mut go_end = end(1, None, 0, 0, 100, 200, SpanStatus::Ok);
+    if let (SpanEvent::Start(s), SpanEvent::End(e)) = (&mut go_start, &mut go_end) {
+        s.goroutine = Some(4242);
+        e.goroutine = Some(4242);
+    }
+    w.write_span(&go_start).unwrap();
+    w.write_span(&start(2, None, 0, 1, 150)).unwrap();
+    w.write_span(&go_end).unwrap();
+    w.finish(0, &[]).unwrap();
+    let goroutines: Vec<Option<i64>> = read_all(&path)
+        .unwrap()
+        .iter()
+        .map(|r| r.goroutine)
+        .collect();
+    assert_eq!(goroutines, [Some(4242), None, Some(4242)]);
 }
 
 fn row_groups(path: &Path) -> Vec<i64> {
@@ -247,13 +273,14 @@ fn file_types_follow_the_contract() {
         col::RSS_BYTES,
         col::OVERHEAD_NS,
         col::OVERHEAD_OUTSIDE_NS,
+        col::GOROUTINE,
     ];
     let i32s = [col::PID, col::TID, col::DEPTH, col::THREADS];
     let required = [col::KIND, col::TS_NS, col::TIME, col::PID];
 
     // The Arrow schema handed to readers.
     let schema = schema();
-    assert_eq!(schema.fields().len(), 21 + super::metric::COUNT);
+    assert_eq!(schema.fields().len(), 22 + super::metric::COUNT);
     for field in schema.fields() {
         let name = field.name().as_str();
         let extra = super::metric::DEFS.iter().find(|d| d.column == name);
@@ -331,6 +358,7 @@ fn stall_rows_carry_the_stack_and_the_wait() {
         start_ns: 100,
         stack,
         wait,
+        goroutine: None,
     })
     .unwrap();
     w.finish(0, &[]).unwrap();
@@ -362,6 +390,7 @@ fn stall_rows_carry_the_stack_and_the_wait() {
                 start_ns: 0,
                 stack: "",
                 wait: "",
+                goroutine: None,
             }
         });
     assert!(matches!(
@@ -685,6 +714,7 @@ mod any {
                     thread_name: name,
                     function,
                     ts_ns,
+                    goroutine: None,
                 })
             }),
             8 => (span(), u64_value(), status(), 0u64..1 << 40, 0u64..1 << 30).prop_map(
@@ -702,6 +732,7 @@ mod any {
                         status,
                         overhead_ns,
                         overhead_outside_ns,
+                        goroutine: None,
                     })
                 }
             ).boxed(),
@@ -861,6 +892,7 @@ proptest::proptest! {
                         start_ns: *start_ns,
                         stack,
                         wait,
+                        goroutine: None,
                     })
                     .unwrap(),
             }

@@ -189,6 +189,12 @@ impl Capturer {
         self.symbolizer.symbolize(&unwound.frames)
     }
 
+    /// Function, file and line of each of `raw`, inlined calls included
+    /// (a stack found otherwise than by a walk: a goroutine's).
+    pub fn symbolize_frames(&self, raw: &[super::unwind::RawFrame]) -> Vec<Frame> {
+        self.symbolizer.symbolize(raw)
+    }
+
     /// [`Self::symbolize`], grouped by walked frame.
     pub fn symbolize_each(&self, unwound: &Unwound) -> Vec<Vec<Frame>> {
         self.symbolizer.symbolize_each(&unwound.frames)

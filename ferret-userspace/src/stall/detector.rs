@@ -6,12 +6,25 @@
 use std::collections::{BTreeMap, HashSet};
 
 use super::report::{StaleSpan, StallReport};
-use crate::trace::ThreadStack;
+use crate::trace::{StackKey, ThreadStack};
+
+/// Whose stall: a process and one of its threads or goroutines.
+type Key = (u32, StackKey);
+
+fn key(pid: u32, tid: u32, goroutine: Option<u64>) -> Key {
+    (
+        pid,
+        goroutine.map_or(StackKey::Thread(tid), StackKey::Goroutine),
+    )
+}
 
 /// What the watchdog asks its capture thread for.
 pub(super) struct Request {
     pub(super) pid: u32,
     pub(super) tid: u32,
+    /// A goroutine's stall (Go programs): the runtime is asked about the
+    /// goroutine, not the thread it last ran on.
+    pub(super) goroutine: Option<u64>,
     pub(super) thread_name: String,
     pub(super) span_id: u64,
     pub(super) function: u32,
@@ -28,10 +41,11 @@ pub(super) struct Request {
 pub(super) enum Outcome {
     Report(Box<StallReport>),
     Stale(StaleSpan),
-    /// The thread is gone.
+    /// The thread (goroutine) is gone.
     Gone {
         pid: u32,
         tid: u32,
+        goroutine: Option<u64>,
         span_id: u64,
     },
 }
@@ -51,7 +65,7 @@ struct Tracked {
 pub(super) struct Detector {
     threshold_ns: u64,
     recapture_ns: u64,
-    tracked: BTreeMap<(u32, u32), Tracked>,
+    tracked: BTreeMap<Key, Tracked>,
     fresh: Vec<StallReport>,
     stale: Vec<StaleSpan>,
     /// Processes whose modules and debug information are being read.
@@ -100,7 +114,7 @@ impl Detector {
             if quiet < self.threshold_ns {
                 continue;
             }
-            let key = (thread.pid, thread.tid);
+            let key = key(thread.pid, thread.tid, thread.goroutine);
             stalled.insert(key);
             let tracked = match self.tracked.get_mut(&key) {
                 Some(t) if t.span_id == top.span_id => {
@@ -128,6 +142,7 @@ impl Detector {
             requests.push(Request {
                 pid: thread.pid,
                 tid: thread.tid,
+                goroutine: thread.goroutine,
                 thread_name: thread.thread_name.to_string(),
                 span_id: top.span_id,
                 function: top.function,
@@ -152,7 +167,7 @@ impl Detector {
             Outcome::Report(report) => {
                 let current = self
                     .tracked
-                    .get_mut(&(report.pid, report.tid))
+                    .get_mut(&key(report.pid, report.tid, report.goroutine))
                     .filter(|t| t.span_id == report.span_id);
                 let Some(t) = current else {
                     // The stall ended while its capture was being finished.
@@ -172,16 +187,19 @@ impl Detector {
                 t.report = Some(*report);
             }
             Outcome::Stale(stale) => {
-                self.tracked.remove(&(stale.pid, stale.tid));
+                self.tracked
+                    .remove(&key(stale.pid, stale.tid, stale.goroutine));
                 self.stale.push(stale);
             }
-            Outcome::Gone { pid, tid, span_id } => {
-                if self
-                    .tracked
-                    .get(&(pid, tid))
-                    .is_some_and(|t| t.span_id == span_id)
-                {
-                    self.tracked.remove(&(pid, tid));
+            Outcome::Gone {
+                pid,
+                tid,
+                goroutine,
+                span_id,
+            } => {
+                let key = key(pid, tid, goroutine);
+                if self.tracked.get(&key).is_some_and(|t| t.span_id == span_id) {
+                    self.tracked.remove(&key);
                 }
             }
         }
@@ -203,8 +221,8 @@ impl Detector {
     }
 
     /// A capture asked for will not be answered (no capture thread).
-    pub(super) fn unanswered(&mut self, pid: u32, tid: u32) {
-        if let Some(t) = self.tracked.get_mut(&(pid, tid)) {
+    pub(super) fn unanswered(&mut self, pid: u32, tid: u32, goroutine: Option<u64>) {
+        if let Some(t) = self.tracked.get_mut(&key(pid, tid, goroutine)) {
             t.pending = false;
         }
     }
@@ -271,6 +289,7 @@ mod tests {
             frames,
             maybe_incomplete: false,
             last_event_ns,
+            goroutine: None,
         }
     }
 
@@ -303,6 +322,7 @@ mod tests {
             stack_note: None,
             wait: "running in user space".to_owned(),
             on_stack,
+            goroutine: None,
         }
     }
 
@@ -379,7 +399,12 @@ mod tests {
             "another line of the same loop is the same place"
         );
         assert_eq!(
-            d.tracked[&(1, 7)].report.as_ref().unwrap().frames[0].line,
+            d.tracked[&(1, StackKey::Thread(7))]
+                .report
+                .as_ref()
+                .unwrap()
+                .frames[0]
+                .line,
             Some(4)
         );
         d.accept(Outcome::Report(Box::new(report(1, "helper", true))));
@@ -415,6 +440,7 @@ mod tests {
             tid: 7,
             span_id: 1,
             seen_ns: 5 * S,
+            goroutine: None,
         };
         d.accept(Outcome::Stale(stale));
         assert_eq!(d.stale, [stale]);

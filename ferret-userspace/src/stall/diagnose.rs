@@ -43,6 +43,7 @@ pub(super) fn capture_stall(
             pid: request.pid,
             tid: request.tid,
             span_id: request.span_id,
+            goroutine: None,
         };
     };
     let captured_ns = crate::clock::monotonic_ns();
@@ -83,6 +84,7 @@ pub(super) fn capture_stall(
                     tid: request.tid,
                     span_id: request.span_id,
                     seen_ns: captured_ns,
+                    goroutine: None,
                 });
             }
             let note = if unwound.end == unwind::StackEnd::UretprobeTrampoline
@@ -207,6 +209,7 @@ pub(super) fn capture_stall(
         stack_note,
         wait,
         on_stack,
+        goroutine: None,
     }))
 }
 

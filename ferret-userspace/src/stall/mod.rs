@@ -33,6 +33,7 @@ mod detector;
 mod diagnose;
 pub(crate) mod existing;
 pub(crate) mod futex;
+pub(crate) mod goroutine;
 pub(crate) mod memory;
 pub mod procfs;
 pub(crate) mod ptrace;

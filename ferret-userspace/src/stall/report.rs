@@ -134,13 +134,18 @@ pub struct LockWait {
     pub probable: bool,
 }
 
-/// Where one stalled thread is stuck, as captured at one moment.
+/// Where one stalled thread (or goroutine) is stuck, as captured at one
+/// moment.
 #[derive(Clone, Debug, PartialEq)]
 pub struct StallReport {
     /// Process id.
     pub pid: u32,
-    /// Thread id.
+    /// Thread id; for a goroutine, the thread it last ran a traced call on.
     pub tid: u32,
+    /// A Go program's goroutine stuck inside the call; `None` for a thread.
+    /// Its report says what the Go runtime says of it (its status and why
+    /// it waits), not what a thread's stack and system call say.
+    pub goroutine: Option<u64>,
     /// Thread name.
     pub thread_name: String,
     /// The stalled span: the thread's innermost open span.
@@ -208,6 +213,7 @@ impl StallReport {
             start_ns: self.since_ns,
             stack,
             wait: &self.wait,
+            goroutine: self.goroutine,
         }
     }
 
@@ -227,9 +233,13 @@ impl StallReport {
             .or(self.frames.first())
             .map(|f| format!(" at {}", f.display()))
             .unwrap_or_default();
+        let who = match self.goroutine {
+            Some(goid) => format!("goroutine {goid} (last on tid {})", self.tid),
+            None => format!("tid {} ({})", self.tid, self.thread_name),
+        };
         format!(
-            "stall: tid {} ({}) in {} {since}{at}: {}",
-            self.tid, self.thread_name, self.function_name, self.wait
+            "stall: {who} in {} {since}{at}: {}",
+            self.function_name, self.wait
         )
     }
 
@@ -359,6 +369,8 @@ pub struct StaleSpan {
     pub pid: u32,
     /// Thread id.
     pub tid: u32,
+    /// The goroutine, for a goroutine's span.
+    pub goroutine: Option<u64>,
     /// The span.
     pub span_id: u64,
     /// When the capture saw it gone.

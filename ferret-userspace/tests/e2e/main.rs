@@ -19,6 +19,7 @@ mod cost;
 mod debuginfo;
 mod errors;
 mod export;
+mod go;
 mod metrics;
 mod otlp;
 mod postmortem;

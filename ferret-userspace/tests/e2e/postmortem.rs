@@ -224,6 +224,7 @@ pub fn write_synthetic(path: &Path, functions: &[&str], steps: &[Step], finish: 
                 thread_name: name,
                 function,
                 ts_ns: ts,
+                goroutine: None,
             });
             *d += 1;
             ev
@@ -243,6 +244,7 @@ pub fn write_synthetic(path: &Path, functions: &[&str], steps: &[Step], finish: 
                 status: SpanStatus::Ok,
                 overhead_ns: 0,
                 overhead_outside_ns: 0,
+                goroutine: None,
             })
         };
         writer.write_span(&event).expect("write");

@@ -231,8 +231,42 @@ fn build(bench: &Bench) -> Result<()> {
             .arg(bench.program(stem));
         sh.run(&mut cc)?;
     }
+    build_go(bench, &sources.join("tight.go"))?;
     attach::build_programs(bench)?;
     cost::build_programs(bench)
+}
+
+/// `tight.go` as `tight-go`, when Go is installed (`cargo xtask setup`
+/// installs it; without it the Go row of the overhead table stays empty).
+/// Its build cache lives in `target/bench`, and nothing is fetched.
+fn build_go(bench: &Bench, source: &Path) -> Result<()> {
+    let sh = bench.sh;
+    if sh.which("go").is_none() {
+        println!("go is not installed: the Go row of the overhead table stays empty");
+        return Ok(());
+    }
+    let module = bench.scratch("tight-go-module");
+    if !sh.dry_run {
+        std::fs::create_dir_all(&module)
+            .with_context(|| format!("creating {}", module.display()))?;
+        std::fs::copy(source, module.join("main.go"))
+            .with_context(|| format!("copying {}", source.display()))?;
+        std::fs::write(module.join("go.mod"), "module tight\n\ngo 1.17\n")
+            .with_context(|| format!("writing {}", module.display()))?;
+    }
+    let cache = bench.scratch("go-cache");
+    let mut go = sh.cmd("go");
+    go.arg("build")
+        .arg("-o")
+        .arg(bench.program("tight-go"))
+        .current_dir(&module)
+        .env("GOCACHE", cache.join("build"))
+        .env("GOPATH", cache.join("path"))
+        .env("GOFLAGS", "-mod=mod")
+        .env("GOPROXY", "off")
+        .env("GOTOOLCHAIN", "local")
+        .env("CGO_ENABLED", "0");
+    sh.run(&mut go)
 }
 
 /// The measurements need root; the build above ran as the user (so

@@ -165,6 +165,16 @@ pub fn table(results: &Value) -> String {
                 goal,
             );
         }
+        if let Some(go) = o.get("go").filter(|g| g.is_object()) {
+            let vs_floor = f(go, &["ferret_vs_floor"]);
+            row(
+                "traced call in a Go program (`ret` exits, goroutine read)",
+                format!("ferret {}", or_dash(f(go, &["ferret_ns"]).map(duration_ns))),
+                format!("floor {}", or_dash(f(go, &["floor_ns"]).map(duration_ns))),
+                or_dash(vs_floor.map(|r| format!("{r:.3}×"))),
+                format!("≤ 1.05× floor: {}", verdict(vs_floor.map(|r| r <= 1.05))),
+            );
+        }
     }
 
     if let Some(p) = results
@@ -457,6 +467,7 @@ mod tests {
                     "uretprobe": { "ferret_ns": 31_000.0, "floor_ns": 27_000.0,
                                    "ferret_vs_floor": 1.148, "ferret_vs_bpftrace": 1.033 },
                 },
+                "go": { "ferret_ns": 21_000.0, "floor_ns": 20_500.0, "ferret_vs_floor": 1.024 },
             },
             "pipeline": { "record_per_s": 2.5e6, "full_per_s": 1.9e6, "decode_per_s": 3e7 },
             "load": { "threads": 4, "seconds": 30, "events_delivered": 1e6, "events_lost": 0 },
@@ -470,6 +481,12 @@ mod tests {
         let table = table(&results);
         assert!(table.starts_with("2 CPUs, Linux 6.18, Xeon, virtual machine (quick run)"));
         assert!(table.contains("| ferret 50.00 µs"), "{table}");
+        assert!(
+            table.lines().any(|l| l.contains("in a Go program")
+                && l.contains("ferret 21.00 µs")
+                && l.contains("1.024×")),
+            "{table}"
+        );
         assert!(table.contains("1.020× | ≤ 1.05× floor: met"), "{table}");
         assert!(table.contains("≤ 1.05× floor: **not met**"), "{table}");
         assert!(

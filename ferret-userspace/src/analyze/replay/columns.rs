@@ -25,6 +25,7 @@ pub(super) const COLUMNS: &[(&str, DataType, bool)] = &[
     (col::STATUS, DataType::Utf8, false),
     (col::OVERHEAD_NS, DataType::Int64, false),
     (col::OVERHEAD_OUTSIDE_NS, DataType::Int64, false),
+    (col::GOROUTINE, DataType::Int64, false),
 ];
 
 /// Whether a column of type `found` reads as `expected`: strings of any
@@ -114,6 +115,7 @@ pub(super) struct Columns {
     pub(super) status: Option<Strings>,
     pub(super) overhead_ns: Option<Int64Array>,
     pub(super) overhead_outside_ns: Option<Int64Array>,
+    pub(super) goroutine: Option<Int64Array>,
 }
 
 impl Columns {
@@ -160,6 +162,7 @@ impl Columns {
             status: strings(col::STATUS)?,
             overhead_ns: i64s(col::OVERHEAD_NS)?,
             overhead_outside_ns: i64s(col::OVERHEAD_OUTSIDE_NS)?,
+            goroutine: i64s(col::GOROUTINE)?,
         })
     }
 }

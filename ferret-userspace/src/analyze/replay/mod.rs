@@ -351,8 +351,16 @@ impl<F> Replayer<F> {
                 continue;
             }
             let tid = c.tid.value(i);
-            if self.thread_filter.is_some_and(|t| t != tid) {
-                self.other_tids.insert(tid);
+            let goroutine = c
+                .goroutine
+                .as_ref()
+                .filter(|a| a.is_valid(i))
+                .map(|a| a.value(i));
+            // A Go program's calls nest per goroutine: `--thread` names one.
+            let selector = goroutine.map_or(i64::from(tid), |g| g);
+            if self.thread_filter.is_some_and(|t| i64::from(t) != selector) {
+                self.other_tids
+                    .insert(i32::try_from(selector).unwrap_or(tid));
                 continue;
             }
             let pid = c
@@ -360,10 +368,14 @@ impl<F> Replayer<F> {
                 .as_ref()
                 .filter(|a| a.is_valid(i))
                 .map_or(0, |a| a.value(i));
-            let name_key = c.thread_name.as_ref().and_then(|n| n.key(i));
-            let thread = self.thread(pid, tid, name_key, |k| {
-                c.thread_name.as_ref().map_or("", |n| n.value(k))
-            });
+            let thread = if let Some(goid) = goroutine {
+                self.summary.names.goroutine_ix(pid, goid, tid)
+            } else {
+                let name_key = c.thread_name.as_ref().and_then(|n| n.key(i));
+                self.thread(pid, tid, name_key, |k| {
+                    c.thread_name.as_ref().map_or("", |n| n.value(k))
+                })
+            };
             let span_id = c.span_id.value(i);
             if kind == Kind::Start {
                 let function = function_of(&mut self.summary.names, i);
@@ -850,6 +862,109 @@ pub(crate) mod tests {
         );
         assert_eq!(log.0, ["start b 2 d0 pNone", "end b 2 1..2 self 1 ok"]);
         assert_eq!(summary.other_tids, [1]);
+    }
+
+    /// Writes spans of a Go program: goroutine 7 starts `a` on thread 1,
+    /// goroutine 8 starts `a` on thread 1 too, goroutine 7 moves to thread
+    /// 2 and calls `b`, then both return.
+    fn go_recording(path: &std::path::Path) {
+        use crate::sink::{RecordingMeta, RecordingWriter};
+        use crate::trace::{FunctionInfo, SpanEnd, SpanEvent, SpanStart, SpanStatus, ThreadName};
+        let functions: std::sync::Arc<[FunctionInfo]> = ["main.a", "main.b"]
+            .map(|name| FunctionInfo {
+                name: name.into(),
+                module: "/bin/go".into(),
+            })
+            .into();
+        let mut w = RecordingWriter::create(
+            path,
+            functions,
+            RecordingMeta {
+                target: "go".into(),
+                probes: "-s main.*".into(),
+                realtime_offset_ns: 0,
+            },
+        )
+        .unwrap();
+        let start = |span_id, parent, depth, tid, function, ts_ns, goid| {
+            SpanEvent::Start(SpanStart {
+                span_id,
+                parent_span_id: parent,
+                depth,
+                pid: 5,
+                tid,
+                thread_name: ThreadName::new("go"),
+                function,
+                ts_ns,
+                goroutine: Some(goid),
+            })
+        };
+        let end = |span_id, parent, depth, tid, function, start_ns, ts_ns, goid| {
+            SpanEvent::End(SpanEnd {
+                span_id,
+                parent_span_id: parent,
+                depth,
+                pid: 5,
+                tid,
+                thread_name: ThreadName::new("go"),
+                function,
+                start_ns,
+                ts_ns,
+                status: SpanStatus::Ok,
+                overhead_ns: 0,
+                overhead_outside_ns: 0,
+                goroutine: Some(goid),
+            })
+        };
+        for ev in [
+            start(1, None, 0, 1, 0, 10, 7),
+            start(2, None, 0, 1, 0, 20, 8),
+            start(3, Some(1), 1, 2, 1, 30, 7),
+            end(2, None, 0, 1, 0, 20, 40, 8),
+            end(3, Some(1), 1, 3, 1, 30, 50, 7),
+            end(1, None, 0, 2, 0, 10, 60, 7),
+        ] {
+            w.write_span(&ev).unwrap();
+        }
+        w.finish(0, &[]).unwrap();
+    }
+
+    #[test]
+    fn a_go_recording_replays_per_goroutine_whatever_threads_ran_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("go.parquet");
+        go_recording(&path);
+        let recording = crate::analyze::Recording::open(&path).unwrap();
+        let mut log = Log::default();
+        let summary = recording.replay(None, &mut log, &mut |_| {}).unwrap();
+        assert_eq!(
+            log.0,
+            [
+                "start main.a 1 d0 pNone",
+                "start main.a 2 d0 pNone",
+                "start main.b 3 d1 pSome(1)",
+                "end main.a 2 20..40 self 20 ok",
+                "end main.b 3 30..50 self 20 ok",
+                "end main.a 1 10..60 self 30 ok",
+            ]
+        );
+        let tracks: Vec<(Option<i64>, i32, &str)> = summary
+            .names
+            .threads()
+            .iter()
+            .map(|t| (t.goroutine, t.tid, t.name.as_str()))
+            .collect();
+        assert_eq!(
+            tracks,
+            [(Some(7), 1, "goroutine 7"), (Some(8), 1, "goroutine 8")]
+        );
+        // `--thread` names a goroutine.
+        let mut log = Log::default();
+        recording.replay(Some(8), &mut log, &mut |_| {}).unwrap();
+        assert_eq!(
+            log.0,
+            ["start main.a 2 d0 pNone", "end main.a 2 20..40 self 20 ok"]
+        );
     }
 
     /// A span row with ferret's probe times, for the correction tests.

@@ -207,7 +207,7 @@ pub struct App {
     pub metric_rows: usize,
     /// Derived: indices into `shown.stalls` that pass the filter.
     pub stall_rows: Vec<usize>,
-    collapsed: HashSet<(u32, u32)>,
+    collapsed: HashSet<StackKey>,
     expanded: HashSet<u64>,
     quit: bool,
 }
@@ -370,7 +370,7 @@ impl App {
     /// selection back on the row it held, if that row is still there.
     fn rebuild_keeping(&mut self, keys: (Option<StackKey>, [Option<u64>; 3])) {
         self.stack_rows = stack_rows(&self.shown, self.active_filter(), |key| match key {
-            StackKey::Thread(pid, tid) => self.collapsed.contains(&(pid, tid)),
+            StackKey::Thread(..) | StackKey::Goroutine(..) => self.collapsed.contains(&key),
             StackKey::Span(span) => self.expanded.contains(&span),
         });
         self.recent_rows = (0..self.shown.recent.len())
@@ -532,6 +532,7 @@ mod tests {
                 })
                 .collect(),
             maybe_incomplete: false,
+            goroutine: None,
         }];
         Arc::new(s)
     }

@@ -38,12 +38,22 @@ pub enum StackRow {
 
 /// What a Live Stack selection holds on to while rows move under it; also
 /// the key of a folded thread or an expanded recursion run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum StackKey {
     /// A thread, by (pid, tid).
     Thread(u32, u32),
+    /// A goroutine of a Go program, by (pid, goid): its thread changes.
+    Goroutine(u32, u64),
     /// A frame (or the run it starts), by span id.
     Span(u64),
+}
+
+/// The key of a thread's (goroutine's) own row.
+pub(super) fn head_key(thread: &crate::live::ThreadView) -> StackKey {
+    match thread.goroutine {
+        Some(goid) => StackKey::Goroutine(thread.pid, goid),
+        None => StackKey::Thread(thread.pid, thread.tid),
+    }
 }
 
 /// A thread, as one number.
@@ -53,10 +63,7 @@ pub(super) fn thread_key(pid: u32, tid: u32) -> u64 {
 
 pub(super) fn stack_key(snapshot: &Snapshot, row: StackRow) -> StackKey {
     match row {
-        StackRow::Thread { thread, .. } => {
-            let t = &snapshot.threads[thread];
-            StackKey::Thread(t.pid, t.tid)
-        }
+        StackRow::Thread { thread, .. } => head_key(&snapshot.threads[thread]),
         StackRow::Frames { thread, first, .. } => {
             StackKey::Span(snapshot.threads[thread].frames[first].span_id)
         }
@@ -92,7 +99,7 @@ pub fn stack_rows(
         {
             continue;
         }
-        let collapsed = is_set(StackKey::Thread(thread.pid, thread.tid));
+        let collapsed = is_set(head_key(thread));
         rows.push(StackRow::Thread {
             thread: ti,
             collapsed,

@@ -109,8 +109,10 @@ impl Widget for Header<'_> {
         if !latest.stalls.is_empty() {
             second.push(sep());
             let n = latest.stalls.len();
+            let goroutines = latest.stalls.iter().all(|s| s.goroutine.is_some());
+            let what = if goroutines { "goroutine" } else { "thread" };
             second.push(Span::styled(
-                format!("⚠ {n} thread{} stalled", if n == 1 { "" } else { "s" }),
+                format!("⚠ {n} {what}{} stalled", if n == 1 { "" } else { "s" }),
                 theme::ALARM,
             ));
             if latest.stalls.iter().any(|s| !s.deadlock.is_empty()) {

@@ -133,14 +133,24 @@ fn details(app: &App, subject: &Subject) -> (&'static str, Vec<Line<'static>>) {
 
 fn stall_details(app: &App, pid: u32, tid: u32, span_id: u64) -> Vec<Line<'static>> {
     let shown = &app.shown;
-    match shown.stall_of_thread(pid, tid) {
+    // A goroutine's stall by its span: goroutines share threads.
+    match shown
+        .stall_of(span_id)
+        .or_else(|| shown.stall_of_thread(pid, tid))
+    {
         Some(report) => {
             let mut lines = vec![
                 field("function", report.function_name.clone()),
-                field(
-                    "thread",
-                    format!("{} (tid {})", report.thread_name, report.tid),
-                ),
+                match report.goroutine {
+                    Some(goid) => field(
+                        "goroutine",
+                        format!("{goid} (last on {} tid {})", report.thread_name, report.tid),
+                    ),
+                    None => field(
+                        "thread",
+                        format!("{} (tid {})", report.thread_name, report.tid),
+                    ),
+                },
                 field(
                     "span",
                     format!("#{}, depth {}", report.span_id, report.depth),
@@ -330,7 +340,13 @@ fn span_details(
             let stalled = shown.stall_of(span_id);
             let mut lines = vec![
                 field("function", shown.function_name(frame.function).to_owned()),
-                field("thread", format!("{} (tid {})", thread.name, thread.tid)),
+                match thread.goroutine {
+                    Some(goid) => field(
+                        "goroutine",
+                        format!("{goid} (last on {} tid {})", thread.name, thread.tid),
+                    ),
+                    None => field("thread", format!("{} (tid {})", thread.name, thread.tid)),
+                },
                 field("span", format!("#{span_id}, depth {}", frame.depth)),
                 field("started", at(frame.start_ns)),
                 Line::from(vec![

@@ -38,6 +38,10 @@ pub fn stalled_for(report: &StallReport, now_ns: u64) -> String {
 /// What the thread waits for, short: `sleeping in futex — DEADLOCK with tid
 /// 4246 (http-worker-3)`. The popup has the whole of it.
 fn short_wait(report: &StallReport) -> (String, bool) {
+    // A goroutine's is the runtime's word for it, already short.
+    if report.goroutine.is_some() {
+        return (report.wait.clone(), false);
+    }
     let mut out = report.state.to_string();
     if let Some(call) = &report.syscall {
         out.push_str(" in ");
@@ -110,12 +114,7 @@ impl Widget for StallsPane<'_> {
         let thread_width = app
             .stall_rows
             .iter()
-            .map(|&i| {
-                let r = &shown.stalls[i];
-                format::thread(&r.thread_name, r.tid, THREAD)
-                    .chars()
-                    .count()
-            })
+            .map(|&i| who(&shown.stalls[i], THREAD).chars().count())
             .max()
             .unwrap_or(0)
             .min(width / 3);
@@ -136,10 +135,7 @@ impl Widget for StallsPane<'_> {
             let elapsed = format!(" {:>ELAPSED$}", stalled_for(report, now));
             let head = [
                 Span::styled("⚠ ", theme::ALARM),
-                Span::raw(format!(
-                    "{:<thread_width$} ",
-                    format::thread(&report.thread_name, report.tid, thread_width)
-                )),
+                Span::raw(format!("{:<thread_width$} ", who(report, thread_width))),
             ];
             // The function name first; where in it, if there is room too.
             let room = width.saturating_sub(
@@ -170,5 +166,13 @@ impl Widget for StallsPane<'_> {
             );
         }
         Paragraph::new(lines).render(inner, buf);
+    }
+}
+
+/// Who is stalled: `name:tid`, or for a goroutine `goroutine N`.
+fn who(report: &crate::stall::StallReport, width: usize) -> String {
+    match report.goroutine {
+        Some(goid) => format::truncate(&format!("goroutine {goid}"), width),
+        None => format::thread(&report.thread_name, report.tid, width),
     }
 }
