@@ -87,6 +87,7 @@ pub fn run(config: &WatchConfig) -> Result<i32> {
             max_rate: config.probes.max_rate,
             max_overhead: config.probes.max_overhead,
             interval: config.interval,
+            sample_hz: config.sample_hz,
         },
         redirect.as_ref(),
     )?;

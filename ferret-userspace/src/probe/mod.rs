@@ -10,6 +10,7 @@
 pub mod btf;
 pub mod decode;
 pub mod multi;
+pub mod sample;
 
 use std::{
     os::fd::{AsFd as _, OwnedFd},
@@ -396,6 +397,7 @@ impl Engine {
     /// Detaches every probe; returns how long it took.
     pub fn detach(&mut self) -> Duration {
         let start = Instant::now();
+        self.detach_sampler();
         self.multi_links.clear();
         for name in [PROBE_PROGRAM, PROBE_RET_PROGRAM] {
             if let Some(Ok(program)) = self.ebpf.program_mut(name).map(<&mut UProbe>::try_from) {
@@ -429,7 +431,9 @@ impl Engine {
         let map = self.ebpf.map(LOST_MAP).expect("map in object");
         let lost: PerCpuArray<_, u64> =
             PerCpuArray::try_from(map).map_err(|e| map_err(LOST_MAP, e))?;
-        let values = lost.get(&0, 0).map_err(|e| map_err(LOST_MAP, e))?;
+        let values = lost
+            .get(&ferret_common::lost::EVENTS, 0)
+            .map_err(|e| map_err(LOST_MAP, e))?;
         Ok(values.iter().sum())
     }
 }

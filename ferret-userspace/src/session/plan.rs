@@ -136,6 +136,15 @@ pub fn plan(target: &ResolvedTarget, config: &ProbeConfig) -> Result<Plan> {
     // Every module opened from here on, the stall symbolizer's included,
     // finds its debug file this way.
     DebugSearch::from_env(&config.debug_dirs).install();
+    if config.includes.is_empty() {
+        // No `-s`: the session samples, and functions are traced later
+        // (from the dashboard) or not at all.
+        return Ok(Plan {
+            points: Vec::new(),
+            functions: Arc::from([]),
+            exit_notes: Vec::new(),
+        });
+    }
     let need_libraries = config
         .includes
         .iter()
@@ -164,76 +173,18 @@ pub fn plan(target: &ResolvedTarget, config: &ProbeConfig) -> Result<Plan> {
             continue;
         }
         report_symbol_source(module);
-        let (ret_mode, why) = match (config.exit_mode, module.unwind_policy()) {
-            (ExitMode::Ret, _) => (ModuleExits::Ret, "--exit-probes ret".to_owned()),
-            (ExitMode::Uretprobe, UnwindPolicy::MayUnwind { reason }) => (
-                ModuleExits::Uretprobe,
-                format!(
-                    "--exit-probes uretprobe; WARNING: the target may unwind ({reason}), \
-                     which aborts it"
-                ),
-            ),
-            (ExitMode::Uretprobe, UnwindPolicy::CannotUnwind) => {
-                (ModuleExits::Uretprobe, "--exit-probes uretprobe".to_owned())
-            }
-            (ExitMode::Auto, UnwindPolicy::MayUnwind { reason }) => {
-                (ModuleExits::Ret, format!("it may unwind: {reason}"))
-            }
-            (ExitMode::Auto, UnwindPolicy::CannotUnwind) => (
-                ModuleExits::UretprobeUnlessRecursive,
-                "it cannot unwind, so uretprobes, which cost less; \
-                 return instructions for functions that call themselves"
-                    .to_owned(),
-            ),
-        };
+        let (ret_mode, why) = module_exits(config.exit_mode, module);
         let mut counts = [0usize; 2];
         for function in functions {
-            let entry = match module.entry_probe(function) {
-                Ok(entry) => entry,
+            let point = match probe_point(module, function, ret_mode)? {
+                Ok(point) => point,
                 Err(refusal) => {
                     unprobeable.push(format!("{} ({refusal})", function.name));
                     continue;
                 }
             };
-            let use_ret = match ret_mode {
-                ModuleExits::Ret => true,
-                ModuleExits::Uretprobe => false,
-                ModuleExits::UretprobeUnlessRecursive => module.calls_itself(function),
-            };
-            let exits = if use_ret {
-                let all = module
-                    .exit_points(function)
-                    .with_context(|| format!("decoding {}", function.name))?;
-                let accepted: Vec<u64> = all
-                    .iter()
-                    .copied()
-                    .filter(|&offset| module.accepts_probe_at(offset))
-                    .collect();
-                if accepted.len() < all.len() {
-                    eprintln!(
-                        "ferret: warning: {} has {} exit instruction(s) that cannot carry a uprobe; \
-                         calls leaving through them will end as `unwound`",
-                        function.name,
-                        all.len() - accepted.len()
-                    );
-                }
-                if accepted.contains(&entry) {
-                    // A function that is a bare `ret`: an entry and an exit
-                    // probe at one address would race; nothing can unwind
-                    // through it, so a uretprobe is safe.
-                    ExitProbes::Uretprobe
-                } else {
-                    ExitProbes::Instructions(accepted)
-                }
-            } else {
-                ExitProbes::Uretprobe
-            };
-            counts[usize::from(matches!(exits, ExitProbes::Instructions(_)))] += 1;
-            points.push(ProbePoint {
-                path: module.path.clone(),
-                entry,
-                exits,
-            });
+            counts[usize::from(matches!(point.exits, ExitProbes::Instructions(_)))] += 1;
+            points.push(point);
             infos.push(FunctionInfo {
                 name: function.name.clone(),
                 module: shown(&module.path),
@@ -263,6 +214,109 @@ pub fn plan(target: &ResolvedTarget, config: &ProbeConfig) -> Result<Plan> {
         functions: infos.into(),
         exit_notes,
     })
+}
+
+/// How a module's exits are observed under `mode`, and why, in words.
+fn module_exits(mode: ExitMode, module: &Module) -> (ModuleExits, String) {
+    match (mode, module.unwind_policy()) {
+        (ExitMode::Ret, _) => (ModuleExits::Ret, "--exit-probes ret".to_owned()),
+        (ExitMode::Uretprobe, UnwindPolicy::MayUnwind { reason }) => (
+            ModuleExits::Uretprobe,
+            format!(
+                "--exit-probes uretprobe; WARNING: the target may unwind ({reason}), \
+                 which aborts it"
+            ),
+        ),
+        (ExitMode::Uretprobe, UnwindPolicy::CannotUnwind) => {
+            (ModuleExits::Uretprobe, "--exit-probes uretprobe".to_owned())
+        }
+        (ExitMode::Auto, UnwindPolicy::MayUnwind { reason }) => {
+            (ModuleExits::Ret, format!("it may unwind: {reason}"))
+        }
+        (ExitMode::Auto, UnwindPolicy::CannotUnwind) => (
+            ModuleExits::UretprobeUnlessRecursive,
+            "it cannot unwind, so uretprobes, which cost less; \
+             return instructions for functions that call themselves"
+                .to_owned(),
+        ),
+    }
+}
+
+/// The probes for `function` of `module`: its entry, and its exits as
+/// `ret_mode` says. `Ok(Err(why))` when its entry cannot carry a uprobe.
+fn probe_point(
+    module: &Module,
+    function: &Function,
+    ret_mode: ModuleExits,
+) -> Result<Result<ProbePoint, String>> {
+    let entry = match module.entry_probe(function) {
+        Ok(entry) => entry,
+        Err(refusal) => return Ok(Err(refusal.to_string())),
+    };
+    let use_ret = match ret_mode {
+        ModuleExits::Ret => true,
+        ModuleExits::Uretprobe => false,
+        ModuleExits::UretprobeUnlessRecursive => module.calls_itself(function),
+    };
+    let exits = if use_ret {
+        let all = module
+            .exit_points(function)
+            .with_context(|| format!("decoding {}", function.name))?;
+        let accepted: Vec<u64> = all
+            .iter()
+            .copied()
+            .filter(|&offset| module.accepts_probe_at(offset))
+            .collect();
+        if accepted.len() < all.len() {
+            eprintln!(
+                "ferret: warning: {} has {} exit instruction(s) that cannot carry a uprobe; \
+                 calls leaving through them will end as `unwound`",
+                function.name,
+                all.len() - accepted.len()
+            );
+        }
+        if accepted.contains(&entry) {
+            // A function that is a bare `ret`: an entry and an exit
+            // probe at one address would race; nothing can unwind
+            // through it, so a uretprobe is safe.
+            ExitProbes::Uretprobe
+        } else {
+            ExitProbes::Instructions(accepted)
+        }
+    } else {
+        ExitProbes::Uretprobe
+    };
+    Ok(Ok(ProbePoint {
+        path: module.path.clone(),
+        entry,
+        exits,
+    }))
+}
+
+/// Probe points for functions chosen while the session runs (traced from
+/// the dashboard): each with its module's exit policy, as at the start.
+/// Returns the points and their table entries, in order, and the
+/// functions refused (`name (why)`).
+pub(crate) fn plan_more(
+    target: &ResolvedTarget,
+    exit_mode: ExitMode,
+    chosen: &[(&Module, &Function)],
+) -> Result<(Vec<ProbePoint>, Vec<FunctionInfo>, Vec<String>)> {
+    let (mut points, mut infos, mut refused) = (Vec::new(), Vec::new(), Vec::new());
+    for &(module, function) in chosen {
+        let (ret_mode, _) = module_exits(exit_mode, module);
+        match probe_point(module, function, ret_mode)? {
+            Ok(point) => {
+                points.push(point);
+                infos.push(FunctionInfo {
+                    name: function.name.clone(),
+                    module: shown_path(target, &module.path),
+                });
+            }
+            Err(why) => refused.push(format!("{} ({why})", function.name)),
+        }
+    }
+    Ok((points, infos, refused))
 }
 
 fn shown_path(target: &ResolvedTarget, path: &Path) -> String {

@@ -34,6 +34,8 @@ enum Job {
     Warm(u32),
     /// Capture a stalled thread.
     Capture(Request),
+    /// The probe table grew: name functions from this one.
+    Functions(Arc<[FunctionInfo]>),
 }
 
 /// Watches the open stacks for stalls and captures where stalled threads
@@ -84,7 +86,7 @@ impl Watchdog {
         let names = Arc::clone(&functions);
         let worker = std::thread::Builder::new()
             .name("ferret-stall".to_owned())
-            .spawn(move || capture_loop(&inbox, &outbox, &names))
+            .spawn(move || capture_loop(&inbox, &outbox, names))
             .ok();
         let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
         Self {
@@ -228,6 +230,14 @@ impl Watchdog {
         &self.functions
     }
 
+    /// The probe table grew (functions traced while the session runs).
+    pub fn set_functions(&mut self, functions: Arc<[FunctionInfo]>) {
+        if let Some(sender) = &self.requests {
+            let _ = sender.send(Job::Functions(functions.clone()));
+        }
+        self.functions = functions;
+    }
+
     /// Takes in every finished capture now.
     fn collect(&mut self) {
         self.receive();
@@ -252,7 +262,7 @@ impl Drop for Watchdog {
 fn capture_loop(
     inbox: &mpsc::Receiver<Job>,
     outbox: &mpsc::Sender<Outcome>,
-    functions: &[FunctionInfo],
+    mut functions: Arc<[FunctionInfo]>,
 ) {
     let mut capturers: HashMap<u32, Capturer> = HashMap::new();
     // Processes kept warm: a launched command maps its libraries after the
@@ -261,6 +271,10 @@ fn capture_loop(
     loop {
         let request = match inbox.recv_timeout(Duration::from_millis(100)) {
             Ok(Job::Capture(request)) => request,
+            Ok(Job::Functions(table)) => {
+                functions = table;
+                continue;
+            }
             Ok(Job::Warm(pid)) => {
                 warm.insert(pid);
                 capturers
@@ -285,7 +299,7 @@ fn capture_loop(
         let capturer = capturers
             .entry(request.pid)
             .or_insert_with(|| Capturer::new(request.pid));
-        let outcome = capture_stall(capturer, &request, functions);
+        let outcome = capture_stall(capturer, &request, &functions);
         if outbox.send(outcome).is_err() {
             break;
         }
