@@ -220,6 +220,9 @@ struct AnalyzeArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = AnalyzeFormat::Table)]
     format: AnalyzeFormat,
+    /// Show only the CPU samples' profile (SAMPLE rows), not the calls.
+    #[arg(long, conflicts_with = "tree")]
+    samples: bool,
 }
 
 /// Sort key of `ferret analyze`.
@@ -262,6 +265,10 @@ struct ExportArgs {
     /// Output file.
     #[arg(short, long, value_name = "OUT")]
     output: PathBuf,
+    /// Draw the CPU samples (SAMPLE rows) rather than the calls; the
+    /// default when the recording has no calls (speedscope, folded, svg).
+    #[arg(long)]
+    samples: bool,
 }
 
 /// Format of `ferret export`.
@@ -394,6 +401,8 @@ pub struct AnalyzeConfig {
     pub function: Option<crate::symbols::Glob>,
     /// Output format.
     pub format: AnalyzeFormat,
+    /// Only the CPU samples' profile.
+    pub samples: bool,
 }
 
 /// `ferret export`.
@@ -405,6 +414,8 @@ pub struct ExportConfig {
     pub format: ExportFormat,
     /// Output file.
     pub output: PathBuf,
+    /// From the CPU samples rather than the calls.
+    pub samples: bool,
 }
 
 /// `ferret symbols`.
@@ -471,11 +482,13 @@ impl Cli {
                 thread: args.thread,
                 function: args.function,
                 format: args.format,
+                samples: args.samples,
             })),
             Command::Export(args) => Ok(Invocation::Export(ExportConfig {
                 file: args.file,
                 format: args.format,
                 output: args.output,
+                samples: args.samples,
             })),
             Command::Record(args)
                 if args.probes.symbols.is_empty() && args.probes.sample_hz == Some(0) =>

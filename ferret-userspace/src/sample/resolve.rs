@@ -77,15 +77,34 @@ impl Resolver {
                 process.cache.clear();
             }
         }
-        let walked = process.unwinder.unwind_copy(
-            Registers {
-                pc: raw.ip,
-                sp: raw.sp,
-                bp: Some(raw.bp),
-            },
-            raw.stack_base,
-            &raw.stack,
-        );
+        let regs = Registers {
+            pc: raw.ip,
+            sp: raw.sp,
+            bp: Some(raw.bp),
+        };
+        let mut walked = process
+            .unwinder
+            .unwind_copy(regs, raw.stack_base, &raw.stack);
+        // An address in no mapping read so far: a library loaded since, or
+        // the kernel's `[uprobes]` page (a function just traced with a
+        // uretprobe), which the walk must know to stop at.
+        let unmapped = walked
+            .frames
+            .iter()
+            .any(|f| !process.unwinder.is_mapped(f.address));
+        if unmapped
+            && process
+                .refreshed
+                .is_none_or(|at| at.elapsed() >= REFRESH_AT_MOST_EVERY)
+        {
+            process.refreshed = Some(Instant::now());
+            if process.unwinder.refresh().unwrap_or(false) {
+                process.cache.clear();
+                walked = process
+                    .unwinder
+                    .unwind_copy(regs, raw.stack_base, &raw.stack);
+            }
+        }
         if process.cache.len() > CACHE_MAX {
             process.cache.clear();
         }
@@ -99,6 +118,11 @@ impl Resolver {
             let symbolized = process.symbolizer.symbolize_each(&missing);
             for (raw_frame, frames) in missing.iter().zip(symbolized) {
                 let code = code_at(&process.unwinder, raw_frame.lookup_address());
+                let frames = if process.unwinder.in_uprobes(raw_frame.address) {
+                    vec![probe_frame(raw_frame.address)]
+                } else {
+                    frames
+                };
                 process.cache.insert(
                     (raw_frame.address, raw_frame.is_return),
                     Arc::new(Location::new(frames_or_unknown(frames, raw_frame), code)),
@@ -127,6 +151,23 @@ impl Resolver {
     /// Forgets process `pid` (it exited).
     pub fn forget(&mut self, pid: u32) {
         self.processes.remove(&pid);
+    }
+}
+
+/// What a thread sampled inside the kernel's `[uprobes]` page is doing:
+/// running one of ferret's probes (an instruction stepped out of line, or
+/// a uretprobe's trampoline). Named so the Hot pane shows probe cost as
+/// such.
+pub const PROBE_FRAME: &str = "(ferret probe)";
+
+fn probe_frame(address: u64) -> Frame {
+    Frame {
+        function: Some(PROBE_FRAME.to_owned()),
+        file: None,
+        line: None,
+        address,
+        module: Some("[uprobes]".to_owned()),
+        inlined: false,
     }
 }
 

@@ -218,6 +218,12 @@ impl ProcessUnwinder {
         self.walk(regs, &stack)
     }
 
+    /// Whether `avma` is in the kernel's `[uprobes]` page (a uretprobe's
+    /// trampoline, or an instruction a uprobe runs out of line).
+    pub fn in_uprobes(&self, avma: u64) -> bool {
+        self.uprobes.as_ref().is_some_and(|r| r.contains(&avma))
+    }
+
     /// Whether `avma` lies in a mapping as last read.
     pub fn is_mapped(&self, avma: u64) -> bool {
         self.maps.iter().any(|m| m.avma.contains(&avma))

@@ -18,6 +18,7 @@ mod analyze;
 mod debuginfo;
 mod errors;
 mod export;
+mod hot;
 mod metrics;
 mod otlp;
 mod postmortem;

@@ -20,18 +20,18 @@ use std::{
 
 use crate::support::{build, marker_line, require_root, start_deadlocked, tempdir};
 
-const PROMPT: &str = "e2e-prompt$";
+pub(crate) const PROMPT: &str = "e2e-prompt$";
 const WIDTH: usize = 120;
 
 /// A private tmux server with one 120×40 window running a plain shell;
 /// killed (with everything in it) when dropped.
-struct Tmux {
+pub(crate) struct Tmux {
     socket: String,
 }
 
 impl Tmux {
     /// `tag` tells apart the servers of tests running at once.
-    fn start(tag: &str) -> Self {
+    pub(crate) fn start(tag: &str) -> Self {
         let tmux = Self {
             socket: format!("ferret-watch-e2e-{}-{tag}", std::process::id()),
         };
@@ -70,11 +70,11 @@ impl Tmux {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    fn screen(&self) -> String {
+    pub(crate) fn screen(&self) -> String {
         self.run(&["capture-pane", "-p", "-t", "e2e"])
     }
 
-    fn send(&self, keys: &str) {
+    pub(crate) fn send(&self, keys: &str) {
         self.run(&["send-keys", "-t", "e2e", keys]);
     }
 
@@ -86,7 +86,12 @@ impl Tmux {
 
     /// Polls the screen every 25 ms until `done` holds; panics with the
     /// last screen after `timeout`.
-    fn wait_for(&self, what: &str, timeout: Duration, done: impl Fn(&str) -> bool) -> String {
+    pub(crate) fn wait_for(
+        &self,
+        what: &str,
+        timeout: Duration,
+        done: impl Fn(&str) -> bool,
+    ) -> String {
         let deadline = Instant::now() + timeout;
         loop {
             let screen = self.screen();

@@ -361,6 +361,10 @@ impl App {
                 if snapshot_requests_close(&snapshot) {
                     self.quit = true;
                 }
+                // The session's answer to a request replaces "asked to…".
+                if snapshot.notice != self.latest.notice {
+                    self.message = None;
+                }
                 self.latest = snapshot;
                 if !self.paused {
                     self.show_latest();
