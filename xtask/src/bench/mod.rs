@@ -12,6 +12,8 @@
 //! 5. [`load::memory`]: ferret's resident memory over a long recording.
 //! 6. [`otlp`]: OpenTelemetry export throughput on one core, against the
 //!    Parquet writer on the same spans.
+//! 7. [`sampling`]: what CPU sampling costs a busy target, at 99 and 999 Hz,
+//!    against the same target unsampled.
 //!
 //! The machine is shared and noisy, so every comparison alternates its
 //! contenders run by run and reports medians. Results are written to
@@ -25,6 +27,7 @@ mod otlp;
 mod overhead;
 mod pipeline;
 mod report;
+mod sampling;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -69,16 +72,19 @@ pub enum Part {
     Memory,
     /// Spans per second through OTLP export (one core), against Parquet.
     Otlp,
+    /// The slowdown CPU sampling causes a busy target, per sample.
+    Sampling,
 }
 
 impl Part {
-    const ALL: [Part; 6] = [
+    const ALL: [Part; 7] = [
         Part::Overhead,
         Part::Pipeline,
         Part::Load,
         Part::Attach,
         Part::Memory,
         Part::Otlp,
+        Part::Sampling,
     ];
 
     fn key(self) -> &'static str {
@@ -89,6 +95,7 @@ impl Part {
             Part::Attach => "attach",
             Part::Memory => "memory",
             Part::Otlp => "otlp",
+            Part::Sampling => "sampling",
         }
     }
 }
@@ -175,6 +182,7 @@ pub fn run(sh: &Sh, options: &Options) -> Result<()> {
             Part::Attach => attach::run(&bench),
             Part::Memory => load::memory(&bench),
             Part::Otlp => otlp::run(&bench),
+            Part::Sampling => sampling::run(&bench),
         };
         let value = value.unwrap_or_else(|e| {
             println!("{} failed: {e:#}", part.key());
@@ -213,7 +221,11 @@ fn build(bench: &Bench) -> Result<()> {
             .with_context(|| format!("creating {}", bench.programs.display()))?;
     }
     let sources = sh.root.join("bench").join("programs");
-    for (source, extra) in [("tight.c", &[][..]), ("load.c", &["-pthread"][..])] {
+    for (source, extra) in [
+        ("tight.c", &[][..]),
+        ("load.c", &["-pthread"][..]),
+        ("spin.c", &[][..]),
+    ] {
         let stem = source.trim_end_matches(".c");
         let mut cc = sh.cmd("cc");
         cc.args(["-O2", "-g"])
