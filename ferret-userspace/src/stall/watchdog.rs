@@ -35,6 +35,8 @@ enum Job {
     Warm(u32),
     /// Capture a stalled thread.
     Capture(Request),
+    /// The probe table grew: name functions from this one.
+    Functions(Arc<[FunctionInfo]>),
 }
 
 /// Watches the open stacks for stalls and captures where stalled threads
@@ -85,7 +87,7 @@ impl Watchdog {
         let names = Arc::clone(&functions);
         let worker = std::thread::Builder::new()
             .name("ferret-stall".to_owned())
-            .spawn(move || capture_loop(&inbox, &outbox, &names))
+            .spawn(move || capture_loop(&inbox, &outbox, names))
             .ok();
         let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
         Self {
@@ -233,6 +235,14 @@ impl Watchdog {
         &self.functions
     }
 
+    /// The probe table grew (functions traced while the session runs).
+    pub fn set_functions(&mut self, functions: Arc<[FunctionInfo]>) {
+        if let Some(sender) = &self.requests {
+            let _ = sender.send(Job::Functions(functions.clone()));
+        }
+        self.functions = functions;
+    }
+
     /// Takes in every finished capture now.
     fn collect(&mut self) {
         self.receive();
@@ -257,7 +267,7 @@ impl Drop for Watchdog {
 fn capture_loop(
     inbox: &mpsc::Receiver<Job>,
     outbox: &mpsc::Sender<Outcome>,
-    functions: &[FunctionInfo],
+    mut functions: Arc<[FunctionInfo]>,
 ) {
     let mut capturers: HashMap<u32, Capturer> = HashMap::new();
     // A Go program's runtime, read once per process (None: not Go, or its
@@ -269,6 +279,10 @@ fn capture_loop(
     loop {
         let request = match inbox.recv_timeout(Duration::from_millis(100)) {
             Ok(Job::Capture(request)) => request,
+            Ok(Job::Functions(table)) => {
+                functions = table;
+                continue;
+            }
             Ok(Job::Warm(pid)) => {
                 warm.insert(pid);
                 capturers
@@ -298,9 +312,9 @@ fn capture_loop(
             let runtime = runtimes
                 .entry(request.pid)
                 .or_insert_with(|| GoRuntime::open(request.pid));
-            capture_goroutine(runtime.as_ref(), capturer, &request, functions)
+            capture_goroutine(runtime.as_ref(), capturer, &request, &functions)
         } else {
-            capture_stall(capturer, &request, functions)
+            capture_stall(capturer, &request, &functions)
         };
         if outbox.send(outcome).is_err() {
             break;

@@ -4,7 +4,8 @@
 //! elapsed, lost events
 //! (early in the line, so a narrow terminal never cuts them off), stalls,
 //! spans sent to an OpenTelemetry collector and unsent, events/s,
-//! calls, functions and exit-probe mode, log file, Parquet output.
+//! calls, functions traced (and detached) and exit-probe mode, the
+//! sampling rate, log file, Parquet output.
 
 use ratatui::{
     buffer::Buffer,
@@ -163,12 +164,25 @@ impl Widget for Header<'_> {
             ));
         }
         second.push(sep());
-        let functions = session.functions.len();
+        // From the newest snapshot: functions traced or detached live are news.
+        let functions = latest.traced();
         second.push(Span::raw(format!(
-            "{functions} function{} · exits {}",
+            "{functions} function{}",
             if functions == 1 { "" } else { "s" },
-            session.exit_mode
         )));
+        if !latest.detached.is_empty() {
+            second.push(Span::styled(
+                format!(" ({} detached)", latest.detached.len()),
+                theme::DIM,
+            ));
+        }
+        if functions > 0 || !latest.detached.is_empty() {
+            second.push(Span::raw(format!(" · exits {}", session.exit_mode)));
+        }
+        if let Some(sampling) = latest.sampling {
+            second.push(sep());
+            second.push(Span::raw(format!("sampling {} Hz", sampling.hz)));
+        }
         if let Some(notice) = &latest.notice {
             second.push(sep());
             second.push(Span::styled(notice.clone(), theme::WARN));
