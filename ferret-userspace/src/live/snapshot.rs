@@ -8,7 +8,7 @@ use std::{path::PathBuf, sync::Arc};
 
 use crate::{
     sink::MetricSample,
-    stall::StallReport,
+    stall::{StallGroup, StallReport},
     target::ExitStatus,
     trace::FunctionInfo,
     trace::{SpanStatus, ThreadName, ThreadStack},
@@ -241,6 +241,9 @@ pub struct Snapshot {
     pub metrics: Arc<MetricsHistory>,
     /// The threads stalled now: the latest capture of each, by (pid, tid).
     pub stalls: Arc<[StallReport]>,
+    /// Their groups (threads stuck in the same place), in the order to
+    /// show them; members index `stalls`.
+    pub stall_groups: Arc<[StallGroup]>,
     /// A problem worth showing (the Parquet file could not be written…).
     pub warning: Option<String>,
     /// The newest lifecycle notice (an exec, a followed fork, a function
@@ -270,6 +273,7 @@ impl Snapshot {
             recent: Arc::from([]),
             metrics: Arc::default(),
             stalls: Arc::from([]),
+            stall_groups: Arc::from([]),
             warning: None,
             notice: None,
             otlp: None,

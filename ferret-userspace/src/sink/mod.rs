@@ -76,6 +76,9 @@ pub mod meta_key {
     pub const DETACHED_FUNCTIONS: &str = "ferret.detached_functions";
     /// `--stall` in ns (0: the watchdog was off).
     pub const STALL_THRESHOLD_NS: &str = "ferret.stall_threshold_ns";
+    /// What the stall watchdog's capture thread cost, JSON (see
+    /// [`crate::stall::WatchdogStats::to_json`]); absent when it was off.
+    pub const STALL_WATCHDOG: &str = "ferret.stall_watchdog";
 
     /// The probes' cost as measured on the machine, JSON: `start` (the
     /// figures of [`crate::cost::Calibration`]), `recalibrations`, and `end`
@@ -114,6 +117,7 @@ pub mod meta_key {
         METRICS_UNAVAILABLE,
         DETACHED_FUNCTIONS,
         STALL_THRESHOLD_NS,
+        STALL_WATCHDOG,
         CALIBRATION,
         MAX_OVERHEAD_PERCENT,
         OTLP_ENDPOINT,
@@ -173,6 +177,10 @@ pub mod col {
     /// probe's share and its traced descendants' probes); `duration_ns`
     /// stays as measured.
     pub const OVERHEAD_NS: &str = "overhead_ns";
+    /// STALL: the group of stalls the row belongs to (threads stuck in the
+    /// same place), unique in the file; a deadlocked thread and a lock
+    /// holder are groups of their own.
+    pub const STALL_GROUP: &str = "stall_group";
 }
 
 /// The METRIC columns beyond the contract's (docs/CONTRACTS.md) `cpu_percent`, `rss_bytes` and
@@ -296,6 +304,7 @@ static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     fields.push(Field::new(col::STACK, DataType::Utf8, true));
     fields.push(Field::new(col::WAIT, DataType::Utf8, true));
     fields.push(Field::new(col::OVERHEAD_NS, DataType::Int64, true));
+    fields.push(Field::new(col::STALL_GROUP, DataType::Int64, true));
     Arc::new(Schema::new(fields))
 });
 

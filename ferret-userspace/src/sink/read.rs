@@ -66,6 +66,8 @@ pub struct Row {
     pub wait: Option<String>,
     /// SPAN_END: ferret's estimated probe time inside the span.
     pub overhead_ns: Option<i64>,
+    /// STALL: the group of stalls the row belongs to.
+    pub stall_group: Option<i64>,
 }
 
 /// Runs one step of the Parquet reader, turning a panic inside it into an
@@ -173,6 +175,7 @@ struct Batch {
     stack: Option<StringArray>,
     wait: Option<StringArray>,
     overhead_ns: Option<PrimitiveArray<Int64Type>>,
+    stall_group: Option<PrimitiveArray<Int64Type>>,
 }
 
 impl Batch {
@@ -239,6 +242,7 @@ impl Batch {
             stack: string(col::STACK)?,
             wait: string(col::WAIT)?,
             overhead_ns: i64s(col::OVERHEAD_NS)?,
+            stall_group: i64s(col::STALL_GROUP)?,
         })
     }
 
@@ -267,6 +271,7 @@ impl Batch {
                 stack: string_at(self.stack.as_ref(), i),
                 wait: string_at(self.wait.as_ref(), i),
                 overhead_ns: prim_at(self.overhead_ns.as_ref(), i),
+                stall_group: prim_at(self.stall_group.as_ref(), i),
             });
         }
     }

@@ -45,6 +45,7 @@ fn start(span_id: u64, parent: Option<u64>, depth: u32, function: u32, ts_ns: u6
         thread_name: ThreadName::from("worker"),
         function,
         ts_ns,
+        before_attach: false,
     })
 }
 
@@ -96,6 +97,7 @@ fn row(kind: &str, ts_ns: i64, pid: i32) -> Row {
         stack: None,
         wait: None,
         overhead_ns: None,
+        stall_group: None,
     }
 }
 
@@ -241,13 +243,14 @@ fn file_types_follow_the_contract() {
         col::DURATION_NS,
         col::RSS_BYTES,
         col::OVERHEAD_NS,
+        col::STALL_GROUP,
     ];
     let i32s = [col::PID, col::TID, col::DEPTH, col::THREADS];
     let required = [col::KIND, col::TS_NS, col::TIME, col::PID];
 
     // The Arrow schema handed to readers.
     let schema = schema();
-    assert_eq!(schema.fields().len(), 20 + super::metric::COUNT);
+    assert_eq!(schema.fields().len(), 21 + super::metric::COUNT);
     for field in schema.fields() {
         let name = field.name().as_str();
         let extra = super::metric::DEFS.iter().find(|d| d.column == name);
@@ -325,6 +328,7 @@ fn stall_rows_carry_the_stack_and_the_wait() {
         start_ns: 100,
         stack,
         wait,
+        group: 3,
     })
     .unwrap();
     w.finish(0, &[]).unwrap();
@@ -338,6 +342,7 @@ fn stall_rows_carry_the_stack_and_the_wait() {
             duration_ns: Some(5_000),
             stack: Some(stack.to_owned()),
             wait: Some(wait.to_owned()),
+            stall_group: Some(3),
             ..span_row(KIND_STALL, 5_100, 7, None, 0, 1)
         }
     );
@@ -356,6 +361,7 @@ fn stall_rows_carry_the_stack_and_the_wait() {
                 start_ns: 0,
                 stack: "",
                 wait: "",
+                group: 1,
             }
         });
     assert!(matches!(
@@ -679,6 +685,7 @@ mod any {
                     thread_name: name,
                     function,
                     ts_ns,
+                    before_attach: false,
                 })
             }),
             8 => (span(), u64_value(), status(), 0u64..1 << 40).prop_map(
@@ -812,6 +819,7 @@ fn expected(op: &Op) -> Row {
             duration_ns: Some(ts_ns.saturating_sub(*start_ns) as i64),
             stack: Some(stack.clone()),
             wait: Some(wait.clone()),
+            stall_group: Some((*span_id % 5) as i64),
             ..span(KIND_STALL, *ts_ns, *span_id, None, 3, 77, 78, thread, 1)
         },
     }
@@ -853,6 +861,7 @@ proptest::proptest! {
                         start_ns: *start_ns,
                         stack,
                         wait,
+                        group: *span_id % 5,
                     })
                     .unwrap(),
             }

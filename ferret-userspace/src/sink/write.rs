@@ -241,6 +241,7 @@ impl RecordingWriter {
             .push(r, row.ts_ns.saturating_sub(row.start_ns) as i64);
         c.stack.push(r, row.stack);
         c.wait.push(r, row.wait);
+        c.stall_group.push(r, row.group as i64);
         self.row_added()
     }
 
@@ -455,6 +456,8 @@ pub struct StallRow<'a> {
     pub stack: &'a str,
     /// The `wait` column.
     pub wait: &'a str,
+    /// The `stall_group` column.
+    pub group: u64,
 }
 
 /// `ts_ns` on the wall clock.
@@ -490,6 +493,7 @@ struct Columns {
     stack: StrColumn,
     wait: StrColumn,
     overhead_ns: IntColumn<i64>,
+    stall_group: IntColumn<i64>,
 }
 
 /// A column of one of [`super::metric::DEFS`]: INT64 or DOUBLE by unit.
@@ -559,6 +563,7 @@ impl Columns {
             stack: string(col::STACK, 0),
             wait: string(col::WAIT, 0),
             overhead_ns: int64(col::OVERHEAD_NS, rows),
+            stall_group: int64(col::STALL_GROUP, 0),
         }
     }
 
@@ -587,6 +592,7 @@ impl Columns {
         columns.push(&mut self.stack);
         columns.push(&mut self.wait);
         columns.push(&mut self.overhead_ns);
+        columns.push(&mut self.stall_group);
         debug_assert_eq!(columns.len(), schema().fields().len());
         columns
     }

@@ -253,6 +253,7 @@ impl Reconstructor {
             thread_name: ev.thread_name,
             function: ev.function,
             ts_ns: ev.ts_ns,
+            before_attach: false,
         }));
         // A frame at the top's own sp is pushed, not substituted: a tail call
         // keeps the caller's stack slot, and with uretprobes both exits come.
@@ -380,6 +381,7 @@ impl Reconstructor {
                 thread_name: *thread_name,
                 function,
                 ts_ns,
+                before_attach: true,
             }));
             adopted.push(OpenSpan {
                 span_id,

@@ -205,6 +205,7 @@ pub fn write_synthetic(path: &Path, functions: &[&str], steps: &[Step], finish: 
                 thread_name: name,
                 function,
                 ts_ns: ts,
+                before_attach: false,
             });
             *d += 1;
             ev

@@ -216,6 +216,7 @@ fn busy() -> Snapshot {
         .into(),
         metrics: metrics(),
         stalls: Arc::from([]),
+        stall_groups: Arc::from([]),
         warning: None,
         notice: None,
         otlp: None,
@@ -273,7 +274,7 @@ fn deadlocked(tid: u32, name: &str, span_id: u64, lock: u64, owner: (u32, &str))
         lock: Some(wait),
         deadlock,
         deadlock_with: Some(owner.0),
-        frames: vec![
+        frames: Arc::from([
             frame("__lll_lock_wait", None, 0, 0x7f00_0000_1000),
             frame("pthread_mutex_lock", None, 0, 0x7f00_0000_2000),
             frame(
@@ -288,9 +289,10 @@ fn deadlocked(tid: u32, name: &str, span_id: u64, lock: u64, owner: (u32, &str))
                 41,
                 0x5555_0000_2345,
             ),
-        ],
+        ]),
         stack_note: None,
         on_stack: true,
+        group: 0,
     }
 }
 
