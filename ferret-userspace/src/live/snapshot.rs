@@ -298,4 +298,9 @@ impl Snapshot {
     pub fn stall_of_thread(&self, pid: u32, tid: u32) -> Option<&StallReport> {
         self.stalls.iter().find(|s| s.pid == pid && s.tid == tid)
     }
+
+    /// Stall group `id` (its number), if it is current.
+    pub fn stall_group(&self, id: u64) -> Option<&StallGroup> {
+        self.stall_groups.iter().find(|g| g.id == id)
+    }
 }

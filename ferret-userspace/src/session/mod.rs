@@ -624,10 +624,7 @@ impl Session {
                     meta_key::STALL_THRESHOLD_NS,
                     stall_threshold.unwrap_or_default().as_nanos().to_string(),
                 ),
-                (
-                    meta_key::STALL_WATCHDOG,
-                    stall_stats.unwrap_or_default(),
-                ),
+                (meta_key::STALL_WATCHDOG, stall_stats.unwrap_or_default()),
                 (
                     meta_key::METRICS_UNAVAILABLE,
                     unavailable

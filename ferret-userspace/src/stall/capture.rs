@@ -366,9 +366,7 @@ impl Capturer {
                 let known = self
                     .holders
                     .get(&addr)
-                    .filter(|(at, holder)| {
-                        at.elapsed() < HOLDER_KEPT && *holder != Some(waiter)
-                    })
+                    .filter(|(at, holder)| at.elapsed() < HOLDER_KEPT && *holder != Some(waiter))
                     .map(|&(_, holder)| holder);
                 let holder = known.unwrap_or_else(|| {
                     self.stats.holder_searches += 1;

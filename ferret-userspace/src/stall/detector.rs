@@ -324,9 +324,7 @@ impl Detector {
         let mut rows = std::mem::take(&mut self.fresh);
         for row in &mut rows {
             row.group = match self.tracked.get(&(row.pid, row.tid)) {
-                Some(t) if t.span_id == row.span_id => {
-                    t.report.as_ref().map_or(0, |r| r.group)
-                }
+                Some(t) if t.span_id == row.span_id => t.report.as_ref().map_or(0, |r| r.group),
                 // The stall ended before it was grouped: its own place.
                 _ => self.grouper.group(&[&*row])[0].id,
             };
@@ -652,7 +650,11 @@ mod tests {
         let mut found = report_of(8, 2);
         found.deadlock = vec![(8, "b".to_owned()), (7, "a".to_owned())];
         d.accept(Outcome::Report(Box::new(found)));
-        assert_eq!(both(&mut d, S + S / 4), [(7, Look::Full)], "at once, in full");
+        assert_eq!(
+            both(&mut d, S + S / 4),
+            [(7, Look::Full)],
+            "at once, in full"
+        );
     }
 
     #[test]

@@ -157,16 +157,15 @@ impl Grouper {
             };
             let next = self.ids.len() as u64 + 1;
             let id = *self.ids.entry(key).or_insert(next);
-            match index.get(&id) {
-                Some(&at) => groups[at].members.push(i),
-                None => {
-                    index.insert(id, groups.len());
-                    groups.push(StallGroup {
-                        id,
-                        members: vec![i],
-                        alone,
-                    });
-                }
+            if let Some(&at) = index.get(&id) {
+                groups[at].members.push(i);
+            } else {
+                index.insert(id, groups.len());
+                groups.push(StallGroup {
+                    id,
+                    members: vec![i],
+                    alone,
+                });
             }
         }
         let since = |g: &StallGroup| {
@@ -306,7 +305,10 @@ fn left_news(id: u64, told: &mut Told) -> GroupNews {
     let left = std::mem::take(&mut told.left);
     let line = if told.single && left.len() == 1 && told.members.is_empty() {
         let (tid, name) = &left[0];
-        format!("stall: tid {tid} ({name}) no longer stalled in {}", told.what)
+        format!(
+            "stall: tid {tid} ({name}) no longer stalled in {}",
+            told.what
+        )
     } else {
         let tids: Vec<u32> = left.iter().map(|&(tid, _)| tid).collect();
         let still = match told.members.len() {
@@ -343,12 +345,7 @@ fn group_headline(id: u64, members: &[&StallReport]) -> String {
             names.push(&report.thread_name);
         }
     }
-    let mut named = names
-        .iter()
-        .take(3)
-        .copied()
-        .collect::<Vec<_>>()
-        .join(", ");
+    let mut named = names.iter().take(3).copied().collect::<Vec<_>>().join(", ");
     if names.len() > 3 {
         named.push_str(", …");
     }
@@ -396,6 +393,11 @@ fn group_headline(id: u64, members: &[&StallReport]) -> String {
 
 /// `tid 7`, `tids 14926–16925`, `tids 3, 5–9, 12, … (2000 in all)`.
 pub fn tid_list(tids: &[u32]) -> String {
+    tid_runs(tids, TID_RUNS)
+}
+
+/// [`tid_list`] with at most `max_runs` runs before it says how many in all.
+pub fn tid_runs(tids: &[u32], max_runs: usize) -> String {
     let sorted: BTreeSet<u32> = tids.iter().copied().collect();
     let mut runs: Vec<(u32, u32)> = Vec::new();
     for tid in sorted {
@@ -405,7 +407,7 @@ pub fn tid_list(tids: &[u32]) -> String {
         }
     }
     let mut out = String::from(if tids.len() == 1 { "tid " } else { "tids " });
-    for (i, &(start, end)) in runs.iter().take(TID_RUNS).enumerate() {
+    for (i, &(start, end)) in runs.iter().take(max_runs).enumerate() {
         if i > 0 {
             out.push_str(", ");
         }
@@ -415,7 +417,7 @@ pub fn tid_list(tids: &[u32]) -> String {
             write!(out, "{start}–{end}")
         };
     }
-    if runs.len() > TID_RUNS {
+    if runs.len() > max_runs {
         let _ = write!(out, ", … ({} in all)", tids.len());
     }
     out
@@ -455,7 +457,9 @@ mod tests {
             before_attach: false,
             captured_ns: 3 * S,
             state: SchedState::Sleeping,
-            syscall: Some(format!("clock_nanosleep(CLOCK_REALTIME, 0, {{{tid}.0s}}, NULL)")),
+            syscall: Some(format!(
+                "clock_nanosleep(CLOCK_REALTIME, 0, {{{tid}.0s}}, NULL)"
+            )),
             wchan: Some("hrtimer_nanosleep".to_owned()),
             lock: None,
             deadlock: Vec::new(),
@@ -626,17 +630,28 @@ mod tests {
         let report = waiting(20, 21, &[20, 21]);
         let news = news_of(&mut grouper, std::slice::from_ref(&report), S, false);
         assert_eq!(news.len(), 1);
-        assert_eq!(news[0].line, report.headline(), "a deadlock is told at once");
+        assert_eq!(
+            news[0].line,
+            report.headline(),
+            "a deadlock is told at once"
+        );
     }
 
     #[test]
     fn a_group_waits_for_the_captures_still_queued() {
         let mut grouper = Grouper::default();
         let few: Vec<StallReport> = (10..12).map(idle).collect();
-        assert!(news_of(&mut grouper, &few, S, false).is_empty(), "unsettled");
+        assert!(
+            news_of(&mut grouper, &few, S, false).is_empty(),
+            "unsettled"
+        );
         let all: Vec<StallReport> = (10..20).map(idle).collect();
         let news = news_of(&mut grouper, &all, S + S / 2, true);
-        assert_eq!(news[0].kind, NewsKind::Appeared(10), "told whole once settled");
+        assert_eq!(
+            news[0].kind,
+            NewsKind::Appeared(10),
+            "told whole once settled"
+        );
         // Captures that never settle: told after ANNOUNCE_WAIT_NS all the same.
         let mut other = idle(30);
         other.function = 5;
@@ -667,7 +682,10 @@ mod tests {
         // The last ones leaving are told at once.
         let news = news_of(&mut grouper, &[], S + LEFT_EVERY_NS + S / 4, true);
         assert_eq!(news[0].kind, NewsKind::Left(7));
-        assert!(news[0].line.ends_with(", none still is: tids 13–19"), "{news:?}");
+        assert!(
+            news[0].line.ends_with(", none still is: tids 13–19"),
+            "{news:?}"
+        );
         assert!(grouper.told.is_empty(), "forgotten once empty and told");
     }
 

@@ -36,8 +36,8 @@ pub(crate) mod capture;
 mod detector;
 mod diagnose;
 pub(crate) mod existing;
-pub mod group;
 pub(crate) mod futex;
+pub mod group;
 pub(crate) mod memory;
 pub mod procfs;
 pub(crate) mod ptrace;
@@ -50,8 +50,10 @@ mod watchdog;
 pub use capture::{Capture, CaptureStats, Capturer, RegisterSource};
 pub use existing::{ProbedRanges, RunningBefore, RunningCalls, running_before_attach};
 pub use futex::LockHolder;
+pub use group::{
+    Alone, GroupNews, NewsKind, StallGroup, StallNews, group_stalls, tid_list, tid_runs,
+};
 pub use procfs::SchedState;
 pub use report::{Frame, LockWait, StaleSpan, StallReport, WaitKind, wait_summary};
-pub use group::{Alone, GroupNews, NewsKind, StallGroup, StallNews, group_stalls, tid_list};
 pub use unwind::WalkStats;
 pub use watchdog::{CAPTURE_BURST, CAPTURE_SHARE, RECAPTURE_EVERY, Watchdog, WatchdogStats};

@@ -227,7 +227,10 @@ impl StallReport {
             self.tid,
             self.thread_name,
             self.function_name,
-            stalled_for(self.captured_ns.saturating_sub(self.since_ns), self.before_attach),
+            stalled_for(
+                self.captured_ns.saturating_sub(self.since_ns),
+                self.before_attach
+            ),
             self.wait
         )
     }

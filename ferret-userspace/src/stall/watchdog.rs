@@ -465,8 +465,8 @@ impl Budget {
             if abandon.load(Ordering::Relaxed) {
                 return false;
             }
-            let nap = Duration::from_secs_f64(-self.tokens / self.share)
-                .min(Duration::from_millis(50));
+            let nap =
+                Duration::from_secs_f64(-self.tokens / self.share).min(Duration::from_millis(50));
             std::thread::sleep(nap);
             self.held_back += nap;
             self.fill();
@@ -494,15 +494,16 @@ fn capture_loop(
     let mut again: VecDeque<Request> = VecDeque::new();
     let mut budget = Budget::new(CAPTURE_SHARE, CAPTURE_BURST);
     let mut stats = WatchdogStats::default();
-    let report = |stats: &mut WatchdogStats, capturers: &HashMap<u32, Capturer>, budget: &Budget| {
-        stats.cpu = thread_cpu();
-        stats.held_back = budget.held_back;
-        stats.captures = capturers
-            .values()
-            .map(Capturer::stats)
-            .fold(CaptureStats::default(), add_stats);
-        outbox.send(Reply::Stats(*stats)).is_ok()
-    };
+    let report =
+        |stats: &mut WatchdogStats, capturers: &HashMap<u32, Capturer>, budget: &Budget| {
+            stats.cpu = thread_cpu();
+            stats.held_back = budget.held_back;
+            stats.captures = capturers
+                .values()
+                .map(Capturer::stats)
+                .fold(CaptureStats::default(), add_stats);
+            outbox.send(Reply::Stats(*stats)).is_ok()
+        };
     loop {
         if abandon.load(Ordering::Relaxed) {
             break;
@@ -531,7 +532,10 @@ fn capture_loop(
         } else {
             None
         };
-        for job in job.into_iter().chain(std::iter::from_fn(|| inbox.try_recv().ok())) {
+        for job in job
+            .into_iter()
+            .chain(std::iter::from_fn(|| inbox.try_recv().ok()))
+        {
             match job {
                 Job::Capture(request) if request.look == Look::Again => again.push_back(request),
                 Job::Capture(request) => first.push_back(request),

@@ -17,8 +17,8 @@ use ratatui::{
     layout::Rect,
 };
 
-pub use self::rows::{StackKey, StackRow, contains_ignore_case, stack_rows};
-use self::rows::{compare_rows, metric_rows, stack_key, thread_key};
+pub use self::rows::{StackKey, StackRow, StallKey, StallRow, contains_ignore_case, stack_rows};
+use self::rows::{compare_rows, metric_rows, stack_key, stall_key, stall_rows};
 use super::layout::{Areas, Pane};
 use crate::live::{FinishedCall, Snapshot, TargetState};
 
@@ -128,6 +128,9 @@ pub enum Subject {
         /// The stalled span.
         span_id: u64,
     },
+    /// A group of threads stuck in one place: the stack they share and the
+    /// threads (looked up in each new snapshot).
+    StallGroup(u64),
 }
 
 /// A window over the dashboard.
@@ -205,10 +208,13 @@ pub struct App {
     pub function_rows: Vec<usize>,
     /// Derived: rows the Metrics pane has (for scrolling).
     pub metric_rows: usize,
-    /// Derived: indices into `shown.stalls` that pass the filter.
-    pub stall_rows: Vec<usize>,
+    /// Derived: the Stalls pane's rows (groups, and the threads of those
+    /// expanded) that pass the filter.
+    pub stall_rows: Vec<StallRow>,
     collapsed: HashSet<(u32, u32)>,
     expanded: HashSet<u64>,
+    /// Stall groups expanded to their threads, by number.
+    expanded_stalls: HashSet<u64>,
     quit: bool,
 }
 
@@ -235,6 +241,7 @@ impl App {
             stall_rows: Vec::new(),
             collapsed: HashSet::new(),
             expanded: HashSet::new(),
+            expanded_stalls: HashSet::new(),
             quit: false,
         };
         app.rebuild();
@@ -335,7 +342,7 @@ impl App {
         }
     }
 
-    fn selection_keys(&self) -> (Option<StackKey>, [Option<u64>; 3]) {
+    fn selection_keys(&self) -> Keys {
         let stack = self
             .stack_rows
             .get(self.cursors[Pane::Stack.index()].selected)
@@ -354,21 +361,26 @@ impl App {
             .then(|| self.function_rows.get(function))
             .flatten()
             .map(|&i| u64::from(self.shown.functions[i].id));
-        // A stall follows its thread.
+        // A stall follows its group, or its thread.
         let stall = self
             .stall_rows
             .get(self.cursors[Pane::Stalls.index()].selected)
-            .map(|&i| thread_key(self.shown.stalls[i].pid, self.shown.stalls[i].tid));
-        (stack, [recent, function, stall])
+            .map(|&row| stall_key(&self.shown, row));
+        Keys {
+            stack,
+            recent,
+            function,
+            stall,
+        }
     }
 
     fn rebuild(&mut self) {
-        self.rebuild_keeping((None, [None, None, None]));
+        self.rebuild_keeping(Keys::default());
     }
 
     /// Recomputes every pane's rows from the shown snapshot, then puts each
     /// selection back on the row it held, if that row is still there.
-    fn rebuild_keeping(&mut self, keys: (Option<StackKey>, [Option<u64>; 3])) {
+    fn rebuild_keeping(&mut self, keys: Keys) {
         self.stack_rows = stack_rows(&self.shown, self.active_filter(), |key| match key {
             StackKey::Thread(pid, tid) => self.collapsed.contains(&(pid, tid)),
             StackKey::Span(span) => self.expanded.contains(&span),
@@ -385,15 +397,20 @@ impl App {
         });
         self.function_rows = functions;
         self.metric_rows = metric_rows(&self.shown);
-        self.stall_rows = (0..self.shown.stalls.len())
-            .filter(|&i| self.matches(&self.shown.stalls[i].function_name))
-            .collect();
+        self.stall_rows = stall_rows(&self.shown, self.active_filter(), |id| {
+            self.expanded_stalls.contains(&id)
+        });
         if !self.shows(self.focus) {
             // The stalls ended: back to the Live Stack, where they were.
             self.focus = Pane::Stack;
         }
 
-        let (stack, [recent, function, stall]) = keys;
+        let Keys {
+            stack,
+            recent,
+            function,
+            stall,
+        } = keys;
         if let Some(key) = stack
             && let Some(i) = self
                 .stack_rows
@@ -419,14 +436,24 @@ impl App {
             self.cursors[Pane::Functions.index()].selected = i;
         }
         if let Some(key) = stall
-            && let Some(i) = self.stall_rows.iter().position(|&i| {
-                thread_key(self.shown.stalls[i].pid, self.shown.stalls[i].tid) == key
-            })
+            && let Some(i) = self
+                .stall_rows
+                .iter()
+                .position(|&row| stall_key(&self.shown, row) == key)
         {
             self.cursors[Pane::Stalls.index()].selected = i;
         }
         self.fit_cursors();
     }
+}
+
+/// What each pane's selection holds on to while its rows move.
+#[derive(Clone, Copy, Debug, Default)]
+struct Keys {
+    stack: Option<StackKey>,
+    recent: Option<u64>,
+    function: Option<u64>,
+    stall: Option<StallKey>,
 }
 
 /// The session ended on its own terms (SIGINT, SIGTERM): nothing is left to
