@@ -124,9 +124,9 @@ impl Detector {
     }
 
     /// The captures to ask for at `now_ns`: each newly stalled thread's
-    /// first, then lasting stalls whose last capture is answered and older
-    /// than the recapture interval (those a deadlock was found through
-    /// first). Forgets stalls that ended. The requests returned count as
+    /// first (those in a function fewer threads are stalled in first), then
+    /// lasting stalls whose last capture is answered and older than the
+    /// recapture interval (those a deadlock was found through first). Forgets stalls that ended. The requests returned count as
     /// sent.
     pub(super) fn check<'a>(
         &mut self,
@@ -210,6 +210,14 @@ impl Detector {
         let before = self.tracked.len();
         self.tracked.retain(|key, _| stalled.contains(key));
         self.dirty |= self.tracked.len() != before;
+        // Threads stalled in a function few others are stalled in first: a
+        // deadlocked pair is captured (and told) before the thousand
+        // threads of a pool at rest in one function beside it.
+        let mut alike: HashMap<(u32, u32), usize> = HashMap::new();
+        for request in &first {
+            *alike.entry((request.pid, request.function)).or_default() += 1;
+        }
+        first.sort_by_key(|r| alike[&(r.pid, r.function)]);
         first.extend(full);
         first.extend(again);
         first
@@ -627,6 +635,26 @@ mod tests {
         );
         let order: Vec<(u32, Look)> = asked.iter().map(|r| (r.tid, r.look)).collect();
         assert_eq!(order, [(8, Look::First), (7, Look::Again)]);
+    }
+
+    #[test]
+    fn threads_stalled_in_a_function_few_share_are_captured_first() {
+        let name = ThreadName::from("pool");
+        let pool: Vec<[crate::trace::OpenSpan; 1]> =
+            (0..5).map(|i| [span(i + 1, 0, 0, 0x1000)]).collect();
+        let lock = [span(9, 3, 0, 0x2000)];
+        let threads = pool
+            .iter()
+            .enumerate()
+            .map(|(i, frames)| thread_of(10 + i as u32, &name, frames))
+            .chain(std::iter::once(thread_of(20, &name, &lock)));
+        let mut d = Detector::new(S, 2 * S);
+        let order: Vec<u32> = d.check(threads, S).iter().map(|r| r.tid).collect();
+        assert_eq!(
+            order,
+            [20, 10, 11, 12, 13, 14],
+            "the one alone first, then in order"
+        );
     }
 
     #[test]
