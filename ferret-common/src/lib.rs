@@ -61,14 +61,19 @@ pub mod kind {
     /// A uretprobe: the return address was already popped, so the stack
     /// pointer is eight bytes above the one at entry.
     pub const EXIT_URET: u32 = 2;
-    /// A thread of a traced process exited (from the tracepoint).
-    pub const THREAD_EXIT: u32 = 3;
+    /// Go: the entry of the runtime's `deferreturn`, which a function that
+    /// recovered a panic calls as it resumes: the goroutine's frames below
+    /// that function were left without returning.
+    pub const GO_UNWIND: u32 = 3;
+    /// A thread of a traced process exited (from the tracepoint). Not a
+    /// cookie kind.
+    pub const THREAD_EXIT: u32 = 4;
     /// A traced process replaced its program (exec). Not a cookie kind.
-    pub const EXEC: u32 = 4;
+    pub const EXEC: u32 = 5;
     /// A traced process forked a child that is now traced too
     /// (`--follow-forks`); `pid` is the child, `cookie` the parent. Not a
     /// cookie kind.
-    pub const FORK: u32 = 5;
+    pub const FORK: u32 = 6;
 }
 
 /// Bits of the attach cookie that hold the probe kind.
@@ -79,6 +84,11 @@ pub const COOKIE_KIND_MASK: u64 = (1 << COOKIE_KIND_BITS) - 1;
 pub const COOKIE_GENERATION_BIT: u32 = COOKIE_KIND_BITS;
 /// Bits below the function id.
 pub const COOKIE_ID_SHIFT: u32 = COOKIE_KIND_BITS + 1;
+/// The cookie's top 16 bits: for a function of a Go program, the byte offset
+/// of `goid` in the runtime's `g` struct (never 0: `stack` comes first), so
+/// the probe reads the current goroutine through r14; 0 for every other
+/// function, which then pays nothing for it. The function id sits below.
+pub const COOKIE_GOID_OFFSET_SHIFT: u32 = 48;
 
 /// Builds the attach cookie for function `function_id`, probe `kind` and
 /// probe generation `generation` (0 or 1).
@@ -89,13 +99,35 @@ pub const fn cookie(function_id: u32, kind: u32, generation: u32) -> u64 {
         | (kind as u64 & COOKIE_KIND_MASK)
 }
 
+/// [`cookie`] for a function of a Go program: its probes also read the
+/// current goroutine's id at `goid_offset` bytes into `runtime.g` (see
+/// [`COOKIE_GOID_OFFSET_SHIFT`]).
+#[inline]
+pub const fn go_cookie(function_id: u32, kind: u32, generation: u32, goid_offset: u16) -> u64 {
+    cookie(function_id, kind, generation) | ((goid_offset as u64) << COOKIE_GOID_OFFSET_SHIFT)
+}
+
+/// Byte offset of `stack.hi` (the top of the goroutine's stack) in Go's
+/// `runtime.g`: `stack` is its first field, `lo` then `hi`, in every Go
+/// version.
+pub const GO_G_STACK_HI_OFFSET: u64 = 8;
+
+/// How many 8-byte words of `runtime.g` the probe reads, from `stack.hi`
+/// on: one copy from user memory is cheaper than one per field, and this
+/// many reach `goid` in every Go release (at 152 or 160). A goid offset
+/// beyond [`GO_G_MAX_GOID_OFFSET`] is not read.
+pub const GO_G_WORDS: usize = 24;
+
+/// The largest `goid` offset the probe's read of `runtime.g` covers.
+pub const GO_G_MAX_GOID_OFFSET: u64 = GO_G_STACK_HI_OFFSET + 8 * (GO_G_WORDS as u64 - 1);
+
 /// Length of a kernel task name (`TASK_COMM_LEN`).
 pub const COMM_LEN: usize = 16;
 
 /// One ring-buffer record: a probe hit or a thread exit.
 ///
 /// `#[repr(C)]` with fields ordered largest first, so there is no implicit
-/// padding: 4 × `u64` + 4 × `u32` + 16 bytes = 64 bytes.
+/// padding: 5 × `u64` + 4 × `u32` + 16 bytes = 72 bytes.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ProbeEvent {
@@ -107,14 +139,23 @@ pub struct ProbeEvent {
     pub sp: u64,
     /// The user instruction pointer when the probe fired.
     pub ip: u64,
+    /// Go programs (the cookie carries a goid offset): the id of the
+    /// goroutine running, `g.goid` read through r14, which holds the current
+    /// `g` at every function entry and return of Go ≥ 1.17 on amd64. 0 when
+    /// not read: another program, a system stack (`g0`, whose id is 0), or
+    /// `g` unreadable.
+    pub goid: u64,
     /// One of [`kind`].
     pub kind: u32,
     /// Process id (tgid).
     pub pid: u32,
     /// Thread id.
     pub tid: u32,
-    /// Reserved; always 0.
-    pub reserved: u32,
+    /// With [`Self::goid`]: how far `sp` is below the top of the goroutine's
+    /// stack (`g.stack.hi - sp`). The runtime moves a goroutine's stack when
+    /// it grows or shrinks, changing every frame's `sp` but not this, so it
+    /// is what matches a Go function's exit to its entry. 0 otherwise.
+    pub go_stack_depth: u32,
     /// The thread's name, NUL-padded.
     pub comm: [u8; COMM_LEN],
 }
@@ -125,6 +166,13 @@ impl ProbeEvent {
     pub const fn function_id(&self) -> u32 {
         (self.cookie >> COOKIE_ID_SHIFT) as u32
     }
+
+    /// Whether the probe was one of a Go program's (its cookie carries a
+    /// goid offset), so [`Self::goid`] was read.
+    #[inline]
+    pub const fn is_go(&self) -> bool {
+        self.cookie >> COOKIE_GOID_OFFSET_SHIFT != 0
+    }
 }
 
 #[cfg(feature = "user")]
@@ -132,4 +180,4 @@ impl ProbeEvent {
 // padding, so every bit pattern is a valid value.
 unsafe impl aya::Pod for ProbeEvent {}
 
-const _: () = assert!(core::mem::size_of::<ProbeEvent>() == 64);
+const _: () = assert!(core::mem::size_of::<ProbeEvent>() == 72);

@@ -24,14 +24,15 @@ use aya_ebpf::{
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, pt_regs},
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel,
+        bpf_probe_read_user,
     },
     macros::{map, raw_tracepoint, uprobe, uretprobe},
     maps::{Array, HashMap, PerCpuArray, RingBuf},
     programs::{ProbeContext, RawTracePointContext, RetProbeContext},
 };
 use ferret_common::{
-    COOKIE_GENERATION_BIT, COOKIE_KIND_MASK, DEFAULT_RING_BYTES, MAX_TARGETS, ProbeEvent, config,
-    kind,
+    COOKIE_GENERATION_BIT, COOKIE_GOID_OFFSET_SHIFT, COOKIE_KIND_MASK, DEFAULT_RING_BYTES,
+    GO_G_STACK_HI_OFFSET, GO_G_WORDS, MAX_TARGETS, ProbeEvent, config, kind,
 };
 
 #[map(name = "FERRET_EVENTS")]
@@ -142,36 +143,84 @@ fn try_probe(ctx: &ProbeContext) {
     // SAFETY: the attach-cookie helper only reads the run context of this program.
     let cookie = unsafe { aya_ebpf::helpers::generated::bpf_get_attach_cookie(ctx.regs.cast()) };
     // SAFETY: `regs` points at the user registers the kernel saved for this probe.
-    let (sp, ip) = unsafe {
+    let (sp, ip, r14) = unsafe {
         let regs: *const pt_regs = ctx.regs;
-        ((*regs).rsp, (*regs).rip)
+        ((*regs).rsp, (*regs).rip, (*regs).r14)
     };
     // Probes of a generation being replaced (or not yet current) stay silent,
     // so a function is never reported twice while links are swapped.
     if ((cookie >> COOKIE_GENERATION_BIT) & 1) as u32 != setting(config::GENERATION) {
         return;
     }
-    emit(pid_tgid, (cookie & COOKIE_KIND_MASK) as u32, cookie, sp, ip);
+    let pid = (pid_tgid >> 32) as u32;
+    if !traced(pid) {
+        return;
+    }
+    let goid_offset = cookie >> COOKIE_GOID_OFFSET_SHIFT;
+    let goroutine = if goid_offset == 0 {
+        (0, 0)
+    } else {
+        goroutine(r14, goid_offset, sp)
+    };
+    let event_kind = (cookie & COOKIE_KIND_MASK) as u32;
+    write_event(pid, pid_tgid as u32, event_kind, cookie, sp, ip, goroutine);
+}
+
+/// A Go function's probe: r14 holds the running goroutine's `g` (Go ≥ 1.17,
+/// amd64, at every entry and return of a Go function). Returns its id and
+/// how far `sp` is below its stack's top, or zeros if `g` cannot be read.
+/// One copy covers both fields (`stack.hi` first, `goid` further on).
+#[inline(always)]
+fn goroutine(g: u64, goid_offset: u64, sp: u64) -> (u64, u32) {
+    let from = (g as *const u8).wrapping_add(GO_G_STACK_HI_OFFSET as usize);
+    let word = ((goid_offset.wrapping_sub(GO_G_STACK_HI_OFFSET)) / 8) as usize;
+    if word == 0 || word >= GO_G_WORDS {
+        return (0, 0);
+    }
+    // SAFETY: bpf_probe_read_user copies from user memory and fails cleanly
+    // on a bad address; the pointer is never dereferenced here.
+    #[allow(clippy::cast_ptr_alignment, reason = "read by copy, see above")]
+    let Ok(words) = (unsafe { bpf_probe_read_user(from.cast::<[u64; GO_G_WORDS]>()) }) else {
+        return (0, 0);
+    };
+    let (hi, goid) = (words[0], words[word]);
+    hi.checked_sub(sp)
+        .and_then(|depth| u32::try_from(depth).ok())
+        .filter(|&depth| depth > 0)
+        .map_or((0, 0), |depth| (goid, depth))
+}
+
+#[inline(always)]
+fn traced(pid: u32) -> bool {
+    // SAFETY: a lookup in a map of plain integers.
+    unsafe { FERRET_TARGETS.get(pid) }.is_some()
 }
 
 #[inline(always)]
 fn emit(pid_tgid: u64, event_kind: u32, cookie: u64, sp: u64, ip: u64) {
     let pid = (pid_tgid >> 32) as u32;
-    // SAFETY: a lookup in a map of plain integers.
-    if unsafe { FERRET_TARGETS.get(pid) }.is_none() {
+    if !traced(pid) {
         return;
     }
-    write_event(pid, pid_tgid as u32, event_kind, cookie, sp, ip);
+    write_event(pid, pid_tgid as u32, event_kind, cookie, sp, ip, (0, 0));
 }
 
 /// Emits an event about process `pid` from another task's context (fork).
 #[inline(always)]
 fn emit_for(pid: u32, tid: u32, event_kind: u32, cookie: u64) {
-    write_event(pid, tid, event_kind, cookie, 0, 0);
+    write_event(pid, tid, event_kind, cookie, 0, 0, (0, 0));
 }
 
 #[inline(always)]
-fn write_event(pid: u32, tid: u32, event_kind: u32, cookie: u64, sp: u64, ip: u64) {
+fn write_event(
+    pid: u32,
+    tid: u32,
+    event_kind: u32,
+    cookie: u64,
+    sp: u64,
+    ip: u64,
+    (goid, go_stack_depth): (u64, u32),
+) {
     let Some(mut entry) = FERRET_EVENTS.reserve::<ProbeEvent>(0) else {
         if let Some(lost) = FERRET_LOST.get_ptr_mut(0) {
             // SAFETY: per-CPU slot; the program runs with preemption disabled.
@@ -186,10 +235,11 @@ fn write_event(pid: u32, tid: u32, event_kind: u32, cookie: u64, sp: u64, ip: u6
         cookie,
         sp,
         ip,
+        goid,
         kind: event_kind,
         pid,
         tid,
-        reserved: 0,
+        go_stack_depth,
         comm: bpf_get_current_comm().unwrap_or([0; 16]),
     });
     // Wake the reader only once enough data waits (userspace sets an eighth

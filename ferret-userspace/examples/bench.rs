@@ -716,7 +716,8 @@ fn synthetic_stream() -> Vec<ProbeEvent> {
                     kind: event_kind,
                     pid: 4242,
                     tid: 4242 + t as u32,
-                    reserved: 0,
+                    goid: 0,
+                    go_stack_depth: 0,
                     comm: comms[t],
                 });
             }

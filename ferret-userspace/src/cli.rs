@@ -200,7 +200,7 @@ struct AnalyzeArgs {
     /// Show the N slowest root calls as trees of their children.
     #[arg(long)]
     tree: bool,
-    /// Only this thread.
+    /// Only this thread (in a recording of a Go program: this goroutine).
     #[arg(long, value_name = "TID")]
     thread: Option<u32>,
     /// Only functions matching this glob.
@@ -209,6 +209,10 @@ struct AnalyzeArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = AnalyzeFormat::Table)]
     format: AnalyzeFormat,
+    /// Show times as measured, with ferret's own probe cost left in
+    /// (by default it is taken out, as measured at the start of the recording).
+    #[arg(long)]
+    raw: bool,
 }
 
 /// Sort key of `ferret analyze`.
@@ -251,6 +255,9 @@ struct ExportArgs {
     /// Output file.
     #[arg(short, long, value_name = "OUT")]
     output: PathBuf,
+    /// Export times as measured, with ferret's own probe cost left in.
+    #[arg(long)]
+    raw: bool,
 }
 
 /// Format of `ferret export`.
@@ -379,6 +386,8 @@ pub struct AnalyzeConfig {
     pub function: Option<crate::symbols::Glob>,
     /// Output format.
     pub format: AnalyzeFormat,
+    /// `--raw`: times as measured.
+    pub raw: bool,
 }
 
 /// `ferret export`.
@@ -390,6 +399,8 @@ pub struct ExportConfig {
     pub format: ExportFormat,
     /// Output file.
     pub output: PathBuf,
+    /// `--raw`: times as measured.
+    pub raw: bool,
 }
 
 /// `ferret symbols`.
@@ -455,11 +466,13 @@ impl Cli {
                 thread: args.thread,
                 function: args.function,
                 format: args.format,
+                raw: args.raw,
             })),
             Command::Export(args) => Ok(Invocation::Export(ExportConfig {
                 file: args.file,
                 format: args.format,
                 output: args.output,
+                raw: args.raw,
             })),
             Command::Record(args) => Ok(Invocation::Record(RecordConfig {
                 target: target(args.target)?,

@@ -9,6 +9,7 @@ use ferret::{
     commands,
     export::ExportError,
     probe::ProbeError,
+    session::plan::PlanError,
     sink::SinkError,
     target::TargetError,
 };
@@ -84,6 +85,12 @@ fn hint_for(e: &anyhow::Error) -> Option<&'static str> {
             || matches!(cause.downcast_ref(), Some(ExportError::Create { .. }))
         {
             return Some("check that the output's directory exists and is writable");
+        }
+        if let Some(PlanError::UretprobeInGo { .. }) = cause.downcast_ref() {
+            return Some(
+                "leave --exit-probes out (or say `ret`): ferret probes a Go program's \
+                 return instructions, which is safe",
+            );
         }
         if let Some(e) = cause.downcast_ref::<ProbeError>()
             && e.is_permission_denied()

@@ -33,7 +33,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Task {
     /// Install what is missing: nightly rust-src, bpf-linker, Debian packages
-    /// (gcc g++ tmux bpftrace) and the python duckdb module. Safe to re-run.
+    /// (gcc g++ tmux bpftrace golang-go) and the python duckdb module. Safe to re-run.
     Setup,
     /// Run every check: setup, rustfmt, clippy, then the whole test suite
     /// (which needs root: re-run under sudo when not root).

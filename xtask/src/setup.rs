@@ -11,8 +11,16 @@ use anyhow::{Context as _, Result, bail};
 
 use crate::sh::{Sh, display, probe};
 
-/// Debian packages the tests, the demo and the benchmarks use.
-const APT_PACKAGES: &[&str] = &["gcc", "g++", "tmux", "bpftrace"];
+/// Debian packages the tests, the demo and the benchmarks use, each with
+/// the command it provides (looked for where there is no dpkg). The Go
+/// toolchain builds the Go programs the tests trace.
+const APT_PACKAGES: &[(&str, &str)] = &[
+    ("gcc", "gcc"),
+    ("g++", "g++"),
+    ("tmux", "tmux"),
+    ("bpftrace", "bpftrace"),
+    ("golang-go", "go"),
+];
 /// The bpf-linker release series that works with aya 0.14 on this toolchain.
 const BPF_LINKER_VERSION: &str = "^0.13";
 
@@ -295,7 +303,7 @@ fn link_libllvm(sh: &Sh, prefix: &Path, library: &Path) -> Result<()> {
 
 fn apt_packages(sh: &Sh) -> Result<()> {
     let missing = missing_packages(sh)?;
-    for package in APT_PACKAGES {
+    for (package, _) in APT_PACKAGES {
         if !missing.contains(package) {
             ok(&format!("apt {package}"), "");
         }
@@ -350,8 +358,8 @@ fn missing_packages(sh: &Sh) -> Result<Vec<&'static str>> {
     if sh.which("dpkg-query").is_none() {
         let missing: Vec<&str> = APT_PACKAGES
             .iter()
-            .copied()
-            .filter(|p| sh.which(p).is_none())
+            .filter(|(_, command)| sh.which(command).is_none())
+            .map(|&(package, _)| package)
             .collect();
         if !missing.is_empty() {
             bail!(
@@ -367,7 +375,7 @@ fn missing_packages(sh: &Sh) -> Result<Vec<&'static str>> {
     let output = sh
         .cmd("dpkg-query")
         .args(["-W", "-f", "${Package}\t${Status}\n"])
-        .args(APT_PACKAGES)
+        .args(APT_PACKAGES.iter().map(|(package, _)| package))
         .stdin(Stdio::null())
         .stderr(Stdio::null())
         .output()
@@ -375,7 +383,7 @@ fn missing_packages(sh: &Sh) -> Result<Vec<&'static str>> {
     let listed = String::from_utf8_lossy(&output.stdout);
     Ok(APT_PACKAGES
         .iter()
-        .copied()
+        .map(|&(package, _)| package)
         .filter(|package| {
             !listed.lines().any(|line| {
                 let (name, status) = line.split_once('\t').unwrap_or((line, ""));

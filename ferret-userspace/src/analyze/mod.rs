@@ -64,6 +64,32 @@ pub struct Overview {
     pub orphans: u64,
     /// Thread ids present but filtered out by `--thread`.
     pub other_tids: Vec<i32>,
+    /// Whether times have ferret's probe cost taken out (the recording
+    /// measured it, and `--raw` was not given).
+    pub corrected: bool,
+}
+
+impl Overview {
+    /// The line that says how times are shown: corrected for ferret's
+    /// probe cost (and by how much), as measured with `--raw`, or as
+    /// measured because the recording has no calibration.
+    pub fn times_line(&self) -> String {
+        match (&self.info.calibration, self.corrected) {
+            (Some(c), true) => format!(
+                "times corrected for ferret's probe cost: {:.1} µs per traced call at most \
+                 (measured at the start); --raw shows them as measured",
+                c.typical_call_ns() / 1e3
+            ),
+            (Some(c), false) if !c.is_none() => format!(
+                "times as measured (--raw): they include ferret's probe cost, up to {:.1} µs \
+                 per traced call",
+                c.typical_call_ns() / 1e3
+            ),
+            _ => {
+                "times as measured: this recording has no measure of ferret's probe cost".to_owned()
+            }
+        }
+    }
 }
 
 impl Overview {
@@ -79,6 +105,7 @@ impl Overview {
             cut: summary.cut,
             orphans: summary.orphans,
             other_tids: summary.other_tids.clone(),
+            corrected: recording.corrected(),
         }
     }
 }

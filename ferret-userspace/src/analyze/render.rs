@@ -114,7 +114,8 @@ fn header(w: &mut dyn Write, o: &Overview) -> io::Result<()> {
     if let Some(target) = &o.info.target {
         let _ = write!(line, "  (target: {target})");
     }
-    writeln!(w, "{line}")
+    writeln!(w, "{line}")?;
+    writeln!(w, "{}", o.times_line())
 }
 
 /// Write the function table: the first `top` rows (all when 0).
@@ -213,12 +214,14 @@ pub fn trees(w: &mut dyn Write, report: &TreeReport, style: Style) -> io::Result
             labels[root.function.0 as usize],
             duration(tree.duration_ns())
         );
+        let whose = match thread.goroutine {
+            Some(goid) => format!("goroutine {goid} (from tid {})", thread.tid),
+            None => format!("thread {} ({})", thread.tid, thread.name),
+        };
         writeln!(
             w,
-            "{}  thread {} ({})  at +{}{status}",
+            "{}  {whose}  at +{}{status}",
             style.paint("1", &title),
-            thread.tid,
-            thread.name,
             duration(tree.start_ns.abs_diff(first)),
         )?;
         tree_lines(w, tree, &labels, style)?;
@@ -323,6 +326,10 @@ struct JsonHeader<'a> {
     threads: u64,
     first_ts_ns: Option<i64>,
     last_ts_ns: Option<i64>,
+    /// `corrected` (ferret's probe cost taken out) or `measured`.
+    times: &'static str,
+    /// The dearest traced call's probe cost, ns, when measured.
+    probe_cost_ns: Option<f64>,
 }
 
 impl<'a> JsonHeader<'a> {
@@ -338,6 +345,12 @@ impl<'a> JsonHeader<'a> {
             threads: o.threads,
             first_ts_ns: o.first_ts_ns,
             last_ts_ns: o.last_ts_ns,
+            times: if o.corrected { "corrected" } else { "measured" },
+            probe_cost_ns: o
+                .info
+                .calibration
+                .filter(|c| !c.is_none())
+                .map(|c| c.typical_call_ns().round()),
         }
     }
 }
@@ -394,6 +407,10 @@ pub fn trees_json(w: &mut dyn Write, report: &TreeReport) -> io::Result<()> {
         pid: i32,
         tid: i32,
         thread_name: &'a str,
+        /// A Go program's goroutine (its calls nest per goroutine; `tid`
+        /// is then the first thread it ran on).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        goroutine: Option<i64>,
         start_ns: i64,
         duration_ns: u64,
         status: &'a str,
@@ -441,6 +458,7 @@ pub fn trees_json(w: &mut dyn Write, report: &TreeReport) -> io::Result<()> {
                 pid: thread.pid,
                 tid: thread.tid,
                 thread_name: &thread.name,
+                goroutine: thread.goroutine,
                 start_ns: tree.start_ns,
                 duration_ns: tree.duration_ns(),
                 status: tree.status.as_str(),

@@ -108,6 +108,7 @@ impl Gen<'_> {
             function,
             ts_ns: ts,
             before_attach: false,
+            goroutine: None,
         }))?;
         let mut now = ts + 50 + self.rng.below(2_000);
         if depth < MAX_DEPTH {
@@ -142,6 +143,8 @@ impl Gen<'_> {
             ts_ns: now,
             status,
             overhead_ns: 0,
+            overhead_outside_ns: 0,
+            goroutine: None,
         }))?;
         self.spans += 1;
         Ok(now)

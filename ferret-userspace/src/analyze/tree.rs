@@ -50,6 +50,8 @@ pub struct CallTree {
     pub start_ns: i64,
     /// Its end.
     pub end_ns: i64,
+    /// Its duration (as shown: corrected unless `--raw`).
+    duration_ns: u64,
     /// How it ended.
     pub status: Status,
     /// Node 0 is the root.
@@ -67,6 +69,7 @@ impl CallTree {
             thread: span.thread,
             start_ns: span.start_ns,
             end_ns: span.start_ns,
+            duration_ns: 0,
             status: Status::Ok,
             nodes: vec![TreeNode::new(span.function, None, span.start_ns)],
             index: HashMap::new(),
@@ -76,7 +79,7 @@ impl CallTree {
 
     /// The root call's duration.
     pub fn duration_ns(&self) -> u64 {
-        self.end_ns.abs_diff(self.start_ns)
+        self.duration_ns
     }
 
     fn child(&mut self, parent: u32, function: FnIx, start_ns: i64) -> u32 {
@@ -262,6 +265,7 @@ impl Visitor for TreeVisitor {
         self.roots += 1;
         tree.start_ns = span.start_ns;
         tree.end_ns = span.end_ns;
+        tree.duration_ns = span.duration_ns();
         tree.status = span.status;
         tree.index = HashMap::new();
         self.kept.push(Ranked(tree));

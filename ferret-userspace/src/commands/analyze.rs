@@ -13,7 +13,8 @@ use crate::symbols::closest_names;
 
 /// Runs `ferret analyze`.
 pub fn run(config: &AnalyzeConfig) -> Result<i32> {
-    let recording = Recording::open(&config.file)?;
+    let mut recording = Recording::open(&config.file)?;
+    recording.set_raw(config.raw);
     let query = Query {
         // A tid that does not fit the column's type matches nothing.
         thread: config.thread.map(|t| i32::try_from(t).unwrap_or(-1)),

@@ -12,7 +12,10 @@ use crate::export::{self, ExportError, Format};
 
 /// Runs `ferret export`.
 pub fn run(config: &ExportConfig) -> Result<i32> {
-    let recording = Recording::open(&config.file)?;
+    let mut recording = Recording::open(&config.file)?;
+    // OTLP carries times as measured, as the live exporter sends them,
+    // with ferret's share in each span's `ferret.overhead_ns`.
+    recording.set_raw(config.raw || config.format == ExportFormat::Otlp);
     let format = match config.format {
         ExportFormat::Speedscope => Format::Speedscope,
         ExportFormat::Chrome => Format::Chrome,
@@ -49,6 +52,20 @@ pub fn run(config: &ExportConfig) -> Result<i32> {
             "warning: {} call ends had no start before them (were the rows re-sorted?) and were left out",
             summary.left_out
         );
+    }
+    if let Some(calibration) = recording.info().calibration.filter(|c| !c.is_none()) {
+        let per_call = calibration.typical_call_ns() / 1e3;
+        if recording.corrected() {
+            eprintln!(
+                "ferret: times corrected for ferret's probe cost ({per_call:.1} µs per traced call \
+                 at most); --raw exports them as measured"
+            );
+        } else {
+            eprintln!(
+                "ferret: times as measured (--raw), ferret's probe cost included \
+                 ({per_call:.1} µs per traced call at most)"
+            );
+        }
     }
     if !to_stdout {
         eprintln!(

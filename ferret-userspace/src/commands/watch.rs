@@ -250,9 +250,9 @@ fn session_info(session: &Session, config: &WatchConfig, log: Option<PathBuf>) -
         .plan
         .points
         .iter()
-        .filter(|p| matches!(p.exits, ExitProbes::Instructions(_)))
+        .filter(|p| !p.go_recovery && matches!(p.exits, ExitProbes::Instructions(_)))
         .count();
-    let uret = prepared.plan.points.len() - ret;
+    let uret = prepared.plan.traced_functions() - ret;
     let mode = match config.probes.exit_mode {
         ExitMode::Auto => "auto",
         ExitMode::Ret => "ret",
@@ -274,6 +274,9 @@ fn session_info(session: &Session, config: &WatchConfig, log: Option<PathBuf>) -
         started_ns: monotonic_ns(),
         stall_ns: u64::try_from(config.stall.as_nanos()).unwrap_or(u64::MAX),
         local_offset_ns: realtime_offset_ns() + local_utc_offset_s() * 1_000_000_000,
+        probe_cost_ns: Some(session.first_calibration())
+            .filter(|c| !c.is_none())
+            .map(crate::cost::Calibration::typical_call_ns),
     }
 }
 
@@ -379,8 +382,12 @@ struct Live {
     warning: Option<String>,
     /// Rows written and the file, once the recording is finished.
     recorded: Option<(u64, PathBuf)>,
+    /// The overhead guard's newest estimate and budget.
+    overhead: (Option<f64>, Option<f64>),
     /// Snapshots built, and the time spent building them (total, longest).
     built: (u64, Duration, Duration),
+    /// Goroutines idle now that ran traced calls lately, as last counted.
+    idle_goroutines: usize,
 }
 
 impl Live {
@@ -404,7 +411,9 @@ impl Live {
             events_counted: 0,
             warning: None,
             recorded: None,
+            overhead: (None, None),
             built: (0, Duration::ZERO, Duration::ZERO),
+            idle_goroutines: 0,
         }
     }
 
@@ -455,6 +464,7 @@ impl Live {
             lost,
             calls: self.aggregates.calls(),
             threads,
+            idle_goroutines: self.idle_goroutines,
             functions: self.aggregates.function_rows(now, started),
             recent: self.aggregates.recent(),
             metrics: self.aggregates.metrics(),
@@ -469,6 +479,7 @@ impl Live {
                     unsent: stats.unsent(),
                 }
             }),
+            overhead: self.overhead,
             close,
         };
         self.mailbox.publish(Arc::new(snapshot));
@@ -550,9 +561,16 @@ impl Consumer for Live {
     }
 
     fn tick(&mut self, view: &LoopView<'_>) -> Result<()> {
-        let threads = self
+        self.overhead = view.overhead;
+        let reconstructor = &view.pipeline.reconstructor;
+        let mut threads = self
             .aggregates
-            .threads(view.pipeline.reconstructor.threads(), view.now_ns);
+            .threads(reconstructor.threads(), view.now_ns);
+        let (goroutines, idle) = self
+            .aggregates
+            .goroutines(reconstructor.goroutines(), view.now_ns);
+        threads.extend(goroutines);
+        self.idle_goroutines = idle;
         self.publish(
             TargetState::Live,
             false,

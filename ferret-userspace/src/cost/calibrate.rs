@@ -270,6 +270,8 @@ fn probe_point(maps: &str, exe: &Path, s: &Series) -> Result<ProbePoint, String>
         path: Arc::from(exe),
         entry,
         exits,
+        goid_offset: 0,
+        go_recovery: false,
     })
 }
 

@@ -178,6 +178,40 @@ impl Calibration {
         .to_string()
     }
 
+    /// The figures a session was corrected with (the `end` figures if it
+    /// measured again, else the `start` ones), from its
+    /// `ferret.calibration` metadata.
+    pub fn from_metadata(json: &str) -> Option<Self> {
+        let value: serde_json::Value = serde_json::from_str(json).ok()?;
+        let figures = value.get("end").unwrap_or(value.get("start")?);
+        let ns = |key: &str| figures.get(key).and_then(serde_json::Value::as_f64);
+        Some(Self {
+            entry_ns: [
+                ns("entry_emulated_ns")?,
+                ns("entry_stepped_ns")?,
+                ns("entry_nop5_ns")?,
+            ],
+            exit_insn_ns: ns("exit_insn_ns")?,
+            exit_uret_ns: ns("exit_uretprobe_ns")?,
+            bias_ns: [
+                [
+                    ns("bias_emulated_insn_ns")?,
+                    ns("bias_emulated_uretprobe_ns")?,
+                ],
+                [
+                    ns("bias_stepped_insn_ns")?,
+                    ns("bias_stepped_uretprobe_ns")?,
+                ],
+                [ns("bias_nop5_insn_ns")?, ns("bias_nop5_uretprobe_ns")?],
+            ],
+            calls: figures
+                .get("calls_per_series")
+                .and_then(serde_json::Value::as_u64)
+                .and_then(|c| u32::try_from(c).ok())?,
+            spread: ns("spread").unwrap_or(0.0),
+        })
+    }
+
     /// One line for people: `entry 10.2 µs, return-instruction exit 11.0
     /// µs, uretprobe 4.1 µs per traced call`.
     pub fn describe(&self) -> String {

@@ -69,7 +69,8 @@ impl<W: Write> Chrome<W> {
             return;
         }
         self.announced[t] = Some(info.name.clone());
-        let (pid, tid, name) = (info.pid, info.tid, json_string(&info.name));
+        // A goroutine gets a track of its own (its id), whatever threads ran it.
+        let (pid, tid, name) = (info.pid, info.track(), json_string(&info.name));
         self.emit(|w| {
             write!(
                 w,
@@ -108,9 +109,10 @@ impl<W: Write> Chrome<W> {
             return;
         };
         let thread = names.thread(span.thread);
-        let (pid, tid) = (thread.pid, thread.tid);
+        let (pid, tid) = (thread.pid, thread.track());
         let ts = Micros(span.start_ns.saturating_sub(self.t0));
-        let dur = Micros(i64::try_from(span.duration_ns()).unwrap_or(i64::MAX));
+        // The span's place on the (corrected) timeline, so children nest.
+        let dur = Micros(span.end_ns.saturating_sub(span.start_ns));
         // Written in place, not through `emit`: this runs once per span,
         // and borrowing the escaped names avoids two allocations each time.
         let sep = if self.comma { ",\n" } else { "" };

@@ -101,6 +101,7 @@ impl<W: Write> OtlpJson<W> {
                 Status::Unwound => SpanStatus::Unwound,
                 Status::Open | Status::Cut => SpanStatus::Open,
             },
+            overhead_ns: span.overhead_ns,
             notes: Vec::new(),
             dropped_notes: 0,
         });

@@ -195,10 +195,11 @@ impl Speedscope {
                 continue;
             }
             let info = names.thread(crate::analyze::replay::ThreadIx(i as u32));
-            let title = if pids.len() > 1 {
-                format!("{} (pid {}, tid {})", info.name, info.pid, info.tid)
-            } else {
-                format!("{} (tid {})", info.name, info.tid)
+            let title = match (pids.len() > 1, info.goroutine) {
+                (true, None) => format!("{} (pid {}, tid {})", info.name, info.pid, info.tid),
+                (false, None) => format!("{} (tid {})", info.name, info.tid),
+                (true, Some(_)) => format!("{} (pid {})", info.name, info.pid),
+                (false, Some(_)) => info.name.clone(),
             };
             if written > 0 {
                 w.write_all(b",")?;

@@ -59,6 +59,8 @@ pub struct Aggregates {
     metrics: VecDeque<MetricPoint>,
     metrics_shared: Arc<MetricsHistory>,
     threads: BTreeMap<(u32, u32), (ThreadName, u64)>,
+    /// Goroutines seen lately, by (pid, goid): when last.
+    goroutines: FxMap<(u32, u64), u64>,
     /// The thread of the latest event, with its name and its newest time
     /// not yet folded into `threads`: a run of one thread's events looks
     /// the map up once.
@@ -78,6 +80,7 @@ impl Aggregates {
             metrics: VecDeque::with_capacity(METRICS_KEPT),
             metrics_shared: Arc::default(),
             threads: BTreeMap::new(),
+            goroutines: FxMap::default(),
             last_seen: None,
             calls: 0,
         }
@@ -88,10 +91,18 @@ impl Aggregates {
         match event {
             SpanEvent::Start(start) => {
                 self.children_ns.insert(start.span_id, 0);
-                self.seen(start.pid, start.tid, &start.thread_name, start.ts_ns);
+                self.seen_span(
+                    start.pid,
+                    start.tid,
+                    start.goroutine,
+                    &start.thread_name,
+                    start.ts_ns,
+                );
             }
             SpanEvent::End(end) => {
-                let duration = end.duration_ns();
+                // Shown with ferret's probe time taken out (0 when the
+                // session measured none).
+                let duration = end.corrected_ns();
                 let children = self.children_ns.remove(&end.span_id).unwrap_or(0);
                 let self_ns = duration.saturating_sub(children);
                 if let Some(parent) = end.parent_span_id
@@ -108,7 +119,7 @@ impl Aggregates {
                     stats.rate.add(end.ts_ns, 1);
                 }
                 self.calls += 1;
-                self.seen(end.pid, end.tid, &end.thread_name, end.ts_ns);
+                self.seen_span(end.pid, end.tid, end.goroutine, &end.thread_name, end.ts_ns);
                 // The oldest call makes room.
                 if self.recent.len() == RECENT_KEPT {
                     self.recent.pop_back();
@@ -125,9 +136,29 @@ impl Aggregates {
                     end_ns: end.ts_ns,
                     self_ns,
                     status: end.status,
+                    overhead_ns: end.overhead_ns,
                 };
                 self.recent.push_front(call);
                 self.recent_version += 1;
+            }
+        }
+    }
+
+    /// A span event of thread `tid`, or of goroutine `goroutine` (whose
+    /// threads are not listed: a Go program's calls are the goroutines').
+    fn seen_span(
+        &mut self,
+        pid: u32,
+        tid: u32,
+        goroutine: Option<u64>,
+        name: &ThreadName,
+        ts_ns: u64,
+    ) {
+        match goroutine {
+            None => self.seen(pid, tid, name, ts_ns),
+            Some(goid) => {
+                let last = self.goroutines.entry((pid, goid)).or_insert(ts_ns);
+                *last = (*last).max(ts_ns);
             }
         }
     }
@@ -232,6 +263,28 @@ impl Aggregates {
         self.metrics_shared.clone()
     }
 
+    /// Every goroutine with open spans (Go programs), and how many more
+    /// ran traced calls in the last [`IDLE_THREAD_KEPT_NS`] and have none
+    /// open now. Forgets older ones.
+    pub fn goroutines<'a>(
+        &mut self,
+        open: impl Iterator<Item = ThreadStack<'a>>,
+        now_ns: u64,
+    ) -> (Vec<ThreadView>, usize) {
+        self.goroutines
+            .retain(|_, last| last.saturating_add(IDLE_THREAD_KEPT_NS) >= now_ns);
+        let open: Vec<ThreadView> = open.map(|stack| ThreadView::open(&stack)).collect();
+        let open_seen = open
+            .iter()
+            .filter(|g| {
+                g.goroutine
+                    .is_some_and(|goid| self.goroutines.contains_key(&(g.pid, goid)))
+            })
+            .count();
+        let idle = self.goroutines.len() - open_seen;
+        (open, idle)
+    }
+
     /// Every thread with open spans, plus the threads seen in the last
     /// [`IDLE_THREAD_KEPT_NS`], ordered by (pid, tid). Forgets older ones.
     pub fn threads<'a>(
@@ -266,6 +319,7 @@ impl Aggregates {
                         name: *name,
                         frames: Vec::new(),
                         maybe_incomplete: false,
+                        goroutine: None,
                     });
                 }
             }
@@ -294,6 +348,7 @@ mod tests {
             function,
             ts_ns: ts,
             before_attach: false,
+            goroutine: None,
         })
     }
 
@@ -318,6 +373,8 @@ mod tests {
             ts_ns: ts,
             status,
             overhead_ns: 0,
+            overhead_outside_ns: 0,
+            goroutine: None,
         })
     }
 
@@ -341,6 +398,36 @@ mod tests {
         assert_eq!((g.calls, g.total_ns, g.self_ns), (2, 60, 60));
         assert_eq!(a.calls(), 3);
         assert_eq!(a.open(), 0, "nothing open is remembered");
+    }
+
+    #[test]
+    fn times_are_shown_with_ferrets_probe_time_taken_out() {
+        let costed = |event: SpanEvent, overhead: u64| match event {
+            SpanEvent::End(mut e) => {
+                e.overhead_ns = overhead;
+                SpanEvent::End(e)
+            }
+            start @ SpanEvent::Start(_) => start,
+        };
+        let mut a = Aggregates::new(2);
+        // f (0..100, 30 of it probes) calls g (10..30, 5 of it probes).
+        for ev in [
+            start(1, None, 7, 0, 0),
+            start(2, Some(1), 7, 1, 10),
+            costed(end(2, Some(1), 7, 1, 10, 30, SpanStatus::Ok), 5),
+            costed(end(1, None, 7, 0, 0, 100, SpanStatus::Ok), 30),
+        ] {
+            a.apply(&ev);
+        }
+        let f = a.function(0).unwrap();
+        assert_eq!((f.total_ns, f.self_ns), (70, 55));
+        let g = a.function(1).unwrap();
+        assert_eq!((g.total_ns, g.self_ns), (15, 15));
+        let recent = a.recent();
+        assert_eq!(
+            (recent[0].duration_ns(), recent[0].measured_ns()),
+            (70, 100)
+        );
     }
 
     #[test]
@@ -478,6 +565,7 @@ mod tests {
                     function: 0,
                     sp: 0x7000,
                     thread_name: name("open"),
+                    goroutine: None,
                 },
                 &mut out,
             );
@@ -485,5 +573,59 @@ mod tests {
         let listed = a.threads(r.threads(), 40);
         let shape: Vec<(u32, usize)> = listed.iter().map(|t| (t.tid, t.frames.len())).collect();
         assert_eq!(shape, [(3, 0), (5, 1), (9, 1)]);
+    }
+
+    #[test]
+    fn goroutines_are_listed_while_in_calls_and_counted_while_idle() {
+        use crate::trace::{RawEvent, RawKind, Reconstructor};
+        let mut a = Aggregates::new(1);
+        let go = |ev: SpanEvent, goid| match ev {
+            SpanEvent::Start(s) => SpanEvent::Start(SpanStart {
+                goroutine: Some(goid),
+                ..s
+            }),
+            SpanEvent::End(e) => SpanEvent::End(SpanEnd {
+                goroutine: Some(goid),
+                ..e
+            }),
+        };
+        // Thirty goroutines ran a call on thread 7 and returned.
+        for goid in 1..=30 {
+            a.apply(&go(start(goid, None, 7, 0, 10), goid));
+            a.apply(&go(end(goid, None, 7, 0, 10, 20, SpanStatus::Ok), goid));
+        }
+        // Goroutine 5 is in a call again.
+        let mut r = Reconstructor::new();
+        let mut out = Vec::new();
+        r.push(
+            &RawEvent {
+                kind: RawKind::Entry,
+                ts_ns: 30,
+                pid: 1,
+                tid: 8,
+                function: 0,
+                sp: 0x7000,
+                thread_name: name("worker"),
+                goroutine: Some(5),
+            },
+            &mut out,
+        );
+        for ev in &out {
+            a.apply(ev);
+        }
+        assert!(
+            a.threads(r.threads(), 40).is_empty(),
+            "no thread is listed for them"
+        );
+        let (open, idle) = a.goroutines(r.goroutines(), 40);
+        let shown: Vec<(Option<u64>, u32, usize)> = open
+            .iter()
+            .map(|g| (g.goroutine, g.tid, g.frames.len()))
+            .collect();
+        assert_eq!(shown, [(Some(5), 8, 1)]);
+        assert_eq!(idle, 29);
+        // Forgotten once quiet for long enough.
+        let (_, idle) = a.goroutines(r.goroutines(), 30 + IDLE_THREAD_KEPT_NS + 1);
+        assert_eq!(idle, 0);
     }
 }

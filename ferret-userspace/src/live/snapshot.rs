@@ -39,6 +39,10 @@ pub struct SessionInfo {
     /// Added to a `CLOCK_MONOTONIC` time gives the local wall-clock time
     /// (ns since the epoch, shifted by the local UTC offset), for display.
     pub local_offset_ns: i64,
+    /// What the dearest traced call's probes cost, as measured at the
+    /// start (times shown are corrected by each call's own figure); `None`
+    /// when not measured, and times are as measured.
+    pub probe_cost_ns: Option<f64>,
 }
 
 /// How the OpenTelemetry export is going, for the header.
@@ -94,13 +98,15 @@ pub struct OpenFrame {
     pub depth: u32,
 }
 
-/// A thread and its open spans.
+/// A thread and its open spans; in a Go program, a goroutine and its.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ThreadView {
     /// Process id.
     pub pid: u32,
-    /// Thread id.
+    /// Thread id; for a goroutine, the thread it last ran a traced call on.
     pub tid: u32,
+    /// The goroutine, in a Go program; `None` for a thread.
+    pub goroutine: Option<u64>,
     /// Thread name.
     pub name: ThreadName,
     /// Open spans, outermost first; empty for an idle thread.
@@ -115,6 +121,7 @@ impl ThreadView {
         Self {
             pid: stack.pid,
             tid: stack.tid,
+            goroutine: stack.goroutine,
             name: *stack.thread_name,
             frames: stack
                 .frames
@@ -156,11 +163,19 @@ pub struct FinishedCall {
     pub self_ns: u64,
     /// How it ended.
     pub status: SpanStatus,
+    /// ferret's probe time inside it (0 when uncorrected).
+    pub overhead_ns: u64,
 }
 
 impl FinishedCall {
-    /// End minus start.
+    /// End minus start, less ferret's probe time inside it: what the
+    /// dashboard shows.
     pub fn duration_ns(&self) -> u64 {
+        self.measured_ns().saturating_sub(self.overhead_ns)
+    }
+
+    /// End minus start, as measured.
+    pub fn measured_ns(&self) -> u64 {
         self.end_ns.saturating_sub(self.start_ns)
     }
 }
@@ -231,8 +246,12 @@ pub struct Snapshot {
     pub lost: u64,
     /// Calls ended so far.
     pub calls: u64,
-    /// Threads with open spans first-class, idle ones seen lately too.
+    /// Threads with open spans first-class, idle ones seen lately too;
+    /// then the goroutines with open spans (Go programs).
     pub threads: Vec<ThreadView>,
+    /// Goroutines that ran traced calls lately and have none open now:
+    /// counted, not listed (a Go server runs thousands).
+    pub idle_goroutines: usize,
     /// One row per function called at least once.
     pub functions: Vec<FunctionRow>,
     /// Finished calls, newest first.
@@ -252,6 +271,9 @@ pub struct Snapshot {
     /// Spans sent to the OpenTelemetry collector and not, with
     /// `--otlp-endpoint`.
     pub otlp: Option<OtlpProgress>,
+    /// The overhead guard's estimate of the probes' cost, percent of the
+    /// target's own time, and the budget (`--max-overhead`), if on.
+    pub overhead: (Option<f64>, Option<f64>),
     /// The session is over and the dashboard should close (ferret got
     /// SIGINT or SIGTERM); after the target exits it stays open instead.
     pub close: bool,
@@ -269,6 +291,7 @@ impl Snapshot {
             lost: 0,
             calls: 0,
             threads: Vec::new(),
+            idle_goroutines: 0,
             functions: Vec::new(),
             recent: Arc::from([]),
             metrics: Arc::default(),
@@ -277,6 +300,7 @@ impl Snapshot {
             warning: None,
             notice: None,
             otlp: None,
+            overhead: (None, None),
             close: false,
         }
     }
@@ -296,7 +320,20 @@ impl Snapshot {
 
     /// The capture of thread `tid`'s stall, if it is stalled.
     pub fn stall_of_thread(&self, pid: u32, tid: u32) -> Option<&StallReport> {
-        self.stalls.iter().find(|s| s.pid == pid && s.tid == tid)
+        self.stalls
+            .iter()
+            .find(|s| s.pid == pid && s.tid == tid && s.goroutine.is_none())
+    }
+
+    /// The capture of the stall of `stack` (a thread's or a goroutine's).
+    pub fn stall_of_stack(&self, stack: &ThreadView) -> Option<&StallReport> {
+        match stack.goroutine {
+            None => self.stall_of_thread(stack.pid, stack.tid),
+            Some(goid) => self
+                .stalls
+                .iter()
+                .find(|s| s.pid == stack.pid && s.goroutine == Some(goid)),
+        }
     }
 
     /// Stall group `id` (its number), if it is current.

@@ -525,6 +525,7 @@ pub fn encode_spans(
             start_unix_ns: map::unix_ns(f.start_ns, realtime_offset_ns),
             end_unix_ns: map::unix_ns(f.end_ns, realtime_offset_ns),
             status: f.status,
+            overhead_ns: f.overhead_ns,
             notes: &f.notes,
             dropped_notes: f.dropped_notes,
             realtime_offset_ns,

@@ -127,6 +127,8 @@ pub struct SpanData<'a> {
     pub end_unix_ns: u64,
     /// How it ended.
     pub status: SpanStatus,
+    /// ferret's probe time inside it; the times above are as measured.
+    pub overhead_ns: u64,
     /// Stall reports while it ran (times `CLOCK_MONOTONIC`).
     pub notes: &'a [StallNote],
     /// Stall reports not kept.
@@ -144,6 +146,12 @@ pub fn span(data: &SpanData<'_>) -> Span {
     }
     attributes.push(int("thread.id", i64::from(data.tid)));
     attributes.push(string("thread.name", data.thread_name));
+    if data.overhead_ns > 0 {
+        attributes.push(int(
+            "ferret.overhead_ns",
+            i64::try_from(data.overhead_ns).unwrap_or(i64::MAX),
+        ));
+    }
     let status = match data.status {
         SpanStatus::Ok => None,
         SpanStatus::Unwound => {
@@ -365,6 +373,7 @@ mod tests {
             start_unix_ns: 1_700_000_000_000_000_000,
             end_unix_ns: 1_700_000_000_000_500_000,
             status,
+            overhead_ns: 0,
             notes: &[],
             dropped_notes: 0,
             realtime_offset_ns: 0,

@@ -78,6 +78,8 @@ pub struct Finished {
     pub end_ns: u64,
     /// How it ended.
     pub status: SpanStatus,
+    /// ferret's probe time inside it (see [`crate::trace::SpanEnd`]).
+    pub overhead_ns: u64,
     /// Stall reports captured while it ran.
     pub notes: Vec<StallNote>,
     /// Notes beyond [`MAX_NOTES_PER_SPAN`].
@@ -239,6 +241,7 @@ impl Tracker {
             start_ns: end.start_ns,
             end_ns: end.ts_ns,
             status: end.status,
+            overhead_ns: end.overhead_ns,
             notes,
             dropped_notes,
         });
@@ -288,6 +291,7 @@ pub(crate) mod tests {
                 function: id as u32 % 4,
                 ts_ns: ts,
                 before_attach: false,
+                goroutine: None,
             }));
             self
         }
@@ -316,6 +320,8 @@ pub(crate) mod tests {
                 ts_ns: end,
                 status,
                 overhead_ns: 0,
+                overhead_outside_ns: 0,
+                goroutine: None,
             }));
             self
         }
@@ -352,6 +358,7 @@ pub(crate) mod tests {
             wait: "sleeping in futex".to_owned(),
             on_stack: true,
             group: 0,
+            goroutine: None,
         }
     }
 

@@ -2,7 +2,8 @@
 //!
 //! This is the only place that knows the wire format's quirks: the kind bits
 //! in the cookie, the uretprobe's stack pointer (already past the popped
-//! return address) and the NUL-padded thread name. Thread names are interned
+//! return address), a Go probe's goroutine and stack position (see
+//! [`GOROUTINE_STACK_TOP`]) and the NUL-padded thread name. Thread names are interned
 //! ([`ThreadName`]) and remembered per thread, so a steady stream of events
 //! neither allocates nor takes the interner's lock, and
 //! [`Decoder::decode_ref`] decodes into one event kept in place.
@@ -12,6 +13,14 @@ use std::collections::HashMap;
 use ferret_common::{COMM_LEN, ProbeEvent, kind};
 
 use crate::trace::{RawEvent, RawKind, ThreadName};
+
+/// Where a goroutine's stack starts in the positions Go events carry as
+/// their `sp`: `GOROUTINE_STACK_TOP - (g.stack.hi - sp)`. The Go runtime
+/// copies a goroutine's stack elsewhere when it grows or shrinks, so the
+/// raw `sp` of one frame differs between its entry and its exit, while its
+/// distance from the stack's top does not. Keeping "lower is deeper" lets
+/// the reconstructor treat both kinds of stack alike.
+pub const GOROUTINE_STACK_TOP: u64 = 1 << 40;
 
 /// Decodes records, remembering each thread's last name.
 #[derive(Debug)]
@@ -43,6 +52,7 @@ impl Decoder {
                 function: 0,
                 sp: 0,
                 thread_name: ThreadName::default(),
+                goroutine: None,
             },
             named: None,
             malformed: 0,
@@ -81,6 +91,7 @@ impl Decoder {
             kind::EXIT_INSN => (RawKind::Exit, event.sp),
             // The uretprobe fires after `ret` popped the return address.
             kind::EXIT_URET => (RawKind::Exit, event.sp.wrapping_sub(8)),
+            kind::GO_UNWIND => (RawKind::GoUnwind, event.sp),
             kind::THREAD_EXIT => (RawKind::ThreadExit, 0),
             kind::EXEC => (RawKind::Exec, 0),
             kind::FORK => (
@@ -108,7 +119,15 @@ impl Decoder {
         out.pid = event.pid;
         out.tid = event.tid;
         out.function = event.function_id();
-        out.sp = sp;
+        // A Go probe that read no goroutine (a system stack's `g0` has id 0,
+        // or `g` was unreadable) is an ordinary thread's event.
+        if event.goid != 0 && event.is_go() {
+            out.goroutine = Some(event.goid);
+            out.sp = GOROUTINE_STACK_TOP - u64::from(event.go_stack_depth);
+        } else {
+            out.goroutine = None;
+            out.sp = sp;
+        }
         Some(out)
     }
 
@@ -143,10 +162,11 @@ mod tests {
             cookie: cookie(function, kind, 0),
             sp,
             ip: 0,
+            goid: 0,
             kind,
             pid: 10,
             tid: 11,
-            reserved: 0,
+            go_stack_depth: 0,
             comm: name,
         }
     }
@@ -172,6 +192,39 @@ mod tests {
             ThreadName::ptr_eq(entry.thread_name, exit_uret.thread_name),
             "name interned"
         );
+    }
+
+    #[test]
+    fn a_go_probe_names_its_goroutine_and_a_stack_position_that_survives_a_stack_move() {
+        let mut d = Decoder::new();
+        let go = |kind, sp, depth, goid| {
+            let mut e = event(kind, 4, sp, b"worker");
+            e.cookie = ferret_common::go_cookie(4, kind, 0, 152);
+            e.goid = goid;
+            e.go_stack_depth = depth;
+            e
+        };
+        // Entered on one stack; the runtime moved the stack (bigger) before
+        // the return: the raw sp changed, the distance from the top did not.
+        let entry = d.decode(&go(kind::ENTRY, 0xc000_0100, 0x700, 17)).unwrap();
+        let exit = d
+            .decode(&go(kind::EXIT_INSN, 0xc010_7100, 0x700, 17))
+            .unwrap();
+        assert_eq!(entry.goroutine, Some(17));
+        assert_eq!(
+            (entry.sp, exit.sp),
+            (GOROUTINE_STACK_TOP - 0x700, GOROUTINE_STACK_TOP - 0x700)
+        );
+        // Deeper is lower, like a stack pointer.
+        let deeper = d.decode(&go(kind::ENTRY, 0xc000_0000, 0x800, 17)).unwrap();
+        assert!(deeper.sp < entry.sp);
+        // g0 (id 0, a system stack) or an unreadable g: a thread's event.
+        let g0 = d.decode(&go(kind::ENTRY, 0x7ffd_0000, 0, 0)).unwrap();
+        assert_eq!((g0.goroutine, g0.sp), (None, 0x7ffd_0000));
+        // Not a Go probe: never a goroutine, whatever the field holds.
+        let mut plain = event(kind::ENTRY, 4, 0x7ffd_0000, b"worker");
+        plain.goid = 5;
+        assert_eq!(d.decode(&plain).unwrap().goroutine, None);
     }
 
     #[test]

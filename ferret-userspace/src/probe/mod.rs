@@ -28,7 +28,7 @@ use aya::{
 };
 use ferret_common::{
     CONFIG_MAP, DEFAULT_RING_BYTES, EVENTS_MAP, EXEC_PROGRAM, FORK_PROGRAM, LOST_MAP,
-    PROBE_PROGRAM, PROBE_RET_PROGRAM, TARGETS_MAP, THREAD_EXIT_PROGRAM, config, cookie, kind,
+    PROBE_PROGRAM, PROBE_RET_PROGRAM, TARGETS_MAP, THREAD_EXIT_PROGRAM, config, go_cookie, kind,
 };
 
 /// The eBPF object built by `build.rs` from `ferret-ebpf`.
@@ -121,6 +121,14 @@ pub struct ProbePoint {
     pub entry: u64,
     /// How its exits are observed.
     pub exits: ExitProbes,
+    /// A Go function: where `goid` is in the runtime's `g`, so its probes
+    /// read the goroutine (see [`ferret_common::COOKIE_GOID_OFFSET_SHIFT`]);
+    /// 0 for every other function.
+    pub goid_offset: u16,
+    /// Not a traced function but Go's `runtime.deferreturn`, whose entry
+    /// marks where a goroutine resumed after a recovered panic (see
+    /// [`ferret_common::kind::GO_UNWIND`]); it has no exit probes.
+    pub go_recovery: bool,
 }
 
 /// How probes were attached.
@@ -371,10 +379,14 @@ impl Engine {
     /// (the overhead guard). The new links carry the other generation and
     /// the kernel side switches generation between creating them and
     /// closing the old ones, so no call is reported twice or lost.
-    pub fn reattach_without(
+    ///
+    /// `unstick` is called, and what it returns held, if closing the old
+    /// links takes longer than [`STUCK_AFTER`] (see [`close_links`]).
+    pub fn reattach_without<G>(
         &mut self,
         points: &[ProbePoint],
         disabled: &std::collections::HashSet<u32>,
+        unstick: impl FnOnce() -> G,
     ) -> Result<Duration, ProbeError> {
         if self.kind != Some(LinkKind::Multi) {
             return Err(ProbeError::NeedsMultiLinks);
@@ -389,14 +401,21 @@ impl Engine {
         }
         self.set(config::GENERATION, next)?;
         self.generation = next;
-        drop(old);
+        close_links(old, unstick);
         Ok(start.elapsed())
     }
 
     /// Detaches every probe; returns how long it took.
     pub fn detach(&mut self) -> Duration {
+        self.detach_with(|| ())
+    }
+
+    /// Detaches every probe, calling `unstick` (and holding what it
+    /// returns) if that takes longer than [`STUCK_AFTER`]; returns how long
+    /// it took.
+    pub fn detach_with<G>(&mut self, unstick: impl FnOnce() -> G) -> Duration {
         let start = Instant::now();
-        self.multi_links.clear();
+        close_links(std::mem::take(&mut self.multi_links), unstick);
         for name in [PROBE_PROGRAM, PROBE_RET_PROGRAM] {
             if let Some(Ok(program)) = self.ebpf.program_mut(name).map(<&mut UProbe>::try_from) {
                 // Unloading drops every perf link; a program never loaded reports an error.
@@ -455,6 +474,36 @@ impl std::os::fd::AsRawFd for EventRing {
     }
 }
 
+/// How long closing links may take before it counts as stuck.
+pub const STUCK_AFTER: Duration = Duration::from_millis(50);
+
+/// Closes `links`, removing their probes. On this project's kernel (6.18)
+/// removing uprobes that the target hits flat out does not finish while it
+/// keeps hitting them (see `target::freeze`): the close runs on a thread
+/// of its own, and if it has not finished after [`STUCK_AFTER`], `unstick`
+/// is called (the session holds the target's running threads still) and
+/// what it returns is held until the close is done, 10 s at most.
+fn close_links<G>(links: Vec<OwnedFd>, unstick: impl FnOnce() -> G) {
+    if links.is_empty() {
+        return;
+    }
+    let (done, closed) = std::sync::mpsc::channel();
+    let closer = std::thread::Builder::new()
+        .name("ferret-detach".to_owned())
+        .spawn(move || {
+            drop(links);
+            let _ = done.send(());
+        });
+    if closer.is_err() {
+        return; // the links went with the closure; dropping it closed them
+    }
+    if closed.recv_timeout(STUCK_AFTER).is_err() {
+        let held = unstick();
+        let _ = closed.recv_timeout(Duration::from_secs(10));
+        drop(held);
+    }
+}
+
 fn zip(offsets: &[u64], cookies: &[u64]) -> Vec<(u64, u64)> {
     offsets
         .iter()
@@ -506,24 +555,23 @@ fn group_by_module(
             groups.len() - 1
         };
         let group = &mut groups[index];
+        let cookie = |kind| go_cookie(id, kind, generation, point.goid_offset);
         group.entry_offsets.push(point.entry);
-        group
-            .entry_cookies
-            .push(cookie(id, kind::ENTRY, generation));
+        group.entry_cookies.push(cookie(if point.go_recovery {
+            kind::GO_UNWIND
+        } else {
+            kind::ENTRY
+        }));
         match &point.exits {
             ExitProbes::Instructions(offsets) => {
                 for &offset in offsets {
                     group.insn_offsets.push(offset);
-                    group
-                        .insn_cookies
-                        .push(cookie(id, kind::EXIT_INSN, generation));
+                    group.insn_cookies.push(cookie(kind::EXIT_INSN));
                 }
             }
             ExitProbes::Uretprobe => {
                 group.uret_offsets.push(point.entry);
-                group
-                    .uret_cookies
-                    .push(cookie(id, kind::EXIT_URET, generation));
+                group.uret_cookies.push(cookie(kind::EXIT_URET));
             }
         }
     }

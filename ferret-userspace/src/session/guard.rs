@@ -67,6 +67,9 @@ pub struct Budget {
     buckets: VecDeque<Bucket>,
     /// Consecutive checks over the budget.
     over: u32,
+    /// Checks over the budget that decide: two (half a second) at first;
+    /// one right after a detach, whose estimate has proved itself.
+    needed: u32,
     estimate: Option<f64>,
 }
 
@@ -89,6 +92,7 @@ impl Budget {
             current: vec![0; functions],
             buckets: VecDeque::with_capacity(BUCKETS),
             over: 0,
+            needed: 2,
             estimate: None,
         }
     }
@@ -158,7 +162,7 @@ impl Budget {
             return None;
         }
         self.over += 1;
-        if self.over < 2 {
+        if self.over < self.needed {
             return None;
         }
         // The costliest functions first, until the rest fit.
@@ -174,7 +178,10 @@ impl Budget {
         let mut ranked: Vec<(u32, u64, u64)> =
             cost.into_iter().map(|(id, (ns, n))| (id, ns, n)).collect();
         ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-        let allowed = (self.percent / 100.0 * own as f64) as u64;
+        // Half the budget: the functions kept run faster once the others
+        // are gone, and the estimate of the target's own time is the
+        // least certain part (its CPU time less an estimate).
+        let allowed = (self.percent / 200.0 * own as f64) as u64;
         let seconds = (window as f64 * super::GUARD_EVERY.as_secs_f64()).max(1e-3);
         let mut left = probe;
         let mut functions = Vec::new();
@@ -186,6 +193,7 @@ impl Budget {
             functions.push((id, (n as f64 / seconds).round() as u64));
         }
         self.over = 0;
+        self.needed = 1;
         // What was measured with the detached functions says nothing of
         // what comes next.
         self.buckets.clear();
@@ -236,14 +244,16 @@ impl OverheadGuard {
         max_overhead: f64,
         costs: Arc<[FunctionCost]>,
     ) -> Self {
+        let ticks_ns = 1_000_000_000 / rustix::param::clock_ticks_per_second().max(1);
         Self {
             max_rate,
             rate_calls: vec![0; functions],
             window_start_ns: monotonic_ns(),
             budget: Budget::new(max_overhead, functions, costs),
             pid,
-            last_check: None,
-            ticks_ns: 1_000_000_000 / rustix::param::clock_ticks_per_second().max(1),
+            // From the start, so the first check already weighs.
+            last_check: cpu_time_ns(pid, ticks_ns),
+            ticks_ns,
             disabled: HashSet::new(),
             detached: Vec::new(),
             off: false,
@@ -293,9 +303,7 @@ impl OverheadGuard {
         let mut hot: Vec<(u32, u64, &'static str)> = Vec::new();
         let mut notices = Vec::new();
 
-        let cpu = metrics::read_stat(self.pid)
-            .ok()
-            .map(|s| (s.utime_ticks + s.stime_ticks) * self.ticks_ns);
+        let cpu = cpu_time_ns(self.pid, self.ticks_ns);
         if let (Some(cpu), Some(then_cpu)) = (cpu, self.last_check)
             && let Some(over) = self.budget.check(cpu.saturating_sub(then_cpu))
         {
@@ -352,7 +360,10 @@ impl OverheadGuard {
         }
         let mut disabled = self.disabled.clone();
         disabled.extend(hot.iter().map(|&(id, ..)| id));
-        match engine.reattach_without(&plan.points, &disabled) {
+        let pid = self.pid;
+        match engine.reattach_without(&plan.points, &disabled, || {
+            crate::target::freeze::running_threads(pid)
+        }) {
             Ok(took) => {
                 self.disabled = disabled;
                 for (id, rate, why) in hot {
@@ -389,6 +400,13 @@ impl OverheadGuard {
             .collect::<Vec<_>>()
             .join("; ")
     }
+}
+
+/// The process's CPU time so far, ns.
+fn cpu_time_ns(pid: u32, ticks_ns: u64) -> Option<u64> {
+    metrics::read_stat(pid)
+        .ok()
+        .map(|s| (s.utime_ticks + s.stime_ticks) * ticks_ns)
 }
 
 fn name(plan: &Plan, id: u32) -> String {

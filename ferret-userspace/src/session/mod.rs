@@ -95,8 +95,12 @@ pub fn prepare(target: &Target, probes: &ProbeConfig) -> Result<Prepared> {
     let plan = plan::plan(&target, probes)?;
     eprintln!(
         "ferret: tracing {} function{} of {}",
-        plan.points.len(),
-        if plan.points.len() == 1 { "" } else { "s" },
+        plan.traced_functions(),
+        if plan.traced_functions() == 1 {
+            ""
+        } else {
+            "s"
+        },
         target.describe()
     );
     for note in &plan.exit_notes {
@@ -219,7 +223,10 @@ impl Prepared {
         let attached_ns = monotonic_ns();
         let watchdog = (!options.stall.is_zero()).then(|| {
             let watchdog = Watchdog::new(options.stall, self.plan.functions.clone());
-            if matches!(started, Started::Pid(_)) {
+            // A Go program's calls are kept per goroutine, and a thread's
+            // stack says nothing about the goroutines that are not on it.
+            let go = self.plan.points.iter().any(|p| p.goid_offset != 0);
+            if matches!(started, Started::Pid(_)) && !go {
                 // Calls already on the threads' stacks, found on the
                 // watchdog's thread (thousands of threads take a while);
                 // the stall check after they are found adopts them,
@@ -581,7 +588,10 @@ impl Session {
             }
         }
 
-        let detach = self.engine.detach();
+        let pid = self.pid;
+        let detach = self
+            .engine
+            .detach_with(|| crate::target::freeze::running_threads(pid));
         let lost = self.engine.lost().unwrap_or(self.pipeline.lost);
         self.pipeline.lost = self.pipeline.lost.max(lost);
         // Spans still open end as `unwound` if the process is gone, `open`
@@ -607,7 +617,7 @@ impl Session {
             failed: error.as_ref().map(|e| format!("{e:#}")),
             lost: self.pipeline.lost,
             events: self.pipeline.events,
-            functions: self.prepared.plan.points.len(),
+            functions: self.prepared.plan.traced_functions(),
             orphan_exits: self.pipeline.reconstructor.orphan_exits(),
             detach,
             exit: self.exit,

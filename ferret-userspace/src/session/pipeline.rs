@@ -71,7 +71,7 @@ impl Pipeline {
             RawKind::Fork { parent } => self
                 .notices
                 .push(format!("following pid {} (forked by {parent})", event.pid)),
-            RawKind::Entry | RawKind::Exit | RawKind::ThreadExit => {}
+            RawKind::Entry | RawKind::Exit | RawKind::GoUnwind | RawKind::ThreadExit => {}
         }
         self.reconstructor.push(event, &mut self.spans);
     }
@@ -133,6 +133,7 @@ impl Pipeline {
                 function: 0,
                 sp: 0,
                 thread_name,
+                goroutine: None,
             };
             self.reconstructor.push(&exit, &mut self.spans);
         }
@@ -165,7 +166,8 @@ mod tests {
             kind,
             pid,
             tid: pid,
-            reserved: 0,
+            goid: 0,
+            go_stack_depth: 0,
             comm: [b'x'; COMM_LEN],
         };
         // SAFETY: ProbeEvent is plain integers without padding.

@@ -110,6 +110,21 @@ fn open_module(real: &Path, shown: &Path) -> Result<Module> {
     Ok(module)
 }
 
+/// A probe plan that must not be carried out.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    /// `--exit-probes uretprobe` asked for uretprobes in a Go program.
+    #[error(
+        "--exit-probes uretprobe would kill {module}: it is a Go program, and Go's runtime \
+         dies (`unknown caller pc`) on the return addresses uretprobes replace when it moves \
+         a goroutine's stack"
+    )]
+    UretprobeInGo {
+        /// The module, as the user knows it.
+        module: String,
+    },
+}
+
 /// How a module's exits are observed.
 #[derive(Clone, Copy)]
 enum ModuleExits {
@@ -122,7 +137,8 @@ enum ModuleExits {
 
 /// The functions chosen and their probes.
 pub struct Plan {
-    /// Function `i` has cookie id `i`.
+    /// Function `i` has cookie id `i`. Go programs' recovery markers (see
+    /// [`ProbePoint::go_recovery`]) come last.
     pub points: Vec<ProbePoint>,
     /// Names and modules, indexed like `points`.
     pub functions: Arc<[FunctionInfo]>,
@@ -154,6 +170,8 @@ pub fn plan(target: &ResolvedTarget, config: &ProbeConfig) -> Result<Plan> {
     let mut infos = Vec::with_capacity(selection.functions.len());
     let mut exit_notes = Vec::new();
     let mut unprobeable = Vec::new();
+    let mut entry_only: Vec<String> = Vec::new();
+    let mut recovery_marks = Vec::new();
     for module in &modules {
         let functions: Vec<&Function> = selection
             .functions
@@ -164,7 +182,33 @@ pub fn plan(target: &ResolvedTarget, config: &ProbeConfig) -> Result<Plan> {
             continue;
         }
         report_symbol_source(module);
+        let go = module.go();
+        if go.is_some() && config.exit_mode == ExitMode::Uretprobe {
+            return Err(PlanError::UretprobeInGo {
+                module: shown(&module.path),
+            }
+            .into());
+        }
+        // Where the probes read the goroutine, for a Go program built with
+        // the register ABI; without it calls are kept per thread.
+        let go_layout = go
+            .filter(|go| go.has_register_abi())
+            .and_then(|_| module.go_layout());
+        if let Some(go) = go {
+            exit_notes.push(go_note(&shown(&module.path), go, go_layout.as_ref()));
+        }
+        // The probe reads a window of `runtime.g` (see GO_G_WORDS).
+        let go_layout = go_layout.filter(|l| {
+            l.goid % 8 == 0 && u64::from(l.goid) <= ferret_common::GO_G_MAX_GOID_OFFSET
+        });
+        if let Some(layout) = &go_layout {
+            recovery_marks.extend(go_recovery_mark(module, layout.goid));
+        }
         let (ret_mode, why) = match (config.exit_mode, module.unwind_policy()) {
+            _ if go.is_some() => (
+                ModuleExits::Ret,
+                "a Go program: uretprobes would kill it when its runtime moves a stack".to_owned(),
+            ),
             (ExitMode::Ret, _) => (ModuleExits::Ret, "--exit-probes ret".to_owned()),
             (ExitMode::Uretprobe, UnwindPolicy::MayUnwind { reason }) => (
                 ModuleExits::Uretprobe,
@@ -186,7 +230,7 @@ pub fn plan(target: &ResolvedTarget, config: &ProbeConfig) -> Result<Plan> {
                     .to_owned(),
             ),
         };
-        let mut counts = [0usize; 2];
+        let mut counts = [0usize; 3];
         for function in functions {
             let entry = match module.entry_probe(function) {
                 Ok(entry) => entry,
@@ -195,15 +239,37 @@ pub fn plan(target: &ResolvedTarget, config: &ProbeConfig) -> Result<Plan> {
                     continue;
                 }
             };
+            let all = module
+                .exit_points(function)
+                .with_context(|| format!("decoding {}", function.name))?;
+            let goid_offset = match &go_layout {
+                Some(layout) if module.is_go_function(function) => layout.goid,
+                _ => 0,
+            };
+            if never_returns(module, function, &all) {
+                // No return address to hijack (the entry point's slot holds
+                // argc) and nothing to probe on the way out: entry only.
+                entry_only.push(function.name.clone());
+                counts[2] += 1;
+                points.push(ProbePoint {
+                    path: module.path.clone(),
+                    entry,
+                    exits: ExitProbes::Instructions(Vec::new()),
+                    goid_offset,
+                    go_recovery: false,
+                });
+                infos.push(FunctionInfo {
+                    name: function.name.clone(),
+                    module: shown(&module.path),
+                });
+                continue;
+            }
             let use_ret = match ret_mode {
                 ModuleExits::Ret => true,
                 ModuleExits::Uretprobe => false,
                 ModuleExits::UretprobeUnlessRecursive => module.calls_itself(function),
             };
             let exits = if use_ret {
-                let all = module
-                    .exit_points(function)
-                    .with_context(|| format!("decoding {}", function.name))?;
                 let accepted: Vec<u64> = all
                     .iter()
                     .copied()
@@ -217,7 +283,11 @@ pub fn plan(target: &ResolvedTarget, config: &ProbeConfig) -> Result<Plan> {
                         all.len() - accepted.len()
                     );
                 }
-                if accepted.contains(&entry) {
+                if accepted.contains(&entry) && go.is_some() {
+                    // A bare `ret` in Go, where no uretprobe may go.
+                    unprobeable.push(format!("{} (its body is a bare return)", function.name));
+                    continue;
+                } else if accepted.contains(&entry) {
                     // A function that is a bare `ret`: an entry and an exit
                     // probe at one address would race; nothing can unwind
                     // through it, so a uretprobe is safe.
@@ -233,18 +303,42 @@ pub fn plan(target: &ResolvedTarget, config: &ProbeConfig) -> Result<Plan> {
                 path: module.path.clone(),
                 entry,
                 exits,
+                goid_offset,
+                go_recovery: false,
             });
             infos.push(FunctionInfo {
                 name: function.name.clone(),
                 module: shown(&module.path),
             });
         }
-        let [uret, ret] = counts;
+        let [uret, ret, none] = counts;
         exit_notes.push(format!(
-            "{}: {} function{}; exits by return-instruction probes for {ret}, uretprobes for {uret} ({why})",
+            "{}: {} function{}; exits by return-instruction probes for {ret}, uretprobes for \
+             {uret}{} ({why})",
             shown(&module.path),
-            ret + uret,
-            if ret + uret == 1 { "" } else { "s" },
+            ret + uret + none,
+            if ret + uret + none == 1 { "" } else { "s" },
+            if none > 0 {
+                format!(", none for {none} that never return")
+            } else {
+                String::new()
+            },
+        ));
+    }
+    if !entry_only.is_empty() {
+        let shown_names: Vec<&str> = entry_only.iter().take(5).map(String::as_str).collect();
+        exit_notes.push(format!(
+            "{} function{} never return{} normally (the program's entry point, or no return \
+             instruction): entry probes only, so nothing touches their stack: {}{}",
+            entry_only.len(),
+            if entry_only.len() == 1 { "" } else { "s" },
+            if entry_only.len() == 1 { "s" } else { "" },
+            shown_names.join(", "),
+            if entry_only.len() > shown_names.len() {
+                format!(", and {} more", entry_only.len() - shown_names.len())
+            } else {
+                String::new()
+            }
         ));
     }
     if !unprobeable.is_empty() {
@@ -258,11 +352,96 @@ pub fn plan(target: &ResolvedTarget, config: &ProbeConfig) -> Result<Plan> {
     if points.is_empty() {
         bail!("none of the matching functions can be probed");
     }
+    for (point, path) in recovery_marks {
+        points.push(point);
+        infos.push(FunctionInfo {
+            module: shown(&path),
+            name: "runtime.deferreturn".to_owned(),
+        });
+    }
     Ok(Plan {
         points,
         functions: infos.into(),
         exit_notes,
     })
+}
+
+impl Plan {
+    /// How many functions are traced (the probe points that are not Go
+    /// recovery markers).
+    pub fn traced_functions(&self) -> usize {
+        self.points.iter().filter(|p| !p.go_recovery).count()
+    }
+}
+
+/// The probe on a Go program's `runtime.deferreturn` entry, which a
+/// function that recovered a panic calls as it resumes: without it, the
+/// frames the panic unwound would only end when the goroutine next returned
+/// from an outer traced call or called one at their depth, late, and calls
+/// made in between would nest under the dead frames.
+fn go_recovery_mark(module: &Module, goid_offset: u16) -> Option<(ProbePoint, Arc<Path>)> {
+    let (functions, _) = module.functions().ok()?;
+    let deferreturn = functions
+        .iter()
+        .find(|f| f.name == "runtime.deferreturn" && module.is_go_function(f))?;
+    let entry = module.entry_probe(deferreturn).ok()?;
+    Some((
+        ProbePoint {
+            path: module.path.clone(),
+            entry,
+            exits: ExitProbes::Instructions(Vec::new()),
+            goid_offset,
+            go_recovery: true,
+        },
+        module.path.clone(),
+    ))
+}
+
+/// What the user is told about a Go module: its version and where the
+/// goroutine comes from, or why calls are kept per thread instead.
+fn go_note(
+    module: &str,
+    go: &symbols::go::GoBinary,
+    layout: Option<&symbols::go::GLayout>,
+) -> String {
+    let version = go.version.as_deref().unwrap_or("Go of an unknown version");
+    match layout {
+        Some(layout)
+            if layout.goid % 8 != 0
+                || u64::from(layout.goid) > ferret_common::GO_G_MAX_GOID_OFFSET =>
+        {
+            format!(
+                "{module}: {version}; WARNING: g.goid is at offset {}, beyond what the probes \
+                 read, so calls are kept per thread and a goroutine that changes threads \
+                 mid-call mis-nests",
+                layout.goid
+            )
+        }
+        Some(layout) => format!(
+            "{module}: {version}; calls kept per goroutine (g.goid at offset {}, from {})",
+            layout.goid, layout.source
+        ),
+        None if !go.has_register_abi() => format!(
+            "{module}: {version}; WARNING: before Go 1.17 the goroutine is not in a register, \
+             so calls are kept per thread and a goroutine that changes threads mid-call mis-nests"
+        ),
+        None => format!(
+            "{module}: {version}; WARNING: no DWARF and no known layout for runtime.g, so calls \
+             are kept per thread and a goroutine that changes threads mid-call mis-nests"
+        ),
+    }
+}
+
+/// Whether calls of `f` never come back through a return: the program's
+/// entry point (the kernel jumps to it; the slot a uretprobe would hijack
+/// holds `argc`), the `_init`/`_fini` stubs the loader runs, and functions
+/// with no return or tail-jump instruction at all (`exit`, `abort`,
+/// `__restore_rt`, what the compiler marked noreturn). A uretprobe on
+/// them could only ever corrupt the stack, and there is no exit to probe.
+fn never_returns(module: &Module, f: &Function, exits: &[u64]) -> bool {
+    exits.is_empty()
+        || module.is_entry_point(f)
+        || matches!(f.name.as_str(), "_start" | "_init" | "_fini")
 }
 
 fn shown_path(target: &ResolvedTarget, path: &Path) -> String {
@@ -287,6 +466,11 @@ fn report_symbol_source(module: &Module) {
         );
     } else if let Some(stripped) = module.stripped_error() {
         eprintln!("ferret: warning: {stripped}; only its exported functions can be traced");
+    } else if module.is_stripped() && module.go().is_some() {
+        eprintln!(
+            "ferret: {}: no symbol table; Go function names from .gopclntab",
+            module.shown_path().display()
+        );
     }
 }
 

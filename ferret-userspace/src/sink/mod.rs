@@ -177,6 +177,12 @@ pub mod col {
     /// probe's share and its traced descendants' probes); `duration_ns`
     /// stays as measured.
     pub const OVERHEAD_NS: &str = "overhead_ns";
+    /// SPAN_END: the call's own probe time outside its measured duration,
+    /// charged to its parent (for correcting a timeline call by call).
+    pub const OVERHEAD_OUTSIDE_NS: &str = "overhead_outside_ns";
+    /// SPAN_*: the Go goroutine (`goid`) whose call it is; null for other
+    /// programs.
+    pub const GOROUTINE: &str = "goroutine";
     /// STALL: the group of stalls the row belongs to (threads stuck in the
     /// same place), unique in the file; a deadlocked thread and a lock
     /// holder are groups of their own.
@@ -304,6 +310,8 @@ static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     fields.push(Field::new(col::STACK, DataType::Utf8, true));
     fields.push(Field::new(col::WAIT, DataType::Utf8, true));
     fields.push(Field::new(col::OVERHEAD_NS, DataType::Int64, true));
+    fields.push(Field::new(col::OVERHEAD_OUTSIDE_NS, DataType::Int64, true));
+    fields.push(Field::new(col::GOROUTINE, DataType::Int64, true));
     fields.push(Field::new(col::STALL_GROUP, DataType::Int64, true));
     Arc::new(Schema::new(fields))
 });

@@ -66,6 +66,10 @@ pub struct Row {
     pub wait: Option<String>,
     /// SPAN_END: ferret's estimated probe time inside the span.
     pub overhead_ns: Option<i64>,
+    /// SPAN_END: the call's own probe time outside its duration.
+    pub overhead_outside_ns: Option<i64>,
+    /// SPAN_*: the Go goroutine whose call it is.
+    pub goroutine: Option<i64>,
     /// STALL: the group of stalls the row belongs to.
     pub stall_group: Option<i64>,
 }
@@ -175,6 +179,8 @@ struct Batch {
     stack: Option<StringArray>,
     wait: Option<StringArray>,
     overhead_ns: Option<PrimitiveArray<Int64Type>>,
+    overhead_outside_ns: Option<PrimitiveArray<Int64Type>>,
+    goroutine: Option<PrimitiveArray<Int64Type>>,
     stall_group: Option<PrimitiveArray<Int64Type>>,
 }
 
@@ -242,6 +248,8 @@ impl Batch {
             stack: string(col::STACK)?,
             wait: string(col::WAIT)?,
             overhead_ns: i64s(col::OVERHEAD_NS)?,
+            overhead_outside_ns: i64s(col::OVERHEAD_OUTSIDE_NS)?,
+            goroutine: i64s(col::GOROUTINE)?,
             stall_group: i64s(col::STALL_GROUP)?,
         })
     }
@@ -271,6 +279,8 @@ impl Batch {
                 stack: string_at(self.stack.as_ref(), i),
                 wait: string_at(self.wait.as_ref(), i),
                 overhead_ns: prim_at(self.overhead_ns.as_ref(), i),
+                overhead_outside_ns: prim_at(self.overhead_outside_ns.as_ref(), i),
+                goroutine: prim_at(self.goroutine.as_ref(), i),
                 stall_group: prim_at(self.stall_group.as_ref(), i),
             });
         }

@@ -45,6 +45,7 @@ fn start(span_id: u64, parent: Option<u64>, depth: u32, function: u32, ts_ns: u6
         thread_name: ThreadName::from("worker"),
         function,
         ts_ns,
+        goroutine: None,
         before_attach: false,
     })
 }
@@ -70,6 +71,8 @@ fn end(
         ts_ns,
         status,
         overhead_ns: 0,
+        overhead_outside_ns: 0,
+        goroutine: None,
     })
 }
 
@@ -97,6 +100,8 @@ fn row(kind: &str, ts_ns: i64, pid: i32) -> Row {
         stack: None,
         wait: None,
         overhead_ns: None,
+        overhead_outside_ns: None,
+        goroutine: None,
         stall_group: None,
     }
 }
@@ -120,6 +125,29 @@ fn span_row(
         module: Some(f.module.clone()),
         ..row(kind, ts_ns, 1234)
     }
+}
+
+#[test]
+fn a_goroutine_round_trips_on_both_span_rows_and_is_null_elsewhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("go.parquet");
+    let mut w = RecordingWriter::create(&path, functions(), meta()).unwrap();
+    let mut go_start = start(1, None, 0, 0, 100);
+    let mut go_end = end(1, None, 0, 0, 100, 200, SpanStatus::Ok);
+    if let (SpanEvent::Start(s), SpanEvent::End(e)) = (&mut go_start, &mut go_end) {
+        s.goroutine = Some(4242);
+        e.goroutine = Some(4242);
+    }
+    w.write_span(&go_start).unwrap();
+    w.write_span(&start(2, None, 0, 1, 150)).unwrap();
+    w.write_span(&go_end).unwrap();
+    w.finish(0, &[]).unwrap();
+    let goroutines: Vec<Option<i64>> = read_all(&path)
+        .unwrap()
+        .iter()
+        .map(|r| r.goroutine)
+        .collect();
+    assert_eq!(goroutines, [Some(4242), None, Some(4242)]);
 }
 
 fn row_groups(path: &Path) -> Vec<i64> {
@@ -187,6 +215,7 @@ fn every_column_round_trips() {
             duration_ns: Some(25),
             status: Some("unwound".into()),
             overhead_ns: Some(0),
+            overhead_outside_ns: Some(0),
             ..span_row(KIND_SPAN_END, 175, 2, Some(1), 1, 1)
         },
         Row {
@@ -198,6 +227,7 @@ fn every_column_round_trips() {
             duration_ns: Some(100),
             status: Some("ok".into()),
             overhead_ns: Some(7),
+            overhead_outside_ns: Some(0),
             ..span_row(KIND_SPAN_END, 200, 1, None, 0, 0)
         },
         Row {
@@ -205,6 +235,7 @@ fn every_column_round_trips() {
             duration_ns: Some(10),
             status: Some("open".into()),
             overhead_ns: Some(0),
+            overhead_outside_ns: Some(0),
             ..span_row(KIND_SPAN_END, 200, 3, None, 0, 0)
         },
     ];
@@ -243,6 +274,8 @@ fn file_types_follow_the_contract() {
         col::DURATION_NS,
         col::RSS_BYTES,
         col::OVERHEAD_NS,
+        col::OVERHEAD_OUTSIDE_NS,
+        col::GOROUTINE,
         col::STALL_GROUP,
     ];
     let i32s = [col::PID, col::TID, col::DEPTH, col::THREADS];
@@ -250,7 +283,7 @@ fn file_types_follow_the_contract() {
 
     // The Arrow schema handed to readers.
     let schema = schema();
-    assert_eq!(schema.fields().len(), 21 + super::metric::COUNT);
+    assert_eq!(schema.fields().len(), 23 + super::metric::COUNT);
     for field in schema.fields() {
         let name = field.name().as_str();
         let extra = super::metric::DEFS.iter().find(|d| d.column == name);
@@ -328,6 +361,7 @@ fn stall_rows_carry_the_stack_and_the_wait() {
         start_ns: 100,
         stack,
         wait,
+        goroutine: None,
         group: 3,
     })
     .unwrap();
@@ -361,6 +395,7 @@ fn stall_rows_carry_the_stack_and_the_wait() {
                 start_ns: 0,
                 stack: "",
                 wait: "",
+                goroutine: None,
                 group: 1,
             }
         });
@@ -685,11 +720,12 @@ mod any {
                     thread_name: name,
                     function,
                     ts_ns,
+                    goroutine: None,
                     before_attach: false,
                 })
             }),
-            8 => (span(), u64_value(), status(), 0u64..1 << 40).prop_map(
-                |((span_id, parent, depth, pid, tid, name, function, ts_ns), start_ns, status, overhead_ns)| {
+            8 => (span(), u64_value(), status(), 0u64..1 << 40, 0u64..1 << 30).prop_map(
+                |((span_id, parent, depth, pid, tid, name, function, ts_ns), start_ns, status, overhead_ns, overhead_outside_ns)| {
                     Op::End(SpanEnd {
                         span_id,
                         parent_span_id: parent,
@@ -702,6 +738,8 @@ mod any {
                         ts_ns,
                         status,
                         overhead_ns,
+                        overhead_outside_ns,
+                        goroutine: None,
                     })
                 }
             ).boxed(),
@@ -782,6 +820,7 @@ fn expected(op: &Op) -> Row {
             duration_ns: Some(e.duration_ns() as i64),
             status: Some(e.status.as_str().to_owned()),
             overhead_ns: Some(e.overhead_ns as i64),
+            overhead_outside_ns: Some(e.overhead_outside_ns as i64),
             ..span(
                 KIND_SPAN_END,
                 e.ts_ns,
@@ -861,6 +900,7 @@ proptest::proptest! {
                         start_ns: *start_ns,
                         stack,
                         wait,
+                        goroutine: None,
                         group: *span_id % 5,
                     })
                     .unwrap(),

@@ -158,31 +158,34 @@ impl RecordingWriter {
 
     /// Append a `SPAN_START` or `SPAN_END` row.
     pub fn write_span(&mut self, ev: &SpanEvent) -> Result<(), SinkError> {
-        // (kind, span_id, parent, depth, pid, tid, thread name, function, ts)
-        let (kind, span_id, parent, depth, pid, tid, thread_name, function, ts_ns) = match ev {
-            SpanEvent::Start(s) => (
-                0,
-                s.span_id,
-                s.parent_span_id,
-                s.depth,
-                s.pid,
-                s.tid,
-                s.thread_name,
-                s.function,
-                s.ts_ns,
-            ),
-            SpanEvent::End(e) => (
-                1,
-                e.span_id,
-                e.parent_span_id,
-                e.depth,
-                e.pid,
-                e.tid,
-                e.thread_name,
-                e.function,
-                e.ts_ns,
-            ),
-        };
+        // (kind, span_id, parent, depth, pid, tid, thread name, function, ts, goroutine)
+        let (kind, span_id, parent, depth, pid, tid, thread_name, function, ts_ns, goroutine) =
+            match ev {
+                SpanEvent::Start(s) => (
+                    0,
+                    s.span_id,
+                    s.parent_span_id,
+                    s.depth,
+                    s.pid,
+                    s.tid,
+                    s.thread_name,
+                    s.function,
+                    s.ts_ns,
+                    s.goroutine,
+                ),
+                SpanEvent::End(e) => (
+                    1,
+                    e.span_id,
+                    e.parent_span_id,
+                    e.depth,
+                    e.pid,
+                    e.tid,
+                    e.thread_name,
+                    e.function,
+                    e.ts_ns,
+                    e.goroutine,
+                ),
+            };
         let info = self
             .functions
             .get(function as usize)
@@ -204,10 +207,15 @@ impl RecordingWriter {
         c.depth.push(row, depth as i32);
         c.function.push_slot(row, function as usize, &info.name);
         c.module.push_slot(row, function as usize, &info.module);
+        if let Some(goroutine) = goroutine {
+            c.goroutine.push(row, goroutine as i64);
+        }
         if let SpanEvent::End(e) = ev {
             c.start_ns.push(row, e.start_ns as i64);
             c.duration_ns.push(row, e.duration_ns() as i64);
             c.overhead_ns.push(row, e.overhead_ns as i64);
+            c.overhead_outside_ns
+                .push(row, e.overhead_outside_ns as i64);
             c.status
                 .push_slot(row, status_slot(e.status), e.status.as_str());
         }
@@ -241,6 +249,9 @@ impl RecordingWriter {
             .push(r, row.ts_ns.saturating_sub(row.start_ns) as i64);
         c.stack.push(r, row.stack);
         c.wait.push(r, row.wait);
+        if let Some(goroutine) = row.goroutine {
+            c.goroutine.push(r, goroutine as i64);
+        }
         c.stall_group.push(r, row.group as i64);
         self.row_added()
     }
@@ -456,6 +467,8 @@ pub struct StallRow<'a> {
     pub stack: &'a str,
     /// The `wait` column.
     pub wait: &'a str,
+    /// The stalled goroutine (Go programs).
+    pub goroutine: Option<u64>,
     /// The `stall_group` column.
     pub group: u64,
 }
@@ -493,6 +506,8 @@ struct Columns {
     stack: StrColumn,
     wait: StrColumn,
     overhead_ns: IntColumn<i64>,
+    overhead_outside_ns: IntColumn<i64>,
+    goroutine: IntColumn<i64>,
     stall_group: IntColumn<i64>,
 }
 
@@ -563,6 +578,8 @@ impl Columns {
             stack: string(col::STACK, 0),
             wait: string(col::WAIT, 0),
             overhead_ns: int64(col::OVERHEAD_NS, rows),
+            overhead_outside_ns: int64(col::OVERHEAD_OUTSIDE_NS, rows),
+            goroutine: int64(col::GOROUTINE, 0),
             stall_group: int64(col::STALL_GROUP, 0),
         }
     }
@@ -592,6 +609,8 @@ impl Columns {
         columns.push(&mut self.stack);
         columns.push(&mut self.wait);
         columns.push(&mut self.overhead_ns);
+        columns.push(&mut self.overhead_outside_ns);
+        columns.push(&mut self.goroutine);
         columns.push(&mut self.stall_group);
         debug_assert_eq!(columns.len(), schema().fields().len());
         columns

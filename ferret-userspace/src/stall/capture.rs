@@ -316,6 +316,12 @@ impl Capturer {
         self.symbolizer.symbolize(&unwound.frames)
     }
 
+    /// Function, file and line of each of `raw`, inlined calls included
+    /// (a stack found otherwise than by a walk: a goroutine's).
+    pub fn symbolize_frames(&self, raw: &[super::unwind::RawFrame]) -> Vec<Frame> {
+        self.symbolizer.symbolize(raw)
+    }
+
     /// [`Self::symbolize`], grouped by walked frame, and kept: a stack of
     /// the same addresses (a thread stuck like another) is not symbolized
     /// again while the code mapped stays the same.

@@ -17,7 +17,17 @@ use super::{
     group::{Grouper, StallGroup, StallNews},
     report::{StaleSpan, StallReport},
 };
-use crate::trace::ThreadStack;
+use crate::trace::{StackKey, ThreadStack};
+
+/// Whose stall: a process and one of its threads or goroutines.
+pub(super) type Key = (u32, StackKey);
+
+pub(super) fn key(pid: u32, tid: u32, goroutine: Option<u64>) -> Key {
+    (
+        pid,
+        goroutine.map_or(StackKey::Thread(tid), StackKey::Goroutine),
+    )
+}
 
 /// How a capture is asked for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,6 +47,9 @@ pub(super) enum Look {
 pub(super) struct Request {
     pub(super) pid: u32,
     pub(super) tid: u32,
+    /// A goroutine's stall (Go programs): the runtime is asked about the
+    /// goroutine, not the thread it last ran on.
+    pub(super) goroutine: Option<u64>,
     pub(super) thread_name: String,
     pub(super) span_id: u64,
     pub(super) function: u32,
@@ -54,16 +67,18 @@ pub(super) struct Request {
 pub(super) enum Outcome {
     Report(Box<StallReport>),
     Stale(StaleSpan),
-    /// The thread is gone.
+    /// The thread (goroutine) is gone.
     Gone {
         pid: u32,
         tid: u32,
+        goroutine: Option<u64>,
         span_id: u64,
     },
     /// A [`Look::Again`] found the thread where its last capture left it.
     Unchanged {
         pid: u32,
         tid: u32,
+        goroutine: Option<u64>,
         span_id: u64,
     },
 }
@@ -88,7 +103,7 @@ struct Tracked {
 pub(super) struct Detector {
     threshold_ns: u64,
     recapture_ns: u64,
-    tracked: BTreeMap<(u32, u32), Tracked>,
+    tracked: BTreeMap<Key, Tracked>,
     fresh: Vec<StallReport>,
     stale: Vec<StaleSpan>,
     /// Processes whose modules and debug information are being read.
@@ -150,7 +165,7 @@ impl Detector {
             if quiet < self.threshold_ns {
                 continue;
             }
-            let key = (thread.pid, thread.tid);
+            let key = key(thread.pid, thread.tid, thread.goroutine);
             stalled.insert(key);
             let (tracked, look) = match self.tracked.get_mut(&key) {
                 Some(t) if t.span_id == top.span_id => {
@@ -187,6 +202,7 @@ impl Detector {
             let request = Request {
                 pid: thread.pid,
                 tid: thread.tid,
+                goroutine: thread.goroutine,
                 thread_name: thread.thread_name.to_string(),
                 span_id: top.span_id,
                 function: top.function,
@@ -229,7 +245,7 @@ impl Detector {
             Outcome::Report(report) => {
                 let current = self
                     .tracked
-                    .get_mut(&(report.pid, report.tid))
+                    .get_mut(&key(report.pid, report.tid, report.goroutine))
                     .filter(|t| t.span_id == report.span_id);
                 let Some(t) = current else {
                     // The stall ended while its capture was being finished.
@@ -242,17 +258,17 @@ impl Detector {
                 };
                 t.pending = false;
                 t.answered = true;
-                let key = report.location_key();
-                if t.key.as_ref() != Some(&key) {
+                let location = report.location_key();
+                if t.key.as_ref() != Some(&location) {
                     self.fresh.push((*report).clone());
-                    t.key = Some(key);
+                    t.key = Some(location);
                 }
                 // Found in a deadlock: the other threads of the cycle,
                 // captured before it closed, are captured again to say so.
                 let (pid, cycle) = (report.pid, report.deadlock.clone());
                 t.report = Some(*report);
                 for (tid, _) in cycle.iter().skip(1) {
-                    if let Some(other) = self.tracked.get_mut(&(pid, *tid))
+                    if let Some(other) = self.tracked.get_mut(&key(pid, *tid, None))
                         && other.report.as_ref().is_some_and(|r| !r.deadlocked())
                     {
                         other.force = true;
@@ -260,10 +276,15 @@ impl Detector {
                 }
                 self.dirty = true;
             }
-            Outcome::Unchanged { pid, tid, span_id } => {
+            Outcome::Unchanged {
+                pid,
+                tid,
+                goroutine,
+                span_id,
+            } => {
                 if let Some(t) = self
                     .tracked
-                    .get_mut(&(pid, tid))
+                    .get_mut(&key(pid, tid, goroutine))
                     .filter(|t| t.span_id == span_id)
                 {
                     t.pending = false;
@@ -271,16 +292,21 @@ impl Detector {
                 }
             }
             Outcome::Stale(stale) => {
-                self.dirty |= self.tracked.remove(&(stale.pid, stale.tid)).is_some();
+                self.dirty |= self
+                    .tracked
+                    .remove(&key(stale.pid, stale.tid, stale.goroutine))
+                    .is_some();
                 self.stale.push(stale);
             }
-            Outcome::Gone { pid, tid, span_id } => {
-                if self
-                    .tracked
-                    .get(&(pid, tid))
-                    .is_some_and(|t| t.span_id == span_id)
-                {
-                    self.tracked.remove(&(pid, tid));
+            Outcome::Gone {
+                pid,
+                tid,
+                goroutine,
+                span_id,
+            } => {
+                let key = key(pid, tid, goroutine);
+                if self.tracked.get(&key).is_some_and(|t| t.span_id == span_id) {
+                    self.tracked.remove(&key);
                     self.dirty = true;
                 }
             }
@@ -301,10 +327,10 @@ impl Detector {
             .filter_map(|t| t.report.as_ref())
             .collect();
         let groups = self.grouper.group(&reports);
-        let mut of: HashMap<(u32, u32), u64> = HashMap::new();
+        let mut of: HashMap<Key, u64> = HashMap::new();
         for group in &groups {
             for &i in &group.members {
-                of.insert((reports[i].pid, reports[i].tid), group.id);
+                of.insert(reports[i].key(), group.id);
             }
         }
         self.groups = groups;
@@ -331,7 +357,7 @@ impl Detector {
             .news(&self.groups, &reports, now_ns, settled, flush);
         let mut rows = std::mem::take(&mut self.fresh);
         for row in &mut rows {
-            row.group = match self.tracked.get(&(row.pid, row.tid)) {
+            row.group = match self.tracked.get(&row.key()) {
                 Some(t) if t.span_id == row.span_id => t.report.as_ref().map_or(0, |r| r.group),
                 // The stall ended before it was grouped: its own place.
                 _ => self.grouper.group(&[&*row])[0].id,
@@ -358,8 +384,8 @@ impl Detector {
 
     /// A capture asked for will not be answered (no capture thread, or the
     /// session is ending).
-    pub(super) fn unanswered(&mut self, pid: u32, tid: u32) {
-        if let Some(t) = self.tracked.get_mut(&(pid, tid)) {
+    pub(super) fn unanswered(&mut self, pid: u32, tid: u32, goroutine: Option<u64>) {
+        if let Some(t) = self.tracked.get_mut(&key(pid, tid, goroutine)) {
             t.pending = false;
             t.answered = true;
         }
@@ -441,6 +467,7 @@ mod tests {
             frames,
             maybe_incomplete: false,
             last_event_ns,
+            goroutine: None,
         }
     }
 
@@ -474,6 +501,7 @@ mod tests {
             wait: "running in user space".to_owned(),
             on_stack,
             group: 0,
+            goroutine: None,
         }
     }
 
@@ -539,6 +567,7 @@ mod tests {
         d.accept(Outcome::Unchanged {
             pid: 1,
             tid: 7,
+            goroutine: None,
             span_id: 1,
         });
         assert_eq!(at(&mut d, 10 * S), 0, "answered but only 1 s old");
@@ -561,7 +590,12 @@ mod tests {
             "another line of the same loop is the same place"
         );
         assert_eq!(
-            d.tracked[&(1, 7)].report.as_ref().unwrap().frames[0].line,
+            d.tracked[&(1, StackKey::Thread(7))]
+                .report
+                .as_ref()
+                .unwrap()
+                .frames[0]
+                .line,
             Some(4)
         );
         d.accept(Outcome::Report(Box::new(report(1, "helper", true))));
@@ -597,6 +631,7 @@ mod tests {
             tid: 7,
             span_id: 1,
             seen_ns: 5 * S,
+            goroutine: None,
         };
         d.accept(Outcome::Stale(stale));
         assert_eq!(d.stale, [stale]);

@@ -45,6 +45,7 @@ pub(super) fn capture_stall(
         return Outcome::Unchanged {
             pid: request.pid,
             tid: request.tid,
+            goroutine: None,
             span_id: request.span_id,
         };
     }
@@ -54,6 +55,7 @@ pub(super) fn capture_stall(
             pid: request.pid,
             tid: request.tid,
             span_id: request.span_id,
+            goroutine: None,
         };
     };
     capturer.remember(request.tid, request.span_id, capture.proc.syscall);
@@ -96,6 +98,7 @@ pub(super) fn capture_stall(
                     tid: request.tid,
                     span_id: request.span_id,
                     seen_ns: captured_ns,
+                    goroutine: None,
                 });
             }
             let note = if unwound.end == unwind::StackEnd::UretprobeTrampoline
@@ -221,6 +224,7 @@ pub(super) fn capture_stall(
         wait,
         on_stack,
         group: 0,
+        goroutine: None,
     }))
 }
 

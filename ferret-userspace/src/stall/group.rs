@@ -17,7 +17,11 @@ use std::{
     fmt::Write as _,
 };
 
-use super::report::{StallReport, WaitKind, stalled_for, wait_summary};
+use super::{
+    detector::Key,
+    report::{StallReport, WaitKind, stalled_for, wait_summary},
+};
+use crate::trace::StackKey;
 
 /// A group not told yet waits this long at most for the captures still
 /// queued, so that it is told with its whole count rather than with the
@@ -103,14 +107,14 @@ pub enum NewsKind {
 
 /// A group as last told.
 struct Told {
-    /// Its threads as last known: (pid, tid) → name.
-    members: HashMap<(u32, u32), String>,
+    /// Its threads (goroutines) as last known, with their names.
+    members: HashMap<Key, String>,
     /// `idle_wait at idle_wait (pool.c:23)`.
     what: String,
     /// Told as one thread.
     single: bool,
-    /// Threads gone since the last line, not told yet: (tid, name).
-    left: Vec<(u32, String)>,
+    /// Threads gone since the last line, not told yet, with their names.
+    left: Vec<(StackKey, String)>,
     /// When the last line about it was told.
     last_ns: u64,
 }
@@ -202,14 +206,14 @@ impl Grouper {
     ) -> Vec<GroupNews> {
         let mut news = Vec::new();
         let current: HashMap<u64, &StallGroup> = groups.iter().map(|g| (g.id, g)).collect();
-        let key = |i: usize| (reports[i].pid, reports[i].tid);
+        let key = |i: usize| reports[i].key();
         let mut over = Vec::new();
         for (&id, told) in &mut self.told {
-            let now: HashSet<(u32, u32)> = current
+            let now: HashSet<Key> = current
                 .get(&id)
                 .map(|g| g.members.iter().map(|&i| key(i)).collect())
                 .unwrap_or_default();
-            let gone: Vec<(u32, u32)> = told
+            let gone: Vec<Key> = told
                 .members
                 .keys()
                 .filter(|m| !now.contains(m))
@@ -271,7 +275,7 @@ impl Grouper {
                 Told {
                     members: members
                         .iter()
-                        .map(|r| ((r.pid, r.tid), r.thread_name.clone()))
+                        .map(|r| (r.key(), r.thread_name.clone()))
                         .collect(),
                     what: what(members[0]),
                     single: members.len() == 1,
@@ -304,13 +308,14 @@ fn what(report: &StallReport) -> String {
 fn left_news(id: u64, told: &mut Told) -> GroupNews {
     let left = std::mem::take(&mut told.left);
     let line = if told.single && left.len() == 1 && told.members.is_empty() {
-        let (tid, name) = &left[0];
-        format!(
-            "stall: tid {tid} ({name}) no longer stalled in {}",
-            told.what
-        )
+        let (who, name) = &left[0];
+        let who = match who {
+            StackKey::Goroutine(goid) => format!("goroutine {goid}"),
+            StackKey::Thread(tid) => format!("tid {tid} ({name})"),
+        };
+        format!("stall: {who} no longer stalled in {}", told.what)
     } else {
-        let tids: Vec<u32> = left.iter().map(|&(tid, _)| tid).collect();
+        let keys: Vec<StackKey> = left.iter().map(|&(key, _)| key).collect();
         let still = match told.members.len() {
             0 => "none still is".to_owned(),
             1 => "1 still is".to_owned(),
@@ -318,9 +323,9 @@ fn left_news(id: u64, told: &mut Told) -> GroupNews {
         };
         format!(
             "stall: {} no longer stalled in {}, {still}: {}",
-            threads(left.len()),
+            threads(&keys),
             told.what,
-            tid_list(&tids)
+            id_runs(&keys, TID_RUNS)
         )
     };
     GroupNews {
@@ -330,15 +335,28 @@ fn left_news(id: u64, told: &mut Told) -> GroupNews {
     }
 }
 
-/// `1 thread`, `3 threads`.
-fn threads(n: usize) -> String {
-    format!("{n} thread{}", if n == 1 { "" } else { "s" })
+/// `1 thread`, `3 threads`; `3 goroutines` for a Go program's.
+fn threads(keys: &[StackKey]) -> String {
+    let n = keys.len();
+    let noun = if goroutines(keys) {
+        "goroutine"
+    } else {
+        "thread"
+    };
+    format!("{n} {noun}{}", if n == 1 { "" } else { "s" })
+}
+
+/// Whether `keys` are all goroutines (a Go program's stalls).
+fn goroutines(keys: &[StackKey]) -> bool {
+    !keys.is_empty() && keys.iter().all(|k| matches!(k, StackKey::Goroutine(_)))
 }
 
 /// One line for a group of several threads: how many, which, in what, for
 /// how long, where, waiting for what, and its number in the recording.
 fn group_headline(id: u64, members: &[&StallReport]) -> String {
     let first = members[0];
+    let keys: Vec<StackKey> = members.iter().map(|r| r.key().1).collect();
+    // Threads by name (a goroutine's thread says nothing of it).
     let mut names: Vec<&str> = Vec::new();
     for report in members {
         if !names.contains(&report.thread_name.as_str()) {
@@ -349,6 +367,11 @@ fn group_headline(id: u64, members: &[&StallReport]) -> String {
     if names.len() > 3 {
         named.push_str(", …");
     }
+    let named = if goroutines(&keys) {
+        String::new()
+    } else {
+        format!(" ({named})")
+    };
     let shortest = members
         .iter()
         .map(|r| r.captured_ns.saturating_sub(r.since_ns))
@@ -382,13 +405,41 @@ fn group_headline(id: u64, members: &[&StallReport]) -> String {
             false,
         )
     };
-    let tids: Vec<u32> = members.iter().map(|r| r.tid).collect();
     format!(
-        "stall: {} ({named}) in {} {since}{at}: {wait} — {} (stall_group {id})",
-        threads(members.len()),
+        "stall: {}{named} in {} {since}{at}: {wait} — {} (stall_group {id})",
+        threads(&keys),
         first.function_name,
-        tid_list(&tids)
+        id_runs(&keys, TID_RUNS)
     )
+}
+
+/// Who `reports` are, as runs (see [`tid_runs`]): their tids, or for a Go
+/// program's goroutines, `goroutines 1, 5–9`.
+pub fn stall_ids(reports: &[&StallReport], max_runs: usize) -> String {
+    let keys: Vec<StackKey> = reports.iter().map(|r| r.key().1).collect();
+    id_runs(&keys, max_runs)
+}
+
+fn id_runs(keys: &[StackKey], max_runs: usize) -> String {
+    if goroutines(keys) {
+        let ids: Vec<u64> = keys
+            .iter()
+            .filter_map(|k| match k {
+                StackKey::Goroutine(goid) => Some(*goid),
+                StackKey::Thread(_) => None,
+            })
+            .collect();
+        runs(("goroutine", "goroutines"), &ids, max_runs)
+    } else {
+        let ids: Vec<u64> = keys
+            .iter()
+            .filter_map(|k| match k {
+                StackKey::Thread(tid) => Some(u64::from(*tid)),
+                StackKey::Goroutine(_) => None,
+            })
+            .collect();
+        runs(("tid", "tids"), &ids, max_runs)
+    }
 }
 
 /// `tid 7`, `tids 14926–16925`, `tids 3, 5–9, 12, … (2000 in all)`.
@@ -398,15 +449,21 @@ pub fn tid_list(tids: &[u32]) -> String {
 
 /// [`tid_list`] with at most `max_runs` runs before it says how many in all.
 pub fn tid_runs(tids: &[u32], max_runs: usize) -> String {
-    let sorted: BTreeSet<u32> = tids.iter().copied().collect();
-    let mut runs: Vec<(u32, u32)> = Vec::new();
-    for tid in sorted {
+    let ids: Vec<u64> = tids.iter().copied().map(u64::from).collect();
+    runs(("tid", "tids"), &ids, max_runs)
+}
+
+/// `ids` as runs of consecutive numbers, named `noun.0` (one) or `noun.1`.
+fn runs(noun: (&str, &str), ids: &[u64], max_runs: usize) -> String {
+    let sorted: BTreeSet<u64> = ids.iter().copied().collect();
+    let mut runs: Vec<(u64, u64)> = Vec::new();
+    for id in sorted {
         match runs.last_mut() {
-            Some((_, end)) if *end + 1 == tid => *end = tid,
-            _ => runs.push((tid, tid)),
+            Some((_, end)) if *end + 1 == id => *end = id,
+            _ => runs.push((id, id)),
         }
     }
-    let mut out = String::from(if tids.len() == 1 { "tid " } else { "tids " });
+    let mut out = format!("{} ", if ids.len() == 1 { noun.0 } else { noun.1 });
     for (i, &(start, end)) in runs.iter().take(max_runs).enumerate() {
         if i > 0 {
             out.push_str(", ");
@@ -418,7 +475,7 @@ pub fn tid_runs(tids: &[u32], max_runs: usize) -> String {
         };
     }
     if runs.len() > max_runs {
-        let _ = write!(out, ", … ({} in all)", tids.len());
+        let _ = write!(out, ", … ({} in all)", ids.len());
     }
     out
 }
@@ -473,6 +530,7 @@ mod tests {
             wait: format!("sleeping in clock_nanosleep({{{tid}.0s}})"),
             on_stack: true,
             group: 0,
+            goroutine: None,
         }
     }
 
@@ -705,6 +763,40 @@ mod tests {
                     .to_owned(),
                 &moved.headline()
             ]
+        );
+    }
+
+    #[test]
+    fn goroutines_stuck_alike_are_one_group_though_they_last_ran_on_one_thread() {
+        let goroutine = |goid: u64| StallReport {
+            goroutine: Some(goid),
+            tid: 77,
+            thread_name: "srv".to_owned(),
+            syscall: None,
+            wchan: None,
+            wait: "goroutine waiting (chan receive)".to_owned(),
+            ..idle(77)
+        };
+        let mut grouper = Grouper::default();
+        let reports: Vec<StallReport> = (17..20).chain([40]).map(goroutine).collect();
+        let news = news_of(&mut grouper, &reports, 3 * S, true);
+        assert_eq!(news.len(), 1, "{news:?}");
+        assert_eq!(
+            news[0].kind,
+            NewsKind::Appeared(4),
+            "four goroutines, one thread"
+        );
+        assert_eq!(
+            news[0].line,
+            "stall: 4 goroutines in idle_wait for ≥ 3.0 s at idle_wait (/src/pool.c:23): \
+             goroutine waiting (chan receive) — goroutines 17–19, 40 (stall_group 1)"
+        );
+        // One of them moves on: it leaves the group, the others stay.
+        let news = news_of(&mut grouper, &reports[1..], 3 * S + LEFT_EVERY_NS, true);
+        assert_eq!(
+            news[0].line,
+            "stall: 1 goroutine no longer stalled in idle_wait at idle_wait (/src/pool.c:23), \
+             3 still are: goroutine 17"
         );
     }
 

@@ -37,6 +37,7 @@ mod detector;
 mod diagnose;
 pub(crate) mod existing;
 pub(crate) mod futex;
+pub(crate) mod goroutine;
 pub mod group;
 pub(crate) mod memory;
 pub mod procfs;
@@ -51,7 +52,7 @@ pub use capture::{Capture, CaptureStats, Capturer, RegisterSource};
 pub use existing::{ProbedRanges, RunningBefore, RunningCalls, running_before_attach};
 pub use futex::LockHolder;
 pub use group::{
-    Alone, GroupNews, NewsKind, StallGroup, StallNews, group_stalls, tid_list, tid_runs,
+    Alone, GroupNews, NewsKind, StallGroup, StallNews, group_stalls, stall_ids, tid_list, tid_runs,
 };
 pub use procfs::SchedState;
 pub use report::{Frame, LockWait, StaleSpan, StallReport, WaitKind, wait_summary};

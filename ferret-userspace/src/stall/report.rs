@@ -134,13 +134,18 @@ pub struct LockWait {
     pub probable: bool,
 }
 
-/// Where one stalled thread is stuck, as captured at one moment.
+/// Where one stalled thread (or goroutine) is stuck, as captured at one
+/// moment.
 #[derive(Clone, Debug, PartialEq)]
 pub struct StallReport {
     /// Process id.
     pub pid: u32,
-    /// Thread id.
+    /// Thread id; for a goroutine, the thread it last ran a traced call on.
     pub tid: u32,
+    /// A Go program's goroutine stuck inside the call; `None` for a thread.
+    /// Its report says what the Go runtime says of it (its status and why
+    /// it waits), not what a thread's stack and system call say.
+    pub goroutine: Option<u64>,
     /// Thread name.
     pub thread_name: String,
     /// The stalled span: the thread's innermost open span.
@@ -213,6 +218,7 @@ impl StallReport {
             stack,
             wait: &self.wait,
             group: self.group,
+            goroutine: self.goroutine,
         }
     }
 
@@ -222,10 +228,12 @@ impl StallReport {
             .place()
             .map(|f| format!(" at {}", f.display()))
             .unwrap_or_default();
+        let who = match self.goroutine {
+            Some(goid) => format!("goroutine {goid} (last on tid {})", self.tid),
+            None => format!("tid {} ({})", self.tid, self.thread_name),
+        };
         format!(
-            "stall: tid {} ({}) in {} {}{at}: {}",
-            self.tid,
-            self.thread_name,
+            "stall: {who} in {} {}{at}: {}",
             self.function_name,
             stalled_for(
                 self.captured_ns.saturating_sub(self.since_ns),
@@ -242,6 +250,17 @@ impl StallReport {
             .iter()
             .find(|f| f.function.as_deref() == Some(self.function_name.as_str()))
             .or(self.frames.first())
+    }
+
+    /// Whose stall it is: its process and its thread, or its goroutine.
+    pub fn key(&self) -> (u32, crate::trace::StackKey) {
+        (
+            self.pid,
+            self.goroutine.map_or(
+                crate::trace::StackKey::Thread(self.tid),
+                crate::trace::StackKey::Goroutine,
+            ),
+        )
     }
 
     /// The thread is in a deadlock.
@@ -386,6 +405,8 @@ pub struct StaleSpan {
     pub pid: u32,
     /// Thread id.
     pub tid: u32,
+    /// The goroutine, for a goroutine's span.
+    pub goroutine: Option<u64>,
     /// The span.
     pub span_id: u64,
     /// When the capture saw it gone.

@@ -28,6 +28,7 @@ use super::{
     detector::{Detector, Look, Outcome, Request},
     diagnose::capture_stall,
     existing::RunningCalls,
+    goroutine::{GoRuntime, capture_goroutine},
     group::{StallGroup, StallNews},
     ptrace,
     report::{StaleSpan, StallReport},
@@ -35,7 +36,7 @@ use super::{
 use crate::{
     probe::ProbePoint,
     trace::FunctionInfo,
-    trace::{Reconstructor, SpanEvent, ThreadStack},
+    trace::{Reconstructor, SpanEvent, StackKey, ThreadStack},
 };
 
 /// How often, at most, a lasting stall is looked at again to see whether
@@ -277,14 +278,14 @@ impl Watchdog {
             self.warm_up(pid);
         }
         for request in requests {
-            let (pid, tid) = (request.pid, request.tid);
+            let (pid, tid, goroutine) = (request.pid, request.tid, request.goroutine);
             let sent = self
                 .requests
                 .as_ref()
                 .is_some_and(|sender| sender.send(Job::Capture(request)).is_ok());
             if !sent {
                 // No capture thread: nothing will answer.
-                self.detector.unanswered(pid, tid);
+                self.detector.unanswered(pid, tid, goroutine);
             }
         }
         // After the stalls are brought up to date: a capture of a span that
@@ -309,9 +310,13 @@ impl Watchdog {
         if let Some(calls) = self.pending_adoption.take() {
             self.adopted = Some(calls.adopt(reconstructor, out));
         }
-        self.check(reconstructor.threads(), now_ns);
+        // Goroutines too: one stuck inside a traced call is a stall.
+        self.check(reconstructor.stacks(), now_ns);
         for stale in self.take_stale() {
-            reconstructor.retire(stale.pid, stale.tid, stale.span_id, stale.seen_ns, out);
+            let key = stale
+                .goroutine
+                .map_or(StackKey::Thread(stale.tid), StackKey::Goroutine);
+            reconstructor.retire(stale.pid, key, stale.span_id, stale.seen_ns, out);
         }
         self.detector.take_news(now_ns, false)
     }
@@ -486,6 +491,9 @@ fn capture_loop(
     abandon: &AtomicBool,
 ) {
     let mut capturers: HashMap<u32, Capturer> = HashMap::new();
+    // A Go program's runtime, read once per process (None: not Go, or its
+    // goroutines cannot be read).
+    let mut runtimes: HashMap<u32, Option<GoRuntime>> = HashMap::new();
     // Processes kept warm: a launched command maps its libraries after the
     // watchdog starts, a server may dlopen later.
     let mut warm: HashSet<u32> = HashSet::new();
@@ -566,7 +574,15 @@ fn capture_loop(
         let capturer = capturers
             .entry(request.pid)
             .or_insert_with(|| Capturer::new(request.pid));
-        let outcome = capture_stall(capturer, &request, functions);
+        let outcome = if request.goroutine.is_some() {
+            // A goroutine is not where its last thread is: the runtime says.
+            let runtime = runtimes
+                .entry(request.pid)
+                .or_insert_with(|| GoRuntime::open(request.pid));
+            capture_goroutine(runtime.as_ref(), capturer, &request, functions)
+        } else {
+            capture_stall(capturer, &request, functions)
+        };
         budget.charge();
         stats.requests += 1;
         if outbox.send(Reply::Outcome(outcome)).is_err() {

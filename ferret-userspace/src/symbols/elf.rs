@@ -26,6 +26,7 @@ use super::SymbolError;
 use super::debuginfo::{self, DebugFile, DebugIds, DebugSearch, Missing, Seen};
 use super::demangle::{demangle, demangle_without_params};
 use super::exits::{Exits, scan_exits};
+use super::go::{self, GoBinary};
 
 type Elf<'data> = ElfFile64<'data, Endianness, &'data [u8]>;
 
@@ -67,6 +68,14 @@ pub enum SkipReason {
     /// post-link optimizer split out of another function; it is entered by a
     /// jump, not a call, and is probed as part of that function.
     Fragment,
+    /// Go: written in assembly, so r14 need not hold its goroutine.
+    GoAssembly,
+    /// Go: switches stacks, or runs on the system stack or without a
+    /// goroutine (stack growth, the scheduler, signal handling).
+    GoNoGoroutine,
+    /// Go: an ABI wrapper (`.abi0`) between assembly and Go code; the
+    /// function it wraps has a name of its own.
+    GoAbiWrapper,
 }
 
 impl fmt::Display for SkipReason {
@@ -77,6 +86,9 @@ impl fmt::Display for SkipReason {
             SkipReason::Ifunc => "ifunc resolver (probe the implementation it selects)",
             SkipReason::Undefined => "imported, not defined here (use LIB:NAME)",
             SkipReason::Fragment => "split-off part of another function (probed with it)",
+            SkipReason::GoAssembly => "Go assembly (no goroutine register to read)",
+            SkipReason::GoNoGoroutine => "Go runtime: switches stacks or runs without a goroutine",
+            SkipReason::GoAbiWrapper => "Go ABI wrapper (trace the function it wraps)",
         })
     }
 }
@@ -192,6 +204,9 @@ pub(super) struct Catalog {
     pub skipped: Vec<Skipped>,
     /// Raw name of a function -> the `svma` ranges of its split-off parts.
     fragments: HashMap<String, Vec<Range<u64>>>,
+    /// Go binaries: the entry of every function the Go toolchain compiled
+    /// (listed in `.gopclntab`), sorted; C code linked in by cgo is not.
+    go_functions: Vec<u64>,
 }
 
 /// An ELF executable or shared library, mapped.
@@ -223,6 +238,9 @@ impl fmt::Debug for Module {
 #[derive(Debug)]
 struct Summary {
     segments: Vec<LoadSegment>,
+    /// `e_entry`: where the kernel starts the program (0 for most
+    /// libraries).
+    entry_svma: u64,
     has_symtab: bool,
     has_dwarf: bool,
     ids: DebugIds,
@@ -232,6 +250,7 @@ struct Summary {
     has_except_table: bool,
     referenced: HashSet<(&'static str, &'static str)>,
     unwind: UnwindPolicy,
+    go: Option<GoBinary>,
 }
 
 impl Module {
@@ -358,7 +377,8 @@ impl Module {
     /// `Some` when only the exported (`.dynsym`) functions are known: no
     /// `.symtab` and no debug file; says what was searched.
     pub fn missing_symbols(&self) -> Option<&Missing> {
-        if self.summary.has_symtab {
+        // A Go binary's runtime names every function in `.gopclntab`.
+        if self.summary.has_symtab || self.summary.go.is_some() {
             return None;
         }
         self.debug_lookup().err()
@@ -407,6 +427,12 @@ impl Module {
         !self.summary.has_symtab
     }
 
+    /// Whether `f` is where the kernel starts the program (`e_entry`,
+    /// `_start`): entered with no return address on the stack.
+    pub fn is_entry_point(&self, f: &Function) -> bool {
+        self.summary.entry_svma != 0 && f.svma == self.summary.entry_svma
+    }
+
     /// File offsets of every instruction `f` leaves through; see [`Module::exits`].
     pub fn exit_points(&self, f: &Function) -> Result<Vec<u64>, SymbolError> {
         Ok(self
@@ -423,7 +449,47 @@ impl Module {
         let (code, file_offset) = self
             .code(f.svma, f.size)
             .ok_or(super::EntryRefusal::Undecodable)?;
+        if self.is_go_function(f)
+            && let Some(after) = go::entry_after_stack_check(code, f.svma)
+            && usize::try_from(after)
+                .ok()
+                .and_then(|at| code.get(at..))
+                .is_some_and(super::kernel_accepts)
+        {
+            return Ok(file_offset + after);
+        }
         Ok(file_offset + super::entry_probe_offset(code, f.svma)?)
+    }
+
+    /// The Go toolchain built this file (see [`super::go`]).
+    pub fn go(&self) -> Option<&GoBinary> {
+        self.summary.go.as_ref()
+    }
+
+    /// Go binaries: whether `f` is Go code (compiled by the Go toolchain,
+    /// so r14 holds its goroutine), not C linked in by cgo.
+    pub fn is_go_function(&self, f: &Function) -> bool {
+        self.summary.go.is_some()
+            && self
+                .catalog()
+                .is_ok_and(|c| c.go_functions.binary_search(&f.svma).is_ok())
+    }
+
+    /// Go binaries: where in `runtime.g` the goroutine's id (and status and
+    /// wait reason) are, from DWARF or else the release's known layout.
+    pub fn go_layout(&self) -> Option<go::GLayout> {
+        let release = self.summary.go.as_ref()?.release();
+        self.parse()
+            .ok()
+            .and_then(|elf| go::GLayout::from_dwarf(&elf))
+            .or_else(|| go::GLayout::for_version(release?))
+    }
+
+    /// Go binaries: the address in the ELF of a data symbol of the runtime
+    /// (`runtime.allgs`), from `.symtab`.
+    pub fn go_data_symbol(&self, name: &str) -> Option<u64> {
+        self.summary.go.as_ref()?;
+        go::data_symbol(&self.parse().ok()?, name)
     }
 
     /// Whether the kernel accepts a uprobe at file offset `file_offset`.
@@ -462,12 +528,21 @@ impl Module {
             .chain(parts.iter().cloned())
             .collect();
 
-        let mut exits = scan_exits(code, f.svma, file_offset, &inside, f.svma);
+        // A jump to a function's first instruction is a tail call to itself,
+        // except in Go, which makes none: there it restarts the function
+        // after its stack grew, and the entry probe sits after the stack
+        // check (see `go::entry_after_stack_check`).
+        let entry = if self.is_go_function(f) {
+            u64::MAX
+        } else {
+            f.svma
+        };
+        let mut exits = scan_exits(code, f.svma, file_offset, &inside, entry);
         for part in &parts {
             let Some((code, file_offset)) = self.code(part.start, part.end - part.start) else {
                 continue;
             };
-            let more = scan_exits(code, part.start, file_offset, &inside, f.svma);
+            let more = scan_exits(code, part.start, file_offset, &inside, entry);
             exits.points.extend(more.points);
             exits.indirect_jumps.extend(more.indirect_jumps);
             exits.undecodable_at = exits.undecodable_at.or(more.undecodable_at);
@@ -621,6 +696,20 @@ impl Module {
         let mut skipped: BTreeSet<(String, SkipReason)> = BTreeSet::new();
         let mut imported: HashSet<String> = HashSet::new();
         let mut fragments: HashMap<String, Vec<Range<u64>>> = HashMap::new();
+        // Go: the runtime's own function table, for source files (assembly
+        // is skipped) and for names when `.symtab` was stripped.
+        let go_table: Vec<go::GoFunc> = match self.summary.go.as_ref().and(go::functions(&elf)) {
+            Some(Ok(table)) => table,
+            Some(Err(e)) => {
+                eprintln!("ferret: warning: {}: {e}", self.path.display());
+                Vec::new()
+            }
+            None => Vec::new(),
+        };
+        let go_file = |svma: u64| -> (bool, Option<&str>) {
+            let at = go_table.binary_search_by_key(&svma, |f| f.svma);
+            at.map_or((false, None), |i| (true, go_table[i].file.as_deref()))
+        };
 
         for (table, from_debug_file) in [symtab, (elf.elf_dynamic_symbol_table(), false)] {
             for (index, sym) in table.enumerate() {
@@ -667,7 +756,13 @@ impl Module {
                     unsized_.insert(raw, svma);
                     continue;
                 }
-                if let Some(parent) = fragment_parent(&raw) {
+                if self.summary.go.is_some() {
+                    let (listed, file) = go_file(svma);
+                    if let Some(reason) = go::skip_reason(&raw, file, listed) {
+                        skipped.insert((raw, reason));
+                        continue;
+                    }
+                } else if let Some(parent) = fragment_parent(&raw) {
                     fragments
                         .entry(parent.to_owned())
                         .or_default()
@@ -688,6 +783,28 @@ impl Module {
             }
         }
 
+        if !self.summary.has_symtab && debug_elf.is_none() {
+            // A stripped Go binary still has its runtime's table.
+            for f in &go_table {
+                let Some(file_offset) = self.code_offset(f.svma, f.size) else {
+                    continue;
+                };
+                if let Some(reason) = go::skip_reason(&f.name, f.file.as_deref(), true) {
+                    skipped.insert((f.name.clone(), reason));
+                    continue;
+                }
+                let group = by_svma.entry(f.svma).or_default();
+                if group.is_empty() {
+                    group.push(Candidate {
+                        name: f.name.clone(),
+                        raw: f.name.clone(),
+                        bind: elf::STB_GLOBAL,
+                        size: f.size,
+                        file_offset,
+                    });
+                }
+            }
+        }
         for (raw, svma) in unsized_ {
             // A size-less alias of a sized function is just another name.
             if !by_svma.contains_key(&svma) {
@@ -756,6 +873,7 @@ impl Module {
             entries,
             skipped,
             fragments,
+            go_functions: go_table.iter().map(|f| f.svma).collect(),
         })
     }
 }
@@ -957,6 +1075,7 @@ fn summarize(path: &Path, data: &[u8]) -> Result<Summary, SymbolError> {
         .and_then(|bytes| debuginfo::parse_debuglink(bytes, object::Endian::is_big_endian(endian)));
 
     Ok(Summary {
+        entry_svma: header.e_entry(endian),
         segments,
         has_symtab,
         has_dwarf,
@@ -970,6 +1089,7 @@ fn summarize(path: &Path, data: &[u8]) -> Result<Summary, SymbolError> {
         has_except_table,
         referenced,
         unwind,
+        go: GoBinary::detect(&elf),
     })
 }
 

@@ -20,6 +20,7 @@ mod demangle;
 mod elf;
 mod exits;
 mod glob;
+pub mod go;
 mod libs;
 mod maps;
 mod probeable;

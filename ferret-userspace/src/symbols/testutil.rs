@@ -33,6 +33,44 @@ pub fn run(command: &mut Command) {
     );
 }
 
+/// Builds the Go program `source` (one `main` package, standard library
+/// only) into `dir/out` with `go build` and `flags`. The Go build cache and
+/// module path live in cargo's target directory, never in `$HOME`, and
+/// nothing is fetched from the network.
+pub fn go_build(dir: &Path, out: &str, source: &str, flags: &[&str]) -> PathBuf {
+    let src = dir.join(format!("{out}-src"));
+    std::fs::create_dir_all(&src).expect("create Go source dir");
+    std::fs::write(src.join("main.go"), source).expect("write Go source");
+    std::fs::write(src.join("go.mod"), "module ferrettest\n\ngo 1.17\n").expect("write go.mod");
+    let cache = go_cache_dir();
+    let bin = dir.join(out);
+    run(Command::new("go")
+        .arg("build")
+        .arg("-o")
+        .arg(&bin)
+        .args(flags)
+        .arg(".")
+        .current_dir(&src)
+        .env("GOCACHE", cache.join("build"))
+        .env("GOPATH", cache.join("path"))
+        .env("GOFLAGS", "-mod=mod")
+        .env("GOPROXY", "off")
+        .env("GOTOOLCHAIN", "local")
+        .env("CGO_ENABLED", "0"));
+    bin
+}
+
+/// `target/go-cache`, found from the test binary's own path
+/// (`target/debug/deps/…`).
+fn go_cache_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let target = exe
+        .ancestors()
+        .nth(3)
+        .expect("the test binary sits in target/PROFILE/deps");
+    target.join("go-cache")
+}
+
 /// A program built with `-g`, its debug file, and a stripped copy that
 /// links to it: what `objcopy --only-keep-debug` + `strip` +
 /// `--add-gnu-debuglink` make of a release build.

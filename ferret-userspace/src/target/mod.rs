@@ -7,6 +7,8 @@
 //! up before opening the gate, the child sees end-of-file and exits without
 //! ever running the command.
 
+pub mod freeze;
+
 use std::{
     ffi::{CString, OsStr, OsString},
     fs, io,

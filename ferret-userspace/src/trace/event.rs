@@ -120,6 +120,9 @@ pub enum RawKind {
     Entry,
     /// The thread left function `function` by returning (or by a tail-call jump).
     Exit,
+    /// A Go goroutine resumed after a recovered panic in the frame just
+    /// above `sp`: its frames at or below `sp` were unwound by the panic.
+    GoUnwind,
     /// The thread exited; every span it still has open is abandoned.
     ThreadExit,
     /// The process replaced its program (exec): every span of every one of
@@ -148,10 +151,16 @@ pub struct RawEvent {
     pub function: u32,
     /// The stack pointer as it was at the function's entry (pointing at the
     /// return address). Exit events are normalized to this by the decoder, so
-    /// an exit matches its entry by `(function, sp)`.
+    /// an exit matches its entry by `(function, sp)`. For a goroutine
+    /// (`goroutine` set) it is a position on the goroutine's stack that
+    /// survives the runtime moving the stack: ordered like a stack pointer
+    /// (lower is deeper), not an address.
     pub sp: u64,
     /// The thread's name at the time of the event.
     pub thread_name: ThreadName,
+    /// A Go program's goroutine (its `goid`) that made the call: its stack,
+    /// not the thread's, holds the frame. `None` for other programs.
+    pub goroutine: Option<u64>,
 }
 
 /// How a span ended.
@@ -182,9 +191,9 @@ impl SpanStatus {
 pub struct SpanStart {
     /// Unique per span in a recording; the matching [`SpanEnd`] has the same id.
     pub span_id: u64,
-    /// The enclosing open span on the same thread, if any.
+    /// The enclosing open span on the same thread (goroutine), if any.
     pub parent_span_id: Option<u64>,
-    /// 0 for a span with no open parent on its thread.
+    /// 0 for a span with no open parent on its thread (goroutine).
     pub depth: u32,
     /// Process id.
     pub pid: u32,
@@ -199,6 +208,8 @@ pub struct SpanStart {
     /// The call was already running when tracing began (found on its
     /// thread's stack and adopted): no entry probe fired for it.
     pub before_attach: bool,
+    /// The goroutine whose call this is (Go programs); `None` otherwise.
+    pub goroutine: Option<u64>,
 }
 
 /// A span ended.
@@ -212,7 +223,8 @@ pub struct SpanEnd {
     pub depth: u32,
     /// Process id.
     pub pid: u32,
-    /// Thread id.
+    /// Thread id: the thread the span ended on (a goroutine's span may
+    /// start on another).
     pub tid: u32,
     /// Thread name (as at the span's start).
     pub thread_name: ThreadName,
@@ -228,6 +240,13 @@ pub struct SpanEnd {
     /// share of its measured duration plus every traced descendant's probes
     /// (see [`FunctionCost`]). `ts_ns - start_ns` stays as measured.
     pub overhead_ns: u64,
+    /// The call's own probe time outside its measured duration (its entry
+    /// probe's part before `start_ns`, its exit probe's after `ts_ns`),
+    /// charged to the enclosing span: with [`Self::overhead_ns`] it lets a
+    /// timeline be corrected exactly, call by call.
+    pub overhead_outside_ns: u64,
+    /// Same as the span's start.
+    pub goroutine: Option<u64>,
 }
 
 impl SpanEnd {

@@ -12,4 +12,4 @@ pub use event::{
     FunctionCost, FunctionInfo, RawEvent, RawKind, SpanEnd, SpanEvent, SpanStart, SpanStatus,
     ThreadName,
 };
-pub use reconstruct::{OpenSpan, Reconstructor, ThreadStack};
+pub use reconstruct::{OpenSpan, Reconstructor, StackKey, ThreadStack};

@@ -16,6 +16,17 @@
 //! its `sp`). So frames sharing an event's `sp` form a block at the top of the
 //! stack, and matching an exit costs O(block), not O(depth).
 //!
+//! Go programs keep a stack per goroutine, not per thread ([`StackKey`]):
+//! a goroutine moves between threads, and its calls stay on its stack. The
+//! runtime also moves a goroutine's stack when it grows or shrinks, so a Go
+//! event's `sp` is not an address but the distance from the top of the
+//! goroutine's stack (made by the decoder), which the move preserves; with
+//! it the rules above hold unchanged. One more holds for goroutines: Go
+//! makes no tail calls between traced functions (a wrapper's jump is its
+//! exit, probed before the jump), so an entry at or above an open frame's
+//! `sp` means that frame was left without a return: a panic unwound it,
+//! and it ends as [`SpanStatus::Unwound`].
+//!
 //! Memory is bounded by the open frames: a thread with nothing open is
 //! forgotten, and no history of ended spans is kept.
 
@@ -61,13 +72,44 @@ pub struct OpenSpan {
     pub overhead_ns: u64,
 }
 
-/// One thread's open call stack, for a live view.
+/// Whose stack a frame is on: a thread's, or in a Go program a goroutine's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum StackKey {
+    /// Thread `tid`.
+    Thread(u32),
+    /// Goroutine `goid`.
+    Goroutine(u64),
+}
+
+impl StackKey {
+    /// The key of the stack `ev` belongs to.
+    #[inline]
+    fn of(ev: &RawEvent) -> Self {
+        match ev.goroutine {
+            None => Self::Thread(ev.tid),
+            Some(goid) => Self::Goroutine(goid),
+        }
+    }
+
+    /// The goroutine, if a goroutine's.
+    pub const fn goroutine(self) -> Option<u64> {
+        match self {
+            Self::Thread(_) => None,
+            Self::Goroutine(goid) => Some(goid),
+        }
+    }
+}
+
+/// One thread's (or goroutine's) open call stack, for a live view.
 #[derive(Clone, Copy, Debug)]
 pub struct ThreadStack<'a> {
     /// Process id.
     pub pid: u32,
-    /// Thread id.
+    /// Thread id; for a goroutine, the thread it last ran a traced call on.
     pub tid: u32,
+    /// The goroutine whose stack this is (Go programs); `None` for a
+    /// thread's.
+    pub goroutine: Option<u64>,
     /// The thread's name as carried by its most recent event.
     pub thread_name: &'a ThreadName,
     /// Open spans, outermost first.
@@ -81,9 +123,11 @@ pub struct ThreadStack<'a> {
     pub last_event_ns: u64,
 }
 
-/// One thread's state: only exists while it has open frames.
+/// One thread's (goroutine's) state: only exists while it has open frames.
 #[derive(Debug)]
 struct ThreadState {
+    /// The thread of the latest event (a goroutine's changes).
+    tid: u32,
     name: ThreadName,
     frames: Vec<OpenSpan>,
     suspect: bool,
@@ -97,9 +141,10 @@ struct ThreadState {
 /// on each thread spans nest properly: children end before their parent).
 #[derive(Debug)]
 pub struct Reconstructor {
-    /// Keyed by (pid, tid); ordered so that bulk operations (process exit,
-    /// finish) and the live view are deterministic.
-    threads: BTreeMap<(u32, u32), ThreadState>,
+    /// Keyed by (pid, thread or goroutine); ordered so that bulk
+    /// operations (process exit, finish) and the live view are
+    /// deterministic.
+    threads: BTreeMap<(u32, StackKey), ThreadState>,
     next_span_id: u64,
     open: usize,
     orphan_exits: u64,
@@ -142,12 +187,16 @@ impl Reconstructor {
         match ev.kind {
             RawKind::Entry => self.entry(ev, out),
             RawKind::Exit => self.exit(ev, out),
+            // A goroutine outlives the thread it ran on; only the thread's
+            // own stack ends.
             RawKind::ThreadExit => {
-                if let Some(thread) = self.threads.remove(&(ev.pid, ev.tid)) {
-                    self.close_thread(ev.pid, ev.tid, thread, ev.ts_ns, SpanStatus::Unwound, out);
+                let key = StackKey::Thread(ev.tid);
+                if let Some(thread) = self.threads.remove(&(ev.pid, key)) {
+                    self.close_thread(ev.pid, key, thread, ev.ts_ns, SpanStatus::Unwound, out);
                 }
             }
             RawKind::Exec => self.process_exit(ev.pid, ev.ts_ns, out),
+            RawKind::GoUnwind => self.go_unwind(ev, out),
             // A forked child starts with a copy of its parent's stack, but
             // only the calls it makes from now on are seen: nothing to do.
             RawKind::Fork { .. } => {}
@@ -155,16 +204,17 @@ impl Reconstructor {
     }
 
     /// Close every open span of process `pid` (the process exited) as
-    /// [`SpanStatus::Unwound`] at `ts_ns`, innermost first, thread by thread.
+    /// [`SpanStatus::Unwound`] at `ts_ns`, innermost first, thread by thread
+    /// (then goroutine by goroutine).
     pub fn process_exit(&mut self, pid: u32, ts_ns: u64, out: &mut Vec<SpanEvent>) {
-        let tids: Vec<u32> = self
+        let keys: Vec<StackKey> = self
             .threads
-            .range((pid, 0)..=(pid, u32::MAX))
-            .map(|(&(_, tid), _)| tid)
+            .range((pid, StackKey::Thread(0))..=(pid, StackKey::Goroutine(u64::MAX)))
+            .map(|(&(_, key), _)| key)
             .collect();
-        for tid in tids {
-            if let Some(thread) = self.threads.remove(&(pid, tid)) {
-                self.close_thread(pid, tid, thread, ts_ns, SpanStatus::Unwound, out);
+        for key in keys {
+            if let Some(thread) = self.threads.remove(&(pid, key)) {
+                self.close_thread(pid, key, thread, ts_ns, SpanStatus::Unwound, out);
             }
         }
     }
@@ -175,8 +225,8 @@ impl Reconstructor {
     /// The reconstructor is empty afterwards and can keep going; span ids
     /// keep counting up.
     pub fn finish(&mut self, ts_ns: u64, out: &mut Vec<SpanEvent>) {
-        for ((pid, tid), thread) in std::mem::take(&mut self.threads) {
-            self.close_thread(pid, tid, thread, ts_ns, SpanStatus::Open, out);
+        for ((pid, key), thread) in std::mem::take(&mut self.threads) {
+            self.close_thread(pid, key, thread, ts_ns, SpanStatus::Open, out);
         }
     }
 
@@ -211,13 +261,26 @@ impl Reconstructor {
         self.open
     }
 
-    /// Every thread with open spans, ordered by (pid, tid).
+    /// Every thread with open spans, ordered by (pid, tid). Goroutines'
+    /// stacks are not among them (see [`Self::goroutines`]): a goroutine is
+    /// not stuck where its last thread is.
     pub fn threads(&self) -> impl Iterator<Item = ThreadStack<'_>> {
+        self.stacks().filter(|s| s.goroutine.is_none())
+    }
+
+    /// Every goroutine with open spans (Go programs), ordered by (pid, goid).
+    pub fn goroutines(&self) -> impl Iterator<Item = ThreadStack<'_>> {
+        self.stacks().filter(|s| s.goroutine.is_some())
+    }
+
+    /// Every open stack: per process, threads by tid, then goroutines by id.
+    pub fn stacks(&self) -> impl Iterator<Item = ThreadStack<'_>> {
         self.threads
             .iter()
-            .map(|(&(pid, tid), thread)| ThreadStack {
+            .map(|(&(pid, key), thread)| ThreadStack {
                 pid,
-                tid,
+                tid: thread.tid,
+                goroutine: key.goroutine(),
                 thread_name: &thread.name,
                 frames: &thread.frames,
                 maybe_incomplete: thread.suspect,
@@ -229,16 +292,21 @@ impl Reconstructor {
         let spare = &mut self.spare;
         let thread = self
             .threads
-            .entry((ev.pid, ev.tid))
+            .entry((ev.pid, StackKey::of(ev)))
             .or_insert_with(|| ThreadState {
+                tid: ev.tid,
                 name: ev.thread_name,
                 frames: spare.pop().unwrap_or_default(),
                 suspect: false,
                 last_event_ns: ev.ts_ns,
             });
+        thread.tid = ev.tid;
         thread.name = ev.thread_name;
         thread.last_event_ns = ev.ts_ns;
-        self.open -= retire_dead(&mut thread.frames, ev, &self.costs, out);
+        // No tail calls in Go: a goroutine's frame at or above the entry's
+        // sp was left without returning.
+        let at_or_above = ev.goroutine.is_some();
+        self.open -= retire_dead(&mut thread.frames, ev, at_or_above, &self.costs, out);
 
         let span_id = self.next_span_id;
         self.next_span_id += 1;
@@ -254,6 +322,7 @@ impl Reconstructor {
             function: ev.function,
             ts_ns: ev.ts_ns,
             before_attach: false,
+            goroutine: ev.goroutine,
         }));
         // A frame at the top's own sp is pushed, not substituted: a tail call
         // keeps the caller's stack slot, and with uretprobes both exits come.
@@ -271,15 +340,36 @@ impl Reconstructor {
         self.open += 1;
     }
 
+    /// A goroutine resumed after a recovered panic: its frames at or below
+    /// the event's `sp` (the resuming function's callees) were unwound.
+    fn go_unwind(&mut self, ev: &RawEvent, out: &mut Vec<SpanEvent>) {
+        if ev.goroutine.is_none() {
+            return;
+        }
+        let key = (ev.pid, StackKey::of(ev));
+        let Some(thread) = self.threads.get_mut(&key) else {
+            return;
+        };
+        thread.tid = ev.tid;
+        thread.name = ev.thread_name;
+        thread.last_event_ns = ev.ts_ns;
+        self.open -= retire_dead(&mut thread.frames, ev, true, &self.costs, out);
+        if thread.frames.is_empty() {
+            let thread = self.threads.remove(&key).expect("thread present");
+            self.recycle(thread.frames);
+        }
+    }
+
     fn exit(&mut self, ev: &RawEvent, out: &mut Vec<SpanEvent>) {
-        let key = (ev.pid, ev.tid);
+        let key = (ev.pid, StackKey::of(ev));
         let Some(thread) = self.threads.get_mut(&key) else {
             self.orphan_exits += 1;
             return;
         };
+        thread.tid = ev.tid;
         thread.name = ev.thread_name;
         thread.last_event_ns = ev.ts_ns;
-        self.open -= retire_dead(&mut thread.frames, ev, &self.costs, out);
+        self.open -= retire_dead(&mut thread.frames, ev, false, &self.costs, out);
 
         // After retiring, every frame has sp >= ev.sp, and those equal to it
         // are the top block (see the module invariant).
@@ -300,6 +390,7 @@ impl Reconstructor {
                         &self.costs,
                         ev.pid,
                         ev.tid,
+                        ev.goroutine,
                         ev.ts_ns,
                         SpanStatus::Unwound,
                     ));
@@ -310,6 +401,7 @@ impl Reconstructor {
                     &self.costs,
                     ev.pid,
                     ev.tid,
+                    ev.goroutine,
                     ev.ts_ns,
                     SpanStatus::Ok,
                 ));
@@ -349,8 +441,9 @@ impl Reconstructor {
         let spare = &mut self.spare;
         let thread = self
             .threads
-            .entry((pid, tid))
+            .entry((pid, StackKey::Thread(tid)))
             .or_insert_with(|| ThreadState {
+                tid,
                 name: *thread_name,
                 frames: spare.pop().unwrap_or_default(),
                 suspect: false,
@@ -382,6 +475,7 @@ impl Reconstructor {
                 function,
                 ts_ns,
                 before_attach: true,
+                goroutine: None,
             }));
             adopted.push(OpenSpan {
                 span_id,
@@ -400,26 +494,29 @@ impl Reconstructor {
         thread.last_event_ns = thread.last_event_ns.max(ts_ns);
         thread.frames.splice(0..0, adopted);
         if thread.frames.is_empty() {
-            let thread = self.threads.remove(&(pid, tid)).expect("thread present");
+            let thread = self
+                .threads
+                .remove(&(pid, StackKey::Thread(tid)))
+                .expect("thread present");
             self.recycle(thread.frames);
         }
         ids
     }
 
-    /// Span `span_id` of thread `tid` is known to have ended unseen (its
-    /// frame is no longer on the thread's stack: an adopted call whose exit
-    /// carried no probe, or a lost exit). Ends it and every span opened
-    /// inside it as [`SpanStatus::Unwound`] at `ts_ns`, innermost first.
-    /// Returns whether the span was open.
+    /// Span `span_id` of thread (or goroutine) `key` is known to have
+    /// ended unseen (its frame is no longer on the stack: an adopted call
+    /// whose exit carried no probe, a lost exit, a goroutine that is gone).
+    /// Ends it and every span opened inside it as [`SpanStatus::Unwound`]
+    /// at `ts_ns`, innermost first. Returns whether the span was open.
     pub fn retire(
         &mut self,
         pid: u32,
-        tid: u32,
+        key: StackKey,
         span_id: u64,
         ts_ns: u64,
         out: &mut Vec<SpanEvent>,
     ) -> bool {
-        let key = (pid, tid);
+        let key = (pid, key);
         let Some(thread) = self.threads.get_mut(&key) else {
             return false;
         };
@@ -431,7 +528,8 @@ impl Reconstructor {
                 &mut thread.frames,
                 &self.costs,
                 pid,
-                tid,
+                thread.tid,
+                key.1.goroutine(),
                 ts_ns,
                 SpanStatus::Unwound,
             ));
@@ -444,11 +542,11 @@ impl Reconstructor {
         true
     }
 
-    /// End all of a removed thread's frames, innermost first.
+    /// End all of a removed thread's (goroutine's) frames, innermost first.
     fn close_thread(
         &mut self,
         pid: u32,
-        tid: u32,
+        key: StackKey,
         mut thread: ThreadState,
         ts_ns: u64,
         status: SpanStatus,
@@ -460,7 +558,8 @@ impl Reconstructor {
                 &mut thread.frames,
                 &self.costs,
                 pid,
-                tid,
+                thread.tid,
+                key.goroutine(),
                 ts_ns,
                 status,
             ));
@@ -478,21 +577,26 @@ impl Reconstructor {
 }
 
 /// End, as unwound at the event's time, every frame below the event's stack
-/// pointer: execution is now shallower than those frames, so they are gone.
-/// Returns how many were ended.
+/// pointer (and with `at_or_above`, at it too): execution is now shallower
+/// than those frames, so they are gone. Returns how many were ended.
 fn retire_dead(
     frames: &mut Vec<OpenSpan>,
     ev: &RawEvent,
+    at_or_above: bool,
     costs: &[FunctionCost],
     out: &mut Vec<SpanEvent>,
 ) -> usize {
     let mut ended = 0;
-    while frames.last().is_some_and(|f| f.sp < ev.sp) {
+    while frames
+        .last()
+        .is_some_and(|f| f.sp < ev.sp || (at_or_above && f.sp == ev.sp))
+    {
         out.push(end_top(
             frames,
             costs,
             ev.pid,
             ev.tid,
+            ev.goroutine,
             ev.ts_ns,
             SpanStatus::Unwound,
         ));
@@ -513,6 +617,7 @@ fn end_top(
     costs: &[FunctionCost],
     pid: u32,
     tid: u32,
+    goroutine: Option<u64>,
     ts_ns: u64,
     status: SpanStatus,
 ) -> SpanEvent {
@@ -540,6 +645,8 @@ fn end_top(
         ts_ns,
         status,
         overhead_ns: own + frame.overhead_ns,
+        overhead_outside_ns: charged.saturating_sub(own),
+        goroutine,
     })
 }
 
@@ -547,6 +654,7 @@ fn end_top(
 mod tests {
     use std::collections::HashMap;
 
+    use ferret_common::ProbeEvent;
     use proptest::prelude::*;
 
     use super::*;
@@ -567,6 +675,7 @@ mod tests {
             function,
             sp,
             thread_name: name("main"),
+            goroutine: None,
         }
     }
 
@@ -1059,7 +1168,7 @@ mod tests {
             ],
         );
         let mut out = Vec::new();
-        assert!(r.retire(1, 1, 2, 10, &mut out));
+        assert!(r.retire(1, StackKey::Thread(1), 2, 10, &mut out));
         assert_eq!(
             ends(&out),
             [
@@ -1068,8 +1177,11 @@ mod tests {
             ]
         );
         assert_eq!(r.open_spans(), 1);
-        assert!(!r.retire(1, 1, 2, 11, &mut out), "already gone");
-        assert!(r.retire(1, 1, 1, 12, &mut out));
+        assert!(
+            !r.retire(1, StackKey::Thread(1), 2, 11, &mut out),
+            "already gone"
+        );
+        assert!(r.retire(1, StackKey::Thread(1), 1, 12, &mut out));
         assert_eq!(r.threads().count(), 0);
     }
 
@@ -1138,6 +1250,7 @@ mod tests {
                 function,
                 sp,
                 thread_name: names[usize::from(t)],
+                goroutine: None,
             });
         };
         let ret = |events: &mut Vec<RawEvent>,
@@ -1203,8 +1316,15 @@ mod tests {
     fn check_well_formed(out: &[SpanEvent]) -> Vec<(SpanStart, SpanEnd)> {
         let mut started: HashMap<u64, usize> = HashMap::new();
         let mut spans: Vec<(SpanStart, Option<SpanEnd>)> = Vec::new();
-        // Per-thread model of the open stack, from the output alone.
-        let mut open: HashMap<(u32, u32), Vec<u64>> = HashMap::new();
+        // Per-thread (per-goroutine) model of the open stack, from the
+        // output alone.
+        let mut open: HashMap<(u32, StackKey), Vec<u64>> = HashMap::new();
+        let key = |pid, tid, goroutine: Option<u64>| {
+            (
+                pid,
+                goroutine.map_or(StackKey::Thread(tid), StackKey::Goroutine),
+            )
+        };
         for ev in out {
             match ev {
                 SpanEvent::Start(s) => {
@@ -1212,7 +1332,7 @@ mod tests {
                         started.insert(s.span_id, spans.len()).is_none(),
                         "dup {s:?}"
                     );
-                    let stack = open.entry((s.pid, s.tid)).or_default();
+                    let stack = open.entry(key(s.pid, s.tid, s.goroutine)).or_default();
                     assert_eq!(s.parent_span_id, stack.last().copied(), "parent of {s:?}");
                     assert_eq!(s.depth as usize, stack.len(), "depth of {s:?}");
                     stack.push(s.span_id);
@@ -1222,14 +1342,19 @@ mod tests {
                     let &i = started.get(&e.span_id).expect("end without start");
                     let (s, end) = &mut spans[i];
                     assert!(end.is_none(), "second end for {e:?}");
-                    let stack = open.get_mut(&(e.pid, e.tid)).expect("thread");
+                    assert_eq!(e.goroutine, s.goroutine, "{e:?}");
+                    let stack = open
+                        .get_mut(&key(e.pid, s.tid, s.goroutine))
+                        .expect("thread");
                     assert_eq!(stack.pop(), Some(e.span_id), "not innermost: {e:?}");
+                    // A goroutine's span may end on another thread.
+                    let end_tid = if s.goroutine.is_some() { s.tid } else { e.tid };
                     assert_eq!(
                         (
                             e.parent_span_id,
                             e.depth,
                             e.pid,
-                            e.tid,
+                            end_tid,
                             e.function,
                             e.start_ns
                         ),
@@ -1401,5 +1526,437 @@ mod tests {
             (end.duration_ns(), end.overhead_ns, end.corrected_ns()),
             (5, 8, 0)
         );
+    }
+
+    fn go_event(kind: RawKind, ts: u64, tid: u32, goid: u64, function: u32, sp: u64) -> RawEvent {
+        RawEvent {
+            goroutine: Some(goid),
+            ..raw(kind, ts, tid, function, sp)
+        }
+    }
+
+    fn go_entry(ts: u64, tid: u32, goid: u64, function: u32, sp: u64) -> RawEvent {
+        go_event(RawKind::Entry, ts, tid, goid, function, sp)
+    }
+
+    fn go_exit(ts: u64, tid: u32, goid: u64, function: u32, sp: u64) -> RawEvent {
+        go_event(RawKind::Exit, ts, tid, goid, function, sp)
+    }
+
+    /// `(span_id, tid, goroutine)` of every end, in output order.
+    fn end_threads(out: &[SpanEvent]) -> Vec<(u64, u32, Option<u64>)> {
+        out.iter()
+            .filter_map(|e| match e {
+                SpanEvent::End(e) => Some((e.span_id, e.tid, e.goroutine)),
+                SpanEvent::Start(_) => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_goroutine_keeps_its_stack_when_it_moves_to_another_thread() {
+        let mut r = Reconstructor::new();
+        let out = run(
+            &mut r,
+            &[
+                go_entry(1, 10, 5, 0, 1000),
+                // Goroutine 5 resumed on thread 11; goroutine 6 took thread 10.
+                go_entry(2, 11, 5, 1, 900),
+                go_entry(3, 10, 6, 2, 1000),
+            ],
+        );
+        assert_eq!(
+            starts(&out),
+            [(1, None, 0, 0), (2, Some(1), 1, 1), (3, None, 0, 2)]
+        );
+        assert_eq!(
+            r.threads().count(),
+            0,
+            "no thread holds a goroutine's calls"
+        );
+        let shown: Vec<(Option<u64>, u32, usize)> = r
+            .goroutines()
+            .map(|g| (g.goroutine, g.tid, g.frames.len()))
+            .collect();
+        assert_eq!(shown, [(Some(5), 11, 2), (Some(6), 10, 1)], "last thread");
+        let out = run(
+            &mut r,
+            &[
+                go_exit(4, 12, 5, 1, 900),
+                go_exit(5, 10, 6, 2, 1000),
+                go_exit(6, 11, 5, 0, 1000),
+            ],
+        );
+        assert_eq!(
+            ends(&out),
+            [
+                (2, 1, 2, 4, SpanStatus::Ok),
+                (3, 2, 3, 5, SpanStatus::Ok),
+                (1, 0, 1, 6, SpanStatus::Ok)
+            ]
+        );
+        assert_eq!(
+            end_threads(&out),
+            [(2, 12, Some(5)), (3, 10, Some(6)), (1, 11, Some(5))],
+            "each ends on the thread it returned on"
+        );
+        assert_eq!((r.open_spans(), r.orphan_exits()), (0, 0));
+    }
+
+    #[test]
+    fn recursion_on_a_goroutine_matches_exits_innermost_first() {
+        let mut r = Reconstructor::new();
+        let mut events: Vec<RawEvent> = (0..100)
+            .map(|i| go_entry(i, 10 + (i % 3) as u32, 7, 3, BASE_SP - 0x40 * i))
+            .collect();
+        events.extend(
+            (0..100)
+                .rev()
+                .map(|i| go_exit(200 - i, 20, 7, 3, BASE_SP - 0x40 * i)),
+        );
+        let out = run(&mut r, &events);
+        let ended = ends(&out);
+        assert_eq!(ended.len(), 100);
+        assert!(ended.iter().all(|e| e.4 == SpanStatus::Ok));
+        assert_eq!(ended[0].0, 100, "the innermost call returns first");
+        assert_eq!((r.open_spans(), r.orphan_exits()), (0, 0));
+    }
+
+    #[test]
+    fn a_recovered_panic_ends_the_frames_it_unwound_when_the_goroutine_resumes() {
+        let mut r = Reconstructor::new();
+        let out = run(
+            &mut r,
+            &[
+                go_entry(10, 1, 9, 0, 1000),
+                go_entry(20, 1, 9, 1, 900),
+                go_entry(30, 2, 9, 2, 800),
+                // 0 recovered: it resumes, calling deferreturn at its callees' depth.
+                go_event(RawKind::GoUnwind, 40, 3, 9, 0, 900),
+                go_entry(50, 3, 9, 1, 900),
+                go_exit(60, 3, 9, 1, 900),
+                go_exit(70, 3, 9, 0, 1000),
+            ],
+        );
+        assert_eq!(
+            ends(&out),
+            [
+                (3, 2, 30, 40, SpanStatus::Unwound),
+                (2, 1, 20, 40, SpanStatus::Unwound),
+                (4, 1, 50, 60, SpanStatus::Ok),
+                (1, 0, 10, 70, SpanStatus::Ok),
+            ]
+        );
+        assert_eq!(
+            starts(&out)[3],
+            (4, Some(1), 1, 1),
+            "a child of the survivor"
+        );
+        // A resumption with nothing below it, or for an unknown goroutine, ends nothing.
+        let out = run(
+            &mut r,
+            &[
+                go_entry(80, 1, 9, 0, 1000),
+                go_event(RawKind::GoUnwind, 85, 1, 9, 0, 900),
+                go_event(RawKind::GoUnwind, 86, 1, 10, 0, 900),
+                go_exit(90, 1, 9, 0, 1000),
+            ],
+        );
+        assert_eq!(ends(&out), [(5, 0, 80, 90, SpanStatus::Ok)]);
+    }
+
+    #[test]
+    fn an_entry_at_an_open_frame_s_depth_means_a_panic_unwound_it() {
+        // Without the resumption mark (recovered in an untraced frame whose
+        // deferreturn was not seen), the next call at the dead frame's
+        // depth still tells: Go has no tail calls between traced functions.
+        let mut r = Reconstructor::new();
+        let out = run(
+            &mut r,
+            &[
+                go_entry(10, 1, 9, 0, 1000),
+                go_entry(20, 1, 9, 1, 900),
+                go_entry(30, 1, 9, 2, 900),
+                go_exit(40, 1, 9, 2, 900),
+                go_exit(50, 1, 9, 0, 1000),
+            ],
+        );
+        assert_eq!(
+            starts(&out),
+            [(1, None, 0, 0), (2, Some(1), 1, 1), (3, Some(1), 1, 2)]
+        );
+        assert_eq!(
+            ends(&out),
+            [
+                (2, 1, 20, 30, SpanStatus::Unwound),
+                (3, 2, 30, 40, SpanStatus::Ok),
+                (1, 0, 10, 50, SpanStatus::Ok),
+            ]
+        );
+    }
+
+    #[test]
+    fn goroutines_outlive_their_threads_and_end_with_their_process() {
+        let mut r = Reconstructor::new();
+        let mut other = go_entry(2, 10, 5, 1, 1000);
+        other.pid = 2;
+        run(
+            &mut r,
+            &[go_entry(1, 10, 5, 0, 1000), other, entry(3, 10, 2, 500)],
+        );
+        let out = run(&mut r, &[raw(RawKind::ThreadExit, 4, 10, 0, 0)]);
+        assert_eq!(
+            ends(&out),
+            [(3, 2, 3, 4, SpanStatus::Unwound)],
+            "the thread's own"
+        );
+        assert_eq!(r.goroutines().count(), 2, "same goid, two processes");
+        let mut out = Vec::new();
+        r.process_exit(1, 9, &mut out);
+        assert_eq!(ends(&out), [(1, 0, 1, 9, SpanStatus::Unwound)]);
+        assert_eq!(end_threads(&out), [(1, 10, Some(5))]);
+        assert_eq!(r.goroutines().map(|g| g.pid).collect::<Vec<_>>(), [2]);
+    }
+
+    /// What a synthetic goroutine does next.
+    #[derive(Clone, Copy, Debug)]
+    enum GoOp {
+        /// Call function n; 0..GO_TRACED are traced, the rest are not.
+        Call(u32),
+        /// Return from the innermost frame.
+        Return,
+        /// The scheduler runs the goroutine on thread n from now on.
+        Migrate(u32),
+        /// The runtime copies the goroutine's stack elsewhere (growth or
+        /// shrinking): every frame's address changes.
+        MoveStack,
+        /// A panic, recovered by the frame `n % depth` from the top; with
+        /// `true`, a traced deferred call runs while it unwinds.
+        Panic(usize, bool),
+    }
+
+    const GOROUTINES: u8 = 4;
+    const GO_TRACED: u32 = 5;
+
+    fn go_op() -> impl Strategy<Value = GoOp> {
+        prop_oneof![
+            5 => (0u32..GO_TRACED + 2).prop_map(GoOp::Call),
+            4 => Just(GoOp::Return),
+            1 => (0u32..3).prop_map(GoOp::Migrate),
+            1 => Just(GoOp::MoveStack),
+            1 => (any::<usize>(), any::<bool>()).prop_map(|(n, d)| GoOp::Panic(n, d)),
+        ]
+    }
+
+    /// A Go function's frame: fixed in size, so every call it makes enters
+    /// at the same depth.
+    fn frame_size(function: u32) -> u64 {
+        0x28 + 0x10 * u64::from(function)
+    }
+
+    struct GoFrame {
+        function: u32,
+        depth: u64,
+        truth: Option<usize>,
+    }
+
+    struct Goroutine {
+        frames: Vec<GoFrame>,
+        thread: u32,
+        stack_hi: u64,
+    }
+
+    /// A span the synthetic goroutines really executed.
+    #[derive(Debug)]
+    struct GoTruth {
+        goid: u64,
+        function: u32,
+        start: u64,
+        start_tid: u32,
+        end: u64,
+        end_tid: u32,
+        parent: Option<usize>,
+        depth: u32,
+        status: SpanStatus,
+    }
+
+    /// Runs the goroutines and returns the ring-buffer records, as the
+    /// probes write them (raw stack pointers, goroutine ids, depths), and
+    /// the true call trees.
+    fn simulate_goroutines(ops: &[(u8, GoOp)]) -> (Vec<ProbeEvent>, Vec<GoTruth>) {
+        struct Sim {
+            events: Vec<ProbeEvent>,
+            truth: Vec<GoTruth>,
+            ts: u64,
+        }
+        impl Sim {
+            fn emit(&mut self, g: u8, gr: &Goroutine, kind: u32, function: u32, depth: u64) {
+                self.ts += 10;
+                let thread = 1000 + gr.thread;
+                let mut comm = [0u8; ferret_common::COMM_LEN];
+                comm[..2].copy_from_slice(format!("t{}", gr.thread).as_bytes());
+                self.events.push(ProbeEvent {
+                    ts_ns: self.ts,
+                    cookie: ferret_common::go_cookie(function, kind, 0, 152),
+                    sp: gr.stack_hi - depth,
+                    ip: 0,
+                    goid: 100 + u64::from(g),
+                    kind,
+                    pid: 7,
+                    tid: thread,
+                    go_stack_depth: depth as u32,
+                    comm,
+                });
+            }
+            fn call(&mut self, g: u8, gr: &mut Goroutine, function: u32, depth: u64) {
+                let traced = function < GO_TRACED;
+                let truth = traced.then(|| {
+                    self.emit(g, gr, ferret_common::kind::ENTRY, function, depth);
+                    let below: Vec<usize> = gr.frames.iter().filter_map(|f| f.truth).collect();
+                    self.truth.push(GoTruth {
+                        goid: 100 + u64::from(g),
+                        function,
+                        start: self.ts,
+                        start_tid: 1000 + gr.thread,
+                        end: 0,
+                        end_tid: 0,
+                        parent: below.last().copied(),
+                        depth: below.len() as u32,
+                        status: SpanStatus::Ok,
+                    });
+                    self.truth.len() - 1
+                });
+                gr.frames.push(GoFrame {
+                    function,
+                    depth,
+                    truth,
+                });
+            }
+            fn ret(&mut self, g: u8, gr: &mut Goroutine) {
+                let Some(frame) = gr.frames.pop() else {
+                    return;
+                };
+                if let Some(t) = frame.truth {
+                    self.emit(
+                        g,
+                        gr,
+                        ferret_common::kind::EXIT_INSN,
+                        frame.function,
+                        frame.depth,
+                    );
+                    self.truth[t].end = self.ts;
+                    self.truth[t].end_tid = 1000 + gr.thread;
+                }
+            }
+        }
+        let callee_depth = |gr: &Goroutine| {
+            gr.frames
+                .last()
+                .map_or(0x60, |f| f.depth + frame_size(f.function) + 8)
+        };
+        let mut sim = Sim {
+            events: Vec::new(),
+            truth: Vec::new(),
+            ts: 0,
+        };
+        let mut goroutines: Vec<Goroutine> = (0..GOROUTINES)
+            .map(|g| Goroutine {
+                frames: Vec::new(),
+                thread: u32::from(g % 3),
+                stack_hi: 0xc000_0000 + 0x10_0000 * u64::from(g),
+            })
+            .collect();
+        for &(g, op) in ops {
+            let gr = &mut goroutines[usize::from(g)];
+            match op {
+                GoOp::Call(function) => {
+                    let depth = callee_depth(gr);
+                    sim.call(g, gr, function, depth);
+                }
+                GoOp::Return => sim.ret(g, gr),
+                GoOp::Migrate(thread) => gr.thread = thread,
+                GoOp::MoveStack => gr.stack_hi += 0x40_0000,
+                GoOp::Panic(n, deferred) => {
+                    if gr.frames.is_empty() {
+                        continue;
+                    }
+                    if deferred {
+                        // gopanic (untraced, a big frame) calls the deferred
+                        // function below the panicking frame.
+                        let depth = callee_depth(gr) + 0x200;
+                        sim.call(g, gr, 0, depth);
+                        sim.ret(g, gr);
+                    }
+                    let survivor = gr.frames.len() - 1 - n % gr.frames.len();
+                    let mark =
+                        gr.frames[survivor].depth + frame_size(gr.frames[survivor].function) + 8;
+                    let unwound: Vec<GoFrame> = gr.frames.drain(survivor + 1..).collect();
+                    sim.emit(g, gr, ferret_common::kind::GO_UNWIND, 0, mark);
+                    for frame in unwound {
+                        if let Some(t) = frame.truth {
+                            sim.truth[t].end = sim.ts;
+                            sim.truth[t].end_tid = 1000 + gr.thread;
+                            sim.truth[t].status = SpanStatus::Unwound;
+                        }
+                    }
+                }
+            }
+        }
+        for (g, gr) in goroutines.iter_mut().enumerate() {
+            while !gr.frames.is_empty() {
+                sim.ret(g as u8, gr);
+            }
+        }
+        (sim.events, sim.truth)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn reconstructs_random_goroutine_call_trees(
+            ops in prop::collection::vec((0..GOROUTINES, go_op()), 0..300),
+            deleted in prop::collection::vec(prop::bool::weighted(0.1), 0..900),
+            delete in any::<bool>(),
+            cut in prop::option::weighted(0.2, any::<prop::sample::Index>()),
+        ) {
+            let (records, truth) = simulate_goroutines(&ops);
+            let mut kept: Vec<ProbeEvent> = records
+                .iter()
+                .enumerate()
+                .filter(|&(i, _)| !(delete && deleted.get(i).copied().unwrap_or(false)))
+                .map(|(_, ev)| *ev)
+                .collect();
+            if let Some(cut) = cut {
+                kept.truncate(cut.index(kept.len() + 1));
+            }
+            let intact = kept.len() == records.len();
+
+            // Through the decoder, which turns a stack move into nothing.
+            let mut decoder = crate::probe::decode::Decoder::new();
+            let mut r = Reconstructor::new();
+            let mut out = Vec::new();
+            for record in &kept {
+                let ev = decoder.decode(record).expect("decodes");
+                r.push(&ev, &mut out);
+            }
+            let stop = kept.last().map_or(0, |e| e.ts_ns) + 1;
+            r.finish(stop, &mut out);
+            prop_assert_eq!(r.open_spans(), 0);
+
+            let spans = check_well_formed(&out);
+            if intact {
+                prop_assert_eq!(spans.len(), truth.len());
+                prop_assert_eq!(r.orphan_exits(), 0);
+                for (i, ((s, e), t)) in spans.iter().zip(&truth).enumerate() {
+                    prop_assert_eq!(s.span_id, i as u64 + 1);
+                    prop_assert_eq!((s.goroutine, s.function), (Some(t.goid), t.function));
+                    prop_assert_eq!((s.ts_ns, s.tid), (t.start, t.start_tid));
+                    prop_assert_eq!((e.ts_ns, e.tid, e.status), (t.end, t.end_tid, t.status));
+                    prop_assert_eq!(s.depth, t.depth);
+                    prop_assert_eq!(s.parent_span_id, t.parent.map(|p| p as u64 + 1));
+                }
+            }
+        }
     }
 }

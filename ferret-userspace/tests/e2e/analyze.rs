@@ -8,8 +8,8 @@ use std::ffi::OsStr;
 use std::path::Path;
 
 use crate::postmortem::{
-    Expected, assert_one_line_error, duration, ends, expected_stats, ferret_output, record,
-    scratch, self_times, write_synthetic,
+    Expected, as_measured, assert_one_line_error, duration, ends, expected_stats, ferret_output,
+    record, scratch, self_times, write_synthetic,
 };
 use ferret::analyze::histogram::{EXACT_LIMIT, MAX_RELATIVE_ERROR};
 use ferret::analyze::render::TREE_LINES;
@@ -130,9 +130,22 @@ fn json_statistics_match_an_independent_computation_from_the_rows() {
     assert_eq!(json["threads"].as_u64(), Some(5));
     assert_eq!(json["lost_events"].as_u64(), Some(0));
     assert_eq!(json["complete"].as_bool(), Some(true));
-    // Self times add up to the root spans' time.
+    // Self times add up to the root spans' time: exactly as measured, and
+    // at least that corrected (a self time never goes below zero).
     let all_self: u64 = want.values().map(|e| e.self_ns).sum();
     let roots: u64 = ends(&rec.rows)
+        .filter(|r| r.parent_span_id.is_none())
+        .map(duration)
+        .sum();
+    assert!(all_self >= roots, "{all_self} < {roots}");
+    assert_eq!(json["times"], "corrected");
+    let measured = as_measured(&rec.rows);
+    let raw = analyze_json(&rec.path, &["--top", "0", "--raw"]);
+    assert_eq!(raw["times"], "measured");
+    let want = expected_stats(&measured, None);
+    assert_all_match(&raw, &want);
+    let all_self: u64 = want.values().map(|e| e.self_ns).sum();
+    let roots: u64 = ends(&measured)
         .filter(|r| r.parent_span_id.is_none())
         .map(duration)
         .sum();

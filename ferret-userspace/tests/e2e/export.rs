@@ -1,6 +1,9 @@
 //! End-to-end: `ferret export` in every format, from recordings of known
 //! programs made with real probes. Each test parses what was written and
-//! checks nesting and totals against the recording's raw rows; speedscope
+//! checks nesting and totals against the recording's rows: exactly as
+//! measured with `--raw`, and with ferret's probe time taken out (the
+//! default), where a timeline's places may lag its exact durations by a
+//! little (see `analyze::replay::ShownClock`); speedscope
 //! output is also validated against speedscope's published JSON schema
 //! (installed by `cargo xtask setup`). The recording tests need root (CI
 //! has it) and fail loudly without.
@@ -11,21 +14,28 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::postmortem::{
-    Recorded, assert_one_line_error, duration, ends, ferret_output, record, scratch, self_times,
-    write_synthetic,
+    Recorded, as_measured, assert_one_line_error, duration, ends, ferret_output, record, scratch,
+    self_times, write_synthetic,
 };
 use ferret::sink::Row;
 use serde_json::Value;
 
 fn export(file: &Path, format: &str, out: &Path) {
-    let output = ferret_output(&[
+    export_with(file, format, out, &[]);
+}
+
+/// `ferret export` with `extra` arguments (`--raw`).
+fn export_with(file: &Path, format: &str, out: &Path, extra: &[&str]) {
+    let mut args = vec![
         OsStr::new("export"),
         file.as_os_str(),
         OsStr::new("--format"),
         OsStr::new(format),
         OsStr::new("-o"),
         out.as_os_str(),
-    ]);
+    ];
+    args.extend(extra.iter().map(OsStr::new));
+    let output = ferret_output(&args);
     assert!(
         output.status.success(),
         "export {format} failed: {output:?}"
@@ -51,6 +61,33 @@ fn unwind() -> std::sync::Arc<Recorded> {
 }
 
 /// (calls, total duration) per (tid, function), from the rows.
+/// Per (thread, function): the same calls, and totals within a timeline's
+/// lag of the exact ones: 2 %, or one traced call's probes a call (the
+/// recording's `ferret.calibration`).
+fn assert_totals_close(
+    file: &Path,
+    got: &BTreeMap<(i64, String), (u64, u64)>,
+    want: &BTreeMap<(i64, String), (u64, u64)>,
+) {
+    let meta = ferret::sink::read_metadata(file).unwrap();
+    let calibration: Value = serde_json::from_str(&meta["ferret.calibration"]).unwrap();
+    let figure = |key: &str| calibration["start"][key].as_f64().unwrap();
+    let per_call = (figure("entry_stepped_ns") + figure("exit_insn_ns")) as u64;
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        want.keys().collect::<Vec<_>>()
+    );
+    for (key, &(calls, total)) in want {
+        let (got_calls, got_total) = got[key];
+        assert_eq!(got_calls, calls, "{key:?} calls");
+        let slack = (total / 50).max(per_call * calls);
+        assert!(
+            got_total.abs_diff(total) <= slack,
+            "{key:?}: {got_total} ns on the timeline, {total} ns exactly"
+        );
+    }
+}
+
 fn totals_by_thread(rows: &[Row]) -> BTreeMap<(i64, String), (u64, u64)> {
     let mut out = BTreeMap::new();
     for r in ends(rows) {
@@ -163,6 +200,12 @@ fn speedscope_is_valid_against_the_published_schema_and_round_trips() {
             "{}.speedscope.json",
             rec.path.file_stem().unwrap().to_string_lossy()
         ));
+        export_with(&rec.path, "speedscope", &out, &["--raw"]);
+        assert_eq!(
+            speedscope_totals(&read_json(&out)),
+            totals_by_thread(&as_measured(&rec.rows)),
+            "as measured, exactly"
+        );
         export(&rec.path, "speedscope", &out);
         if let Some(errors) = schema_errors(&out) {
             panic!("{} does not match the schema: {errors}", out.display());
@@ -179,7 +222,11 @@ fn speedscope_is_valid_against_the_published_schema_and_round_trips() {
             threads.len(),
             "one profile per thread"
         );
-        assert_eq!(speedscope_totals(&json), totals_by_thread(&rec.rows));
+        assert_totals_close(
+            &rec.path,
+            &speedscope_totals(&json),
+            &totals_by_thread(&rec.rows),
+        );
     }
 }
 
@@ -208,9 +255,14 @@ fn ns(micros: &Value) -> u64 {
 #[test]
 #[ignore = "needs root: cargo xtask test runs it"]
 fn chrome_trace_has_complete_events_thread_names_and_nests() {
-    for rec in [nested(), unwind()] {
+    for (rec, raw) in [(nested(), true), (nested(), false), (unwind(), false)] {
         let out = scratch().join("trace.json");
-        export(&rec.path, "chrome", &out);
+        export_with(
+            &rec.path,
+            "chrome",
+            &out,
+            if raw { &["--raw"] } else { &[] },
+        );
         let json = read_json(&out);
         let events = json["traceEvents"].as_array().unwrap();
         let mut named: HashMap<i64, String> = HashMap::new();
@@ -241,7 +293,11 @@ fn chrome_trace_has_complete_events_thread_names_and_nests() {
             }
         }
         assert_eq!(processes, 1);
-        assert_eq!(totals, totals_by_thread(&rec.rows));
+        if raw {
+            assert_eq!(totals, totals_by_thread(&as_measured(&rec.rows)));
+        } else {
+            assert_totals_close(&rec.path, &totals, &totals_by_thread(&rec.rows));
+        }
         for r in ends(&rec.rows) {
             assert_eq!(
                 named.get(&i64::from(r.tid.unwrap())),
@@ -307,6 +363,21 @@ fn folded_stacks_weigh_each_path_by_self_time() {
             .filter(|r| r.parent_span_id.is_none())
             .map(duration)
             .sum();
+        // A self time never goes below zero, so where the correction made
+        // children outweigh their parent the weights add up to more.
+        assert!(
+            got.values().sum::<u64>() >= roots,
+            "weights add up to at least the root time"
+        );
+        // As measured, exactly.
+        export_with(&rec.path, "folded", &out, &["--raw"]);
+        let measured = as_measured(&rec.rows);
+        let got = parse_folded(&std::fs::read_to_string(&out).unwrap());
+        assert_eq!(got, expected_folded(&measured));
+        let roots: u64 = ends(&measured)
+            .filter(|r| r.parent_span_id.is_none())
+            .map(duration)
+            .sum();
         assert_eq!(
             got.values().sum::<u64>(),
             roots,
@@ -354,10 +425,10 @@ fn svg_flame_graph_shows_every_function_with_its_total_time() {
     export(&rec.path, "svg", &out);
     let svg = std::fs::read_to_string(&out).unwrap();
     assert!(svg.starts_with("<?xml") && svg.trim_end().ends_with("</svg>"));
-    let roots: u64 = ends(&rec.rows)
-        .filter(|r| r.parent_span_id.is_none())
-        .map(duration)
-        .sum();
+    // The graph is its folded stacks: the root time, less nothing the
+    // correction had to leave at zero.
+    let folded = expected_folded(&rec.rows);
+    let roots: u64 = folded.values().sum();
     assert!(
         svg.contains(&format!(
             "<title>all ({} ns, 100%)</title>",
@@ -368,9 +439,10 @@ fn svg_flame_graph_shows_every_function_with_its_total_time() {
     // nested.c calls each function along one path, so a frame's width is
     // the function's total time.
     for f in ["outer", "middle", "leaf", "sleeper"] {
-        let total: u64 = ends(&rec.rows)
-            .filter(|r| r.function.as_deref() == Some(f))
-            .map(duration)
+        let total: u64 = folded
+            .iter()
+            .filter(|(path, _)| path.split(';').any(|frame| frame == f))
+            .map(|(_, weight)| weight)
             .sum();
         let title = format!("<title>{f} ({} ns, ", with_commas(total));
         assert!(svg.contains(&title), "{title} in the SVG");

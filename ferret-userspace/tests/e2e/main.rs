@@ -15,15 +15,18 @@
 //! is made once and guarded; files go into per-test or per-module folders.
 
 mod analyze;
+mod cost;
 mod debuginfo;
 mod errors;
 mod export;
+mod go;
 mod metrics;
 mod otlp;
 mod postmortem;
 mod record;
 mod robust;
 mod stall;
+mod stall_pool;
 mod stop;
 mod support;
 mod watch;

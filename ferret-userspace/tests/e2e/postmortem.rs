@@ -93,8 +93,27 @@ pub fn ends(rows: &[Row]) -> impl Iterator<Item = &Row> {
         .filter(|r| r.kind.as_deref() == Some("SPAN_END"))
 }
 
-/// A row's duration, from its own columns.
+/// A row's duration as ferret reports it by default, from its own
+/// columns: as measured, less ferret's probe time inside it
+/// (`overhead_ns`), never below zero.
 pub fn duration(r: &Row) -> u64 {
+    raw_duration(r).saturating_sub(r.overhead_ns.map_or(0, |o| o.max(0) as u64))
+}
+
+/// The rows as `--raw` reads them: without ferret's probe times, so
+/// [`duration`] and everything computed from it are as measured.
+pub fn as_measured(rows: &[Row]) -> Vec<Row> {
+    rows.iter()
+        .map(|r| Row {
+            overhead_ns: None,
+            overhead_outside_ns: None,
+            ..r.clone()
+        })
+        .collect()
+}
+
+/// A row's duration as measured (what `--raw` reports).
+pub fn raw_duration(r: &Row) -> u64 {
     u64::try_from(r.duration_ns.expect("SPAN_END has duration_ns")).expect("non-negative")
 }
 
@@ -206,6 +225,7 @@ pub fn write_synthetic(path: &Path, functions: &[&str], steps: &[Step], finish: 
                 function,
                 ts_ns: ts,
                 before_attach: false,
+                goroutine: None,
             });
             *d += 1;
             ev
@@ -224,6 +244,8 @@ pub fn write_synthetic(path: &Path, functions: &[&str], steps: &[Step], finish: 
                 ts_ns: ts,
                 status: SpanStatus::Ok,
                 overhead_ns: 0,
+                overhead_outside_ns: 0,
+                goroutine: None,
             })
         };
         writer.write_span(&event).expect("write");

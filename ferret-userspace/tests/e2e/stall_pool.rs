@@ -50,7 +50,11 @@ fn start_pool(alarm_s: u32) -> KillOnDrop {
     let threads = std::fs::read_dir(format!("/proc/{}/task", target.0.id()))
         .unwrap()
         .count();
-    assert_eq!(threads, THREADS + 3, "main, the workers and the two lockers");
+    assert_eq!(
+        threads,
+        THREADS + 3,
+        "main, the workers and the two lockers"
+    );
     target
 }
 
@@ -64,6 +68,10 @@ struct Cost {
 
 /// Runs `cmd` to its end and reads its own rusage (from `wait4`, so its
 /// children's CPU time is in it, and no other process's).
+#[expect(
+    clippy::zombie_processes,
+    reason = "reaped by wait4, which gives its rusage too"
+)]
 fn run_measured(mut cmd: Command) -> Cost {
     let started = Instant::now();
     let child = cmd
@@ -108,9 +116,17 @@ fn a_thousand_idle_threads_and_a_deadlock_are_a_handful_of_lines_cheaply_and_on_
     let dir = tempdir();
     let out = dir.path().join("pool.parquet");
     let mut cmd = ferret();
-    cmd.args(["record", "-p", &pid.to_string(), "-s", "idle_wait", "-s", "lock_*"])
-        .args(["-d", "4", "--stall", "1s", "-o"])
-        .arg(&out);
+    cmd.args([
+        "record",
+        "-p",
+        &pid.to_string(),
+        "-s",
+        "idle_wait",
+        "-s",
+        "lock_*",
+    ])
+    .args(["-d", "4", "--stall", "1s", "-o"])
+    .arg(&out);
     let cost = run_measured(cmd);
     assert!(cost.status.success(), "{}", cost.stderr);
     eprintln!(
@@ -128,10 +144,7 @@ fn a_thousand_idle_threads_and_a_deadlock_are_a_handful_of_lines_cheaply_and_on_
         .collect();
     assert_eq!(stalls.len(), 3, "a handful of lines:\n{}", cost.stderr);
     let rests = marker_line("stall_pool.c", "RESTS");
-    for (line, function, name) in [
-        (stalls[0], "lock_", "lock-"),
-        (stalls[1], "lock_", "lock-"),
-    ] {
+    for (line, function, name) in [(stalls[0], "lock_", "lock-"), (stalls[1], "lock_", "lock-")] {
         assert!(
             line.contains(&format!("({name}")) && line.contains(&format!("in {function}")),
             "the deadlock first: {line}"
@@ -144,13 +157,18 @@ fn a_thousand_idle_threads_and_a_deadlock_are_a_handful_of_lines_cheaply_and_on_
         pool.starts_with(&format!("ferret: stall: {THREADS} threads (pool-")),
         "{pool}"
     );
-    assert!(pool.contains(" in idle_wait since before ferret attached"), "{pool}");
+    assert!(
+        pool.contains(" in idle_wait since before ferret attached"),
+        "{pool}"
+    );
     assert!(pool.contains(&format!("stall_pool.c:{rests})")), "{pool}");
     assert!(pool.contains("sleeping in clock_nanosleep("), "{pool}");
     assert!(pool.contains("(stall_group "), "{pool}");
     assert!(
-        cost.stderr
-            .contains(&format!("{} traced calls were already running", THREADS + 2)),
+        cost.stderr.contains(&format!(
+            "{} traced calls were already running",
+            THREADS + 2
+        )),
         "{}",
         cost.stderr
     );
@@ -221,7 +239,9 @@ fn a_thousand_idle_threads_and_a_deadlock_are_a_handful_of_lines_cheaply_and_on_
     assert_eq!(meta["ferret.stop_reason"], "Duration");
     assert_eq!(meta["ferret.complete"], "true");
     // The target was not harmed: all its threads are still there, resting.
-    let threads = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap().count();
+    let threads = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .count();
     assert_eq!(threads, THREADS + 3);
 }
 
@@ -258,9 +278,11 @@ fn watch_lists_the_deadlock_first_and_the_pool_as_one_entry_with_its_count() {
     tmux.send(&command);
     tmux.send("Enter");
     let count = format!("×{THREADS} threads");
-    let screen = tmux.wait_for("the pool in the Stalls pane", Duration::from_secs(30), |s| {
-        s.contains(&count) && s.contains("DEADLOCK")
-    });
+    let screen = tmux.wait_for(
+        "the pool in the Stalls pane",
+        Duration::from_secs(30),
+        |s| s.contains(&count) && s.contains("DEADLOCK"),
+    );
     let pane = stalls_pane(&screen);
     let title = screen.lines().find(|l| l.contains("╭ Stalls")).unwrap();
     assert!(
@@ -270,8 +292,14 @@ fn watch_lists_the_deadlock_first_and_the_pool_as_one_entry_with_its_count() {
     // Three entries of two lines: the deadlocked threads, then the pool.
     let entries: Vec<&String> = pane.iter().filter(|l| l.starts_with('⚠')).collect();
     assert_eq!(entries.len(), 3, "{}", pane.join("\n"));
-    assert!(entries[0].contains("lock-") && entries[0].contains("lock_"), "{screen}");
-    assert!(entries[1].contains("lock-") && entries[1].contains("lock_"), "{screen}");
+    assert!(
+        entries[0].contains("lock-") && entries[0].contains("lock_"),
+        "{screen}"
+    );
+    assert!(
+        entries[1].contains("lock-") && entries[1].contains("lock_"),
+        "{screen}"
+    );
     assert!(
         entries[2].contains(&format!("▸ {count}")) && entries[2].contains("idle_wait"),
         "{screen}"
@@ -298,7 +326,10 @@ fn watch_lists_the_deadlock_first_and_the_pool_as_one_entry_with_its_count() {
     );
     assert!(screen.contains(" tids "), "{screen}");
     assert!(
-        screen.contains(&format!("idle_wait ({}:{rests})", programs_path("stall_pool.c"))),
+        screen.contains(&format!(
+            "idle_wait ({}:{rests})",
+            programs_path("stall_pool.c")
+        )),
         "{screen}"
     );
     assert!(screen.contains("clock_nanosleep"), "{screen}");
@@ -328,7 +359,9 @@ fn watch_lists_the_deadlock_first_and_the_pool_as_one_entry_with_its_count() {
     assert!(stalls >= THREADS + 2, "{stalls} STALL rows");
     // Detached, and the target unharmed.
     assert_eq!(
-        std::fs::read_dir(format!("/proc/{pid}/task")).unwrap().count(),
+        std::fs::read_dir(format!("/proc/{pid}/task"))
+            .unwrap()
+            .count(),
         THREADS + 3
     );
 }

@@ -6,6 +6,8 @@ use std::{
     path::{Path, PathBuf},
     process::{Command, Output},
     sync::Mutex,
+    thread,
+    time::{Duration, Instant},
 };
 
 /// Fails loudly (never skips) when the tests lack the privilege they need.
@@ -31,7 +33,7 @@ fn out_dir() -> PathBuf {
 
 static BUILD_LOCK: Mutex<()> = Mutex::new(());
 
-/// Compiles `tests/programs/<source>` (C, C++ or Rust, by extension) once
+/// Compiles `tests/programs/<source>` (C, C++, Rust or Go, by extension) once
 /// per change, with `flags`, and returns the binary. The flags are part of
 /// the output name so variants can coexist.
 /// The line number of the first line of `source` (in tests/programs)
@@ -98,6 +100,7 @@ pub fn build_path(src: &Path, flags: &[&str]) -> PathBuf {
                 .arg(&out);
             c
         }
+        "go" => go_build_command(src, &out),
         other => panic!("unknown program kind .{other}"),
     };
     cmd.args(flags);
@@ -150,4 +153,118 @@ pub fn start_deadlocked(program: &Path, alarm_s: u32) -> KillOnDrop {
         .unwrap();
     assert_eq!(line, "deadlocked\n");
     KillOnDrop(child)
+}
+
+/// `go build` for one file of package `main` that imports only the
+/// standard library: the file is copied into a module of its own, and the
+/// Go build cache and module path live in cargo's target directory, never
+/// in `$HOME`; nothing is fetched from the network.
+fn go_build_command(src: &Path, out: &Path) -> Command {
+    let module = out.with_extension("go-module");
+    std::fs::create_dir_all(&module).expect("create Go module dir");
+    std::fs::copy(src, module.join("main.go")).expect("copy Go source");
+    std::fs::write(module.join("go.mod"), "module ferrettest\n\ngo 1.17\n").expect("write go.mod");
+    let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("go-cache");
+    let mut c = Command::new("go");
+    c.arg("build")
+        .arg("-o")
+        .arg(out)
+        .current_dir(&module)
+        .env("GOCACHE", cache.join("build"))
+        .env("GOPATH", cache.join("path"))
+        .env("GOFLAGS", "-mod=mod")
+        .env("GOPROXY", "off")
+        .env("GOTOOLCHAIN", "local")
+        .env("CGO_ENABLED", "0");
+    c
+}
+
+/// The prompt of the shell in [`Tmux`].
+pub const PROMPT: &str = "e2e-prompt$";
+
+/// A private tmux server with one 120×40 window running a plain shell;
+/// killed (with everything in it) when dropped.
+pub struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    /// `tag` tells apart the servers of tests running at once.
+    pub fn start(tag: &str) -> Self {
+        let tmux = Self {
+            socket: format!("ferret-watch-e2e-{}-{tag}", std::process::id()),
+        };
+        let shell = format!(
+            "env -i PATH=/usr/bin:/bin TERM=xterm-256color PS1='{PROMPT} ' bash --norc --noprofile"
+        );
+        tmux.run(&[
+            "new-session",
+            "-d",
+            "-s",
+            "e2e",
+            "-x",
+            "120",
+            "-y",
+            "40",
+            &shell,
+        ]);
+        tmux.wait_for("shell prompt", Duration::from_secs(5), |s| {
+            s.contains(PROMPT)
+        });
+        tmux
+    }
+
+    pub fn run(&self, args: &[&str]) -> String {
+        let out = Command::new("tmux")
+            .arg("-L")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .expect("tmux is installed (cargo xtask setup installs it)");
+        assert!(
+            out.status.success(),
+            "tmux {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub fn screen(&self) -> String {
+        self.run(&["capture-pane", "-p", "-t", "e2e"])
+    }
+
+    pub fn send(&self, keys: &str) {
+        self.run(&["send-keys", "-t", "e2e", keys]);
+    }
+
+    pub fn alternate_screen(&self) -> bool {
+        self.run(&["display-message", "-p", "-t", "e2e", "#{alternate_on}"])
+            .trim()
+            == "1"
+    }
+
+    /// Polls the screen every 25 ms until `done` holds; panics with the
+    /// last screen after `timeout`.
+    pub fn wait_for(&self, what: &str, timeout: Duration, done: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let screen = self.screen();
+            if done(&screen) {
+                return screen;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out after {timeout:?} waiting for {what}; the screen:\n{screen}"
+            );
+            thread::sleep(Duration::from_millis(25));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["-L", &self.socket, "kill-server"])
+            .status();
+    }
 }

@@ -18,97 +18,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::support::{build, marker_line, require_root, start_deadlocked, tempdir};
+use crate::support::{PROMPT, Tmux, build, marker_line, require_root, start_deadlocked, tempdir};
 
-const PROMPT: &str = "e2e-prompt$";
 const WIDTH: usize = 120;
-
-/// A private tmux server with one 120×40 window running a plain shell;
-/// killed (with everything in it) when dropped.
-struct Tmux {
-    socket: String,
-}
-
-impl Tmux {
-    /// `tag` tells apart the servers of tests running at once.
-    fn start(tag: &str) -> Self {
-        let tmux = Self {
-            socket: format!("ferret-watch-e2e-{}-{tag}", std::process::id()),
-        };
-        let shell = format!(
-            "env -i PATH=/usr/bin:/bin TERM=xterm-256color PS1='{PROMPT} ' bash --norc --noprofile"
-        );
-        tmux.run(&[
-            "new-session",
-            "-d",
-            "-s",
-            "e2e",
-            "-x",
-            "120",
-            "-y",
-            "40",
-            &shell,
-        ]);
-        tmux.wait_for("shell prompt", Duration::from_secs(5), |s| {
-            s.contains(PROMPT)
-        });
-        tmux
-    }
-
-    fn run(&self, args: &[&str]) -> String {
-        let out = Command::new("tmux")
-            .arg("-L")
-            .arg(&self.socket)
-            .args(args)
-            .output()
-            .expect("tmux is installed (cargo xtask setup installs it)");
-        assert!(
-            out.status.success(),
-            "tmux {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn screen(&self) -> String {
-        self.run(&["capture-pane", "-p", "-t", "e2e"])
-    }
-
-    fn send(&self, keys: &str) {
-        self.run(&["send-keys", "-t", "e2e", keys]);
-    }
-
-    fn alternate_screen(&self) -> bool {
-        self.run(&["display-message", "-p", "-t", "e2e", "#{alternate_on}"])
-            .trim()
-            == "1"
-    }
-
-    /// Polls the screen every 25 ms until `done` holds; panics with the
-    /// last screen after `timeout`.
-    fn wait_for(&self, what: &str, timeout: Duration, done: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let screen = self.screen();
-            if done(&screen) {
-                return screen;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out after {timeout:?} waiting for {what}; the screen:\n{screen}"
-            );
-            thread::sleep(Duration::from_millis(25));
-        }
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = Command::new("tmux")
-            .args(["-L", &self.socket, "kill-server"])
-            .status();
-    }
-}
 
 /// The screen cut into the panes of the wide layout: (Live Stack, Recent
 /// Activity, Metrics) text, found by their titles.

@@ -12,6 +12,8 @@
 //! 5. [`load::memory`]: ferret's resident memory over a long recording.
 //! 6. [`otlp`]: OpenTelemetry export throughput on one core, against the
 //!    Parquet writer on the same spans.
+//! 7. [`cost`]: the overhead budget (a broad pattern's slowdown) and the
+//!    correction's error (a corrected time against the untraced one).
 //!
 //! The machine is shared and noisy, so every comparison alternates its
 //! contenders run by run and reports medians. Results are written to
@@ -20,6 +22,7 @@
 //! runs as part of `cargo xtask test`.
 
 mod attach;
+mod cost;
 mod load;
 mod otlp;
 mod overhead;
@@ -69,16 +72,19 @@ pub enum Part {
     Memory,
     /// Spans per second through OTLP export (one core), against Parquet.
     Otlp,
+    /// The overhead budget's slowdown and the correction's error.
+    Cost,
 }
 
 impl Part {
-    const ALL: [Part; 6] = [
+    const ALL: [Part; 7] = [
         Part::Overhead,
         Part::Pipeline,
         Part::Load,
         Part::Attach,
         Part::Memory,
         Part::Otlp,
+        Part::Cost,
     ];
 
     fn key(self) -> &'static str {
@@ -89,6 +95,7 @@ impl Part {
             Part::Attach => "attach",
             Part::Memory => "memory",
             Part::Otlp => "otlp",
+            Part::Cost => "cost",
         }
     }
 }
@@ -175,6 +182,7 @@ pub fn run(sh: &Sh, options: &Options) -> Result<()> {
             Part::Attach => attach::run(&bench),
             Part::Memory => load::memory(&bench),
             Part::Otlp => otlp::run(&bench),
+            Part::Cost => cost::run(&bench),
         };
         let value = value.unwrap_or_else(|e| {
             println!("{} failed: {e:#}", part.key());
@@ -223,7 +231,42 @@ fn build(bench: &Bench) -> Result<()> {
             .arg(bench.program(stem));
         sh.run(&mut cc)?;
     }
-    attach::build_programs(bench)
+    build_go(bench, &sources.join("tight.go"))?;
+    attach::build_programs(bench)?;
+    cost::build_programs(bench)
+}
+
+/// `tight.go` as `tight-go`, when Go is installed (`cargo xtask setup`
+/// installs it; without it the Go row of the overhead table stays empty).
+/// Its build cache lives in `target/bench`, and nothing is fetched.
+fn build_go(bench: &Bench, source: &Path) -> Result<()> {
+    let sh = bench.sh;
+    if sh.which("go").is_none() {
+        println!("go is not installed: the Go row of the overhead table stays empty");
+        return Ok(());
+    }
+    let module = bench.scratch("tight-go-module");
+    if !sh.dry_run {
+        std::fs::create_dir_all(&module)
+            .with_context(|| format!("creating {}", module.display()))?;
+        std::fs::copy(source, module.join("main.go"))
+            .with_context(|| format!("copying {}", source.display()))?;
+        std::fs::write(module.join("go.mod"), "module tight\n\ngo 1.17\n")
+            .with_context(|| format!("writing {}", module.display()))?;
+    }
+    let cache = bench.scratch("go-cache");
+    let mut go = sh.cmd("go");
+    go.arg("build")
+        .arg("-o")
+        .arg(bench.program("tight-go"))
+        .current_dir(&module)
+        .env("GOCACHE", cache.join("build"))
+        .env("GOPATH", cache.join("path"))
+        .env("GOFLAGS", "-mod=mod")
+        .env("GOPROXY", "off")
+        .env("GOTOOLCHAIN", "local")
+        .env("CGO_ENABLED", "0");
+    sh.run(&mut go)
 }
 
 /// The measurements need root; the build above ran as the user (so

@@ -20,7 +20,12 @@
 //!   at the uretprobe. It cannot do the `ret`-instruction job: bpftrace 0.17
 //!   as Debian builds it refuses any probe inside a function
 //!   (`uprobe:…:bench_fn+3`: "compiled without (k|u)probe offset support"),
-//!   so in `ret` mode the floor is the only like-for-like reference.
+//!   so in `ret` mode the floor is the only like-for-like reference;
+//! - in a Go program (`bench/programs/tight.go`, `main.benchFn`, an `inc`
+//!   and a `ret`, called by one goroutine locked to its thread): the floor
+//!   and `ferret record` again. Go's exits are always `ret`-instruction
+//!   probes, and ferret's probes there also read the goroutine (its id and
+//!   stack position through r14), which is what this row costs on top.
 
 use anyhow::{Context as _, Result};
 use serde_json::{Value, json};
@@ -40,6 +45,10 @@ enum Contender {
     Floor(usize),
     Ferret(usize),
     Bpftrace,
+    /// The floor in the Go program.
+    FloorGo,
+    /// ferret in the Go program.
+    FerretGo,
 }
 
 impl Contender {
@@ -49,6 +58,8 @@ impl Contender {
             Contender::Floor(m) => format!("floor ({})", MODES[m]),
             Contender::Ferret(m) => format!("ferret ({})", MODES[m]),
             Contender::Bpftrace => "bpftrace".to_owned(),
+            Contender::FloorGo => "floor (Go)".to_owned(),
+            Contender::FerretGo => "ferret (Go)".to_owned(),
         }
     }
 }
@@ -72,11 +83,18 @@ pub fn run(b: &Bench) -> Result<Value> {
     if bpftrace.is_some() {
         contenders.push(Contender::Bpftrace);
     }
+    let go = b.program("tight-go").exists();
+    if go {
+        contenders.extend([Contender::FloorGo, Contender::FerretGo]);
+    } else {
+        println!("no tight-go (Go is not installed): the Go row stays empty");
+    }
 
     let mut untraced = Samples::default();
     let mut floor = vec![Samples::default(); MODES.len()];
     let mut ferret = vec![Samples::default(); MODES.len()];
     let mut bpf = Samples::default();
+    let (mut floor_go, mut ferret_go) = (Samples::default(), Samples::default());
     let mut lost = 0.0;
     for round in 0..rounds {
         let mut order = contenders.clone();
@@ -99,6 +117,8 @@ pub fn run(b: &Bench) -> Result<Value> {
                 Contender::Floor(m) => &mut floor[m],
                 Contender::Ferret(m) => &mut ferret[m],
                 Contender::Bpftrace => &mut bpf,
+                Contender::FloorGo => &mut floor_go,
+                Contender::FerretGo => &mut ferret_go,
             };
             samples.cpu.push(cpu);
             samples.wall.push(wall);
@@ -136,6 +156,16 @@ pub fn run(b: &Bench) -> Result<Value> {
         "bpftrace": bpf.json(),
         "ferret_lost_events": lost,
         "modes": modes,
+        "go": go.then(|| json!({
+            "function": "main.benchFn (inc + ret) in tight.go, one goroutine locked to its thread",
+            "floor_ns": num(median(&floor_go.cpu), 1),
+            "ferret_ns": num(median(&ferret_go.cpu), 1),
+            "ferret_vs_floor": num(paired_ratio(&ferret_go.cpu, &floor_go.cpu), 3),
+            "floor_wall_ns": num(median(&floor_go.wall), 1),
+            "ferret_wall_ns": num(median(&ferret_go.wall), 1),
+            "floor": floor_go.json(),
+            "ferret": ferret_go.json(),
+        })),
     }))
 }
 
@@ -178,6 +208,7 @@ fn measure(
     untraced_calls: u64,
 ) -> Result<(f64, f64, f64)> {
     let tight = b.program("tight");
+    let tight_go = b.program("tight-go");
     let output = match contender {
         Contender::Untraced => capture(
             b.sh.cmd(&tight)
@@ -194,11 +225,29 @@ fn measure(
         Contender::Ferret(m) => capture(
             b.ferret()
                 .args(["record", "-s", "bench_fn", "--exit-probes", MODES[m]])
-                // The overhead guard would detach a function this hot.
-                .args(["--max-rate", "0", "-o"])
+                // The overhead guards would detach a function this hot.
+                .args(["--max-rate", "0", "--max-overhead", "0", "-o"])
                 .arg(b.scratch("overhead.parquet"))
                 .arg("--")
                 .arg(&tight)
+                .arg(calls.to_string())
+                .arg(WARMUP_MS),
+        )?,
+        // Go's exits are `ret` probes whatever is asked: no --exit-probes.
+        Contender::FloorGo => capture(
+            b.sh.cmd(&b.helper)
+                .args(["floor", "-s", "main.benchFn", "--"])
+                .arg(&tight_go)
+                .arg(calls.to_string())
+                .arg(WARMUP_MS),
+        )?,
+        Contender::FerretGo => capture(
+            b.ferret()
+                .args(["record", "-s", "main.benchFn"])
+                .args(["--max-rate", "0", "--max-overhead", "0", "-o"])
+                .arg(b.scratch("overhead-go.parquet"))
+                .arg("--")
+                .arg(&tight_go)
                 .arg(calls.to_string())
                 .arg(WARMUP_MS),
         )?,
@@ -223,7 +272,7 @@ fn measure(
     };
     let (cpu, wall) = (field("cpu_ns_per_call")?, field("ns_per_call")?);
     let lost = match contender {
-        Contender::Ferret(_) => {
+        Contender::Ferret(_) | Contender::FerretGo => {
             let stderr = String::from_utf8_lossy(&output.stderr);
             number_before(&stderr, "events lost", "events").unwrap_or(0.0)
         }

@@ -10,12 +10,13 @@ use super::pipeline::GOAL_PER_S;
 
 pub fn title(part: Part) -> &'static str {
     match part {
-        Part::Overhead => "1/6 cost per traced call: untraced, floor, ferret, bpftrace",
-        Part::Pipeline => "2/6 pipeline throughput (synthetic events, one core)",
-        Part::Load => "3/6 sustained load",
-        Part::Attach => "4/6 attach and detach at scale",
-        Part::Memory => "5/6 memory over time",
-        Part::Otlp => "6/6 OpenTelemetry export throughput (one core)",
+        Part::Overhead => "1/7 cost per traced call: untraced, floor, ferret, bpftrace",
+        Part::Pipeline => "2/7 pipeline throughput (synthetic events, one core)",
+        Part::Load => "3/7 sustained load",
+        Part::Attach => "4/7 attach and detach at scale",
+        Part::Memory => "5/7 memory over time",
+        Part::Otlp => "6/7 OpenTelemetry export throughput (one core)",
+        Part::Cost => "7/7 ferret's own cost: the overhead budget and the correction",
     }
 }
 
@@ -162,6 +163,16 @@ pub fn table(results: &Value) -> String {
                 ),
                 or_dash(vs_bpftrace.map(|r| format!("{r:.3}×"))),
                 goal,
+            );
+        }
+        if let Some(go) = o.get("go").filter(|g| g.is_object()) {
+            let vs_floor = f(go, &["ferret_vs_floor"]);
+            row(
+                "traced call in a Go program (`ret` exits, goroutine read)",
+                format!("ferret {}", or_dash(f(go, &["ferret_ns"]).map(duration_ns))),
+                format!("floor {}", or_dash(f(go, &["floor_ns"]).map(duration_ns))),
+                or_dash(vs_floor.map(|r| format!("{r:.3}×"))),
+                format!("≤ 1.05× floor: {}", verdict(vs_floor.map(|r| r <= 1.05))),
             );
         }
     }
@@ -341,6 +352,57 @@ pub fn table(results: &Value) -> String {
         );
     }
 
+    if let Some(o) = results
+        .get("cost")
+        .filter(|o| o.get("budget_slowdown").is_some())
+    {
+        let slowdown = f(o, &["budget_slowdown"]);
+        row(
+            "`-s '*'` on 300 small functions, default --max-overhead 5",
+            format!(
+                "{} functions detached",
+                or_dash(f(o, &["budget_detached"]).map(|n| format!("{n:.0}")))
+            ),
+            "the program untraced, before and after".to_owned(),
+            or_dash(slowdown.map(|r| format!("{r:.2}×"))),
+            format!(
+                "≤ {}×: {}",
+                super::cost::SLOWDOWN_GOAL,
+                verdict(slowdown.map(|r| r <= super::cost::SLOWDOWN_GOAL))
+            ),
+        );
+        let error = f(o, &["correction_error"]);
+        row(
+            "corrected time of a parent with 200 traced calls",
+            format!(
+                "{} corrected ({} measured)",
+                or_dash(f(o, &["corrected_parent_ns"]).map(duration_ns)),
+                or_dash(f(o, &["measured_parent_ns"]).map(duration_ns))
+            ),
+            format!(
+                "{} untraced",
+                or_dash(f(o, &["untraced_parent_ns"]).map(duration_ns))
+            ),
+            or_dash(error.map(|e| format!("{:+.1} %", e * 100.0))),
+            format!(
+                "within {:.0} %: {}",
+                super::cost::ERROR_GOAL * 100.0,
+                verdict(error.map(|e| e.abs() <= super::cost::ERROR_GOAL))
+            ),
+        );
+        row(
+            "corrected p50 of the trivial getter it calls",
+            format!(
+                "{} ({} measured)",
+                or_dash(f(o, &["corrected_getter_ns"]).map(duration_ns)),
+                or_dash(f(o, &["measured_getter_ns"]).map(duration_ns))
+            ),
+            String::new(),
+            String::new(),
+            String::new(),
+        );
+    }
+
     let header = ["measurement", "result", "reference", "ratio", "goal"];
     let mut widths = header.map(|h| h.chars().count());
     for r in &rows {
@@ -405,6 +467,7 @@ mod tests {
                     "uretprobe": { "ferret_ns": 31_000.0, "floor_ns": 27_000.0,
                                    "ferret_vs_floor": 1.148, "ferret_vs_bpftrace": 1.033 },
                 },
+                "go": { "ferret_ns": 21_000.0, "floor_ns": 20_500.0, "ferret_vs_floor": 1.024 },
             },
             "pipeline": { "record_per_s": 2.5e6, "full_per_s": 1.9e6, "decode_per_s": 3e7 },
             "load": { "threads": 4, "seconds": 30, "events_delivered": 1e6, "events_lost": 0 },
@@ -418,6 +481,12 @@ mod tests {
         let table = table(&results);
         assert!(table.starts_with("2 CPUs, Linux 6.18, Xeon, virtual machine (quick run)"));
         assert!(table.contains("| ferret 50.00 µs"), "{table}");
+        assert!(
+            table.lines().any(|l| l.contains("in a Go program")
+                && l.contains("ferret 21.00 µs")
+                && l.contains("1.024×")),
+            "{table}"
+        );
         assert!(table.contains("1.020× | ≤ 1.05× floor: met"), "{table}");
         assert!(table.contains("≤ 1.05× floor: **not met**"), "{table}");
         assert!(

@@ -23,6 +23,9 @@ pub(super) const COLUMNS: &[(&str, DataType, bool)] = &[
     (col::MODULE, DataType::Utf8, false),
     (col::START_NS, DataType::Int64, false),
     (col::STATUS, DataType::Utf8, false),
+    (col::OVERHEAD_NS, DataType::Int64, false),
+    (col::OVERHEAD_OUTSIDE_NS, DataType::Int64, false),
+    (col::GOROUTINE, DataType::Int64, false),
 ];
 
 /// Whether a column of type `found` reads as `expected`: strings of any
@@ -110,6 +113,9 @@ pub(super) struct Columns {
     pub(super) module: Option<Strings>,
     pub(super) start_ns: Option<Int64Array>,
     pub(super) status: Option<Strings>,
+    pub(super) overhead_ns: Option<Int64Array>,
+    pub(super) overhead_outside_ns: Option<Int64Array>,
+    pub(super) goroutine: Option<Int64Array>,
 }
 
 impl Columns {
@@ -154,6 +160,9 @@ impl Columns {
             module: strings(col::MODULE)?,
             start_ns: i64s(col::START_NS)?,
             status: strings(col::STATUS)?,
+            overhead_ns: i64s(col::OVERHEAD_NS)?,
+            overhead_outside_ns: i64s(col::OVERHEAD_OUTSIDE_NS)?,
+            goroutine: i64s(col::GOROUTINE)?,
         })
     }
 }

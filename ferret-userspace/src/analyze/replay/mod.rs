@@ -120,12 +120,21 @@ pub struct Ended {
     pub self_ns: u64,
     /// Stack depth below it on its thread (0: a root; 0 for orphans).
     pub depth: u32,
+    /// The duration shown: as measured less ferret's probe time inside it
+    /// (`overhead_ns`), or as measured with `--raw`.
+    pub duration_ns: u64,
+    /// ferret's probe time inside it as recorded (`overhead_ns`), even
+    /// with `--raw`.
+    pub overhead_ns: u64,
 }
 
 impl Ended {
-    /// `end_ns - start_ns`.
+    /// The duration shown. With times corrected it is exact, while
+    /// `end_ns - start_ns` places the span on a corrected timeline that
+    /// keeps children inside their parents, so the two can differ by an
+    /// entry probe's share.
     pub fn duration_ns(&self) -> u64 {
-        self.end_ns.abs_diff(self.start_ns)
+        self.duration_ns
     }
 }
 
@@ -198,9 +207,52 @@ enum Kind {
 struct Frame<F> {
     id: i64,
     function: FnIx,
+    /// As recorded (what places the span in the stack).
     start_ns: i64,
+    /// As shown: `start_ns` less the probe time taken out before it.
+    shown_start_ns: i64,
+    /// Durations (as shown) of its ended direct children.
     child_ns: u64,
+    /// Probe time inside it charged to its ended children: their
+    /// `overhead_ns + overhead_outside_ns`.
+    child_overhead_ns: u64,
     user: F,
+}
+
+/// A thread's shown clock when times are corrected: the probe time to take
+/// out of its timeline, and how much of it has been taken out by the
+/// thread's latest event. Time is taken out at most as fast as it passes,
+/// so the shown clock never runs backwards: spans keep their order and
+/// nesting exactly, and a span's place on the timeline is off from its
+/// exact (shown) duration only while the clock catches up.
+#[derive(Clone, Copy, Debug, Default)]
+struct ShownClock {
+    /// Probe time owed to the timeline, ns.
+    owed: u64,
+    /// Probe time taken out so far, ns.
+    taken: u64,
+    /// The thread's latest event, ns as recorded.
+    last_ns: i64,
+}
+
+impl ShownClock {
+    /// Where the thread's event at `ts_ns` (as recorded) goes on the shown
+    /// timeline.
+    fn at(&mut self, ts_ns: i64) -> i64 {
+        let elapsed = ts_ns.saturating_sub(self.last_ns).max(0) as u64;
+        self.taken = self.owed.min(self.taken.saturating_add(elapsed));
+        self.last_ns = self.last_ns.max(ts_ns);
+        ts_ns.saturating_sub(self.taken as i64)
+    }
+}
+
+/// ferret's probe time recorded for one `SPAN_END`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Overhead {
+    /// Inside the span (`overhead_ns`).
+    pub inside_ns: u64,
+    /// The span's own probes outside it (`overhead_outside_ns`).
+    pub outside_ns: u64,
 }
 
 /// The replay state machine, separate from the file so tests can drive it
@@ -216,6 +268,11 @@ pub(crate) struct Replayer<F> {
     /// Spans the replay ended early, whose own `SPAN_END` is still to come.
     forced: HashSet<i64>,
     other_tids: HashSet<i32>,
+    /// Per thread ([`ThreadIx`]): its shown clock; never moves when
+    /// replaying raw.
+    clocks: Vec<ShownClock>,
+    /// Times as measured (`--raw`): the overhead columns are ignored.
+    raw: bool,
     summary: Summary,
 }
 
@@ -233,6 +290,7 @@ pub(crate) struct SpanRow<'a> {
     pub module: &'a str,
     pub start_ns: Option<i64>,
     pub status: Option<&'a str>,
+    pub overhead: Overhead,
 }
 
 impl<F> Replayer<F> {
@@ -244,8 +302,16 @@ impl<F> Replayer<F> {
             batch_no: 0,
             forced: HashSet::new(),
             other_tids: HashSet::new(),
+            clocks: Vec::new(),
+            raw: false,
             summary: Summary::default(),
         }
+    }
+
+    /// Replays times as measured, leaving ferret's probe time in.
+    pub(crate) fn raw(mut self, raw: bool) -> Self {
+        self.raw = raw;
+        self
     }
 
     fn batch<V: Visitor<Frame = F>>(&mut self, c: &Columns, visitor: &mut V) {
@@ -285,8 +351,16 @@ impl<F> Replayer<F> {
                 continue;
             }
             let tid = c.tid.value(i);
-            if self.thread_filter.is_some_and(|t| t != tid) {
-                self.other_tids.insert(tid);
+            let goroutine = c
+                .goroutine
+                .as_ref()
+                .filter(|a| a.is_valid(i))
+                .map(|a| a.value(i));
+            // A Go program's calls nest per goroutine: `--thread` names one.
+            let selector = goroutine.map_or(i64::from(tid), |g| g);
+            if self.thread_filter.is_some_and(|t| i64::from(t) != selector) {
+                self.other_tids
+                    .insert(i32::try_from(selector).unwrap_or(tid));
                 continue;
             }
             let pid = c
@@ -294,10 +368,14 @@ impl<F> Replayer<F> {
                 .as_ref()
                 .filter(|a| a.is_valid(i))
                 .map_or(0, |a| a.value(i));
-            let name_key = c.thread_name.as_ref().and_then(|n| n.key(i));
-            let thread = self.thread(pid, tid, name_key, |k| {
-                c.thread_name.as_ref().map_or("", |n| n.value(k))
-            });
+            let thread = if let Some(goid) = goroutine {
+                self.summary.names.goroutine_ix(pid, goid, tid)
+            } else {
+                let name_key = c.thread_name.as_ref().and_then(|n| n.key(i));
+                self.thread(pid, tid, name_key, |k| {
+                    c.thread_name.as_ref().map_or("", |n| n.value(k))
+                })
+            };
             let span_id = c.span_id.value(i);
             if kind == Kind::Start {
                 let function = function_of(&mut self.summary.names, i);
@@ -308,9 +386,21 @@ impl<F> Replayer<F> {
                     _ => Status::Ok,
                 };
                 let start_ns = opt_i64(c.start_ns.as_ref(), i);
-                self.end(thread, span_id, ts_ns, start_ns, status, visitor, |names| {
-                    function_of(names, i)
-                });
+                let overhead = Overhead {
+                    inside_ns: opt_i64(c.overhead_ns.as_ref(), i).map_or(0, |v| v.max(0) as u64),
+                    outside_ns: opt_i64(c.overhead_outside_ns.as_ref(), i)
+                        .map_or(0, |v| v.max(0) as u64),
+                };
+                self.end(
+                    thread,
+                    span_id,
+                    ts_ns,
+                    start_ns,
+                    status,
+                    overhead,
+                    visitor,
+                    |names| function_of(names, i),
+                );
             }
         }
     }
@@ -367,6 +457,7 @@ impl<F> Replayer<F> {
                 row.ts_ns,
                 row.start_ns,
                 status,
+                row.overhead,
                 visitor,
                 |names| names.intern_function(row.function, row.module),
             );
@@ -390,12 +481,13 @@ impl<F> Replayer<F> {
         visitor: &mut V,
     ) {
         self.stack(thread);
+        let shown_start_ns = self.clock(thread).at(ts_ns);
         let stack = &mut self.stacks[thread.0 as usize];
         let span = Started {
             id: span_id,
             thread,
             function,
-            start_ns: ts_ns,
+            start_ns: shown_start_ns,
             depth: stack.len() as u32,
         };
         let user = visitor.start(
@@ -407,7 +499,9 @@ impl<F> Replayer<F> {
             id: span_id,
             function,
             start_ns: ts_ns,
+            shown_start_ns,
             child_ns: 0,
+            child_overhead_ns: 0,
             user,
         });
     }
@@ -420,6 +514,7 @@ impl<F> Replayer<F> {
         ts_ns: i64,
         start_ns: Option<i64>,
         status: Status,
+        overhead: Overhead,
         visitor: &mut V,
         function: impl FnOnce(&mut Names) -> FnIx,
     ) {
@@ -436,35 +531,68 @@ impl<F> Replayer<F> {
             self.summary.orphans += 1;
             let function = function(&mut self.summary.names);
             let start_ns = start_ns.unwrap_or(ts_ns).min(ts_ns);
+            // Nothing else of it is known: its own overhead comes off its
+            // end.
+            let inside = if self.raw { 0 } else { overhead.inside_ns };
+            let end_ns = ts_ns
+                .saturating_sub(inside.min(ts_ns.abs_diff(start_ns)) as i64)
+                .max(start_ns);
             let span = Ended {
                 id: span_id,
                 thread,
                 function,
                 start_ns,
-                end_ns: ts_ns,
+                end_ns,
                 status,
-                self_ns: ts_ns.abs_diff(start_ns),
+                self_ns: end_ns.abs_diff(start_ns),
                 depth: 0,
+                duration_ns: end_ns.abs_diff(start_ns),
+                overhead_ns: overhead.inside_ns,
             };
             visitor.orphan(&self.summary.names, &span);
             return;
         };
         while self.stacks[thread.0 as usize].len() > pos + 1 {
-            let id = self.pop(thread, ts_ns, Status::Unwound, visitor);
+            let id = self.pop(thread, ts_ns, Status::Unwound, Overhead::default(), visitor);
             self.forced.insert(id);
             self.summary.forced += 1;
         }
-        self.pop(thread, ts_ns, status, visitor);
+        self.pop(thread, ts_ns, status, overhead, visitor);
     }
 
-    /// End the top span of `thread` at `end_ns`; returns its id.
+    /// `thread`'s shown clock.
+    fn clock(&mut self, thread: ThreadIx) -> &mut ShownClock {
+        let t = thread.0 as usize;
+        if t >= self.clocks.len() {
+            self.clocks.resize(t + 1, ShownClock::default());
+        }
+        &mut self.clocks[t]
+    }
+
+    /// End the top span of `thread` at `end_ns` (as recorded); returns its
+    /// id.
+    ///
+    /// Unless replaying raw, durations are shown with ferret's probe time
+    /// taken out: a span's is its measured duration less its `overhead_ns`
+    /// (never below 0), its self time that less its children's. Its place
+    /// on the timeline ([`ShownClock`]) takes out the same probe time, the
+    /// part its children did not when it ends and its `overhead_outside_ns`
+    /// after it.
     fn pop<V: Visitor<Frame = F>>(
         &mut self,
         thread: ThreadIx,
         end_ns: i64,
         status: Status,
+        overhead: Overhead,
         visitor: &mut V,
     ) -> i64 {
+        let recorded_overhead = overhead.inside_ns;
+        let overhead = if self.raw {
+            Overhead::default()
+        } else {
+            overhead
+        };
+        self.clock(thread);
         let stack = &mut self.stacks[thread.0 as usize];
         let Some(frame) = stack.pop() else {
             return 0;
@@ -474,8 +602,15 @@ impl<F> Replayer<F> {
         // the stack, so children and parents stay consistent even in a
         // file that disagrees with itself. A clock that ran backwards must
         // not make a negative duration.
-        let start_ns = frame.start_ns.min(end_ns);
-        let duration = end_ns.abs_diff(start_ns);
+        let recorded_end = end_ns.max(frame.start_ns);
+        let duration = recorded_end
+            .abs_diff(frame.start_ns)
+            .saturating_sub(overhead.inside_ns);
+        let clock = &mut self.clocks[thread.0 as usize];
+        clock.owed += overhead.inside_ns.saturating_sub(frame.child_overhead_ns);
+        let end_ns = clock.at(recorded_end).max(frame.shown_start_ns);
+        clock.owed += overhead.outside_ns;
+        let start_ns = frame.shown_start_ns;
         let span = Ended {
             id: frame.id,
             thread,
@@ -485,9 +620,14 @@ impl<F> Replayer<F> {
             status,
             self_ns: duration.saturating_sub(frame.child_ns),
             depth: stack.len() as u32,
+            duration_ns: duration,
+            overhead_ns: recorded_overhead,
         };
         let parent = stack.last_mut().map(|p| {
             p.child_ns = p.child_ns.saturating_add(duration);
+            p.child_overhead_ns = p
+                .child_overhead_ns
+                .saturating_add(overhead.inside_ns + overhead.outside_ns);
             &mut p.user
         });
         visitor.end(&self.summary.names, &span, frame.user, parent);
@@ -501,7 +641,13 @@ impl<F> Replayer<F> {
         for t in 0..self.stacks.len() {
             while let Some(top) = self.stacks[t].last() {
                 let end = last.max(top.start_ns);
-                self.pop(ThreadIx(t as u32), end, Status::Cut, visitor);
+                self.pop(
+                    ThreadIx(t as u32),
+                    end,
+                    Status::Cut,
+                    Overhead::default(),
+                    visitor,
+                );
                 self.summary.cut += 1;
             }
         }
@@ -584,6 +730,7 @@ pub(crate) mod tests {
                         starts.get(&id).copied()
                     },
                     status: (!start).then_some(status),
+                    overhead: Overhead::default(),
                 },
                 visitor,
             );
@@ -715,5 +862,195 @@ pub(crate) mod tests {
         );
         assert_eq!(log.0, ["start b 2 d0 pNone", "end b 2 1..2 self 1 ok"]);
         assert_eq!(summary.other_tids, [1]);
+    }
+
+    /// Writes spans of a Go program: goroutine 7 starts `a` on thread 1,
+    /// goroutine 8 starts `a` on thread 1 too, goroutine 7 moves to thread
+    /// 2 and calls `b`, then both return.
+    fn go_recording(path: &std::path::Path) {
+        use crate::sink::{RecordingMeta, RecordingWriter};
+        use crate::trace::{FunctionInfo, SpanEnd, SpanEvent, SpanStart, SpanStatus, ThreadName};
+        let functions: std::sync::Arc<[FunctionInfo]> = ["main.a", "main.b"]
+            .map(|name| FunctionInfo {
+                name: name.into(),
+                module: "/bin/go".into(),
+            })
+            .into();
+        let mut w = RecordingWriter::create(
+            path,
+            functions,
+            RecordingMeta {
+                target: "go".into(),
+                probes: "-s main.*".into(),
+                realtime_offset_ns: 0,
+            },
+        )
+        .unwrap();
+        let start = |span_id, parent, depth, tid, function, ts_ns, goid| {
+            SpanEvent::Start(SpanStart {
+                span_id,
+                parent_span_id: parent,
+                depth,
+                pid: 5,
+                tid,
+                thread_name: ThreadName::new("go"),
+                function,
+                ts_ns,
+                before_attach: false,
+                goroutine: Some(goid),
+            })
+        };
+        let end = |span_id, parent, depth, tid, function, start_ns, ts_ns, goid| {
+            SpanEvent::End(SpanEnd {
+                span_id,
+                parent_span_id: parent,
+                depth,
+                pid: 5,
+                tid,
+                thread_name: ThreadName::new("go"),
+                function,
+                start_ns,
+                ts_ns,
+                status: SpanStatus::Ok,
+                overhead_ns: 0,
+                overhead_outside_ns: 0,
+                goroutine: Some(goid),
+            })
+        };
+        for ev in [
+            start(1, None, 0, 1, 0, 10, 7),
+            start(2, None, 0, 1, 0, 20, 8),
+            start(3, Some(1), 1, 2, 1, 30, 7),
+            end(2, None, 0, 1, 0, 20, 40, 8),
+            end(3, Some(1), 1, 3, 1, 30, 50, 7),
+            end(1, None, 0, 2, 0, 10, 60, 7),
+        ] {
+            w.write_span(&ev).unwrap();
+        }
+        w.finish(0, &[]).unwrap();
+    }
+
+    #[test]
+    fn a_go_recording_replays_per_goroutine_whatever_threads_ran_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("go.parquet");
+        go_recording(&path);
+        let recording = crate::analyze::Recording::open(&path).unwrap();
+        let mut log = Log::default();
+        let summary = recording.replay(None, &mut log, &mut |_| {}).unwrap();
+        assert_eq!(
+            log.0,
+            [
+                "start main.a 1 d0 pNone",
+                "start main.a 2 d0 pNone",
+                "start main.b 3 d1 pSome(1)",
+                "end main.a 2 20..40 self 20 ok",
+                "end main.b 3 30..50 self 20 ok",
+                "end main.a 1 10..60 self 30 ok",
+            ]
+        );
+        let tracks: Vec<(Option<i64>, i32, &str)> = summary
+            .names
+            .threads()
+            .iter()
+            .map(|t| (t.goroutine, t.tid, t.name.as_str()))
+            .collect();
+        assert_eq!(
+            tracks,
+            [(Some(7), 1, "goroutine 7"), (Some(8), 1, "goroutine 8")]
+        );
+        // `--thread` names a goroutine.
+        let mut log = Log::default();
+        recording.replay(Some(8), &mut log, &mut |_| {}).unwrap();
+        assert_eq!(
+            log.0,
+            ["start main.a 2 d0 pNone", "end main.a 2 20..40 self 20 ok"]
+        );
+    }
+
+    /// A span row with ferret's probe times, for the correction tests.
+    fn costed(start: bool, ts: i64, id: i64, function: &str, overhead: (u64, u64)) -> SpanRow<'_> {
+        SpanRow {
+            start,
+            ts_ns: ts,
+            pid: 1,
+            tid: 1,
+            thread_name: "t",
+            span_id: id,
+            function,
+            module: "/bin/x",
+            start_ns: None,
+            status: (!start).then_some("ok"),
+            overhead: Overhead {
+                inside_ns: overhead.0,
+                outside_ns: overhead.1,
+            },
+        }
+    }
+
+    /// A parent calling two children, each of whose probes cost 10 ns
+    /// inside them and 20 ns outside; the parent's own exit bias is 5.
+    fn corrected_tree(raw: bool) -> Vec<String> {
+        let mut r = Replayer::new(None).raw(raw);
+        let mut log = Log::default();
+        let rows = [
+            costed(true, 0, 1, "parent", (0, 0)),
+            costed(true, 100, 2, "child", (0, 0)),
+            costed(false, 150, 2, "child", (10, 20)),
+            costed(true, 200, 3, "child", (0, 0)),
+            costed(false, 260, 3, "child", (10, 20)),
+            // 5 of its own + both children's 30.
+            costed(false, 400, 1, "parent", (65, 0)),
+        ];
+        for row in &rows {
+            r.saw_time(row.ts_ns);
+            r.row(row, &mut log);
+        }
+        r.finish(&mut log);
+        log.0
+    }
+
+    #[test]
+    fn corrected_times_take_each_spans_overhead_out_of_its_thread() {
+        let log = corrected_tree(false);
+        assert_eq!(
+            log,
+            [
+                "start parent 1 d0 pNone",
+                "start child 2 d1 pSome(1)",
+                // 50 measured, 10 of it probes.
+                "end child 2 100..140 self 40 ok",
+                // Starts after the first child's 10 inside and 20 outside.
+                "start child 3 d1 pSome(1)",
+                "end child 3 170..220 self 50 ok",
+                // 400 measured less 65: children 40 + 50, self 245.
+                "end parent 1 0..335 self 245 ok",
+            ]
+        );
+        // Measured, every time is as recorded.
+        let raw = corrected_tree(true);
+        assert_eq!(raw[2], "end child 2 100..150 self 50 ok");
+        assert_eq!(raw[5], "end parent 1 0..400 self 290 ok");
+    }
+
+    #[test]
+    fn corrected_times_never_run_backwards_or_out_of_their_parent() {
+        // Overheads larger than what was measured: a span shrinks to
+        // nothing at worst, and its parent still holds it.
+        let mut r = Replayer::new(None);
+        let mut log = Log::default();
+        for row in [
+            costed(true, 0, 1, "parent", (0, 0)),
+            costed(true, 10, 2, "child", (0, 0)),
+            costed(false, 20, 2, "child", (500, 500)),
+            costed(false, 30, 1, "parent", (10, 0)),
+        ] {
+            r.saw_time(row.ts_ns);
+            r.row(&row, &mut log);
+        }
+        assert_eq!(log.0[2], "end child 2 10..10 self 0 ok");
+        // Its duration stays exact (30 measured less 10), though the child's
+        // excess squeezed its place on the timeline.
+        assert_eq!(log.0[3], "end parent 1 0..10 self 20 ok");
     }
 }

@@ -24,15 +24,26 @@ pub struct Function {
     pub module: String,
 }
 
-/// A thread seen in the recording.
+/// A thread seen in the recording, or in a Go program's a goroutine (whose
+/// calls nest on its own stack, whatever threads ran them).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Thread {
     /// Process id (0 when the file has no `pid`).
     pub pid: i32,
-    /// Thread id.
+    /// Thread id; a goroutine's first thread.
     pub tid: i32,
-    /// Its latest name.
+    /// Its latest name; `goroutine N` for a goroutine.
     pub name: String,
+    /// The goroutine, for a Go program's.
+    pub goroutine: Option<i64>,
+}
+
+impl Thread {
+    /// What tells its timeline apart from the others of its process in an
+    /// export: the goroutine's id, or the thread's.
+    pub fn track(&self) -> i64 {
+        self.goroutine.unwrap_or(i64::from(self.tid))
+    }
 }
 
 /// The functions and threads met so far, interned: spans refer to them by
@@ -46,7 +57,8 @@ pub struct Names {
     /// Fx, not SipHash: looked up once per row, with keys read from the
     /// file, where SipHash's protection against chosen keys buys nothing
     /// and cost a tenth of the replay.
-    thread_index: FxHashMap<(i32, i32), ThreadIx>,
+    /// Keyed by (pid, tid or goroutine id, whether a goroutine).
+    thread_index: FxHashMap<(i32, i64, bool), ThreadIx>,
 }
 
 impl Names {
@@ -122,14 +134,34 @@ impl Names {
     }
 
     pub(super) fn thread_ix(&mut self, pid: i32, tid: i32) -> ThreadIx {
-        *self.thread_index.entry((pid, tid)).or_insert_with(|| {
-            self.threads.push(Thread {
-                pid,
-                tid,
-                name: String::new(),
-            });
-            ThreadIx(self.threads.len() as u32 - 1)
-        })
+        *self
+            .thread_index
+            .entry((pid, i64::from(tid), false))
+            .or_insert_with(|| {
+                self.threads.push(Thread {
+                    pid,
+                    tid,
+                    name: String::new(),
+                    goroutine: None,
+                });
+                ThreadIx(self.threads.len() as u32 - 1)
+            })
+    }
+
+    /// Intern goroutine `goid` of process `pid`, first seen on thread `tid`.
+    pub fn goroutine_ix(&mut self, pid: i32, goid: i64, tid: i32) -> ThreadIx {
+        *self
+            .thread_index
+            .entry((pid, goid, true))
+            .or_insert_with(|| {
+                self.threads.push(Thread {
+                    pid,
+                    tid,
+                    name: format!("goroutine {goid}"),
+                    goroutine: Some(goid),
+                });
+                ThreadIx(self.threads.len() as u32 - 1)
+            })
     }
 
     pub(super) fn rename_thread(&mut self, ix: ThreadIx, name: &str) {

@@ -93,10 +93,12 @@ pub struct Recording {
     /// The footer, parsed once: it is the one part of the file whose size
     /// grows with the file (about 17 KiB per row group).
     metadata: ArrowReaderMetadata,
+    /// Replay times as measured (`--raw`), not corrected.
+    raw: bool,
 }
 
 /// What the footer says about a recording.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct RecordingInfo {
     /// Rows in the file.
     pub rows: u64,
@@ -116,6 +118,10 @@ pub struct RecordingInfo {
     pub first_ts_ns: Option<i64>,
     /// The latest `ts_ns`, from the column statistics, when present.
     pub last_ts_ns: Option<i64>,
+    /// The probes' cost ferret measured (`ferret.calibration`), when the
+    /// recording has one; `None` for recordings without the overhead
+    /// columns, whose times are as measured.
+    pub calibration: Option<crate::cost::Calibration>,
 }
 
 impl Recording {
@@ -153,7 +159,21 @@ impl Recording {
             info,
             projection,
             metadata: with_dictionaries(plain),
+            raw: false,
         })
+    }
+
+    /// Replay times as measured (`--raw`) rather than with ferret's probe
+    /// time taken out (the default, when the recording has the overhead
+    /// columns).
+    pub fn set_raw(&mut self, raw: bool) {
+        self.raw = raw;
+    }
+
+    /// Whether the replay shows corrected times: the recording measured
+    /// its probes' cost and `--raw` was not asked for.
+    pub fn corrected(&self) -> bool {
+        !self.raw && self.info.calibration.is_some_and(|c| !c.is_none())
     }
 
     /// The file's path.
@@ -196,7 +216,7 @@ impl Recording {
                 .build()
         })
         .map_err(read_err)?;
-        let mut replayer = Replayer::new(thread);
+        let mut replayer = Replayer::new(thread).raw(self.raw);
         let mut rows = 0u64;
         while let Some(batch) =
             contained(|| reader.next().transpose().map_err(ParquetError::from)).map_err(read_err)?
@@ -299,6 +319,9 @@ fn footer_info(plain: &ArrowReaderMetadata, schema: &Schema) -> RecordingInfo {
         }
     }
     RecordingInfo {
+        calibration: kv
+            .get(meta_key::CALIBRATION)
+            .and_then(|json| crate::cost::Calibration::from_metadata(json)),
         rows: u64::try_from(file_meta.num_rows()).unwrap_or(0),
         row_groups: metadata.num_row_groups(),
         version: text(meta_key::VERSION),

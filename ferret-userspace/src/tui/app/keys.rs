@@ -270,8 +270,7 @@ impl App {
     }
 
     fn set_thread_collapsed(&mut self, thread: usize, collapse: bool) {
-        let t = &self.shown.threads[thread];
-        let key = (t.pid, t.tid);
+        let key = super::rows::head_key(&self.shown.threads[thread]);
         if collapse {
             self.collapsed.insert(key);
         } else {

@@ -211,7 +211,7 @@ pub struct App {
     /// Derived: the Stalls pane's rows (groups, and the threads of those
     /// expanded) that pass the filter.
     pub stall_rows: Vec<StallRow>,
-    collapsed: HashSet<(u32, u32)>,
+    collapsed: HashSet<StackKey>,
     expanded: HashSet<u64>,
     /// Stall groups expanded to their threads, by number.
     expanded_stalls: HashSet<u64>,
@@ -382,7 +382,7 @@ impl App {
     /// selection back on the row it held, if that row is still there.
     fn rebuild_keeping(&mut self, keys: Keys) {
         self.stack_rows = stack_rows(&self.shown, self.active_filter(), |key| match key {
-            StackKey::Thread(pid, tid) => self.collapsed.contains(&(pid, tid)),
+            StackKey::Thread(..) | StackKey::Goroutine(..) => self.collapsed.contains(&key),
             StackKey::Span(span) => self.expanded.contains(&span),
         });
         self.recent_rows = (0..self.shown.recent.len())
@@ -521,6 +521,7 @@ mod tests {
             end_ns: span_id * 10 + 5,
             self_ns: 5,
             status: SpanStatus::Ok,
+            overhead_ns: 0,
         }
     }
 
@@ -558,6 +559,7 @@ mod tests {
                 })
                 .collect(),
             maybe_incomplete: false,
+            goroutine: None,
         }];
         Arc::new(s)
     }

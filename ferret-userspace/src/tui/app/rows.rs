@@ -38,20 +38,27 @@ pub enum StackRow {
 
 /// What a Live Stack selection holds on to while rows move under it; also
 /// the key of a folded thread or an expanded recursion run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum StackKey {
     /// A thread, by (pid, tid).
     Thread(u32, u32),
+    /// A goroutine of a Go program, by (pid, goid): its thread changes.
+    Goroutine(u32, u64),
     /// A frame (or the run it starts), by span id.
     Span(u64),
 }
 
+/// The key of a thread's (goroutine's) own row.
+pub(super) fn head_key(thread: &crate::live::ThreadView) -> StackKey {
+    match thread.goroutine {
+        Some(goid) => StackKey::Goroutine(thread.pid, goid),
+        None => StackKey::Thread(thread.pid, thread.tid),
+    }
+}
+
 pub(super) fn stack_key(snapshot: &Snapshot, row: StackRow) -> StackKey {
     match row {
-        StackRow::Thread { thread, .. } => {
-            let t = &snapshot.threads[thread];
-            StackKey::Thread(t.pid, t.tid)
-        }
+        StackRow::Thread { thread, .. } => head_key(&snapshot.threads[thread]),
         StackRow::Frames { thread, first, .. } => {
             StackKey::Span(snapshot.threads[thread].frames[first].span_id)
         }
@@ -87,7 +94,7 @@ pub fn stack_rows(
         {
             continue;
         }
-        let collapsed = is_set(StackKey::Thread(thread.pid, thread.tid));
+        let collapsed = is_set(head_key(thread));
         rows.push(StackRow::Thread {
             thread: ti,
             collapsed,
@@ -156,16 +163,16 @@ pub enum StallRow {
 pub enum StallKey {
     /// A group, by its number.
     Group(u64),
-    /// A thread listed under its group, by (pid, tid).
-    Thread(u32, u32),
+    /// A thread (goroutine) listed under its group, by whose stall it is.
+    Thread(u32, crate::trace::StackKey),
 }
 
 pub(super) fn stall_key(snapshot: &Snapshot, row: StallRow) -> StallKey {
     match row {
         StallRow::Group { group, .. } => StallKey::Group(snapshot.stall_groups[group].id),
         StallRow::Thread { stall, .. } => {
-            let s = &snapshot.stalls[stall];
-            StallKey::Thread(s.pid, s.tid)
+            let (pid, key) = snapshot.stalls[stall].key();
+            StallKey::Thread(pid, key)
         }
     }
 }

@@ -109,8 +109,10 @@ impl Widget for Header<'_> {
         if !latest.stalls.is_empty() {
             second.push(sep());
             let n = latest.stalls.len();
+            let goroutines = latest.stalls.iter().all(|s| s.goroutine.is_some());
+            let what = if goroutines { "goroutine" } else { "thread" };
             second.push(Span::styled(
-                format!("⚠ {n} thread{} stalled", if n == 1 { "" } else { "s" }),
+                format!("⚠ {n} {what}{} stalled", if n == 1 { "" } else { "s" }),
                 theme::ALARM,
             ));
             if latest.stalls.iter().any(|s| !s.deadlock.is_empty()) {
@@ -139,6 +141,27 @@ impl Widget for Header<'_> {
         )));
         second.push(sep());
         second.push(Span::raw(format!("{} calls", format::count(shown.calls))));
+        // ferret's own cost: the guard's estimate against the budget, and
+        // how much times were corrected by.
+        if let (Some(estimate), budget) = latest.overhead {
+            second.push(sep());
+            let text = match budget {
+                Some(budget) => format!("probes {estimate:.1}%/{budget}%"),
+                None => format!("probes {estimate:.1}%"),
+            };
+            let over = budget.is_some_and(|b| estimate > b);
+            second.push(if over {
+                Span::styled(text, theme::WARN)
+            } else {
+                Span::raw(text)
+            });
+        }
+        if let Some(cost) = session.probe_cost_ns {
+            second.push(Span::styled(
+                format!(" · times −≤{}/call", format::duration(cost as u64)),
+                theme::DIM,
+            ));
+        }
         second.push(sep());
         let functions = session.functions.len();
         second.push(Span::raw(format!(

@@ -173,7 +173,6 @@ fn group_details(app: &App, id: u64) -> Vec<Line<'static>> {
     if names.len() > 4 {
         let _ = write!(named, ", … ({} names)", names.len());
     }
-    let tids: Vec<u32> = members.iter().map(|r| r.tid).collect();
     let now = app.clock_ns();
     let shortest = members
         .iter()
@@ -192,8 +191,12 @@ fn group_details(app: &App, id: u64) -> Vec<Line<'static>> {
     };
     let mut lines = vec![
         field("function", first.function_name.clone()),
-        field("threads", format!("{} ({named})", members.len())),
-        field("", crate::stall::tid_runs(&tids, GROUP_TID_RUNS)),
+        if first.goroutine.is_some() {
+            field("goroutines", members.len().to_string())
+        } else {
+            field("threads", format!("{} ({named})", members.len()))
+        },
+        field("", crate::stall::stall_ids(&members, GROUP_TID_RUNS)),
         field("group", format!("stall_group {id}")),
         Line::from(vec![
             Span::styled(format!(" {:<12}", "stalled"), theme::ALARM),
@@ -218,14 +221,24 @@ fn group_details(app: &App, id: u64) -> Vec<Line<'static>> {
 
 fn stall_details(app: &App, pid: u32, tid: u32, span_id: u64) -> Vec<Line<'static>> {
     let shown = &app.shown;
-    match shown.stall_of_thread(pid, tid) {
+    // A goroutine's stall by its span: goroutines share threads.
+    match shown
+        .stall_of(span_id)
+        .or_else(|| shown.stall_of_thread(pid, tid))
+    {
         Some(report) => {
             let mut lines = vec![
                 field("function", report.function_name.clone()),
-                field(
-                    "thread",
-                    format!("{} (tid {})", report.thread_name, report.tid),
-                ),
+                match report.goroutine {
+                    Some(goid) => field(
+                        "goroutine",
+                        format!("{goid} (last on {} tid {})", report.thread_name, report.tid),
+                    ),
+                    None => field(
+                        "thread",
+                        format!("{} (tid {})", report.thread_name, report.tid),
+                    ),
+                },
                 field(
                     "span",
                     format!("#{}, depth {}", report.span_id, report.depth),
@@ -422,7 +435,13 @@ fn span_details(
             let stalled = shown.stall_of(span_id);
             let mut lines = vec![
                 field("function", shown.function_name(frame.function).to_owned()),
-                field("thread", format!("{} (tid {})", thread.name, thread.tid)),
+                match thread.goroutine {
+                    Some(goid) => field(
+                        "goroutine",
+                        format!("{goid} (last on {} tid {})", thread.name, thread.tid),
+                    ),
+                    None => field("thread", format!("{} (tid {})", thread.name, thread.tid)),
+                },
                 field("span", format!("#{span_id}, depth {}", frame.depth)),
                 field("started", at(frame.start_ns)),
                 Line::from(vec![
@@ -509,6 +528,18 @@ fn call_details(shown: &Snapshot, call: &FinishedCall) -> Vec<Line<'static>> {
                 format::duration(call.duration_ns()),
                 format::duration(call.self_ns)
             ),
+        ),
+        field(
+            "probes",
+            if call.overhead_ns > 0 {
+                format!(
+                    "{} of {} measured were ferret's probes",
+                    format::duration(call.overhead_ns),
+                    format::duration(call.measured_ns())
+                )
+            } else {
+                "none counted (times as measured)".to_owned()
+            },
         ),
         Line::from(vec![
             Span::styled(format!(" {:<12}", "status"), theme::DIM),

@@ -1,6 +1,8 @@
 //! The Live Stack pane: per thread, the spans open right now, nested, each
 //! with its elapsed time ticking. A call the stall watchdog found stalled is
-//! red and marked `⚠`; its thread says `stalled`.
+//! red and marked `⚠`; its thread says `stalled`. A Go program's calls are
+//! grouped by goroutine (with the thread it last ran on); the goroutines
+//! with nothing open are only counted, in the title.
 
 use ratatui::{
     buffer::Buffer,
@@ -30,13 +32,18 @@ impl Widget for StackPane<'_> {
     fn render(self, area: Rect, buf: &mut Buffer) {
         let app = self.0;
         let shown = &app.shown;
-        let busy = shown
-            .threads
-            .iter()
-            .filter(|t| !t.frames.is_empty())
-            .count();
+        let threads = shown.threads.iter().filter(|t| t.goroutine.is_none());
+        let busy = threads.clone().filter(|t| !t.frames.is_empty()).count();
+        let goroutines = shown.threads.len() - threads.count();
         let open: usize = shown.threads.iter().map(|t| t.frames.len()).sum();
-        let mut extra = format!("{busy}/{} threads busy, {open} open", shown.threads.len());
+        let mut extra = if goroutines + shown.idle_goroutines > 0 {
+            format!(
+                "{goroutines} goroutines in calls ({} idle), {open} open",
+                shown.idle_goroutines
+            )
+        } else {
+            format!("{busy}/{} threads busy, {open} open", shown.threads.len())
+        };
         let pos = position(app, Pane::Stack);
         if !pos.is_empty() {
             extra = format!("{extra} · {pos}");
@@ -144,14 +151,19 @@ fn thread_line(
         (false, true) => "▸ ",
         (false, false) => "▾ ",
     };
-    let mut spans = vec![
-        Span::styled(marker, theme::DIM),
-        Span::styled(
-            thread.name.to_string(),
-            theme::HEADING.remove_modifier(ratatui::style::Modifier::DIM),
-        ),
-        Span::styled(format!(" {}", thread.tid), theme::DIM),
-    ];
+    let heading = theme::HEADING.remove_modifier(ratatui::style::Modifier::DIM);
+    let mut spans = match thread.goroutine {
+        Some(goid) => vec![
+            Span::styled(marker, theme::DIM),
+            Span::styled(format!("goroutine {goid}"), heading),
+            Span::styled(format!(" on {} {}", thread.name, thread.tid), theme::DIM),
+        ],
+        None => vec![
+            Span::styled(marker, theme::DIM),
+            Span::styled(thread.name.to_string(), heading),
+            Span::styled(format!(" {}", thread.tid), theme::DIM),
+        ],
+    };
     if thread.frames.is_empty() {
         spans.push(Span::styled(" · idle", theme::DIM));
     } else if collapsed {
@@ -170,7 +182,7 @@ fn thread_line(
             theme::DIM,
         ));
     }
-    if app.shown.stall_of_thread(thread.pid, thread.tid).is_some() {
+    if app.shown.stall_of_stack(thread).is_some() {
         spans.push(Span::styled(" ⚠ stalled", theme::ALARM));
     }
     if thread.maybe_incomplete {

@@ -45,6 +45,10 @@ pub fn stalled_for(report: &StallReport, now_ns: u64) -> String {
 /// What the thread waits for, short: `sleeping in futex — DEADLOCK with tid
 /// 4246 (http-worker-3)`. The popup has the whole of it.
 fn short_wait(report: &StallReport) -> (String, bool) {
+    // A goroutine's is the runtime's word for it, already short.
+    if report.goroutine.is_some() {
+        return (report.wait.clone(), false);
+    }
     let mut out = report.state.to_string();
     if let Some(call) = &report.syscall {
         out.push_str(" in ");
@@ -121,15 +125,20 @@ fn entry(shown: &crate::live::Snapshot, row: StallRow) -> Entry<'_> {
                     member: false,
                 };
             }
-            let tids: Vec<u32> = g.members.iter().map(|&i| shown.stalls[i].tid).collect();
+            let members: Vec<&StallReport> = g.members.iter().map(|&i| &shown.stalls[i]).collect();
+            let noun = if report.goroutine.is_some() {
+                "goroutines"
+            } else {
+                "threads"
+            };
             Entry {
                 count: Some(format!(
-                    "{} ×{} threads",
+                    "{} ×{} {noun}",
                     if expanded { "▾" } else { "▸" },
                     g.members.len()
                 )),
                 report,
-                group: Some((crate::stall::tid_list(&tids), expanded)),
+                group: Some((crate::stall::stall_ids(&members, 8), expanded)),
                 member: false,
             }
         }
@@ -151,15 +160,8 @@ impl Entry<'_> {
     fn who(&self, width: usize) -> String {
         match &self.count {
             Some(count) => format::truncate(count, width),
-            None if self.member => format!(
-                "  {}",
-                format::thread(
-                    &self.report.thread_name,
-                    self.report.tid,
-                    width.saturating_sub(2)
-                )
-            ),
-            None => format::thread(&self.report.thread_name, self.report.tid, width),
+            None if self.member => format!("  {}", who(self.report, width.saturating_sub(2))),
+            None => who(self.report, width),
         }
     }
 }
@@ -260,5 +262,13 @@ impl Widget for StallsPane<'_> {
             );
         }
         Paragraph::new(lines).render(inner, buf);
+    }
+}
+
+/// Who is stalled: `name:tid`, or for a goroutine `goroutine N`.
+fn who(report: &crate::stall::StallReport, width: usize) -> String {
+    match report.goroutine {
+        Some(goid) => format::truncate(&format!("goroutine {goid}"), width),
+        None => format::thread(&report.thread_name, report.tid, width),
     }
 }

@@ -67,6 +67,7 @@ fn session() -> Arc<SessionInfo> {
         started_ns: START,
         stall_ns: 5 * S,
         local_offset_ns: LOCAL_OFFSET,
+        probe_cost_ns: None,
     })
 }
 
@@ -86,6 +87,7 @@ fn thread(tid: u32, name: &str, frames: Vec<OpenFrame>) -> ThreadView {
         name: ThreadName::from(name),
         frames,
         maybe_incomplete: false,
+        goroutine: None,
     }
 }
 
@@ -114,6 +116,7 @@ fn call(
         end_ns,
         self_ns: took_us * 1000 / 2,
         status,
+        overhead_ns: 0,
     }
 }
 
@@ -193,6 +196,7 @@ fn busy() -> Snapshot {
             thread(4249, "db-pool", vec![frame(800, 5, 6_500, 0)]),
             scheduler,
         ],
+        idle_goroutines: 0,
         functions: vec![
             row(0, 20_100, 9_800, 812_000),
             row(1, 20_100, 402, 95),
@@ -220,6 +224,7 @@ fn busy() -> Snapshot {
         warning: None,
         notice: None,
         otlp: None,
+        overhead: (None, None),
         close: false,
     }
 }
@@ -293,6 +298,7 @@ fn deadlocked(tid: u32, name: &str, span_id: u64, lock: u64, owner: (u32, &str))
         stack_note: None,
         on_stack: true,
         group: 0,
+        goroutine: None,
     }
 }
 
@@ -381,6 +387,7 @@ fn resting(tid: u32) -> StallReport {
         stack_note: None,
         on_stack: true,
         group: 0,
+        goroutine: None,
     }
 }
 
@@ -487,6 +494,22 @@ fn the_header_counts_spans_sent_to_the_collector_and_unsent() {
     assert!(header.contains("otlp 1200 sent · ⚠ 34 unsent"), "{header}");
     let screen = text(&draw(&app(busy(), 160, 40)));
     assert!(!screen.lines().nth(1).unwrap().contains("otlp"));
+}
+
+#[test]
+fn the_header_shows_the_probes_cost_against_the_budget_and_the_correction() {
+    let mut snapshot = busy();
+    snapshot.overhead = (Some(12.34), Some(5.0));
+    let mut info = (*snapshot.session).clone();
+    info.probe_cost_ns = Some(18_600.0);
+    snapshot.session = Arc::new(info);
+    let screen = text(&draw(&app(snapshot, 200, 40)));
+    let header = screen.lines().nth(1).unwrap();
+    assert!(header.contains("probes 12.3%/5%"), "{header}");
+    assert!(header.contains("times −≤18.6µs/call"), "{header}");
+    // Uncorrected, without a budget: neither.
+    let screen = text(&draw(&app(busy(), 200, 40)));
+    assert!(!screen.lines().nth(1).unwrap().contains("probes"));
 }
 
 #[test]
@@ -835,4 +858,73 @@ fn a_stall_group_s_selection_follows_it_as_groups_come_and_go() {
     app.update(key(KeyCode::Enter));
     let screen = text(&draw(&app));
     assert!(screen.contains("stall_group"), "{screen}");
+}
+
+/// A Go server: two goroutines inside traced calls that last ran on the
+/// same thread, one of them stuck on a channel, and 812 more that ran
+/// traced calls lately and have none open.
+fn go_server() -> Snapshot {
+    let mut snapshot = busy();
+    let goroutine = |goid: u64, frames| ThreadView {
+        goroutine: Some(goid),
+        ..thread(4250, "srv", frames)
+    };
+    snapshot.threads = vec![
+        goroutine(17, vec![frame(900, 0, 40, 0), frame(901, 4, 30, 1)]),
+        goroutine(18, vec![frame(950, 0, 9_000, 0), frame(951, 2, 8_900, 1)]),
+    ];
+    snapshot.idle_goroutines = 812;
+    let mut stuck = deadlocked(4250, "srv", 951, LOCK_A, (4250, "srv"));
+    stuck.goroutine = Some(18);
+    stuck.lock = None;
+    stuck.deadlock = Vec::new();
+    stuck.deadlock_with = None;
+    stuck.syscall = None;
+    stuck.wchan = None;
+    stuck.wait = "goroutine waiting (chan receive)".to_owned();
+    set_stalls(&mut snapshot, vec![stuck]);
+    snapshot
+}
+
+#[test]
+fn a_go_program_s_live_stack_is_grouped_by_goroutine() {
+    let mut app = app(go_server(), 120, 40);
+    let screen = text(&draw(&app));
+    assert!(
+        screen.contains("2 goroutines in calls (812 idle), 4 open"),
+        "the idle ones are counted, not listed:\n{screen}"
+    );
+    assert!(
+        screen.contains("▾ goroutine 17 on srv 4250 · 2 open"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("▾ goroutine 18 on srv 4250 · 2 open ⚠ stalled"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("⚠ goroutine 18"),
+        "in the Stalls pane:\n{screen}"
+    );
+    assert!(
+        screen.contains("goroutine waiting (chan receive)"),
+        "{screen}"
+    );
+    // Folding goroutine 17 leaves goroutine 18 open, on the same thread.
+    app.cursors[0].selected = 0;
+    app.update(key(KeyCode::Enter));
+    let screen = text(&draw(&app));
+    assert!(
+        screen.contains("▸ goroutine 17 on srv 4250 · in …ode_row"),
+        "{screen}"
+    );
+    assert!(screen.contains("▾ goroutine 18"), "{screen}");
+    // The stall's details name the goroutine.
+    app.update(key(KeyCode::Char('5')));
+    app.update(key(KeyCode::Enter));
+    let screen = text(&draw(&app));
+    assert!(
+        screen.contains("goroutine   18 (last on srv tid 4250)"),
+        "{screen}"
+    );
 }
