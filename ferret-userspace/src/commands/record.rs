@@ -37,6 +37,7 @@ pub fn run(config: &RecordConfig) -> Result<i32> {
             max_rate: config.probes.max_rate,
             max_overhead: config.probes.max_overhead,
             interval: config.interval,
+            sample_hz: config.sample_hz,
         },
         None,
     )?;

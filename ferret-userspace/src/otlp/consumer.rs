@@ -108,6 +108,13 @@ impl Consumer for OtlpConsumer {
         Ok(())
     }
 
+    fn functions_changed(&mut self, functions: &std::sync::Arc<[FunctionInfo]>) -> Result<()> {
+        if let Some(exporter) = &mut self.exporter {
+            exporter.set_functions(functions.clone());
+        }
+        Ok(())
+    }
+
     fn finish(&mut self, end: &mut SessionEnd) -> Result<()> {
         if let Some(exporter) = self.exporter.take() {
             let stats = exporter.finish(FINISH_TIMEOUT);

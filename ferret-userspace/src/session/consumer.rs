@@ -9,14 +9,17 @@
 //! the end. `record` writes; `watch` aggregates and publishes snapshots;
 //! an exporter sends.
 
+use std::{collections::HashSet, sync::Arc};
+
 use anyhow::Result;
 
-use super::{Stop, pipeline::Pipeline};
+use super::{Stop, pipeline::Pipeline, sampling::SamplingStatus};
 use crate::{
-    sink::{MetricSample, Recording, meta_key},
+    sample::Sample,
+    sink::{MetricSample, Recording, SampleRow, meta_key},
     stall::{StallNews, Watchdog},
     target::ExitStatus,
-    trace::SpanEvent,
+    trace::{FunctionInfo, SpanEvent},
 };
 
 /// A destination for what a session observes. Every method but
@@ -47,6 +50,19 @@ pub trait Consumer {
         Ok(())
     }
 
+    /// CPU samples, unwound and symbolized, since the last call (sampling
+    /// is on: no `-s`, or `watch`).
+    fn samples(&mut self, _samples: &[Sample]) -> Result<()> {
+        Ok(())
+    }
+
+    /// The probe table grew (functions traced from the dashboard): span
+    /// events from now on may name its new entries. Called before any of
+    /// them; the old entries keep their indices.
+    fn functions_changed(&mut self, _functions: &Arc<[FunctionInfo]>) -> Result<()> {
+        Ok(())
+    }
+
     /// Ten times a second ([`super::TICK_EVERY`]): the pipeline's state, for
     /// live views.
     fn tick(&mut self, _view: &LoopView<'_>) -> Result<()> {
@@ -71,6 +87,13 @@ pub struct LoopView<'a> {
     /// The overhead guard's newest estimate of the probes' cost (percent of
     /// the target's own time) and the budget, if on.
     pub overhead: (Option<f64>, Option<f64>),
+    /// The probe table (it grows when functions are traced live).
+    pub functions: &'a Arc<[FunctionInfo]>,
+    /// Functions of the table no longer traced (detached by the guard or
+    /// the user).
+    pub detached: &'a HashSet<u32>,
+    /// CPU sampling, if on.
+    pub sampling: Option<SamplingStatus>,
 }
 
 /// How a session ended, for the consumers and the command.
@@ -151,6 +174,29 @@ impl Consumer for RecordingConsumer {
             let stack = report.stack_text();
             recording.write_stall(&report.row(&stack))?;
         }
+        Ok(())
+    }
+
+    fn samples(&mut self, samples: &[Sample]) -> Result<()> {
+        let recording = self.recording()?;
+        for sample in samples {
+            let function = sample.function().unwrap_or_default();
+            let stack = sample.stack_text();
+            recording.write_sample(&SampleRow {
+                ts_ns: sample.ts_ns,
+                pid: sample.pid,
+                tid: sample.tid,
+                thread_name: sample.thread_name.as_str(),
+                function: &function,
+                module: sample.module(),
+                stack: &stack,
+            })?;
+        }
+        Ok(())
+    }
+
+    fn functions_changed(&mut self, functions: &Arc<[FunctionInfo]>) -> Result<()> {
+        self.recording()?.set_functions(functions.clone());
         Ok(())
     }
 

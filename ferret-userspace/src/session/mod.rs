@@ -17,12 +17,16 @@
 //! sampler ──────────────────────────────────────▶ consumers
 //! watchdog ─▶ stalls (and spans it retires) ────▶ consumers
 //! guard ◀── span starts; detaches hot functions (generation swap)
+//! sampler thread (CPU samples, unwound, symbolized) ─▶ consumers
+//! dashboard requests ─▶ retrace (trace / detach live: generation swap)
 //! ```
 
 pub mod consumer;
 pub mod guard;
 pub mod pipeline;
 pub mod plan;
+pub mod retrace;
+pub mod sampling;
 pub mod stop;
 
 use std::{
@@ -34,18 +38,24 @@ use std::{
 use anyhow::{Context as _, Result};
 use tokio::{
     io::{Interest, unix::AsyncFd},
-    sync::oneshot,
+    sync::{mpsc as tokio_mpsc, oneshot},
     time::MissedTickBehavior,
 };
 
 pub use consumer::{Consumer, LoopView, RecordingConsumer, SessionEnd};
 pub use guard::OverheadGuard;
 pub use pipeline::Pipeline;
+pub use retrace::ProbeRequest;
+pub use sampling::SamplingStatus;
 pub use stop::{GRACE, Stop, Stopper};
 
-use self::plan::{Plan, ResolvedTarget, Started};
+use self::{
+    plan::{Plan, ResolvedTarget, Started},
+    retrace::Retrace,
+    sampling::Sampling,
+};
 use crate::{
-    cli::{ProbeConfig, Target},
+    cli::{ExitMode, ProbeConfig, Target},
     clock::{monotonic_ns, realtime_offset_ns},
     cost::{self, Calibration, EntryKind, calibrate::Recalibrator},
     metrics::Sampler,
@@ -87,22 +97,28 @@ pub struct Prepared {
     pub probes_text: String,
     /// Trace forked children too.
     pub follow_forks: bool,
+    /// `--exit-probes`, for functions traced later too.
+    pub exit_mode: ExitMode,
+    /// `-x`, for patterns added later too.
+    pub excludes: Vec<crate::symbols::Pattern>,
 }
 
 /// Resolves the target and selects the functions; says what was chosen.
 pub fn prepare(target: &Target, probes: &ProbeConfig) -> Result<Prepared> {
     let target = ResolvedTarget::resolve(target)?;
     let plan = plan::plan(&target, probes)?;
-    eprintln!(
-        "ferret: tracing {} function{} of {}",
-        plan.traced_functions(),
-        if plan.traced_functions() == 1 {
-            ""
-        } else {
-            "s"
-        },
-        target.describe()
-    );
+    if !plan.points.is_empty() {
+        eprintln!(
+            "ferret: tracing {} function{} of {}",
+            plan.traced_functions(),
+            if plan.traced_functions() == 1 {
+                ""
+            } else {
+                "s"
+            },
+            target.describe()
+        );
+    }
     for note in &plan.exit_notes {
         eprintln!("ferret:   {note}");
     }
@@ -118,6 +134,8 @@ pub fn prepare(target: &Target, probes: &ProbeConfig) -> Result<Prepared> {
         plan,
         probes_text,
         follow_forks: probes.follow_forks,
+        exit_mode: probes.exit_mode,
+        excludes: probes.excludes.clone(),
     })
 }
 
@@ -134,6 +152,9 @@ pub struct SessionOptions {
     pub max_overhead: f64,
     /// `--interval`: how often metrics are sampled.
     pub interval: Duration,
+    /// `--sample-hz`: CPU samples per second of each thread's CPU time
+    /// (0: no sampling).
+    pub sample_hz: u64,
 }
 
 impl Prepared {
@@ -205,18 +226,44 @@ impl Prepared {
                 return Err(e);
             }
         };
-        eprintln!(
-            "ferret: {} probes attached through {} {} link{} in {:.1} ms",
-            stats.probes,
-            stats.links,
-            match stats.kind {
-                LinkKind::Multi => "uprobe_multi",
-                LinkKind::PerProbe => "perf",
-            },
-            if stats.links == 1 { "" } else { "s" },
-            stats.elapsed.as_secs_f64() * 1e3
-        );
+        if stats.probes > 0 {
+            eprintln!(
+                "ferret: {} probes attached through {} {} link{} in {:.1} ms",
+                stats.probes,
+                stats.links,
+                match stats.kind {
+                    LinkKind::Multi => "uprobe_multi",
+                    LinkKind::PerProbe => "perf",
+                },
+                if stats.links == 1 { "" } else { "s" },
+                stats.elapsed.as_secs_f64() * 1e3
+            );
+        }
         let ring = engine.take_ring()?;
+        let sampling = if options.sample_hz > 0 {
+            match Sampling::start(&mut engine, pid, options.sample_hz, options.max_overhead) {
+                Ok(sampling) => {
+                    eprintln!(
+                        "ferret: sampling every thread on CPU at {} Hz",
+                        options.sample_hz
+                    );
+                    Some(sampling)
+                }
+                Err(e) if self.plan.points.is_empty() => {
+                    engine.detach();
+                    if let Started::Launched(child) = started {
+                        child.abandon();
+                    }
+                    return Err(e);
+                }
+                Err(e) => {
+                    eprintln!("ferret: warning: {e:#}; tracing without sampling");
+                    None
+                }
+            }
+        } else {
+            None
+        };
         if let Started::Launched(child) = &mut started {
             child.release()?;
         }
@@ -240,6 +287,8 @@ impl Prepared {
         pipeline.reconstructor.set_costs(costs.clone());
         let calls = cost::calibrate::calls_from_env();
         Ok(Session {
+            retrace: Retrace::new(pid, self.exit_mode, self.excludes.clone()),
+            sampling,
             guard: OverheadGuard::new(
                 pid,
                 self.plan.points.len(),
@@ -291,6 +340,9 @@ pub struct RunOptions {
     /// Wait (up to [`SETTLE_STALLS`]) for the stall capture being taken at
     /// the end, so its report reaches the consumers (a recording wants it).
     pub settle_stalls: bool,
+    /// What the dashboard asks: trace or detach functions while the session
+    /// runs.
+    pub requests: Option<tokio_mpsc::UnboundedReceiver<ProbeRequest>>,
 }
 
 /// A running target with probes attached, and the event sources of the loop.
@@ -319,6 +371,10 @@ pub struct Session {
     entry_kinds: Vec<EntryKind>,
     /// A launched command's exit status, once reaped.
     exit: Option<ExitStatus>,
+    /// CPU sampling, if on.
+    sampling: Option<Sampling>,
+    /// Functions traced and detached from the dashboard.
+    retrace: Retrace,
 }
 
 impl Session {
@@ -423,6 +479,7 @@ impl Session {
         let mut tick_timer = timer(TICK_EVERY);
         let mut guard_timer = timer(GUARD_EVERY);
         let mut stall_timer = timer(STALL_CHECK_EVERY);
+        let mut requests = options.requests.take();
 
         let Self {
             engine,
@@ -435,6 +492,8 @@ impl Session {
             calibration,
             recalibrations,
             entry_kinds,
+            sampling,
+            retrace,
             ..
         } = self;
         let looped: Result<Stop> = async {
@@ -461,10 +520,16 @@ impl Session {
                             pipeline.note_lost(lost);
                         }
                         consume(pipeline, guard, consumers)?;
+                        if let Some(sampling) = sampling.as_mut() {
+                            sampling.deliver(consumers)?;
+                        }
                         let view = LoopView {
                             now_ns: monotonic_ns(),
                             pipeline,
                             overhead: guard.estimate(),
+                            functions: &prepared.plan.functions,
+                            detached: guard.disabled(),
+                            sampling: sampling.as_ref().map(Sampling::status),
                         };
                         for consumer in consumers.iter_mut() {
                             consumer.tick(&view)?;
@@ -481,7 +546,33 @@ impl Session {
                         }
                         let notices = guard.check(engine, &prepared.plan);
                         pipeline.notices.extend(notices);
+                        if let Some(notice) = sampling.as_mut().and_then(|s| s.check(engine)) {
+                            pipeline.notices.push(notice);
+                        }
                     }
+                    request = next_request(&mut requests) => match request {
+                        Some(request) => {
+                            // What was delivered before the swap is
+                            // consumed under the old table.
+                            ring.get_mut().drain(|record| pipeline.push(record));
+                            consume(pipeline, guard, consumers)?;
+                            retrace.apply(
+                                request,
+                                retrace::Parts {
+                                    engine,
+                                    plan: &mut prepared.plan,
+                                    guard,
+                                    pipeline,
+                                    watchdog: watchdog.as_mut(),
+                                    calibration,
+                                    entry_kinds,
+                                },
+                                consumers,
+                            )?;
+                        }
+                        // The dashboard is gone.
+                        None => requests = None,
+                    },
                     _ = stall_timer.tick(), if watchdog.is_some() => {
                         let watchdog = watchdog.as_mut().expect("checked by the guard");
                         let ring = ring.get_mut();
@@ -592,6 +683,13 @@ impl Session {
         let detach = self
             .engine
             .detach_with(|| crate::target::freeze::running_threads(pid));
+        let sampled = self.sampling.as_mut().map(|sampling| {
+            let (delivered, json) = sampling.finish(&self.engine, consumers);
+            if let Err(e) = delivered {
+                error.get_or_insert(e);
+            }
+            json
+        });
         let lost = self.engine.lost().unwrap_or(self.pipeline.lost);
         self.pipeline.lost = self.pipeline.lost.max(lost);
         // Spans still open end as `unwound` if the process is gone, `open`
@@ -630,6 +728,8 @@ impl Session {
                     self.guard.estimate().1.unwrap_or(0.0).to_string(),
                 ),
                 (meta_key::DETACHED_FUNCTIONS, self.guard.metadata()),
+                (meta_key::PROBE_CHANGES, self.retrace.metadata()),
+                (meta_key::SAMPLING, sampled.unwrap_or_default()),
                 (
                     meta_key::STALL_THRESHOLD_NS,
                     stall_threshold.unwrap_or_default().as_nanos().to_string(),
@@ -730,6 +830,16 @@ fn consume(
         .try_for_each(|consumer| consumer.spans(&pipeline.spans));
     pipeline.spans.clear();
     result
+}
+
+/// The next request from the dashboard; never, without one.
+async fn next_request(
+    requests: &mut Option<tokio_mpsc::UnboundedReceiver<ProbeRequest>>,
+) -> Option<ProbeRequest> {
+    match requests {
+        Some(requests) => requests.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Whether the process behind `pidfd` has exited (its pidfd is readable).

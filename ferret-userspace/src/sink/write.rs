@@ -18,8 +18,9 @@ use parquet::schema::types::ColumnDescPtr;
 
 use super::encode::{Column, DoubleColumn, IntColumn, Pages, StrColumn};
 use super::{
-    KIND_METRIC, KIND_SPAN_END, KIND_SPAN_START, KIND_STALL, MetricSample, ROW_GROUP_MAX_AGE,
-    ROW_GROUP_MAX_ROWS, ROW_GROUP_ROWS, RecordingMeta, SinkError, col, meta_key, schema,
+    KIND_METRIC, KIND_SAMPLE, KIND_SPAN_END, KIND_SPAN_START, KIND_STALL, MetricSample,
+    ROW_GROUP_MAX_AGE, ROW_GROUP_MAX_ROWS, ROW_GROUP_ROWS, RecordingMeta, SinkError, col, meta_key,
+    schema,
 };
 use crate::trace::{FunctionInfo, SpanEvent, SpanStatus};
 
@@ -71,7 +72,13 @@ impl std::fmt::Debug for RecordingWriter {
 }
 
 /// `kind` values by slot (see [`StrColumn::push_slot`]).
-const KINDS: [&str; 4] = [KIND_SPAN_START, KIND_SPAN_END, KIND_METRIC, KIND_STALL];
+const KINDS: [&str; 5] = [
+    KIND_SPAN_START,
+    KIND_SPAN_END,
+    KIND_METRIC,
+    KIND_STALL,
+    KIND_SAMPLE,
+];
 
 impl RecordingWriter {
     /// Create (or truncate) `path` and start a recording.
@@ -254,6 +261,37 @@ impl RecordingWriter {
         }
         c.stall_group.push(r, row.group as i64);
         self.row_added()
+    }
+
+    /// Append a `SAMPLE` row: where a thread was when sampled on CPU.
+    pub fn write_sample(&mut self, row: &SampleRow<'_>) -> Result<(), SinkError> {
+        let (r, c) = (self.buffered, &mut self.columns);
+        c.kind.push_slot(r, 4, KIND_SAMPLE);
+        c.ts_ns.push(r, row.ts_ns as i64);
+        c.time.push(r, wall(row.ts_ns, self.realtime_offset_ns));
+        c.pid.push(r, row.pid as i32);
+        c.tid.push(r, row.tid as i32);
+        c.thread_name.push_interned(r, row.thread_name);
+        c.function.push(r, row.function);
+        if let Some(module) = row.module {
+            c.module.push(r, module);
+        }
+        c.stack.push(r, row.stack);
+        self.row_added()
+    }
+
+    /// The probe table grew (functions traced while recording): `functions`
+    /// keeps every entry of the old table at its index and adds new ones.
+    pub fn set_functions(&mut self, functions: Arc<[FunctionInfo]>) {
+        debug_assert!(functions.len() >= self.functions.len());
+        debug_assert!(
+            self.functions
+                .iter()
+                .zip(functions.iter())
+                .all(|(a, b)| a == b),
+            "the probe table only grows"
+        );
+        self.functions = functions;
     }
 
     /// Append a `METRIC` row.
@@ -471,6 +509,25 @@ pub struct StallRow<'a> {
     pub goroutine: Option<u64>,
     /// The `stall_group` column.
     pub group: u64,
+}
+
+/// A `SAMPLE` row: a thread sampled on CPU and where it was.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SampleRow<'a> {
+    /// When it was sampled, `CLOCK_MONOTONIC` ns.
+    pub ts_ns: u64,
+    /// Process id.
+    pub pid: u32,
+    /// Thread id.
+    pub tid: u32,
+    /// Thread name.
+    pub thread_name: &'static str,
+    /// The innermost frame's function (`0x… in module` when unknown).
+    pub function: &'a str,
+    /// The innermost frame's module.
+    pub module: Option<&'a str>,
+    /// The `stack` column.
+    pub stack: &'a str,
 }
 
 /// `ts_ns` on the wall clock.

@@ -384,7 +384,27 @@ impl ProcessUnwinder {
         unwound
     }
 
-    fn walk(&mut self, regs: Registers, stack: &StackSnapshot) -> Unwound {
+    /// Walks a copy of a stack taken when the thread had `regs` (a CPU
+    /// sample): `bytes` held the memory from `base` up. The thread has
+    /// moved on since, so nothing beyond the copy is read; a walk that
+    /// needs more ends there ([`StackEnd::Truncated`]).
+    pub fn unwind_copy(&mut self, regs: Registers, base: u64, bytes: &[u8]) -> Unwound {
+        let stack = StackSnapshot::copied(base, bytes);
+        self.walk(regs, &stack)
+    }
+
+    /// Whether `avma` is in the kernel's `[uprobes]` page (a uretprobe's
+    /// trampoline, or an instruction a uprobe runs out of line).
+    pub fn in_uprobes(&self, avma: u64) -> bool {
+        self.uprobes.as_ref().is_some_and(|r| r.contains(&avma))
+    }
+
+    /// Whether `avma` lies in a mapping as last read.
+    pub fn is_mapped(&self, avma: u64) -> bool {
+        self.maps.iter().any(|m| m.avma.contains(&avma))
+    }
+
+    fn walk(&mut self, regs: Registers, stack: &StackSnapshot<'_>) -> Unwound {
         let mut read = |avma: u64| stack.word(avma).ok_or(());
         let mut frames = vec![RawFrame {
             address: regs.pc,
@@ -469,7 +489,7 @@ impl ProcessUnwinder {
     /// 0, the outermost) is preferred; failing that, the first plausible
     /// return address is taken (the caller may use `rbp` for data).
     /// Returns (the frame's CFA, the return address, the caller's `rbp`).
-    fn scan_for_frame_record(&self, stack: &StackSnapshot, sp: u64) -> Option<(u64, u64, u64)> {
+    fn scan_for_frame_record(&self, stack: &StackSnapshot<'_>, sp: u64) -> Option<(u64, u64, u64)> {
         let top = stack.end.min(sp.saturating_add(SCAN_BYTES));
         let candidates = (sp.saturating_add(16)..=top).step_by(8).filter_map(|cfa| {
             let ra = stack.word(cfa - 8)?;
@@ -649,18 +669,19 @@ fn module_from_elf(name: &str, data: &[u8], entries: &[MapsEntry]) -> Option<Fra
     ))
 }
 
-/// A copy of the stack from the stack pointer up, with word reads beyond it.
-struct StackSnapshot {
-    memory: ProcessMemory,
+/// A copy of the stack from the stack pointer up, with word reads beyond it
+/// (from the live process, unless the copy is all there is).
+struct StackSnapshot<'a> {
+    memory: Option<ProcessMemory>,
     base: u64,
-    bytes: Vec<u8>,
+    bytes: std::borrow::Cow<'a, [u8]>,
     /// The stack's top: no frame lies above.
     end: u64,
     /// Every word read, in order (`None`: unreadable), for a [`Shape`].
     log: RefCell<Vec<(u64, Option<u64>)>>,
 }
 
-impl StackSnapshot {
+impl<'a> StackSnapshot<'a> {
     fn read(memory: ProcessMemory, sp: u64, end: u64) -> Self {
         let len = usize::try_from(end.saturating_sub(sp))
             .unwrap_or(usize::MAX)
@@ -669,10 +690,21 @@ impl StackSnapshot {
         let got = memory.read_some(sp, &mut bytes).unwrap_or(0);
         bytes.truncate(got);
         Self {
-            memory,
+            memory: Some(memory),
             base: sp,
-            bytes,
+            bytes: bytes.into(),
             end: end.max(sp),
+            log: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// A copy taken earlier: nothing outside it can be read.
+    fn copied(base: u64, bytes: &'a [u8]) -> Self {
+        Self {
+            memory: None,
+            base,
+            bytes: bytes.into(),
+            end: base.saturating_add(bytes.len() as u64),
             log: RefCell::new(Vec::new()),
         }
     }
@@ -694,7 +726,7 @@ impl StackSnapshot {
         if avma < self.base || avma >= self.end {
             return None;
         }
-        self.memory.u64(avma)
+        self.memory?.u64(avma)
     }
 
     /// The walk `unwound` made of this stack, kept for threads stuck

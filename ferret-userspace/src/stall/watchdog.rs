@@ -73,6 +73,8 @@ enum Job {
     },
     /// Capture a stalled thread.
     Capture(Request),
+    /// The probe table grew: name functions from this one.
+    Functions(Arc<[FunctionInfo]>),
 }
 
 /// What the capture thread sends back.
@@ -188,7 +190,7 @@ impl Watchdog {
         let stop = Arc::clone(&abandon);
         let worker = std::thread::Builder::new()
             .name("ferret-stall".to_owned())
-            .spawn(move || capture_loop(&jobs, &outbox, &names, &stop))
+            .spawn(move || capture_loop(&jobs, &outbox, names, &stop))
             .ok();
         let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
         Self {
@@ -382,6 +384,14 @@ impl Watchdog {
     pub fn stats(&self) -> WatchdogStats {
         self.stats
     }
+
+    /// The probe table grew (functions traced while the session runs).
+    pub fn set_functions(&mut self, functions: Arc<[FunctionInfo]>) {
+        if let Some(sender) = &self.requests {
+            let _ = sender.send(Job::Functions(functions.clone()));
+        }
+        self.functions = functions;
+    }
 }
 
 impl Drop for Watchdog {
@@ -487,7 +497,7 @@ impl Budget {
 fn capture_loop(
     inbox: &mpsc::Receiver<Job>,
     outbox: &mpsc::Sender<Reply>,
-    functions: &[FunctionInfo],
+    mut functions: Arc<[FunctionInfo]>,
     abandon: &AtomicBool,
 ) {
     let mut capturers: HashMap<u32, Capturer> = HashMap::new();
@@ -547,6 +557,7 @@ fn capture_loop(
             match job {
                 Job::Capture(request) if request.look == Look::Again => again.push_back(request),
                 Job::Capture(request) => first.push_back(request),
+                Job::Functions(table) => functions = table,
                 Job::Warm(pid) => {
                     warm.insert(pid);
                     capturers
@@ -579,9 +590,9 @@ fn capture_loop(
             let runtime = runtimes
                 .entry(request.pid)
                 .or_insert_with(|| GoRuntime::open(request.pid));
-            capture_goroutine(runtime.as_ref(), capturer, &request, functions)
+            capture_goroutine(runtime.as_ref(), capturer, &request, &functions)
         } else {
-            capture_stall(capturer, &request, functions)
+            capture_stall(capturer, &request, &functions)
         };
         budget.charge();
         stats.requests += 1;

@@ -28,7 +28,10 @@ use ratatui::{
 };
 
 use super::{EventSource, app::Event};
-use crate::live::{Mailbox, Snapshot};
+use crate::{
+    live::{Mailbox, Snapshot},
+    session::ProbeRequest,
+};
 
 /// Whether the terminal is in dashboard mode (and needs restoring).
 static ACTIVE: AtomicBool = AtomicBool::new(false);
@@ -108,6 +111,7 @@ fn install_panic_hook() {
 pub struct TerminalEvents {
     mailbox: Arc<Mailbox>,
     seen: Arc<Snapshot>,
+    requests: Option<tokio::sync::mpsc::UnboundedSender<ProbeRequest>>,
 }
 
 impl TerminalEvents {
@@ -115,7 +119,22 @@ impl TerminalEvents {
     /// `mailbox`.
     pub fn new(mailbox: Arc<Mailbox>) -> Self {
         let seen = mailbox.latest();
-        Self { mailbox, seen }
+        Self {
+            mailbox,
+            seen,
+            requests: None,
+        }
+    }
+
+    /// The same, handing what the user asks for (trace, detach) to the
+    /// session through `requests`.
+    #[must_use]
+    pub fn with_requests(
+        mut self,
+        requests: tokio::sync::mpsc::UnboundedSender<ProbeRequest>,
+    ) -> Self {
+        self.requests = Some(requests);
+        self
     }
 
     fn new_snapshot(&mut self) -> Option<Event> {
@@ -143,6 +162,13 @@ impl EventSource for TerminalEvents {
             .or_else(|| self.new_snapshot()));
         }
         Ok(self.new_snapshot())
+    }
+
+    fn send(&mut self, request: ProbeRequest) {
+        if let Some(requests) = &self.requests {
+            // The session may be over already; then nothing is to be done.
+            let _ = requests.send(request);
+        }
     }
 
     fn now_ns(&mut self) -> u64 {

@@ -20,6 +20,7 @@ mod debuginfo;
 mod errors;
 mod export;
 mod go;
+mod hot;
 mod metrics;
 mod otlp;
 mod postmortem;

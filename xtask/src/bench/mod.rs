@@ -14,6 +14,8 @@
 //!    Parquet writer on the same spans.
 //! 7. [`cost`]: the overhead budget (a broad pattern's slowdown) and the
 //!    correction's error (a corrected time against the untraced one).
+//! 8. [`sampling`]: what CPU sampling costs a busy target, at 99 and 999 Hz,
+//!    against the same target unsampled.
 //!
 //! The machine is shared and noisy, so every comparison alternates its
 //! contenders run by run and reports medians. Results are written to
@@ -28,6 +30,7 @@ mod otlp;
 mod overhead;
 mod pipeline;
 mod report;
+mod sampling;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -74,10 +77,12 @@ pub enum Part {
     Otlp,
     /// The overhead budget's slowdown and the correction's error.
     Cost,
+    /// The slowdown CPU sampling causes a busy target, per sample.
+    Sampling,
 }
 
 impl Part {
-    const ALL: [Part; 7] = [
+    const ALL: [Part; 8] = [
         Part::Overhead,
         Part::Pipeline,
         Part::Load,
@@ -85,6 +90,7 @@ impl Part {
         Part::Memory,
         Part::Otlp,
         Part::Cost,
+        Part::Sampling,
     ];
 
     fn key(self) -> &'static str {
@@ -96,6 +102,7 @@ impl Part {
             Part::Memory => "memory",
             Part::Otlp => "otlp",
             Part::Cost => "cost",
+            Part::Sampling => "sampling",
         }
     }
 }
@@ -183,6 +190,7 @@ pub fn run(sh: &Sh, options: &Options) -> Result<()> {
             Part::Memory => load::memory(&bench),
             Part::Otlp => otlp::run(&bench),
             Part::Cost => cost::run(&bench),
+            Part::Sampling => sampling::run(&bench),
         };
         let value = value.unwrap_or_else(|e| {
             println!("{} failed: {e:#}", part.key());
@@ -221,7 +229,11 @@ fn build(bench: &Bench) -> Result<()> {
             .with_context(|| format!("creating {}", bench.programs.display()))?;
     }
     let sources = sh.root.join("bench").join("programs");
-    for (source, extra) in [("tight.c", &[][..]), ("load.c", &["-pthread"][..])] {
+    for (source, extra) in [
+        ("tight.c", &[][..]),
+        ("load.c", &["-pthread"][..]),
+        ("spin.c", &[][..]),
+    ] {
         let stem = source.trim_end_matches(".c");
         let mut cc = sh.cmd("cc");
         cc.args(["-O2", "-g"])

@@ -10,13 +10,14 @@ use super::pipeline::GOAL_PER_S;
 
 pub fn title(part: Part) -> &'static str {
     match part {
-        Part::Overhead => "1/7 cost per traced call: untraced, floor, ferret, bpftrace",
-        Part::Pipeline => "2/7 pipeline throughput (synthetic events, one core)",
-        Part::Load => "3/7 sustained load",
-        Part::Attach => "4/7 attach and detach at scale",
-        Part::Memory => "5/7 memory over time",
-        Part::Otlp => "6/7 OpenTelemetry export throughput (one core)",
-        Part::Cost => "7/7 ferret's own cost: the overhead budget and the correction",
+        Part::Overhead => "1/8 cost per traced call: untraced, floor, ferret, bpftrace",
+        Part::Pipeline => "2/8 pipeline throughput (synthetic events, one core)",
+        Part::Load => "3/8 sustained load",
+        Part::Attach => "4/8 attach and detach at scale",
+        Part::Memory => "5/8 memory over time",
+        Part::Otlp => "6/8 OpenTelemetry export throughput (one core)",
+        Part::Cost => "7/8 ferret's own cost: the overhead budget and the correction",
+        Part::Sampling => "8/8 CPU sampling: a busy target's slowdown at 99 and 999 Hz",
     }
 }
 
@@ -401,6 +402,31 @@ pub fn table(results: &Value) -> String {
             String::new(),
             String::new(),
         );
+    }
+
+    if let Some(sampling) = results.get("sampling").and_then(|s| s.get("rates")) {
+        for hz in super::sampling::RATES {
+            let r = |key: &str| f(sampling, &[&hz.to_string(), key]);
+            let percent = r("overhead_percent");
+            row(
+                &format!("CPU sampling at {hz} Hz, a busy thread"),
+                format!(
+                    "{} slower; {} per sample (BPF program {})",
+                    or_dash(percent.map(|p| format!("{p:.2} %"))),
+                    or_dash(r("target_ns_per_sample").map(duration_ns)),
+                    or_dash(r("bpf_ns_per_sample").map(duration_ns)),
+                ),
+                format!(
+                    "unsampled; ferret's sampler thread {} per sample",
+                    or_dash(r("sampler_cpu_ns_per_sample").map(duration_ns))
+                ),
+                or_dash(r("slowdown").map(|x| format!("{x:.3}×"))),
+                format!(
+                    "inside its share of --max-overhead (1 %): {}",
+                    verdict(percent.map(|p| p <= 1.0))
+                ),
+            );
+        }
     }
 
     let header = ["measurement", "result", "reference", "ratio", "goal"];

@@ -33,7 +33,12 @@ pub struct PopupView<'a> {
 const HELP: &[(&str, &str)] = &[
     ("q  Ctrl-C", "quit: detach, finish the recording"),
     ("p  space", "pause the display (tracing goes on)"),
-    ("Tab  S-Tab  1-5", "next / previous pane, or pane by number"),
+    ("Tab  S-Tab  1-6", "next / previous pane, or pane by number"),
+    ("H", "Hot pane (sampled CPU time) or Recent Activity"),
+    (
+        "t  d  +",
+        "trace / detach the selected function; trace a glob",
+    ),
     ("↑ ↓  j k  wheel", "move the selection"),
     ("PgUp PgDn  g G", "page up / down, first / last row"),
     ("⏎", "fold a thread, expand recursion, or details"),
@@ -44,7 +49,7 @@ const HELP: &[(&str, &str)] = &[
         "expand / fold the selected thread, run or group",
     ),
     ("/", "filter by function name (⏎ keep, Esc cancel)"),
-    ("s", "next Functions sort (total, self, calls…)"),
+    ("s", "next sort (Functions: total, self…; Hot: self, total)"),
     ("z", "zoom the focused pane"),
     ("Esc", "close this window, clear the filter, unzoom"),
     ("?", "this help"),
@@ -136,6 +141,7 @@ fn details(app: &App, subject: &Subject) -> (&'static str, Vec<Line<'static>>) {
         Subject::Call(call) => ("Call", call_details(shown, call)),
         Subject::Stall { pid, tid, span_id } => ("Stall", stall_details(app, *pid, *tid, *span_id)),
         Subject::StallGroup(id) => ("Stalled threads", group_details(app, *id)),
+        Subject::Hot { name } => ("Hot", hot_details(app, name)),
     }
 }
 
@@ -216,6 +222,94 @@ fn group_details(app: &App, id: u64) -> Vec<Line<'static>> {
         )),
     ];
     lines.extend(where_lines(first));
+    lines
+}
+
+/// Stacks shown for a Hot function, and frames per stack at most.
+const HOT_STACKS: usize = 4;
+const HOT_FRAMES: usize = 12;
+
+fn hot_details(app: &App, name: &str) -> Vec<Line<'static>> {
+    let hot = &app.shown.hot;
+    let Some(row) = hot.rows.iter().find(|r| &*r.name == name) else {
+        return vec![field(
+            "function",
+            format!("{name} (no samples in the last {} s)", hot.window_s),
+        )];
+    };
+    let share = super::hot::share;
+    let mut lines = vec![
+        field("function", name.to_owned()),
+        field("module", row.module.as_deref().unwrap_or("?").to_owned()),
+    ];
+    if let Some(into) = &row.inlined_into {
+        lines.push(field("inlined into", into.to_string()));
+    }
+    if let Some(line) = &row.line {
+        lines.push(field("line", line.to_string()));
+    }
+    lines.push(field(
+        "self",
+        format!(
+            "{} of {} samples ({})",
+            format::count(row.self_samples),
+            format::count(hot.samples),
+            share(row.self_samples, hot.samples)
+        ),
+    ));
+    lines.push(field(
+        "total",
+        format!(
+            "{} ({})",
+            format::count(row.total_samples),
+            share(row.total_samples, hot.samples)
+        ),
+    ));
+    lines.push(field(
+        "traced",
+        if super::hot::is_traced(app, row) {
+            "yes".to_owned()
+        } else {
+            "no (t traces it)".to_owned()
+        },
+    ));
+    lines.push(Line::default());
+    lines.push(Line::from(Span::styled(
+        " commonest stacks through it, innermost first:",
+        theme::DIM,
+    )));
+    for stack in hot
+        .stacks
+        .iter()
+        .filter(|s| s.frames.iter().any(|f| &**f == name))
+        .take(HOT_STACKS)
+    {
+        lines.push(Line::from(Span::styled(
+            format!(
+                "  {} samples ({})",
+                format::count(stack.samples),
+                share(stack.samples, hot.samples)
+            ),
+            theme::HEADING,
+        )));
+        for (i, frame) in stack.frames.iter().take(HOT_FRAMES).enumerate() {
+            let style = if &**frame == name {
+                theme::MATCH
+            } else {
+                Style::new()
+            };
+            lines.push(Line::from(vec![
+                Span::styled(format!("  {i:>2} "), theme::DIM),
+                Span::styled(frame.to_string(), style),
+            ]));
+        }
+        if stack.frames.len() > HOT_FRAMES {
+            lines.push(Line::from(Span::styled(
+                format!("     … {} more", stack.frames.len() - HOT_FRAMES),
+                theme::DIM,
+            )));
+        }
+    }
     lines
 }
 

@@ -68,6 +68,8 @@ fn session() -> Arc<SessionInfo> {
         stall_ns: 5 * S,
         local_offset_ns: LOCAL_OFFSET,
         probe_cost_ns: None,
+        sample_hz: 0,
+        sampling_only: false,
     })
 }
 
@@ -226,6 +228,9 @@ fn busy() -> Snapshot {
         otlp: None,
         overhead: (None, None),
         close: false,
+        hot: Arc::default(),
+        detached: Arc::default(),
+        sampling: None,
     }
 }
 
@@ -927,4 +932,184 @@ fn a_go_program_s_live_stack_is_grouped_by_goroutine() {
         screen.contains("goroutine   18 (last on srv tid 4250)"),
         "{screen}"
     );
+}
+/// A session started without -s: sampling only, nothing traced yet, and
+/// where the samples of the last seconds fell.
+fn sampling_only() -> Snapshot {
+    use crate::{
+        live::{HotRow, HotStack, HotView},
+        sample::CodeAt,
+        session::SamplingStatus,
+    };
+    let row = |name: &str, self_samples, total_samples, line: Option<&str>| HotRow {
+        name: name.into(),
+        module: Some("/srv/shop/bin/shop".into()),
+        inlined_into: None,
+        code: Some(CodeAt {
+            module: "/srv/shop/bin/shop".into(),
+            file_offset: 0x1234,
+        }),
+        self_samples,
+        total_samples,
+        line: line.map(Into::into),
+    };
+    let mut memcpy = row("__memcpy_avx_unaligned_erms", 60, 60, None);
+    memcpy.module = Some("/usr/lib/x86_64-linux-gnu/libc.so.6".into());
+    let mut decode = row("shop::db::decode_field", 50, 50, Some("db.rs:210"));
+    decode.inlined_into = Some("shop::db::decode_row".into());
+    let stack = |frames: &[&str], samples| HotStack {
+        frames: frames.iter().map(|f| (*f).into()).collect(),
+        samples,
+    };
+    let mut s = Snapshot::empty(Arc::new(SessionInfo {
+        functions: Arc::from([]),
+        sample_hz: 99,
+        sampling_only: true,
+        ..(*session()).clone()
+    }));
+    s.taken_ns = NOW;
+    s.metrics = metrics();
+    s.sampling = Some(SamplingStatus {
+        asked_hz: 99,
+        hz: 99,
+        samples: 6_400,
+        lost: 0,
+        estimate: Some(0.08),
+    });
+    s.hot = Arc::new(HotView {
+        rows: vec![
+            row("shop::index::walk_tree", 610, 700, Some("index.rs:88")),
+            row("shop::db::decode_row", 120, 180, Some("db.rs:201")),
+            memcpy,
+            decode,
+            row("shop::http::handle_request", 5, 950, Some("http.rs:40")),
+            row("main", 0, 990, Some("main.rs:12")),
+        ],
+        samples: 990,
+        window_s: 10,
+        stacks: vec![
+            stack(
+                &[
+                    "shop::index::walk_tree",
+                    "shop::http::handle_request",
+                    "main",
+                ],
+                610,
+            ),
+            stack(
+                &["shop::db::decode_row", "shop::http::handle_request", "main"],
+                120,
+            ),
+        ],
+    });
+    s
+}
+
+#[test]
+fn sampling_only_shows_the_hot_pane_at_120x40() {
+    let app = app(sampling_only(), 120, 40);
+    assert_eq!(
+        app.focus,
+        Pane::Hot,
+        "without -s the Hot pane has the focus"
+    );
+    insta::assert_snapshot!(text(&draw(&app)));
+}
+
+#[test]
+fn sampling_only_at_80x24() {
+    insta::assert_snapshot!(text(&draw(&app(sampling_only(), 80, 24))));
+}
+
+#[test]
+fn enter_on_a_hot_function_shows_the_stacks_through_it() {
+    let mut app = app(sampling_only(), 120, 40);
+    app.update(key(KeyCode::Enter));
+    let screen = text(&draw(&app));
+    assert!(screen.contains("commonest stacks through it"), "{screen}");
+    assert!(screen.contains("610 samples (61.6%)"), "{screen}");
+    assert!(screen.contains("index.rs:88"), "{screen}");
+    assert!(screen.contains("no (t traces it)"), "{screen}");
+}
+
+#[test]
+fn t_in_the_hot_pane_asks_to_trace_the_selected_function() {
+    use crate::session::ProbeRequest;
+    let mut app = app(sampling_only(), 120, 40);
+    app.update(key(KeyCode::Char('t')));
+    let requests = app.take_requests();
+    let [ProbeRequest::TraceAt { code, name }] = requests.as_slice() else {
+        panic!("{requests:?}");
+    };
+    assert_eq!(name, "shop::index::walk_tree");
+    assert_eq!(
+        (&*code.module, code.file_offset),
+        ("/srv/shop/bin/shop", 0x1234)
+    );
+    assert!(text(&draw(&app)).contains("asked to trace `shop::index::walk_tree`…"));
+    // Once the session traces it, the row says so and `t` asks no more.
+    let mut traced = sampling_only();
+    traced.session = Arc::new(SessionInfo {
+        functions: Arc::from([FunctionInfo {
+            name: "shop::index::walk_tree".into(),
+            module: "/srv/shop/bin/shop".into(),
+        }]),
+        ..(*traced.session).clone()
+    });
+    traced.notice = Some("tracing `shop::index::walk_tree` from now on".into());
+    app.update(Event::Snapshot(Arc::new(traced)));
+    app.update(key(KeyCode::Char('t')));
+    assert!(app.take_requests().is_empty());
+    let screen = text(&draw(&app));
+    assert!(screen.contains("● shop::index::walk_tree"), "{screen}");
+    assert!(
+        screen.contains("1 function"),
+        "the header counts it: {screen}"
+    );
+}
+
+#[test]
+fn plus_asks_to_trace_a_pattern_and_d_detaches() {
+    use crate::session::ProbeRequest;
+    let mut app = app(sampling_only(), 120, 40);
+    app.update(key(KeyCode::Char('+')));
+    for c in "libc.so.6:mem*".chars() {
+        app.update(key(KeyCode::Char(c)));
+    }
+    assert!(text(&draw(&app)).contains("trace functions matching"));
+    app.update(key(KeyCode::Enter));
+    assert_eq!(
+        app.take_requests(),
+        [ProbeRequest::TracePattern("libc.so.6:mem*".into())]
+    );
+    // In the Functions pane of a traced session, `d` detaches and `t`
+    // traces the detached function again.
+    let mut app = self::app(busy(), 120, 40);
+    app.update(key(KeyCode::Char('3')));
+    app.update(key(KeyCode::Char('d')));
+    let requests = app.take_requests();
+    let [ProbeRequest::Detach(id)] = requests.as_slice() else {
+        panic!("{requests:?}");
+    };
+    let mut detached = busy();
+    detached.detached = Arc::new(std::iter::once(*id).collect());
+    app.update(Event::Snapshot(Arc::new(detached)));
+    let screen = text(&draw(&app));
+    assert!(screen.contains("(detached)"), "{screen}");
+    assert!(screen.contains("6 functions (1 detached)"), "{screen}");
+    app.update(key(KeyCode::Char('t')));
+    assert_eq!(app.take_requests(), [ProbeRequest::Retrace(*id)]);
+}
+
+#[test]
+fn shift_h_puts_the_hot_pane_in_recent_activitys_place() {
+    let mut app = app(busy(), 120, 40);
+    assert!(!app.shows(Pane::Hot));
+    app.update(key(KeyCode::Char('H')));
+    assert!(app.shows(Pane::Hot) && !app.shows(Pane::Recent));
+    assert_eq!(app.focus, Pane::Hot);
+    let screen = text(&draw(&app));
+    assert!(screen.contains("sampling is off"), "{screen}");
+    app.update(key(KeyCode::Char('2')));
+    assert!(app.shows(Pane::Recent) && !app.shows(Pane::Hot));
 }
