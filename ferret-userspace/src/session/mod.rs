@@ -85,7 +85,7 @@ pub const GUARD_EVERY: Duration = Duration::from_millis(250);
 /// How long the end of a session waits for the stall capture being taken,
 /// if one is (its row is wanted); the captures still queued are abandoned,
 /// so the session ends on time however many threads are stalled.
-const SETTLE_STALLS: Duration = Duration::from_millis(300);
+const SETTLE_STALLS: Duration = Duration::from_millis(250);
 
 /// A target and its chosen functions, before anything is attached.
 pub struct Prepared {

@@ -163,6 +163,9 @@ pub struct Watchdog {
     worker: Option<JoinHandle<()>>,
     /// Set at the end: the capture thread drops what is queued and stops.
     abandon: Arc<AtomicBool>,
+    /// How long dropping it waits for the capture thread: [`JOIN_WAIT`],
+    /// nothing once [`Self::settle`] waited out its time.
+    join_wait: Duration,
     /// Captures received and not yet taken in (see [`Watchdog::receive`]).
     inbox: Vec<Outcome>,
     pending_adoption: Option<RunningCalls>,
@@ -203,6 +206,7 @@ impl Watchdog {
             replies,
             worker,
             abandon,
+            join_wait: JOIN_WAIT,
             inbox: Vec::new(),
             pending_adoption: None,
             adopted: None,
@@ -336,8 +340,13 @@ impl Watchdog {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.replies.recv_timeout(left) {
                 Ok(reply) => self.take(reply),
-                // The capture thread is done, or out of time.
-                Err(_) => break,
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                // Out of time: the capture is left to finish alone, and
+                // dropping the watchdog does not wait for it again.
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    self.join_wait = Duration::ZERO;
+                    break;
+                }
             }
         }
         for outcome in std::mem::take(&mut self.inbox) {
@@ -401,7 +410,7 @@ impl Drop for Watchdog {
         // stop) is left to finish alone rather than hold up the end.
         self.abandon.store(true, Ordering::Relaxed);
         self.requests = None;
-        let deadline = Instant::now() + JOIN_WAIT;
+        let deadline = Instant::now() + self.join_wait;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.replies.recv_timeout(left) {
@@ -511,6 +520,12 @@ fn capture_loop(
     let mut first: VecDeque<Request> = VecDeque::new();
     let mut again: VecDeque<Request> = VecDeque::new();
     let mut budget = Budget::new(CAPTURE_SHARE, CAPTURE_BURST);
+    // Test hook: every capture takes this long (a thread slow to stop), so
+    // a test can end a session with captures in flight and queued.
+    let capture_delay = std::env::var("FERRET_TEST_CAPTURE_DELAY_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map(Duration::from_millis);
     let mut stats = WatchdogStats::default();
     let report =
         |stats: &mut WatchdogStats, capturers: &HashMap<u32, Capturer>, budget: &Budget| {
@@ -581,6 +596,9 @@ fn capture_loop(
         };
         if !budget.wait(abandon) {
             break;
+        }
+        if let Some(delay) = capture_delay {
+            std::thread::sleep(delay);
         }
         let capturer = capturers
             .entry(request.pid)

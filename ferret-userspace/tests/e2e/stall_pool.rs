@@ -245,6 +245,74 @@ fn a_thousand_idle_threads_and_a_deadlock_are_a_handful_of_lines_cheaply_and_on_
     assert_eq!(threads, THREADS + 3);
 }
 
+#[test]
+#[ignore = "needs root: cargo xtask test runs it"]
+fn duration_ends_the_session_on_time_with_captures_in_flight_and_queued() {
+    require_root();
+    let target = start_pool(60);
+    let pid = target.0.id();
+    let dir = tempdir();
+    let out = dir.path().join("late.parquet");
+    let mut cmd = ferret();
+    // Every capture takes half a second: at the end, one is being taken and
+    // a thousand are queued.
+    cmd.env("FERRET_TEST_CAPTURE_DELAY_MS", "500")
+        .args([
+            "record",
+            "-p",
+            &pid.to_string(),
+            "-s",
+            "idle_wait",
+            "-s",
+            "lock_*",
+        ])
+        .args(["-d", "3", "--stall", "1s", "-o"])
+        .arg(&out);
+    let cost = run_measured(cmd);
+    assert!(cost.status.success(), "{}", cost.stderr);
+    eprintln!("-d 3 with captures in flight: {:.3} s", cost.wall.as_secs_f64());
+    assert!(
+        cost.wall >= Duration::from_secs(3) && cost.wall < Duration::from_secs(4),
+        "-d 3 took {:?}",
+        cost.wall
+    );
+    let meta = read_metadata(&out).unwrap();
+    assert_eq!(meta["ferret.complete"], "true", "the file is finished");
+    assert_eq!(meta["ferret.stop_reason"], "Duration");
+    let stats: serde_json::Value = serde_json::from_str(&meta["ferret.stall_watchdog"]).unwrap();
+    let captures = stats["captures"].as_u64().unwrap();
+    assert!(
+        (1..=10).contains(&captures),
+        "a few captured, the rest abandoned: {stats}"
+    );
+    let rows = read_all(&out).unwrap();
+    let stalls = rows
+        .iter()
+        .filter(|r| r.kind.as_deref() == Some("STALL"))
+        .count();
+    assert!(
+        stalls as u64 <= captures && stalls >= 1,
+        "{stalls} STALL rows, {captures} captures"
+    );
+    // The spans still open are closed in the file, each once.
+    let ends = rows
+        .iter()
+        .filter(|r| r.kind.as_deref() == Some("SPAN_END"))
+        .count();
+    assert_eq!(
+        ends,
+        THREADS + 2,
+        "every adopted call is closed at the stop"
+    );
+    assert_eq!(
+        std::fs::read_dir(format!("/proc/{pid}/task"))
+            .unwrap()
+            .count(),
+        THREADS + 3,
+        "the target is unharmed"
+    );
+}
+
 /// The Stalls pane's lines (inside its border, left column), from its title
 /// down to its bottom border.
 fn stalls_pane(screen: &str) -> Vec<String> {
