@@ -270,7 +270,10 @@ fn duration_ends_the_session_on_time_with_captures_in_flight_and_queued() {
         .arg(&out);
     let cost = run_measured(cmd);
     assert!(cost.status.success(), "{}", cost.stderr);
-    eprintln!("-d 3 with captures in flight: {:.3} s", cost.wall.as_secs_f64());
+    eprintln!(
+        "-d 3 with captures in flight: {:.3} s",
+        cost.wall.as_secs_f64()
+    );
     assert!(
         cost.wall >= Duration::from_secs(3) && cost.wall < Duration::from_secs(4),
         "-d 3 took {:?}",
