@@ -51,7 +51,7 @@ use crate::{
         plan::{ResolvedTarget, Started},
     },
     sink::MetricSample,
-    stall::{StallReport, Watchdog},
+    stall::{StallGroup, StallNews, StallReport, Watchdog},
     target::{ExitStatus, Redirect},
     trace::{FunctionInfo, SpanEvent},
     tui::{
@@ -387,8 +387,11 @@ struct Live {
     aggregates: Aggregates,
     session: Arc<SessionInfo>,
     mailbox: Arc<Mailbox>,
-    /// The current stalls, as last published.
+    /// The current stalls and their groups, as last published, and the
+    /// watchdog's generation they are of.
     stalls: Arc<[StallReport]>,
+    stall_groups: Arc<[StallGroup]>,
+    stalls_of: Option<u64>,
     /// The newest lifecycle notice (exec, a followed fork, a function
     /// detached by the overhead guard).
     notice: Option<String>,
@@ -424,6 +427,8 @@ impl Live {
             session,
             mailbox,
             stalls: Arc::from([]),
+            stall_groups: Arc::from([]),
+            stalls_of: None,
             notice: None,
             events: RateWindow::new(),
             events_counted: 0,
@@ -490,6 +495,7 @@ impl Live {
             recent: self.aggregates.recent(),
             metrics: self.aggregates.metrics(),
             stalls: self.stalls.clone(),
+            stall_groups: self.stall_groups.clone(),
             warning: self.warning.clone(),
             notice: self.notice.clone(),
             otlp: self.otlp.as_ref().map(|otlp| {
@@ -558,10 +564,15 @@ impl Consumer for Live {
         Ok(())
     }
 
-    fn stalls(&mut self, news: &[StallReport], watchdog: &Watchdog) -> Result<()> {
+    fn stalls(&mut self, news: &StallNews, watchdog: &Watchdog) -> Result<()> {
         // Shown while they last (the header counts them, the Stalls pane
-        // lists them), not as a notice that would outlive them.
-        self.stalls = watchdog.stalls().cloned().collect();
+        // lists them), not as a notice that would outlive them; copied
+        // only when they changed (thousands of them, four times a second).
+        if self.stalls_of != Some(watchdog.generation()) {
+            self.stalls_of = Some(watchdog.generation());
+            self.stalls = watchdog.stalls().cloned().collect();
+            self.stall_groups = watchdog.groups().into();
+        }
         if let Some(otlp) = &mut self.otlp {
             otlp.stalls(news, watchdog)?;
         }
@@ -627,6 +638,7 @@ impl Consumer for Live {
     fn finish(&mut self, end: &mut SessionEnd) -> Result<()> {
         // With nothing left open, nothing is stalled any more.
         self.stalls = Arc::from([]);
+        self.stall_groups = Arc::from([]);
         // The exporter first: its counts go into the recording.
         if let Some(otlp) = &mut self.otlp {
             otlp.finish(end)?;

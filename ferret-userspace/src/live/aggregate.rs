@@ -355,6 +355,7 @@ mod tests {
             thread_name: name("worker"),
             function,
             ts_ns: ts,
+            before_attach: false,
             goroutine: None,
         })
     }

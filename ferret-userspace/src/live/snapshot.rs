@@ -10,7 +10,7 @@ use super::HotView;
 use crate::{
     session::SamplingStatus,
     sink::MetricSample,
-    stall::StallReport,
+    stall::{StallGroup, StallReport},
     target::ExitStatus,
     trace::FunctionInfo,
     trace::{SpanStatus, ThreadName, ThreadStack},
@@ -266,6 +266,9 @@ pub struct Snapshot {
     pub metrics: Arc<MetricsHistory>,
     /// The threads stalled now: the latest capture of each, by (pid, tid).
     pub stalls: Arc<[StallReport]>,
+    /// Their groups (threads stuck in the same place), in the order to
+    /// show them; members index `stalls`.
+    pub stall_groups: Arc<[StallGroup]>,
     /// A problem worth showing (the Parquet file could not be written…).
     pub warning: Option<String>,
     /// The newest lifecycle notice (an exec, a followed fork, a function
@@ -306,6 +309,7 @@ impl Snapshot {
             recent: Arc::from([]),
             metrics: Arc::default(),
             stalls: Arc::from([]),
+            stall_groups: Arc::from([]),
             warning: None,
             notice: None,
             otlp: None,
@@ -364,5 +368,10 @@ impl Snapshot {
                 .iter()
                 .find(|s| s.pid == stack.pid && s.goroutine == Some(goid)),
         }
+    }
+
+    /// Stall group `id` (its number), if it is current.
+    pub fn stall_group(&self, id: u64) -> Option<&StallGroup> {
+        self.stall_groups.iter().find(|g| g.id == id)
     }
 }

@@ -17,7 +17,7 @@ use super::{Stop, pipeline::Pipeline, sampling::SamplingStatus};
 use crate::{
     sample::Sample,
     sink::{MetricSample, Recording, SampleRow, meta_key},
-    stall::{StallReport, Watchdog},
+    stall::{StallNews, Watchdog},
     target::ExitStatus,
     trace::{FunctionInfo, SpanEvent},
 };
@@ -34,8 +34,10 @@ pub trait Consumer {
         Ok(())
     }
 
-    /// Stalls that are new or moved (`news`); `watchdog` has all current ones.
-    fn stalls(&mut self, _news: &[StallReport], _watchdog: &Watchdog) -> Result<()> {
+    /// What is new about the stalls (`news`: rows for the stalls that are
+    /// new or moved, lines for the groups that appeared or lost threads);
+    /// `watchdog` has all current ones and their groups.
+    fn stalls(&mut self, _news: &StallNews, _watchdog: &Watchdog) -> Result<()> {
         Ok(())
     }
 
@@ -166,9 +168,9 @@ impl Consumer for RecordingConsumer {
         Ok(self.recording()?.write_metric(sample)?)
     }
 
-    fn stalls(&mut self, news: &[StallReport], _watchdog: &Watchdog) -> Result<()> {
+    fn stalls(&mut self, news: &StallNews, _watchdog: &Watchdog) -> Result<()> {
         let recording = self.recording()?;
-        for report in news {
+        for report in &news.rows {
             let stack = report.stack_text();
             recording.write_stall(&report.row(&stack))?;
         }

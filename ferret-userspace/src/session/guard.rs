@@ -308,7 +308,11 @@ impl OverheadGuard {
             return;
         }
         for span in spans {
-            if let SpanEvent::Start(start) = span {
+            // A call adopted at attach (already running) fired no entry
+            // probe: a thousand of them at once are no hot function.
+            if let SpanEvent::Start(start) = span
+                && !start.before_attach
+            {
                 if let Some(count) = self.rate_calls.get_mut(start.function as usize) {
                     *count += 1;
                 }

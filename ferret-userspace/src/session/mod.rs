@@ -61,7 +61,7 @@ use crate::{
     metrics::Sampler,
     probe::{AttachStats, Engine, EventRing, LinkKind},
     sink::{Recording, RecordingMeta, meta_key},
-    stall::{RunningCalls, Watchdog},
+    stall::Watchdog,
     target::{self, ExitStatus, Redirect},
     trace::{FunctionCost, FunctionInfo},
 };
@@ -82,8 +82,10 @@ pub const TICK_EVERY: Duration = Duration::from_millis(100);
 /// the call rates).
 pub const GUARD_EVERY: Duration = Duration::from_millis(250);
 
-/// How long the end of a session waits for stall captures in flight.
-const SETTLE_STALLS: Duration = Duration::from_secs(2);
+/// How long the end of a session waits for the stall capture being taken,
+/// if one is (its row is wanted); the captures still queued are abandoned,
+/// so the session ends on time however many threads are stalled.
+const SETTLE_STALLS: Duration = Duration::from_millis(250);
 
 /// A target and its chosen functions, before anything is attached.
 pub struct Prepared {
@@ -267,18 +269,16 @@ impl Prepared {
         }
         let attached_ns = monotonic_ns();
         let watchdog = (!options.stall.is_zero()).then(|| {
-            let mut watchdog = Watchdog::new(options.stall, self.plan.functions.clone());
+            let watchdog = Watchdog::new(options.stall, self.plan.functions.clone());
             // A Go program's calls are kept per goroutine, and a thread's
             // stack says nothing about the goroutines that are not on it.
             let go = self.plan.points.iter().any(|p| p.goid_offset != 0);
             if matches!(started, Started::Pid(_)) && !go {
-                // Calls already on the threads' stacks; the first stall
-                // check adopts them, started at attach.
-                watchdog.adopt_when_drained(RunningCalls::find(
-                    pid,
-                    &self.plan.points,
-                    attached_ns,
-                ));
+                // Calls already on the threads' stacks, found on the
+                // watchdog's thread (thousands of threads take a while);
+                // the stall check after they are found adopts them,
+                // started at attach.
+                watchdog.find_running(pid, &self.plan.points, attached_ns);
             }
             watchdog
         });
@@ -337,8 +337,8 @@ pub struct RunOptions {
     /// (SIGTERM) unless it exited, then killed if it has not after
     /// [`GRACE`]. Otherwise (`record`) it runs on, untraced.
     pub end_launched: bool,
-    /// Wait (up to two seconds) for stall captures in flight at the end, so
-    /// their reports reach the consumers (a recording wants them).
+    /// Wait (up to [`SETTLE_STALLS`]) for the stall capture being taken at
+    /// the end, so its report reaches the consumers (a recording wants it).
     pub settle_stalls: bool,
     /// What the dashboard asks: trace or detach functions while the session
     /// runs.
@@ -576,12 +576,12 @@ impl Session {
                     _ = stall_timer.tick(), if watchdog.is_some() => {
                         let watchdog = watchdog.as_mut().expect("checked by the guard");
                         let ring = ring.get_mut();
-                        let reports = pipeline.check_stalls(watchdog, |pipeline| {
+                        let news = pipeline.check_stalls(watchdog, |pipeline| {
                             ring.drain(|record| pipeline.push(record));
                         });
                         consume(pipeline, guard, consumers)?;
                         for consumer in consumers.iter_mut() {
-                            consumer.stalls(&reports, watchdog)?;
+                            consumer.stalls(&news, watchdog)?;
                         }
                     }
                     stop = stopper.next() => break Ok(stop),
@@ -637,18 +637,27 @@ impl Session {
         options: &RunOptions,
         error: &mut Option<anyhow::Error>,
     ) -> SessionEnd {
-        if let Some(watchdog) = &mut self.watchdog
-            && options.settle_stalls
-        {
-            watchdog.settle(SETTLE_STALLS);
-            let reports = watchdog.take_reports();
+        // The watchdog stops first, whatever it is doing: captures still
+        // queued are abandoned, the one being taken gets SETTLE_STALLS to
+        // finish if a recording wants its row. Its last news (groups not
+        // told yet) goes out.
+        if let Some(watchdog) = &mut self.watchdog {
+            let wait = if options.settle_stalls {
+                SETTLE_STALLS
+            } else {
+                Duration::ZERO
+            };
+            let news = watchdog.settle(wait);
             for consumer in consumers.iter_mut() {
-                if let Err(e) = consumer.stalls(&reports, watchdog) {
+                if let Err(e) = consumer.stalls(&news, watchdog) {
                     error.get_or_insert(e);
                 }
             }
         }
-        let stall_threshold = self.watchdog.take().map(|w| w.threshold());
+        let watchdog = self.watchdog.take();
+        let stall_threshold = watchdog.as_ref().map(Watchdog::threshold);
+        let stall_stats = watchdog.as_ref().map(|w| w.stats().to_json());
+        drop(watchdog);
         // No measuring while the session winds down.
         drop(self.recalibrator.take());
 
@@ -725,6 +734,7 @@ impl Session {
                     meta_key::STALL_THRESHOLD_NS,
                     stall_threshold.unwrap_or_default().as_nanos().to_string(),
                 ),
+                (meta_key::STALL_WATCHDOG, stall_stats.unwrap_or_default()),
                 (
                     meta_key::METRICS_UNAVAILABLE,
                     unavailable

@@ -78,6 +78,9 @@ pub mod meta_key {
     pub const DETACHED_FUNCTIONS: &str = "ferret.detached_functions";
     /// `--stall` in ns (0: the watchdog was off).
     pub const STALL_THRESHOLD_NS: &str = "ferret.stall_threshold_ns";
+    /// What the stall watchdog's capture thread cost, JSON (see
+    /// [`crate::stall::WatchdogStats::to_json`]); absent when it was off.
+    pub const STALL_WATCHDOG: &str = "ferret.stall_watchdog";
 
     /// The probes' cost as measured on the machine, JSON: `start` (the
     /// figures of [`crate::cost::Calibration`]), `recalibrations`, and `end`
@@ -123,6 +126,7 @@ pub mod meta_key {
         METRICS_UNAVAILABLE,
         DETACHED_FUNCTIONS,
         STALL_THRESHOLD_NS,
+        STALL_WATCHDOG,
         CALIBRATION,
         MAX_OVERHEAD_PERCENT,
         OTLP_ENDPOINT,
@@ -190,6 +194,10 @@ pub mod col {
     /// SPAN_*: the Go goroutine (`goid`) whose call it is; null for other
     /// programs.
     pub const GOROUTINE: &str = "goroutine";
+    /// STALL: the group of stalls the row belongs to (threads stuck in the
+    /// same place), unique in the file; a deadlocked thread and a lock
+    /// holder are groups of their own.
+    pub const STALL_GROUP: &str = "stall_group";
 }
 
 /// The METRIC columns beyond the contract's (docs/CONTRACTS.md) `cpu_percent`, `rss_bytes` and
@@ -315,6 +323,7 @@ static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     fields.push(Field::new(col::OVERHEAD_NS, DataType::Int64, true));
     fields.push(Field::new(col::OVERHEAD_OUTSIDE_NS, DataType::Int64, true));
     fields.push(Field::new(col::GOROUTINE, DataType::Int64, true));
+    fields.push(Field::new(col::STALL_GROUP, DataType::Int64, true));
     Arc::new(Schema::new(fields))
 });
 

@@ -70,6 +70,8 @@ pub struct Row {
     pub overhead_outside_ns: Option<i64>,
     /// SPAN_*: the Go goroutine whose call it is.
     pub goroutine: Option<i64>,
+    /// STALL: the group of stalls the row belongs to.
+    pub stall_group: Option<i64>,
 }
 
 /// Runs one step of the Parquet reader, turning a panic inside it into an
@@ -179,6 +181,7 @@ struct Batch {
     overhead_ns: Option<PrimitiveArray<Int64Type>>,
     overhead_outside_ns: Option<PrimitiveArray<Int64Type>>,
     goroutine: Option<PrimitiveArray<Int64Type>>,
+    stall_group: Option<PrimitiveArray<Int64Type>>,
 }
 
 impl Batch {
@@ -247,6 +250,7 @@ impl Batch {
             overhead_ns: i64s(col::OVERHEAD_NS)?,
             overhead_outside_ns: i64s(col::OVERHEAD_OUTSIDE_NS)?,
             goroutine: i64s(col::GOROUTINE)?,
+            stall_group: i64s(col::STALL_GROUP)?,
         })
     }
 
@@ -277,6 +281,7 @@ impl Batch {
                 overhead_ns: prim_at(self.overhead_ns.as_ref(), i),
                 overhead_outside_ns: prim_at(self.overhead_outside_ns.as_ref(), i),
                 goroutine: prim_at(self.goroutine.as_ref(), i),
+                stall_group: prim_at(self.stall_group.as_ref(), i),
             });
         }
     }

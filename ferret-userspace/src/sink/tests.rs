@@ -46,6 +46,7 @@ fn start(span_id: u64, parent: Option<u64>, depth: u32, function: u32, ts_ns: u6
         function,
         ts_ns,
         goroutine: None,
+        before_attach: false,
     })
 }
 
@@ -101,6 +102,7 @@ fn row(kind: &str, ts_ns: i64, pid: i32) -> Row {
         overhead_ns: None,
         overhead_outside_ns: None,
         goroutine: None,
+        stall_group: None,
     }
 }
 
@@ -274,13 +276,14 @@ fn file_types_follow_the_contract() {
         col::OVERHEAD_NS,
         col::OVERHEAD_OUTSIDE_NS,
         col::GOROUTINE,
+        col::STALL_GROUP,
     ];
     let i32s = [col::PID, col::TID, col::DEPTH, col::THREADS];
     let required = [col::KIND, col::TS_NS, col::TIME, col::PID];
 
     // The Arrow schema handed to readers.
     let schema = schema();
-    assert_eq!(schema.fields().len(), 22 + super::metric::COUNT);
+    assert_eq!(schema.fields().len(), 23 + super::metric::COUNT);
     for field in schema.fields() {
         let name = field.name().as_str();
         let extra = super::metric::DEFS.iter().find(|d| d.column == name);
@@ -359,6 +362,7 @@ fn stall_rows_carry_the_stack_and_the_wait() {
         stack,
         wait,
         goroutine: None,
+        group: 3,
     })
     .unwrap();
     w.finish(0, &[]).unwrap();
@@ -372,6 +376,7 @@ fn stall_rows_carry_the_stack_and_the_wait() {
             duration_ns: Some(5_000),
             stack: Some(stack.to_owned()),
             wait: Some(wait.to_owned()),
+            stall_group: Some(3),
             ..span_row(KIND_STALL, 5_100, 7, None, 0, 1)
         }
     );
@@ -391,6 +396,7 @@ fn stall_rows_carry_the_stack_and_the_wait() {
                 stack: "",
                 wait: "",
                 goroutine: None,
+                group: 1,
             }
         });
     assert!(matches!(
@@ -715,6 +721,7 @@ mod any {
                     function,
                     ts_ns,
                     goroutine: None,
+                    before_attach: false,
                 })
             }),
             8 => (span(), u64_value(), status(), 0u64..1 << 40, 0u64..1 << 30).prop_map(
@@ -851,6 +858,7 @@ fn expected(op: &Op) -> Row {
             duration_ns: Some(ts_ns.saturating_sub(*start_ns) as i64),
             stack: Some(stack.clone()),
             wait: Some(wait.clone()),
+            stall_group: Some((*span_id % 5) as i64),
             ..span(KIND_STALL, *ts_ns, *span_id, None, 3, 77, 78, thread, 1)
         },
     }
@@ -893,6 +901,7 @@ proptest::proptest! {
                         stack,
                         wait,
                         goroutine: None,
+                        group: *span_id % 5,
                     })
                     .unwrap(),
             }

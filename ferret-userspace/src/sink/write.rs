@@ -259,6 +259,7 @@ impl RecordingWriter {
         if let Some(goroutine) = row.goroutine {
             c.goroutine.push(r, goroutine as i64);
         }
+        c.stall_group.push(r, row.group as i64);
         self.row_added()
     }
 
@@ -506,6 +507,8 @@ pub struct StallRow<'a> {
     pub wait: &'a str,
     /// The stalled goroutine (Go programs).
     pub goroutine: Option<u64>,
+    /// The `stall_group` column.
+    pub group: u64,
 }
 
 /// A `SAMPLE` row: a thread sampled on CPU and where it was.
@@ -562,6 +565,7 @@ struct Columns {
     overhead_ns: IntColumn<i64>,
     overhead_outside_ns: IntColumn<i64>,
     goroutine: IntColumn<i64>,
+    stall_group: IntColumn<i64>,
 }
 
 /// A column of one of [`super::metric::DEFS`]: INT64 or DOUBLE by unit.
@@ -633,6 +637,7 @@ impl Columns {
             overhead_ns: int64(col::OVERHEAD_NS, rows),
             overhead_outside_ns: int64(col::OVERHEAD_OUTSIDE_NS, rows),
             goroutine: int64(col::GOROUTINE, 0),
+            stall_group: int64(col::STALL_GROUP, 0),
         }
     }
 
@@ -663,6 +668,7 @@ impl Columns {
         columns.push(&mut self.overhead_ns);
         columns.push(&mut self.overhead_outside_ns);
         columns.push(&mut self.goroutine);
+        columns.push(&mut self.stall_group);
         debug_assert_eq!(columns.len(), schema().fields().len());
         columns
     }

@@ -27,6 +27,7 @@ mod postmortem;
 mod record;
 mod robust;
 mod stall;
+mod stall_pool;
 mod stop;
 mod support;
 mod watch;

@@ -16,6 +16,9 @@
 //!    correction's error (a corrected time against the untraced one).
 //! 8. [`sampling`]: what CPU sampling costs a busy target, at 99 and 999 Hz,
 //!    against the same target unsampled.
+//! 9. [`stalls`]: the stall watchdog on a pool of 1000 and 2000 resting
+//!    threads beside a deadlock: ferret's CPU time against the session's
+//!    length, how late `-d` ends, the stderr lines.
 //!
 //! The machine is shared and noisy, so every comparison alternates its
 //! contenders run by run and reports medians. Results are written to
@@ -31,6 +34,7 @@ mod overhead;
 mod pipeline;
 mod report;
 mod sampling;
+mod stalls;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -79,10 +83,12 @@ pub enum Part {
     Cost,
     /// The slowdown CPU sampling causes a busy target, per sample.
     Sampling,
+    /// The stall watchdog on thousands of stalled threads: CPU, `-d`, lines.
+    Stalls,
 }
 
 impl Part {
-    const ALL: [Part; 8] = [
+    const ALL: [Part; 9] = [
         Part::Overhead,
         Part::Pipeline,
         Part::Load,
@@ -91,6 +97,7 @@ impl Part {
         Part::Otlp,
         Part::Cost,
         Part::Sampling,
+        Part::Stalls,
     ];
 
     fn key(self) -> &'static str {
@@ -103,6 +110,7 @@ impl Part {
             Part::Otlp => "otlp",
             Part::Cost => "cost",
             Part::Sampling => "sampling",
+            Part::Stalls => "stalls",
         }
     }
 }
@@ -191,6 +199,7 @@ pub fn run(sh: &Sh, options: &Options) -> Result<()> {
             Part::Otlp => otlp::run(&bench),
             Part::Cost => cost::run(&bench),
             Part::Sampling => sampling::run(&bench),
+            Part::Stalls => stalls::run(&bench),
         };
         let value = value.unwrap_or_else(|e| {
             println!("{} failed: {e:#}", part.key());
@@ -245,6 +254,7 @@ fn build(bench: &Bench) -> Result<()> {
     }
     build_go(bench, &sources.join("tight.go"))?;
     attach::build_programs(bench)?;
+    stalls::build_program(bench)?;
     cost::build_programs(bench)
 }
 

@@ -10,14 +10,15 @@ use super::pipeline::GOAL_PER_S;
 
 pub fn title(part: Part) -> &'static str {
     match part {
-        Part::Overhead => "1/8 cost per traced call: untraced, floor, ferret, bpftrace",
-        Part::Pipeline => "2/8 pipeline throughput (synthetic events, one core)",
-        Part::Load => "3/8 sustained load",
-        Part::Attach => "4/8 attach and detach at scale",
-        Part::Memory => "5/8 memory over time",
-        Part::Otlp => "6/8 OpenTelemetry export throughput (one core)",
-        Part::Cost => "7/8 ferret's own cost: the overhead budget and the correction",
-        Part::Sampling => "8/8 CPU sampling: a busy target's slowdown at 99 and 999 Hz",
+        Part::Overhead => "1/9 cost per traced call: untraced, floor, ferret, bpftrace",
+        Part::Pipeline => "2/9 pipeline throughput (synthetic events, one core)",
+        Part::Load => "3/9 sustained load",
+        Part::Attach => "4/9 attach and detach at scale",
+        Part::Memory => "5/9 memory over time",
+        Part::Otlp => "6/9 OpenTelemetry export throughput (one core)",
+        Part::Cost => "7/9 ferret's own cost: the overhead budget and the correction",
+        Part::Sampling => "8/9 CPU sampling: a busy target's slowdown at 99 and 999 Hz",
+        Part::Stalls => "9/9 the stall watchdog on 1000 and 2000 stalled threads",
     }
 }
 
@@ -429,6 +430,40 @@ pub fn table(results: &Value) -> String {
         }
     }
 
+    if let Some(stalls) = results.get("stalls").and_then(|s| s.get("scenarios")) {
+        for (threads, seconds, stall) in super::stalls::SCENARIOS {
+            let s = |key: &str| f(stalls, &[&threads.to_string(), key]);
+            let share = s("cpu_per_session_s");
+            let late = s("late_s");
+            row(
+                &format!("{threads} stalled threads + a deadlock, -d {seconds} --stall {stall}"),
+                format!(
+                    "ferret {} CPU, {} stall lines, -d {} late; captures {} of a core",
+                    or_dash(s("cpu_s").map(|v| format!("{v:.2} s"))),
+                    or_dash(s("stall_lines").map(|v| format!("{v:.0}"))),
+                    or_dash(late.map(|v| format!("{v:.2} s"))),
+                    or_dash(s("captures_share_of_a_core").map(|v| format!("{:.1} %", v * 100.0))),
+                ),
+                format!(
+                    "session {}",
+                    or_dash(s("wall_s").map(|v| format!("{v:.2} s")))
+                ),
+                or_dash(share.map(|x| format!("{x:.3}"))),
+                format!(
+                    "CPU ≤ {:.3} of the session, -d ≤ {:.0} s late: {}",
+                    super::stalls::CPU_SHARE_GOAL,
+                    super::stalls::LATE_GOAL_S,
+                    verdict(
+                        share
+                            .zip(late)
+                            .map(|(x, l)| x <= super::stalls::CPU_SHARE_GOAL
+                                && l <= super::stalls::LATE_GOAL_S)
+                    )
+                ),
+            );
+        }
+    }
+
     let header = ["measurement", "result", "reference", "ratio", "goal"];
     let mut widths = header.map(|h| h.chars().count());
     for r in &rows {
@@ -503,6 +538,12 @@ mod tests {
             "otlp": { "export_per_s": 1.01e6, "parquet_per_s": 9e6, "export_vs_parquet": 0.112,
                       "loopback_per_s": 9.2e5, "loopback_unsent": 0,
                       "gzip_bytes_per_span": 33.9, "protobuf_bytes_per_span": 234.0 },
+            "stalls": { "scenarios": {
+                "1000": { "cpu_s": 0.62, "wall_s": 4.41, "cpu_per_session_s": 0.141,
+                          "late_s": 0.41, "stall_lines": 3.0, "captures_share_of_a_core": 0.012 },
+                "2000": { "cpu_s": 3.9, "wall_s": 9.3, "cpu_per_session_s": 0.419,
+                          "late_s": 1.3, "stall_lines": 3.0, "captures_share_of_a_core": 0.02 },
+            } },
         });
         let table = table(&results);
         assert!(table.starts_with("2 CPUs, Linux 6.18, Xeon, virtual machine (quick run)"));
@@ -541,6 +582,26 @@ mod tests {
         assert!(
             table.contains("default cap under 1% of a core): met"),
             "{table}"
+        );
+        let pool = table
+            .lines()
+            .find(|l| l.contains("1000 stalled threads + a deadlock, -d 4 --stall 1s"))
+            .unwrap();
+        for cell in [
+            "ferret 0.62 s CPU, 3 stall lines, -d 0.41 s late; captures 1.2 % of a core",
+            "session 4.41 s",
+            "0.141",
+            "CPU ≤ 0.375 of the session, -d ≤ 1 s late: met",
+        ] {
+            assert!(pool.contains(cell), "{pool}");
+        }
+        let big = table
+            .lines()
+            .find(|l| l.contains("2000 stalled threads"))
+            .unwrap();
+        assert!(
+            big.contains("0.419") && big.contains("-d ≤ 1 s late: **not met**"),
+            "{big}"
         );
         let widths: Vec<usize> = table
             .lines()

@@ -8,8 +8,8 @@ use ratatui::{
 };
 
 use super::{
-    App, HotSort, Popup, Subject,
-    rows::{StackKey, StackRow, run_start},
+    App, HotSort, Popup, SelectionKeys, Subject,
+    rows::{StackKey, StackRow, StallKey, StallRow, run_start},
 };
 use crate::{session::ProbeRequest, tui::layout::Pane};
 
@@ -235,16 +235,19 @@ impl App {
                     }));
                 }
             }
-            Pane::Stalls => {
-                if let Some(&i) = self.stall_rows.get(selected) {
-                    let stall = &self.shown.stalls[i];
-                    self.popup = Some(Popup::Details(Subject::Stall {
-                        pid: stall.pid,
-                        tid: stall.tid,
-                        span_id: stall.span_id,
+            Pane::Stalls => match self.stall_rows.get(selected).copied() {
+                Some(StallRow::Group { group, .. }) => {
+                    let group = &self.shown.stall_groups[group];
+                    self.popup = Some(Popup::Details(match group.members[..] {
+                        [only] => self.stall_subject(only),
+                        _ => Subject::StallGroup(group.id),
                     }));
                 }
-            }
+                Some(StallRow::Thread { stall, .. }) => {
+                    self.popup = Some(Popup::Details(self.stall_subject(stall)));
+                }
+                None => {}
+            },
         }
     }
 
@@ -330,6 +333,10 @@ impl App {
     /// Right/`l` expands the selected thread or run; Left/`h` folds it (or
     /// the run the selected frame belongs to).
     fn expand(&mut self, open: bool) {
+        if self.focus == Pane::Stalls {
+            self.expand_stall_group(open);
+            return;
+        }
         if self.focus != Pane::Stack {
             return;
         }
@@ -354,6 +361,43 @@ impl App {
         }
     }
 
+    /// The details of stall `stall` (an index into the shown stalls).
+    fn stall_subject(&self, stall: usize) -> Subject {
+        let report = &self.shown.stalls[stall];
+        Subject::Stall {
+            pid: report.pid,
+            tid: report.tid,
+            span_id: report.span_id,
+        }
+    }
+
+    /// Right/`l` lists the threads of the selected stall group; Left/`h`
+    /// folds it again (from the group or from one of its threads, which
+    /// then leaves the selection on the group).
+    fn expand_stall_group(&mut self, open: bool) {
+        let selected = self.cursors[Pane::Stalls.index()].selected;
+        let Some(StallRow::Group { group, .. } | StallRow::Thread { group, .. }) =
+            self.stall_rows.get(selected).copied()
+        else {
+            return;
+        };
+        let group = &self.shown.stall_groups[group];
+        if group.members.len() < 2 {
+            return;
+        }
+        let id = group.id;
+        if open {
+            self.expanded_stalls.insert(id);
+        } else {
+            self.expanded_stalls.remove(&id);
+        }
+        let keys = SelectionKeys {
+            stall: Some(StallKey::Group(id)),
+            ..self.selection_keys()
+        };
+        self.rebuild_keeping(keys);
+    }
+
     fn set_thread_collapsed(&mut self, thread: usize, collapse: bool) {
         let key = super::rows::head_key(&self.shown.threads[thread]);
         if collapse {
@@ -371,8 +415,10 @@ impl App {
         } else {
             self.expanded.remove(&span);
         }
-        let (_, others, hot) = self.selection_keys();
-        let keys = (Some(StackKey::Span(span)), others, hot);
+        let keys = SelectionKeys {
+            stack: Some(StackKey::Span(span)),
+            ..self.selection_keys()
+        };
         self.rebuild_keeping(keys);
     }
 }

@@ -17,8 +17,8 @@ use ratatui::{
     layout::Rect,
 };
 
-pub use self::rows::{StackKey, StackRow, contains_ignore_case, stack_rows};
-use self::rows::{compare_rows, metric_rows, stack_key, thread_key};
+pub use self::rows::{StackKey, StackRow, StallKey, StallRow, contains_ignore_case, stack_rows};
+use self::rows::{compare_rows, metric_rows, stack_key, stall_key, stall_rows};
 use super::layout::{Areas, Pane};
 use crate::{
     live::{FinishedCall, HotRow, Snapshot, TargetState},
@@ -145,6 +145,9 @@ pub enum Subject {
         /// The stalled span.
         span_id: u64,
     },
+    /// A group of threads stuck in one place: the stack they share and the
+    /// threads (looked up in each new snapshot).
+    StallGroup(u64),
 }
 
 /// A window over the dashboard.
@@ -236,14 +239,17 @@ pub struct App {
     pub function_rows: Vec<usize>,
     /// Derived: rows the Metrics pane has (for scrolling).
     pub metric_rows: usize,
-    /// Derived: indices into `shown.stalls` that pass the filter.
-    pub stall_rows: Vec<usize>,
+    /// Derived: the Stalls pane's rows (groups, and the threads of those
+    /// expanded) that pass the filter.
+    pub stall_rows: Vec<StallRow>,
     /// Derived: indices into `shown.hot.rows`, filtered and sorted.
     pub hot_rows: Vec<usize>,
     /// What the user asked of the session, not yet sent.
     requests: Vec<ProbeRequest>,
     collapsed: HashSet<StackKey>,
     expanded: HashSet<u64>,
+    /// Stall groups expanded to their threads, by number.
+    expanded_stalls: HashSet<u64>,
     quit: bool,
 }
 
@@ -278,6 +284,7 @@ impl App {
             requests: Vec::new(),
             collapsed: HashSet::new(),
             expanded: HashSet::new(),
+            expanded_stalls: HashSet::new(),
             quit: false,
         };
         app.rebuild();
@@ -434,21 +441,27 @@ impl App {
             .then(|| self.function_rows.get(function))
             .flatten()
             .map(|&i| u64::from(self.shown.functions[i].id));
-        // A stall follows its thread.
+        // A stall follows its group, or its thread.
         let stall = self
             .stall_rows
             .get(self.cursors[Pane::Stalls.index()].selected)
-            .map(|&i| thread_key(self.shown.stalls[i].pid, self.shown.stalls[i].tid));
+            .map(|&row| stall_key(&self.shown, row));
         // The Hot pane's top row stays selected as the order changes, like
         // the Functions table's; one further down follows its function.
         let hot = (self.cursors[Pane::Hot.index()].selected > 0)
             .then(|| self.selected_hot().map(|r| r.name.clone()))
             .flatten();
-        (stack, [recent, function, stall], hot)
+        SelectionKeys {
+            stack,
+            recent,
+            function,
+            stall,
+            hot,
+        }
     }
 
     fn rebuild(&mut self) {
-        self.rebuild_keeping((None, [None, None, None], None));
+        self.rebuild_keeping(SelectionKeys::default());
     }
 
     /// Recomputes every pane's rows from the shown snapshot, then puts each
@@ -470,9 +483,9 @@ impl App {
         });
         self.function_rows = functions;
         self.metric_rows = metric_rows(&self.shown);
-        self.stall_rows = (0..self.shown.stalls.len())
-            .filter(|&i| self.matches(&self.shown.stalls[i].function_name))
-            .collect();
+        self.stall_rows = stall_rows(&self.shown, self.active_filter(), |id| {
+            self.expanded_stalls.contains(&id)
+        });
         let rows = &self.shown.hot.rows;
         let mut hot: Vec<usize> = (0..rows.len())
             .filter(|&i| self.matches(&rows[i].name))
@@ -492,7 +505,13 @@ impl App {
             self.focus = Pane::Stack;
         }
 
-        let (stack, [recent, function, stall], hot) = keys;
+        let SelectionKeys {
+            stack,
+            recent,
+            function,
+            stall,
+            hot,
+        } = keys;
         if let Some(name) = hot
             && let Some(i) = self
                 .hot_rows
@@ -526,9 +545,10 @@ impl App {
             self.cursors[Pane::Functions.index()].selected = i;
         }
         if let Some(key) = stall
-            && let Some(i) = self.stall_rows.iter().position(|&i| {
-                thread_key(self.shown.stalls[i].pid, self.shown.stalls[i].tid) == key
-            })
+            && let Some(i) = self
+                .stall_rows
+                .iter()
+                .position(|&row| stall_key(&self.shown, row) == key)
         {
             self.cursors[Pane::Stalls.index()].selected = i;
         }
@@ -537,9 +557,16 @@ impl App {
 }
 
 /// What keeps each pane's selection on its row when the rows change: the
-/// Live Stack's row, the selected recent call, function and stalled thread,
-/// and the Hot pane's function.
-pub(super) type SelectionKeys = (Option<StackKey>, [Option<u64>; 3], Option<Arc<str>>);
+/// Live Stack's row, the selected recent call and function, the stall
+/// group or thread, and the Hot pane's function.
+#[derive(Clone, Debug, Default)]
+pub(super) struct SelectionKeys {
+    stack: Option<StackKey>,
+    recent: Option<u64>,
+    function: Option<u64>,
+    stall: Option<StallKey>,
+    hot: Option<Arc<str>>,
+}
 
 /// The session ended on its own terms (SIGINT, SIGTERM): nothing is left to
 /// watch and the user did not ask to look at the aftermath.

@@ -48,7 +48,8 @@ impl Widget for Footer<'_> {
         let pause = if app.paused { "resume" } else { "pause" };
         let enter = match app.focus {
             Pane::Stack => "expand/details",
-            Pane::Recent | Pane::Functions | Pane::Stalls => "details",
+            Pane::Recent | Pane::Functions => "details",
+            Pane::Stalls => "details  → threads",
             Pane::Hot => "stacks",
             Pane::Metrics => "",
         };

@@ -2,6 +2,8 @@
 //! or a stalled thread (where it is stuck: what it waits for, who holds the
 //! lock, its stack with file:line).
 
+use std::fmt::Write as _;
+
 use ratatui::{
     buffer::Buffer,
     layout::{Constraint, Flex, Layout, Rect},
@@ -40,8 +42,12 @@ const HELP: &[(&str, &str)] = &[
     ("↑ ↓  j k  wheel", "move the selection"),
     ("PgUp PgDn  g G", "page up / down, first / last row"),
     ("⏎", "fold a thread, expand recursion, or details"),
-    ("", "(of a stall: its stack and what it waits for)"),
-    ("→ ←  l h", "expand / fold the selected thread or run"),
+    ("", "(of a stall: its stack and what it waits for;"),
+    ("", " of a stall group: its threads and shared stack)"),
+    (
+        "→ ←  l h",
+        "expand / fold the selected thread, run or group",
+    ),
     ("/", "filter by function name (⏎ keep, Esc cancel)"),
     ("s", "next sort (Functions: total, self…; Hot: self, total)"),
     ("z", "zoom the focused pane"),
@@ -102,7 +108,8 @@ fn help_lines() -> Vec<Line<'static>> {
     lines.push(Line::default());
     for text in [
         " Red ⚠: a thread quiet past --stall inside a traced call;",
-        " the Stalls pane (5) lists them while there are any.",
+        " the Stalls pane (5) lists them while there are any,",
+        " threads stuck in the same place as one group (×N).",
         " `unwound`: left without returning (exception, panic,",
         " longjmp, exit).",
     ] {
@@ -133,8 +140,89 @@ fn details(app: &App, subject: &Subject) -> (&'static str, Vec<Line<'static>>) {
         ),
         Subject::Call(call) => ("Call", call_details(shown, call)),
         Subject::Stall { pid, tid, span_id } => ("Stall", stall_details(app, *pid, *tid, *span_id)),
+        Subject::StallGroup(id) => ("Stalled threads", group_details(app, *id)),
         Subject::Hot { name } => ("Hot", hot_details(app, name)),
     }
+}
+
+/// Runs of tids a group's details list before they say how many in all.
+const GROUP_TID_RUNS: usize = 64;
+
+/// A group of threads stuck in one place: how many, which, for how long,
+/// then what they wait in and the stack they share.
+fn group_details(app: &App, id: u64) -> Vec<Line<'static>> {
+    let shown = &app.shown;
+    let Some(group) = shown.stall_group(id) else {
+        return vec![
+            field("group", format!("stall_group {id}")),
+            field(
+                "status",
+                "no longer stalled: its threads returned or moved on".to_owned(),
+            ),
+        ];
+    };
+    let members: Vec<&StallReport> = group
+        .members
+        .iter()
+        .filter_map(|&i| shown.stalls.get(i))
+        .collect();
+    let Some(first) = members.first().copied() else {
+        return Vec::new();
+    };
+    let mut names: Vec<&str> = Vec::new();
+    for report in &members {
+        if !names.contains(&report.thread_name.as_str()) {
+            names.push(&report.thread_name);
+        }
+    }
+    let mut named = names.iter().take(4).copied().collect::<Vec<_>>().join(", ");
+    if names.len() > 4 {
+        let _ = write!(named, ", … ({} names)", names.len());
+    }
+    let now = app.clock_ns();
+    let shortest = members
+        .iter()
+        .map(|r| now.saturating_sub(r.since_ns))
+        .min()
+        .unwrap_or(0);
+    let longest = members
+        .iter()
+        .map(|r| now.saturating_sub(r.since_ns))
+        .max()
+        .unwrap_or(0);
+    let ever = if members.iter().all(|r| r.before_attach) {
+        " (already running when ferret attached)"
+    } else {
+        ""
+    };
+    let mut lines = vec![
+        field("function", first.function_name.clone()),
+        if first.goroutine.is_some() {
+            field("goroutines", members.len().to_string())
+        } else {
+            field("threads", format!("{} ({named})", members.len()))
+        },
+        field("", crate::stall::stall_ids(&members, GROUP_TID_RUNS)),
+        field("group", format!("stall_group {id}")),
+        Line::from(vec![
+            Span::styled(format!(" {:<12}", "stalled"), theme::ALARM),
+            Span::styled(
+                format!(
+                    "≥{} (the longest {}){ever}",
+                    format::elapsed(shortest),
+                    format::elapsed(longest)
+                ),
+                theme::ALARM,
+            ),
+        ]),
+        Line::default(),
+        Line::from(Span::styled(
+            format!(" all {} threads, as the first of them:", members.len()),
+            theme::DIM,
+        )),
+    ];
+    lines.extend(where_lines(first));
+    lines
 }
 
 /// Stacks shown for a Hot function, and frames per stack at most.
@@ -293,8 +381,15 @@ fn stuck_lines(app: &App, report: &StallReport) -> Vec<Line<'static>> {
             Span::styled(since, theme::ALARM),
         ]),
         field("captured", at(report.captured_ns)),
-        field("state", report.state.to_string()),
     ];
+    lines.extend(where_lines(report));
+    lines
+}
+
+/// What a stalled thread waits in and for, the deadlock it is part of, and
+/// its stack, innermost first (all that threads of one group share).
+fn where_lines(report: &StallReport) -> Vec<Line<'static>> {
+    let mut lines = vec![field("state", report.state.to_string())];
     if let Some(call) = &report.syscall {
         lines.push(field("syscall", call.clone()));
     }

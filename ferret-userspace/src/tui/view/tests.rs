@@ -20,7 +20,7 @@ use crate::{
         TargetState, ThreadView,
     },
     sink::MetricSample,
-    stall::{Frame, LockWait, SchedState, StallReport, WaitKind, wait_summary},
+    stall::{Frame, LockWait, SchedState, StallReport, WaitKind, group_stalls, wait_summary},
     target::ExitStatus,
     trace::FunctionInfo,
     trace::{SpanStatus, ThreadName},
@@ -222,6 +222,7 @@ fn busy() -> Snapshot {
         .into(),
         metrics: metrics(),
         stalls: Arc::from([]),
+        stall_groups: Arc::from([]),
         warning: None,
         notice: None,
         otlp: None,
@@ -283,7 +284,7 @@ fn deadlocked(tid: u32, name: &str, span_id: u64, lock: u64, owner: (u32, &str))
         lock: Some(wait),
         deadlock,
         deadlock_with: Some(owner.0),
-        frames: vec![
+        frames: Arc::from([
             frame("__lll_lock_wait", None, 0, 0x7f00_0000_1000),
             frame("pthread_mutex_lock", None, 0, 0x7f00_0000_2000),
             frame(
@@ -298,9 +299,10 @@ fn deadlocked(tid: u32, name: &str, span_id: u64, lock: u64, owner: (u32, &str))
                 41,
                 0x5555_0000_2345,
             ),
-        ],
+        ]),
         stack_note: None,
         on_stack: true,
+        group: 0,
         goroutine: None,
     }
 }
@@ -316,10 +318,90 @@ fn stalled() -> Snapshot {
             vec![frame(span, 0, 7_300, 0), frame(span + 1, 2, 7_200, 1)],
         ));
     }
-    snapshot.stalls = Arc::from([
-        deadlocked(4245, "http-worker-2", 601, LOCK_B, (4246, "http-worker-3")),
-        deadlocked(4246, "http-worker-3", 651, LOCK_A, (4245, "http-worker-2")),
-    ]);
+    set_stalls(
+        &mut snapshot,
+        vec![
+            deadlocked(4245, "http-worker-2", 601, LOCK_B, (4246, "http-worker-3")),
+            deadlocked(4246, "http-worker-3", 651, LOCK_A, (4245, "http-worker-2")),
+        ],
+    );
+    snapshot
+}
+
+/// The stalls of `snapshot`, grouped as the watchdog groups them.
+fn set_stalls(snapshot: &mut Snapshot, mut stalls: Vec<StallReport>) {
+    stalls.sort_by_key(|r| (r.pid, r.tid));
+    snapshot.stall_groups = group_stalls(&stalls).into();
+    snapshot.stalls = stalls.into();
+}
+
+/// Thread `tid` of a pool at rest: stalled in `shop::pool::ping`, sleeping
+/// in `clock_nanosleep`, called from `handle_request` (no open span shown
+/// for it in the Live Stack: the pool's threads are many).
+fn resting(tid: u32) -> StallReport {
+    let frame = |function: &str, file: Option<&str>, line: u32, address: u64| Frame {
+        function: Some(function.to_owned()),
+        file: file.map(str::to_owned),
+        line: file.map(|_| line),
+        address,
+        module: None,
+        inlined: false,
+    };
+    let syscall = format!("clock_nanosleep(CLOCK_REALTIME, 0, {{{tid}.5s}}, NULL)");
+    StallReport {
+        pid: 4242,
+        tid,
+        thread_name: format!("pool-{}", tid - 5000),
+        span_id: u64::from(tid) * 10,
+        function: 5,
+        function_name: "shop::pool::ping".to_owned(),
+        depth: 0,
+        since_ns: NOW - 9_000 * MS - u64::from(tid % 7) * 100 * MS,
+        before_attach: true,
+        captured_ns: NOW - 1_000 * MS,
+        state: SchedState::Sleeping,
+        wait: wait_summary(
+            SchedState::Sleeping,
+            Some(&syscall),
+            Some("hrtimer_nanosleep"),
+            None,
+            None,
+            &[],
+            false,
+        ),
+        syscall: Some(syscall),
+        wchan: Some("hrtimer_nanosleep".to_owned()),
+        lock: None,
+        deadlock: Vec::new(),
+        deadlock_with: None,
+        frames: Arc::from([
+            frame("clock_nanosleep", None, 0, 0x7f00_0000_3000),
+            frame(
+                "shop::pool::ping",
+                Some("src/pool.rs"),
+                23,
+                0x5555_0000_3456,
+            ),
+            frame(
+                "shop::pool::worker",
+                Some("src/pool.rs"),
+                40,
+                0x5555_0000_4567,
+            ),
+        ]),
+        stack_note: None,
+        on_stack: true,
+        group: 0,
+        goroutine: None,
+    }
+}
+
+/// [`stalled`] with a pool of 1200 threads at rest besides the deadlock.
+fn pool_and_deadlock() -> Snapshot {
+    let mut snapshot = stalled();
+    let mut stalls = snapshot.stalls.to_vec();
+    stalls.extend((5000..6200).map(resting));
+    set_stalls(&mut snapshot, stalls);
     snapshot
 }
 
@@ -564,7 +646,7 @@ fn meaningful_colours() {
     let mut snapshot = busy();
     let mut ping = deadlocked(4249, "db-pool", 800, LOCK_A, (4250, "scheduler"));
     (ping.function, ping.function_name) = (5, "shop::pool::ping".to_owned());
-    snapshot.stalls = Arc::from([ping]);
+    set_stalls(&mut snapshot, vec![ping]);
     let buffer = draw(&app(snapshot, 120, 40));
     let (x, y) = find(&buffer, "6.5s").unwrap();
     assert_eq!(buffer[(x, y)].fg, Color::Red, "stalled spans stand out");
@@ -701,6 +783,88 @@ fn a_click_on_either_line_of_a_stall_selects_it() {
     assert_eq!(app.cursors[Pane::Stalls.index()].selected, 0);
 }
 
+#[test]
+fn a_pool_at_rest_is_one_entry_with_its_count_after_the_deadlock() {
+    let mut app = app(pool_and_deadlock(), 160, 44);
+    let screen = text(&draw(&app));
+    insta::assert_snapshot!(screen);
+    let lines: Vec<&str> = screen.lines().collect();
+    let at = |needle: &str| {
+        lines
+            .iter()
+            .position(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("{needle} not on screen:\n{screen}"))
+    };
+    assert!(
+        screen.contains("Stalls 1202 quiet > 5.0s in 3 places"),
+        "{screen}"
+    );
+    // The deadlocked threads first, each alone; then the pool, once.
+    assert!(at("⚠ http-worke…:4245") < at("⚠ http-worke…:4246"));
+    assert!(at("⚠ http-worke…:4246") < at("⚠ ▸ ×1200 threads"));
+    assert_eq!(screen.matches("shop::pool::ping at pool.rs:23").count(), 1);
+    assert!(screen.contains("tids 5000–6199"), "{screen}");
+    assert_eq!(app.stall_rows.len(), 3);
+
+    // Right lists the pool's threads under it; Left folds them again.
+    app.update(key(KeyCode::Char('5')));
+    app.update(key(KeyCode::End));
+    app.update(key(KeyCode::Right));
+    assert_eq!(app.stall_rows.len(), 3 + 1200);
+    assert_eq!(
+        app.cursors[Pane::Stalls.index()].selected,
+        2,
+        "still on the group"
+    );
+    let screen = text(&draw(&app));
+    assert!(screen.contains("▾ ×1200 threads"), "{screen}");
+    assert!(screen.contains("pool-0:5000"), "{screen}");
+    app.update(key(KeyCode::Down));
+    app.update(key(KeyCode::Left));
+    assert_eq!(app.stall_rows.len(), 3);
+    assert_eq!(
+        app.cursors[Pane::Stalls.index()].selected,
+        2,
+        "back on the group"
+    );
+
+    // Enter on the group: the stack they share and their threads.
+    app.update(key(KeyCode::Enter));
+    let screen = text(&draw(&app));
+    insta::assert_snapshot!("enter_on_a_stall_group", screen);
+    assert!(screen.contains("Stalled threads"), "{screen}");
+    assert!(
+        screen.contains("1200 (pool-0, pool-1, pool-2, pool-3, … (1200 names))"),
+        "{screen}"
+    );
+    assert!(screen.contains("tids 5000–6199"), "{screen}");
+    assert!(
+        screen.contains("shop::pool::ping (src/pool.rs:23)"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("shop::pool::worker (src/pool.rs:40)"),
+        "{screen}"
+    );
+}
+
+#[test]
+fn a_stall_group_s_selection_follows_it_as_groups_come_and_go() {
+    let mut app = app(pool_and_deadlock(), 120, 40);
+    app.update(key(KeyCode::Char('5')));
+    app.update(key(KeyCode::End));
+    // The deadlock ends: the pool's entry moves up, the selection with it.
+    let mut later = busy();
+    later.taken_ns = NOW + S;
+    set_stalls(&mut later, (5000..6200).map(resting).collect());
+    app.update(Event::Snapshot(Arc::new(later)));
+    assert_eq!(app.stall_rows.len(), 1);
+    assert_eq!(app.cursors[Pane::Stalls.index()].selected, 0);
+    app.update(key(KeyCode::Enter));
+    let screen = text(&draw(&app));
+    assert!(screen.contains("stall_group"), "{screen}");
+}
+
 /// A Go server: two goroutines inside traced calls that last ran on the
 /// same thread, one of them stuck on a channel, and 812 more that ran
 /// traced calls lately and have none open.
@@ -723,7 +887,7 @@ fn go_server() -> Snapshot {
     stuck.syscall = None;
     stuck.wchan = None;
     stuck.wait = "goroutine waiting (chan receive)".to_owned();
-    snapshot.stalls = Arc::from([stuck]);
+    set_stalls(&mut snapshot, vec![stuck]);
     snapshot
 }
 
