@@ -65,10 +65,10 @@ struct ProbeArgs {
     /// protect the target (0: never).
     #[arg(long, value_name = "CALLS", default_value_t = 10_000)]
     max_rate: u64,
-    /// Keep ferret's probes under this share of the target's own time:
-    /// when they cost more for half a second, the costliest functions are
-    /// detached (0: never). The estimate uses the probe cost measured at
-    /// start.
+    /// Keep ferret's probes under this share of the target's own CPU time
+    /// (counted as at least a tenth of one CPU): when they cost more for
+    /// half a second, the costliest functions are detached (0: never). The
+    /// estimate uses the probe cost measured at start.
     #[arg(long, value_name = "PERCENT", default_value_t = 5.0, value_parser = parse_percent)]
     max_overhead: f64,
     /// Sample every thread of the target on CPU this many times per second

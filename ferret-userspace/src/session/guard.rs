@@ -4,7 +4,8 @@
 //! - `--max-overhead PERCENT` (the budget, default 5): ferret estimates the
 //!   time its probes take from the target's threads (calls × the calibrated
 //!   cost of each function's probes, see [`crate::cost`]) against the time
-//!   the target spends on its own work (its CPU time less that estimate).
+//!   the target spends on its own work (its CPU time less that estimate,
+//!   and never less than a tenth of one CPU: see [`MIN_OWN_CPU_SHARE`]).
 //!   When the estimate stays over the budget for two checks in a row (about
 //!   half a second), the functions that cost most are detached until the
 //!   rest fit. A target that calls a few hundred tiny functions flat out
@@ -43,6 +44,15 @@ const WINDOW_CPU_NS: u64 = 250_000_000;
 /// granularity of the kernel's CPU times in /proc (10 ms here), so a quiet
 /// target's tick more or less does not decide.
 const MIN_OWN_NS: u64 = 25_000_000;
+
+/// The least share of one CPU an estimate assumes the target used over its
+/// window: a target that mostly waits (a server at 20 requests a second
+/// uses a few ms of CPU a second) is judged as if it used a tenth of a CPU,
+/// so probes taking under half a percent of one CPU (at the default 5 %)
+/// are never detached. Without it, four functions of a request handler at
+/// 22 calls a second each (about 2 ms of probes a second) read 6 % of such
+/// a program's own time and two of them were detached.
+const MIN_OWN_CPU_SHARE: f64 = 0.1;
 
 /// One check's worth of what the budget weighs.
 #[derive(Debug)]
@@ -161,7 +171,9 @@ impl Budget {
                 break;
             }
         }
-        let own = cpu.saturating_sub(probe).max(MIN_OWN_NS);
+        let floor =
+            (window as f64 * super::GUARD_EVERY.as_nanos() as f64 * MIN_OWN_CPU_SHARE) as u64;
+        let own = cpu.saturating_sub(probe).max(MIN_OWN_NS).max(floor);
         let estimate = probe as f64 * 100.0 / own as f64;
         self.estimate = Some(estimate);
         if !self.is_on() || estimate <= self.percent {
@@ -509,6 +521,32 @@ mod tests {
             let cpu = if i % 10 == 9 { 10 * MS } else { 0 };
             assert_eq!(budget.check(cpu), None, "check {i}");
         }
+    }
+
+    #[test]
+    fn a_mostly_waiting_server_keeps_its_request_handler() {
+        // 24 requests a second through four traced functions, 25 µs of
+        // probes each: 2.4 ms of probes a second in 10 ms of CPU (24 %),
+        // but a quarter of a percent of one CPU.
+        let mut budget = Budget::new(5.0, 4, costs(&[25_000; 4]));
+        for i in 0..BUCKETS {
+            for f in 0..4 {
+                calls(&mut budget, f, 6);
+            }
+            assert_eq!(budget.check(2_500_000), None, "check {i}");
+        }
+        // A hundred times as many calls in the same quiet target (240 ms
+        // of probes a second) are over the budget.
+        let mut budget = Budget::new(5.0, 1, costs(&[25_000]));
+        let mut over = None;
+        for _ in 0..BUCKETS {
+            calls(&mut budget, 0, 2_400);
+            over = over.or(budget.check(2_500_000));
+        }
+        assert!(
+            over.is_some(),
+            "240 ms of probes a second is not left alone"
+        );
     }
 
     #[test]
