@@ -200,7 +200,9 @@ fn the_collector_gets_exactly_the_programs_calls_with_their_parents_and_resource
         dir.path(),
         &url,
         &["--otlp-max-spans", "0"],
-        &["2", "50", "0", "0"],
+        // 20 ms between requests: the program runs for a second, so the
+        // metrics are sampled while it lives, however loaded the machine.
+        &["2", "50", "20", "0"],
     );
     assert_eq!(counts["request"], 100, "the program ran: {counts:?}");
     let received = received.lock().unwrap();
@@ -278,7 +280,7 @@ fn the_collector_gets_exactly_the_programs_calls_with_their_parents_and_resource
         assert_eq!(string_attr(resource, "service.name"), "otlp_calls");
         assert_eq!(int_attr(resource, "process.pid"), i64::from(pid));
         assert!(string_attr(resource, "process.executable.path").ends_with("/otlp_calls"));
-        assert!(string_attr(resource, "process.command_line").ends_with("otlp_calls 2 50 0 0"));
+        assert!(string_attr(resource, "process.command_line").ends_with("otlp_calls 2 50 20 0"));
         assert!(!string_attr(resource, "host.name").is_empty());
     }
     assert!(

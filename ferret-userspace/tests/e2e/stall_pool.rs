@@ -407,6 +407,11 @@ fn watch_lists_the_deadlock_first_and_the_pool_as_one_entry_with_its_count() {
 
     // Right lists its threads under it.
     tmux.send("Escape");
+    // Sent at once, Escape and the arrow's escape sequence can arrive as one
+    // unknown key: the popup is seen closed first.
+    tmux.wait_for("the details closed", Duration::from_secs(5), |s| {
+        !s.contains("Stalled threads")
+    });
     tmux.send("Right");
     let screen = tmux.wait_for("the pool's threads", Duration::from_secs(5), |s| {
         s.contains(&format!("▾ {count}"))

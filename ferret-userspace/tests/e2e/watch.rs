@@ -326,6 +326,11 @@ fn check_deadlock_on_screen(tmux: &Tmux, before_attach: bool) {
     for step in 0..2 {
         if step == 1 {
             tmux.send("Escape");
+            // Escape and the arrow's sequence sent at once can be read as
+            // one unknown key: the popup is seen closed first.
+            tmux.wait_for("the details closed", Duration::from_secs(3), |s| {
+                !s.contains("╭ Stall ")
+            });
             tmux.send("Down");
         }
         tmux.send("Enter");
