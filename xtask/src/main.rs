@@ -48,7 +48,8 @@ enum Task {
     /// Watch the demo workload live with `ferret watch` (recording it too;
     /// q quits), then summarise the recording.
     Demo {
-        /// How long to record, when the demo records instead of watching.
+        /// How long to record when not on a terminal (the demo then records
+        /// instead of watching).
         #[arg(long, default_value_t = 10, value_name = "N")]
         seconds: u64,
     },
@@ -232,17 +233,11 @@ fn install(sh: &Sh) -> Result<()> {
 
 // --- demo ------------------------------------------------------------------
 
-/// What the demo shows: the live dashboard. `View::Record` records for
-/// `--seconds` and summarises instead.
-const VIEW: View = View::Watch;
-
 /// The functions the demo traces: everything in the demo crate.
 const DEMO_SYMBOLS: &str = "ferret_demo::*";
 
-#[cfg_attr(
-    not(test),
-    expect(dead_code, reason = "`Record` is kept for switching `VIEW` back")
-)]
+/// How the demo is shown: the dashboard on a terminal; elsewhere (a pipe,
+/// CI, a script) a recording of `--seconds`, so the demo works anywhere.
 enum View {
     /// `ferret record` for a fixed time, then a summary.
     Record,
@@ -303,11 +298,17 @@ fn demo(sh: &Sh, seconds: u64) -> Result<()> {
             _ => {}
         }
     }
+    let view = if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        View::Watch
+    } else {
+        println!("not on a terminal: recording {seconds} s instead of watching live");
+        View::Record
+    };
     let mut run = sh.as_root(&ferret, "ferret (eBPF uprobes)")?;
-    run.args(VIEW.ferret_args(&out, seconds))
+    run.args(view.ferret_args(&out, seconds))
         .arg("--")
         .arg(&workload)
-        .args(VIEW.demo_args(seconds));
+        .args(view.demo_args(seconds));
     sh.run(&mut run)?;
 
     if !sh.dry_run && !out.exists() {
