@@ -331,7 +331,7 @@ impl Aggregates {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::trace::{SpanEnd, SpanStart};
+    use crate::trace::{SchedCounters, SpanEnd, SpanStart};
 
     fn name(s: &str) -> ThreadName {
         ThreadName::from(s)
@@ -374,6 +374,7 @@ mod tests {
             overhead_ns: 0,
             overhead_outside_ns: 0,
             goroutine: None,
+            sched: None,
         })
     }
 
@@ -565,6 +566,7 @@ mod tests {
                     sp: 0x7000,
                     thread_name: name("open"),
                     goroutine: None,
+                    sched: SchedCounters::NONE,
                 },
                 &mut out,
             );
@@ -585,6 +587,7 @@ mod tests {
             }),
             SpanEvent::End(e) => SpanEvent::End(SpanEnd {
                 goroutine: Some(goid),
+                sched: None,
                 ..e
             }),
         };
@@ -606,6 +609,7 @@ mod tests {
                 sp: 0x7000,
                 thread_name: name("worker"),
                 goroutine: Some(5),
+                sched: SchedCounters::NONE,
             },
             &mut out,
         );

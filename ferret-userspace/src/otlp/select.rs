@@ -321,6 +321,7 @@ pub(crate) mod tests {
                 overhead_ns: 0,
                 overhead_outside_ns: 0,
                 goroutine: None,
+                sched: None,
             }));
             self
         }

@@ -179,6 +179,15 @@ pub mod col {
     /// SPAN_*: the Go goroutine (`goid`) whose call it is; null for other
     /// programs.
     pub const GOROUTINE: &str = "goroutine";
+    /// SPAN_END: the span's time on a CPU (probe time included); null when
+    /// unknown.
+    pub const CPU_NS: &str = "cpu_ns";
+    /// SPAN_END: the span's time ready but waiting for a CPU.
+    pub const RUNNABLE_NS: &str = "runnable_ns";
+    /// SPAN_END: the span's time blocked.
+    pub const BLOCKED_NS: &str = "blocked_ns";
+    /// SPAN_END: the system call most of the blocked time was spent in.
+    pub const BLOCKED_IN: &str = "blocked_in";
 }
 
 /// The METRIC columns beyond the contract's (docs/CONTRACTS.md) `cpu_percent`, `rss_bytes` and
@@ -304,6 +313,10 @@ static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     fields.push(Field::new(col::OVERHEAD_NS, DataType::Int64, true));
     fields.push(Field::new(col::OVERHEAD_OUTSIDE_NS, DataType::Int64, true));
     fields.push(Field::new(col::GOROUTINE, DataType::Int64, true));
+    fields.push(Field::new(col::CPU_NS, DataType::Int64, true));
+    fields.push(Field::new(col::RUNNABLE_NS, DataType::Int64, true));
+    fields.push(Field::new(col::BLOCKED_NS, DataType::Int64, true));
+    fields.push(Field::new(col::BLOCKED_IN, DataType::Utf8, true));
     Arc::new(Schema::new(fields))
 });
 

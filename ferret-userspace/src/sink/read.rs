@@ -70,6 +70,14 @@ pub struct Row {
     pub overhead_outside_ns: Option<i64>,
     /// SPAN_*: the Go goroutine whose call it is.
     pub goroutine: Option<i64>,
+    /// SPAN_END: time on a CPU.
+    pub cpu_ns: Option<i64>,
+    /// SPAN_END: time ready, waiting for a CPU.
+    pub runnable_ns: Option<i64>,
+    /// SPAN_END: time blocked.
+    pub blocked_ns: Option<i64>,
+    /// SPAN_END: the system call most blocked time was spent in.
+    pub blocked_in: Option<String>,
 }
 
 /// Runs one step of the Parquet reader, turning a panic inside it into an
@@ -179,6 +187,10 @@ struct Batch {
     overhead_ns: Option<PrimitiveArray<Int64Type>>,
     overhead_outside_ns: Option<PrimitiveArray<Int64Type>>,
     goroutine: Option<PrimitiveArray<Int64Type>>,
+    cpu_ns: Option<PrimitiveArray<Int64Type>>,
+    runnable_ns: Option<PrimitiveArray<Int64Type>>,
+    blocked_ns: Option<PrimitiveArray<Int64Type>>,
+    blocked_in: Option<StringArray>,
 }
 
 impl Batch {
@@ -247,6 +259,10 @@ impl Batch {
             overhead_ns: i64s(col::OVERHEAD_NS)?,
             overhead_outside_ns: i64s(col::OVERHEAD_OUTSIDE_NS)?,
             goroutine: i64s(col::GOROUTINE)?,
+            cpu_ns: i64s(col::CPU_NS)?,
+            runnable_ns: i64s(col::RUNNABLE_NS)?,
+            blocked_ns: i64s(col::BLOCKED_NS)?,
+            blocked_in: string(col::BLOCKED_IN)?,
         })
     }
 
@@ -277,6 +293,10 @@ impl Batch {
                 overhead_ns: prim_at(self.overhead_ns.as_ref(), i),
                 overhead_outside_ns: prim_at(self.overhead_outside_ns.as_ref(), i),
                 goroutine: prim_at(self.goroutine.as_ref(), i),
+                cpu_ns: prim_at(self.cpu_ns.as_ref(), i),
+                runnable_ns: prim_at(self.runnable_ns.as_ref(), i),
+                blocked_ns: prim_at(self.blocked_ns.as_ref(), i),
+                blocked_in: string_at(self.blocked_in.as_ref(), i),
             });
         }
     }

@@ -25,6 +25,7 @@ mod otlp;
 mod postmortem;
 mod record;
 mod robust;
+mod sched;
 mod stall;
 mod stop;
 mod support;

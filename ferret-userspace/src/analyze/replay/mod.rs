@@ -914,6 +914,7 @@ pub(crate) mod tests {
                 overhead_ns: 0,
                 overhead_outside_ns: 0,
                 goroutine: Some(goid),
+                sched: None,
             })
         };
         for ev in [
