@@ -104,7 +104,7 @@ pub fn ferret_thread_exit(_ctx: RawTracePointContext) -> i32 {
     if traced(tgid) {
         // SAFETY: reads the monotonic clock; no memory is touched.
         let ts_ns = unsafe { bpf_ktime_get_ns() };
-        let state = FERRET_SCHED.get_ptr_mut(&tid);
+        let state = FERRET_SCHED.get_ptr_mut(tid);
         let counters = state.map_or(NO_COUNTERS, |s| read_counters(s, ts_ns));
         write_event(
             tgid,
@@ -118,7 +118,7 @@ pub fn ferret_thread_exit(_ctx: RawTracePointContext) -> i32 {
             counters,
             state,
         );
-        let _ = FERRET_SCHED.remove(&tid);
+        let _ = FERRET_SCHED.remove(tid);
     }
     if tgid == tid && setting(config::FOLLOW_FORKS) == 1 {
         // A followed process is gone; forget it so a later process reusing
@@ -225,7 +225,7 @@ fn try_probe(ctx: &ProbeContext) {
 /// the map is full.
 #[inline(always)]
 fn sched_state(tid: u32, pid: u32, ts_ns: u64) -> Option<*mut SchedState> {
-    if let Some(state) = FERRET_SCHED.get_ptr_mut(&tid) {
+    if let Some(state) = FERRET_SCHED.get_ptr_mut(tid) {
         return Some(state);
     }
     let fresh = SchedState {
@@ -240,8 +240,8 @@ fn sched_state(tid: u32, pid: u32, ts_ns: u64) -> Option<*mut SchedState> {
         lost: 0,
         pid,
     };
-    FERRET_SCHED.insert(&tid, &fresh, 0).ok()?;
-    FERRET_SCHED.get_ptr_mut(&tid)
+    FERRET_SCHED.insert(tid, fresh, 0).ok()?;
+    FERRET_SCHED.get_ptr_mut(tid)
 }
 
 /// The counters of a thread that is on a CPU now (it runs the probe), at
@@ -289,7 +289,7 @@ fn try_sched_switch(ctx: &RawTracePointContext) {
     let Some(prev_tid) = task_tid(prev_task) else {
         return;
     };
-    if let Some(state) = FERRET_SCHED.get_ptr_mut(&prev_tid) {
+    if let Some(state) = FERRET_SCHED.get_ptr_mut(prev_tid) {
         // SAFETY: reads the monotonic clock; no memory is touched.
         let now = unsafe { bpf_ktime_get_ns() };
         // SAFETY: a pointer into the map's value, valid for this program run.
@@ -317,7 +317,7 @@ fn try_sched_switch(ctx: &RawTracePointContext) {
     let Some(next_tid) = task_tid(next_task) else {
         return;
     };
-    if let Some(state) = FERRET_SCHED.get_ptr_mut(&next_tid) {
+    if let Some(state) = FERRET_SCHED.get_ptr_mut(next_tid) {
         // SAFETY: reads the monotonic clock; no memory is touched.
         let now = unsafe { bpf_ktime_get_ns() };
         // SAFETY: a pointer into the map's value, valid for this program run.
@@ -368,7 +368,7 @@ fn try_sched_wakeup(ctx: &RawTracePointContext) {
     let Some(tid) = task_tid(task) else {
         return;
     };
-    let Some(state) = FERRET_SCHED.get_ptr_mut(&tid) else {
+    let Some(state) = FERRET_SCHED.get_ptr_mut(tid) else {
         return;
     };
     // SAFETY: a pointer into the map's value, valid for this program run.

@@ -592,6 +592,7 @@ impl Reconstructor {
     }
 
     /// End all of a removed thread's (goroutine's) frames, innermost first.
+    #[expect(clippy::too_many_arguments, reason = "one end of a stack; private")]
     fn close_thread(
         &mut self,
         pid: u32,
