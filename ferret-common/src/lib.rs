@@ -99,14 +99,6 @@ pub mod kind {
     pub const BLOCKED: u32 = 7;
 }
 
-/// [`SchedState::state`]: on a CPU.
-pub const SCHED_RUNNING: u32 = 0;
-/// [`SchedState::state`]: ready (preempted, or woken) and waiting for a CPU.
-pub const SCHED_RUNNABLE: u32 = 1;
-/// [`SchedState::state`]: off the run queue (sleeping, waiting in a system
-/// call, on a futex, stopped).
-pub const SCHED_BLOCKED: u32 = 2;
-
 /// [`ProbeEvent::syscall`] / [`SchedState::syscall`] when the thread blocked
 /// outside a system call (a page fault, a stop).
 pub const NO_SYSCALL: u32 = u32::MAX;
@@ -115,38 +107,84 @@ pub const NO_SYSCALL: u32 = u32::MAX;
 ///
 /// Created by the thread's first probe hit (it is on a CPU then), updated
 /// by the `sched_switch` and `sched_wakeup` programs, removed when the
-/// thread exits. The counters are cumulative since `epoch`, so the split of
-/// a span is the difference between the counters its entry and its exit
-/// events carry (when both carry the same `epoch` and `lost`).
+/// thread exits. Each hook only adds its own timestamp to its own sum, so
+/// the result does not depend on the order in which hooks running on
+/// different CPUs land: while the thread runs, `in_count == out_count + 1`
+/// and its time on a CPU since `created_ns` is `now + out_sum - in_sum`;
+/// once every block has ended (`block_ends == block_starts`) its blocked
+/// time is `block_end_sum - block_start_sum`; the rest of the elapsed time
+/// it was runnable. Sums wrap; differences are exact.
 ///
 /// `#[repr(C)]`, largest fields first, no implicit padding: 6 × `u64` +
-/// 4 × `u32` = 64 bytes.
+/// 8 × `u32` = 80 bytes.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SchedState {
-    /// When the thread entered its current `state` (`CLOCK_MONOTONIC` ns).
-    pub since_ns: u64,
-    /// Time on a CPU, up to `since_ns` (if running now, the current slice
-    /// is added by whoever reads it).
-    pub cpu_ns: u64,
-    /// Time ready and waiting for a CPU.
-    pub runnable_ns: u64,
-    /// Time blocked.
-    pub blocked_ns: u64,
-    /// Blocked time not yet reported in a [`kind::BLOCKED`] event.
-    pub pending_blocked_ns: u64,
-    /// When the counters started (ns); a new value means they restarted, so
-    /// differences across it are meaningless. Never 0.
-    pub epoch: u64,
-    /// One of [`SCHED_RUNNING`], [`SCHED_RUNNABLE`], [`SCHED_BLOCKED`].
-    pub state: u32,
-    /// When blocked: the system call it blocked in, or [`NO_SYSCALL`].
+    /// When the counters started (`CLOCK_MONOTONIC` ns): the epoch. Never 0.
+    pub created_ns: u64,
+    /// Sum of the times it was switched in (its creation counts as one).
+    pub in_sum: u64,
+    /// Sum of the times it was switched out.
+    pub out_sum: u64,
+    /// Sum of the times it blocked (switched out not runnable).
+    pub block_start_sum: u64,
+    /// Sum of the times its blocks ended (woken, or switched in unwoken).
+    pub block_end_sum: u64,
+    /// Blocked time already reported in [`kind::BLOCKED`] events.
+    pub reported_blocked_ns: u64,
+    /// Switches in (with its creation).
+    pub in_count: u32,
+    /// Switches out.
+    pub out_count: u32,
+    /// Blocks begun.
+    pub block_starts: u32,
+    /// Blocks ended.
+    pub block_ends: u32,
+    /// The system call it last blocked in, or [`NO_SYSCALL`].
     pub syscall: u32,
     /// Events of this thread the ring buffer had no room for.
     pub lost: u32,
     /// The thread's process id (tgid), for events emitted from another
     /// task's context.
     pub pid: u32,
+    /// Zero.
+    pub pad: u32,
+}
+
+impl SchedState {
+    /// Whether the thread is on a CPU now (as the hooks have seen it).
+    #[inline]
+    pub const fn running(&self) -> bool {
+        self.in_count == self.out_count.wrapping_add(1)
+    }
+
+    /// Whether the thread is blocked now.
+    #[inline]
+    pub const fn blocked(&self) -> bool {
+        self.block_starts != self.block_ends
+    }
+
+    /// `(cpu, runnable, blocked)` ns since `created_ns`, at `now`, for a
+    /// thread on a CPU with every block ended; `None` otherwise (a hook is
+    /// still to land).
+    #[inline]
+    pub const fn counters_at(&self, now: u64) -> Option<(u64, u64, u64)> {
+        if !self.running() || self.blocked() {
+            return None;
+        }
+        let cpu = now.wrapping_add(self.out_sum).wrapping_sub(self.in_sum);
+        let blocked = self.block_end_sum.wrapping_sub(self.block_start_sum);
+        let Some(elapsed) = now.checked_sub(self.created_ns) else {
+            return None;
+        };
+        let Some(off) = elapsed.checked_sub(cpu) else {
+            return None;
+        };
+        let Some(runnable) = off.checked_sub(blocked) else {
+            return None;
+        };
+        Some((cpu, runnable, blocked))
+    }
 }
 
 #[cfg(feature = "user")]
@@ -154,7 +192,7 @@ pub struct SchedState {
 // padding, so every bit pattern is a valid value.
 unsafe impl aya::Pod for SchedState {}
 
-const _: () = assert!(core::mem::size_of::<SchedState>() == 64);
+const _: () = assert!(core::mem::size_of::<SchedState>() == 80);
 
 /// Bits of the attach cookie that hold the probe kind.
 pub const COOKIE_KIND_BITS: u32 = 2;

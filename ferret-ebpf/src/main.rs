@@ -34,7 +34,7 @@ use aya_ebpf::{
 use ferret_common::{
     COOKIE_GENERATION_BIT, COOKIE_GOID_OFFSET_SHIFT, COOKIE_KIND_MASK, DEFAULT_RING_BYTES,
     GO_G_STACK_HI_OFFSET, GO_G_WORDS, MAX_SCHED_THREADS, MAX_TARGETS, NO_SYSCALL, ProbeEvent,
-    SCHED_BLOCKED, SCHED_RUNNABLE, SCHED_RUNNING, SchedState, config, kind,
+    SchedState, config, kind,
 };
 
 #[map(name = "FERRET_EVENTS")]
@@ -229,48 +229,35 @@ fn sched_state(tid: u32, pid: u32, ts_ns: u64) -> Option<*mut SchedState> {
         return Some(state);
     }
     let fresh = SchedState {
-        since_ns: ts_ns,
-        cpu_ns: 0,
-        runnable_ns: 0,
-        blocked_ns: 0,
-        pending_blocked_ns: 0,
-        epoch: ts_ns,
-        state: SCHED_RUNNING,
+        created_ns: ts_ns,
+        in_sum: ts_ns,
+        in_count: 1,
         syscall: NO_SYSCALL,
-        lost: 0,
         pid,
+        ..SchedState::default()
     };
     FERRET_SCHED.insert(tid, fresh, 0).ok()?;
     FERRET_SCHED.get_ptr_mut(tid)
 }
 
 /// The counters of a thread that is on a CPU now (it runs the probe), at
-/// `ts_ns`. A state that says otherwise missed a switch: the counters
-/// restart (a new epoch), so no span is split across the gap.
+/// `ts_ns`; none if a hook of its is still to land (see
+/// [`SchedState::counters_at`]), so no span is split across the gap.
 #[inline(always)]
 fn read_counters(state: *mut SchedState, ts_ns: u64) -> Counters {
     // SAFETY: a pointer into the map's value, valid for this program run;
     // the fields are plain integers.
-    let s = unsafe { &mut *state };
-    if s.state != SCHED_RUNNING {
-        restart(s, ts_ns);
+    let s = unsafe { &*state };
+    match s.counters_at(ts_ns) {
+        Some((cpu_ns, runnable_ns, blocked_ns)) => Counters {
+            cpu_ns,
+            runnable_ns,
+            blocked_ns,
+            epoch: s.created_ns,
+            lost: s.lost,
+        },
+        None => NO_COUNTERS,
     }
-    Counters {
-        cpu_ns: s.cpu_ns + ts_ns.saturating_sub(s.since_ns),
-        runnable_ns: s.runnable_ns,
-        blocked_ns: s.blocked_ns,
-        epoch: s.epoch,
-        lost: s.lost,
-    }
-}
-
-/// Counters that can no longer be trusted start again, running from `now`.
-#[inline(always)]
-fn restart(s: &mut SchedState, now: u64) {
-    s.state = SCHED_RUNNING;
-    s.since_ns = now;
-    s.epoch = now.max(s.epoch + 1);
-    s.pending_blocked_ns = 0;
 }
 
 /// `sched_switch`: `TP_PROTO(bool preempt, struct task_struct *prev, struct
@@ -286,31 +273,22 @@ pub fn ferret_sched_switch(ctx: RawTracePointContext) -> i32 {
 #[inline(always)]
 fn try_sched_switch(ctx: &RawTracePointContext) {
     let prev_task: *const u8 = ctx.arg(1);
-    let Some(prev_tid) = task_tid(prev_task) else {
-        return;
-    };
-    if let Some(state) = FERRET_SCHED.get_ptr_mut(prev_tid) {
+    // The idle task (tid 0) is never traced; the other side still counts.
+    if let Some(state) = task_tid(prev_task).and_then(|tid| FERRET_SCHED.get_ptr_mut(tid)) {
         // SAFETY: reads the monotonic clock; no memory is touched.
         let now = unsafe { bpf_ktime_get_ns() };
         // SAFETY: a pointer into the map's value, valid for this program run.
         let s = unsafe { &mut *state };
-        if s.state == SCHED_RUNNING {
-            s.cpu_ns += now.saturating_sub(s.since_ns);
-        } else {
-            // Switched out without having been seen switching in: the
-            // hooks saw this thread's switches out of order, so how the
-            // time since `since_ns` divides is unknown.
-            restart(s, now);
-        }
-        s.since_ns = now;
+        s.out_sum = s.out_sum.wrapping_add(now);
+        s.out_count = s.out_count.wrapping_add(1);
         let preempt: u64 = ctx.arg(0);
         let prev_state: u64 = ctx.arg(3);
-        // Preempted (or still TASK_RUNNING): it stays on the run queue.
-        if preempt & 0xff != 0 || prev_state as u32 == 0 {
-            s.state = SCHED_RUNNABLE;
-        } else {
-            s.state = SCHED_BLOCKED;
+        // Preempted (or still TASK_RUNNING): it stays on the run queue;
+        // otherwise it blocks until woken.
+        if preempt as u8 == 0 && prev_state as u32 != 0 {
             s.syscall = current_syscall();
+            s.block_start_sum = s.block_start_sum.wrapping_add(now);
+            s.block_starts = s.block_starts.wrapping_add(1);
         }
     }
     let next_task: *const u8 = ctx.arg(2);
@@ -322,34 +300,32 @@ fn try_sched_switch(ctx: &RawTracePointContext) {
         let now = unsafe { bpf_ktime_get_ns() };
         // SAFETY: a pointer into the map's value, valid for this program run.
         let s = unsafe { &mut *state };
-        let waited = now.saturating_sub(s.since_ns);
-        match s.state {
-            SCHED_RUNNABLE => s.runnable_ns += waited,
-            // Woken unseen (before the wakeup program was attached).
-            SCHED_BLOCKED => {
-                s.blocked_ns += waited;
-                s.pending_blocked_ns += waited;
-            }
-            // Already running: a switch out was not seen.
-            _ => {
-                restart(s, now);
-                return;
-            }
+        if s.block_starts == s.block_ends.wrapping_add(1) {
+            // Woken unseen: its block ends now.
+            s.block_end_sum = s.block_end_sum.wrapping_add(now);
+            s.block_ends = s.block_ends.wrapping_add(1);
         }
-        s.state = SCHED_RUNNING;
-        s.since_ns = now;
-        if s.pending_blocked_ns > 0 {
-            let blocked = s.pending_blocked_ns;
-            s.pending_blocked_ns = 0;
-            let counters = Counters {
-                cpu_ns: s.cpu_ns,
-                runnable_ns: s.runnable_ns,
-                blocked_ns: s.blocked_ns,
-                epoch: s.epoch,
-                lost: s.lost,
+        s.in_sum = s.in_sum.wrapping_add(now);
+        s.in_count = s.in_count.wrapping_add(1);
+        if s.block_starts != s.block_ends {
+            return;
+        }
+        let blocked_total = s.block_end_sum.wrapping_sub(s.block_start_sum);
+        let pending = blocked_total.wrapping_sub(s.reported_blocked_ns);
+        if pending > 0 && pending < (1 << 62) {
+            s.reported_blocked_ns = blocked_total;
+            let counters = match s.counters_at(now) {
+                Some((cpu_ns, runnable_ns, blocked_ns)) => Counters {
+                    cpu_ns,
+                    runnable_ns,
+                    blocked_ns,
+                    epoch: s.created_ns,
+                    lost: s.lost,
+                },
+                None => NO_COUNTERS,
             };
             let (pid, syscall) = (s.pid, s.syscall);
-            write_sched_event(pid, next_tid, blocked, syscall, now, counters, state);
+            write_sched_event(pid, next_tid, pending, syscall, now, counters, state);
         }
     }
 }
@@ -373,16 +349,13 @@ fn try_sched_wakeup(ctx: &RawTracePointContext) {
     };
     // SAFETY: a pointer into the map's value, valid for this program run.
     let s = unsafe { &mut *state };
-    if s.state != SCHED_BLOCKED {
-        return; // a wakeup of a thread that never slept
+    if s.block_starts != s.block_ends.wrapping_add(1) {
+        return; // a wakeup of a thread that is not blocked
     }
     // SAFETY: reads the monotonic clock; no memory is touched.
     let now = unsafe { bpf_ktime_get_ns() };
-    let blocked = now.saturating_sub(s.since_ns);
-    s.blocked_ns += blocked;
-    s.pending_blocked_ns += blocked;
-    s.state = SCHED_RUNNABLE;
-    s.since_ns = now;
+    s.block_end_sum = s.block_end_sum.wrapping_add(now);
+    s.block_ends = s.block_ends.wrapping_add(1);
 }
 
 /// The thread id (`task_struct.pid`) of `task`, at the offset userspace
