@@ -1,15 +1,27 @@
 //! Everything that crosses the kernel/user boundary, defined once.
 //!
 //! The eBPF programs in `ferret-ebpf` write [`ProbeEvent`] records into the
-//! [`EVENTS_MAP`] ring buffer; the userspace agent reads them back. Both sides
+//! [`EVENTS_MAP`] ring buffer and CPU samples ([`SampleEvent`]) into the
+//! [`SAMPLES_MAP`] one; the userspace agent reads them back. Both sides
 //! compile this crate, so the layout cannot drift. The `user` feature adds
 //! `aya::Pod` so userspace can read the maps.
 #![no_std]
 
 /// Name of the BPF ring buffer carrying [`ProbeEvent`]s.
 pub const EVENTS_MAP: &str = "FERRET_EVENTS";
-/// Name of the per-CPU `u64` array (one slot) counting failed ring-buffer reservations.
+/// Name of the per-CPU `u64` array counting failed ring-buffer reservations
+/// (slots in [`lost`]).
 pub const LOST_MAP: &str = "FERRET_LOST";
+
+/// Slots of the [`LOST_MAP`] array.
+pub mod lost {
+    /// Probe events ([`super::EVENTS_MAP`] full).
+    pub const EVENTS: u32 = 0;
+    /// CPU samples ([`super::SAMPLES_MAP`] full).
+    pub const SAMPLES: u32 = 1;
+    /// Number of slots.
+    pub const LEN: u32 = 2;
+}
 /// Name of the hash map of traced process ids (`tgid -> 1`).
 pub const TARGETS_MAP: &str = "FERRET_TARGETS";
 /// Name of the probe program, attached to function entries and exits alike.
@@ -62,6 +74,29 @@ pub const PROBE_RET_PROGRAM: &str = "ferret_probe_ret";
 pub const EMPTY_PROGRAM: &str = "ferret_empty";
 /// Name of the `sched_process_exit` raw tracepoint program (thread exits).
 pub const THREAD_EXIT_PROGRAM: &str = "ferret_thread_exit";
+
+/// Name of the `perf_event` program that samples the traced processes'
+/// threads on CPU (attached to a cpu-clock event on every CPU).
+pub const SAMPLE_PROGRAM: &str = "ferret_sample";
+/// Name of the ring buffer carrying [`SampleEvent`]s (apart from the probe
+/// events, so samples never crowd out calls).
+pub const SAMPLES_MAP: &str = "FERRET_SAMPLES";
+/// Size of [`SAMPLES_MAP`] in bytes: about 250 samples.
+pub const SAMPLE_RING_BYTES: u32 = 4 << 20;
+/// The page size the stack copy is cut in.
+pub const SAMPLE_PAGE: usize = 4096;
+/// Pages of user stack a sample copies, from the page holding the stack
+/// pointer up: 12 to 16 KiB above the stack pointer.
+pub const SAMPLE_STACK_PAGES: usize = 4;
+/// Bytes of [`SampleEvent::stack`].
+pub const SAMPLE_STACK_BYTES: usize = SAMPLE_PAGE * SAMPLE_STACK_PAGES;
+
+/// Bits of [`SampleEvent::flags`].
+pub mod sample_flags {
+    /// The CPU was in the kernel (a system call, a fault) when sampled; the
+    /// registers are the thread's user registers as it entered the kernel.
+    pub const IN_KERNEL: u32 = 1;
+}
 
 /// Default ring-buffer size in bytes (a power of two, a multiple of the page size).
 pub const DEFAULT_RING_BYTES: u32 = 16 << 20;
@@ -315,3 +350,49 @@ impl ProbeEvent {
 unsafe impl aya::Pod for ProbeEvent {}
 
 const _: () = assert!(core::mem::size_of::<ProbeEvent>() == 112);
+
+/// One CPU sample of a traced thread: its user registers and a copy of the
+/// top of its user stack, for userspace to unwind (with the modules' CFI)
+/// and symbolize.
+///
+/// `#[repr(C)]` with fields ordered largest first, so there is no implicit
+/// padding: 6 × `u64` + 4 × `u32` + 16 + [`SAMPLE_STACK_BYTES`] bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SampleEvent {
+    /// `bpf_ktime_get_ns()` when the sample was taken.
+    pub ts_ns: u64,
+    /// User instruction pointer.
+    pub ip: u64,
+    /// User stack pointer.
+    pub sp: u64,
+    /// User frame pointer (`rbp`).
+    pub bp: u64,
+    /// The address `stack[0]` was copied from: the start of the page
+    /// holding `sp`.
+    pub stack_base: u64,
+    /// Nanoseconds the program took to take the sample (its own clock,
+    /// copy included; the timer interrupt around it is not counted).
+    pub cost_ns: u64,
+    /// Process id (tgid).
+    pub pid: u32,
+    /// Thread id.
+    pub tid: u32,
+    /// Whole pages of `stack` copied (0 to [`SAMPLE_STACK_PAGES`]); the copy
+    /// stops at the first page that cannot be read (the stack's top).
+    pub stack_pages: u32,
+    /// [`sample_flags`].
+    pub flags: u32,
+    /// The thread's name, NUL-padded.
+    pub comm: [u8; COMM_LEN],
+    /// The user stack from `stack_base` up.
+    pub stack: [u8; SAMPLE_STACK_BYTES],
+}
+
+#[cfg(feature = "user")]
+// SAFETY: `SampleEvent` is `repr(C)`, `Copy`, made only of integers and byte
+// arrays and has no padding, so every bit pattern is a valid value.
+unsafe impl aya::Pod for SampleEvent {}
+
+const _: () =
+    assert!(core::mem::size_of::<SampleEvent>() == 6 * 8 + 4 * 4 + 16 + SAMPLE_STACK_BYTES);

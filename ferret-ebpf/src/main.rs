@@ -1,5 +1,6 @@
 //! ferret's kernel side: one probe program for every function entry and exit,
-//! and one tracepoint program for thread exits.
+//! tracepoint programs for thread exits, execs and forks, and a perf-event
+//! program that samples the traced threads on CPU.
 //!
 //! The programs do as little as possible: they filter on the traced process,
 //! stamp the time and stack pointer, and hand a [`ProbeEvent`] to userspace
@@ -27,21 +28,25 @@ use aya_ebpf::{
         bpf_probe_read_user,
         generated::{bpf_get_current_task_btf, bpf_task_pt_regs},
     },
-    macros::{map, raw_tracepoint, uprobe, uretprobe},
+    macros::{map, perf_event, raw_tracepoint, uprobe, uretprobe},
     maps::{Array, HashMap, PerCpuArray, RingBuf},
-    programs::{ProbeContext, RawTracePointContext, RetProbeContext},
+    programs::{PerfEventContext, ProbeContext, RawTracePointContext, RetProbeContext},
 };
 use ferret_common::{
     COOKIE_GENERATION_BIT, COOKIE_GOID_OFFSET_SHIFT, COOKIE_KIND_MASK, DEFAULT_RING_BYTES,
     GO_G_STACK_HI_OFFSET, GO_G_WORDS, MAX_SCHED_THREADS, MAX_TARGETS, NO_SYSCALL, ProbeEvent,
-    SchedState, config, kind,
+    SAMPLE_PAGE, SAMPLE_RING_BYTES, SAMPLE_STACK_PAGES, SampleEvent, SchedState, config, kind,
+    lost, sample_flags,
 };
 
 #[map(name = "FERRET_EVENTS")]
 static FERRET_EVENTS: RingBuf = RingBuf::with_byte_size(DEFAULT_RING_BYTES, 0);
 
 #[map(name = "FERRET_LOST")]
-static FERRET_LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+static FERRET_LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(lost::LEN, 0);
+
+#[map(name = "FERRET_SAMPLES")]
+static FERRET_SAMPLES: RingBuf = RingBuf::with_byte_size(SAMPLE_RING_BYTES, 0);
 
 #[map(name = "FERRET_TARGETS")]
 static FERRET_TARGETS: HashMap<u32, u8> = HashMap::with_max_entries(MAX_TARGETS, 0);
@@ -172,6 +177,97 @@ fn try_fork(ctx: &RawTracePointContext) {
     }
     if FERRET_TARGETS.insert(child_tgid, 1, 0).is_ok() {
         emit_for(child_tgid, child_tgid, kind::FORK, u64::from(parent));
+    }
+}
+
+/// A cpu-clock tick on some CPU (userspace opens one event per CPU at the
+/// sampling rate): if the thread it interrupted belongs to a traced
+/// process, its user registers and the top of its user stack go to
+/// userspace, which unwinds and symbolizes them.
+#[perf_event]
+pub fn ferret_sample(ctx: PerfEventContext) -> u32 {
+    try_sample(&ctx);
+    0
+}
+
+#[inline(always)]
+fn try_sample(ctx: &PerfEventContext) {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let pid = (pid_tgid >> 32) as u32;
+    // SAFETY: a lookup in a map of plain integers.
+    if unsafe { FERRET_TARGETS.get(pid) }.is_none() {
+        return;
+    }
+    // SAFETY: reads the monotonic clock.
+    let start = unsafe { bpf_ktime_get_ns() };
+    // The privilege level the interrupt came from: 3 is user space.
+    // SAFETY: `ctx` points at the registers the interrupt saved.
+    let ring = unsafe { (*ctx.ctx).regs.cs } & 3;
+    let in_kernel = ring != 3;
+    // The thread's user registers, as saved when it last entered the
+    // kernel (this interrupt, if it was in user space).
+    // SAFETY: the helpers take the current task, which the verifier knows
+    // is a valid `task_struct`; the registers are then read by copy.
+    let (ip, sp, bp) = unsafe {
+        let regs = bpf_task_pt_regs(bpf_get_current_task_btf()) as *const pt_regs;
+        (
+            bpf_probe_read_kernel(&raw const (*regs).rip).unwrap_or(0),
+            bpf_probe_read_kernel(&raw const (*regs).rsp).unwrap_or(0),
+            bpf_probe_read_kernel(&raw const (*regs).rbp).unwrap_or(0),
+        )
+    };
+    let Some(mut entry) = FERRET_SAMPLES.reserve::<SampleEvent>(0) else {
+        count_lost(lost::SAMPLES);
+        return;
+    };
+    let event = entry.as_mut_ptr();
+    let base = sp & !(SAMPLE_PAGE as u64 - 1);
+    // SAFETY: `event` is the reserved record, `size_of::<SampleEvent>()`
+    // bytes; every write below stays inside it, and the stack is read
+    // from user memory through the checked helper, whole pages at
+    // constant offsets.
+    unsafe {
+        let stack = (&raw mut (*event).stack).cast::<u8>();
+        let mut pages = 0;
+        while pages < SAMPLE_STACK_PAGES {
+            let offset = pages * SAMPLE_PAGE;
+            let from = (base + offset as u64) as *const core::ffi::c_void;
+            if aya_ebpf::helpers::generated::bpf_probe_read_user(
+                stack.add(offset).cast(),
+                SAMPLE_PAGE as u32,
+                from,
+            ) != 0
+            {
+                break;
+            }
+            pages += 1;
+        }
+        (*event).ts_ns = start;
+        (*event).ip = ip;
+        (*event).sp = sp;
+        (*event).bp = bp;
+        (*event).stack_base = base;
+        (*event).pid = pid;
+        (*event).tid = pid_tgid as u32;
+        (*event).stack_pages = pages as u32;
+        (*event).flags = if in_kernel {
+            sample_flags::IN_KERNEL
+        } else {
+            0
+        };
+        (*event).comm = bpf_get_current_comm().unwrap_or([0; 16]);
+        (*event).cost_ns = bpf_ktime_get_ns().saturating_sub(start);
+    }
+    // Userspace drains this ring on a timer: samples come a few hundred a
+    // second at most, so no wakeup is worth its cost.
+    entry.submit(u64::from(BPF_RB_NO_WAKEUP));
+}
+
+#[inline(always)]
+fn count_lost(slot: u32) {
+    if let Some(lost) = FERRET_LOST.get_ptr_mut(slot) {
+        // SAFETY: per-CPU slot; the program runs with preemption disabled.
+        unsafe { *lost += 1 };
     }
 }
 
@@ -476,11 +572,8 @@ fn emit_for(pid: u32, tid: u32, event_kind: u32, cookie: u64) {
 /// Counts an event of the thread with scheduler state `state` that found
 /// no room: its spans' splits become null rather than wrong.
 #[inline(always)]
-fn count_lost(state: Option<*mut SchedState>) {
-    if let Some(lost) = FERRET_LOST.get_ptr_mut(0) {
-        // SAFETY: per-CPU slot; the program runs with preemption disabled.
-        unsafe { *lost += 1 };
-    }
+fn count_lost_of(state: Option<*mut SchedState>) {
+    count_lost(lost::EVENTS);
     if let Some(state) = state {
         // SAFETY: a pointer into the map's value, valid for this program run.
         unsafe { (*state).lost += 1 };
@@ -520,7 +613,7 @@ fn write_sched_event(
     state: *mut SchedState,
 ) {
     let Some(mut entry) = FERRET_EVENTS.reserve::<ProbeEvent>(0) else {
-        count_lost(Some(state));
+        count_lost_of(Some(state));
         return;
     };
     let e = entry.as_mut_ptr();
@@ -557,7 +650,7 @@ fn write_event(
     state: Option<*mut SchedState>,
 ) {
     let Some(mut entry) = FERRET_EVENTS.reserve::<ProbeEvent>(0) else {
-        count_lost(state);
+        count_lost_of(state);
         return;
     };
     let e = entry.as_mut_ptr();

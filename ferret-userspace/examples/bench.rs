@@ -23,6 +23,9 @@
 //!   real exporter (its own thread, HTTP) against a null collector on
 //!   loopback, by wall time.
 //!
+//! - `metadata FILE.parquet` prints a recording's footer keys, one `KEY
+//!   VALUE` line each (the sampling benchmark reads `ferret.sampling`).
+//!
 //! Run as `cargo run --release --example bench -- SUBCOMMAND ...`; `floor`
 //! needs root.
 
@@ -58,8 +61,9 @@ fn main() {
         Some("floor") => floor(&args[1..]),
         Some("pipeline") => pipeline(&args[1..]),
         Some("otlp") => otlp_bench(&args[1..]),
+        Some("metadata") => metadata(&args[1..]),
         _ => Err(anyhow::anyhow!(
-            "usage: bench floor [RECORD OPTIONS] -- COMMAND... | bench pipeline [--events N] [--out FILE] [--keep] [--stage NAME]... | bench otlp [--spans N]"
+            "usage: bench floor [RECORD OPTIONS] -- COMMAND... | bench pipeline [--events N] [--out FILE] [--keep] [--stage NAME]... | bench otlp [--spans N] | bench metadata FILE"
         )),
     };
     match result {
@@ -69,6 +73,23 @@ fn main() {
             std::process::exit(1);
         }
     }
+}
+
+// --- metadata ----------------------------------------------------------------
+
+fn metadata(args: &[String]) -> Result<i32> {
+    let [file] = args else {
+        bail!("usage: bench metadata FILE.parquet");
+    };
+    let mut keys: Vec<(String, String)> = ferret::sink::read_metadata(Path::new(file))?
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("ferret."))
+        .collect();
+    keys.sort();
+    for (key, value) in keys {
+        println!("{key} {value}");
+    }
+    Ok(0)
 }
 
 // --- floor -------------------------------------------------------------------

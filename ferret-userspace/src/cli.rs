@@ -44,7 +44,9 @@ struct TargetArgs {
 struct ProbeArgs {
     /// Functions to trace: a glob over demangled names (`*` crosses `::`);
     /// `LIB:GLOB` picks a shared library by file name (e.g. `libm.so.6:cos`).
-    #[arg(short, long = "symbol", value_name = "GLOB", required = true)]
+    /// Without any, ferret samples where every thread spends its CPU time
+    /// (`watch` then traces what you pick in its Hot pane).
+    #[arg(short, long = "symbol", value_name = "GLOB")]
     symbols: Vec<Pattern>,
     /// Leave out functions matching this glob.
     #[arg(short = 'x', long = "exclude", value_name = "GLOB")]
@@ -69,9 +71,18 @@ struct ProbeArgs {
     /// start.
     #[arg(long, value_name = "PERCENT", default_value_t = 5.0, value_parser = parse_percent)]
     max_overhead: f64,
+    /// Sample every thread of the target on CPU this many times per second
+    /// of its CPU time, for the Hot pane and SAMPLE rows (0: no sampling).
+    /// Default: 99 for `watch`, and for `record` without -s; `record` with
+    /// -s samples only when asked.
+    #[arg(long, value_name = "HZ", value_parser = clap::value_parser!(u64).range(0..=10_000))]
+    sample_hz: Option<u64>,
     #[command(flatten)]
     debug: DebugArgs,
 }
+
+/// The sampling rate when `--sample-hz` is not given.
+pub const DEFAULT_SAMPLE_HZ: u64 = 99;
 
 #[derive(Debug, Args)]
 struct DebugArgs {
@@ -213,6 +224,9 @@ struct AnalyzeArgs {
     /// (by default it is taken out, as measured at the start of the recording).
     #[arg(long)]
     raw: bool,
+    /// Show only the CPU samples' profile (SAMPLE rows), not the calls.
+    #[arg(long, conflicts_with = "tree")]
+    samples: bool,
 }
 
 /// Sort key of `ferret analyze`.
@@ -264,6 +278,10 @@ struct ExportArgs {
     /// Export times as measured, with ferret's own probe cost left in.
     #[arg(long)]
     raw: bool,
+    /// Draw the CPU samples (SAMPLE rows) rather than the calls; the
+    /// default when the recording has no calls (speedscope, folded, svg).
+    #[arg(long)]
+    samples: bool,
 }
 
 /// Format of `ferret export`.
@@ -346,6 +364,8 @@ pub struct RecordConfig {
     pub target: Target,
     /// Which functions.
     pub probes: ProbeConfig,
+    /// CPU samples per second per thread (0: none).
+    pub sample_hz: u64,
     /// Output file.
     pub output: PathBuf,
     /// Stop after this long.
@@ -365,6 +385,8 @@ pub struct WatchConfig {
     pub target: Target,
     /// Which functions.
     pub probes: ProbeConfig,
+    /// CPU samples per second per thread, for the Hot pane (0: none).
+    pub sample_hz: u64,
     /// Also record to this file.
     pub output: Option<PathBuf>,
     /// Stall threshold.
@@ -394,6 +416,8 @@ pub struct AnalyzeConfig {
     pub format: AnalyzeFormat,
     /// `--raw`: times as measured.
     pub raw: bool,
+    /// Only the CPU samples' profile.
+    pub samples: bool,
 }
 
 /// `ferret export`.
@@ -407,6 +431,8 @@ pub struct ExportConfig {
     pub output: PathBuf,
     /// `--raw`: times as measured.
     pub raw: bool,
+    /// From the CPU samples rather than the calls.
+    pub samples: bool,
 }
 
 /// `ferret symbols`.
@@ -450,6 +476,7 @@ impl Cli {
         match self.command {
             Command::Watch(args) => Ok(Invocation::Watch(WatchConfig {
                 target: target(args.target)?,
+                sample_hz: args.probes.sample_hz.unwrap_or(DEFAULT_SAMPLE_HZ),
                 probes: ProbeConfig {
                     includes: args.probes.symbols,
                     excludes: args.probes.excludes,
@@ -473,15 +500,34 @@ impl Cli {
                 function: args.function,
                 format: args.format,
                 raw: args.raw,
+                samples: args.samples,
             })),
             Command::Export(args) => Ok(Invocation::Export(ExportConfig {
                 file: args.file,
                 format: args.format,
                 output: args.output,
                 raw: args.raw,
+                samples: args.samples,
             })),
+            Command::Record(args)
+                if args.probes.symbols.is_empty() && args.probes.sample_hz == Some(0) =>
+            {
+                Err(clap::Error::raw(
+                    clap::error::ErrorKind::ArgumentConflict,
+                    "nothing to record with no -s GLOB and --sample-hz 0: name functions to \
+                     trace with -s, or leave --sample-hz out to sample\n",
+                ))
+            }
             Command::Record(args) => Ok(Invocation::Record(RecordConfig {
                 target: target(args.target)?,
+                sample_hz: args
+                    .probes
+                    .sample_hz
+                    .unwrap_or(if args.probes.symbols.is_empty() {
+                        DEFAULT_SAMPLE_HZ
+                    } else {
+                        0
+                    }),
                 probes: ProbeConfig {
                     includes: args.probes.symbols,
                     excludes: args.probes.excludes,
@@ -731,9 +777,48 @@ mod tests {
             ])
             .is_err()
         );
+    }
+
+    #[test]
+    fn without_s_record_samples_and_with_s_only_when_asked() {
+        let parse = |args: &[&str]| Cli::try_parse_from(args).and_then(Cli::into_invocation);
+        let Ok(Invocation::Record(r)) = parse(&["ferret", "record", "-p", "1", "-o", "x"]) else {
+            panic!("-s is optional")
+        };
+        assert!(r.probes.includes.is_empty());
+        assert_eq!(r.sample_hz, DEFAULT_SAMPLE_HZ);
+        let Ok(Invocation::Record(r)) =
+            parse(&["ferret", "record", "-p", "1", "-s", "m", "-o", "x"])
+        else {
+            panic!("parses")
+        };
+        assert_eq!(r.sample_hz, 0);
+        let Ok(Invocation::Record(r)) = parse(&[
+            "ferret",
+            "record",
+            "-p",
+            "1",
+            "-s",
+            "m",
+            "-o",
+            "x",
+            "--sample-hz",
+            "199",
+        ]) else {
+            panic!("parses")
+        };
+        assert_eq!(r.sample_hz, 199);
+        let Ok(Invocation::Watch(w)) = parse(&["ferret", "watch", "-p", "1", "-s", "m"]) else {
+            panic!("parses")
+        };
+        assert_eq!(
+            w.sample_hz, DEFAULT_SAMPLE_HZ,
+            "watch always has its Hot pane"
+        );
+        assert!(parse(&["ferret", "watch", "-p", "1", "--sample-hz", "20000"]).is_err());
         assert!(
-            parse(&["ferret", "record", "-p", "1", "-o", "x"]).is_err(),
-            "-s is required"
+            parse(&["ferret", "record", "-p", "1", "-o", "x", "--sample-hz", "0"]).is_err(),
+            "nothing to record"
         );
     }
 }

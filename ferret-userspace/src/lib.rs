@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod otlp;
 pub(crate) mod owner;
 pub mod probe;
+pub mod sample;
 pub mod session;
 pub mod sink;
 pub mod stall;

@@ -14,7 +14,7 @@ use std::process::ExitCode;
 use anyhow::{Context as _, Result, bail};
 use clap::{Parser, Subcommand};
 
-use crate::sh::{Sh, quote};
+use crate::sh::Sh;
 
 #[derive(Parser)]
 #[command(
@@ -313,57 +313,18 @@ fn demo(sh: &Sh, seconds: u64) -> Result<()> {
     if !sh.dry_run && !out.exists() {
         bail!("ferret finished but wrote no {}", out.display());
     }
-    summarise(sh, &out)
+    summarise(sh, &ferret, &out)
 }
 
-/// Calls, total and mean time of the ten functions with the most total time.
-const SUMMARY_PY: &str = r#"
-import sys
-import duckdb
-
-path = sys.argv[1]
-source = "read_parquet('" + path.replace("'", "''") + "')"
-con = duckdb.connect()
-calls, threads = con.execute(
-    f"SELECT count(*), count(DISTINCT tid) FROM {source} WHERE kind = 'SPAN_END'"
-).fetchone()
-rows = con.execute(f"""
-    SELECT function,
-           count(*)                AS calls,
-           sum(duration_ns) / 1e6  AS total_ms,
-           avg(duration_ns) / 1e6  AS mean_ms
-    FROM {source}
-    WHERE kind = 'SPAN_END'
-    GROUP BY function
-    ORDER BY total_ms DESC
-    LIMIT 10
-""").fetchall()
-print(f"\n{calls} calls on {threads} threads in {path}; top {len(rows)} functions by total time:")
-width = max([len("function")] + [len(r[0] or "") for r in rows])
-print(f"{'function':<{width}}  {'calls':>8}  {'total ms':>12}  {'mean ms':>10}")
-for function, n, total_ms, mean_ms in rows:
-    print(f"{function or '?':<{width}}  {n:>8}  {total_ms:>12.3f}  {mean_ms:>10.3f}")
-"#;
-
-fn summarise(sh: &Sh, parquet: &Path) -> Result<()> {
-    let mut python = sh.cmd("python3");
-    python.arg("-c").arg(SUMMARY_PY).arg(parquet);
-    // The script is long; show its gist instead of its text.
-    let shown = format!(
-        "python3 -c <duckdb summary: kind='SPAN_END', group by function, top 10 by total> {}",
-        quote(&parquet.to_string_lossy())
-    );
-    println!("{}$ {shown}", if sh.dry_run { "[dry run] " } else { "" });
-    if sh.dry_run {
-        return Ok(());
-    }
-    let status = python
-        .status()
-        .context("cannot run python3 for the summary")?;
-    if !status.success() {
-        bail!("the duckdb summary failed ({status})");
-    }
-    Ok(())
+/// The ten functions with the most total time, as `ferret analyze` puts
+/// them (the recording belongs to the invoking user: no root needed).
+fn summarise(sh: &Sh, ferret: &Path, parquet: &Path) -> Result<()> {
+    sh.run(
+        sh.cmd(ferret)
+            .arg("analyze")
+            .arg(parquet)
+            .args(["--top", "10"]),
+    )
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ pub mod histogram;
 pub(crate) mod progress;
 pub mod render;
 pub(crate) mod replay;
+pub mod samples;
 pub(crate) mod stats;
 pub mod synthetic;
 pub(crate) mod tree;
@@ -22,6 +23,7 @@ use std::path::Path;
 
 pub use progress::Progress;
 pub use replay::{ReadError, Recording, RecordingInfo, Summary};
+pub use samples::{SampleProfile, SampledFunction};
 pub use stats::{FunctionStats, SortBy};
 pub use tree::CallTree;
 

@@ -107,6 +107,7 @@ impl Gen<'_> {
             thread_name: self.name,
             function,
             ts_ns: ts,
+            before_attach: false,
             goroutine: None,
         }))?;
         let mut now = ts + 50 + self.rng.below(2_000);

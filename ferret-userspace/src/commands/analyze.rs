@@ -7,7 +7,7 @@ use std::io::{self, BufWriter, IsTerminal as _, Write};
 use anyhow::{Context as _, Result};
 
 use crate::analyze::render::{self, Style};
-use crate::analyze::{self, Overview, Progress, Query, Recording, SortBy};
+use crate::analyze::{self, Overview, Progress, Query, Recording, SortBy, samples};
 use crate::cli::{AnalyzeConfig, AnalyzeFormat, SortKey};
 use crate::symbols::closest_names;
 
@@ -28,6 +28,59 @@ pub fn run(config: &AnalyzeConfig) -> Result<i32> {
         color: stdout.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
     };
     let mut out = BufWriter::new(stdout.lock());
+    // CPU samples (a recording made without -s, or with sampling): their
+    // profile, after the calls' table, or alone.
+    let samples = if !config.tree && samples::may_have_samples(&config.file) {
+        let mut progress = Progress::new(recording.info().rows, "reading samples");
+        let profile = samples::read(&config.file, query.thread, &mut |rows| {
+            progress.update(rows);
+        })?;
+        progress.finish();
+        profile
+    } else {
+        None
+    };
+    if config.samples && samples.is_none() {
+        anyhow::bail!(
+            "{} has no CPU samples (SAMPLE rows): it was recorded with -s and no --sample-hz",
+            config.file.display()
+        );
+    }
+    let file = config.file.display().to_string();
+    let target = recording.info().target.clone();
+    let write_samples = |out: &mut dyn Write, profile: &analyze::SampleProfile| match config.format
+    {
+        AnalyzeFormat::Table => samples::write_table(
+            out,
+            &file,
+            target.as_deref(),
+            profile,
+            config.top,
+            config.function.as_ref(),
+        ),
+        AnalyzeFormat::Json => samples::write_json(
+            out,
+            &file,
+            target.as_deref(),
+            profile,
+            config.top,
+            config.function.as_ref(),
+        ),
+    };
+    let has_spans = || {
+        crate::sink::read_metadata(&config.file)
+            .ok()
+            .and_then(|m| m.get(crate::sink::meta_key::FUNCTIONS)?.parse::<u64>().ok())
+            .is_none_or(|n| n > 0)
+    };
+    if let Some(profile) = &samples
+        && (config.samples || !has_spans())
+    {
+        return match write_samples(&mut out, profile).and_then(|()| out.flush()) {
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(0),
+            other => other.map(|()| 0).context("writing to stdout"),
+        };
+    }
     let written = if config.tree {
         let report = analyze::trees(&recording, &query, &mut progress)?;
         warn(&report.overview, config);
@@ -62,6 +115,13 @@ pub fn run(config: &AnalyzeConfig) -> Result<i32> {
             }
         }
     };
+    let written = written.and_then(|()| match (&samples, config.format) {
+        (Some(profile), AnalyzeFormat::Table) => {
+            writeln!(out)?;
+            write_samples(&mut out, profile)
+        }
+        _ => Ok(()),
+    });
     match written.and_then(|()| out.flush()) {
         // `ferret analyze … | head` closes the pipe early: not an error.
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(0),

@@ -22,7 +22,7 @@ use crate::{
     session::{
         self, Consumer, LoopView, RecordingConsumer, RunOptions, SessionEnd, SessionOptions,
     },
-    stall::{StallReport, Watchdog},
+    stall::{StallNews, Watchdog},
     trace::SpanEvent,
 };
 
@@ -37,6 +37,7 @@ pub fn run(config: &RecordConfig) -> Result<i32> {
             max_rate: config.probes.max_rate,
             max_overhead: config.probes.max_overhead,
             interval: config.interval,
+            sample_hz: config.sample_hz,
         },
         None,
     )?;
@@ -107,7 +108,10 @@ fn report_unavailable(unavailable: &[(&'static str, String)]) {
 }
 
 /// stderr while recording: a status line on a terminal (elapsed time,
-/// events/s, spans, lost), lifecycle notices, one line per stall.
+/// events/s, spans, lost), lifecycle notices, and the stalls' news: one
+/// line per group of stalls as it appears (a deadlocked thread is a group
+/// of its own; a pool of a thousand idle ones is one line), one when
+/// threads leave a group.
 struct Terminal {
     show_status: bool,
     started_at: Instant,
@@ -146,9 +150,9 @@ impl Consumer for Terminal {
         Ok(())
     }
 
-    fn stalls(&mut self, news: &[StallReport], _watchdog: &Watchdog) -> Result<()> {
-        for report in news {
-            self.say(&report.headline());
+    fn stalls(&mut self, news: &StallNews, _watchdog: &Watchdog) -> Result<()> {
+        for group in &news.groups {
+            self.say(&group.line);
         }
         Ok(())
     }

@@ -24,6 +24,7 @@
 //!   header says what happened, and `watch` exits with the error.
 
 use std::{
+    collections::HashSet,
     io::IsTerminal as _,
     path::PathBuf,
     sync::{Arc, mpsc},
@@ -38,19 +39,21 @@ use crate::{
     cli::{ExitMode, WatchConfig},
     clock::{monotonic_ns, realtime_offset_ns},
     live::{
-        Aggregates, Mailbox, OtlpProgress, SessionInfo, Snapshot, TargetState, rate::RateWindow,
+        Aggregates, HotProfile, Mailbox, OtlpProgress, SessionInfo, Snapshot, TargetState,
+        rate::RateWindow,
     },
     otlp::{self, OtlpConsumer},
     probe::ExitProbes,
+    sample::Sample,
     session::{
-        self, Consumer, LoopView, RecordingConsumer, RunOptions, Session, SessionEnd,
-        SessionOptions, Stop,
+        self, Consumer, LoopView, ProbeRequest, RecordingConsumer, RunOptions, SamplingStatus,
+        Session, SessionEnd, SessionOptions, Stop,
         plan::{ResolvedTarget, Started},
     },
     sink::MetricSample,
-    stall::{StallReport, Watchdog},
+    stall::{StallGroup, StallNews, StallReport, Watchdog},
     target::{ExitStatus, Redirect},
-    trace::SpanEvent,
+    trace::{FunctionInfo, SpanEvent},
     tui::{
         self,
         app::App,
@@ -87,6 +90,7 @@ pub fn run(config: &WatchConfig) -> Result<i32> {
             max_rate: config.probes.max_rate,
             max_overhead: config.probes.max_overhead,
             interval: config.interval,
+            sample_hz: config.sample_hz,
         },
         redirect.as_ref(),
     )?;
@@ -102,6 +106,7 @@ pub fn run(config: &WatchConfig) -> Result<i32> {
     let mailbox = Arc::new(Mailbox::new(Arc::new(Snapshot::empty(info.clone()))));
     let (ready_tx, ready_rx) = mpsc::channel();
     let (quit_tx, quit_rx) = oneshot::channel();
+    let (requests_tx, requests_rx) = tokio::sync::mpsc::unbounded_channel();
     let ingest = {
         let mailbox = mailbox.clone();
         thread::Builder::new()
@@ -117,6 +122,7 @@ pub fn run(config: &WatchConfig) -> Result<i32> {
                         ready: Some(ready_tx),
                         end_launched: true,
                         settle_stalls,
+                        requests: Some(requests_rx),
                         ..RunOptions::default()
                     },
                 );
@@ -135,7 +141,9 @@ pub fn run(config: &WatchConfig) -> Result<i32> {
     }
 
     let stats = std::env::var_os("FERRET_WATCH_STATS").is_some();
-    let ui = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| dashboard(&mailbox, stats)));
+    let ui = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        dashboard(&mailbox, requests_tx, stats)
+    }));
     // The terminal is back to normal here, whatever happened.
     let _ = quit_tx.send(());
     let outcome = match ingest.join() {
@@ -163,14 +171,18 @@ pub fn run(config: &WatchConfig) -> Result<i32> {
 
 /// Runs the dashboard on the real terminal until the user quits; the
 /// terminal is restored before this returns (or unwinds).
-fn dashboard(mailbox: &Arc<Mailbox>, stats: bool) -> Result<()> {
+fn dashboard(
+    mailbox: &Arc<Mailbox>,
+    requests: tokio::sync::mpsc::UnboundedSender<ProbeRequest>,
+    stats: bool,
+) -> Result<()> {
     let mut guard = TerminalGuard::enter().context("setting up the terminal")?;
     let size = guard.terminal().size()?;
     let mut app = App::new(
         mailbox.latest(),
         ratatui::layout::Rect::new(0, 0, size.width, size.height),
     );
-    let mut events = TerminalEvents::new(mailbox.clone());
+    let mut events = TerminalEvents::new(mailbox.clone()).with_requests(requests);
     if stats {
         let mut timed = Timed {
             inner: &mut events,
@@ -213,6 +225,10 @@ impl tui::EventSource for Timed<'_> {
 
     fn now_ns(&mut self) -> u64 {
         self.inner.now_ns()
+    }
+
+    fn send(&mut self, request: ProbeRequest) {
+        self.inner.send(request);
     }
 }
 
@@ -277,6 +293,8 @@ fn session_info(session: &Session, config: &WatchConfig, log: Option<PathBuf>) -
         probe_cost_ns: Some(session.first_calibration())
             .filter(|c| !c.is_none())
             .map(crate::cost::Calibration::typical_call_ns),
+        sample_hz: config.sample_hz,
+        sampling_only: prepared.plan.points.is_empty(),
     }
 }
 
@@ -369,8 +387,11 @@ struct Live {
     aggregates: Aggregates,
     session: Arc<SessionInfo>,
     mailbox: Arc<Mailbox>,
-    /// The current stalls, as last published.
+    /// The current stalls and their groups, as last published, and the
+    /// watchdog's generation they are of.
     stalls: Arc<[StallReport]>,
+    stall_groups: Arc<[StallGroup]>,
+    stalls_of: Option<u64>,
     /// The newest lifecycle notice (exec, a followed fork, a function
     /// detached by the overhead guard).
     notice: Option<String>,
@@ -385,6 +406,11 @@ struct Live {
     built: (u64, Duration, Duration),
     /// Goroutines idle now that ran traced calls lately, as last counted.
     idle_goroutines: usize,
+    /// The CPU samples, for the Hot pane.
+    hot: HotProfile,
+    /// Functions no longer traced, as the loop last said.
+    detached: Arc<HashSet<u32>>,
+    sampling: Option<SamplingStatus>,
 }
 
 impl Live {
@@ -401,6 +427,8 @@ impl Live {
             session,
             mailbox,
             stalls: Arc::from([]),
+            stall_groups: Arc::from([]),
+            stalls_of: None,
             notice: None,
             events: RateWindow::new(),
             events_counted: 0,
@@ -409,6 +437,9 @@ impl Live {
             overhead: (None, None),
             built: (0, Duration::ZERO, Duration::ZERO),
             idle_goroutines: 0,
+            hot: HotProfile::new(),
+            detached: Arc::default(),
+            sampling: None,
         }
     }
 
@@ -464,6 +495,7 @@ impl Live {
             recent: self.aggregates.recent(),
             metrics: self.aggregates.metrics(),
             stalls: self.stalls.clone(),
+            stall_groups: self.stall_groups.clone(),
             warning: self.warning.clone(),
             notice: self.notice.clone(),
             otlp: self.otlp.as_ref().map(|otlp| {
@@ -475,6 +507,9 @@ impl Live {
             }),
             overhead: self.overhead,
             close,
+            hot: self.hot.view(now),
+            detached: self.detached.clone(),
+            sampling: self.sampling,
         };
         self.mailbox.publish(Arc::new(snapshot));
         let took = began.elapsed();
@@ -529,14 +564,40 @@ impl Consumer for Live {
         Ok(())
     }
 
-    fn stalls(&mut self, news: &[StallReport], watchdog: &Watchdog) -> Result<()> {
+    fn stalls(&mut self, news: &StallNews, watchdog: &Watchdog) -> Result<()> {
         // Shown while they last (the header counts them, the Stalls pane
-        // lists them), not as a notice that would outlive them.
-        self.stalls = watchdog.stalls().cloned().collect();
+        // lists them), not as a notice that would outlive them; copied
+        // only when they changed (thousands of them, four times a second).
+        if self.stalls_of != Some(watchdog.generation()) {
+            self.stalls_of = Some(watchdog.generation());
+            self.stalls = watchdog.stalls().cloned().collect();
+            self.stall_groups = watchdog.groups().into();
+        }
         if let Some(otlp) = &mut self.otlp {
             otlp.stalls(news, watchdog)?;
         }
         self.record(|recording| recording.stalls(news, watchdog));
+        Ok(())
+    }
+
+    fn samples(&mut self, samples: &[Sample]) -> Result<()> {
+        for sample in samples {
+            self.hot.add(sample);
+        }
+        self.record(|recording| recording.samples(samples));
+        Ok(())
+    }
+
+    fn functions_changed(&mut self, functions: &Arc<[FunctionInfo]>) -> Result<()> {
+        self.aggregates.grow(functions.len());
+        self.session = Arc::new(SessionInfo {
+            functions: functions.clone(),
+            ..(*self.session).clone()
+        });
+        if let Some(otlp) = &mut self.otlp {
+            otlp.functions_changed(functions)?;
+        }
+        self.record(|recording| recording.functions_changed(functions));
         Ok(())
     }
 
@@ -551,6 +612,10 @@ impl Consumer for Live {
 
     fn tick(&mut self, view: &LoopView<'_>) -> Result<()> {
         self.overhead = view.overhead;
+        if *self.detached != *view.detached {
+            self.detached = Arc::new(view.detached.clone());
+        }
+        self.sampling = view.sampling;
         let reconstructor = &view.pipeline.reconstructor;
         let mut threads = self
             .aggregates
@@ -573,6 +638,7 @@ impl Consumer for Live {
     fn finish(&mut self, end: &mut SessionEnd) -> Result<()> {
         // With nothing left open, nothing is stalled any more.
         self.stalls = Arc::from([]);
+        self.stall_groups = Arc::from([]);
         // The exporter first: its counts go into the recording.
         if let Some(otlp) = &mut self.otlp {
             otlp.finish(end)?;

@@ -403,10 +403,18 @@ fn analyze(events: &[Event], untraced_ns: f64, calls: u32) -> Option<Calibration
                 / kinds as f64,
         )
     };
+    let entry_ns: [f64; ENTRY_KINDS.len()] =
+        std::array::from_fn(|k| positive(gap[3 * k] - untraced_ns));
+    // Every exit is at least one more trap into the kernel and one more run
+    // of the BPF program, as the cheapest entry is: a difference of two
+    // medians on a busy machine can come out near zero (0.0 µs was seen
+    // for uretprobes with other builds running), which would let the
+    // budget and the correction count exits as free.
+    let floor = entry_ns.iter().copied().fold(f64::INFINITY, f64::min);
     Some(Calibration {
-        entry_ns: std::array::from_fn(|k| positive(gap[3 * k] - untraced_ns)),
-        exit_insn_ns: exit(1),
-        exit_uret_ns: exit(2),
+        entry_ns,
+        exit_insn_ns: exit(1).max(floor),
+        exit_uret_ns: exit(2).max(floor),
         bias_ns: std::array::from_fn(|k| {
             [
                 positive(bias[3 * k + 1] - inside),
@@ -525,6 +533,25 @@ mod tests {
         );
         assert_eq!(c.calls, 500);
         assert!(c.spread < 0.01, "{}", c.spread);
+    }
+
+    #[test]
+    #[expect(clippy::float_cmp, reason = "the synthetic figures are whole numbers")]
+    fn an_exit_that_measures_free_costs_at_least_the_cheapest_entry() {
+        // The uretprobe series as fast as the entry-only one: noise made
+        // the difference vanish.
+        let events = run(
+            [
+                1_002, 12_002, 1_002, // emulated entry
+                10_002, 21_002, 10_002, // single-stepped entry
+                502, 11_502, 502, // nop5 entry
+            ],
+            [0, 9_002, 3_002, 0, 19_002, 12_002, 0, 5_002, 1_502],
+            500,
+        );
+        let c = analyze(&events, 2.0, 500).unwrap();
+        assert_eq!(c.exit_uret_ns, 500.0, "the nop entry's cost");
+        assert_eq!(c.exit_insn_ns, 11_000.0, "a real figure is kept");
     }
 
     #[test]

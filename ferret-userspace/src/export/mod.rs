@@ -14,6 +14,7 @@ pub(crate) mod chrome;
 pub(crate) mod folded;
 pub(crate) mod otlp;
 pub(crate) mod output;
+pub(crate) mod samples;
 pub(crate) mod speedscope;
 
 use std::io::Write as _;

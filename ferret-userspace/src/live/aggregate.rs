@@ -86,6 +86,14 @@ impl Aggregates {
         }
     }
 
+    /// The probe table grew to `functions` entries (functions traced while
+    /// the session runs).
+    pub fn grow(&mut self, functions: usize) {
+        if self.functions.len() < functions {
+            self.functions.resize(functions, FunctionStats::default());
+        }
+    }
+
     /// Counts one span event.
     pub fn apply(&mut self, event: &SpanEvent) {
         match event {
@@ -347,6 +355,7 @@ mod tests {
             thread_name: name("worker"),
             function,
             ts_ns: ts,
+            before_attach: false,
             goroutine: None,
         })
     }

@@ -11,11 +11,13 @@
 
 mod aggregate;
 pub mod histogram;
+mod hot;
 mod mailbox;
 pub mod rate;
 mod snapshot;
 
 pub use aggregate::{Aggregates, FunctionStats, IDLE_THREAD_KEPT_NS, METRICS_KEPT, RECENT_KEPT};
+pub use hot::{HOT_WINDOW_S, HotProfile, HotRow, HotStack, HotView};
 pub use mailbox::Mailbox;
 pub use snapshot::{
     FinishedCall, FunctionRow, MetricPoint, MetricsHistory, OpenFrame, OtlpProgress, SessionInfo,

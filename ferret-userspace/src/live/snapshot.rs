@@ -4,11 +4,13 @@
 //! behind an `Arc`; the UI thread only ever reads snapshots, so drawing
 //! never holds up ingestion and ingestion never waits for a frame.
 
-use std::{path::PathBuf, sync::Arc};
+use std::{collections::HashSet, path::PathBuf, sync::Arc};
 
+use super::HotView;
 use crate::{
+    session::SamplingStatus,
     sink::MetricSample,
-    stall::StallReport,
+    stall::{StallGroup, StallReport},
     target::ExitStatus,
     trace::FunctionInfo,
     trace::{SpanStatus, ThreadName, ThreadStack},
@@ -43,6 +45,10 @@ pub struct SessionInfo {
     /// start (times shown are corrected by each call's own figure); `None`
     /// when not measured, and times are as measured.
     pub probe_cost_ns: Option<f64>,
+    /// `--sample-hz` (0: no sampling, no Hot pane numbers).
+    pub sample_hz: u64,
+    /// No `-s` was given: the session began sampling only.
+    pub sampling_only: bool,
 }
 
 /// How the OpenTelemetry export is going, for the header.
@@ -260,6 +266,9 @@ pub struct Snapshot {
     pub metrics: Arc<MetricsHistory>,
     /// The threads stalled now: the latest capture of each, by (pid, tid).
     pub stalls: Arc<[StallReport]>,
+    /// Their groups (threads stuck in the same place), in the order to
+    /// show them; members index `stalls`.
+    pub stall_groups: Arc<[StallGroup]>,
     /// A problem worth showing (the Parquet file could not be written…).
     pub warning: Option<String>,
     /// The newest lifecycle notice (an exec, a followed fork, a function
@@ -274,6 +283,13 @@ pub struct Snapshot {
     /// The session is over and the dashboard should close (ferret got
     /// SIGINT or SIGTERM); after the target exits it stays open instead.
     pub close: bool,
+    /// Where the sampled threads spent their CPU time lately.
+    pub hot: Arc<HotView>,
+    /// Functions of the table no longer traced (detached by the overhead
+    /// guard or from the dashboard).
+    pub detached: Arc<HashSet<u32>>,
+    /// CPU sampling, if on.
+    pub sampling: Option<SamplingStatus>,
 }
 
 impl Snapshot {
@@ -293,12 +309,34 @@ impl Snapshot {
             recent: Arc::from([]),
             metrics: Arc::default(),
             stalls: Arc::from([]),
+            stall_groups: Arc::from([]),
             warning: None,
             notice: None,
             otlp: None,
             overhead: (None, None),
             close: false,
+            hot: Arc::default(),
+            detached: Arc::default(),
+            sampling: None,
         }
+    }
+
+    /// Functions traced now: the table less the detached ones.
+    pub fn traced(&self) -> usize {
+        self.session
+            .functions
+            .len()
+            .saturating_sub(self.detached.len())
+    }
+
+    /// The table's index of the function named `name` in `module`, if it
+    /// is in the table.
+    pub fn function_id(&self, name: &str, module: Option<&str>) -> Option<u32> {
+        self.session
+            .functions
+            .iter()
+            .position(|f| f.name == name && module.is_none_or(|m| f.module == m))
+            .map(|i| i as u32)
     }
 
     /// The name of function `id`, or a placeholder for an id outside the table.
@@ -330,5 +368,10 @@ impl Snapshot {
                 .iter()
                 .find(|s| s.pid == stack.pid && s.goroutine == Some(goid)),
         }
+    }
+
+    /// Stall group `id` (its number), if it is current.
+    pub fn stall_group(&self, id: u64) -> Option<&StallGroup> {
+        self.stall_groups.iter().find(|g| g.id == id)
     }
 }

@@ -239,15 +239,12 @@ impl Sampler {
         let mut running = 0u32;
         let mut seen = HashMap::with_capacity(tids.len());
         for &tid in &tids {
-            let task = format!("/proc/{}/task/{tid}", self.pid);
-            if let Ok(text) = std::fs::read_to_string(format!("{task}/stat"))
-                && parse_stat(&text).is_ok_and(|s| s.state == 'R')
-            {
-                running += 1;
-            }
-            if let Ok(text) = std::fs::read_to_string(format!("{task}/status"))
+            // One file per thread: `status` has the state and the switches.
+            if let Ok(text) =
+                std::fs::read_to_string(format!("/proc/{}/task/{tid}/status", self.pid))
                 && let Ok(status) = parse_status(&text)
             {
+                running += u32::from(status.state == 'R');
                 let now = (
                     status.voluntary_ctxt_switches,
                     status.nonvoluntary_ctxt_switches,

@@ -132,6 +132,9 @@ impl PerfCounters {
     /// Opens counters for threads not seen before, reads every counter, and
     /// returns the cumulative totals (`None` for an unavailable event).
     pub fn read(&mut self, tids: &[u32]) -> Vec<(PerfEvent, Option<u64>)> {
+        // A process of thousands of threads: which are still there, looked
+        // up in a set, not in the list (that was quadratic).
+        let alive: std::collections::HashSet<u32> = tids.iter().copied().collect();
         self.events
             .iter_mut()
             .map(|e| {
@@ -159,7 +162,7 @@ impl PerfCounters {
                         e.total += scaled.saturating_sub(thread.last);
                         thread.last = scaled.max(thread.last);
                     }
-                    if !tids.contains(&tid) {
+                    if !alive.contains(&tid) {
                         gone.push(tid);
                     }
                 }

@@ -6,6 +6,8 @@ use super::MetricsError;
 /// The fields of `/proc/PID/task/TID/status` that ferret uses.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ProcStatus {
+    /// Its scheduler state, `State:`'s letter (`R` running, `S` sleeping…).
+    pub state: char,
     /// Times the thread gave up the CPU (waiting for something).
     pub voluntary_ctxt_switches: u64,
     /// Times the thread was preempted.
@@ -59,7 +61,17 @@ pub fn parse_status(text: &str) -> Result<ProcStatus, MetricsError> {
         ["voluntary_ctxt_switches", "nonvoluntary_ctxt_switches"],
         "status",
     )?;
+    // `State:\tS (sleeping)`: the per-thread sampler reads this file
+    // alone, not `stat` as well (a process of a thousand threads).
+    let state = text
+        .lines()
+        .find_map(|l| l.strip_prefix("State:"))
+        .and_then(|v| v.trim_start().chars().next())
+        .ok_or_else(|| MetricsError::Parse {
+            reason: "status: no `State` line".to_owned(),
+        })?;
     Ok(ProcStatus {
+        state,
         voluntary_ctxt_switches: voluntary,
         nonvoluntary_ctxt_switches: nonvoluntary,
     })
@@ -90,6 +102,7 @@ mod tests {
         assert_eq!(
             parse_status(STATUS).unwrap(),
             ProcStatus {
+                state: 'S',
                 voluntary_ctxt_switches: 1507,
                 nonvoluntary_ctxt_switches: 12
             }

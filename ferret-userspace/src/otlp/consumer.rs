@@ -14,7 +14,7 @@ use crate::{
     clock::realtime_offset_ns,
     session::{Consumer, SessionEnd, plan::ResolvedTarget},
     sink::MetricSample,
-    stall::{StallReport, Watchdog},
+    stall::{StallNews, Watchdog},
     trace::{FunctionInfo, SpanEvent},
 };
 
@@ -101,9 +101,16 @@ impl Consumer for OtlpConsumer {
         Ok(())
     }
 
-    fn stalls(&mut self, news: &[StallReport], _watchdog: &Watchdog) -> Result<()> {
+    fn stalls(&mut self, news: &StallNews, _watchdog: &Watchdog) -> Result<()> {
         if let Some(exporter) = &mut self.exporter {
-            exporter.stalls(news);
+            exporter.stalls(&news.rows);
+        }
+        Ok(())
+    }
+
+    fn functions_changed(&mut self, functions: &std::sync::Arc<[FunctionInfo]>) -> Result<()> {
+        if let Some(exporter) = &mut self.exporter {
+            exporter.set_functions(functions.clone());
         }
         Ok(())
     }

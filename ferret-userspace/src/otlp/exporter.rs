@@ -63,6 +63,8 @@ pub struct Exporter {
 enum Message {
     Spans(Vec<Finished>),
     Metric(Box<MetricSample>),
+    /// The probe table grew (functions traced while the session runs).
+    Functions(Arc<[FunctionInfo]>),
     /// Send everything, then stop; give up on what is left at the deadline.
     Finish(Instant),
 }
@@ -211,6 +213,14 @@ impl Exporter {
         }
     }
 
+    /// The probe table grew: spans sent from now on may name its new
+    /// entries (the table travels with the spans, in order).
+    pub fn set_functions(&mut self, functions: Arc<[FunctionInfo]>) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(Message::Functions(functions));
+        }
+    }
+
     /// Attaches stall reports to their spans, as span events.
     pub fn stalls(&mut self, reports: &[StallReport]) {
         for report in reports {
@@ -317,6 +327,7 @@ impl Worker {
                     self.shared.queued_metrics.fetch_sub(1, Ordering::Relaxed);
                     self.samples.push(*sample);
                 }
+                Ok(Message::Functions(functions)) => self.functions = functions,
                 Ok(Message::Finish(deadline)) => {
                     while !self.pending.is_empty() && Instant::now() < deadline {
                         self.send_spans(Some(deadline));

@@ -290,6 +290,7 @@ pub(crate) mod tests {
                 thread_name: ThreadName::new("worker"),
                 function: id as u32 % 4,
                 ts_ns: ts,
+                before_attach: false,
                 goroutine: None,
             }));
             self
@@ -346,17 +347,18 @@ pub(crate) mod tests {
             lock: None,
             deadlock: Vec::new(),
             deadlock_with: None,
-            frames: vec![crate::stall::Frame {
+            frames: std::sync::Arc::from([crate::stall::Frame {
                 function: Some("f1".to_owned()),
                 file: Some("f.c".to_owned()),
                 line: Some(3),
                 address: 0x1000,
                 module: None,
                 inlined: false,
-            }],
+            }]),
             stack_note: None,
             wait: "sleeping in futex".to_owned(),
             on_stack: true,
+            group: 0,
             goroutine: None,
         }
     }

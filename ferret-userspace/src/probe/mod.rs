@@ -10,6 +10,7 @@
 pub mod btf;
 pub mod decode;
 pub mod multi;
+pub mod sample;
 
 use std::{
     os::fd::{AsFd as _, OwnedFd},
@@ -459,6 +460,7 @@ impl Engine {
     /// it took.
     pub fn detach_with<G>(&mut self, unstick: impl FnOnce() -> G) -> Duration {
         let start = Instant::now();
+        self.detach_sampler();
         close_links(std::mem::take(&mut self.multi_links), unstick);
         for name in [PROBE_PROGRAM, PROBE_RET_PROGRAM] {
             if let Some(Ok(program)) = self.ebpf.program_mut(name).map(<&mut UProbe>::try_from) {
@@ -498,7 +500,9 @@ impl Engine {
         let map = self.ebpf.map(LOST_MAP).expect("map in object");
         let lost: PerCpuArray<_, u64> =
             PerCpuArray::try_from(map).map_err(|e| map_err(LOST_MAP, e))?;
-        let values = lost.get(&0, 0).map_err(|e| map_err(LOST_MAP, e))?;
+        let values = lost
+            .get(&ferret_common::lost::EVENTS, 0)
+            .map_err(|e| map_err(LOST_MAP, e))?;
         Ok(values.iter().sum())
     }
 }

@@ -9,14 +9,17 @@
 //! the end. `record` writes; `watch` aggregates and publishes snapshots;
 //! an exporter sends.
 
+use std::{collections::HashSet, sync::Arc};
+
 use anyhow::Result;
 
-use super::{Stop, pipeline::Pipeline};
+use super::{Stop, pipeline::Pipeline, sampling::SamplingStatus};
 use crate::{
-    sink::{MetricSample, Recording, meta_key},
-    stall::{StallReport, Watchdog},
+    sample::Sample,
+    sink::{MetricSample, Recording, SampleRow, meta_key},
+    stall::{StallNews, Watchdog},
     target::ExitStatus,
-    trace::SpanEvent,
+    trace::{FunctionInfo, SpanEvent},
 };
 
 /// A destination for what a session observes. Every method but
@@ -31,8 +34,10 @@ pub trait Consumer {
         Ok(())
     }
 
-    /// Stalls that are new or moved (`news`); `watchdog` has all current ones.
-    fn stalls(&mut self, _news: &[StallReport], _watchdog: &Watchdog) -> Result<()> {
+    /// What is new about the stalls (`news`: rows for the stalls that are
+    /// new or moved, lines for the groups that appeared or lost threads);
+    /// `watchdog` has all current ones and their groups.
+    fn stalls(&mut self, _news: &StallNews, _watchdog: &Watchdog) -> Result<()> {
         Ok(())
     }
 
@@ -42,6 +47,19 @@ pub trait Consumer {
 
     /// Every `--interval`, after the metrics sample: write buffered state out.
     fn flush(&mut self) -> Result<()> {
+        Ok(())
+    }
+
+    /// CPU samples, unwound and symbolized, since the last call (sampling
+    /// is on: no `-s`, or `watch`).
+    fn samples(&mut self, _samples: &[Sample]) -> Result<()> {
+        Ok(())
+    }
+
+    /// The probe table grew (functions traced from the dashboard): span
+    /// events from now on may name its new entries. Called before any of
+    /// them; the old entries keep their indices.
+    fn functions_changed(&mut self, _functions: &Arc<[FunctionInfo]>) -> Result<()> {
         Ok(())
     }
 
@@ -69,6 +87,13 @@ pub struct LoopView<'a> {
     /// The overhead guard's newest estimate of the probes' cost (percent of
     /// the target's own time) and the budget, if on.
     pub overhead: (Option<f64>, Option<f64>),
+    /// The probe table (it grows when functions are traced live).
+    pub functions: &'a Arc<[FunctionInfo]>,
+    /// Functions of the table no longer traced (detached by the guard or
+    /// the user).
+    pub detached: &'a HashSet<u32>,
+    /// CPU sampling, if on.
+    pub sampling: Option<SamplingStatus>,
 }
 
 /// How a session ended, for the consumers and the command.
@@ -143,12 +168,35 @@ impl Consumer for RecordingConsumer {
         Ok(self.recording()?.write_metric(sample)?)
     }
 
-    fn stalls(&mut self, news: &[StallReport], _watchdog: &Watchdog) -> Result<()> {
+    fn stalls(&mut self, news: &StallNews, _watchdog: &Watchdog) -> Result<()> {
         let recording = self.recording()?;
-        for report in news {
+        for report in &news.rows {
             let stack = report.stack_text();
             recording.write_stall(&report.row(&stack))?;
         }
+        Ok(())
+    }
+
+    fn samples(&mut self, samples: &[Sample]) -> Result<()> {
+        let recording = self.recording()?;
+        for sample in samples {
+            let function = sample.function().unwrap_or_default();
+            let stack = sample.stack_text();
+            recording.write_sample(&SampleRow {
+                ts_ns: sample.ts_ns,
+                pid: sample.pid,
+                tid: sample.tid,
+                thread_name: sample.thread_name.as_str(),
+                function: &function,
+                module: sample.module(),
+                stack: &stack,
+            })?;
+        }
+        Ok(())
+    }
+
+    fn functions_changed(&mut self, functions: &Arc<[FunctionInfo]>) -> Result<()> {
+        self.recording()?.set_functions(functions.clone());
         Ok(())
     }
 

@@ -102,6 +102,13 @@ impl Budget {
         self.costs = costs;
     }
 
+    /// The probe table grew to `functions` entries.
+    pub fn grow(&mut self, functions: usize) {
+        if self.current.len() < functions {
+            self.current.resize(functions, 0);
+        }
+    }
+
     /// Whether the budget is on.
     pub fn is_on(&self) -> bool {
         self.percent > 0.0
@@ -265,6 +272,27 @@ impl OverheadGuard {
         self.budget.set_costs(costs);
     }
 
+    /// The probe table grew to `functions` entries (functions traced while
+    /// the session runs): their calls count from now on.
+    pub fn grow(&mut self, functions: usize) {
+        if self.rate_calls.len() < functions {
+            self.rate_calls.resize(functions, 0);
+        }
+        self.budget.grow(functions);
+    }
+
+    /// The functions detached so far, by a limit or by the user; the
+    /// guard's own swaps leave them out.
+    pub fn disabled(&self) -> &HashSet<u32> {
+        &self.disabled
+    }
+
+    /// The functions detached from now on (the user detached or re-traced
+    /// some: see `session::retrace`).
+    pub fn set_disabled(&mut self, disabled: HashSet<u32>) {
+        self.disabled = disabled;
+    }
+
     /// The budget's newest estimate, percent of the target's own time, and
     /// the budget (`None` when off).
     pub fn estimate(&self) -> (Option<f64>, Option<f64>) {
@@ -280,7 +308,11 @@ impl OverheadGuard {
             return;
         }
         for span in spans {
-            if let SpanEvent::Start(start) = span {
+            // A call adopted at attach (already running) fired no entry
+            // probe: a thousand of them at once are no hot function.
+            if let SpanEvent::Start(start) = span
+                && !start.before_attach
+            {
                 if let Some(count) = self.rate_calls.get_mut(start.function as usize) {
                     *count += 1;
                 }

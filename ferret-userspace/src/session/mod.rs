@@ -17,12 +17,16 @@
 //! sampler ──────────────────────────────────────▶ consumers
 //! watchdog ─▶ stalls (and spans it retires) ────▶ consumers
 //! guard ◀── span starts; detaches hot functions (generation swap)
+//! sampler thread (CPU samples, unwound, symbolized) ─▶ consumers
+//! dashboard requests ─▶ retrace (trace / detach live: generation swap)
 //! ```
 
 pub mod consumer;
 pub mod guard;
 pub mod pipeline;
 pub mod plan;
+pub mod retrace;
+pub mod sampling;
 pub mod stop;
 
 use std::{
@@ -34,24 +38,30 @@ use std::{
 use anyhow::{Context as _, Result};
 use tokio::{
     io::{Interest, unix::AsyncFd},
-    sync::oneshot,
+    sync::{mpsc as tokio_mpsc, oneshot},
     time::MissedTickBehavior,
 };
 
 pub use consumer::{Consumer, LoopView, RecordingConsumer, SessionEnd};
 pub use guard::OverheadGuard;
 pub use pipeline::Pipeline;
+pub use retrace::ProbeRequest;
+pub use sampling::SamplingStatus;
 pub use stop::{GRACE, Stop, Stopper};
 
-use self::plan::{Plan, ResolvedTarget, Started};
+use self::{
+    plan::{Plan, ResolvedTarget, Started},
+    retrace::Retrace,
+    sampling::Sampling,
+};
 use crate::{
-    cli::{ProbeConfig, Target},
+    cli::{ExitMode, ProbeConfig, Target},
     clock::{monotonic_ns, realtime_offset_ns},
     cost::{self, Calibration, EntryKind, calibrate::Recalibrator},
     metrics::Sampler,
     probe::{AttachStats, Engine, EventRing, LinkKind},
     sink::{Recording, RecordingMeta, meta_key},
-    stall::{RunningCalls, Watchdog},
+    stall::Watchdog,
     target::{self, ExitStatus, Redirect},
     trace::{FunctionCost, FunctionInfo},
 };
@@ -72,8 +82,10 @@ pub const TICK_EVERY: Duration = Duration::from_millis(100);
 /// the call rates).
 pub const GUARD_EVERY: Duration = Duration::from_millis(250);
 
-/// How long the end of a session waits for stall captures in flight.
-const SETTLE_STALLS: Duration = Duration::from_secs(2);
+/// How long the end of a session waits for the stall capture being taken,
+/// if one is (its row is wanted); the captures still queued are abandoned,
+/// so the session ends on time however many threads are stalled.
+const SETTLE_STALLS: Duration = Duration::from_millis(250);
 
 /// A target and its chosen functions, before anything is attached.
 pub struct Prepared {
@@ -85,22 +97,28 @@ pub struct Prepared {
     pub probes_text: String,
     /// Trace forked children too.
     pub follow_forks: bool,
+    /// `--exit-probes`, for functions traced later too.
+    pub exit_mode: ExitMode,
+    /// `-x`, for patterns added later too.
+    pub excludes: Vec<crate::symbols::Pattern>,
 }
 
 /// Resolves the target and selects the functions; says what was chosen.
 pub fn prepare(target: &Target, probes: &ProbeConfig) -> Result<Prepared> {
     let target = ResolvedTarget::resolve(target)?;
     let plan = plan::plan(&target, probes)?;
-    eprintln!(
-        "ferret: tracing {} function{} of {}",
-        plan.traced_functions(),
-        if plan.traced_functions() == 1 {
-            ""
-        } else {
-            "s"
-        },
-        target.describe()
-    );
+    if !plan.points.is_empty() {
+        eprintln!(
+            "ferret: tracing {} function{} of {}",
+            plan.traced_functions(),
+            if plan.traced_functions() == 1 {
+                ""
+            } else {
+                "s"
+            },
+            target.describe()
+        );
+    }
     for note in &plan.exit_notes {
         eprintln!("ferret:   {note}");
     }
@@ -116,6 +134,8 @@ pub fn prepare(target: &Target, probes: &ProbeConfig) -> Result<Prepared> {
         plan,
         probes_text,
         follow_forks: probes.follow_forks,
+        exit_mode: probes.exit_mode,
+        excludes: probes.excludes.clone(),
     })
 }
 
@@ -132,6 +152,9 @@ pub struct SessionOptions {
     pub max_overhead: f64,
     /// `--interval`: how often metrics are sampled.
     pub interval: Duration,
+    /// `--sample-hz`: CPU samples per second of each thread's CPU time
+    /// (0: no sampling).
+    pub sample_hz: u64,
 }
 
 impl Prepared {
@@ -210,35 +233,59 @@ impl Prepared {
                 return Err(e);
             }
         };
-        eprintln!(
-            "ferret: {} probes attached through {} {} link{} in {:.1} ms",
-            stats.probes,
-            stats.links,
-            match stats.kind {
-                LinkKind::Multi => "uprobe_multi",
-                LinkKind::PerProbe => "perf",
-            },
-            if stats.links == 1 { "" } else { "s" },
-            stats.elapsed.as_secs_f64() * 1e3
-        );
+        if stats.probes > 0 {
+            eprintln!(
+                "ferret: {} probes attached through {} {} link{} in {:.1} ms",
+                stats.probes,
+                stats.links,
+                match stats.kind {
+                    LinkKind::Multi => "uprobe_multi",
+                    LinkKind::PerProbe => "perf",
+                },
+                if stats.links == 1 { "" } else { "s" },
+                stats.elapsed.as_secs_f64() * 1e3
+            );
+        }
         let ring = engine.take_ring()?;
+        let sampling = if options.sample_hz > 0 {
+            match Sampling::start(&mut engine, pid, options.sample_hz, options.max_overhead) {
+                Ok(sampling) => {
+                    eprintln!(
+                        "ferret: sampling every thread on CPU at {} Hz",
+                        options.sample_hz
+                    );
+                    Some(sampling)
+                }
+                Err(e) if self.plan.points.is_empty() => {
+                    engine.detach();
+                    if let Started::Launched(child) = started {
+                        child.abandon();
+                    }
+                    return Err(e);
+                }
+                Err(e) => {
+                    eprintln!("ferret: warning: {e:#}; tracing without sampling");
+                    None
+                }
+            }
+        } else {
+            None
+        };
         if let Started::Launched(child) = &mut started {
             child.release()?;
         }
         let attached_ns = monotonic_ns();
         let watchdog = (!options.stall.is_zero()).then(|| {
-            let mut watchdog = Watchdog::new(options.stall, self.plan.functions.clone());
+            let watchdog = Watchdog::new(options.stall, self.plan.functions.clone());
             // A Go program's calls are kept per goroutine, and a thread's
             // stack says nothing about the goroutines that are not on it.
             let go = self.plan.points.iter().any(|p| p.goid_offset != 0);
             if matches!(started, Started::Pid(_)) && !go {
-                // Calls already on the threads' stacks; the first stall
-                // check adopts them, started at attach.
-                watchdog.adopt_when_drained(RunningCalls::find(
-                    pid,
-                    &self.plan.points,
-                    attached_ns,
-                ));
+                // Calls already on the threads' stacks, found on the
+                // watchdog's thread (thousands of threads take a while);
+                // the stall check after they are found adopts them,
+                // started at attach.
+                watchdog.find_running(pid, &self.plan.points, attached_ns);
             }
             watchdog
         });
@@ -247,6 +294,8 @@ impl Prepared {
         pipeline.reconstructor.set_costs(costs.clone());
         let calls = cost::calibrate::calls_from_env();
         Ok(Session {
+            retrace: Retrace::new(pid, self.exit_mode, self.excludes.clone()),
+            sampling,
             guard: OverheadGuard::new(
                 pid,
                 self.plan.points.len(),
@@ -295,9 +344,12 @@ pub struct RunOptions {
     /// (SIGTERM) unless it exited, then killed if it has not after
     /// [`GRACE`]. Otherwise (`record`) it runs on, untraced.
     pub end_launched: bool,
-    /// Wait (up to two seconds) for stall captures in flight at the end, so
-    /// their reports reach the consumers (a recording wants them).
+    /// Wait (up to [`SETTLE_STALLS`]) for the stall capture being taken at
+    /// the end, so its report reaches the consumers (a recording wants it).
     pub settle_stalls: bool,
+    /// What the dashboard asks: trace or detach functions while the session
+    /// runs.
+    pub requests: Option<tokio_mpsc::UnboundedReceiver<ProbeRequest>>,
 }
 
 /// A running target with probes attached, and the event sources of the loop.
@@ -326,6 +378,10 @@ pub struct Session {
     entry_kinds: Vec<EntryKind>,
     /// A launched command's exit status, once reaped.
     exit: Option<ExitStatus>,
+    /// CPU sampling, if on.
+    sampling: Option<Sampling>,
+    /// Functions traced and detached from the dashboard.
+    retrace: Retrace,
 }
 
 impl Session {
@@ -430,6 +486,7 @@ impl Session {
         let mut tick_timer = timer(TICK_EVERY);
         let mut guard_timer = timer(GUARD_EVERY);
         let mut stall_timer = timer(STALL_CHECK_EVERY);
+        let mut requests = options.requests.take();
 
         let Self {
             engine,
@@ -442,6 +499,8 @@ impl Session {
             calibration,
             recalibrations,
             entry_kinds,
+            sampling,
+            retrace,
             ..
         } = self;
         let looped: Result<Stop> = async {
@@ -468,10 +527,16 @@ impl Session {
                             pipeline.note_lost(lost);
                         }
                         consume(pipeline, guard, consumers)?;
+                        if let Some(sampling) = sampling.as_mut() {
+                            sampling.deliver(consumers)?;
+                        }
                         let view = LoopView {
                             now_ns: monotonic_ns(),
                             pipeline,
                             overhead: guard.estimate(),
+                            functions: &prepared.plan.functions,
+                            detached: guard.disabled(),
+                            sampling: sampling.as_ref().map(Sampling::status),
                         };
                         for consumer in consumers.iter_mut() {
                             consumer.tick(&view)?;
@@ -488,16 +553,42 @@ impl Session {
                         }
                         let notices = guard.check(engine, &prepared.plan);
                         pipeline.notices.extend(notices);
+                        if let Some(notice) = sampling.as_mut().and_then(|s| s.check(engine)) {
+                            pipeline.notices.push(notice);
+                        }
                     }
+                    request = next_request(&mut requests) => match request {
+                        Some(request) => {
+                            // What was delivered before the swap is
+                            // consumed under the old table.
+                            ring.get_mut().drain(|record| pipeline.push(record));
+                            consume(pipeline, guard, consumers)?;
+                            retrace.apply(
+                                request,
+                                retrace::Parts {
+                                    engine,
+                                    plan: &mut prepared.plan,
+                                    guard,
+                                    pipeline,
+                                    watchdog: watchdog.as_mut(),
+                                    calibration,
+                                    entry_kinds,
+                                },
+                                consumers,
+                            )?;
+                        }
+                        // The dashboard is gone.
+                        None => requests = None,
+                    },
                     _ = stall_timer.tick(), if watchdog.is_some() => {
                         let watchdog = watchdog.as_mut().expect("checked by the guard");
                         let ring = ring.get_mut();
-                        let reports = pipeline.check_stalls(watchdog, |pipeline| {
+                        let news = pipeline.check_stalls(watchdog, |pipeline| {
                             ring.drain(|record| pipeline.push(record));
                         });
                         consume(pipeline, guard, consumers)?;
                         for consumer in consumers.iter_mut() {
-                            consumer.stalls(&reports, watchdog)?;
+                            consumer.stalls(&news, watchdog)?;
                         }
                     }
                     stop = stopper.next() => break Ok(stop),
@@ -553,18 +644,27 @@ impl Session {
         options: &RunOptions,
         error: &mut Option<anyhow::Error>,
     ) -> SessionEnd {
-        if let Some(watchdog) = &mut self.watchdog
-            && options.settle_stalls
-        {
-            watchdog.settle(SETTLE_STALLS);
-            let reports = watchdog.take_reports();
+        // The watchdog stops first, whatever it is doing: captures still
+        // queued are abandoned, the one being taken gets SETTLE_STALLS to
+        // finish if a recording wants its row. Its last news (groups not
+        // told yet) goes out.
+        if let Some(watchdog) = &mut self.watchdog {
+            let wait = if options.settle_stalls {
+                SETTLE_STALLS
+            } else {
+                Duration::ZERO
+            };
+            let news = watchdog.settle(wait);
             for consumer in consumers.iter_mut() {
-                if let Err(e) = consumer.stalls(&reports, watchdog) {
+                if let Err(e) = consumer.stalls(&news, watchdog) {
                     error.get_or_insert(e);
                 }
             }
         }
-        let stall_threshold = self.watchdog.take().map(|w| w.threshold());
+        let watchdog = self.watchdog.take();
+        let stall_threshold = watchdog.as_ref().map(Watchdog::threshold);
+        let stall_stats = watchdog.as_ref().map(|w| w.stats().to_json());
+        drop(watchdog);
         // No measuring while the session winds down.
         drop(self.recalibrator.take());
 
@@ -590,6 +690,13 @@ impl Session {
         let detach = self
             .engine
             .detach_with(|| crate::target::freeze::running_threads(pid));
+        let sampled = self.sampling.as_mut().map(|sampling| {
+            let (delivered, json) = sampling.finish(&self.engine, consumers);
+            if let Err(e) = delivered {
+                error.get_or_insert(e);
+            }
+            json
+        });
         let lost = self.engine.lost().unwrap_or(self.pipeline.lost);
         self.pipeline.lost = self.pipeline.lost.max(lost);
         // Spans still open end as `unwound` if the process is gone, `open`
@@ -628,10 +735,13 @@ impl Session {
                     self.guard.estimate().1.unwrap_or(0.0).to_string(),
                 ),
                 (meta_key::DETACHED_FUNCTIONS, self.guard.metadata()),
+                (meta_key::PROBE_CHANGES, self.retrace.metadata()),
+                (meta_key::SAMPLING, sampled.unwrap_or_default()),
                 (
                     meta_key::STALL_THRESHOLD_NS,
                     stall_threshold.unwrap_or_default().as_nanos().to_string(),
                 ),
+                (meta_key::STALL_WATCHDOG, stall_stats.unwrap_or_default()),
                 (
                     meta_key::METRICS_UNAVAILABLE,
                     unavailable
@@ -727,6 +837,16 @@ fn consume(
         .try_for_each(|consumer| consumer.spans(&pipeline.spans));
     pipeline.spans.clear();
     result
+}
+
+/// The next request from the dashboard; never, without one.
+async fn next_request(
+    requests: &mut Option<tokio_mpsc::UnboundedReceiver<ProbeRequest>>,
+) -> Option<ProbeRequest> {
+    match requests {
+        Some(requests) => requests.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Whether the process behind `pidfd` has exited (its pidfd is readable).

@@ -11,7 +11,7 @@
 use crate::{
     clock::monotonic_ns,
     probe::decode::Decoder,
-    stall::{StallReport, Watchdog},
+    stall::{StallNews, Watchdog},
     trace::{RawEvent, RawKind, Reconstructor, SchedCounters, SpanEvent, ThreadName},
 };
 
@@ -83,23 +83,24 @@ impl Pipeline {
     /// One stall check (see [`Watchdog`]): takes in the captures finished
     /// so far, drains the ring buffer through `drain` (so a capture taken
     /// after its thread moved on is known for what it is), then checks the
-    /// open stacks. Returns the new and moved stalls; calls adopted at
-    /// attach are told in [`Self::notices`].
+    /// open stacks. Returns the news (new and moved stalls, what is news
+    /// about their groups); calls adopted at attach are told in
+    /// [`Self::notices`].
     pub fn check_stalls(
         &mut self,
         watchdog: &mut Watchdog,
         drain: impl FnOnce(&mut Self),
-    ) -> Vec<StallReport> {
+    ) -> StallNews {
         watchdog.receive();
         drain(self);
-        let reports = watchdog.tick(&mut self.reconstructor, monotonic_ns(), &mut self.spans);
+        let news = watchdog.tick(&mut self.reconstructor, monotonic_ns(), &mut self.spans);
         if let Some(adopted) = watchdog.take_adopted().filter(|&n| n > 0) {
             self.notices.push(format!(
                 "{adopted} traced call{} already running when ferret attached",
                 if adopted == 1 { " was" } else { "s were" }
             ));
         }
-        reports
+        news
     }
 
     /// Takes in the kernel's drop counter (`lost`, the total so far): new

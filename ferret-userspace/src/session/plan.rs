@@ -138,7 +138,8 @@ enum ModuleExits {
 /// The functions chosen and their probes.
 pub struct Plan {
     /// Function `i` has cookie id `i`. Go programs' recovery markers (see
-    /// [`ProbePoint::go_recovery`]) come last.
+    /// [`ProbePoint::go_recovery`]) follow the functions chosen at the
+    /// start; functions traced later from the dashboard come after them.
     pub points: Vec<ProbePoint>,
     /// Names and modules, indexed like `points`.
     pub functions: Arc<[FunctionInfo]>,
@@ -152,6 +153,15 @@ pub fn plan(target: &ResolvedTarget, config: &ProbeConfig) -> Result<Plan> {
     // Every module opened from here on, the stall symbolizer's included,
     // finds its debug file this way.
     DebugSearch::from_env(&config.debug_dirs).install();
+    if config.includes.is_empty() {
+        // No `-s`: the session samples, and functions are traced later
+        // (from the dashboard) or not at all.
+        return Ok(Plan {
+            points: Vec::new(),
+            functions: Arc::from([]),
+            exit_notes: Vec::new(),
+        });
+    }
     let need_libraries = config
         .includes
         .iter()
@@ -204,108 +214,30 @@ pub fn plan(target: &ResolvedTarget, config: &ProbeConfig) -> Result<Plan> {
         if let Some(layout) = &go_layout {
             recovery_marks.extend(go_recovery_mark(module, layout.goid));
         }
-        let (ret_mode, why) = match (config.exit_mode, module.unwind_policy()) {
-            _ if go.is_some() => (
-                ModuleExits::Ret,
-                "a Go program: uretprobes would kill it when its runtime moves a stack".to_owned(),
-            ),
-            (ExitMode::Ret, _) => (ModuleExits::Ret, "--exit-probes ret".to_owned()),
-            (ExitMode::Uretprobe, UnwindPolicy::MayUnwind { reason }) => (
-                ModuleExits::Uretprobe,
-                format!(
-                    "--exit-probes uretprobe; WARNING: the target may unwind ({reason}), \
-                     which aborts it"
-                ),
-            ),
-            (ExitMode::Uretprobe, UnwindPolicy::CannotUnwind) => {
-                (ModuleExits::Uretprobe, "--exit-probes uretprobe".to_owned())
-            }
-            (ExitMode::Auto, UnwindPolicy::MayUnwind { reason }) => {
-                (ModuleExits::Ret, format!("it may unwind: {reason}"))
-            }
-            (ExitMode::Auto, UnwindPolicy::CannotUnwind) => (
-                ModuleExits::UretprobeUnlessRecursive,
-                "it cannot unwind, so uretprobes, which cost less; \
-                 return instructions for functions that call themselves"
-                    .to_owned(),
-            ),
-        };
+        let (ret_mode, why) = module_exits(config.exit_mode, module);
         let mut counts = [0usize; 3];
         for function in functions {
-            let entry = match module.entry_probe(function) {
-                Ok(entry) => entry,
-                Err(refusal) => {
-                    unprobeable.push(format!("{} ({refusal})", function.name));
-                    continue;
-                }
-            };
-            let all = module
-                .exit_points(function)
-                .with_context(|| format!("decoding {}", function.name))?;
             let goid_offset = match &go_layout {
                 Some(layout) if module.is_go_function(function) => layout.goid,
                 _ => 0,
             };
-            if never_returns(module, function, &all) {
+            let (point, entry_only_here) =
+                match probe_point(module, function, ret_mode, goid_offset)? {
+                    Ok(planned) => planned,
+                    Err(why) => {
+                        unprobeable.push(format!("{} ({why})", function.name));
+                        continue;
+                    }
+                };
+            if entry_only_here {
                 // No return address to hijack (the entry point's slot holds
                 // argc) and nothing to probe on the way out: entry only.
                 entry_only.push(function.name.clone());
                 counts[2] += 1;
-                points.push(ProbePoint {
-                    path: module.path.clone(),
-                    entry,
-                    exits: ExitProbes::Instructions(Vec::new()),
-                    goid_offset,
-                    go_recovery: false,
-                });
-                infos.push(FunctionInfo {
-                    name: function.name.clone(),
-                    module: shown(&module.path),
-                });
-                continue;
-            }
-            let use_ret = match ret_mode {
-                ModuleExits::Ret => true,
-                ModuleExits::Uretprobe => false,
-                ModuleExits::UretprobeUnlessRecursive => module.calls_itself(function),
-            };
-            let exits = if use_ret {
-                let accepted: Vec<u64> = all
-                    .iter()
-                    .copied()
-                    .filter(|&offset| module.accepts_probe_at(offset))
-                    .collect();
-                if accepted.len() < all.len() {
-                    eprintln!(
-                        "ferret: warning: {} has {} exit instruction(s) that cannot carry a uprobe; \
-                         calls leaving through them will end as `unwound`",
-                        function.name,
-                        all.len() - accepted.len()
-                    );
-                }
-                if accepted.contains(&entry) && go.is_some() {
-                    // A bare `ret` in Go, where no uretprobe may go.
-                    unprobeable.push(format!("{} (its body is a bare return)", function.name));
-                    continue;
-                } else if accepted.contains(&entry) {
-                    // A function that is a bare `ret`: an entry and an exit
-                    // probe at one address would race; nothing can unwind
-                    // through it, so a uretprobe is safe.
-                    ExitProbes::Uretprobe
-                } else {
-                    ExitProbes::Instructions(accepted)
-                }
             } else {
-                ExitProbes::Uretprobe
-            };
-            counts[usize::from(matches!(exits, ExitProbes::Instructions(_)))] += 1;
-            points.push(ProbePoint {
-                path: module.path.clone(),
-                entry,
-                exits,
-                goid_offset,
-                go_recovery: false,
-            });
+                counts[usize::from(matches!(point.exits, ExitProbes::Instructions(_)))] += 1;
+            }
+            points.push(point);
             infos.push(FunctionInfo {
                 name: function.name.clone(),
                 module: shown(&module.path),
@@ -430,6 +362,142 @@ fn go_note(
              are kept per thread and a goroutine that changes threads mid-call mis-nests"
         ),
     }
+}
+
+/// How a module's exits are observed under `mode`, and why, in words.
+fn module_exits(mode: ExitMode, module: &Module) -> (ModuleExits, String) {
+    if module.go().is_some() {
+        return (
+            ModuleExits::Ret,
+            "a Go program: uretprobes would kill it when its runtime moves a stack".to_owned(),
+        );
+    }
+    match (mode, module.unwind_policy()) {
+        (ExitMode::Ret, _) => (ModuleExits::Ret, "--exit-probes ret".to_owned()),
+        (ExitMode::Uretprobe, UnwindPolicy::MayUnwind { reason }) => (
+            ModuleExits::Uretprobe,
+            format!(
+                "--exit-probes uretprobe; WARNING: the target may unwind ({reason}), \
+                 which aborts it"
+            ),
+        ),
+        (ExitMode::Uretprobe, UnwindPolicy::CannotUnwind) => {
+            (ModuleExits::Uretprobe, "--exit-probes uretprobe".to_owned())
+        }
+        (ExitMode::Auto, UnwindPolicy::MayUnwind { reason }) => {
+            (ModuleExits::Ret, format!("it may unwind: {reason}"))
+        }
+        (ExitMode::Auto, UnwindPolicy::CannotUnwind) => (
+            ModuleExits::UretprobeUnlessRecursive,
+            "it cannot unwind, so uretprobes, which cost less; \
+             return instructions for functions that call themselves"
+                .to_owned(),
+        ),
+    }
+}
+
+/// Where a Go module's probes read the goroutine id (`runtime.g`'s `goid`
+/// offset), when they can: a register-ABI build whose offset lies inside
+/// the window the probe copies (see GO_G_WORDS).
+fn readable_goid_offset(module: &Module) -> Option<u16> {
+    module
+        .go()
+        .filter(|go| go.has_register_abi())
+        .and_then(|_| module.go_layout())
+        .map(|layout| layout.goid)
+        .filter(|&goid| goid % 8 == 0 && u64::from(goid) <= ferret_common::GO_G_MAX_GOID_OFFSET)
+}
+
+/// The probes for `function` of `module`: its entry, and its exits as
+/// `ret_mode` says, reading the goroutine at `goid_offset` (0: not Go).
+/// The flag is set when the function never returns and is probed by its
+/// entry alone. `Ok(Err(why))` when it cannot carry the probes it needs.
+fn probe_point(
+    module: &Module,
+    function: &Function,
+    ret_mode: ModuleExits,
+    goid_offset: u16,
+) -> Result<Result<(ProbePoint, bool), String>> {
+    let entry = match module.entry_probe(function) {
+        Ok(entry) => entry,
+        Err(refusal) => return Ok(Err(refusal.to_string())),
+    };
+    let point = |exits| ProbePoint {
+        path: module.path.clone(),
+        entry,
+        exits,
+        goid_offset,
+        go_recovery: false,
+    };
+    let all = module
+        .exit_points(function)
+        .with_context(|| format!("decoding {}", function.name))?;
+    if never_returns(module, function, &all) {
+        return Ok(Ok((point(ExitProbes::Instructions(Vec::new())), true)));
+    }
+    let use_ret = match ret_mode {
+        ModuleExits::Ret => true,
+        ModuleExits::Uretprobe => false,
+        ModuleExits::UretprobeUnlessRecursive => module.calls_itself(function),
+    };
+    let exits = if use_ret {
+        let accepted: Vec<u64> = all
+            .iter()
+            .copied()
+            .filter(|&offset| module.accepts_probe_at(offset))
+            .collect();
+        if accepted.len() < all.len() {
+            eprintln!(
+                "ferret: warning: {} has {} exit instruction(s) that cannot carry a uprobe; \
+                 calls leaving through them will end as `unwound`",
+                function.name,
+                all.len() - accepted.len()
+            );
+        }
+        if accepted.contains(&entry) && module.go().is_some() {
+            // A bare `ret` in Go, where no uretprobe may go.
+            return Ok(Err("its body is a bare return".to_owned()));
+        } else if accepted.contains(&entry) {
+            // A function that is a bare `ret`: an entry and an exit
+            // probe at one address would race; nothing can unwind
+            // through it, so a uretprobe is safe.
+            ExitProbes::Uretprobe
+        } else {
+            ExitProbes::Instructions(accepted)
+        }
+    } else {
+        ExitProbes::Uretprobe
+    };
+    Ok(Ok((point(exits), false)))
+}
+
+/// Probe points for functions chosen while the session runs (traced from
+/// the dashboard): each with its module's exit policy, as at the start.
+/// Returns the points and their table entries, in order, and the
+/// functions refused (`name (why)`).
+pub(crate) fn plan_more(
+    target: &ResolvedTarget,
+    exit_mode: ExitMode,
+    chosen: &[(&Module, &Function)],
+) -> Result<(Vec<ProbePoint>, Vec<FunctionInfo>, Vec<String>)> {
+    let (mut points, mut infos, mut refused) = (Vec::new(), Vec::new(), Vec::new());
+    for &(module, function) in chosen {
+        let (ret_mode, _) = module_exits(exit_mode, module);
+        let goid_offset = readable_goid_offset(module)
+            .filter(|_| module.is_go_function(function))
+            .unwrap_or(0);
+        match probe_point(module, function, ret_mode, goid_offset)? {
+            Ok((point, _)) => {
+                points.push(point);
+                infos.push(FunctionInfo {
+                    name: function.name.clone(),
+                    module: shown_path(target, &module.path),
+                });
+            }
+            Err(why) => refused.push(format!("{} ({why})", function.name)),
+        }
+    }
+    Ok((points, infos, refused))
 }
 
 /// Whether calls of `f` never come back through a return: the program's

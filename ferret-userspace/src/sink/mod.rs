@@ -24,7 +24,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 pub(crate) use read::contained;
 pub use read::{Row, read_all, read_metadata};
 pub use recording::{OutputGuard, Recording};
-pub use write::{RecordingWriter, StallRow};
+pub use write::{RecordingWriter, SampleRow, StallRow};
 
 /// Rows per batch: the most a writer buffers in its column vectors before
 /// it encodes them as one page per column (and the reader's batch size).
@@ -45,6 +45,8 @@ pub const KIND_SPAN_END: &str = "SPAN_END";
 pub const KIND_METRIC: &str = "METRIC";
 /// `kind` of a stall capture: where a stalled thread was stuck.
 pub const KIND_STALL: &str = "STALL";
+/// `kind` of a CPU sample: where a thread was when sampled on CPU.
+pub const KIND_SAMPLE: &str = "SAMPLE";
 
 /// Keys of the file's key-value metadata written by ferret.
 pub mod meta_key {
@@ -76,6 +78,9 @@ pub mod meta_key {
     pub const DETACHED_FUNCTIONS: &str = "ferret.detached_functions";
     /// `--stall` in ns (0: the watchdog was off).
     pub const STALL_THRESHOLD_NS: &str = "ferret.stall_threshold_ns";
+    /// What the stall watchdog's capture thread cost, JSON (see
+    /// [`crate::stall::WatchdogStats::to_json`]); absent when it was off.
+    pub const STALL_WATCHDOG: &str = "ferret.stall_watchdog";
 
     /// The probes' cost as measured on the machine, JSON: `start` (the
     /// figures of [`crate::cost::Calibration`]), `recalibrations`, and `end`
@@ -99,6 +104,13 @@ pub mod meta_key {
     pub const OTLP_OVER_CAP: &str = "ferret.otlp_over_cap";
     /// The exporter's last error, if any.
     pub const OTLP_LAST_ERROR: &str = "ferret.otlp_last_error";
+    /// CPU sampling, JSON: the rate asked for and at the end, samples,
+    /// lost samples, the measured cost per sample.
+    pub const SAMPLING: &str = "ferret.sampling";
+    /// Functions traced and detached while the session ran (from the
+    /// dashboard), JSON: `[{"ts_ns", "change": "trace"|"detach",
+    /// "function", "module"}, …]` in order.
+    pub const PROBE_CHANGES: &str = "ferret.probe_changes";
 
     /// Every key ferret writes.
     pub const ALL: &[&str] = &[
@@ -114,6 +126,7 @@ pub mod meta_key {
         METRICS_UNAVAILABLE,
         DETACHED_FUNCTIONS,
         STALL_THRESHOLD_NS,
+        STALL_WATCHDOG,
         CALIBRATION,
         MAX_OVERHEAD_PERCENT,
         OTLP_ENDPOINT,
@@ -124,6 +137,8 @@ pub mod meta_key {
         OTLP_BELOW_MIN_DURATION,
         OTLP_OVER_CAP,
         OTLP_LAST_ERROR,
+        SAMPLING,
+        PROBE_CHANGES,
     ];
 }
 
@@ -163,7 +178,7 @@ pub mod col {
     pub const RSS_BYTES: &str = "rss_bytes";
     /// METRIC: thread count.
     pub const THREADS: &str = "threads";
-    /// STALL: the stalled thread's user stack, one frame per line,
+    /// STALL and SAMPLE: the thread's user stack, one frame per line,
     /// innermost first, `function (file:line)` where known.
     pub const STACK: &str = "stack";
     /// STALL: what the thread is doing: state, system call and arguments,
@@ -179,6 +194,10 @@ pub mod col {
     /// SPAN_*: the Go goroutine (`goid`) whose call it is; null for other
     /// programs.
     pub const GOROUTINE: &str = "goroutine";
+    /// STALL: the group of stalls the row belongs to (threads stuck in the
+    /// same place), unique in the file; a deadlocked thread and a lock
+    /// holder are groups of their own.
+    pub const STALL_GROUP: &str = "stall_group";
     /// SPAN_END: the span's time on a CPU (probe time included); null when
     /// unknown.
     pub const CPU_NS: &str = "cpu_ns";
@@ -313,6 +332,7 @@ static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     fields.push(Field::new(col::OVERHEAD_NS, DataType::Int64, true));
     fields.push(Field::new(col::OVERHEAD_OUTSIDE_NS, DataType::Int64, true));
     fields.push(Field::new(col::GOROUTINE, DataType::Int64, true));
+    fields.push(Field::new(col::STALL_GROUP, DataType::Int64, true));
     fields.push(Field::new(col::CPU_NS, DataType::Int64, true));
     fields.push(Field::new(col::RUNNABLE_NS, DataType::Int64, true));
     fields.push(Field::new(col::BLOCKED_NS, DataType::Int64, true));

@@ -70,6 +70,8 @@ pub struct Row {
     pub overhead_outside_ns: Option<i64>,
     /// SPAN_*: the Go goroutine whose call it is.
     pub goroutine: Option<i64>,
+    /// STALL: the group of stalls the row belongs to.
+    pub stall_group: Option<i64>,
     /// SPAN_END: time on a CPU.
     pub cpu_ns: Option<i64>,
     /// SPAN_END: time ready, waiting for a CPU.
@@ -187,6 +189,7 @@ struct Batch {
     overhead_ns: Option<PrimitiveArray<Int64Type>>,
     overhead_outside_ns: Option<PrimitiveArray<Int64Type>>,
     goroutine: Option<PrimitiveArray<Int64Type>>,
+    stall_group: Option<PrimitiveArray<Int64Type>>,
     cpu_ns: Option<PrimitiveArray<Int64Type>>,
     runnable_ns: Option<PrimitiveArray<Int64Type>>,
     blocked_ns: Option<PrimitiveArray<Int64Type>>,
@@ -259,6 +262,7 @@ impl Batch {
             overhead_ns: i64s(col::OVERHEAD_NS)?,
             overhead_outside_ns: i64s(col::OVERHEAD_OUTSIDE_NS)?,
             goroutine: i64s(col::GOROUTINE)?,
+            stall_group: i64s(col::STALL_GROUP)?,
             cpu_ns: i64s(col::CPU_NS)?,
             runnable_ns: i64s(col::RUNNABLE_NS)?,
             blocked_ns: i64s(col::BLOCKED_NS)?,
@@ -293,6 +297,7 @@ impl Batch {
                 overhead_ns: prim_at(self.overhead_ns.as_ref(), i),
                 overhead_outside_ns: prim_at(self.overhead_outside_ns.as_ref(), i),
                 goroutine: prim_at(self.goroutine.as_ref(), i),
+                stall_group: prim_at(self.stall_group.as_ref(), i),
                 cpu_ns: prim_at(self.cpu_ns.as_ref(), i),
                 runnable_ns: prim_at(self.runnable_ns.as_ref(), i),
                 blocked_ns: prim_at(self.blocked_ns.as_ref(), i),

@@ -11,7 +11,7 @@ use std::{
     sync::Arc,
 };
 
-use super::{MetricSample, RecordingMeta, RecordingWriter, SinkError, StallRow};
+use super::{MetricSample, RecordingMeta, RecordingWriter, SampleRow, SinkError, StallRow};
 use crate::trace::{FunctionInfo, SpanEvent};
 
 /// The Parquet event log of a session; deleted again unless
@@ -71,6 +71,16 @@ impl Recording {
     /// Writes one STALL row.
     pub fn write_stall(&mut self, row: &StallRow<'_>) -> Result<(), SinkError> {
         self.writer.write_stall(row)
+    }
+
+    /// Writes one SAMPLE row.
+    pub fn write_sample(&mut self, row: &SampleRow<'_>) -> Result<(), SinkError> {
+        self.writer.write_sample(row)
+    }
+
+    /// The probe table grew; later spans may name the new functions.
+    pub fn set_functions(&mut self, functions: Arc<[FunctionInfo]>) {
+        self.writer.set_functions(functions);
     }
 
     /// Writes buffered rows out, so a crash loses little.

@@ -48,6 +48,7 @@ fn start(span_id: u64, parent: Option<u64>, depth: u32, function: u32, ts_ns: u6
         function,
         ts_ns,
         goroutine: None,
+        before_attach: false,
     })
 }
 
@@ -104,6 +105,7 @@ fn row(kind: &str, ts_ns: i64, pid: i32) -> Row {
         overhead_ns: None,
         overhead_outside_ns: None,
         goroutine: None,
+        stall_group: None,
         cpu_ns: None,
         runnable_ns: None,
         blocked_ns: None,
@@ -323,6 +325,7 @@ fn file_types_follow_the_contract() {
         col::OVERHEAD_NS,
         col::OVERHEAD_OUTSIDE_NS,
         col::GOROUTINE,
+        col::STALL_GROUP,
         col::CPU_NS,
         col::RUNNABLE_NS,
         col::BLOCKED_NS,
@@ -332,7 +335,7 @@ fn file_types_follow_the_contract() {
 
     // The Arrow schema handed to readers.
     let schema = schema();
-    assert_eq!(schema.fields().len(), 26 + super::metric::COUNT);
+    assert_eq!(schema.fields().len(), 27 + super::metric::COUNT);
     for field in schema.fields() {
         let name = field.name().as_str();
         let extra = super::metric::DEFS.iter().find(|d| d.column == name);
@@ -411,6 +414,7 @@ fn stall_rows_carry_the_stack_and_the_wait() {
         stack,
         wait,
         goroutine: None,
+        group: 3,
     })
     .unwrap();
     w.finish(0, &[]).unwrap();
@@ -424,6 +428,7 @@ fn stall_rows_carry_the_stack_and_the_wait() {
             duration_ns: Some(5_000),
             stack: Some(stack.to_owned()),
             wait: Some(wait.to_owned()),
+            stall_group: Some(3),
             ..span_row(KIND_STALL, 5_100, 7, None, 0, 1)
         }
     );
@@ -443,6 +448,7 @@ fn stall_rows_carry_the_stack_and_the_wait() {
                 stack: "",
                 wait: "",
                 goroutine: None,
+                group: 1,
             }
         });
     assert!(matches!(
@@ -767,6 +773,7 @@ mod any {
                     function,
                     ts_ns,
                     goroutine: None,
+                    before_attach: false,
                 })
             }),
             8 => (span(), u64_value(), status(), 0u64..1 << 40, 0u64..1 << 30).prop_map(
@@ -904,6 +911,7 @@ fn expected(op: &Op) -> Row {
             duration_ns: Some(ts_ns.saturating_sub(*start_ns) as i64),
             stack: Some(stack.clone()),
             wait: Some(wait.clone()),
+            stall_group: Some((*span_id % 5) as i64),
             ..span(KIND_STALL, *ts_ns, *span_id, None, 3, 77, 78, thread, 1)
         },
     }
@@ -946,6 +954,7 @@ proptest::proptest! {
                         stack,
                         wait,
                         goroutine: None,
+                        group: *span_id % 5,
                     })
                     .unwrap(),
             }

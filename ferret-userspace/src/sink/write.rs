@@ -19,8 +19,9 @@ use parquet::schema::types::ColumnDescPtr;
 
 use super::encode::{Column, DoubleColumn, IntColumn, Pages, StrColumn};
 use super::{
-    KIND_METRIC, KIND_SPAN_END, KIND_SPAN_START, KIND_STALL, MetricSample, ROW_GROUP_MAX_AGE,
-    ROW_GROUP_MAX_ROWS, ROW_GROUP_ROWS, RecordingMeta, SinkError, col, meta_key, schema,
+    KIND_METRIC, KIND_SAMPLE, KIND_SPAN_END, KIND_SPAN_START, KIND_STALL, MetricSample,
+    ROW_GROUP_MAX_AGE, ROW_GROUP_MAX_ROWS, ROW_GROUP_ROWS, RecordingMeta, SinkError, col, meta_key,
+    schema,
 };
 use crate::trace::{BlockedIn, FunctionInfo, SpanEvent, SpanStatus};
 
@@ -72,7 +73,13 @@ impl std::fmt::Debug for RecordingWriter {
 }
 
 /// `kind` values by slot (see [`StrColumn::push_slot`]).
-const KINDS: [&str; 4] = [KIND_SPAN_START, KIND_SPAN_END, KIND_METRIC, KIND_STALL];
+const KINDS: [&str; 5] = [
+    KIND_SPAN_START,
+    KIND_SPAN_END,
+    KIND_METRIC,
+    KIND_STALL,
+    KIND_SAMPLE,
+];
 
 impl RecordingWriter {
     /// Create (or truncate) `path` and start a recording.
@@ -263,7 +270,39 @@ impl RecordingWriter {
         if let Some(goroutine) = row.goroutine {
             c.goroutine.push(r, goroutine as i64);
         }
+        c.stall_group.push(r, row.group as i64);
         self.row_added()
+    }
+
+    /// Append a `SAMPLE` row: where a thread was when sampled on CPU.
+    pub fn write_sample(&mut self, row: &SampleRow<'_>) -> Result<(), SinkError> {
+        let (r, c) = (self.buffered, &mut self.columns);
+        c.kind.push_slot(r, 4, KIND_SAMPLE);
+        c.ts_ns.push(r, row.ts_ns as i64);
+        c.time.push(r, wall(row.ts_ns, self.realtime_offset_ns));
+        c.pid.push(r, row.pid as i32);
+        c.tid.push(r, row.tid as i32);
+        c.thread_name.push_interned(r, row.thread_name);
+        c.function.push(r, row.function);
+        if let Some(module) = row.module {
+            c.module.push(r, module);
+        }
+        c.stack.push(r, row.stack);
+        self.row_added()
+    }
+
+    /// The probe table grew (functions traced while recording): `functions`
+    /// keeps every entry of the old table at its index and adds new ones.
+    pub fn set_functions(&mut self, functions: Arc<[FunctionInfo]>) {
+        debug_assert!(functions.len() >= self.functions.len());
+        debug_assert!(
+            self.functions
+                .iter()
+                .zip(functions.iter())
+                .all(|(a, b)| a == b),
+            "the probe table only grows"
+        );
+        self.functions = functions;
     }
 
     /// Append a `METRIC` row.
@@ -479,6 +518,27 @@ pub struct StallRow<'a> {
     pub wait: &'a str,
     /// The stalled goroutine (Go programs).
     pub goroutine: Option<u64>,
+    /// The `stall_group` column.
+    pub group: u64,
+}
+
+/// A `SAMPLE` row: a thread sampled on CPU and where it was.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SampleRow<'a> {
+    /// When it was sampled, `CLOCK_MONOTONIC` ns.
+    pub ts_ns: u64,
+    /// Process id.
+    pub pid: u32,
+    /// Thread id.
+    pub tid: u32,
+    /// Thread name.
+    pub thread_name: &'static str,
+    /// The innermost frame's function (`0x… in module` when unknown).
+    pub function: &'a str,
+    /// The innermost frame's module.
+    pub module: Option<&'a str>,
+    /// The `stack` column.
+    pub stack: &'a str,
 }
 
 /// `ts_ns` on the wall clock.
@@ -516,6 +576,7 @@ struct Columns {
     overhead_ns: IntColumn<i64>,
     overhead_outside_ns: IntColumn<i64>,
     goroutine: IntColumn<i64>,
+    stall_group: IntColumn<i64>,
     cpu_ns: IntColumn<i64>,
     runnable_ns: IntColumn<i64>,
     blocked_ns: IntColumn<i64>,
@@ -591,6 +652,7 @@ impl Columns {
             overhead_ns: int64(col::OVERHEAD_NS, rows),
             overhead_outside_ns: int64(col::OVERHEAD_OUTSIDE_NS, rows),
             goroutine: int64(col::GOROUTINE, 0),
+            stall_group: int64(col::STALL_GROUP, 0),
             cpu_ns: int64(col::CPU_NS, rows),
             runnable_ns: int64(col::RUNNABLE_NS, rows),
             blocked_ns: int64(col::BLOCKED_NS, rows),
@@ -625,6 +687,7 @@ impl Columns {
         columns.push(&mut self.overhead_ns);
         columns.push(&mut self.overhead_outside_ns);
         columns.push(&mut self.goroutine);
+        columns.push(&mut self.stall_group);
         columns.push(&mut self.cpu_ns);
         columns.push(&mut self.runnable_ns);
         columns.push(&mut self.blocked_ns);

@@ -9,7 +9,11 @@
 //! no registers; it is stopped for the instant the walk takes (see
 //! [`super::ptrace`]).
 
-use std::{collections::HashMap, time::Instant};
+use std::{
+    collections::HashMap,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use super::{
     futex::{self, LockHolder, LockWords, MUTEX_PREFIX_LEN},
@@ -32,6 +36,11 @@ const MAX_CHAIN: usize = 16;
 const REFERENCE_SCAN: usize = 64 * 1024;
 /// Threads searched for a lock's probable holder.
 const MAX_SCANNED_THREADS: usize = 512;
+/// A lock's probable holder, once searched for, is taken as known this
+/// long: a thousand threads waiting on one lock search for it once.
+const HOLDER_KEPT: Duration = Duration::from_millis(500);
+/// Symbolized stacks kept per process; more are forgotten all at once.
+const MAX_SYMBOLIZED: usize = 4096;
 
 /// How the registers the walk started from were obtained.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,6 +71,33 @@ pub struct Capture {
     pub registers: Option<RegisterSource>,
 }
 
+/// A walked stack, symbolized.
+#[derive(Debug)]
+pub struct Symbolized {
+    /// The frames of each walked frame: its function and the calls inlined
+    /// into it there, innermost first.
+    pub per_frame: Vec<Vec<Frame>>,
+    /// All of them, innermost first.
+    pub frames: Arc<[Frame]>,
+}
+
+/// What a capturer did, for measurements.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CaptureStats {
+    /// Threads captured in full.
+    pub captures: u64,
+    /// Looks at a lasting stall that found it where it was.
+    pub unmoved: u64,
+    /// Stacks symbolized (the others had the addresses of one before).
+    pub symbolized: u64,
+    /// Stacks whose symbols were those of a stack before.
+    pub symbols_shared: u64,
+    /// Searches for a lock's probable holder.
+    pub holder_searches: u64,
+    /// The walks.
+    pub walks: super::unwind::WalkStats,
+}
+
 /// Captures threads of one process.
 #[derive(Debug)]
 pub struct Capturer {
@@ -69,6 +105,17 @@ pub struct Capturer {
     memory: ProcessMemory,
     unwinder: ProcessUnwinder,
     symbolizer: Symbolizer,
+    /// Symbolized stacks by their addresses: threads stuck alike share one.
+    symbols: HashMap<Vec<u64>, Arc<Symbolized>>,
+    /// The unwinder's code generation `symbols` belong to.
+    symbols_of: u64,
+    /// The blocked state each thread was last captured in, with its span.
+    seen: HashMap<u32, (u64, SyscallState)>,
+    /// Probable holders searched for lately, by lock address.
+    holders: HashMap<u64, (Instant, Option<u32>)>,
+    /// The unwinder's code generation last warmed up.
+    warmed: Option<u64>,
+    stats: CaptureStats,
 }
 
 impl Capturer {
@@ -79,6 +126,20 @@ impl Capturer {
             memory: ProcessMemory::new(pid),
             unwinder: ProcessUnwinder::new(pid),
             symbolizer: Symbolizer::new(pid),
+            symbols: HashMap::new(),
+            symbols_of: 0,
+            seen: HashMap::new(),
+            holders: HashMap::new(),
+            warmed: None,
+            stats: CaptureStats::default(),
+        }
+    }
+
+    /// What it did so far.
+    pub fn stats(&self) -> CaptureStats {
+        CaptureStats {
+            walks: self.unwinder.stats(),
+            ..self.stats
         }
     }
 
@@ -94,11 +155,15 @@ impl Capturer {
 
     /// Reads the modules' unwind tables and has the symbolizer read their
     /// symbols and debug information, by symbolizing an address in each;
-    /// again only when the process mapped or unmapped something since.
+    /// again only when the process mapped or unmapped something since (its
+    /// mappings are reread if older than [`unwind::MAPS_MAX_AGE`]).
     pub fn warm_up(&mut self) {
-        if !self.unwinder.refresh().unwrap_or(false) {
+        let _ = self.unwinder.refresh_if_older(unwind::MAPS_MAX_AGE);
+        let generation = self.unwinder.code_generation();
+        if self.warmed == Some(generation) {
             return;
         }
+        self.warmed = Some(generation);
         let addresses: Vec<unwind::RawFrame> = self
             .unwinder
             .maps()
@@ -116,51 +181,9 @@ impl Capturer {
 
     /// Captures thread `tid`; `None` if it is gone.
     pub fn capture(&mut self, tid: u32) -> Option<Capture> {
-        let _ = self.unwinder.refresh();
-        let mut proc = procfs::read_thread(self.pid, tid)?;
-        if matches!(proc.stat.state, SchedState::Zombie | SchedState::Dead) {
-            return None;
-        }
-        let mut stack = Err("the kernel published no registers".to_owned());
-        let mut registers = None;
-        for _ in 0..WALK_ATTEMPTS {
-            match proc.syscall {
-                Some(state @ (SyscallState::InSyscall { .. } | SyscallState::Blocked { .. })) => {
-                    let (sp, pc) = state.sp_pc().expect("blocked states carry sp and pc");
-                    let walked = self.unwinder.unwind(Registers { pc, sp, bp: None });
-                    registers = Some(RegisterSource::Kernel);
-                    stack = Ok(walked);
-                    let again = procfs::read_thread(self.pid, tid)?;
-                    let moved = again.syscall != proc.syscall;
-                    proc = again;
-                    if !moved {
-                        break;
-                    }
-                }
-                Some(SyscallState::Running) => {
-                    let unwinder = &mut self.unwinder;
-                    let started = Instant::now();
-                    match ptrace::with_thread_stopped(tid, |regs| unwinder.unwind(regs)) {
-                        Ok(walked) => {
-                            registers = Some(RegisterSource::Stopped {
-                                micros: started.elapsed().as_micros() as u64,
-                            });
-                            stack = Ok(walked);
-                        }
-                        Err(e) => stack = Err(e.to_string()),
-                    }
-                    break;
-                }
-                None => break,
-            }
-        }
-        // A thread that exited while it was being walked is gone, not stuck.
-        if matches!(proc.stat.state, SchedState::Zombie | SchedState::Dead)
-            || (stack.is_err()
-                && !std::path::Path::new(&format!("/proc/{}/task/{tid}", self.pid)).exists())
-        {
-            return None;
-        }
+        let proc = procfs::read_thread(self.pid, tid)?;
+        let (proc, stack, registers) = self.walk_thread(tid, proc)?;
+        self.stats.captures += 1;
         let (call, lock) = match proc.syscall {
             Some(SyscallState::InSyscall { nr, args, .. }) => {
                 let reader = ProcArgs {
@@ -184,6 +207,110 @@ impl Capturer {
         })
     }
 
+    /// Thread `tid`'s name and walked stack, and nothing else (what the
+    /// calls running at attach are found from); `None` if it is gone.
+    pub fn walk(&mut self, tid: u32) -> Option<(String, Result<Unwound, String>)> {
+        let dir = format!("/proc/{}/task/{tid}", self.pid);
+        let stat = procfs::parse_stat(&std::fs::read_to_string(format!("{dir}/stat")).ok()?)?;
+        let proc = ThreadProc {
+            stat,
+            syscall: procfs::read_syscall(self.pid, tid),
+            wchan: None,
+        };
+        let (proc, stack, _) = self.walk_thread(tid, proc)?;
+        Some((proc.stat.comm, stack))
+    }
+
+    /// Walks thread `tid`, `proc` just read: untouched if it is blocked
+    /// (walked again if it moved meanwhile), stopped for an instant if it
+    /// runs. `None` if it is gone.
+    fn walk_thread(
+        &mut self,
+        tid: u32,
+        mut proc: ThreadProc,
+    ) -> Option<(ThreadProc, Result<Unwound, String>, Option<RegisterSource>)> {
+        if matches!(proc.stat.state, SchedState::Zombie | SchedState::Dead) {
+            return None;
+        }
+        let mut stack = Err("the kernel published no registers".to_owned());
+        let mut registers = None;
+        for _ in 0..WALK_ATTEMPTS {
+            match proc.syscall {
+                Some(state @ (SyscallState::InSyscall { .. } | SyscallState::Blocked { .. })) => {
+                    let (sp, pc) = state.sp_pc().expect("blocked states carry sp and pc");
+                    let regs = Registers { pc, sp, bp: None };
+                    self.unwinder.refresh_for(regs);
+                    stack = Ok(self.unwinder.unwind(regs));
+                    registers = Some(RegisterSource::Kernel);
+                    // The walk is exact if the thread did not move meanwhile.
+                    let again = procfs::read_syscall(self.pid, tid);
+                    if again == proc.syscall {
+                        break;
+                    }
+                    proc = procfs::read_thread(self.pid, tid)?;
+                }
+                Some(SyscallState::Running) => {
+                    let _ = self.unwinder.refresh_if_older(unwind::MAPS_MAX_AGE);
+                    let unwinder = &mut self.unwinder;
+                    let started = Instant::now();
+                    match ptrace::with_thread_stopped(tid, |regs| unwinder.unwind(regs)) {
+                        Ok(walked) => {
+                            registers = Some(RegisterSource::Stopped {
+                                micros: started.elapsed().as_micros() as u64,
+                            });
+                            stack = Ok(walked);
+                        }
+                        Err(e) => stack = Err(e.to_string()),
+                    }
+                    break;
+                }
+                None => break,
+            }
+        }
+        // A thread that exited while it was being walked is gone, not stuck.
+        if matches!(proc.stat.state, SchedState::Zombie | SchedState::Dead)
+            || (stack.is_err()
+                && !std::path::Path::new(&format!("/proc/{}/task/{tid}", self.pid)).exists())
+        {
+            return None;
+        }
+        Some((proc, stack, registers))
+    }
+
+    /// Whether thread `tid`, captured for span `span_id` before, is blocked
+    /// exactly as it was then (the same system call, arguments, stack and
+    /// instruction pointers): it has not moved, and capturing it again
+    /// would find the same. One small read.
+    pub fn unmoved(&mut self, tid: u32, span_id: u64) -> bool {
+        let Some(&(span, before)) = self.seen.get(&tid) else {
+            return false;
+        };
+        let unmoved = span == span_id && procfs::read_syscall(self.pid, tid) == Some(before);
+        self.stats.unmoved += u64::from(unmoved);
+        unmoved
+    }
+
+    /// Notes the state thread `tid` was captured in for span `span_id`,
+    /// for [`Self::unmoved`] (only a blocked state says where it is).
+    pub fn remember(&mut self, tid: u32, span_id: u64, state: Option<SyscallState>) {
+        match state {
+            Some(state @ (SyscallState::InSyscall { .. } | SyscallState::Blocked { .. })) => {
+                if self.seen.len() >= 65_536 {
+                    self.seen.clear();
+                }
+                self.seen.insert(tid, (span_id, state));
+            }
+            _ => {
+                self.seen.remove(&tid);
+            }
+        }
+    }
+
+    /// Forgets thread `tid` (it is gone).
+    pub fn forget(&mut self, tid: u32) {
+        self.seen.remove(&tid);
+    }
+
     /// Function, file and line of each walked frame.
     pub fn symbolize(&self, unwound: &Unwound) -> Vec<Frame> {
         self.symbolizer.symbolize(&unwound.frames)
@@ -195,15 +322,36 @@ impl Capturer {
         self.symbolizer.symbolize(raw)
     }
 
-    /// [`Self::symbolize`], grouped by walked frame.
-    pub fn symbolize_each(&self, unwound: &Unwound) -> Vec<Vec<Frame>> {
-        self.symbolizer.symbolize_each(&unwound.frames)
+    /// [`Self::symbolize`], grouped by walked frame, and kept: a stack of
+    /// the same addresses (a thread stuck like another) is not symbolized
+    /// again while the code mapped stays the same.
+    pub fn symbolize_each(&mut self, unwound: &Unwound) -> Arc<Symbolized> {
+        let generation = self.unwinder.code_generation();
+        if generation != self.symbols_of || self.symbols.len() >= MAX_SYMBOLIZED {
+            self.symbols.clear();
+            self.symbols_of = generation;
+        }
+        let addresses: Vec<u64> = unwound
+            .frames
+            .iter()
+            .map(unwind::RawFrame::lookup_address)
+            .collect();
+        if let Some(known) = self.symbols.get(&addresses) {
+            self.stats.symbols_shared += 1;
+            return Arc::clone(known);
+        }
+        self.stats.symbolized += 1;
+        let per_frame = self.symbolizer.symbolize_each(&unwound.frames);
+        let frames: Arc<[Frame]> = per_frame.iter().flatten().cloned().collect();
+        let symbolized = Arc::new(Symbolized { per_frame, frames });
+        self.symbols.insert(addresses, Arc::clone(&symbolized));
+        symbolized
     }
 
     /// The lock thread `tid` waits for right now, if it waits on a futex
     /// (no stack walk); a lock that records no owner gets its probable
     /// holder (see [`Self::probable_holder`]).
-    pub fn lock_wait(&self, tid: u32) -> Option<LockHolder> {
+    pub fn lock_wait(&mut self, tid: u32) -> Option<LockHolder> {
         let text =
             std::fs::read_to_string(format!("/proc/{}/task/{tid}/syscall", self.pid)).ok()?;
         match procfs::parse_syscall(&text)? {
@@ -217,11 +365,26 @@ impl Capturer {
 
     /// `lock`, or for a lock locked without a recorded owner, its probable
     /// holder if exactly one is found.
-    pub fn with_probable_holder(&self, waiter: u32, lock: LockHolder) -> LockHolder {
+    pub fn with_probable_holder(&mut self, waiter: u32, lock: LockHolder) -> LockHolder {
         match lock {
-            LockHolder::Unknown { addr, .. } if lock.looks_locked_without_owner() => self
-                .probable_holder(waiter, addr)
-                .map_or(lock, |owner| LockHolder::Probable { addr, owner }),
+            LockHolder::Unknown { addr, .. } if lock.looks_locked_without_owner() => {
+                // Many waiters of one lock: the search is done once for all.
+                let known = self
+                    .holders
+                    .get(&addr)
+                    .filter(|(at, holder)| at.elapsed() < HOLDER_KEPT && *holder != Some(waiter))
+                    .map(|&(_, holder)| holder);
+                let holder = known.unwrap_or_else(|| {
+                    self.stats.holder_searches += 1;
+                    let found = self.probable_holder(waiter, addr);
+                    if self.holders.len() >= 4096 {
+                        self.holders.clear();
+                    }
+                    self.holders.insert(addr, (Instant::now(), found));
+                    found
+                });
+                holder.map_or(lock, |owner| LockHolder::Probable { addr, owner })
+            }
             other => other,
         }
     }
@@ -256,11 +419,7 @@ impl Capturer {
             let Some((sp, _)) = state.sp_pc() else {
                 continue;
             };
-            let Some(end) = maps
-                .iter()
-                .find(|m| m.avma.contains(&sp))
-                .map(|m| m.avma.end)
-            else {
+            let Some(end) = unwind::mapping_at(maps, sp).map(|m| m.avma.end) else {
                 continue;
             };
             let len = usize::try_from(end - sp)
@@ -285,7 +444,7 @@ impl Capturer {
     /// Follows lock owners from `tid` (which waits for `owner`) and returns
     /// the deadlock cycle through `tid`, if the owners' waits lead back to
     /// it, and whether any link of it is only probable.
-    pub fn deadlock_cycle(&self, tid: u32, owner: u32) -> Option<(Vec<u32>, bool)> {
+    pub fn deadlock_cycle(&mut self, tid: u32, owner: u32) -> Option<(Vec<u32>, bool)> {
         let mut waits: HashMap<u32, u32> = HashMap::from([(tid, owner)]);
         let mut probable = false;
         let mut at = owner;

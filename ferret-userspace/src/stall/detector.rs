@@ -1,21 +1,46 @@
 //! The watchdog's policy, apart from its capture thread and its clock:
 //! which threads are stalled, when to capture them (again), which captures
-//! make rows, and which spans are stale. Pure, so it is tested on literals;
-//! [`super::watchdog`] drives it.
+//! make rows, how the stalls group and what about them is news, and which
+//! spans are stale. Pure, so it is tested on literals; [`super::watchdog`]
+//! drives it.
+//!
+//! A stall is captured in full once; after that it is only *looked at*
+//! every [`super::RECAPTURE_EVERY`] ([`Look::Again`]): the capture thread
+//! reads its `/proc/…/syscall` line alone and captures again only if it
+//! changed (a thread running in user space publishes none, so it is
+//! captured each time). A lasting stall thus costs one small read per look,
+//! and a new row only when its location changed.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
-use super::report::{StaleSpan, StallReport};
+use super::{
+    group::{Grouper, StallGroup, StallNews},
+    report::{StaleSpan, StallReport},
+};
 use crate::trace::{StackKey, ThreadStack};
 
 /// Whose stall: a process and one of its threads or goroutines.
-type Key = (u32, StackKey);
+pub(super) type Key = (u32, StackKey);
 
-fn key(pid: u32, tid: u32, goroutine: Option<u64>) -> Key {
+pub(super) fn key(pid: u32, tid: u32, goroutine: Option<u64>) -> Key {
     (
         pid,
         goroutine.map_or(StackKey::Thread(tid), StackKey::Goroutine),
     )
+}
+
+/// How a capture is asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Look {
+    /// The stall's first capture.
+    First,
+    /// A lasting stall looked at again: a thread blocked exactly as at its
+    /// last capture (the same system call, arguments, stack and instruction
+    /// pointers) has not moved, and is not captured again.
+    Again,
+    /// A lasting stall captured again whatever it looks like: a deadlock
+    /// was found through it since its last capture.
+    Full,
 }
 
 /// What the watchdog asks its capture thread for.
@@ -35,6 +60,7 @@ pub(super) struct Request {
     /// The functions of the open spans outside the stalled one, innermost
     /// first: the traced callers, named where the stack walk cannot go on.
     pub(super) callers: Vec<u32>,
+    pub(super) look: Look,
 }
 
 /// What the capture thread answers.
@@ -48,6 +74,13 @@ pub(super) enum Outcome {
         goroutine: Option<u64>,
         span_id: u64,
     },
+    /// A [`Look::Again`] found the thread where its last capture left it.
+    Unchanged {
+        pid: u32,
+        tid: u32,
+        goroutine: Option<u64>,
+        span_id: u64,
+    },
 }
 
 /// A stall being followed.
@@ -55,13 +88,18 @@ struct Tracked {
     span_id: u64,
     requested_ns: u64,
     pending: bool,
+    /// Its first capture was answered (or will never be).
+    answered: bool,
+    /// The next look is a full capture.
+    force: bool,
     report: Option<StallReport>,
     key: Option<String>,
 }
 
 /// The watchdog's policy, apart from its capture thread and its clock: which
 /// threads are stalled, when to capture them (again), which captures make
-/// rows, and which are stale. Pure, so it is tested on literals.
+/// rows, how they group, and which are stale. Pure, so it is tested on
+/// literals.
 pub(super) struct Detector {
     threshold_ns: u64,
     recapture_ns: u64,
@@ -73,6 +111,14 @@ pub(super) struct Detector {
     /// Processes to start reading them for: a thread of theirs has been
     /// quiet for half the threshold.
     to_warm: Vec<u32>,
+    grouper: Grouper,
+    /// The current stalls' groups, as of the last [`Self::regroup`].
+    groups: Vec<StallGroup>,
+    /// The stalls changed since the last regroup.
+    dirty: bool,
+    /// Counts the regroups: a view rebuilt from [`Self::stalls`] need not
+    /// be rebuilt while it stays the same.
+    generation: u64,
 }
 
 impl Detector {
@@ -85,20 +131,25 @@ impl Detector {
             stale: Vec::new(),
             warmed: HashSet::new(),
             to_warm: Vec::new(),
+            grouper: Grouper::default(),
+            groups: Vec::new(),
+            dirty: false,
+            generation: 0,
         }
     }
 
-    /// The captures to ask for at `now_ns`: each newly stalled thread, and
-    /// each lasting stall whose last capture is answered and older than
-    /// the recapture interval. Forgets stalls that ended. The requests
-    /// returned count as sent.
+    /// The captures to ask for at `now_ns`: each newly stalled thread's
+    /// first (those in a function fewer threads are stalled in first), then
+    /// lasting stalls whose last capture is answered and older than the
+    /// recapture interval (those a deadlock was found through first). Forgets stalls that ended. The requests returned count as
+    /// sent.
     pub(super) fn check<'a>(
         &mut self,
         threads: impl Iterator<Item = ThreadStack<'a>>,
         now_ns: u64,
     ) -> Vec<Request> {
         let mut stalled = HashSet::new();
-        let mut requests = Vec::new();
+        let (mut first, mut full, mut again) = (Vec::new(), Vec::new(), Vec::new());
         for thread in threads {
             let Some(top) = thread.frames.last() else {
                 continue;
@@ -116,30 +167,39 @@ impl Detector {
             }
             let key = key(thread.pid, thread.tid, thread.goroutine);
             stalled.insert(key);
-            let tracked = match self.tracked.get_mut(&key) {
+            let (tracked, look) = match self.tracked.get_mut(&key) {
                 Some(t) if t.span_id == top.span_id => {
-                    if t.pending || now_ns.saturating_sub(t.requested_ns) < self.recapture_ns {
+                    let due = t.force || now_ns.saturating_sub(t.requested_ns) >= self.recapture_ns;
+                    if t.pending || !due {
                         continue;
                     }
-                    t
+                    let look = if t.force { Look::Full } else { Look::Again };
+                    (t, look)
                 }
                 _ => {
+                    self.dirty |= self.tracked.contains_key(&key);
                     self.tracked.insert(
                         key,
                         Tracked {
                             span_id: top.span_id,
                             requested_ns: now_ns,
                             pending: false,
+                            answered: false,
+                            force: false,
                             report: None,
                             key: None,
                         },
                     );
-                    self.tracked.get_mut(&key).expect("just inserted")
+                    (
+                        self.tracked.get_mut(&key).expect("just inserted"),
+                        Look::First,
+                    )
                 }
             };
             tracked.pending = true;
+            tracked.force = false;
             tracked.requested_ns = now_ns;
-            requests.push(Request {
+            let request = Request {
                 pid: thread.pid,
                 tid: thread.tid,
                 goroutine: thread.goroutine,
@@ -155,10 +215,28 @@ impl Detector {
                     .rev()
                     .map(|f| f.function)
                     .collect(),
-            });
+                look,
+            };
+            match look {
+                Look::First => first.push(request),
+                Look::Full => full.push(request),
+                Look::Again => again.push(request),
+            }
         }
+        let before = self.tracked.len();
         self.tracked.retain(|key, _| stalled.contains(key));
-        requests
+        self.dirty |= self.tracked.len() != before;
+        // Threads stalled in a function few others are stalled in first: a
+        // deadlocked pair is captured (and told) before the thousand
+        // threads of a pool at rest in one function beside it.
+        let mut alike: HashMap<(u32, u32), usize> = HashMap::new();
+        for request in &first {
+            *alike.entry((request.pid, request.function)).or_default() += 1;
+        }
+        first.sort_by_key(|r| alike[&(r.pid, r.function)]);
+        first.extend(full);
+        first.extend(again);
+        first
     }
 
     /// Takes in one finished capture.
@@ -179,16 +257,45 @@ impl Detector {
                     return;
                 };
                 t.pending = false;
-                let key = report.location_key();
-                if t.key.as_ref() != Some(&key) {
+                t.answered = true;
+                let location = report.location_key();
+                if t.key.as_ref() != Some(&location) {
                     self.fresh.push((*report).clone());
-                    t.key = Some(key);
+                    t.key = Some(location);
                 }
+                // Found in a deadlock: the other threads of the cycle,
+                // captured before it closed, are captured again to say so.
+                let (pid, cycle) = (report.pid, report.deadlock.clone());
                 t.report = Some(*report);
+                for (tid, _) in cycle.iter().skip(1) {
+                    if let Some(other) = self.tracked.get_mut(&key(pid, *tid, None))
+                        && other.report.as_ref().is_some_and(|r| !r.deadlocked())
+                    {
+                        other.force = true;
+                    }
+                }
+                self.dirty = true;
+            }
+            Outcome::Unchanged {
+                pid,
+                tid,
+                goroutine,
+                span_id,
+            } => {
+                if let Some(t) = self
+                    .tracked
+                    .get_mut(&key(pid, tid, goroutine))
+                    .filter(|t| t.span_id == span_id)
+                {
+                    t.pending = false;
+                    t.answered = true;
+                }
             }
             Outcome::Stale(stale) => {
-                self.tracked
-                    .remove(&key(stale.pid, stale.tid, stale.goroutine));
+                self.dirty |= self
+                    .tracked
+                    .remove(&key(stale.pid, stale.tid, stale.goroutine))
+                    .is_some();
                 self.stale.push(stale);
             }
             Outcome::Gone {
@@ -200,12 +307,67 @@ impl Detector {
                 let key = key(pid, tid, goroutine);
                 if self.tracked.get(&key).is_some_and(|t| t.span_id == span_id) {
                     self.tracked.remove(&key);
+                    self.dirty = true;
                 }
             }
         }
     }
 
+    /// Groups the current stalls again if they changed, and writes each
+    /// one's group into its report.
+    pub(super) fn regroup(&mut self) {
+        if !self.dirty {
+            return;
+        }
+        self.dirty = false;
+        self.generation += 1;
+        let reports: Vec<&StallReport> = self
+            .tracked
+            .values()
+            .filter_map(|t| t.report.as_ref())
+            .collect();
+        let groups = self.grouper.group(&reports);
+        let mut of: HashMap<Key, u64> = HashMap::new();
+        for group in &groups {
+            for &i in &group.members {
+                of.insert(reports[i].key(), group.id);
+            }
+        }
+        self.groups = groups;
+        for (key, t) in &mut self.tracked {
+            if let (Some(report), Some(&id)) = (&mut t.report, of.get(key)) {
+                report.group = id;
+            }
+        }
+    }
+
+    /// The rows (captures that are new, or whose location changed) and the
+    /// news about the groups since the last call, at `now_ns`; `flush` (at
+    /// the end) tells every group not told yet.
+    pub(super) fn take_news(&mut self, now_ns: u64, flush: bool) -> StallNews {
+        self.regroup();
+        let settled = self.tracked.values().all(|t| t.answered);
+        let reports: Vec<&StallReport> = self
+            .tracked
+            .values()
+            .filter_map(|t| t.report.as_ref())
+            .collect();
+        let groups = self
+            .grouper
+            .news(&self.groups, &reports, now_ns, settled, flush);
+        let mut rows = std::mem::take(&mut self.fresh);
+        for row in &mut rows {
+            row.group = match self.tracked.get(&row.key()) {
+                Some(t) if t.span_id == row.span_id => t.report.as_ref().map_or(0, |r| r.group),
+                // The stall ended before it was grouped: its own place.
+                _ => self.grouper.group(&[&*row])[0].id,
+            };
+        }
+        StallNews { rows, groups }
+    }
+
     /// Some capture asked for is not answered yet.
+    #[cfg(test)]
     pub(super) fn pending(&self) -> bool {
         self.tracked.values().any(|t| t.pending)
     }
@@ -220,21 +382,26 @@ impl Detector {
         self.tracked.len()
     }
 
-    /// A capture asked for will not be answered (no capture thread).
+    /// A capture asked for will not be answered (no capture thread, or the
+    /// session is ending).
     pub(super) fn unanswered(&mut self, pid: u32, tid: u32, goroutine: Option<u64>) {
         if let Some(t) = self.tracked.get_mut(&key(pid, tid, goroutine)) {
             t.pending = false;
+            t.answered = true;
+        }
+    }
+
+    /// No capture asked for so far will be answered.
+    pub(super) fn abandon_pending(&mut self) {
+        for t in self.tracked.values_mut() {
+            t.pending = false;
+            t.answered = true;
         }
     }
 
     /// Processes whose modules and debug information to read now.
     pub(super) fn take_to_warm(&mut self) -> Vec<u32> {
         std::mem::take(&mut self.to_warm)
-    }
-
-    /// Captures that are new, or whose location changed, since the last call.
-    pub(super) fn take_fresh(&mut self) -> Vec<StallReport> {
-        std::mem::take(&mut self.fresh)
     }
 
     /// Stalled spans found no longer on their thread's stack since the last call.
@@ -245,6 +412,17 @@ impl Detector {
     /// The current stalls, latest capture of each, ordered by (pid, tid).
     pub(super) fn stalls(&self) -> impl Iterator<Item = &StallReport> {
         self.tracked.values().filter_map(|t| t.report.as_ref())
+    }
+
+    /// The current stalls' groups, in the order to show them, as of the
+    /// last [`Self::regroup`]; members index [`Self::stalls`].
+    pub(super) fn groups(&self) -> &[StallGroup] {
+        &self.groups
+    }
+
+    /// Changes each time the stalls or their groups do.
+    pub(super) fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// Whether span `span_id` is the stalled span of some thread.
@@ -313,17 +491,18 @@ mod tests {
             lock: None,
             deadlock: Vec::new(),
             deadlock_with: None,
-            frames: vec![Frame {
+            frames: std::sync::Arc::from([Frame {
                 function: Some(innermost.to_owned()),
                 file: None,
                 line: Some(3),
                 address: 0x1000,
                 module: None,
                 inlined: false,
-            }],
+            }]),
             stack_note: None,
             wait: "running in user space".to_owned(),
             on_stack,
+            group: 0,
             goroutine: None,
         }
     }
@@ -377,12 +556,24 @@ mod tests {
         let at =
             |d: &mut Detector, t: u64| d.check([thread(&name, &frames, 0)].into_iter(), t).len();
         let mut d = Detector::new(5 * S, 2 * S);
-        assert_eq!(at(&mut d, 5 * S), 1);
+        let look = |d: &mut Detector, t: u64| {
+            d.check([thread(&name, &frames, 0)].into_iter(), t)
+                .iter()
+                .map(|r| r.look)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(look(&mut d, 5 * S), [Look::First]);
         assert_eq!(at(&mut d, 9 * S), 0, "still waiting for the answer");
         d.accept(Outcome::Report(Box::new(report(1, "work", true))));
-        assert_eq!(at(&mut d, 9 * S), 1, "answered and 4 s old");
-        d.accept(Outcome::Report(Box::new(report(1, "work", true))));
+        assert_eq!(look(&mut d, 9 * S), [Look::Again], "answered and 4 s old");
+        d.accept(Outcome::Unchanged {
+            pid: 1,
+            tid: 7,
+            goroutine: None,
+            span_id: 1,
+        });
         assert_eq!(at(&mut d, 10 * S), 0, "answered but only 1 s old");
+        assert_eq!(at(&mut d, 11 * S), 1, "due again");
     }
 
     #[test]
@@ -392,9 +583,9 @@ mod tests {
         let mut d = Detector::new(5 * S, 2 * S);
         d.check([thread(&name, &frames, 0)].into_iter(), 5 * S);
         d.accept(Outcome::Report(Box::new(report(1, "work", true))));
-        assert_eq!(std::mem::take(&mut d.fresh).len(), 1);
+        assert_eq!(d.take_news(5 * S, false).rows.len(), 1);
         let mut same = report(1, "work", true);
-        same.frames[0].line = Some(4);
+        std::sync::Arc::make_mut(&mut same.frames)[0].line = Some(4);
         d.accept(Outcome::Report(Box::new(same)));
         assert!(
             d.fresh.is_empty(),
@@ -447,5 +638,116 @@ mod tests {
         d.accept(Outcome::Stale(stale));
         assert_eq!(d.stale, [stale]);
         assert!(d.tracked.is_empty() && !d.pending());
+    }
+
+    fn thread_of<'a>(
+        tid: u32,
+        name: &'a ThreadName,
+        frames: &'a [crate::trace::OpenSpan],
+    ) -> ThreadStack<'a> {
+        ThreadStack {
+            tid,
+            ..thread(name, frames, 0)
+        }
+    }
+
+    fn report_of(tid: u32, span_id: u64) -> StallReport {
+        StallReport {
+            tid,
+            ..report(span_id, "nanosleep", true)
+        }
+    }
+
+    #[test]
+    fn first_captures_come_before_looks_at_lasting_stalls() {
+        let name = ThreadName::from("worker");
+        let old = [span(1, 0, 0, 0x1000)];
+        let new = [span(2, 0, 4 * S, 0x1000)];
+        let mut d = Detector::new(S, 2 * S);
+        d.check([thread_of(7, &name, &old)].into_iter(), S);
+        d.accept(Outcome::Report(Box::new(report_of(7, 1))));
+        let asked = d.check(
+            [thread_of(7, &name, &old), thread_of(8, &name, &new)].into_iter(),
+            5 * S,
+        );
+        let order: Vec<(u32, Look)> = asked.iter().map(|r| (r.tid, r.look)).collect();
+        assert_eq!(order, [(8, Look::First), (7, Look::Again)]);
+    }
+
+    #[test]
+    fn threads_stalled_in_a_function_few_share_are_captured_first() {
+        let name = ThreadName::from("pool");
+        let pool: Vec<[crate::trace::OpenSpan; 1]> =
+            (0..5).map(|i| [span(i + 1, 0, 0, 0x1000)]).collect();
+        let lock = [span(9, 3, 0, 0x2000)];
+        let threads = pool
+            .iter()
+            .enumerate()
+            .map(|(i, frames)| thread_of(10 + i as u32, &name, frames))
+            .chain(std::iter::once(thread_of(20, &name, &lock)));
+        let mut d = Detector::new(S, 2 * S);
+        let order: Vec<u32> = d.check(threads, S).iter().map(|r| r.tid).collect();
+        assert_eq!(
+            order,
+            [20, 10, 11, 12, 13, 14],
+            "the one alone first, then in order"
+        );
+    }
+
+    #[test]
+    fn a_deadlock_found_later_has_its_other_thread_captured_again_in_full() {
+        let name = ThreadName::from("lock");
+        let frames = [span(1, 0, 0, 0x1000)];
+        let other = [span(2, 0, 0, 0x1000)];
+        let both = |d: &mut Detector, t: u64| {
+            d.check(
+                [thread_of(7, &name, &frames), thread_of(8, &name, &other)].into_iter(),
+                t,
+            )
+            .iter()
+            .map(|r| (r.tid, r.look))
+            .collect::<Vec<_>>()
+        };
+        let mut d = Detector::new(S, 2 * S);
+        both(&mut d, S);
+        // 7 was captured before 8 blocked: no deadlock yet.
+        d.accept(Outcome::Report(Box::new(report_of(7, 1))));
+        let mut found = report_of(8, 2);
+        found.deadlock = vec![(8, "b".to_owned()), (7, "a".to_owned())];
+        d.accept(Outcome::Report(Box::new(found)));
+        assert_eq!(
+            both(&mut d, S + S / 4),
+            [(7, Look::Full)],
+            "at once, in full"
+        );
+    }
+
+    #[test]
+    fn rows_carry_their_group_and_a_group_is_told_once_its_captures_are_in() {
+        let name = ThreadName::from("pool");
+        let frames: Vec<[crate::trace::OpenSpan; 1]> =
+            (0..3).map(|i| [span(i + 1, 0, 0, 0x1000)]).collect();
+        let mut d = Detector::new(S, 2 * S);
+        let asked = d.check(
+            (0..3).map(|i| thread_of(10 + i as u32, &name, &frames[i])),
+            S,
+        );
+        assert_eq!(asked.len(), 3);
+        d.accept(Outcome::Report(Box::new(report_of(10, 1))));
+        d.accept(Outcome::Report(Box::new(report_of(11, 2))));
+        let news = d.take_news(S, false);
+        assert_eq!(news.rows.len(), 2);
+        assert!(news.rows.iter().all(|r| r.group == 1), "{:?}", news.rows);
+        assert!(news.groups.is_empty(), "one capture is still to come");
+        d.accept(Outcome::Report(Box::new(report_of(12, 3))));
+        let news = d.take_news(S + S / 4, false);
+        assert_eq!(news.rows[0].group, 1);
+        assert_eq!(
+            news.groups.iter().map(|g| g.kind).collect::<Vec<_>>(),
+            [crate::stall::group::NewsKind::Appeared(3)]
+        );
+        assert_eq!(d.groups().len(), 1);
+        assert_eq!(d.groups()[0].members, [0, 1, 2]);
+        assert!(d.stalls().all(|r| r.group == 1));
     }
 }

@@ -6,7 +6,7 @@
 
 use super::{
     capture::Capturer,
-    detector::{Outcome, Request},
+    detector::{Look, Outcome, Request},
     futex::LockHolder,
     procfs,
     report::{Frame, LockWait, StaleSpan, StallReport, WaitKind, wait_summary},
@@ -33,12 +33,24 @@ fn same_function(a: &str, b: &str) -> bool {
     !a.is_empty() && bare(a) == bare(b)
 }
 
+/// Captures the stall `request` asks for; a [`Look::Again`] at a thread
+/// blocked exactly as at its last capture answers
+/// [`Outcome::Unchanged`] instead.
 pub(super) fn capture_stall(
     capturer: &mut Capturer,
     request: &Request,
     functions: &[FunctionInfo],
 ) -> Outcome {
+    if request.look == Look::Again && capturer.unmoved(request.tid, request.span_id) {
+        return Outcome::Unchanged {
+            pid: request.pid,
+            tid: request.tid,
+            goroutine: None,
+            span_id: request.span_id,
+        };
+    }
     let Some(capture) = capturer.capture(request.tid) else {
+        capturer.forget(request.tid);
         return Outcome::Gone {
             pid: request.pid,
             tid: request.tid,
@@ -46,11 +58,13 @@ pub(super) fn capture_stall(
             goroutine: None,
         };
     };
+    capturer.remember(request.tid, request.span_id, capture.proc.syscall);
     let captured_ns = crate::clock::monotonic_ns();
     let mut on_stack = false;
     let (frames, stack_note) = match &capture.stack {
         Ok(unwound) => {
-            let per_frame = capturer.symbolize_each(unwound);
+            let symbolized = capturer.symbolize_each(unwound);
+            let per_frame = &symbolized.per_frame;
             // Did the walk meet the stalled call itself? A frame entered at
             // its stack pointer is not enough (a sibling call reuses the
             // slot); the frame must also be its function.
@@ -62,10 +76,10 @@ pub(super) fn capture_stall(
                     .as_deref()
                     .is_some_and(|name| same_function(name, function_name))
             };
-            on_stack = unwound.frames.iter().zip(&per_frame).any(|(raw, syms)| {
+            on_stack = unwound.frames.iter().zip(per_frame).any(|(raw, syms)| {
                 raw.entry_sp == Some(request.sp) && syms.iter().any(is_function)
             });
-            let frames: Vec<Frame> = per_frame.into_iter().flatten().collect();
+            let frames = std::sync::Arc::clone(&symbolized.frames);
             // A complete walk, all by CFI, on which neither the span's entry
             // stack pointer nor its function appears shows the call ended
             // unseen (an adopted call whose exit has no probe, a lost exit).
@@ -105,7 +119,7 @@ pub(super) fn capture_stall(
             };
             (frames, note)
         }
-        Err(why) => (Vec::new(), Some(format!("[no stack: {why}]"))),
+        Err(why) => (std::sync::Arc::from([]), Some(format!("[no stack: {why}]"))),
     };
     let pid = request.pid;
     let name_of = |tid: u32| procfs::thread_name(pid, tid).unwrap_or_else(|| "?".to_owned());
@@ -209,6 +223,7 @@ pub(super) fn capture_stall(
         stack_note,
         wait,
         on_stack,
+        group: 0,
         goroutine: None,
     }))
 }

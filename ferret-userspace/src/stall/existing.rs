@@ -3,8 +3,10 @@
 //!
 //! Their entries happened before any probe existed, so no event will ever
 //! open their spans. Right after attaching, every thread's stack is walked
-//! (see [`super::capture`]); each frame whose address lies in a probed
-//! function is a call already running. The reconstructor adopts those
+//! (see [`super::capture`]; on the watchdog's thread, so a process of
+//! thousands of threads does not hold up the session, and threads blocked
+//! alike are walked once, see [`super::unwind`]); each frame whose address
+//! lies in a probed function is a call already running. The reconstructor adopts those
 //! frames with the stack pointer of their entry, so their exits (where a
 //! return-instruction probe sees them) close them as usual, and the
 //! watchdog reports them as stalled if they never return: a process that
@@ -60,7 +62,7 @@ impl ProbedRanges {
     /// The probed function containing process address `avma`, given the
     /// process's mappings.
     pub fn function_at(&self, maps: &[MapsEntry], avma: u64) -> Option<u32> {
-        let entry = maps.iter().find(|m| m.avma.contains(&avma))?;
+        let entry = super::unwind::mapping_at(maps, avma)?;
         let path = entry.path.as_ref()?;
         let offset = entry.file_offset_of(avma)?;
         self.by_inode
@@ -99,10 +101,7 @@ pub fn running_before_attach(capturer: &mut Capturer, ranges: &ProbedRanges) -> 
     let pid = capturer.pid();
     let mut found = Vec::new();
     for tid in super::procfs::thread_ids(pid) {
-        let Some(capture) = capturer.capture(tid) else {
-            continue;
-        };
-        let Ok(stack) = &capture.stack else {
+        let Some((thread_name, Ok(stack))) = capturer.walk(tid) else {
             continue;
         };
         let maps = capturer.unwinder().maps();
@@ -120,7 +119,7 @@ pub fn running_before_attach(capturer: &mut Capturer, ranges: &ProbedRanges) -> 
         frames.reverse();
         found.push(RunningBefore {
             tid,
-            thread_name: capture.proc.stat.comm.clone(),
+            thread_name,
             frames,
         });
     }
@@ -142,17 +141,21 @@ pub struct RunningCalls {
 }
 
 impl RunningCalls {
-    /// Walks every thread of `pid` for the probed functions (`points`,
-    /// indexed like the probe table); `ts_ns` is when tracing began, the
-    /// adopted spans' start.
-    pub fn find(pid: u32, points: &[ProbePoint], ts_ns: u64) -> Self {
+    /// Walks every thread of `capturer`'s process for the probed functions
+    /// (`points`, indexed like the probe table); `ts_ns` is when tracing
+    /// began, the adopted spans' start.
+    pub fn find(capturer: &mut Capturer, points: &[ProbePoint], ts_ns: u64) -> Self {
         let ranges = ProbedRanges::new(points);
-        let mut capturer = Capturer::new(pid);
         Self {
-            pid,
+            pid: capturer.pid(),
             ts_ns,
-            threads: running_before_attach(&mut capturer, &ranges),
+            threads: running_before_attach(capturer, &ranges),
         }
+    }
+
+    /// How many threads were found inside probed functions.
+    pub fn threads(&self) -> usize {
+        self.threads.len()
     }
 
     /// Opens a span for each call (marked

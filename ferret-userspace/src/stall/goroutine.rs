@@ -336,10 +336,11 @@ pub(super) fn capture_goroutine(
         lock: None,
         deadlock: Vec::new(),
         deadlock_with: None,
-        frames,
+        frames: frames.into(),
         stack_note,
         wait: wait_line(state.as_ref()),
         on_stack,
+        group: 0,
     }))
 }
 

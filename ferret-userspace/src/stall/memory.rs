@@ -58,6 +58,48 @@ impl ProcessMemory {
         usize::try_from(n).map_err(|_| io::Error::last_os_error())
     }
 
+    /// Reads the little-endian words at `addresses` into `words` (as many
+    /// as both hold) in one system call; returns how many were read, which
+    /// stops short at the first one that is not mapped.
+    pub fn read_words(self, addresses: &[u64], words: &mut [u64]) -> io::Result<usize> {
+        let n = addresses.len().min(words.len()).min(1024);
+        if n == 0 {
+            return Ok(0);
+        }
+        let local: Vec<libc::iovec> = words[..n]
+            .iter_mut()
+            .map(|w| libc::iovec {
+                iov_base: std::ptr::from_mut(w).cast(),
+                iov_len: 8,
+            })
+            .collect();
+        let remote: Vec<libc::iovec> = addresses[..n]
+            .iter()
+            .map(|&avma| libc::iovec {
+                iov_base: avma as *mut libc::c_void,
+                iov_len: 8,
+            })
+            .collect();
+        // SAFETY: each `local` iovec is one element of `words`, writable
+        // and alive for the call; `remote` holds only addresses in the
+        // other process, which the kernel checks.
+        let read = unsafe {
+            libc::process_vm_readv(
+                self.pid as libc::pid_t,
+                local.as_ptr(),
+                n as libc::c_ulong,
+                remote.as_ptr(),
+                n as libc::c_ulong,
+                0,
+            )
+        };
+        let read = usize::try_from(read).map_err(|_| io::Error::last_os_error())?;
+        for w in &mut words[..read / 8] {
+            *w = u64::from_le(*w);
+        }
+        Ok(read / 8)
+    }
+
     /// A little-endian `u64` at `avma`.
     pub fn u64(self, avma: u64) -> Option<u64> {
         let mut word = [0u8; 8];

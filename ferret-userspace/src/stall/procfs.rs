@@ -186,6 +186,15 @@ pub fn read_thread(pid: u32, tid: u32) -> Option<ThreadProc> {
     })
 }
 
+/// Reads `syscall` of thread `tid` of process `pid` alone (the cheapest
+/// look at where a blocked thread is). `None` when the thread is gone or
+/// the kernel refused.
+pub fn read_syscall(pid: u32, tid: u32) -> Option<SyscallState> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/syscall"))
+        .ok()
+        .and_then(|t| parse_syscall(&t))
+}
+
 /// The thread ids of process `pid`, ascending.
 pub fn thread_ids(pid: u32) -> Vec<u32> {
     let mut tids: Vec<u32> = std::fs::read_dir(format!("/proc/{pid}/task"))

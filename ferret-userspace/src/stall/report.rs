@@ -4,7 +4,7 @@
 //! one-line wait summary ([`wait_summary`]). Pure: built by
 //! [`super::diagnose`], tested on literals.
 
-use std::fmt::Write as _;
+use std::{fmt::Write as _, sync::Arc};
 
 use super::procfs::SchedState;
 use crate::sink::StallRow;
@@ -176,8 +176,9 @@ pub struct StallReport {
     pub deadlock: Vec<(u32, String)>,
     /// The thread whose lock this one waits for, when they are deadlocked.
     pub deadlock_with: Option<u32>,
-    /// The user stack, innermost frame first.
-    pub frames: Vec<Frame>,
+    /// The user stack, innermost frame first; shared by the reports of
+    /// threads whose walks met the same addresses (symbolized once).
+    pub frames: Arc<[Frame]>,
     /// How the stack walk ended, when it could not reach the outermost
     /// frame (or why there is no stack).
     pub stack_note: Option<String>,
@@ -188,6 +189,9 @@ pub struct StallReport {
     /// call. `false` where the walk could not reach it (hidden by a
     /// uretprobe, cut short).
     pub on_stack: bool,
+    /// The stall group it belongs to (threads stuck in the same place; see
+    /// [`super::group`]): the `stall_group` column. 0 until grouped.
+    pub group: u64,
 }
 
 impl StallReport {
@@ -213,24 +217,15 @@ impl StallReport {
             start_ns: self.since_ns,
             stack,
             wait: &self.wait,
+            group: self.group,
             goroutine: self.goroutine,
         }
     }
 
     /// One line for a terminal: who, where, for how long, waiting for what.
     pub fn headline(&self) -> String {
-        let secs = self.captured_ns.saturating_sub(self.since_ns) as f64 / 1e9;
-        let since = if self.before_attach {
-            format!("since before ferret attached (≥ {secs:.1} s)")
-        } else {
-            format!("for {secs:.1} s")
-        };
-        // The line inside the stalled function says most; else the innermost.
         let at = self
-            .frames
-            .iter()
-            .find(|f| f.function.as_deref() == Some(self.function_name.as_str()))
-            .or(self.frames.first())
+            .place()
             .map(|f| format!(" at {}", f.display()))
             .unwrap_or_default();
         let who = match self.goroutine {
@@ -238,9 +233,39 @@ impl StallReport {
             None => format!("tid {} ({})", self.tid, self.thread_name),
         };
         format!(
-            "stall: {who} in {} {since}{at}: {}",
-            self.function_name, self.wait
+            "stall: {who} in {} {}{at}: {}",
+            self.function_name,
+            stalled_for(
+                self.captured_ns.saturating_sub(self.since_ns),
+                self.before_attach
+            ),
+            self.wait
         )
+    }
+
+    /// The frame that says where it is stuck: the one of the stalled
+    /// function (the line inside it), else the innermost.
+    pub fn place(&self) -> Option<&Frame> {
+        self.frames
+            .iter()
+            .find(|f| f.function.as_deref() == Some(self.function_name.as_str()))
+            .or(self.frames.first())
+    }
+
+    /// Whose stall it is: its process and its thread, or its goroutine.
+    pub fn key(&self) -> (u32, crate::trace::StackKey) {
+        (
+            self.pid,
+            self.goroutine.map_or(
+                crate::trace::StackKey::Thread(self.tid),
+                crate::trace::StackKey::Goroutine,
+            ),
+        )
+    }
+
+    /// The thread is in a deadlock.
+    pub fn deadlocked(&self) -> bool {
+        !self.deadlock.is_empty()
     }
 
     /// What identifies the location for "did it move": the innermost
@@ -263,6 +288,17 @@ impl StallReport {
             let _ = write!(key, "{:#x}>{:?}", lock.addr, lock.owner);
         }
         key
+    }
+}
+
+/// `for 2.5 s`, or `since before ferret attached (≥ 2.5 s)` for a call that
+/// was already running then (its start is unknown).
+pub(super) fn stalled_for(ns: u64, before_attach: bool) -> String {
+    let secs = ns as f64 / 1e9;
+    if before_attach {
+        format!("since before ferret attached (≥ {secs:.1} s)")
+    } else {
+        format!("for {secs:.1} s")
     }
 }
 

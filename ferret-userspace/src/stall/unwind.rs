@@ -18,11 +18,24 @@
 //! A function with a pending uretprobe has its return address replaced by
 //! the kernel's trampoline (the `[uprobes]` mapping); the caller cannot be
 //! known from the stack, so the walk stops there and says so.
+//!
+//! Threads of a pool blocked in the same place are walked once. A walk is
+//! a function of its registers and of the stack words it reads, nothing
+//! else (the code it reads is the same for every thread). So a walk of a
+//! thread blocked at an instruction, at a depth below the top of its stack,
+//! is kept as a [`Shape`]: the words it read, as offsets from the stack's
+//! top. Another thread blocked at the same instruction and depth has its
+//! stack read at those offsets alone (one `process_vm_readv`); if every
+//! word is the same (a pointer into the stack, the same offset from its
+//! top), its walk is the kept one, moved to its stack, exactly as walking
+//! it would have found. Otherwise it is walked.
 
 use std::{
+    cell::RefCell,
     collections::HashMap,
     ops::Range,
     path::{Path, PathBuf},
+    time::{Duration, Instant},
 };
 
 use framehop::{
@@ -44,6 +57,19 @@ const SCAN_BYTES: u64 = 64 * 1024;
 /// A frame pointer no frame can have: odd, and below any stack. A frame
 /// whose CFI needs the frame pointer fails on it instead of ending the walk.
 const UNKNOWN_BP: u64 = 1;
+/// Most stack words a [`Shape`] may hold (one `process_vm_readv` reads
+/// them; the kernel takes at most 1024 pieces).
+const SHAPE_WORDS: usize = 1024;
+/// Shapes kept per process; more are forgotten all at once.
+const MAX_SHAPES: usize = 4096;
+/// `/proc/PID/maps` is reread at most this often, or sooner when a walk
+/// starts outside every mapping known (a thread created since, a library
+/// loaded since), but never more often than [`MAPS_SOONEST`]: a process
+/// with thousands of threads has a maps file of hundreds of KiB, which
+/// the kernel writes out anew at each read.
+pub const MAPS_MAX_AGE: Duration = Duration::from_secs(1);
+/// See [`MAPS_MAX_AGE`].
+pub const MAPS_SOONEST: Duration = Duration::from_millis(250);
 
 /// The registers a walk starts from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -102,6 +128,72 @@ pub struct Unwound {
     pub end: StackEnd,
 }
 
+/// A walk kept for threads stuck alike (see the module doc): what it read
+/// and found, relative to the top of the stack walked.
+#[derive(Clone, Debug)]
+struct Shape {
+    /// The words read: (offset from the stack's top, value).
+    reads: Vec<(i64, Word)>,
+    /// The frames, `entry_sp` as an offset from the stack's top.
+    frames: Vec<(RawFrame, Option<i64>)>,
+    end: StackEnd,
+}
+
+/// A stack word a kept walk read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Word {
+    /// A value that is no address in the stack walked.
+    Plain(u64),
+    /// An address in the stack walked, as an offset from its top.
+    InStack(i64),
+}
+
+impl Shape {
+    /// The walk of the thread whose stack top is `end`, if its stack holds
+    /// the same words where this one's did.
+    fn replay(&self, memory: ProcessMemory, end: u64) -> Option<Unwound> {
+        let addresses: Vec<u64> = self
+            .reads
+            .iter()
+            .map(|&(offset, _)| end.wrapping_add_signed(offset))
+            .collect();
+        let mut words = vec![0u64; addresses.len()];
+        if memory.read_words(&addresses, &mut words).ok()? != words.len() {
+            return None;
+        }
+        let same = self
+            .reads
+            .iter()
+            .zip(&words)
+            .all(|(&(_, want), &got)| match want {
+                Word::Plain(value) => got == value,
+                Word::InStack(offset) => got == end.wrapping_add_signed(offset),
+            });
+        same.then(|| Unwound {
+            frames: self
+                .frames
+                .iter()
+                .map(|&(frame, entry)| RawFrame {
+                    entry_sp: entry.map(|o| end.wrapping_add_signed(o)),
+                    ..frame
+                })
+                .collect(),
+            end: self.end.clone(),
+        })
+    }
+}
+
+/// How a process's walks went, for measurements.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WalkStats {
+    /// Stacks walked frame by frame.
+    pub walked: u64,
+    /// Walks that were a kept one, checked against the stack's words.
+    pub shared: u64,
+    /// Reads of `/proc/PID/maps`.
+    pub maps_reads: u64,
+}
+
 /// A module's unwind data, shared by every walk while it stays mapped.
 type FrameModule = framehop::Module<Vec<u8>>;
 
@@ -125,6 +217,14 @@ pub struct ProcessUnwinder {
     modules: HashMap<ModuleKey, Option<FrameModule>>,
     unwinder: UnwinderX86_64<Vec<u8>>,
     cache: Box<CacheX86_64>,
+    /// When `/proc/PID/maps` was last read.
+    refreshed: Option<Instant>,
+    /// Changes when the modules (the code mapped) change.
+    code_generation: u64,
+    /// Walks kept for threads stuck alike, by (instruction pointer, depth
+    /// below the stack's top).
+    shapes: HashMap<(u64, u64), Shape>,
+    stats: WalkStats,
 }
 
 impl std::fmt::Debug for ProcessUnwinder {
@@ -148,6 +248,10 @@ impl ProcessUnwinder {
             modules: HashMap::new(),
             unwinder: UnwinderX86_64::new(),
             cache: Box::new(CacheX86_64::new()),
+            refreshed: None,
+            code_generation: 0,
+            shapes: HashMap::new(),
+            stats: WalkStats::default(),
         }
     }
 
@@ -156,9 +260,45 @@ impl ProcessUnwinder {
         &self.maps
     }
 
+    /// The mapping holding `avma`, as last read.
+    pub fn mapping_at(&self, avma: u64) -> Option<&MapsEntry> {
+        mapping_at(&self.maps, avma)
+    }
+
+    /// Changes each time the code mapped (the modules) changes: what was
+    /// symbolized before may mean something else now.
+    pub fn code_generation(&self) -> u64 {
+        self.code_generation
+    }
+
+    /// How the walks went so far.
+    pub fn stats(&self) -> WalkStats {
+        self.stats
+    }
+
+    /// [`Self::refresh`] if the mappings were read longer than `age` ago.
+    pub fn refresh_if_older(&mut self, age: Duration) -> std::io::Result<bool> {
+        if self.refreshed.is_some_and(|at| at.elapsed() < age) {
+            return Ok(false);
+        }
+        self.refresh()
+    }
+
+    /// Makes sure the mappings are recent enough for a walk from `regs`:
+    /// read within [`MAPS_MAX_AGE`], or within [`MAPS_SOONEST`] if the
+    /// stack or the instruction is in no mapping known (a thread or a
+    /// library new since).
+    pub fn refresh_for(&mut self, regs: Registers) {
+        let known = self.mapping_at(regs.sp).is_some() && self.mapping_at(regs.pc).is_some();
+        let age = if known { MAPS_MAX_AGE } else { MAPS_SOONEST };
+        let _ = self.refresh_if_older(age);
+    }
+
     /// Rereads `/proc/PID/maps`; rebuilds the module list if it changed.
     /// Returns whether it did.
     pub fn refresh(&mut self) -> std::io::Result<bool> {
+        self.refreshed = Some(Instant::now());
+        self.stats.maps_reads += 1;
         let text = std::fs::read_to_string(format!("/proc/{}/maps", self.pid))?;
         if text == self.maps_text {
             return Ok(false);
@@ -196,6 +336,16 @@ impl ProcessUnwinder {
             }
             live.insert(key, module);
         }
+        // New thread stacks change the maps all the time; only new code
+        // makes earlier walks and symbols stale.
+        let mut before: Vec<&ModuleKey> = self.modules.keys().collect();
+        let mut after: Vec<&ModuleKey> = live.keys().collect();
+        before.sort_unstable_by_key(|k| k.start);
+        after.sort_unstable_by_key(|k| k.start);
+        if before != after {
+            self.code_generation += 1;
+            self.shapes.clear();
+        }
         self.modules = live;
         self.unwinder = unwinder;
         Ok(true)
@@ -203,9 +353,58 @@ impl ProcessUnwinder {
 
     /// Walks the stack from `regs`. The thread must not run meanwhile for
     /// the result to be exact (it is blocked, or stopped for the walk); a
-    /// running thread gives a best-effort walk.
+    /// running thread gives a best-effort walk. A thread blocked where
+    /// another was walked, in the same way, is not walked again (see the
+    /// module doc).
     pub fn unwind(&mut self, regs: Registers) -> Unwound {
-        let stack = StackSnapshot::read(self.memory, regs.sp, self.stack_end(regs.sp));
+        let end = self.stack_end(regs.sp);
+        // Registers from the kernel (no frame pointer) are all a blocked
+        // walk depends on, besides the stack; a stopped thread's `rbp`
+        // would be one more input.
+        let depth = end.saturating_sub(regs.sp);
+        let shape_key = (regs.bp.is_none() && depth > 0).then_some((regs.pc, depth));
+        if let Some(key) = shape_key
+            && let Some(shape) = self.shapes.get(&key)
+            && let Some(unwound) = shape.replay(self.memory, end)
+        {
+            self.stats.shared += 1;
+            return unwound;
+        }
+        let stack = StackSnapshot::read(self.memory, regs.sp, end);
+        let unwound = self.walk(regs, &stack);
+        self.stats.walked += 1;
+        if let Some(key) = shape_key
+            && let Some(shape) = stack.shape(&unwound)
+        {
+            if self.shapes.len() >= MAX_SHAPES {
+                self.shapes.clear();
+            }
+            self.shapes.insert(key, shape);
+        }
+        unwound
+    }
+
+    /// Walks a copy of a stack taken when the thread had `regs` (a CPU
+    /// sample): `bytes` held the memory from `base` up. The thread has
+    /// moved on since, so nothing beyond the copy is read; a walk that
+    /// needs more ends there ([`StackEnd::Truncated`]).
+    pub fn unwind_copy(&mut self, regs: Registers, base: u64, bytes: &[u8]) -> Unwound {
+        let stack = StackSnapshot::copied(base, bytes);
+        self.walk(regs, &stack)
+    }
+
+    /// Whether `avma` is in the kernel's `[uprobes]` page (a uretprobe's
+    /// trampoline, or an instruction a uprobe runs out of line).
+    pub fn in_uprobes(&self, avma: u64) -> bool {
+        self.uprobes.as_ref().is_some_and(|r| r.contains(&avma))
+    }
+
+    /// Whether `avma` lies in a mapping as last read.
+    pub fn is_mapped(&self, avma: u64) -> bool {
+        self.maps.iter().any(|m| m.avma.contains(&avma))
+    }
+
+    fn walk(&mut self, regs: Registers, stack: &StackSnapshot<'_>) -> Unwound {
         let mut read = |avma: u64| stack.word(avma).ok_or(());
         let mut frames = vec![RawFrame {
             address: regs.pc,
@@ -227,7 +426,7 @@ impl ProcessUnwinder {
                 {
                     Ok(Some(ra)) => (ra, false),
                     Ok(None) => break StackEnd::Complete,
-                    Err(e) => match self.scan_for_frame_record(&stack, sp_before) {
+                    Err(e) => match self.scan_for_frame_record(stack, sp_before) {
                         Some((cfa, ra, bp)) => {
                             uregs.set_sp(cfa);
                             uregs.set_bp(bp);
@@ -281,10 +480,7 @@ impl ProcessUnwinder {
 
     /// The end of the mapping holding `sp` (the stack's top).
     fn stack_end(&self, sp: u64) -> u64 {
-        self.maps
-            .iter()
-            .find(|m| m.avma.contains(&sp))
-            .map_or(sp, |m| m.avma.end)
+        self.mapping_at(sp).map_or(sp, |m| m.avma.end)
     }
 
     /// Looks above `sp` for a frame record: a saved frame pointer followed
@@ -293,7 +489,7 @@ impl ProcessUnwinder {
     /// 0, the outermost) is preferred; failing that, the first plausible
     /// return address is taken (the caller may use `rbp` for data).
     /// Returns (the frame's CFA, the return address, the caller's `rbp`).
-    fn scan_for_frame_record(&self, stack: &StackSnapshot, sp: u64) -> Option<(u64, u64, u64)> {
+    fn scan_for_frame_record(&self, stack: &StackSnapshot<'_>, sp: u64) -> Option<(u64, u64, u64)> {
         let top = stack.end.min(sp.saturating_add(SCAN_BYTES));
         let candidates = (sp.saturating_add(16)..=top).step_by(8).filter_map(|cfa| {
             let ra = stack.word(cfa - 8)?;
@@ -312,9 +508,9 @@ impl ProcessUnwinder {
 
     /// Whether `ra` is in executable file-backed code right after a call.
     fn follows_call(&self, ra: u64) -> bool {
-        let in_code = self.maps.iter().any(|m| {
-            m.executable() && m.path.is_some() && m.avma.contains(&ra) && ra >= m.avma.start + 7
-        });
+        let in_code = self
+            .mapping_at(ra)
+            .is_some_and(|m| m.executable() && m.path.is_some() && ra >= m.avma.start + 7);
         if !in_code {
             return false;
         }
@@ -339,6 +535,16 @@ pub fn is_call_before(before: [u8; 7]) -> bool {
         let at = 7 - len;
         before[at] == 0xff && (before[at + 1] >> 3) & 7 == 2
     })
+}
+
+/// The mapping of `maps` (sorted by address, as the kernel lists them)
+/// holding `avma`.
+pub fn mapping_at(maps: &[MapsEntry], avma: u64) -> Option<&MapsEntry> {
+    let after = maps.partition_point(|m| m.avma.start <= avma);
+    after
+        .checked_sub(1)
+        .map(|i| &maps[i])
+        .filter(|m| m.avma.contains(&avma))
 }
 
 /// The address range of a pseudo mapping such as `[uprobes]` or `[vdso]`.
@@ -463,16 +669,19 @@ fn module_from_elf(name: &str, data: &[u8], entries: &[MapsEntry]) -> Option<Fra
     ))
 }
 
-/// A copy of the stack from the stack pointer up, with word reads beyond it.
-struct StackSnapshot {
-    memory: ProcessMemory,
+/// A copy of the stack from the stack pointer up, with word reads beyond it
+/// (from the live process, unless the copy is all there is).
+struct StackSnapshot<'a> {
+    memory: Option<ProcessMemory>,
     base: u64,
-    bytes: Vec<u8>,
+    bytes: std::borrow::Cow<'a, [u8]>,
     /// The stack's top: no frame lies above.
     end: u64,
+    /// Every word read, in order (`None`: unreadable), for a [`Shape`].
+    log: RefCell<Vec<(u64, Option<u64>)>>,
 }
 
-impl StackSnapshot {
+impl<'a> StackSnapshot<'a> {
     fn read(memory: ProcessMemory, sp: u64, end: u64) -> Self {
         let len = usize::try_from(end.saturating_sub(sp))
             .unwrap_or(usize::MAX)
@@ -481,14 +690,32 @@ impl StackSnapshot {
         let got = memory.read_some(sp, &mut bytes).unwrap_or(0);
         bytes.truncate(got);
         Self {
-            memory,
+            memory: Some(memory),
             base: sp,
-            bytes,
+            bytes: bytes.into(),
             end: end.max(sp),
+            log: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// A copy taken earlier: nothing outside it can be read.
+    fn copied(base: u64, bytes: &'a [u8]) -> Self {
+        Self {
+            memory: None,
+            base,
+            bytes: bytes.into(),
+            end: base.saturating_add(bytes.len() as u64),
+            log: RefCell::new(Vec::new()),
         }
     }
 
     fn word(&self, avma: u64) -> Option<u64> {
+        let word = self.read_word(avma);
+        self.log.borrow_mut().push((avma, word));
+        word
+    }
+
+    fn read_word(&self, avma: u64) -> Option<u64> {
         if let Some(at) = avma.checked_sub(self.base)
             && let Ok(at) = usize::try_from(at)
             && let Some(word) = self.bytes.get(at..at.checked_add(8)?)
@@ -499,7 +726,40 @@ impl StackSnapshot {
         if avma < self.base || avma >= self.end {
             return None;
         }
-        self.memory.u64(avma)
+        self.memory?.u64(avma)
+    }
+
+    /// The walk `unwound` made of this stack, kept for threads stuck
+    /// alike; `None` if it read a word it could not (a walk that depends on
+    /// a failed read is not worth checking against) or too many.
+    fn shape(&self, unwound: &Unwound) -> Option<Shape> {
+        let log = self.log.borrow();
+        let mut reads: Vec<(i64, Word)> = Vec::with_capacity(log.len());
+        let offset = |avma: u64| avma.wrapping_sub(self.end) as i64;
+        for &(avma, value) in log.iter() {
+            let value = value?;
+            let word = if (self.base..self.end).contains(&value) {
+                Word::InStack(offset(value))
+            } else {
+                Word::Plain(value)
+            };
+            let read = (offset(avma), word);
+            if !reads.contains(&read) {
+                reads.push(read);
+            }
+        }
+        if reads.len() > SHAPE_WORDS {
+            return None;
+        }
+        Some(Shape {
+            reads,
+            frames: unwound
+                .frames
+                .iter()
+                .map(|f| (*f, f.entry_sp.map(offset)))
+                .collect(),
+            end: unwound.end.clone(),
+        })
     }
 }
 

@@ -312,6 +312,9 @@ pub struct SpanStart {
     pub function: u32,
     /// Start time, `CLOCK_MONOTONIC` ns.
     pub ts_ns: u64,
+    /// The call was already running when tracing began (found on its
+    /// thread's stack and adopted): no entry probe fired for it.
+    pub before_attach: bool,
     /// The goroutine whose call this is (Go programs); `None` otherwise.
     pub goroutine: Option<u64>,
 }

@@ -361,6 +361,7 @@ impl Reconstructor {
             thread_name: ev.thread_name,
             function: ev.function,
             ts_ns: ev.ts_ns,
+            before_attach: false,
             goroutine: ev.goroutine,
         }));
         // A frame at the top's own sp is pushed, not substituted: a tail call
@@ -521,6 +522,7 @@ impl Reconstructor {
                 thread_name: *thread_name,
                 function,
                 ts_ns,
+                before_attach: true,
                 goroutine: None,
             }));
             adopted.push(OpenSpan {

@@ -4,9 +4,10 @@
 //! Wide terminals get two rows of two panes; at 80 columns the Live Stack
 //! shares its row with Metrics and the two tables get full-width rows; very
 //! narrow ones stack everything. While threads are stalled, the Stalls pane
-//! takes the lower part of the Live Stack's place. The row holding the
-//! focused pane gets more height, and `z` gives the focused pane the whole
-//! body.
+//! takes the lower part of the Live Stack's place. The Hot pane (sampled
+//! CPU time) takes Recent Activity's place while it is shown. The row
+//! holding the focused pane gets more height, and `z` gives the focused
+//! pane the whole body.
 
 use ratatui::layout::{Constraint, Layout, Rect};
 
@@ -33,16 +34,20 @@ pub enum Pane {
     /// Stalled threads and where they are stuck; shown only while there
     /// are some.
     Stalls,
+    /// Where the sampled threads spend their CPU time; in Recent
+    /// Activity's place while shown.
+    Hot,
 }
 
 impl Pane {
     /// Every pane, in Tab order (key `1`… is `ALL[0]`…).
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::Stack,
         Self::Recent,
         Self::Functions,
         Self::Metrics,
         Self::Stalls,
+        Self::Hot,
     ];
 
     /// Position in [`Self::ALL`].
@@ -74,7 +79,7 @@ impl Pane {
     /// Lines of column headings above the pane's list, inside its border.
     pub const fn heading_lines(self) -> usize {
         match self {
-            Self::Functions => 1,
+            Self::Functions | Self::Hot => 1,
             _ => 0,
         }
     }
@@ -87,6 +92,7 @@ impl Pane {
             Self::Functions => "Functions",
             Self::Metrics => "Metrics",
             Self::Stalls => "Stalls",
+            Self::Hot => "Hot",
         }
     }
 }
@@ -99,15 +105,17 @@ pub struct Areas {
     /// One line at the bottom.
     pub footer: Rect,
     /// By [`Pane::index`]; an empty `Rect` for a pane not shown.
-    pub panes: [Rect; 5],
+    pub panes: [Rect; 6],
     /// The terminal is below [`MIN_WIDTH`] × [`MIN_HEIGHT`].
     pub too_small: bool,
 }
 
 impl Areas {
     /// The layout of a terminal of `size`, with `focus` focused; `stalls`:
-    /// the Stalls pane is shown (else `focus` must not be it).
-    pub fn new(size: Rect, focus: Pane, zoomed: bool, stalls: bool) -> Self {
+    /// the Stalls pane is shown (else `focus` must not be it); `hot`: the
+    /// Hot pane is shown, in Recent Activity's place (else `focus` must
+    /// not be it; with it, `focus` must not be Recent Activity).
+    pub fn new(size: Rect, focus: Pane, zoomed: bool, stalls: bool, hot: bool) -> Self {
         if size.width < MIN_WIDTH || size.height < MIN_HEIGHT {
             return Self {
                 too_small: true,
@@ -120,7 +128,9 @@ impl Areas {
             Constraint::Length(1),
         ])
         .areas(size);
-        let mut panes = [Rect::default(); 5];
+        let mut panes = [Rect::default(); 6];
+        // Recent Activity's place, or the Hot pane's.
+        let slot = if hot { Pane::Hot } else { Pane::Recent };
         // Below four rows a pane shows nothing useful: when the rows of
         // panes do not fit, show the focused one alone (Tab still cycles).
         let rows_of_panes = match size.width {
@@ -145,39 +155,52 @@ impl Areas {
             panes[focus.index()] = body;
         } else if size.width >= WIDE {
             // [Stack | Recent] over [Functions | Metrics].
-            let top_focused = matches!(focus, Pane::Stack | Pane::Recent | Pane::Stalls);
+            let top_focused =
+                matches!(focus, Pane::Stack | Pane::Recent | Pane::Stalls | Pane::Hot);
             let [top, bottom] = Layout::vertical([
                 Constraint::Fill(if top_focused { 6 } else { 5 }),
                 Constraint::Fill(if top_focused { 5 } else { 6 }),
             ])
             .areas(body);
-            // Recent Activity has more columns to fit than the Live Stack.
+            // Recent Activity has more columns to fit than the Live Stack,
+            // the Hot pane more still.
+            let right = if hot { 62 } else { 55 };
             let [stack, recent] =
-                Layout::horizontal([Constraint::Fill(45), Constraint::Fill(55)]).areas(top);
+                Layout::horizontal([Constraint::Fill(100 - right), Constraint::Fill(right)])
+                    .areas(top);
             let [functions, metrics] =
                 Layout::horizontal([Constraint::Fill(62), Constraint::Fill(38)]).areas(bottom);
             let (stack, stalled) = split_stack(stack);
-            panes = [stack, recent, functions, metrics, stalled];
+            panes[Pane::Stack.index()] = stack;
+            panes[slot.index()] = recent;
+            panes[Pane::Functions.index()] = functions;
+            panes[Pane::Metrics.index()] = metrics;
+            panes[Pane::Stalls.index()] = stalled;
         } else if size.width >= MEDIUM {
             // [Stack | Metrics] over Recent over Functions.
             let weight = |row: &[Pane]| if row.contains(&focus) { 6 } else { 3 };
             let [top, middle, bottom] = Layout::vertical([
                 Constraint::Fill(weight(&[Pane::Stack, Pane::Metrics, Pane::Stalls]) + 1),
-                Constraint::Fill(weight(&[Pane::Recent])),
+                Constraint::Fill(weight(&[Pane::Recent, Pane::Hot])),
                 Constraint::Fill(weight(&[Pane::Functions])),
             ])
             .areas(body);
             let [stack, metrics] =
                 Layout::horizontal([Constraint::Fill(62), Constraint::Fill(38)]).areas(top);
             let (stack, stalled) = split_stack(stack);
-            panes = [stack, middle, bottom, metrics, stalled];
+            panes[Pane::Stack.index()] = stack;
+            panes[slot.index()] = middle;
+            panes[Pane::Functions.index()] = bottom;
+            panes[Pane::Metrics.index()] = metrics;
+            panes[Pane::Stalls.index()] = stalled;
         } else {
             // Every pane in a column; the focused one takes what the
             // others, at a sixth of the body each (four rows at least), leave.
             let other = (body.height / 6).max(4);
             let shown: Vec<Pane> = Pane::ALL
                 .into_iter()
-                .filter(|&p| stalls || p != Pane::Stalls)
+                .filter(|&p| (stalls || p != Pane::Stalls) && p != Pane::Hot)
+                .map(|p| if p == Pane::Recent { slot } else { p })
                 .collect();
             let rects = Layout::vertical(shown.iter().map(|&p| {
                 if p == focus {
@@ -230,12 +253,14 @@ mod tests {
         ] {
             for focus in Pane::ALL {
                 let stalls = focus == Pane::Stalls;
-                let areas = Areas::new(Rect::new(0, 0, w, h), focus, false, stalls);
+                let hot = focus == Pane::Hot;
+                let areas = Areas::new(Rect::new(0, 0, w, h), focus, false, stalls, hot);
                 assert!(!areas.too_small);
                 assert_eq!(covered(&areas), u32::from(w) * u32::from(h - 3), "{w}x{h}");
                 let alone = areas.panes.iter().filter(|r| !r.is_empty()).count() == 1;
                 for pane in Pane::ALL {
-                    let shown = stalls || pane != Pane::Stalls;
+                    let shown = (stalls || pane != Pane::Stalls)
+                        && pane != if hot { Pane::Recent } else { Pane::Hot };
                     if alone {
                         assert_eq!(!areas.pane(pane).is_empty(), pane == focus, "{w}x{h}");
                     } else if shown {
@@ -252,7 +277,7 @@ mod tests {
     fn focus_gets_more_room() {
         let size = Rect::new(0, 0, 80, 24);
         let recent = |focus| {
-            Areas::new(size, focus, false, false)
+            Areas::new(size, focus, false, false, false)
                 .pane(Pane::Recent)
                 .height
         };
@@ -261,7 +286,7 @@ mod tests {
 
     #[test]
     fn zoom_gives_the_focused_pane_the_body() {
-        let areas = Areas::new(Rect::new(0, 0, 80, 24), Pane::Functions, true, true);
+        let areas = Areas::new(Rect::new(0, 0, 80, 24), Pane::Functions, true, true, false);
         assert_eq!(areas.pane(Pane::Functions), Rect::new(0, 2, 80, 21));
         assert_eq!(areas.pane(Pane::Stack), Rect::default());
     }
@@ -269,7 +294,7 @@ mod tests {
     #[test]
     fn short_terminals_show_the_focused_pane_alone() {
         for (w, h) in [(40, 12), (80, 17), (120, 12)] {
-            let areas = Areas::new(Rect::new(0, 0, w, h), Pane::Recent, false, false);
+            let areas = Areas::new(Rect::new(0, 0, w, h), Pane::Recent, false, false, false);
             assert!(!areas.too_small);
             assert_eq!(areas.pane(Pane::Recent).height, h - 3, "{w}x{h}");
             assert_eq!(areas.pane(Pane::Stack), Rect::default(), "{w}x{h}");
@@ -280,8 +305,8 @@ mod tests {
     fn stalls_take_the_lower_part_of_the_live_stacks_place() {
         for (w, h) in [(120, 40), (80, 24)] {
             let size = Rect::new(0, 0, w, h);
-            let without = Areas::new(size, Pane::Stack, false, false);
-            let with = Areas::new(size, Pane::Stack, false, true);
+            let without = Areas::new(size, Pane::Stack, false, false, false);
+            let with = Areas::new(size, Pane::Stack, false, true, false);
             let (stack, stalls) = (with.pane(Pane::Stack), with.pane(Pane::Stalls));
             assert_eq!(stack.union(stalls), without.pane(Pane::Stack), "{w}x{h}");
             assert_eq!(stalls.y, stack.bottom(), "{w}x{h}: below the Live Stack");
@@ -290,8 +315,27 @@ mod tests {
     }
 
     #[test]
+    fn the_hot_pane_takes_recent_activitys_place() {
+        for (w, h) in [(120, 40), (80, 24), (50, 30)] {
+            let size = Rect::new(0, 0, w, h);
+            let recent = Areas::new(size, Pane::Stack, false, false, false);
+            let hot = Areas::new(size, Pane::Stack, false, false, true);
+            let (r, h2) = (recent.pane(Pane::Recent), hot.pane(Pane::Hot));
+            // Its row and right edge; wide, it takes a little more width.
+            assert_eq!(
+                (h2.y, h2.height, h2.right()),
+                (r.y, r.height, r.right()),
+                "{w}x{h}"
+            );
+            assert!(h2.width >= r.width, "{w}x{h}");
+            assert_eq!(hot.pane(Pane::Recent), Rect::default(), "{w}x{h}");
+            assert_eq!(recent.pane(Pane::Hot), Rect::default(), "{w}x{h}");
+        }
+    }
+
+    #[test]
     fn tiny_terminals_are_too_small() {
-        assert!(Areas::new(Rect::new(0, 0, 39, 24), Pane::Stack, false, false).too_small);
-        assert!(Areas::new(Rect::new(0, 0, 80, 11), Pane::Stack, false, false).too_small);
+        assert!(Areas::new(Rect::new(0, 0, 39, 24), Pane::Stack, false, false, false).too_small);
+        assert!(Areas::new(Rect::new(0, 0, 80, 11), Pane::Stack, false, false, false).too_small);
     }
 }

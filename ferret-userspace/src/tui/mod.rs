@@ -23,6 +23,7 @@ use std::{io, time::Duration};
 use ratatui::{Terminal, backend::Backend, layout::Rect};
 
 use self::app::{App, Event};
+use crate::session::ProbeRequest;
 
 /// The longest the dashboard waits before drawing again: elapsed times tick
 /// at least this often, and a new snapshot shows within it.
@@ -36,6 +37,10 @@ pub trait EventSource {
 
     /// `CLOCK_MONOTONIC` ns now.
     fn now_ns(&mut self) -> u64;
+
+    /// Hands what the user asked for (trace or detach a function) to the
+    /// session; a source without one ignores it.
+    fn send(&mut self, _request: ProbeRequest) {}
 }
 
 /// Draws and updates until the user quits (or the session asks to close).
@@ -64,6 +69,9 @@ where
         let mut timeout = FRAME;
         while let Some(event) = events.next(timeout)? {
             app.update(event);
+            for request in app.take_requests() {
+                events.send(request);
+            }
             if app.should_quit() {
                 return Ok(());
             }

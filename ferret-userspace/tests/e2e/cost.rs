@@ -4,11 +4,24 @@
 //! the programs measure of themselves, untraced, in the same test. Needs
 //! root; fails loudly without.
 
-use std::{collections::BTreeMap, ffi::OsStr, path::Path, process::Command};
+use std::{
+    collections::BTreeMap,
+    ffi::OsStr,
+    path::Path,
+    process::Command,
+    sync::{Mutex, MutexGuard},
+};
 
 use crate::support::{build, ferret, require_root, run, tempdir};
 use ferret::sink::{Row, read_all, read_metadata};
 use serde_json::Value;
+
+/// These tests compare speeds: one at a time.
+fn one_at_a_time() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 /// `many`'s report on stderr: the work's wall time as it measured it.
 fn work_ns(stderr: &[u8]) -> u64 {
@@ -35,6 +48,7 @@ fn ends<'a>(rows: &'a [Row], function: &'a str) -> impl Iterator<Item = &'a Row>
 #[ignore = "needs root: cargo xtask test runs it"]
 fn a_broad_pattern_stays_within_half_again_the_programs_untraced_time() {
     require_root();
+    let _one = one_at_a_time();
     let program = build("many.c", &[]);
     let args = ["1000000", "alpha", "beta"];
     let untraced = || {
@@ -46,31 +60,44 @@ fn a_broad_pattern_stays_within_half_again_the_programs_untraced_time() {
         assert!(output.status.success());
         (output.stdout.clone(), work_ns(&output.stderr))
     };
-    let (expected, before) = untraced();
-
     let dir = tempdir();
     let out = dir.path().join("many.parquet");
-    let mut cmd = ferret();
-    cmd.args(["record", "-s", "*", "-o"])
-        .arg(&out)
-        .arg("--")
-        .arg(&program)
-        .args(args);
-    let traced = run(cmd);
-    let (_, after) = untraced();
-    assert!(traced.status.success(), "{traced:?}");
-    let stderr = String::from_utf8_lossy(&traced.stderr);
-    assert_eq!(
-        String::from_utf8_lossy(&traced.stdout),
-        String::from_utf8_lossy(&expected),
-        "the same result traced"
-    );
-    let reference = u64::midpoint(before, after);
-    let took = work_ns(&traced.stderr);
-    assert!(
-        took * 2 <= reference * 3,
-        "traced {took} ns against {before} and {after} untraced: {stderr}"
-    );
+    // A comparison of speeds is only as good as the machine is steady: when
+    // the untraced runs before and after differ by more than a third, the
+    // round says nothing and is run again.
+    let mut rounds = Vec::new();
+    let stderr = loop {
+        let (expected, before) = untraced();
+        let mut cmd = ferret();
+        cmd.args(["record", "-s", "*", "-o"])
+            .arg(&out)
+            .arg("--")
+            .arg(&program)
+            .args(args);
+        let traced = run(cmd);
+        let (_, after) = untraced();
+        assert!(traced.status.success(), "{traced:?}");
+        let stderr = String::from_utf8_lossy(&traced.stderr).into_owned();
+        assert_eq!(
+            String::from_utf8_lossy(&traced.stdout),
+            String::from_utf8_lossy(&expected),
+            "the same result traced"
+        );
+        let took = work_ns(&traced.stderr);
+        rounds.push((before, took, after));
+        if before.max(after) * 3 <= before.min(after) * 4 {
+            let reference = u64::midpoint(before, after);
+            assert!(
+                took * 2 <= reference * 3,
+                "traced {took} ns against {before} and {after} untraced: {stderr}"
+            );
+            break stderr;
+        }
+        assert!(
+            rounds.len() < 4,
+            "the machine never held steady: {rounds:?}"
+        );
+    };
     // The budget said what it did, and why.
     assert!(
         stderr.contains("to keep within --max-overhead 5%"),
@@ -173,14 +200,20 @@ fn median_parent_ns(stdout: &[u8]) -> u64 {
 #[ignore = "needs root: cargo xtask test runs it"]
 fn a_trivial_getter_reads_nanoseconds_and_its_parent_what_it_takes_untraced() {
     require_root();
+    let _one = one_at_a_time();
     let program = build("getter.cpp", &[]);
-    let untraced = run({
-        let mut c = Command::new(&program);
-        c.args(["20", "200"]);
-        c
-    });
-    assert!(untraced.status.success());
-    let reference = median_parent_ns(&untraced.stdout);
+    let untraced = || {
+        let output = run({
+            let mut c = Command::new(&program);
+            c.args(["20", "200"]);
+            c
+        });
+        assert!(output.status.success());
+        median_parent_ns(&output.stdout)
+    };
+    // Before and after: the machine's speed drifts, so the traced run is
+    // judged against both.
+    let before = untraced();
 
     let dir = tempdir();
     let out = dir.path().join("getter.parquet");
@@ -211,6 +244,8 @@ fn a_trivial_getter_reads_nanoseconds_and_its_parent_what_it_takes_untraced() {
     );
     // Traced, the program itself sees the probes' cost.
     let slowed = median_parent_ns(&traced.stdout);
+    let after = untraced();
+    let (low, high) = (before.min(after), before.max(after));
 
     let corrected = analyze(&out, &[]);
     let get = &corrected["Widget::get() const"];
@@ -221,8 +256,8 @@ fn a_trivial_getter_reads_nanoseconds_and_its_parent_what_it_takes_untraced() {
     assert_eq!(parent["calls"], 20);
     let parent_p50 = parent["p50_ns"].as_u64().unwrap();
     assert!(
-        parent_p50.abs_diff(reference) * 4 <= reference,
-        "parent reads {parent_p50} ns corrected, takes {reference} ns untraced \
+        parent_p50 * 4 >= low * 3 && parent_p50 * 4 <= high * 5,
+        "parent reads {parent_p50} ns corrected, takes {before} and {after} ns untraced \
          ({slowed} ns traced, as the program saw it)"
     );
 

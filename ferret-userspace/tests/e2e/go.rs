@@ -471,11 +471,15 @@ fn a_running_go_server_is_attached_by_pid_and_watched_live() {
         assert_eq!(parent.goroutine, e.goroutine);
         assert_eq!(e.status.as_deref(), Some("ok"));
     }
-    let stall = rows
-        .iter()
-        .find(|r| r.kind.as_deref() == Some("STALL"))
-        .expect("a STALL row");
-    assert_eq!(stall.function.as_deref(), Some("main.waitForever"));
+    let stall_in = |function: &str| {
+        rows.iter()
+            .find(|r| r.kind.as_deref() == Some("STALL") && r.function.as_deref() == Some(function))
+            .unwrap_or_else(|| panic!("a STALL row for {function}"))
+    };
+    // Three seconds asleep is a stall too, at --stall 1s.
+    let asleep = stall_in("main.slowQuery").wait.as_deref().unwrap();
+    assert!(asleep.starts_with("goroutine waiting (sleep"), "{asleep}");
+    let stall = stall_in("main.waitForever");
     assert!(stall.goroutine.is_some(), "{stall:?}");
     let wait = stall.wait.as_deref().unwrap();
     assert!(

@@ -224,6 +224,7 @@ pub fn write_synthetic(path: &Path, functions: &[&str], steps: &[Step], finish: 
                 thread_name: name,
                 function,
                 ts_ns: ts,
+                before_attach: false,
                 goroutine: None,
             });
             *d += 1;

@@ -341,7 +341,7 @@ fn recursion_200_deep_is_recorded_exactly_in_every_exit_mode() {
 fn a_thousand_functions_attach_and_detach_in_well_under_a_second() {
     require_root();
     let dir = tempdir();
-    let src = dir.path().join("many.c");
+    let src = dir.path().join("thousand_functions.c");
     let mut code = String::from("#include <stdio.h>\nvolatile int sink;\n");
     for i in 0..1000 {
         writeln!(

@@ -177,13 +177,13 @@ fn record_under_load(
     })
 }
 
-struct Usage {
-    cpu_seconds: f64,
-    max_rss_kib: f64,
+pub(super) struct Usage {
+    pub(super) cpu_seconds: f64,
+    pub(super) max_rss_kib: f64,
 }
 
 /// Waits for `child` with `wait4`, which also returns its resource usage.
-fn wait_with_rusage(child: &mut Child) -> Result<(std::process::ExitStatus, Usage)> {
+pub(super) fn wait_with_rusage(child: &mut Child) -> Result<(std::process::ExitStatus, Usage)> {
     use std::os::unix::process::ExitStatusExt as _;
     let pid = child.id() as libc::pid_t;
     let mut status = 0;

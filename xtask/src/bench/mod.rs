@@ -12,6 +12,13 @@
 //! 5. [`load::memory`]: ferret's resident memory over a long recording.
 //! 6. [`otlp`]: OpenTelemetry export throughput on one core, against the
 //!    Parquet writer on the same spans.
+//! 7. [`cost`]: the overhead budget (a broad pattern's slowdown) and the
+//!    correction's error (a corrected time against the untraced one).
+//! 8. [`sampling`]: what CPU sampling costs a busy target, at 99 and 999 Hz,
+//!    against the same target unsampled.
+//! 9. [`stalls`]: the stall watchdog on a pool of 1000 and 2000 resting
+//!    threads beside a deadlock: ferret's CPU time against the session's
+//!    length, how late `-d` ends, the stderr lines.
 //!
 //! The machine is shared and noisy, so every comparison alternates its
 //! contenders run by run and reports medians. Results are written to
@@ -20,11 +27,14 @@
 //! runs as part of `cargo xtask test`.
 
 mod attach;
+mod cost;
 mod load;
 mod otlp;
 mod overhead;
 mod pipeline;
 mod report;
+mod sampling;
+mod stalls;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -69,16 +79,25 @@ pub enum Part {
     Memory,
     /// Spans per second through OTLP export (one core), against Parquet.
     Otlp,
+    /// The overhead budget's slowdown and the correction's error.
+    Cost,
+    /// The slowdown CPU sampling causes a busy target, per sample.
+    Sampling,
+    /// The stall watchdog on thousands of stalled threads: CPU, `-d`, lines.
+    Stalls,
 }
 
 impl Part {
-    const ALL: [Part; 6] = [
+    const ALL: [Part; 9] = [
         Part::Overhead,
         Part::Pipeline,
         Part::Load,
         Part::Attach,
         Part::Memory,
         Part::Otlp,
+        Part::Cost,
+        Part::Sampling,
+        Part::Stalls,
     ];
 
     fn key(self) -> &'static str {
@@ -89,6 +108,9 @@ impl Part {
             Part::Attach => "attach",
             Part::Memory => "memory",
             Part::Otlp => "otlp",
+            Part::Cost => "cost",
+            Part::Sampling => "sampling",
+            Part::Stalls => "stalls",
         }
     }
 }
@@ -175,6 +197,9 @@ pub fn run(sh: &Sh, options: &Options) -> Result<()> {
             Part::Attach => attach::run(&bench),
             Part::Memory => load::memory(&bench),
             Part::Otlp => otlp::run(&bench),
+            Part::Cost => cost::run(&bench),
+            Part::Sampling => sampling::run(&bench),
+            Part::Stalls => stalls::run(&bench),
         };
         let value = value.unwrap_or_else(|e| {
             println!("{} failed: {e:#}", part.key());
@@ -213,7 +238,11 @@ fn build(bench: &Bench) -> Result<()> {
             .with_context(|| format!("creating {}", bench.programs.display()))?;
     }
     let sources = sh.root.join("bench").join("programs");
-    for (source, extra) in [("tight.c", &[][..]), ("load.c", &["-pthread"][..])] {
+    for (source, extra) in [
+        ("tight.c", &[][..]),
+        ("load.c", &["-pthread"][..]),
+        ("spin.c", &[][..]),
+    ] {
         let stem = source.trim_end_matches(".c");
         let mut cc = sh.cmd("cc");
         cc.args(["-O2", "-g"])
@@ -224,7 +253,9 @@ fn build(bench: &Bench) -> Result<()> {
         sh.run(&mut cc)?;
     }
     build_go(bench, &sources.join("tight.go"))?;
-    attach::build_programs(bench)
+    attach::build_programs(bench)?;
+    stalls::build_program(bench)?;
+    cost::build_programs(bench)
 }
 
 /// `tight.go` as `tight-go`, when Go is installed (`cargo xtask setup`

@@ -10,12 +10,15 @@ use super::pipeline::GOAL_PER_S;
 
 pub fn title(part: Part) -> &'static str {
     match part {
-        Part::Overhead => "1/6 cost per traced call: untraced, floor, ferret, bpftrace",
-        Part::Pipeline => "2/6 pipeline throughput (synthetic events, one core)",
-        Part::Load => "3/6 sustained load",
-        Part::Attach => "4/6 attach and detach at scale",
-        Part::Memory => "5/6 memory over time",
-        Part::Otlp => "6/6 OpenTelemetry export throughput (one core)",
+        Part::Overhead => "1/9 cost per traced call: untraced, floor, ferret, bpftrace",
+        Part::Pipeline => "2/9 pipeline throughput (synthetic events, one core)",
+        Part::Load => "3/9 sustained load",
+        Part::Attach => "4/9 attach and detach at scale",
+        Part::Memory => "5/9 memory over time",
+        Part::Otlp => "6/9 OpenTelemetry export throughput (one core)",
+        Part::Cost => "7/9 ferret's own cost: the overhead budget and the correction",
+        Part::Sampling => "8/9 CPU sampling: a busy target's slowdown at 99 and 999 Hz",
+        Part::Stalls => "9/9 the stall watchdog on 1000 and 2000 stalled threads",
     }
 }
 
@@ -351,6 +354,116 @@ pub fn table(results: &Value) -> String {
         );
     }
 
+    if let Some(o) = results
+        .get("cost")
+        .filter(|o| o.get("budget_slowdown").is_some())
+    {
+        let slowdown = f(o, &["budget_slowdown"]);
+        row(
+            "`-s '*'` on 300 small functions, default --max-overhead 5",
+            format!(
+                "{} functions detached",
+                or_dash(f(o, &["budget_detached"]).map(|n| format!("{n:.0}")))
+            ),
+            "the program untraced, before and after".to_owned(),
+            or_dash(slowdown.map(|r| format!("{r:.2}×"))),
+            format!(
+                "≤ {}×: {}",
+                super::cost::SLOWDOWN_GOAL,
+                verdict(slowdown.map(|r| r <= super::cost::SLOWDOWN_GOAL))
+            ),
+        );
+        let error = f(o, &["correction_error"]);
+        row(
+            "corrected time of a parent with 200 traced calls",
+            format!(
+                "{} corrected ({} measured)",
+                or_dash(f(o, &["corrected_parent_ns"]).map(duration_ns)),
+                or_dash(f(o, &["measured_parent_ns"]).map(duration_ns))
+            ),
+            format!(
+                "{} untraced",
+                or_dash(f(o, &["untraced_parent_ns"]).map(duration_ns))
+            ),
+            or_dash(error.map(|e| format!("{:+.1} %", e * 100.0))),
+            format!(
+                "within {:.0} %: {}",
+                super::cost::ERROR_GOAL * 100.0,
+                verdict(error.map(|e| e.abs() <= super::cost::ERROR_GOAL))
+            ),
+        );
+        row(
+            "corrected p50 of the trivial getter it calls",
+            format!(
+                "{} ({} measured)",
+                or_dash(f(o, &["corrected_getter_ns"]).map(duration_ns)),
+                or_dash(f(o, &["measured_getter_ns"]).map(duration_ns))
+            ),
+            String::new(),
+            String::new(),
+            String::new(),
+        );
+    }
+
+    if let Some(sampling) = results.get("sampling").and_then(|s| s.get("rates")) {
+        for hz in super::sampling::RATES {
+            let r = |key: &str| f(sampling, &[&hz.to_string(), key]);
+            let percent = r("overhead_percent");
+            row(
+                &format!("CPU sampling at {hz} Hz, a busy thread"),
+                format!(
+                    "{} slower; {} per sample (BPF program {})",
+                    or_dash(percent.map(|p| format!("{p:.2} %"))),
+                    or_dash(r("target_ns_per_sample").map(duration_ns)),
+                    or_dash(r("bpf_ns_per_sample").map(duration_ns)),
+                ),
+                format!(
+                    "unsampled; ferret's sampler thread {} per sample",
+                    or_dash(r("sampler_cpu_ns_per_sample").map(duration_ns))
+                ),
+                or_dash(r("slowdown").map(|x| format!("{x:.3}×"))),
+                format!(
+                    "inside its share of --max-overhead (1 %): {}",
+                    verdict(percent.map(|p| p <= 1.0))
+                ),
+            );
+        }
+    }
+
+    if let Some(stalls) = results.get("stalls").and_then(|s| s.get("scenarios")) {
+        for (threads, seconds, stall) in super::stalls::SCENARIOS {
+            let s = |key: &str| f(stalls, &[&threads.to_string(), key]);
+            let share = s("cpu_per_session_s");
+            let late = s("late_s");
+            row(
+                &format!("{threads} stalled threads + a deadlock, -d {seconds} --stall {stall}"),
+                format!(
+                    "ferret {} CPU, {} stall lines, -d {} late; captures {} of a core",
+                    or_dash(s("cpu_s").map(|v| format!("{v:.2} s"))),
+                    or_dash(s("stall_lines").map(|v| format!("{v:.0}"))),
+                    or_dash(late.map(|v| format!("{v:.2} s"))),
+                    or_dash(s("captures_share_of_a_core").map(|v| format!("{:.1} %", v * 100.0))),
+                ),
+                format!(
+                    "session {}",
+                    or_dash(s("wall_s").map(|v| format!("{v:.2} s")))
+                ),
+                or_dash(share.map(|x| format!("{x:.3}"))),
+                format!(
+                    "CPU ≤ {:.3} of the session, -d ≤ {:.0} s late: {}",
+                    super::stalls::CPU_SHARE_GOAL,
+                    super::stalls::LATE_GOAL_S,
+                    verdict(
+                        share
+                            .zip(late)
+                            .map(|(x, l)| x <= super::stalls::CPU_SHARE_GOAL
+                                && l <= super::stalls::LATE_GOAL_S)
+                    )
+                ),
+            );
+        }
+    }
+
     let header = ["measurement", "result", "reference", "ratio", "goal"];
     let mut widths = header.map(|h| h.chars().count());
     for r in &rows {
@@ -425,6 +538,12 @@ mod tests {
             "otlp": { "export_per_s": 1.01e6, "parquet_per_s": 9e6, "export_vs_parquet": 0.112,
                       "loopback_per_s": 9.2e5, "loopback_unsent": 0,
                       "gzip_bytes_per_span": 33.9, "protobuf_bytes_per_span": 234.0 },
+            "stalls": { "scenarios": {
+                "1000": { "cpu_s": 0.62, "wall_s": 4.41, "cpu_per_session_s": 0.141,
+                          "late_s": 0.41, "stall_lines": 3.0, "captures_share_of_a_core": 0.012 },
+                "2000": { "cpu_s": 3.9, "wall_s": 9.3, "cpu_per_session_s": 0.419,
+                          "late_s": 1.3, "stall_lines": 3.0, "captures_share_of_a_core": 0.02 },
+            } },
         });
         let table = table(&results);
         assert!(table.starts_with("2 CPUs, Linux 6.18, Xeon, virtual machine (quick run)"));
@@ -463,6 +582,26 @@ mod tests {
         assert!(
             table.contains("default cap under 1% of a core): met"),
             "{table}"
+        );
+        let pool = table
+            .lines()
+            .find(|l| l.contains("1000 stalled threads + a deadlock, -d 4 --stall 1s"))
+            .unwrap();
+        for cell in [
+            "ferret 0.62 s CPU, 3 stall lines, -d 0.41 s late; captures 1.2 % of a core",
+            "session 4.41 s",
+            "0.141",
+            "CPU ≤ 0.375 of the session, -d ≤ 1 s late: met",
+        ] {
+            assert!(pool.contains(cell), "{pool}");
+        }
+        let big = table
+            .lines()
+            .find(|l| l.contains("2000 stalled threads"))
+            .unwrap();
+        assert!(
+            big.contains("0.419") && big.contains("-d ≤ 1 s late: **not met**"),
+            "{big}"
         );
         let widths: Vec<usize> = table
             .lines()

@@ -934,6 +934,7 @@ pub(crate) mod tests {
                 thread_name: ThreadName::new("go"),
                 function,
                 ts_ns,
+                before_attach: false,
                 goroutine: Some(goid),
             })
         };

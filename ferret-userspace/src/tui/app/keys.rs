@@ -8,10 +8,10 @@ use ratatui::{
 };
 
 use super::{
-    App, Popup, Subject,
-    rows::{StackKey, StackRow, run_start},
+    App, HotSort, Popup, SelectionKeys, Subject,
+    rows::{StackKey, StackRow, StallKey, StallRow, run_start},
 };
-use crate::tui::layout::Pane;
+use crate::{session::ProbeRequest, tui::layout::Pane};
 
 impl App {
     /// Moves the focus to the next (or previous) pane shown.
@@ -30,6 +30,28 @@ impl App {
         let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
         if ctrl && matches!(key.code, KeyCode::Char('c' | 'C')) {
             self.quit = true;
+            return;
+        }
+        self.message = None;
+        if let Some(text) = &mut self.prompt {
+            match key.code {
+                KeyCode::Enter => {
+                    let pattern = self.prompt.take().unwrap_or_default();
+                    let pattern = pattern.trim();
+                    if !pattern.is_empty() {
+                        self.request(
+                            ProbeRequest::TracePattern(pattern.to_owned()),
+                            format!("asked to trace {pattern}…"),
+                        );
+                    }
+                }
+                KeyCode::Esc => self.prompt = None,
+                KeyCode::Backspace => {
+                    text.pop();
+                }
+                KeyCode::Char(c) if !ctrl => text.push(c),
+                _ => {}
+            }
             return;
         }
         if let Some(text) = &mut self.editing {
@@ -66,7 +88,21 @@ impl App {
             KeyCode::Tab => self.cycle(true),
             KeyCode::BackTab => self.cycle(false),
             KeyCode::Char('1') => self.focus = Pane::Stack,
-            KeyCode::Char('2') => self.focus = Pane::Recent,
+            KeyCode::Char('2') => {
+                self.hot = false;
+                self.focus = Pane::Recent;
+            }
+            KeyCode::Char('6') => {
+                self.hot = true;
+                self.focus = Pane::Hot;
+            }
+            KeyCode::Char('H') => {
+                self.hot = !self.hot;
+                self.focus = if self.hot { Pane::Hot } else { Pane::Recent };
+            }
+            KeyCode::Char('t') => self.trace_selected(),
+            KeyCode::Char('d') => self.detach_selected(),
+            KeyCode::Char('+') => self.prompt = Some(String::new()),
             KeyCode::Char('3') => self.focus = Pane::Functions,
             KeyCode::Char('4') => self.focus = Pane::Metrics,
             KeyCode::Char('5') if self.shows(Pane::Stalls) => self.focus = Pane::Stalls,
@@ -80,6 +116,13 @@ impl App {
             KeyCode::Right | KeyCode::Char('l') => self.expand(true),
             KeyCode::Left | KeyCode::Char('h') => self.expand(false),
             KeyCode::Char('/') => self.editing = Some(String::new()),
+            KeyCode::Char('s') if self.focus == Pane::Hot => {
+                self.hot_sort = match self.hot_sort {
+                    HotSort::SelfSamples => HotSort::TotalSamples,
+                    HotSort::TotalSamples => HotSort::SelfSamples,
+                };
+                self.rebuild_keeping(self.selection_keys());
+            }
             KeyCode::Char('s') => {
                 self.sort = self.sort.next();
                 self.rebuild_keeping(self.selection_keys());
@@ -185,22 +228,115 @@ impl App {
                 }
             }
             Pane::Metrics => {}
-            Pane::Stalls => {
-                if let Some(&i) = self.stall_rows.get(selected) {
-                    let stall = &self.shown.stalls[i];
-                    self.popup = Some(Popup::Details(Subject::Stall {
-                        pid: stall.pid,
-                        tid: stall.tid,
-                        span_id: stall.span_id,
+            Pane::Hot => {
+                if let Some(row) = self.selected_hot() {
+                    self.popup = Some(Popup::Details(Subject::Hot {
+                        name: row.name.clone(),
                     }));
                 }
             }
+            Pane::Stalls => match self.stall_rows.get(selected).copied() {
+                Some(StallRow::Group { group, .. }) => {
+                    let group = &self.shown.stall_groups[group];
+                    self.popup = Some(Popup::Details(match group.members[..] {
+                        [only] => self.stall_subject(only),
+                        _ => Subject::StallGroup(group.id),
+                    }));
+                }
+                Some(StallRow::Thread { stall, .. }) => {
+                    self.popup = Some(Popup::Details(self.stall_subject(stall)));
+                }
+                None => {}
+            },
         }
+    }
+
+    /// `t`: in the Hot pane, trace the selected function (the one a probe
+    /// can catch, if it was inlined); in the Functions pane, trace a
+    /// detached function again.
+    fn trace_selected(&mut self) {
+        match self.focus {
+            Pane::Hot => {
+                let Some(row) = self.selected_hot() else {
+                    return;
+                };
+                let name = row.name.to_string();
+                let traced = self
+                    .shown
+                    .function_id(row.inlined_into.as_deref().unwrap_or(&name), None)
+                    .filter(|id| !self.shown.detached.contains(id));
+                match (&row.code, traced) {
+                    (_, Some(_)) => self.message = Some(format!("`{name}` is traced already")),
+                    (Some(code), None) => {
+                        let request = ProbeRequest::TraceAt {
+                            code: code.clone(),
+                            name: name.clone(),
+                        };
+                        self.request(request, format!("asked to trace `{name}`…"));
+                    }
+                    (None, None) => {
+                        self.message = Some(format!(
+                            "`{name}` cannot be traced: its code is not in a mapped file"
+                        ));
+                    }
+                }
+            }
+            Pane::Functions => {
+                let Some(id) = self.selected_function() else {
+                    return;
+                };
+                let name = self.shown.function_name(id).to_owned();
+                if self.shown.detached.contains(&id) {
+                    self.request(
+                        ProbeRequest::Retrace(id),
+                        format!("asked to trace `{name}` again…"),
+                    );
+                } else {
+                    self.message = Some(format!("`{name}` is traced already"));
+                }
+            }
+            _ => {
+                self.message =
+                    Some("t traces the function selected in the Hot or Functions pane".to_owned());
+            }
+        }
+    }
+
+    /// `d`: in the Functions pane, stop tracing the selected function.
+    fn detach_selected(&mut self) {
+        if self.focus != Pane::Functions {
+            self.message = Some("d detaches the function selected in the Functions pane".into());
+            return;
+        }
+        let Some(id) = self.selected_function() else {
+            return;
+        };
+        let name = self.shown.function_name(id).to_owned();
+        if self.shown.detached.contains(&id) {
+            self.message = Some(format!("`{name}` is detached already (t traces it again)"));
+        } else {
+            self.request(
+                ProbeRequest::Detach(id),
+                format!("asked to detach `{name}`…"),
+            );
+        }
+    }
+
+    /// The Functions pane's selected function.
+    fn selected_function(&self) -> Option<u32> {
+        let i = *self
+            .function_rows
+            .get(self.cursors[Pane::Functions.index()].selected)?;
+        Some(self.shown.functions[i].id)
     }
 
     /// Right/`l` expands the selected thread or run; Left/`h` folds it (or
     /// the run the selected frame belongs to).
     fn expand(&mut self, open: bool) {
+        if self.focus == Pane::Stalls {
+            self.expand_stall_group(open);
+            return;
+        }
         if self.focus != Pane::Stack {
             return;
         }
@@ -225,6 +361,43 @@ impl App {
         }
     }
 
+    /// The details of stall `stall` (an index into the shown stalls).
+    fn stall_subject(&self, stall: usize) -> Subject {
+        let report = &self.shown.stalls[stall];
+        Subject::Stall {
+            pid: report.pid,
+            tid: report.tid,
+            span_id: report.span_id,
+        }
+    }
+
+    /// Right/`l` lists the threads of the selected stall group; Left/`h`
+    /// folds it again (from the group or from one of its threads, which
+    /// then leaves the selection on the group).
+    fn expand_stall_group(&mut self, open: bool) {
+        let selected = self.cursors[Pane::Stalls.index()].selected;
+        let Some(StallRow::Group { group, .. } | StallRow::Thread { group, .. }) =
+            self.stall_rows.get(selected).copied()
+        else {
+            return;
+        };
+        let group = &self.shown.stall_groups[group];
+        if group.members.len() < 2 {
+            return;
+        }
+        let id = group.id;
+        if open {
+            self.expanded_stalls.insert(id);
+        } else {
+            self.expanded_stalls.remove(&id);
+        }
+        let keys = SelectionKeys {
+            stall: Some(StallKey::Group(id)),
+            ..self.selection_keys()
+        };
+        self.rebuild_keeping(keys);
+    }
+
     fn set_thread_collapsed(&mut self, thread: usize, collapse: bool) {
         let key = super::rows::head_key(&self.shown.threads[thread]);
         if collapse {
@@ -242,7 +415,10 @@ impl App {
         } else {
             self.expanded.remove(&span);
         }
-        let keys = (Some(StackKey::Span(span)), self.selection_keys().1);
+        let keys = SelectionKeys {
+            stack: Some(StackKey::Span(span)),
+            ..self.selection_keys()
+        };
         self.rebuild_keeping(keys);
     }
 }

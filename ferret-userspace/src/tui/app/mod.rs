@@ -17,10 +17,13 @@ use ratatui::{
     layout::Rect,
 };
 
-pub use self::rows::{StackKey, StackRow, contains_ignore_case, stack_rows};
-use self::rows::{compare_rows, metric_rows, stack_key, thread_key};
+pub use self::rows::{StackKey, StackRow, StallKey, StallRow, contains_ignore_case, stack_rows};
+use self::rows::{compare_rows, metric_rows, stack_key, stall_key, stall_rows};
 use super::layout::{Areas, Pane};
-use crate::live::{FinishedCall, Snapshot, TargetState};
+use crate::{
+    live::{FinishedCall, HotRow, Snapshot, TargetState},
+    session::ProbeRequest,
+};
 
 /// Everything that can happen to the dashboard.
 #[derive(Clone, Debug)]
@@ -97,6 +100,15 @@ impl SortKey {
     }
 }
 
+/// The Hot pane's orders, in the order `s` cycles through them there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HotSort {
+    /// Samples with the function innermost.
+    SelfSamples,
+    /// Samples with the function anywhere on the stack.
+    TotalSamples,
+}
+
 /// What a details popup is about. An open span and a function are looked
 /// up in each new snapshot, so their details keep ticking (and a span shows
 /// its end when it ends); a finished call is kept whole, since on a busy
@@ -118,6 +130,11 @@ pub enum Subject {
     Call(Box<FinishedCall>),
     /// A function's statistics.
     Function(u32),
+    /// A function of the Hot pane: the commonest stacks through it.
+    Hot {
+        /// Its name.
+        name: Arc<str>,
+    },
     /// A stalled thread: where it is stuck (looked up in each new snapshot,
     /// so a new capture shows and the end of the stall is seen).
     Stall {
@@ -128,6 +145,9 @@ pub enum Subject {
         /// The stalled span.
         span_id: u64,
     },
+    /// A group of threads stuck in one place: the stack they share and the
+    /// threads (looked up in each new snapshot).
+    StallGroup(u64),
 }
 
 /// A window over the dashboard.
@@ -172,6 +192,10 @@ impl Cursor {
 
 /// The dashboard's whole state.
 #[derive(Debug)]
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "independent toggles of the display (pause, zoom, Hot pane) and the quit flag"
+)]
 pub struct App {
     /// The snapshot on screen (held still while paused).
     pub shown: Arc<Snapshot>,
@@ -195,8 +219,18 @@ pub struct App {
     pub editing: Option<String>,
     /// A popup over the panes.
     pub popup: Option<Popup>,
-    /// Cursors of Live Stack, Recent Activity, Functions, Metrics, Stalls.
-    pub cursors: [Cursor; 5],
+    /// The Hot pane is shown (in Recent Activity's place).
+    pub hot: bool,
+    /// The Hot pane's order.
+    pub hot_sort: HotSort,
+    /// A pattern of functions to trace being typed (`+`), if one is.
+    pub prompt: Option<String>,
+    /// A word for the user about the last key (a request sent, or why
+    /// not), until the next key.
+    pub message: Option<String>,
+    /// Cursors of Live Stack, Recent Activity, Functions, Metrics, Stalls,
+    /// Hot.
+    pub cursors: [Cursor; 6],
     /// Derived: the Live Stack's rows.
     pub stack_rows: Vec<StackRow>,
     /// Derived: indices into `shown.recent` that pass the filter.
@@ -205,36 +239,52 @@ pub struct App {
     pub function_rows: Vec<usize>,
     /// Derived: rows the Metrics pane has (for scrolling).
     pub metric_rows: usize,
-    /// Derived: indices into `shown.stalls` that pass the filter.
-    pub stall_rows: Vec<usize>,
+    /// Derived: the Stalls pane's rows (groups, and the threads of those
+    /// expanded) that pass the filter.
+    pub stall_rows: Vec<StallRow>,
+    /// Derived: indices into `shown.hot.rows`, filtered and sorted.
+    pub hot_rows: Vec<usize>,
+    /// What the user asked of the session, not yet sent.
+    requests: Vec<ProbeRequest>,
     collapsed: HashSet<StackKey>,
     expanded: HashSet<u64>,
+    /// Stall groups expanded to their threads, by number.
+    expanded_stalls: HashSet<u64>,
     quit: bool,
 }
 
 impl App {
     /// A dashboard showing `snapshot`, in a terminal of `size`.
     pub fn new(snapshot: Arc<Snapshot>, size: Rect) -> Self {
+        // Started without -s: the samples are all there is to look at.
+        let hot = snapshot.session.sampling_only;
         let mut app = Self {
             now_ns: snapshot.taken_ns,
             shown: snapshot.clone(),
             latest: snapshot,
             paused: false,
-            focus: Pane::Stack,
+            focus: if hot { Pane::Hot } else { Pane::Stack },
             zoomed: false,
             size,
             sort: SortKey::Total,
             filter: String::new(),
             editing: None,
             popup: None,
-            cursors: [Cursor::default(); 5],
+            hot,
+            hot_sort: HotSort::SelfSamples,
+            prompt: None,
+            message: None,
+            cursors: [Cursor::default(); 6],
             stack_rows: Vec::new(),
             recent_rows: Vec::new(),
             function_rows: Vec::new(),
             metric_rows: 0,
             stall_rows: Vec::new(),
+            hot_rows: Vec::new(),
+            requests: Vec::new(),
             collapsed: HashSet::new(),
             expanded: HashSet::new(),
+            expanded_stalls: HashSet::new(),
             quit: false,
         };
         app.rebuild();
@@ -264,13 +314,39 @@ impl App {
 
     /// Where everything goes on screen.
     pub fn areas(&self) -> Areas {
-        Areas::new(self.size, self.focus, self.zoomed, self.shows(Pane::Stalls))
+        Areas::new(
+            self.size,
+            self.focus,
+            self.zoomed,
+            self.shows(Pane::Stalls),
+            self.hot,
+        )
     }
 
     /// Whether `pane` is part of the dashboard now: the Stalls pane only
-    /// while the shown snapshot has stalls.
+    /// while the shown snapshot has stalls; the Hot pane or Recent
+    /// Activity, whichever is in their shared place.
     pub fn shows(&self, pane: Pane) -> bool {
-        pane != Pane::Stalls || !self.shown.stalls.is_empty()
+        match pane {
+            Pane::Stalls => !self.shown.stalls.is_empty(),
+            Pane::Recent => !self.hot,
+            Pane::Hot => self.hot,
+            _ => true,
+        }
+    }
+
+    /// What the user asked of the session since the last call (the run
+    /// loop hands it on).
+    pub fn take_requests(&mut self) -> Vec<ProbeRequest> {
+        std::mem::take(&mut self.requests)
+    }
+
+    /// The Hot pane's selected row, if any.
+    pub fn selected_hot(&self) -> Option<&HotRow> {
+        let i = *self
+            .hot_rows
+            .get(self.cursors[Pane::Hot.index()].selected)?;
+        self.shown.hot.rows.get(i)
     }
 
     /// Applies one event.
@@ -292,6 +368,10 @@ impl App {
                 if snapshot_requests_close(&snapshot) {
                     self.quit = true;
                 }
+                // The session's answer to a request replaces "asked to…".
+                if snapshot.notice != self.latest.notice {
+                    self.message = None;
+                }
                 self.latest = snapshot;
                 if !self.paused {
                     self.show_latest();
@@ -306,6 +386,12 @@ impl App {
         self.rebuild_keeping(keys);
     }
 
+    /// Asks the session for `request`, saying `what` in the footer.
+    fn request(&mut self, request: ProbeRequest, what: String) {
+        self.requests.push(request);
+        self.message = Some(what);
+    }
+
     /// How many rows pane `pane` has.
     pub fn rows_in(&self, pane: Pane) -> usize {
         match pane {
@@ -314,6 +400,7 @@ impl App {
             Pane::Functions => self.function_rows.len(),
             Pane::Metrics => self.metric_rows,
             Pane::Stalls => self.stall_rows.len(),
+            Pane::Hot => self.hot_rows.len(),
         }
     }
 
@@ -322,7 +409,7 @@ impl App {
     pub fn view_height(&self, pane: Pane) -> usize {
         let inner = usize::from(self.areas().pane(pane).height.saturating_sub(2));
         match pane {
-            Pane::Functions => inner.saturating_sub(Pane::Functions.heading_lines()),
+            Pane::Functions | Pane::Hot => inner.saturating_sub(pane.heading_lines()),
             Pane::Stalls => inner / Pane::Stalls.lines_per_row(),
             _ => inner,
         }
@@ -335,7 +422,7 @@ impl App {
         }
     }
 
-    fn selection_keys(&self) -> (Option<StackKey>, [Option<u64>; 3]) {
+    fn selection_keys(&self) -> SelectionKeys {
         let stack = self
             .stack_rows
             .get(self.cursors[Pane::Stack.index()].selected)
@@ -354,21 +441,32 @@ impl App {
             .then(|| self.function_rows.get(function))
             .flatten()
             .map(|&i| u64::from(self.shown.functions[i].id));
-        // A stall follows its thread.
+        // A stall follows its group, or its thread.
         let stall = self
             .stall_rows
             .get(self.cursors[Pane::Stalls.index()].selected)
-            .map(|&i| thread_key(self.shown.stalls[i].pid, self.shown.stalls[i].tid));
-        (stack, [recent, function, stall])
+            .map(|&row| stall_key(&self.shown, row));
+        // The Hot pane's top row stays selected as the order changes, like
+        // the Functions table's; one further down follows its function.
+        let hot = (self.cursors[Pane::Hot.index()].selected > 0)
+            .then(|| self.selected_hot().map(|r| r.name.clone()))
+            .flatten();
+        SelectionKeys {
+            stack,
+            recent,
+            function,
+            stall,
+            hot,
+        }
     }
 
     fn rebuild(&mut self) {
-        self.rebuild_keeping((None, [None, None, None]));
+        self.rebuild_keeping(SelectionKeys::default());
     }
 
     /// Recomputes every pane's rows from the shown snapshot, then puts each
     /// selection back on the row it held, if that row is still there.
-    fn rebuild_keeping(&mut self, keys: (Option<StackKey>, [Option<u64>; 3])) {
+    fn rebuild_keeping(&mut self, keys: SelectionKeys) {
         self.stack_rows = stack_rows(&self.shown, self.active_filter(), |key| match key {
             StackKey::Thread(..) | StackKey::Goroutine(..) => self.collapsed.contains(&key),
             StackKey::Span(span) => self.expanded.contains(&span),
@@ -385,15 +483,43 @@ impl App {
         });
         self.function_rows = functions;
         self.metric_rows = metric_rows(&self.shown);
-        self.stall_rows = (0..self.shown.stalls.len())
-            .filter(|&i| self.matches(&self.shown.stalls[i].function_name))
+        self.stall_rows = stall_rows(&self.shown, self.active_filter(), |id| {
+            self.expanded_stalls.contains(&id)
+        });
+        let rows = &self.shown.hot.rows;
+        let mut hot: Vec<usize> = (0..rows.len())
+            .filter(|&i| self.matches(&rows[i].name))
             .collect();
+        if self.hot_sort == HotSort::TotalSamples {
+            hot.sort_by(|&a, &b| {
+                rows[b]
+                    .total_samples
+                    .cmp(&rows[a].total_samples)
+                    .then(rows[b].self_samples.cmp(&rows[a].self_samples))
+                    .then_with(|| rows[a].name.cmp(&rows[b].name))
+            });
+        }
+        self.hot_rows = hot;
         if !self.shows(self.focus) {
             // The stalls ended: back to the Live Stack, where they were.
             self.focus = Pane::Stack;
         }
 
-        let (stack, [recent, function, stall]) = keys;
+        let SelectionKeys {
+            stack,
+            recent,
+            function,
+            stall,
+            hot,
+        } = keys;
+        if let Some(name) = hot
+            && let Some(i) = self
+                .hot_rows
+                .iter()
+                .position(|&i| self.shown.hot.rows[i].name == name)
+        {
+            self.cursors[Pane::Hot.index()].selected = i;
+        }
         if let Some(key) = stack
             && let Some(i) = self
                 .stack_rows
@@ -419,14 +545,27 @@ impl App {
             self.cursors[Pane::Functions.index()].selected = i;
         }
         if let Some(key) = stall
-            && let Some(i) = self.stall_rows.iter().position(|&i| {
-                thread_key(self.shown.stalls[i].pid, self.shown.stalls[i].tid) == key
-            })
+            && let Some(i) = self
+                .stall_rows
+                .iter()
+                .position(|&row| stall_key(&self.shown, row) == key)
         {
             self.cursors[Pane::Stalls.index()].selected = i;
         }
         self.fit_cursors();
     }
+}
+
+/// What keeps each pane's selection on its row when the rows change: the
+/// Live Stack's row, the selected recent call and function, the stall
+/// group or thread, and the Hot pane's function.
+#[derive(Clone, Debug, Default)]
+pub(super) struct SelectionKeys {
+    stack: Option<StackKey>,
+    recent: Option<u64>,
+    function: Option<u64>,
+    stall: Option<StallKey>,
+    hot: Option<Arc<str>>,
 }
 
 /// The session ended on its own terms (SIGINT, SIGTERM): nothing is left to

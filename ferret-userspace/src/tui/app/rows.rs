@@ -56,11 +56,6 @@ pub(super) fn head_key(thread: &crate::live::ThreadView) -> StackKey {
     }
 }
 
-/// A thread, as one number.
-pub(super) fn thread_key(pid: u32, tid: u32) -> u64 {
-    (u64::from(pid) << 32) | u64::from(tid)
-}
-
 pub(super) fn stack_key(snapshot: &Snapshot, row: StackRow) -> StackKey {
     match row {
         StackRow::Thread { thread, .. } => head_key(&snapshot.threads[thread]),
@@ -138,6 +133,82 @@ pub fn stack_rows(
                 }
             }
             i = end;
+        }
+    }
+    rows
+}
+
+/// One row of the Stalls pane.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StallRow {
+    /// A group (index into `Snapshot::stall_groups`): one thread's stall,
+    /// or several threads stuck in one place, folded unless expanded.
+    Group {
+        /// Index into `Snapshot::stall_groups`.
+        group: usize,
+        /// Its threads are listed below it.
+        expanded: bool,
+    },
+    /// A thread of an expanded group.
+    Thread {
+        /// Index into `Snapshot::stall_groups`.
+        group: usize,
+        /// Index into `Snapshot::stalls`.
+        stall: usize,
+    },
+}
+
+/// What a Stalls selection holds on to while rows move under it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StallKey {
+    /// A group, by its number.
+    Group(u64),
+    /// A thread (goroutine) listed under its group, by whose stall it is.
+    Thread(u32, crate::trace::StackKey),
+}
+
+pub(super) fn stall_key(snapshot: &Snapshot, row: StallRow) -> StallKey {
+    match row {
+        StallRow::Group { group, .. } => StallKey::Group(snapshot.stall_groups[group].id),
+        StallRow::Thread { stall, .. } => {
+            let (pid, key) = snapshot.stalls[stall].key();
+            StallKey::Thread(pid, key)
+        }
+    }
+}
+
+/// The Stalls pane's rows: each group whose function passes the filter, in
+/// the snapshot's order (deadlocks and lock holders first, then the
+/// smallest groups), and under a group of several that is expanded, its
+/// threads.
+pub fn stall_rows(
+    snapshot: &Snapshot,
+    filter: &str,
+    expanded: impl Fn(u64) -> bool,
+) -> Vec<StallRow> {
+    let mut rows = Vec::new();
+    for (gi, group) in snapshot.stall_groups.iter().enumerate() {
+        let Some(&first) = group.members.first() else {
+            continue;
+        };
+        let Some(report) = snapshot.stalls.get(first) else {
+            continue;
+        };
+        if !contains_ignore_case(&report.function_name, filter) {
+            continue;
+        }
+        let open = group.members.len() > 1 && expanded(group.id);
+        rows.push(StallRow::Group {
+            group: gi,
+            expanded: open,
+        });
+        if open {
+            rows.extend(
+                group
+                    .members
+                    .iter()
+                    .map(|&stall| StallRow::Thread { group: gi, stall }),
+            );
         }
     }
     rows

@@ -209,12 +209,18 @@ impl Widget for FunctionsPane<'_> {
             .take(usize::from(body.height))
             .map(|(index, &i)| {
                 let row = &shown.functions[i];
+                // Detached (by the guard or with `d`): its numbers stop
+                // growing; say so.
+                let detached = app.latest.detached.contains(&row.id);
+                let suffix = if detached { " (detached)" } else { "" };
                 let name = format::function_name(
                     shown.function_name(row.id),
-                    name_width.saturating_sub(1),
+                    name_width.saturating_sub(1 + suffix.len()),
                 );
-                let pad = name_width.saturating_sub(name.chars().count());
-                let mut spans = highlighted(&name, filter, Style::new());
+                let pad = name_width.saturating_sub(name.chars().count() + suffix.chars().count());
+                let base = if detached { theme::DIM } else { Style::new() };
+                let mut spans = highlighted(&name, filter, base);
+                spans.push(Span::styled(suffix, theme::DIM));
                 spans.push(Span::raw(" ".repeat(pad)));
                 for column in &columns {
                     spans.push(Span::raw(format!(" {:>WIDTH$}", column.value(row))));

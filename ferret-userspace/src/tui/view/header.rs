@@ -4,7 +4,8 @@
 //! elapsed, lost events
 //! (early in the line, so a narrow terminal never cuts them off), stalls,
 //! spans sent to an OpenTelemetry collector and unsent, events/s,
-//! calls, functions and exit-probe mode, log file, Parquet output.
+//! calls, functions traced (and detached) and exit-probe mode, the
+//! sampling rate, log file, Parquet output.
 
 use ratatui::{
     buffer::Buffer,
@@ -134,6 +135,29 @@ impl Widget for Header<'_> {
             second.push(sep());
             second.push(Span::styled(format!("⚠ {warning}"), theme::ALARM));
         }
+        // What the session just did (a function traced or detached from
+        // the dashboard) is news: before the counters, so a narrow
+        // terminal cuts them, not it.
+        if let Some(notice) = &latest.notice {
+            second.push(sep());
+            second.push(Span::styled(notice.clone(), theme::WARN));
+        }
+        second.push(sep());
+        // From the newest snapshot: functions traced or detached live are news.
+        let functions = latest.traced();
+        second.push(Span::raw(format!(
+            "{functions} function{}",
+            if functions == 1 { "" } else { "s" },
+        )));
+        if !latest.detached.is_empty() {
+            second.push(Span::styled(
+                format!(" ({} detached)", latest.detached.len()),
+                theme::DIM,
+            ));
+        }
+        if functions > 0 || !latest.detached.is_empty() {
+            second.push(Span::raw(format!(" · exits {}", session.exit_mode)));
+        }
         second.push(sep());
         second.push(Span::raw(format!(
             "{} ev/s",
@@ -162,16 +186,9 @@ impl Widget for Header<'_> {
                 theme::DIM,
             ));
         }
-        second.push(sep());
-        let functions = session.functions.len();
-        second.push(Span::raw(format!(
-            "{functions} function{} · exits {}",
-            if functions == 1 { "" } else { "s" },
-            session.exit_mode
-        )));
-        if let Some(notice) = &latest.notice {
+        if let Some(sampling) = latest.sampling {
             second.push(sep());
-            second.push(Span::styled(notice.clone(), theme::WARN));
+            second.push(Span::raw(format!("sampling {} Hz", sampling.hz)));
         }
         if let Some(output) = &session.output {
             second.push(sep());

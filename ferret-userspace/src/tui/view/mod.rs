@@ -8,6 +8,7 @@
 mod footer;
 mod functions;
 mod header;
+pub(crate) mod hot;
 pub(crate) mod metrics;
 mod popup;
 mod recent;
@@ -80,6 +81,7 @@ impl Widget for &App {
                 Pane::Functions => functions::FunctionsPane(self).render(rect, buf),
                 Pane::Metrics => metrics::MetricsPane(self).render(rect, buf),
                 Pane::Stalls => stalls::StallsPane(self).render(rect, buf),
+                Pane::Hot => hot::HotPane(self).render(rect, buf),
             }
         }
         footer::Footer(self).render(areas.footer, buf);

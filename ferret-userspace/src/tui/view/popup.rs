@@ -2,6 +2,8 @@
 //! or a stalled thread (where it is stuck: what it waits for, who holds the
 //! lock, its stack with file:line).
 
+use std::fmt::Write as _;
+
 use ratatui::{
     buffer::Buffer,
     layout::{Constraint, Flex, Layout, Rect},
@@ -31,14 +33,23 @@ pub struct PopupView<'a> {
 const HELP: &[(&str, &str)] = &[
     ("q  Ctrl-C", "quit: detach, finish the recording"),
     ("p  space", "pause the display (tracing goes on)"),
-    ("Tab  S-Tab  1-5", "next / previous pane, or pane by number"),
+    ("Tab  S-Tab  1-6", "next / previous pane, or pane by number"),
+    ("H", "Hot pane (sampled CPU time) or Recent Activity"),
+    (
+        "t  d  +",
+        "trace / detach the selected function; trace a glob",
+    ),
     ("↑ ↓  j k  wheel", "move the selection"),
     ("PgUp PgDn  g G", "page up / down, first / last row"),
     ("⏎", "fold a thread, expand recursion, or details"),
-    ("", "(of a stall: its stack and what it waits for)"),
-    ("→ ←  l h", "expand / fold the selected thread or run"),
+    ("", "(of a stall: its stack and what it waits for;"),
+    ("", " of a stall group: its threads and shared stack)"),
+    (
+        "→ ←  l h",
+        "expand / fold the selected thread, run or group",
+    ),
     ("/", "filter by function name (⏎ keep, Esc cancel)"),
-    ("s", "next Functions sort (total, self, calls…)"),
+    ("s", "next sort (Functions: total, self…; Hot: self, total)"),
     ("z", "zoom the focused pane"),
     ("Esc", "close this window, clear the filter, unzoom"),
     ("?", "this help"),
@@ -97,7 +108,8 @@ fn help_lines() -> Vec<Line<'static>> {
     lines.push(Line::default());
     for text in [
         " Red ⚠: a thread quiet past --stall inside a traced call;",
-        " the Stalls pane (5) lists them while there are any.",
+        " the Stalls pane (5) lists them while there are any,",
+        " threads stuck in the same place as one group (×N).",
         " `unwound`: left without returning (exception, panic,",
         " longjmp, exit).",
     ] {
@@ -128,7 +140,177 @@ fn details(app: &App, subject: &Subject) -> (&'static str, Vec<Line<'static>>) {
         ),
         Subject::Call(call) => ("Call", call_details(shown, call)),
         Subject::Stall { pid, tid, span_id } => ("Stall", stall_details(app, *pid, *tid, *span_id)),
+        Subject::StallGroup(id) => ("Stalled threads", group_details(app, *id)),
+        Subject::Hot { name } => ("Hot", hot_details(app, name)),
     }
+}
+
+/// Runs of tids a group's details list before they say how many in all.
+const GROUP_TID_RUNS: usize = 64;
+
+/// A group of threads stuck in one place: how many, which, for how long,
+/// then what they wait in and the stack they share.
+fn group_details(app: &App, id: u64) -> Vec<Line<'static>> {
+    let shown = &app.shown;
+    let Some(group) = shown.stall_group(id) else {
+        return vec![
+            field("group", format!("stall_group {id}")),
+            field(
+                "status",
+                "no longer stalled: its threads returned or moved on".to_owned(),
+            ),
+        ];
+    };
+    let members: Vec<&StallReport> = group
+        .members
+        .iter()
+        .filter_map(|&i| shown.stalls.get(i))
+        .collect();
+    let Some(first) = members.first().copied() else {
+        return Vec::new();
+    };
+    let mut names: Vec<&str> = Vec::new();
+    for report in &members {
+        if !names.contains(&report.thread_name.as_str()) {
+            names.push(&report.thread_name);
+        }
+    }
+    let mut named = names.iter().take(4).copied().collect::<Vec<_>>().join(", ");
+    if names.len() > 4 {
+        let _ = write!(named, ", … ({} names)", names.len());
+    }
+    let now = app.clock_ns();
+    let shortest = members
+        .iter()
+        .map(|r| now.saturating_sub(r.since_ns))
+        .min()
+        .unwrap_or(0);
+    let longest = members
+        .iter()
+        .map(|r| now.saturating_sub(r.since_ns))
+        .max()
+        .unwrap_or(0);
+    let ever = if members.iter().all(|r| r.before_attach) {
+        " (already running when ferret attached)"
+    } else {
+        ""
+    };
+    let mut lines = vec![
+        field("function", first.function_name.clone()),
+        if first.goroutine.is_some() {
+            field("goroutines", members.len().to_string())
+        } else {
+            field("threads", format!("{} ({named})", members.len()))
+        },
+        field("", crate::stall::stall_ids(&members, GROUP_TID_RUNS)),
+        field("group", format!("stall_group {id}")),
+        Line::from(vec![
+            Span::styled(format!(" {:<12}", "stalled"), theme::ALARM),
+            Span::styled(
+                format!(
+                    "≥{} (the longest {}){ever}",
+                    format::elapsed(shortest),
+                    format::elapsed(longest)
+                ),
+                theme::ALARM,
+            ),
+        ]),
+        Line::default(),
+        Line::from(Span::styled(
+            format!(" all {} threads, as the first of them:", members.len()),
+            theme::DIM,
+        )),
+    ];
+    lines.extend(where_lines(first));
+    lines
+}
+
+/// Stacks shown for a Hot function, and frames per stack at most.
+const HOT_STACKS: usize = 4;
+const HOT_FRAMES: usize = 12;
+
+fn hot_details(app: &App, name: &str) -> Vec<Line<'static>> {
+    let hot = &app.shown.hot;
+    let Some(row) = hot.rows.iter().find(|r| &*r.name == name) else {
+        return vec![field(
+            "function",
+            format!("{name} (no samples in the last {} s)", hot.window_s),
+        )];
+    };
+    let share = super::hot::share;
+    let mut lines = vec![
+        field("function", name.to_owned()),
+        field("module", row.module.as_deref().unwrap_or("?").to_owned()),
+    ];
+    if let Some(into) = &row.inlined_into {
+        lines.push(field("inlined into", into.to_string()));
+    }
+    if let Some(line) = &row.line {
+        lines.push(field("line", line.to_string()));
+    }
+    lines.push(field(
+        "self",
+        format!(
+            "{} of {} samples ({})",
+            format::count(row.self_samples),
+            format::count(hot.samples),
+            share(row.self_samples, hot.samples)
+        ),
+    ));
+    lines.push(field(
+        "total",
+        format!(
+            "{} ({})",
+            format::count(row.total_samples),
+            share(row.total_samples, hot.samples)
+        ),
+    ));
+    lines.push(field(
+        "traced",
+        if super::hot::is_traced(app, row) {
+            "yes".to_owned()
+        } else {
+            "no (t traces it)".to_owned()
+        },
+    ));
+    lines.push(Line::default());
+    lines.push(Line::from(Span::styled(
+        " commonest stacks through it, innermost first:",
+        theme::DIM,
+    )));
+    for stack in hot
+        .stacks
+        .iter()
+        .filter(|s| s.frames.iter().any(|f| &**f == name))
+        .take(HOT_STACKS)
+    {
+        lines.push(Line::from(Span::styled(
+            format!(
+                "  {} samples ({})",
+                format::count(stack.samples),
+                share(stack.samples, hot.samples)
+            ),
+            theme::HEADING,
+        )));
+        for (i, frame) in stack.frames.iter().take(HOT_FRAMES).enumerate() {
+            let style = if &**frame == name {
+                theme::MATCH
+            } else {
+                Style::new()
+            };
+            lines.push(Line::from(vec![
+                Span::styled(format!("  {i:>2} "), theme::DIM),
+                Span::styled(frame.to_string(), style),
+            ]));
+        }
+        if stack.frames.len() > HOT_FRAMES {
+            lines.push(Line::from(Span::styled(
+                format!("     … {} more", stack.frames.len() - HOT_FRAMES),
+                theme::DIM,
+            )));
+        }
+    }
+    lines
 }
 
 fn stall_details(app: &App, pid: u32, tid: u32, span_id: u64) -> Vec<Line<'static>> {
@@ -199,8 +381,15 @@ fn stuck_lines(app: &App, report: &StallReport) -> Vec<Line<'static>> {
             Span::styled(since, theme::ALARM),
         ]),
         field("captured", at(report.captured_ns)),
-        field("state", report.state.to_string()),
     ];
+    lines.extend(where_lines(report));
+    lines
+}
+
+/// What a stalled thread waits in and for, the deadlock it is part of, and
+/// its stack, innermost first (all that threads of one group share).
+fn where_lines(report: &StallReport) -> Vec<Line<'static>> {
+    let mut lines = vec![field("state", report.state.to_string())];
     if let Some(call) = &report.syscall {
         lines.push(field("syscall", call.clone()));
     }

@@ -56,6 +56,8 @@ impl Widget for StackPane<'_> {
                 "no open span matches the filter"
             } else if shown.state.ended_ns().is_some() {
                 "tracing has ended: nothing is open"
+            } else if app.latest.traced() == 0 {
+                "nothing traced yet (t in the Hot pane)"
             } else {
                 "no thread has entered a traced function yet"
             };

@@ -1,6 +1,9 @@
-//! The Stalls pane, shown while threads are stalled: one row per stalled
-//! thread (its thread, the stalled function, for how long, and what it
-//! waits for); Enter opens where it is stuck, stack and all.
+//! The Stalls pane, shown while threads are stalled: one entry per group of
+//! threads stuck in the same place (a thread stuck alone, or `×N threads`
+//! of a pool at rest), deadlocks and lock holders first: the stalled
+//! function, where in it, for how long, and what it waits for. Right
+//! expands a group into its threads; Enter opens where a thread is stuck,
+//! or a group's shared stack and its threads.
 
 use std::fmt::Write as _;
 
@@ -15,7 +18,11 @@ use ratatui::{
 use super::{highlighted, pane_block, placeholder, position, row_style, theme};
 use crate::{
     stall::StallReport,
-    tui::{app::App, format, layout::Pane},
+    tui::{
+        app::{App, StallRow},
+        format,
+        layout::Pane,
+    },
 };
 
 const THREAD: usize = 16;
@@ -92,12 +99,88 @@ fn location(report: &StallReport) -> Option<String> {
     })
 }
 
+/// One entry of the pane, as drawn: who (a thread, or `×N threads`), the
+/// stall it shows (a group's first thread), and the wait line's tail.
+struct Entry<'a> {
+    /// `×N threads`, for a group of several.
+    count: Option<String>,
+    report: &'a StallReport,
+    /// A group of several: its tids (on the wait line), and whether it is
+    /// expanded (`▾`) or folded (`▸`).
+    group: Option<(String, bool)>,
+    /// A thread listed under its group.
+    member: bool,
+}
+
+fn entry(shown: &crate::live::Snapshot, row: StallRow) -> Entry<'_> {
+    match row {
+        StallRow::Group { group, expanded } => {
+            let g = &shown.stall_groups[group];
+            let report = &shown.stalls[g.members[0]];
+            if g.members.len() == 1 {
+                return Entry {
+                    count: None,
+                    report,
+                    group: None,
+                    member: false,
+                };
+            }
+            let members: Vec<&StallReport> = g.members.iter().map(|&i| &shown.stalls[i]).collect();
+            let noun = if report.goroutine.is_some() {
+                "goroutines"
+            } else {
+                "threads"
+            };
+            Entry {
+                count: Some(format!(
+                    "{} ×{} {noun}",
+                    if expanded { "▾" } else { "▸" },
+                    g.members.len()
+                )),
+                report,
+                group: Some((crate::stall::stall_ids(&members, 8), expanded)),
+                member: false,
+            }
+        }
+        StallRow::Thread { stall, .. } => {
+            let report = &shown.stalls[stall];
+            Entry {
+                count: None,
+                report,
+                group: None,
+                member: true,
+            }
+        }
+    }
+}
+
+impl Entry<'_> {
+    /// Who, in at most `width` columns: the thread (its tid kept), or the
+    /// group's count.
+    fn who(&self, width: usize) -> String {
+        match &self.count {
+            Some(count) => format::truncate(count, width),
+            None if self.member => format!("  {}", who(self.report, width.saturating_sub(2))),
+            None => who(self.report, width),
+        }
+    }
+}
+
 impl Widget for StallsPane<'_> {
     fn render(self, area: Rect, buf: &mut Buffer) {
         let app = self.0;
         let shown = &app.shown;
         let threshold = format::elapsed(shown.session.stall_ns);
-        let mut extra = format!("{} quiet > {threshold}", shown.stalls.len());
+        let groups = shown.stall_groups.len();
+        let mut extra = if groups < shown.stalls.len() {
+            format!(
+                "{} quiet > {threshold} in {groups} place{}",
+                shown.stalls.len(),
+                if groups == 1 { "" } else { "s" }
+            )
+        } else {
+            format!("{} quiet > {threshold}", shown.stalls.len())
+        };
         let pos = position(app, Pane::Stalls);
         if !pos.is_empty() {
             extra = format!("{extra} · {pos}");
@@ -110,32 +193,33 @@ impl Widget for StallsPane<'_> {
             return;
         }
         let width = usize::from(inner.width);
-        // Threads padded to the longest shown (at most THREAD columns).
-        let thread_width = app
-            .stall_rows
-            .iter()
-            .map(|&i| who(&shown.stalls[i], THREAD).chars().count())
-            .max()
-            .unwrap_or(0)
-            .min(width / 3);
         let now = app.clock_ns();
         let filter = app.active_filter();
         let cursor = app.cursors[Pane::Stalls.index()];
         let rows = usize::from(inner.height) / Pane::Stalls.lines_per_row();
-        let mut lines: Vec<Line> = Vec::new();
-        for (index, &i) in app
+        let visible: Vec<(usize, Entry)> = app
             .stall_rows
             .iter()
             .enumerate()
             .skip(cursor.offset)
             .take(rows.max(1))
-        {
-            let report = &shown.stalls[i];
+            .map(|(index, &row)| (index, entry(shown, row)))
+            .collect();
+        // Threads padded to the longest shown (at most a third of the width).
+        let who_width = visible
+            .iter()
+            .map(|(_, e)| e.who(THREAD).chars().count())
+            .max()
+            .unwrap_or(0)
+            .min(width / 3);
+        let mut lines: Vec<Line> = Vec::new();
+        for (index, e) in visible {
+            let report = e.report;
             let style = row_style(app, Pane::Stalls, index);
             let elapsed = format!(" {:>ELAPSED$}", stalled_for(report, now));
             let head = [
-                Span::styled("⚠ ", theme::ALARM),
-                Span::raw(format!("{:<thread_width$} ", who(report, thread_width))),
+                Span::styled(if e.member { "  " } else { "⚠ " }, theme::ALARM),
+                Span::raw(format!("{:<who_width$} ", e.who(who_width))),
             ];
             // The function name first; where in it, if there is room too.
             let room = width.saturating_sub(
@@ -149,18 +233,30 @@ impl Widget for StallsPane<'_> {
             let name_width = room.saturating_sub(at.chars().count()).max(8);
             let name = format::function_name(&report.function_name, name_width);
             let mut first: Vec<Span> = head.into();
-            first.extend(highlighted(&name, filter, theme::ALARM));
-            let pad = room.saturating_sub(name.chars().count() + at.chars().count());
-            first.push(Span::styled(at, theme::DIM));
-            first.push(Span::raw(" ".repeat(pad)));
+            if e.member {
+                // Its group's row above says what and where.
+                first.push(Span::raw(" ".repeat(room)));
+            } else {
+                first.extend(highlighted(&name, filter, theme::ALARM));
+                let pad = room.saturating_sub(name.chars().count() + at.chars().count());
+                first.push(Span::styled(at, theme::DIM));
+                first.push(Span::raw(" ".repeat(pad)));
+            }
             first.push(Span::styled(elapsed, theme::ALARM));
             lines.push(Line::from(first).style(style));
-            let (wait, deadlock) = short_wait(report);
+            let (mut wait, deadlock) = short_wait(report);
+            if let Some((tids, _)) = &e.group {
+                wait = format!("{wait} — {tids}");
+            }
             let wait_style = if deadlock { theme::ALARM } else { Style::new() };
+            let indent = if e.member { "    " } else { "  " };
             lines.push(
                 Line::from(vec![
-                    Span::raw("  "),
-                    Span::styled(format::truncate(&wait, width.saturating_sub(2)), wait_style),
+                    Span::raw(indent),
+                    Span::styled(
+                        format::truncate(&wait, width.saturating_sub(indent.len())),
+                        wait_style,
+                    ),
                 ])
                 .style(style),
             );

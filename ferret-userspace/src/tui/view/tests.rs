@@ -20,7 +20,7 @@ use crate::{
         TargetState, ThreadView,
     },
     sink::MetricSample,
-    stall::{Frame, LockWait, SchedState, StallReport, WaitKind, wait_summary},
+    stall::{Frame, LockWait, SchedState, StallReport, WaitKind, group_stalls, wait_summary},
     target::ExitStatus,
     trace::FunctionInfo,
     trace::{SpanStatus, ThreadName},
@@ -68,6 +68,8 @@ fn session() -> Arc<SessionInfo> {
         stall_ns: 5 * S,
         local_offset_ns: LOCAL_OFFSET,
         probe_cost_ns: None,
+        sample_hz: 0,
+        sampling_only: false,
     })
 }
 
@@ -220,11 +222,15 @@ fn busy() -> Snapshot {
         .into(),
         metrics: metrics(),
         stalls: Arc::from([]),
+        stall_groups: Arc::from([]),
         warning: None,
         notice: None,
         otlp: None,
         overhead: (None, None),
         close: false,
+        hot: Arc::default(),
+        detached: Arc::default(),
+        sampling: None,
     }
 }
 
@@ -278,7 +284,7 @@ fn deadlocked(tid: u32, name: &str, span_id: u64, lock: u64, owner: (u32, &str))
         lock: Some(wait),
         deadlock,
         deadlock_with: Some(owner.0),
-        frames: vec![
+        frames: Arc::from([
             frame("__lll_lock_wait", None, 0, 0x7f00_0000_1000),
             frame("pthread_mutex_lock", None, 0, 0x7f00_0000_2000),
             frame(
@@ -293,9 +299,10 @@ fn deadlocked(tid: u32, name: &str, span_id: u64, lock: u64, owner: (u32, &str))
                 41,
                 0x5555_0000_2345,
             ),
-        ],
+        ]),
         stack_note: None,
         on_stack: true,
+        group: 0,
         goroutine: None,
     }
 }
@@ -311,10 +318,90 @@ fn stalled() -> Snapshot {
             vec![frame(span, 0, 7_300, 0), frame(span + 1, 2, 7_200, 1)],
         ));
     }
-    snapshot.stalls = Arc::from([
-        deadlocked(4245, "http-worker-2", 601, LOCK_B, (4246, "http-worker-3")),
-        deadlocked(4246, "http-worker-3", 651, LOCK_A, (4245, "http-worker-2")),
-    ]);
+    set_stalls(
+        &mut snapshot,
+        vec![
+            deadlocked(4245, "http-worker-2", 601, LOCK_B, (4246, "http-worker-3")),
+            deadlocked(4246, "http-worker-3", 651, LOCK_A, (4245, "http-worker-2")),
+        ],
+    );
+    snapshot
+}
+
+/// The stalls of `snapshot`, grouped as the watchdog groups them.
+fn set_stalls(snapshot: &mut Snapshot, mut stalls: Vec<StallReport>) {
+    stalls.sort_by_key(|r| (r.pid, r.tid));
+    snapshot.stall_groups = group_stalls(&stalls).into();
+    snapshot.stalls = stalls.into();
+}
+
+/// Thread `tid` of a pool at rest: stalled in `shop::pool::ping`, sleeping
+/// in `clock_nanosleep`, called from `handle_request` (no open span shown
+/// for it in the Live Stack: the pool's threads are many).
+fn resting(tid: u32) -> StallReport {
+    let frame = |function: &str, file: Option<&str>, line: u32, address: u64| Frame {
+        function: Some(function.to_owned()),
+        file: file.map(str::to_owned),
+        line: file.map(|_| line),
+        address,
+        module: None,
+        inlined: false,
+    };
+    let syscall = format!("clock_nanosleep(CLOCK_REALTIME, 0, {{{tid}.5s}}, NULL)");
+    StallReport {
+        pid: 4242,
+        tid,
+        thread_name: format!("pool-{}", tid - 5000),
+        span_id: u64::from(tid) * 10,
+        function: 5,
+        function_name: "shop::pool::ping".to_owned(),
+        depth: 0,
+        since_ns: NOW - 9_000 * MS - u64::from(tid % 7) * 100 * MS,
+        before_attach: true,
+        captured_ns: NOW - 1_000 * MS,
+        state: SchedState::Sleeping,
+        wait: wait_summary(
+            SchedState::Sleeping,
+            Some(&syscall),
+            Some("hrtimer_nanosleep"),
+            None,
+            None,
+            &[],
+            false,
+        ),
+        syscall: Some(syscall),
+        wchan: Some("hrtimer_nanosleep".to_owned()),
+        lock: None,
+        deadlock: Vec::new(),
+        deadlock_with: None,
+        frames: Arc::from([
+            frame("clock_nanosleep", None, 0, 0x7f00_0000_3000),
+            frame(
+                "shop::pool::ping",
+                Some("src/pool.rs"),
+                23,
+                0x5555_0000_3456,
+            ),
+            frame(
+                "shop::pool::worker",
+                Some("src/pool.rs"),
+                40,
+                0x5555_0000_4567,
+            ),
+        ]),
+        stack_note: None,
+        on_stack: true,
+        group: 0,
+        goroutine: None,
+    }
+}
+
+/// [`stalled`] with a pool of 1200 threads at rest besides the deadlock.
+fn pool_and_deadlock() -> Snapshot {
+    let mut snapshot = stalled();
+    let mut stalls = snapshot.stalls.to_vec();
+    stalls.extend((5000..6200).map(resting));
+    set_stalls(&mut snapshot, stalls);
     snapshot
 }
 
@@ -559,7 +646,7 @@ fn meaningful_colours() {
     let mut snapshot = busy();
     let mut ping = deadlocked(4249, "db-pool", 800, LOCK_A, (4250, "scheduler"));
     (ping.function, ping.function_name) = (5, "shop::pool::ping".to_owned());
-    snapshot.stalls = Arc::from([ping]);
+    set_stalls(&mut snapshot, vec![ping]);
     let buffer = draw(&app(snapshot, 120, 40));
     let (x, y) = find(&buffer, "6.5s").unwrap();
     assert_eq!(buffer[(x, y)].fg, Color::Red, "stalled spans stand out");
@@ -696,6 +783,88 @@ fn a_click_on_either_line_of_a_stall_selects_it() {
     assert_eq!(app.cursors[Pane::Stalls.index()].selected, 0);
 }
 
+#[test]
+fn a_pool_at_rest_is_one_entry_with_its_count_after_the_deadlock() {
+    let mut app = app(pool_and_deadlock(), 160, 44);
+    let screen = text(&draw(&app));
+    insta::assert_snapshot!(screen);
+    let lines: Vec<&str> = screen.lines().collect();
+    let at = |needle: &str| {
+        lines
+            .iter()
+            .position(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("{needle} not on screen:\n{screen}"))
+    };
+    assert!(
+        screen.contains("Stalls 1202 quiet > 5.0s in 3 places"),
+        "{screen}"
+    );
+    // The deadlocked threads first, each alone; then the pool, once.
+    assert!(at("⚠ http-worke…:4245") < at("⚠ http-worke…:4246"));
+    assert!(at("⚠ http-worke…:4246") < at("⚠ ▸ ×1200 threads"));
+    assert_eq!(screen.matches("shop::pool::ping at pool.rs:23").count(), 1);
+    assert!(screen.contains("tids 5000–6199"), "{screen}");
+    assert_eq!(app.stall_rows.len(), 3);
+
+    // Right lists the pool's threads under it; Left folds them again.
+    app.update(key(KeyCode::Char('5')));
+    app.update(key(KeyCode::End));
+    app.update(key(KeyCode::Right));
+    assert_eq!(app.stall_rows.len(), 3 + 1200);
+    assert_eq!(
+        app.cursors[Pane::Stalls.index()].selected,
+        2,
+        "still on the group"
+    );
+    let screen = text(&draw(&app));
+    assert!(screen.contains("▾ ×1200 threads"), "{screen}");
+    assert!(screen.contains("pool-0:5000"), "{screen}");
+    app.update(key(KeyCode::Down));
+    app.update(key(KeyCode::Left));
+    assert_eq!(app.stall_rows.len(), 3);
+    assert_eq!(
+        app.cursors[Pane::Stalls.index()].selected,
+        2,
+        "back on the group"
+    );
+
+    // Enter on the group: the stack they share and their threads.
+    app.update(key(KeyCode::Enter));
+    let screen = text(&draw(&app));
+    insta::assert_snapshot!("enter_on_a_stall_group", screen);
+    assert!(screen.contains("Stalled threads"), "{screen}");
+    assert!(
+        screen.contains("1200 (pool-0, pool-1, pool-2, pool-3, … (1200 names))"),
+        "{screen}"
+    );
+    assert!(screen.contains("tids 5000–6199"), "{screen}");
+    assert!(
+        screen.contains("shop::pool::ping (src/pool.rs:23)"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("shop::pool::worker (src/pool.rs:40)"),
+        "{screen}"
+    );
+}
+
+#[test]
+fn a_stall_group_s_selection_follows_it_as_groups_come_and_go() {
+    let mut app = app(pool_and_deadlock(), 120, 40);
+    app.update(key(KeyCode::Char('5')));
+    app.update(key(KeyCode::End));
+    // The deadlock ends: the pool's entry moves up, the selection with it.
+    let mut later = busy();
+    later.taken_ns = NOW + S;
+    set_stalls(&mut later, (5000..6200).map(resting).collect());
+    app.update(Event::Snapshot(Arc::new(later)));
+    assert_eq!(app.stall_rows.len(), 1);
+    assert_eq!(app.cursors[Pane::Stalls.index()].selected, 0);
+    app.update(key(KeyCode::Enter));
+    let screen = text(&draw(&app));
+    assert!(screen.contains("stall_group"), "{screen}");
+}
+
 /// A Go server: two goroutines inside traced calls that last ran on the
 /// same thread, one of them stuck on a channel, and 812 more that ran
 /// traced calls lately and have none open.
@@ -718,7 +887,7 @@ fn go_server() -> Snapshot {
     stuck.syscall = None;
     stuck.wchan = None;
     stuck.wait = "goroutine waiting (chan receive)".to_owned();
-    snapshot.stalls = Arc::from([stuck]);
+    set_stalls(&mut snapshot, vec![stuck]);
     snapshot
 }
 
@@ -763,4 +932,184 @@ fn a_go_program_s_live_stack_is_grouped_by_goroutine() {
         screen.contains("goroutine   18 (last on srv tid 4250)"),
         "{screen}"
     );
+}
+/// A session started without -s: sampling only, nothing traced yet, and
+/// where the samples of the last seconds fell.
+fn sampling_only() -> Snapshot {
+    use crate::{
+        live::{HotRow, HotStack, HotView},
+        sample::CodeAt,
+        session::SamplingStatus,
+    };
+    let row = |name: &str, self_samples, total_samples, line: Option<&str>| HotRow {
+        name: name.into(),
+        module: Some("/srv/shop/bin/shop".into()),
+        inlined_into: None,
+        code: Some(CodeAt {
+            module: "/srv/shop/bin/shop".into(),
+            file_offset: 0x1234,
+        }),
+        self_samples,
+        total_samples,
+        line: line.map(Into::into),
+    };
+    let mut memcpy = row("__memcpy_avx_unaligned_erms", 60, 60, None);
+    memcpy.module = Some("/usr/lib/x86_64-linux-gnu/libc.so.6".into());
+    let mut decode = row("shop::db::decode_field", 50, 50, Some("db.rs:210"));
+    decode.inlined_into = Some("shop::db::decode_row".into());
+    let stack = |frames: &[&str], samples| HotStack {
+        frames: frames.iter().map(|f| (*f).into()).collect(),
+        samples,
+    };
+    let mut s = Snapshot::empty(Arc::new(SessionInfo {
+        functions: Arc::from([]),
+        sample_hz: 99,
+        sampling_only: true,
+        ..(*session()).clone()
+    }));
+    s.taken_ns = NOW;
+    s.metrics = metrics();
+    s.sampling = Some(SamplingStatus {
+        asked_hz: 99,
+        hz: 99,
+        samples: 6_400,
+        lost: 0,
+        estimate: Some(0.08),
+    });
+    s.hot = Arc::new(HotView {
+        rows: vec![
+            row("shop::index::walk_tree", 610, 700, Some("index.rs:88")),
+            row("shop::db::decode_row", 120, 180, Some("db.rs:201")),
+            memcpy,
+            decode,
+            row("shop::http::handle_request", 5, 950, Some("http.rs:40")),
+            row("main", 0, 990, Some("main.rs:12")),
+        ],
+        samples: 990,
+        window_s: 10,
+        stacks: vec![
+            stack(
+                &[
+                    "shop::index::walk_tree",
+                    "shop::http::handle_request",
+                    "main",
+                ],
+                610,
+            ),
+            stack(
+                &["shop::db::decode_row", "shop::http::handle_request", "main"],
+                120,
+            ),
+        ],
+    });
+    s
+}
+
+#[test]
+fn sampling_only_shows_the_hot_pane_at_120x40() {
+    let app = app(sampling_only(), 120, 40);
+    assert_eq!(
+        app.focus,
+        Pane::Hot,
+        "without -s the Hot pane has the focus"
+    );
+    insta::assert_snapshot!(text(&draw(&app)));
+}
+
+#[test]
+fn sampling_only_at_80x24() {
+    insta::assert_snapshot!(text(&draw(&app(sampling_only(), 80, 24))));
+}
+
+#[test]
+fn enter_on_a_hot_function_shows_the_stacks_through_it() {
+    let mut app = app(sampling_only(), 120, 40);
+    app.update(key(KeyCode::Enter));
+    let screen = text(&draw(&app));
+    assert!(screen.contains("commonest stacks through it"), "{screen}");
+    assert!(screen.contains("610 samples (61.6%)"), "{screen}");
+    assert!(screen.contains("index.rs:88"), "{screen}");
+    assert!(screen.contains("no (t traces it)"), "{screen}");
+}
+
+#[test]
+fn t_in_the_hot_pane_asks_to_trace_the_selected_function() {
+    use crate::session::ProbeRequest;
+    let mut app = app(sampling_only(), 120, 40);
+    app.update(key(KeyCode::Char('t')));
+    let requests = app.take_requests();
+    let [ProbeRequest::TraceAt { code, name }] = requests.as_slice() else {
+        panic!("{requests:?}");
+    };
+    assert_eq!(name, "shop::index::walk_tree");
+    assert_eq!(
+        (&*code.module, code.file_offset),
+        ("/srv/shop/bin/shop", 0x1234)
+    );
+    assert!(text(&draw(&app)).contains("asked to trace `shop::index::walk_tree`…"));
+    // Once the session traces it, the row says so and `t` asks no more.
+    let mut traced = sampling_only();
+    traced.session = Arc::new(SessionInfo {
+        functions: Arc::from([FunctionInfo {
+            name: "shop::index::walk_tree".into(),
+            module: "/srv/shop/bin/shop".into(),
+        }]),
+        ..(*traced.session).clone()
+    });
+    traced.notice = Some("tracing `shop::index::walk_tree` from now on".into());
+    app.update(Event::Snapshot(Arc::new(traced)));
+    app.update(key(KeyCode::Char('t')));
+    assert!(app.take_requests().is_empty());
+    let screen = text(&draw(&app));
+    assert!(screen.contains("● shop::index::walk_tree"), "{screen}");
+    assert!(
+        screen.contains("1 function"),
+        "the header counts it: {screen}"
+    );
+}
+
+#[test]
+fn plus_asks_to_trace_a_pattern_and_d_detaches() {
+    use crate::session::ProbeRequest;
+    let mut app = app(sampling_only(), 120, 40);
+    app.update(key(KeyCode::Char('+')));
+    for c in "libc.so.6:mem*".chars() {
+        app.update(key(KeyCode::Char(c)));
+    }
+    assert!(text(&draw(&app)).contains("trace functions matching"));
+    app.update(key(KeyCode::Enter));
+    assert_eq!(
+        app.take_requests(),
+        [ProbeRequest::TracePattern("libc.so.6:mem*".into())]
+    );
+    // In the Functions pane of a traced session, `d` detaches and `t`
+    // traces the detached function again.
+    let mut app = self::app(busy(), 120, 40);
+    app.update(key(KeyCode::Char('3')));
+    app.update(key(KeyCode::Char('d')));
+    let requests = app.take_requests();
+    let [ProbeRequest::Detach(id)] = requests.as_slice() else {
+        panic!("{requests:?}");
+    };
+    let mut detached = busy();
+    detached.detached = Arc::new(std::iter::once(*id).collect());
+    app.update(Event::Snapshot(Arc::new(detached)));
+    let screen = text(&draw(&app));
+    assert!(screen.contains("(detached)"), "{screen}");
+    assert!(screen.contains("6 functions (1 detached)"), "{screen}");
+    app.update(key(KeyCode::Char('t')));
+    assert_eq!(app.take_requests(), [ProbeRequest::Retrace(*id)]);
+}
+
+#[test]
+fn shift_h_puts_the_hot_pane_in_recent_activitys_place() {
+    let mut app = app(busy(), 120, 40);
+    assert!(!app.shows(Pane::Hot));
+    app.update(key(KeyCode::Char('H')));
+    assert!(app.shows(Pane::Hot) && !app.shows(Pane::Recent));
+    assert_eq!(app.focus, Pane::Hot);
+    let screen = text(&draw(&app));
+    assert!(screen.contains("sampling is off"), "{screen}");
+    app.update(key(KeyCode::Char('2')));
+    assert!(app.shows(Pane::Recent) && !app.shows(Pane::Hot));
 }
