@@ -288,6 +288,7 @@ pub mod metric {
         TASK_CLOCK = "task_clock_percent", "task clock", Percent;
         PERF_SWITCHES = "perf_ctx_switches_per_s", "perf switches/s", PerS;
         PERF_FAULTS = "perf_page_faults_per_s", "perf faults/s", PerS;
+        RUN_QUEUE_WAIT = "run_queue_wait_percent", "run-queue wait", Percent;
     }
 }
 

@@ -803,7 +803,7 @@ mod any {
                 metric_value(),
                 prop::option::of(u64_value()),
                 prop::option::of(u32_value()),
-                prop::array::uniform20(metric_value()),
+                prop::array::uniform21(metric_value()),
             )
                 .prop_map(|(ts_ns, pid, name, cpu, rss, threads, extra)| {
                     Op::Metric(Box::new(MetricSample {

@@ -1113,3 +1113,17 @@ fn shift_h_puts_the_hot_pane_in_recent_activitys_place() {
     app.update(key(KeyCode::Char('2')));
     assert!(app.shows(Pane::Recent) && !app.shows(Pane::Hot));
 }
+
+#[test]
+fn the_metrics_pane_shows_the_run_queue_wait_beside_cpu() {
+    let mut s = busy();
+    let mut history = (*s.metrics).clone();
+    let latest = history.latest.as_mut().expect("a sample");
+    latest.extra[crate::sink::metric::RUN_QUEUE_WAIT] = Some(37.5);
+    s.metrics = Arc::new(history);
+    let screen = text(&draw(&app(s, 160, 48)));
+    assert!(
+        screen.contains("wait 37.5 %"),
+        "no run-queue wait beside CPU:\n{screen}"
+    );
+}
