@@ -211,6 +211,9 @@ pub struct FunctionRow {
     pub p99_ns: u64,
     /// Longest call (exact).
     pub max_ns: u64,
+    /// The share of its calls' time spent on a CPU (0 to 1), over the calls
+    /// whose split is known; `None` if none is.
+    pub cpu_share: Option<f64>,
 }
 
 /// The three contract metrics of one sample, for the sparklines.

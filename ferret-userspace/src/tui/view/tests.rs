@@ -136,6 +136,7 @@ fn row(id: u32, calls: u64, total_ms: u64, max_us: u64) -> FunctionRow {
         p95_ns: mean * 2,
         p99_ns: mean * 3,
         max_ns: max_us * 1000,
+        cpu_share: None,
     }
 }
 
