@@ -155,6 +155,7 @@ impl Aggregates {
                     self_ns,
                     status: end.status,
                     overhead_ns: end.overhead_ns,
+                    sched: end.sched,
                 };
                 self.recent.push_front(call);
                 self.recent_version += 1;

@@ -171,6 +171,9 @@ pub struct FinishedCall {
     pub status: SpanStatus,
     /// ferret's probe time inside it (0 when uncorrected).
     pub overhead_ns: u64,
+    /// Where its time went, as measured (probe time inside `cpu_ns`), if
+    /// known.
+    pub sched: Option<crate::trace::SchedSplit>,
 }
 
 impl FinishedCall {

@@ -119,6 +119,7 @@ fn call(
         self_ns: took_us * 1000 / 2,
         status,
         overhead_ns: 0,
+        sched: None,
     }
 }
 
