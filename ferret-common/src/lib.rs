@@ -32,6 +32,18 @@ pub const CONFIG_MAP: &str = "FERRET_CONFIG";
 pub const FORK_PROGRAM: &str = "ferret_fork";
 /// Name of the `sched_process_exec` raw tracepoint program.
 pub const EXEC_PROGRAM: &str = "ferret_exec";
+/// Name of the `sched_switch` raw tracepoint program (per-thread CPU,
+/// runnable and blocked time; see [`SchedState`]).
+pub const SCHED_SWITCH_PROGRAM: &str = "ferret_sched_switch";
+/// Name of the `sched_wakeup` raw tracepoint program (a blocked thread
+/// becomes runnable).
+pub const SCHED_WAKEUP_PROGRAM: &str = "ferret_sched_wakeup";
+/// Name of the hash map of traced threads' scheduler state (`tid ->`
+/// [`SchedState`]).
+pub const SCHED_MAP: &str = "FERRET_SCHED";
+/// How many threads' scheduler state the kernel side keeps at once; a
+/// thread beyond it has no counters (its spans' split is null).
+pub const MAX_SCHED_THREADS: u32 = 16384;
 
 /// Slots of the [`CONFIG_MAP`] array.
 pub mod config {
@@ -46,8 +58,14 @@ pub mod config {
     /// Wake the reader once this many bytes wait in the ring buffer (an
     /// eighth of its size); below that, the reader's timer drains it.
     pub const WAKEUP_BYTES: u32 = 3;
+    /// Byte offset of `pid` (the thread id) in the kernel's `task_struct`
+    /// (from BTF); 0: unknown, the scheduler programs do nothing.
+    pub const TASK_PID_OFFSET: u32 = 4;
+    /// 1: the scheduler tracepoints are attached, so probes keep and send
+    /// their thread's counters; 0: they send none (a split would be wrong).
+    pub const SCHED_ON: u32 = 5;
     /// Number of slots.
-    pub const LEN: u32 = 4;
+    pub const LEN: u32 = 6;
 }
 
 /// Name of the same probe in a `uretprobe` section (per-probe fallback only).
@@ -109,7 +127,107 @@ pub mod kind {
     /// (`--follow-forks`); `pid` is the child, `cookie` the parent. Not a
     /// cookie kind.
     pub const FORK: u32 = 6;
+    /// A traced thread is back on a CPU after blocking: `cookie` holds how
+    /// long it was blocked (ns, up to its wakeup), [`ProbeEvent::syscall`]
+    /// what it was blocked in. Emitted by the `sched_switch` program, so
+    /// `comm` is not the thread's. Not a cookie kind.
+    pub const BLOCKED: u32 = 7;
 }
+
+/// [`ProbeEvent::syscall`] / [`SchedState::syscall`] when the thread blocked
+/// outside a system call (a page fault, a stop).
+pub const NO_SYSCALL: u32 = u32::MAX;
+
+/// One traced thread's scheduler bookkeeping, the value of [`SCHED_MAP`].
+///
+/// Created by the thread's first probe hit (it is on a CPU then), updated
+/// by the `sched_switch` and `sched_wakeup` programs, removed when the
+/// thread exits. Each hook only adds its own timestamp to its own sum, so
+/// the result does not depend on the order in which hooks running on
+/// different CPUs land: while the thread runs, `in_count == out_count + 1`
+/// and its time on a CPU since `created_ns` is `now + out_sum - in_sum`;
+/// once every block has ended (`block_ends == block_starts`) its blocked
+/// time is `block_end_sum - block_start_sum`; the rest of the elapsed time
+/// it was runnable. Sums wrap; differences are exact.
+///
+/// `#[repr(C)]`, largest fields first, no implicit padding: 6 × `u64` +
+/// 8 × `u32` = 80 bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SchedState {
+    /// When the counters started (`CLOCK_MONOTONIC` ns): the epoch. Never 0.
+    pub created_ns: u64,
+    /// Sum of the times it was switched in (its creation counts as one).
+    pub in_sum: u64,
+    /// Sum of the times it was switched out.
+    pub out_sum: u64,
+    /// Sum of the times it blocked (switched out not runnable).
+    pub block_start_sum: u64,
+    /// Sum of the times its blocks ended (woken, or switched in unwoken).
+    pub block_end_sum: u64,
+    /// Blocked time already reported in [`kind::BLOCKED`] events.
+    pub reported_blocked_ns: u64,
+    /// Switches in (with its creation).
+    pub in_count: u32,
+    /// Switches out.
+    pub out_count: u32,
+    /// Blocks begun.
+    pub block_starts: u32,
+    /// Blocks ended.
+    pub block_ends: u32,
+    /// The system call it last blocked in, or [`NO_SYSCALL`].
+    pub syscall: u32,
+    /// Events of this thread the ring buffer had no room for.
+    pub lost: u32,
+    /// The thread's process id (tgid), for events emitted from another
+    /// task's context.
+    pub pid: u32,
+    /// Zero.
+    pub pad: u32,
+}
+
+impl SchedState {
+    /// Whether the thread is on a CPU now (as the hooks have seen it).
+    #[inline]
+    pub const fn running(&self) -> bool {
+        self.in_count == self.out_count.wrapping_add(1)
+    }
+
+    /// Whether the thread is blocked now.
+    #[inline]
+    pub const fn blocked(&self) -> bool {
+        self.block_starts != self.block_ends
+    }
+
+    /// `(cpu, runnable, blocked)` ns since `created_ns`, at `now`, for a
+    /// thread on a CPU with every block ended; `None` otherwise (a hook is
+    /// still to land).
+    #[inline]
+    pub const fn counters_at(&self, now: u64) -> Option<(u64, u64, u64)> {
+        if !self.running() || self.blocked() {
+            return None;
+        }
+        let cpu = now.wrapping_add(self.out_sum).wrapping_sub(self.in_sum);
+        let blocked = self.block_end_sum.wrapping_sub(self.block_start_sum);
+        let Some(elapsed) = now.checked_sub(self.created_ns) else {
+            return None;
+        };
+        let Some(off) = elapsed.checked_sub(cpu) else {
+            return None;
+        };
+        let Some(runnable) = off.checked_sub(blocked) else {
+            return None;
+        };
+        Some((cpu, runnable, blocked))
+    }
+}
+
+#[cfg(feature = "user")]
+// SAFETY: `SchedState` is `repr(C)`, `Copy`, made only of integers and has no
+// padding, so every bit pattern is a valid value.
+unsafe impl aya::Pod for SchedState {}
+
+const _: () = assert!(core::mem::size_of::<SchedState>() == 80);
 
 /// Bits of the attach cookie that hold the probe kind.
 pub const COOKIE_KIND_BITS: u32 = 2;
@@ -162,9 +280,9 @@ pub const COMM_LEN: usize = 16;
 /// One ring-buffer record: a probe hit or a thread exit.
 ///
 /// `#[repr(C)]` with fields ordered largest first, so there is no implicit
-/// padding: 5 × `u64` + 4 × `u32` + 16 bytes = 72 bytes.
+/// padding: 9 × `u64` + 6 × `u32` + 16 bytes = 112 bytes.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ProbeEvent {
     /// `bpf_ktime_get_ns()`: `CLOCK_MONOTONIC` nanoseconds.
     pub ts_ns: u64,
@@ -180,6 +298,17 @@ pub struct ProbeEvent {
     /// not read: another program, a system stack (`g0`, whose id is 0), or
     /// `g` unreadable.
     pub goid: u64,
+    /// The thread's cumulative time on a CPU at `ts_ns` (see
+    /// [`SchedState`]); with `runnable_ns` and `blocked_ns`, meaningful
+    /// only as a difference between two events of the same `sched_epoch`.
+    pub cpu_ns: u64,
+    /// The thread's cumulative time ready but waiting for a CPU.
+    pub runnable_ns: u64,
+    /// The thread's cumulative time blocked.
+    pub blocked_ns: u64,
+    /// [`SchedState::epoch`] of the counters; 0: the event carries none (a
+    /// Go probe, no room for the thread's state, an event of no thread).
+    pub sched_epoch: u64,
     /// One of [`kind`].
     pub kind: u32,
     /// Process id (tgid).
@@ -191,6 +320,11 @@ pub struct ProbeEvent {
     /// it grows or shrinks, changing every frame's `sp` but not this, so it
     /// is what matches a Go function's exit to its entry. 0 otherwise.
     pub go_stack_depth: u32,
+    /// [`SchedState::lost`] at the event: events of this thread lost so far.
+    pub sched_lost: u32,
+    /// [`kind::BLOCKED`]: the system call the thread was blocked in
+    /// ([`NO_SYSCALL`] if none); 0 otherwise.
+    pub syscall: u32,
     /// The thread's name, NUL-padded.
     pub comm: [u8; COMM_LEN],
 }
@@ -215,7 +349,7 @@ impl ProbeEvent {
 // padding, so every bit pattern is a valid value.
 unsafe impl aya::Pod for ProbeEvent {}
 
-const _: () = assert!(core::mem::size_of::<ProbeEvent>() == 72);
+const _: () = assert!(core::mem::size_of::<ProbeEvent>() == 112);
 
 /// One CPU sample of a traced thread: its user registers and a copy of the
 /// top of its user stack, for userspace to unwind (with the modules' CFI)

@@ -34,8 +34,9 @@ use aya_ebpf::{
 };
 use ferret_common::{
     COOKIE_GENERATION_BIT, COOKIE_GOID_OFFSET_SHIFT, COOKIE_KIND_MASK, DEFAULT_RING_BYTES,
-    GO_G_STACK_HI_OFFSET, GO_G_WORDS, MAX_TARGETS, ProbeEvent, SAMPLE_PAGE, SAMPLE_RING_BYTES,
-    SAMPLE_STACK_PAGES, SampleEvent, config, kind, lost, sample_flags,
+    GO_G_STACK_HI_OFFSET, GO_G_WORDS, MAX_SCHED_THREADS, MAX_TARGETS, NO_SYSCALL, ProbeEvent,
+    SAMPLE_PAGE, SAMPLE_RING_BYTES, SAMPLE_STACK_PAGES, SampleEvent, SchedState, config, kind,
+    lost, sample_flags,
 };
 
 #[map(name = "FERRET_EVENTS")]
@@ -52,6 +53,29 @@ static FERRET_TARGETS: HashMap<u32, u8> = HashMap::with_max_entries(MAX_TARGETS,
 
 #[map(name = "FERRET_CONFIG")]
 static FERRET_CONFIG: Array<u32> = Array::with_max_entries(config::LEN, 0);
+
+/// Traced threads' scheduler state, by tid: only threads that hit a probe
+/// have an entry, so the scheduler programs do one lookup for any other.
+#[map(name = "FERRET_SCHED")]
+static FERRET_SCHED: HashMap<u32, SchedState> = HashMap::with_max_entries(MAX_SCHED_THREADS, 0);
+
+/// What an event says about its thread's scheduler counters.
+#[derive(Clone, Copy)]
+struct Counters {
+    cpu_ns: u64,
+    runnable_ns: u64,
+    blocked_ns: u64,
+    epoch: u64,
+    lost: u32,
+}
+
+const NO_COUNTERS: Counters = Counters {
+    cpu_ns: 0,
+    runnable_ns: 0,
+    blocked_ns: 0,
+    epoch: 0,
+    lost: 0,
+};
 
 #[uprobe]
 pub fn ferret_probe(ctx: ProbeContext) -> u32 {
@@ -81,8 +105,26 @@ pub fn ferret_empty(_ctx: ProbeContext) -> u32 {
 #[raw_tracepoint(tracepoint = "sched_process_exit")]
 pub fn ferret_thread_exit(_ctx: RawTracePointContext) -> i32 {
     let pid_tgid = bpf_get_current_pid_tgid();
-    emit(pid_tgid, kind::THREAD_EXIT, 0, 0, 0);
     let (tgid, tid) = ((pid_tgid >> 32) as u32, pid_tgid as u32);
+    if traced(tgid) {
+        // SAFETY: reads the monotonic clock; no memory is touched.
+        let ts_ns = unsafe { bpf_ktime_get_ns() };
+        let state = FERRET_SCHED.get_ptr_mut(tid);
+        let counters = state.map_or(NO_COUNTERS, |s| read_counters(s, ts_ns));
+        write_event(
+            tgid,
+            tid,
+            kind::THREAD_EXIT,
+            0,
+            0,
+            0,
+            (0, 0),
+            ts_ns,
+            counters,
+            state,
+        );
+        let _ = FERRET_SCHED.remove(tid);
+    }
     if tgid == tid && setting(config::FOLLOW_FORKS) == 1 {
         // A followed process is gone; forget it so a later process reusing
         // the pid is not traced.
@@ -253,14 +295,207 @@ fn try_probe(ctx: &ProbeContext) {
     if !traced(pid) {
         return;
     }
+    // SAFETY: reads the monotonic clock; no memory is touched.
+    let ts_ns = unsafe { bpf_ktime_get_ns() };
+    let tid = pid_tgid as u32;
     let goid_offset = cookie >> COOKIE_GOID_OFFSET_SHIFT;
-    let goroutine = if goid_offset == 0 {
-        (0, 0)
+    // Go: goroutines move between threads, so a thread's counters do not
+    // split a goroutine's call; Go probes keep none (and pay nothing).
+    let (goroutine, state, counters) = if goid_offset != 0 {
+        (goroutine(r14, goid_offset, sp), None, NO_COUNTERS)
+    } else if setting(config::SCHED_ON) == 1 {
+        let state = sched_state(tid, pid, ts_ns);
+        let counters = state.map_or(NO_COUNTERS, |s| read_counters(s, ts_ns));
+        ((0, 0), state, counters)
     } else {
-        goroutine(r14, goid_offset, sp)
+        ((0, 0), None, NO_COUNTERS)
     };
     let event_kind = (cookie & COOKIE_KIND_MASK) as u32;
-    write_event(pid, pid_tgid as u32, event_kind, cookie, sp, ip, goroutine);
+    write_event(
+        pid, tid, event_kind, cookie, sp, ip, goroutine, ts_ns, counters, state,
+    );
+}
+
+/// The scheduler state of thread `tid`, which is on a CPU running a probe
+/// now: created on its first probe hit (running since `ts_ns`). `None` if
+/// the map is full.
+#[inline(always)]
+fn sched_state(tid: u32, pid: u32, ts_ns: u64) -> Option<*mut SchedState> {
+    if let Some(state) = FERRET_SCHED.get_ptr_mut(tid) {
+        return Some(state);
+    }
+    let fresh = SchedState {
+        created_ns: ts_ns,
+        in_sum: ts_ns,
+        in_count: 1,
+        syscall: NO_SYSCALL,
+        pid,
+        ..SchedState::default()
+    };
+    FERRET_SCHED.insert(tid, fresh, 0).ok()?;
+    FERRET_SCHED.get_ptr_mut(tid)
+}
+
+/// The counters of a thread that is on a CPU now (it runs the probe), at
+/// `ts_ns`; none if a hook of its is still to land (see
+/// [`SchedState::counters_at`]), so no span is split across the gap.
+#[inline(always)]
+fn read_counters(state: *mut SchedState, ts_ns: u64) -> Counters {
+    // SAFETY: a pointer into the map's value, valid for this program run;
+    // the fields are plain integers.
+    let s = unsafe { &*state };
+    match s.counters_at(ts_ns) {
+        Some((cpu_ns, runnable_ns, blocked_ns)) => Counters {
+            cpu_ns,
+            runnable_ns,
+            blocked_ns,
+            epoch: s.created_ns,
+            lost: s.lost,
+        },
+        None => NO_COUNTERS,
+    }
+}
+
+/// `sched_switch`: `TP_PROTO(bool preempt, struct task_struct *prev, struct
+/// task_struct *next, unsigned int prev_state)`, in `prev`'s context. Two
+/// map lookups for threads that are not traced (and a read of `next`'s
+/// tid), nothing else.
+#[raw_tracepoint(tracepoint = "sched_switch")]
+pub fn ferret_sched_switch(ctx: RawTracePointContext) -> i32 {
+    try_sched_switch(&ctx);
+    0
+}
+
+#[inline(always)]
+fn try_sched_switch(ctx: &RawTracePointContext) {
+    let prev_task: *const u8 = ctx.arg(1);
+    // The idle task (tid 0) is never traced; the other side still counts.
+    if let Some(state) = task_tid(prev_task).and_then(|tid| FERRET_SCHED.get_ptr_mut(tid)) {
+        // SAFETY: reads the monotonic clock; no memory is touched.
+        let now = unsafe { bpf_ktime_get_ns() };
+        // SAFETY: a pointer into the map's value, valid for this program run.
+        let s = unsafe { &mut *state };
+        s.out_sum = s.out_sum.wrapping_add(now);
+        s.out_count = s.out_count.wrapping_add(1);
+        let preempt: u64 = ctx.arg(0);
+        let prev_state: u64 = ctx.arg(3);
+        // Preempted (or still TASK_RUNNING): it stays on the run queue;
+        // otherwise it blocks until woken.
+        if preempt as u8 == 0 && prev_state as u32 != 0 {
+            s.syscall = current_syscall();
+            s.block_start_sum = s.block_start_sum.wrapping_add(now);
+            s.block_starts = s.block_starts.wrapping_add(1);
+        }
+    }
+    let next_task: *const u8 = ctx.arg(2);
+    let Some(next_tid) = task_tid(next_task) else {
+        return;
+    };
+    if let Some(state) = FERRET_SCHED.get_ptr_mut(next_tid) {
+        // SAFETY: reads the monotonic clock; no memory is touched.
+        let now = unsafe { bpf_ktime_get_ns() };
+        // SAFETY: a pointer into the map's value, valid for this program run.
+        let s = unsafe { &mut *state };
+        if s.block_starts == s.block_ends.wrapping_add(1) {
+            // Woken unseen: its block ends now.
+            s.block_end_sum = s.block_end_sum.wrapping_add(now);
+            s.block_ends = s.block_ends.wrapping_add(1);
+        }
+        s.in_sum = s.in_sum.wrapping_add(now);
+        s.in_count = s.in_count.wrapping_add(1);
+        if s.block_starts != s.block_ends {
+            return;
+        }
+        let blocked_total = s.block_end_sum.wrapping_sub(s.block_start_sum);
+        let pending = blocked_total.wrapping_sub(s.reported_blocked_ns);
+        if pending > 0 && pending < (1 << 62) {
+            s.reported_blocked_ns = blocked_total;
+            let counters = match s.counters_at(now) {
+                Some((cpu_ns, runnable_ns, blocked_ns)) => Counters {
+                    cpu_ns,
+                    runnable_ns,
+                    blocked_ns,
+                    epoch: s.created_ns,
+                    lost: s.lost,
+                },
+                None => NO_COUNTERS,
+            };
+            let (pid, syscall) = (s.pid, s.syscall);
+            write_sched_event(pid, next_tid, pending, syscall, now, counters, state);
+        }
+    }
+}
+
+/// `sched_wakeup`: `TP_PROTO(struct task_struct *p)`, in the waker's
+/// context: a blocked traced thread is runnable from now.
+#[raw_tracepoint(tracepoint = "sched_wakeup")]
+pub fn ferret_sched_wakeup(ctx: RawTracePointContext) -> i32 {
+    try_sched_wakeup(&ctx);
+    0
+}
+
+#[inline(always)]
+fn try_sched_wakeup(ctx: &RawTracePointContext) {
+    let task: *const u8 = ctx.arg(0);
+    let Some(tid) = task_tid(task) else {
+        return;
+    };
+    let Some(state) = FERRET_SCHED.get_ptr_mut(tid) else {
+        return;
+    };
+    // SAFETY: a pointer into the map's value, valid for this program run.
+    let s = unsafe { &mut *state };
+    if s.block_starts != s.block_ends.wrapping_add(1) {
+        return; // a wakeup of a thread that is not blocked
+    }
+    // SAFETY: reads the monotonic clock; no memory is touched.
+    let now = unsafe { bpf_ktime_get_ns() };
+    s.block_end_sum = s.block_end_sum.wrapping_add(now);
+    s.block_ends = s.block_ends.wrapping_add(1);
+}
+
+/// The thread id (`task_struct.pid`) of `task`, at the offset userspace
+/// found in the kernel's BTF; `None` when unknown.
+#[inline(always)]
+fn task_tid(task: *const u8) -> Option<u32> {
+    let offset = setting(config::TASK_PID_OFFSET) as usize;
+    if offset == 0 {
+        return None;
+    }
+    // SAFETY: reads 4 bytes of a task_struct through the checked helper,
+    // which copies bytes: the pointer's alignment does not matter.
+    #[allow(clippy::cast_ptr_alignment, reason = "read by copy, see above")]
+    let tid = unsafe { bpf_probe_read_kernel(task.wrapping_add(offset).cast::<u32>()) }.ok()?;
+    (tid != 0).then_some(tid)
+}
+
+/// The system call the current task is in: its saved user registers hold
+/// the number (`orig_ax`), and `ax` holds `-ENOSYS` until the call returns
+/// (the entry code puts it there). Otherwise (a page fault, a signal stop)
+/// [`NO_SYSCALL`].
+#[inline(always)]
+fn current_syscall() -> u32 {
+    const ENOSYS: u64 = 38;
+    // SAFETY: the helpers return the current task and its saved user
+    // registers; the registers are only read through the checked helper.
+    unsafe {
+        let task = bpf_get_current_task_btf();
+        let regs = bpf_task_pt_regs(task) as *const pt_regs;
+        if regs.is_null() {
+            return NO_SYSCALL;
+        }
+        let (Ok(ax), Ok(nr)) = (
+            bpf_probe_read_kernel(&raw const (*regs).rax),
+            bpf_probe_read_kernel(&raw const (*regs).orig_rax),
+        ) else {
+            return NO_SYSCALL;
+        };
+        if ax == ENOSYS.wrapping_neg() && nr < 1024 {
+            nr as u32
+        } else {
+            NO_SYSCALL
+        }
+    }
 }
 
 /// A Go function's probe: r14 holds the running goroutine's `g` (Go ≥ 1.17,
@@ -299,15 +534,108 @@ fn emit(pid_tgid: u64, event_kind: u32, cookie: u64, sp: u64, ip: u64) {
     if !traced(pid) {
         return;
     }
-    write_event(pid, pid_tgid as u32, event_kind, cookie, sp, ip, (0, 0));
+    // SAFETY: reads the monotonic clock; no memory is touched.
+    let ts_ns = unsafe { bpf_ktime_get_ns() };
+    write_event(
+        pid,
+        pid_tgid as u32,
+        event_kind,
+        cookie,
+        sp,
+        ip,
+        (0, 0),
+        ts_ns,
+        NO_COUNTERS,
+        None,
+    );
 }
 
 /// Emits an event about process `pid` from another task's context (fork).
 #[inline(always)]
 fn emit_for(pid: u32, tid: u32, event_kind: u32, cookie: u64) {
-    write_event(pid, tid, event_kind, cookie, 0, 0, (0, 0));
+    // SAFETY: reads the monotonic clock; no memory is touched.
+    let ts_ns = unsafe { bpf_ktime_get_ns() };
+    write_event(
+        pid,
+        tid,
+        event_kind,
+        cookie,
+        0,
+        0,
+        (0, 0),
+        ts_ns,
+        NO_COUNTERS,
+        None,
+    );
 }
 
+/// Counts an event of the thread with scheduler state `state` that found
+/// no room: its spans' splits become null rather than wrong.
+#[inline(always)]
+fn count_lost_of(state: Option<*mut SchedState>) {
+    count_lost(lost::EVENTS);
+    if let Some(state) = state {
+        // SAFETY: a pointer into the map's value, valid for this program run.
+        unsafe { (*state).lost += 1 };
+    }
+}
+
+/// Writes the fields every record has into the reserved record `e`.
+///
+/// # Safety
+/// `e` must point at a reserved, writable `ProbeEvent`.
+#[inline(always)]
+unsafe fn fill(e: *mut ProbeEvent, ts_ns: u64, event_kind: u32, pid: u32, tid: u32, c: Counters) {
+    // SAFETY: the caller's promise.
+    unsafe {
+        (*e).ts_ns = ts_ns;
+        (*e).kind = event_kind;
+        (*e).pid = pid;
+        (*e).tid = tid;
+        (*e).cpu_ns = c.cpu_ns;
+        (*e).runnable_ns = c.runnable_ns;
+        (*e).blocked_ns = c.blocked_ns;
+        (*e).sched_epoch = c.epoch;
+        (*e).sched_lost = c.lost;
+    }
+}
+
+/// A [`kind::BLOCKED`] event for thread `tid` of `pid`, from the
+/// `sched_switch` program (another task's context: no `comm`).
+#[inline(always)]
+fn write_sched_event(
+    pid: u32,
+    tid: u32,
+    blocked_ns: u64,
+    syscall: u32,
+    ts_ns: u64,
+    counters: Counters,
+    state: *mut SchedState,
+) {
+    let Some(mut entry) = FERRET_EVENTS.reserve::<ProbeEvent>(0) else {
+        count_lost_of(Some(state));
+        return;
+    };
+    let e = entry.as_mut_ptr();
+    // SAFETY: `e` points at the reserved record, written field by field in
+    // place (a whole `ProbeEvent` on the BPF stack would not fit beside the
+    // rest).
+    unsafe {
+        fill(e, ts_ns, kind::BLOCKED, pid, tid, counters);
+        (*e).cookie = blocked_ns;
+        (*e).sp = 0;
+        (*e).ip = 0;
+        (*e).goid = 0;
+        (*e).go_stack_depth = 0;
+        (*e).syscall = syscall;
+        (*e).comm = [0; 16];
+    }
+    // Never a forced wakeup from inside the scheduler: the reader's timer
+    // or the next probe's event wakes the reader.
+    entry.submit(u64::from(BPF_RB_NO_WAKEUP));
+}
+
+#[allow(clippy::too_many_arguments, reason = "one record's fields; inlined")]
 #[inline(always)]
 fn write_event(
     pid: u32,
@@ -317,25 +645,28 @@ fn write_event(
     sp: u64,
     ip: u64,
     (goid, go_stack_depth): (u64, u32),
+    ts_ns: u64,
+    counters: Counters,
+    state: Option<*mut SchedState>,
 ) {
     let Some(mut entry) = FERRET_EVENTS.reserve::<ProbeEvent>(0) else {
-        count_lost(lost::EVENTS);
+        count_lost_of(state);
         return;
     };
-    // SAFETY: reads the monotonic clock; no memory is touched.
-    let ts_ns = unsafe { bpf_ktime_get_ns() };
-    entry.write(ProbeEvent {
-        ts_ns,
-        cookie,
-        sp,
-        ip,
-        goid,
-        kind: event_kind,
-        pid,
-        tid,
-        go_stack_depth,
-        comm: bpf_get_current_comm().unwrap_or([0; 16]),
-    });
+    let e = entry.as_mut_ptr();
+    // SAFETY: `e` points at the reserved record, written field by field in
+    // place (a whole `ProbeEvent` on the BPF stack would not fit beside a Go
+    // probe's copy of `runtime.g`).
+    unsafe {
+        fill(e, ts_ns, event_kind, pid, tid, counters);
+        (*e).cookie = cookie;
+        (*e).sp = sp;
+        (*e).ip = ip;
+        (*e).goid = goid;
+        (*e).go_stack_depth = go_stack_depth;
+        (*e).syscall = 0;
+        (*e).comm = bpf_get_current_comm().unwrap_or([0; 16]);
+    }
     // Wake the reader only once enough data waits (userspace sets an eighth
     // of the ring); its timer drains the rest, so a lone event is never
     // stranded. Batched wakeups keep the cost per event low under load.

@@ -740,6 +740,11 @@ fn synthetic_stream() -> Vec<ProbeEvent> {
                     goid: 0,
                     go_stack_depth: 0,
                     comm: comms[t],
+                    // Counters as the kernel side sends them, so the
+                    // pipeline pays for the split of every span.
+                    cpu_ns: ts_ns,
+                    sched_epoch: 1,
+                    ..ProbeEvent::default()
                 });
             }
         }

@@ -247,6 +247,12 @@ pub enum SortKey {
     P99,
     /// Longest call.
     Max,
+    /// Time on a CPU (of calls whose split is known).
+    Cpu,
+    /// Time ready but waiting for a CPU.
+    Runnable,
+    /// Time blocked.
+    Blocked,
 }
 
 /// Output format of `ferret analyze`.

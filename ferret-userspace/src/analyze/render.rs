@@ -170,6 +170,9 @@ pub fn table(
             r.label
         )?;
     }
+    if rows[..shown].iter().any(|r| r.split_calls > 0) {
+        split_table(w, &rows[..shown], style)?;
+    }
     let open: u64 = rows.iter().map(|r| r.open_calls).sum();
     if open > 0 {
         writeln!(
@@ -186,6 +189,38 @@ pub fn table(
             w,
             "… {} more functions (--top 0 shows all)",
             count((rows.len() - shown) as u64)
+        )?;
+    }
+    Ok(())
+}
+
+/// Where the functions' time went: on a CPU, waiting for one, blocked,
+/// and in what (over the calls whose split is known).
+fn split_table(w: &mut dyn Write, rows: &[FunctionStats], style: Style) -> io::Result<()> {
+    writeln!(w)?;
+    let head = format!(
+        "{:>11} {:>9} {:>6} {:>9} {:>9} {:>16}  {}",
+        "split of", "cpu", "cpu%", "runnable", "blocked", "blocked in", "function"
+    );
+    writeln!(w, "{}", style.paint("1", &head))?;
+    for r in rows {
+        let (Some(cpu), Some(runnable), Some(blocked)) = (r.cpu_ns, r.runnable_ns, r.blocked_ns)
+        else {
+            continue;
+        };
+        let all = (cpu + runnable + blocked).max(1);
+        #[expect(clippy::cast_precision_loss, reason = "a percentage")]
+        let share = cpu as f64 / all as f64;
+        writeln!(
+            w,
+            "{:>11} {:>9} {:>6} {:>9} {:>9} {:>16}  {}",
+            format!("{} calls", count(r.split_calls)),
+            duration(cpu),
+            format!("{:.1}", share * 100.0),
+            duration(runnable),
+            duration(blocked),
+            r.blocked_in.as_deref().unwrap_or("-"),
+            r.label
         )?;
     }
     Ok(())
@@ -286,6 +321,18 @@ fn tree_lines(
         }
         if node.unwound > 0 {
             let _ = write!(detail, "  unwound {}", count(node.unwound));
+        }
+        if node.split.calls > 0 {
+            let _ = write!(
+                detail,
+                "  cpu {} runnable {} blocked {}",
+                duration(node.split.cpu_ns),
+                duration(node.split.runnable_ns),
+                duration(node.split.blocked_ns)
+            );
+            if let Some(syscall) = node.split.top_blocked_in() {
+                let _ = write!(detail, " in {}", syscall.name());
+            }
         }
         let numbers = format!(
             "{:>9} {:>6}",

@@ -1,5 +1,6 @@
 //! Per-function statistics: calls, total and self time, duration
-//! percentiles, share unwound.
+//! percentiles, share unwound, and where the time went (on a CPU,
+//! runnable, blocked, and in what).
 //!
 //! Totals are inclusive and summed over calls, so a recursive function's
 //! nested calls each count their own duration (`mean = total / calls`
@@ -11,6 +12,7 @@ use serde::Serialize;
 use super::histogram::Histogram;
 use super::replay::{Ended, Names, Started, Status, Visitor};
 use crate::symbols::Glob;
+use crate::trace::{BlockedIn, SchedSplit};
 
 /// The order of the function table; every key sorts largest first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,6 +31,12 @@ pub enum SortBy {
     P99,
     /// Longest call.
     Max,
+    /// Time on a CPU.
+    Cpu,
+    /// Time waiting for a CPU.
+    Runnable,
+    /// Time blocked.
+    Blocked,
 }
 
 impl SortBy {
@@ -42,6 +50,9 @@ impl SortBy {
             Self::P95 => "p95",
             Self::P99 => "p99",
             Self::Max => "max",
+            Self::Cpu => "cpu",
+            Self::Runnable => "runnable",
+            Self::Blocked => "blocked",
         }
     }
 }
@@ -54,6 +65,55 @@ struct Acc {
     unwound: u64,
     open: u64,
     durations: Histogram,
+    split: SplitSum,
+}
+
+/// Where the time of some calls went: the sums of their splits, over the
+/// calls that have one, and their blocked time by what they were most
+/// blocked in.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SplitSum {
+    /// Calls with a split.
+    pub calls: u64,
+    /// Their time on a CPU (ferret's probe time taken out unless `--raw`).
+    pub cpu_ns: u64,
+    /// Their time waiting for a CPU.
+    pub runnable_ns: u64,
+    /// Their time blocked.
+    pub blocked_ns: u64,
+    /// Blocked time by each call's `blocked_in`.
+    by_syscall: Vec<(BlockedIn, u64)>,
+}
+
+impl SplitSum {
+    /// Adds one call's split.
+    pub fn add(&mut self, split: Option<&SchedSplit>) {
+        let Some(s) = split else { return };
+        self.calls += 1;
+        self.cpu_ns = self.cpu_ns.saturating_add(s.cpu_ns);
+        self.runnable_ns = self.runnable_ns.saturating_add(s.runnable_ns);
+        self.blocked_ns = self.blocked_ns.saturating_add(s.blocked_ns);
+        if let Some(syscall) = s.blocked_in {
+            match self.by_syscall.iter_mut().find(|(k, _)| *k == syscall) {
+                Some((_, ns)) => *ns += s.blocked_ns,
+                None => self.by_syscall.push((syscall, s.blocked_ns)),
+            }
+        }
+    }
+
+    /// What the calls were most blocked in.
+    pub fn top_blocked_in(&self) -> Option<BlockedIn> {
+        self.by_syscall
+            .iter()
+            .max_by_key(|&&(s, ns)| (ns, std::cmp::Reverse(s)))
+            .map(|&(s, _)| s)
+    }
+
+    /// `cpu_ns` as a share of the calls' time (0 to 1), if any has a split.
+    pub fn cpu_share(&self) -> Option<f64> {
+        let all = self.cpu_ns + self.runnable_ns + self.blocked_ns;
+        (self.calls > 0 && all > 0).then(|| self.cpu_ns as f64 / all as f64)
+    }
 }
 
 impl Acc {
@@ -67,6 +127,7 @@ impl Acc {
             Status::Ok => {}
         }
         self.durations.record(duration);
+        self.split.add(span.split.as_ref());
     }
 }
 
@@ -122,6 +183,11 @@ impl StatsVisitor {
                     unwound_calls: acc.unwound,
                     open_calls: acc.open,
                     exact: acc.durations.is_exact(),
+                    split_calls: acc.split.calls,
+                    cpu_ns: (acc.split.calls > 0).then_some(acc.split.cpu_ns),
+                    runnable_ns: (acc.split.calls > 0).then_some(acc.split.runnable_ns),
+                    blocked_ns: (acc.split.calls > 0).then_some(acc.split.blocked_ns),
+                    blocked_in: acc.split.top_blocked_in().map(|s| s.name().into_owned()),
                 }
             })
             .collect();
@@ -189,6 +255,18 @@ pub struct FunctionStats {
     pub open_calls: u64,
     /// Whether the percentiles are exact (otherwise within 0.4 %).
     pub exact: bool,
+    /// Calls whose split (`cpu_ns`, `runnable_ns`, `blocked_ns`) is known;
+    /// the three sums below are over these.
+    pub split_calls: u64,
+    /// Sum of their time on a CPU; `None` if no call has a split.
+    pub cpu_ns: Option<u64>,
+    /// Sum of their time waiting for a CPU.
+    pub runnable_ns: Option<u64>,
+    /// Sum of their time blocked.
+    pub blocked_ns: Option<u64>,
+    /// The system call the function's calls were most blocked in (each
+    /// call's blocked time counted under its own `blocked_in`).
+    pub blocked_in: Option<String>,
 }
 
 impl FunctionStats {
@@ -201,6 +279,9 @@ impl FunctionStats {
             SortBy::P95 => self.p95_ns,
             SortBy::P99 => self.p99_ns,
             SortBy::Max => self.max_ns,
+            SortBy::Cpu => self.cpu_ns.unwrap_or(0),
+            SortBy::Runnable => self.runnable_ns.unwrap_or(0),
+            SortBy::Blocked => self.blocked_ns.unwrap_or(0),
         }
     }
 }

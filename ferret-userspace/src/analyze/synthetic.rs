@@ -145,6 +145,7 @@ impl Gen<'_> {
             overhead_ns: 0,
             overhead_outside_ns: 0,
             goroutine: None,
+            sched: None,
         }))?;
         self.spans += 1;
         Ok(now)

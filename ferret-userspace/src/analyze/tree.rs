@@ -14,6 +14,7 @@ use std::cmp::{Ordering, Reverse};
 use std::collections::{BinaryHeap, HashMap};
 
 use super::replay::{Ended, FnIx, Names, Started, Status, ThreadIx, Visitor};
+use super::stats::SplitSum;
 use crate::symbols::Glob;
 
 /// One node of a tree: every call of `function` along one call path.
@@ -37,6 +38,8 @@ pub struct TreeNode {
     pub first_start_ns: i64,
     /// Child nodes, in order of first call.
     pub children: Vec<u32>,
+    /// Where their time went (over the calls with a known split).
+    pub split: SplitSum,
 }
 
 /// A root call and the tree of its callees.
@@ -109,6 +112,7 @@ impl TreeNode {
             unwound: 0,
             first_start_ns: start_ns,
             children: Vec::new(),
+            split: SplitSum::default(),
         }
     }
 
@@ -121,6 +125,7 @@ impl TreeNode {
         if span.status == Status::Unwound {
             self.unwound += 1;
         }
+        self.split.add(span.split.as_ref());
     }
 }
 

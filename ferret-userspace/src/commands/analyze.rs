@@ -138,6 +138,9 @@ fn sort_by(key: SortKey) -> SortBy {
         SortKey::P95 => SortBy::P95,
         SortKey::P99 => SortBy::P99,
         SortKey::Max => SortBy::Max,
+        SortKey::Cpu => SortBy::Cpu,
+        SortKey::Runnable => SortBy::Runnable,
+        SortKey::Blocked => SortBy::Blocked,
     }
 }
 

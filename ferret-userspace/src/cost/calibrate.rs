@@ -299,12 +299,16 @@ fn trace_helper(
     points: &[ProbePoint],
     calls: u32,
 ) -> anyhow::Result<(Vec<Event>, u64)> {
-    // Room for every event: 10 records of 64 bytes per call of a series.
-    let ring = (u64::from(calls) * 10 * 64 * 2)
+    // Room for every event: 10 records of 128 bytes (a 112-byte event and
+    // the ring's header, rounded up) per call of a series.
+    let ring = (u64::from(calls) * 10 * 128 * 2)
         .next_power_of_two()
         .clamp(1 << 16, 1 << 26) as u32;
     let mut engine = Engine::load(Some(ring))?;
     engine.configure(false)?;
+    // The probes timed here do what a session's do (their counters are
+    // not used).
+    engine.keep_sched_counters()?;
     let mut child = Launched::spawn(exe, args, None)?;
     let pid = child.pid;
     let attached = (|| -> anyhow::Result<_> {

@@ -122,8 +122,29 @@ impl<W: Write> Chrome<W> {
             w,
             r#"{sep}{{"name":{name},"cat":{category},"ph":"X","ts":{ts},"dur":{dur},"pid":{pid},"tid":{tid}"#
         );
-        if written.is_ok() && span.status != Status::Ok {
-            written = write!(w, r#","args":{{"status":"{}"}}"#, span.status.as_str());
+        // args: the status of a call that did not return, and where the
+        // call's time went (ns) when the recording knows.
+        let status = (span.status != Status::Ok).then(|| span.status.as_str());
+        if written.is_ok() && (status.is_some() || span.split.is_some()) {
+            written = w.write_all(br#","args":{"#);
+            let mut sep = "";
+            if let (Ok(()), Some(status)) = (&written, status) {
+                written = write!(w, r#""status":"{status}""#);
+                sep = ",";
+            }
+            if let (Ok(()), Some(split)) = (&written, span.split) {
+                written = write!(
+                    w,
+                    r#"{sep}"cpu_ns":{},"runnable_ns":{},"blocked_ns":{}"#,
+                    split.cpu_ns, split.runnable_ns, split.blocked_ns
+                );
+                if let (Ok(()), Some(syscall)) = (&written, split.blocked_in) {
+                    written = write!(w, r#","blocked_in":"{}""#, syscall.name());
+                }
+            }
+            if written.is_ok() {
+                written = w.write_all(b"}");
+            }
         }
         if let Err(e) = written.and_then(|()| w.write_all(b"}")) {
             self.error = Some(e);

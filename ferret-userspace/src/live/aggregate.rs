@@ -41,6 +41,11 @@ pub struct FunctionStats {
     pub histogram: Histogram,
     /// Ends per second, lately.
     pub rate: RateWindow,
+    /// Of the calls with a known split: time on a CPU (probe time taken
+    /// out) and their whole time.
+    pub split_cpu_ns: u64,
+    /// See [`Self::split_cpu_ns`].
+    pub split_ns: u64,
 }
 
 /// Everything the dashboard shows that is computed from the event stream,
@@ -125,6 +130,11 @@ impl Aggregates {
                     stats.self_ns += self_ns;
                     stats.histogram.record(duration);
                     stats.rate.add(end.ts_ns, 1);
+                    if let Some(split) = &end.sched {
+                        let cpu = split.cpu_ns.saturating_sub(end.overhead_ns);
+                        stats.split_cpu_ns += cpu;
+                        stats.split_ns += cpu + split.runnable_ns + split.blocked_ns;
+                    }
                 }
                 self.calls += 1;
                 self.seen_span(end.pid, end.tid, end.goroutine, &end.thread_name, end.ts_ns);
@@ -145,6 +155,7 @@ impl Aggregates {
                     self_ns,
                     status: end.status,
                     overhead_ns: end.overhead_ns,
+                    sched: end.sched,
                 };
                 self.recent.push_front(call);
                 self.recent_version += 1;
@@ -253,6 +264,7 @@ impl Aggregates {
                     p95_ns: p95.unwrap_or(0),
                     p99_ns: p99.unwrap_or(0),
                     max_ns: s.histogram.max(),
+                    cpu_share: (s.split_ns > 0).then(|| s.split_cpu_ns as f64 / s.split_ns as f64),
                 }
             })
             .collect()
@@ -339,7 +351,7 @@ impl Aggregates {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::trace::{SpanEnd, SpanStart};
+    use crate::trace::{SchedCounters, SpanEnd, SpanStart};
 
     fn name(s: &str) -> ThreadName {
         ThreadName::from(s)
@@ -383,7 +395,41 @@ mod tests {
             overhead_ns: 0,
             overhead_outside_ns: 0,
             goroutine: None,
+            sched: None,
         })
+    }
+
+    #[test]
+    fn a_functions_cpu_share_is_over_its_calls_with_a_split() {
+        let mut a = Aggregates::new(1);
+        let with_split = |span_id, cpu_ns, blocked_ns, overhead_ns| {
+            let SpanEvent::End(mut e) = end(span_id, None, 7, 0, 0, 1000, SpanStatus::Ok) else {
+                unreachable!()
+            };
+            e.overhead_ns = overhead_ns;
+            e.sched = Some(crate::trace::SchedSplit {
+                cpu_ns,
+                runnable_ns: 1000 - cpu_ns - blocked_ns,
+                blocked_ns,
+                blocked_in: None,
+            });
+            SpanEvent::End(e)
+        };
+        for ev in [
+            start(1, None, 7, 0, 0),
+            with_split(1, 300, 600, 100),
+            start(2, None, 7, 0, 0),
+            // No split: not counted in the share.
+            end(2, None, 7, 0, 0, 1000, SpanStatus::Ok),
+            start(3, None, 7, 0, 0),
+            with_split(3, 700, 0, 0),
+        ] {
+            a.apply(&ev);
+        }
+        let rows = a.function_rows(1000, 0);
+        // (300 - 100 probe) + 700 on a CPU of 1900 shown.
+        let share = rows[0].cpu_share.unwrap();
+        assert!((share - 900.0 / 1900.0).abs() < 1e-9, "{share}");
     }
 
     #[test]
@@ -574,6 +620,7 @@ mod tests {
                     sp: 0x7000,
                     thread_name: name("open"),
                     goroutine: None,
+                    sched: SchedCounters::NONE,
                 },
                 &mut out,
             );
@@ -594,6 +641,7 @@ mod tests {
             }),
             SpanEvent::End(e) => SpanEvent::End(SpanEnd {
                 goroutine: Some(goid),
+                sched: None,
                 ..e
             }),
         };
@@ -615,6 +663,7 @@ mod tests {
                 sp: 0x7000,
                 thread_name: name("worker"),
                 goroutine: Some(5),
+                sched: SchedCounters::NONE,
             },
             &mut out,
         );

@@ -171,6 +171,9 @@ pub struct FinishedCall {
     pub status: SpanStatus,
     /// ferret's probe time inside it (0 when uncorrected).
     pub overhead_ns: u64,
+    /// Where its time went, as measured (probe time inside `cpu_ns`), if
+    /// known.
+    pub sched: Option<crate::trace::SchedSplit>,
 }
 
 impl FinishedCall {
@@ -211,6 +214,9 @@ pub struct FunctionRow {
     pub p99_ns: u64,
     /// Longest call (exact).
     pub max_ns: u64,
+    /// The share of its calls' time spent on a CPU (0 to 1), over the calls
+    /// whose split is known; `None` if none is.
+    pub cpu_share: Option<f64>,
 }
 
 /// The three contract metrics of one sample, for the sparklines.

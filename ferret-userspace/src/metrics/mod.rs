@@ -16,7 +16,7 @@ mod procfs;
 
 use std::collections::HashMap;
 
-pub use procfs::{ProcIo, ProcStatus, parse_io, parse_status};
+pub use procfs::{ProcIo, ProcStatus, parse_io, parse_schedstat, parse_status};
 
 use crate::sink::{MetricSample, metric};
 use perf::{PerfCounters, PerfEvent};
@@ -154,6 +154,7 @@ struct Totals {
     majflt: u64,
     voluntary: u64,
     involuntary: u64,
+    run_wait_ns: u64,
     rchar: Option<u64>,
     wchar: Option<u64>,
     read_bytes: Option<u64>,
@@ -172,6 +173,10 @@ pub struct Sampler {
     switches: HashMap<u32, (u64, u64)>,
     /// Accumulated switch deltas over every thread ever seen.
     switch_totals: (u64, u64),
+    /// Per-thread run-queue wait (schedstat, ns) at the last sample.
+    waits: HashMap<u32, u64>,
+    /// Accumulated run-queue wait deltas over every thread ever seen.
+    wait_total: u64,
     perf: Option<PerfCounters>,
     unavailable: u32,
 }
@@ -210,6 +215,8 @@ impl Sampler {
             previous: None,
             switches: HashMap::new(),
             switch_totals: (0, 0),
+            waits: HashMap::new(),
+            wait_total: 0,
             perf: None,
             unavailable,
         }
@@ -256,6 +263,20 @@ impl Sampler {
             }
         }
         self.switches = seen;
+        // The run-queue wait per thread (`schedstat`), summed as deltas so
+        // threads that come and go count what they waited.
+        let mut waits = HashMap::with_capacity(tids.len());
+        for &tid in &tids {
+            if let Ok(text) =
+                std::fs::read_to_string(format!("/proc/{}/task/{tid}/schedstat", self.pid))
+                && let Ok(wait) = parse_schedstat(&text)
+            {
+                let before = self.waits.get(&tid).copied().unwrap_or(0);
+                self.wait_total += wait.saturating_sub(before);
+                waits.insert(tid, wait);
+            }
+        }
+        self.waits = waits;
         let io = std::fs::read_to_string(format!("/proc/{}/io", self.pid))
             .ok()
             .and_then(|t| parse_io(&t).ok());
@@ -272,6 +293,7 @@ impl Sampler {
             majflt: stat.majflt,
             voluntary: self.switch_totals.0,
             involuntary: self.switch_totals.1,
+            run_wait_ns: self.wait_total,
             rchar: io.map(|i| i.rchar),
             wchar: io.map(|i| i.wchar),
             read_bytes: io.map(|i| i.read_bytes),
@@ -337,6 +359,11 @@ impl Sampler {
             extra[metric::MAJOR_FAULTS] = rate(now.majflt, before.majflt);
             extra[metric::VOLUNTARY_SWITCHES] = rate(now.voluntary, before.voluntary);
             extra[metric::INVOLUNTARY_SWITCHES] = rate(now.involuntary, before.involuntary);
+            // ns waited per second: 1e9 is one thread waiting all along.
+            extra[metric::RUN_QUEUE_WAIT] = (now.run_wait_ns > 0)
+                .then(|| rate(now.run_wait_ns, before.run_wait_ns))
+                .flatten()
+                .map(|ns_per_s| ns_per_s / 1e7);
             extra[metric::READ] = opt_rate(now.rchar, before.rchar);
             extra[metric::WRITE] = opt_rate(now.wchar, before.wchar);
             extra[metric::DISK_READ] = opt_rate(now.read_bytes, before.read_bytes);

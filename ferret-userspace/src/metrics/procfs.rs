@@ -78,6 +78,16 @@ pub fn parse_status(text: &str) -> Result<ProcStatus, MetricsError> {
 }
 
 /// Parses `/proc/PID/io`.
+pub fn parse_schedstat(text: &str) -> Result<u64, MetricsError> {
+    text.split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| MetricsError::Parse {
+            reason: format!("schedstat: {text:?} has no run-queue wait"),
+        })
+}
+
+/// Parse the contents of `/proc/PID/io`.
 pub fn parse_io(text: &str) -> Result<ProcIo, MetricsError> {
     let [rchar, wchar, read_bytes, write_bytes] =
         fields(text, ["rchar", "wchar", "read_bytes", "write_bytes"], "io")?;
@@ -129,5 +139,12 @@ mod tests {
         assert!(parse_status("Name:\tx\n").is_err());
         assert!(parse_io("rchar: many\nwchar: 1\nread_bytes: 1\nwrite_bytes: 1\n").is_err());
         assert!(parse_io("").is_err());
+    }
+
+    #[test]
+    fn schedstat_gives_the_run_queue_wait() {
+        assert_eq!(parse_schedstat("123456 7890 12\n").unwrap(), 7890);
+        assert!(parse_schedstat("123456\n").is_err());
+        assert!(parse_schedstat("").is_err());
     }
 }

@@ -322,6 +322,7 @@ pub(crate) mod tests {
                 overhead_ns: 0,
                 overhead_outside_ns: 0,
                 goroutine: None,
+                sched: None,
             }));
             self
         }

@@ -96,11 +96,15 @@ pub fn member_offset(data: &[u8], name: &str, member: &str) -> Result<u32, BtfEr
     )))
 }
 
-/// Byte offset of `task_struct.tgid` in the running kernel.
-pub fn task_tgid_offset() -> Result<u32, BtfError> {
+/// Byte offsets of `task_struct.tgid` and `task_struct.pid` (the thread
+/// id) in the running kernel.
+pub fn task_offsets() -> Result<(u32, u32), BtfError> {
     const PATH: &str = "/sys/kernel/btf/vmlinux";
     let data = std::fs::read(PATH).map_err(|source| BtfError::Io { path: PATH, source })?;
-    member_offset(&data, "task_struct", "tgid")
+    Ok((
+        member_offset(&data, "task_struct", "tgid")?,
+        member_offset(&data, "task_struct", "pid")?,
+    ))
 }
 
 #[cfg(test)]
@@ -175,7 +179,8 @@ mod tests {
     #[test]
     fn running_kernel_has_task_struct_tgid() {
         // /sys/kernel/btf/vmlinux exists on every kernel ferret supports.
-        let offset = task_tgid_offset().unwrap();
+        let (offset, pid_offset) = task_offsets().unwrap();
+        assert_eq!(pid_offset + 4, offset, "pid comes just before tgid");
         assert!(offset > 0 && offset < 16384, "{offset}");
     }
 }

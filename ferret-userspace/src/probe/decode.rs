@@ -12,7 +12,7 @@ use std::collections::HashMap;
 
 use ferret_common::{COMM_LEN, ProbeEvent, kind};
 
-use crate::trace::{RawEvent, RawKind, ThreadName};
+use crate::trace::{BlockedIn, RawEvent, RawKind, SchedCounters, ThreadName};
 
 /// Where a goroutine's stack starts in the positions Go events carry as
 /// their `sp`: `GOROUTINE_STACK_TOP - (g.stack.hi - sp)`. The Go runtime
@@ -53,6 +53,7 @@ impl Decoder {
                 sp: 0,
                 thread_name: ThreadName::default(),
                 goroutine: None,
+                sched: SchedCounters::NONE,
             },
             named: None,
             malformed: 0,
@@ -100,12 +101,21 @@ impl Decoder {
                 },
                 0,
             ),
+            kind::BLOCKED => (
+                RawKind::Blocked {
+                    ns: event.cookie,
+                    syscall: BlockedIn(event.syscall),
+                },
+                0,
+            ),
             _ => {
                 self.malformed += 1;
                 return None;
             }
         };
-        if self.named != Some((event.tid, event.comm)) {
+        // A BLOCKED record comes from the scheduler, in another task's
+        // context: its `comm` is not the thread's, and the name stays.
+        if event.kind != kind::BLOCKED && self.named != Some((event.tid, event.comm)) {
             self.event.thread_name = self.name(event.tid, &event.comm);
             self.named = Some((event.tid, event.comm));
         }
@@ -118,7 +128,18 @@ impl Decoder {
         out.ts_ns = event.ts_ns;
         out.pid = event.pid;
         out.tid = event.tid;
-        out.function = event.function_id();
+        out.function = if event.kind == kind::BLOCKED {
+            0
+        } else {
+            event.function_id()
+        };
+        out.sched = SchedCounters {
+            cpu_ns: event.cpu_ns,
+            runnable_ns: event.runnable_ns,
+            blocked_ns: event.blocked_ns,
+            epoch: event.sched_epoch,
+            lost: event.sched_lost,
+        };
         // A Go probe that read no goroutine (a system stack's `g0` has id 0,
         // or `g` was unreadable) is an ordinary thread's event.
         if event.goid != 0 && event.is_go() {
@@ -163,12 +184,60 @@ mod tests {
             sp,
             ip: 0,
             goid: 0,
+            cpu_ns: 0,
+            runnable_ns: 0,
+            blocked_ns: 0,
+            sched_epoch: 0,
             kind,
             pid: 10,
             tid: 11,
             go_stack_depth: 0,
+            sched_lost: 0,
+            syscall: 0,
             comm: name,
         }
+    }
+
+    #[test]
+    fn events_carry_the_threads_counters_and_a_blocked_record_keeps_the_name() {
+        let mut d = Decoder::new();
+        let mut entry = event(kind::ENTRY, 2, 0x7ff0, b"worker");
+        (entry.cpu_ns, entry.runnable_ns, entry.blocked_ns) = (5, 6, 7);
+        (entry.sched_epoch, entry.sched_lost) = (99, 1);
+        let raw = d.decode(&entry).unwrap();
+        assert_eq!(
+            raw.sched,
+            SchedCounters {
+                cpu_ns: 5,
+                runnable_ns: 6,
+                blocked_ns: 7,
+                epoch: 99,
+                lost: 1
+            }
+        );
+        // Emitted from the scheduler in another task's context: no comm.
+        let mut blocked = event(kind::BLOCKED, 0, 0, b"");
+        blocked.cookie = 300_000_000;
+        blocked.syscall = 202;
+        let raw = d.decode(&blocked).unwrap();
+        assert_eq!(
+            raw.kind,
+            RawKind::Blocked {
+                ns: 300_000_000,
+                syscall: BlockedIn(202)
+            }
+        );
+        assert_eq!(&*raw.thread_name, "worker");
+        assert_eq!(BlockedIn(202).name(), "futex");
+        assert_eq!(
+            BlockedIn::from_name("clock_nanosleep"),
+            Some(BlockedIn(230))
+        );
+        assert_eq!(BlockedIn::NOT_A_SYSCALL.name(), "fault");
+        assert_eq!(
+            BlockedIn::from_name("fault"),
+            Some(BlockedIn::NOT_A_SYSCALL)
+        );
     }
 
     #[test]

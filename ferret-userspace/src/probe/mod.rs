@@ -29,7 +29,8 @@ use aya::{
 };
 use ferret_common::{
     CONFIG_MAP, DEFAULT_RING_BYTES, EVENTS_MAP, EXEC_PROGRAM, FORK_PROGRAM, LOST_MAP,
-    PROBE_PROGRAM, PROBE_RET_PROGRAM, TARGETS_MAP, THREAD_EXIT_PROGRAM, config, go_cookie, kind,
+    PROBE_PROGRAM, PROBE_RET_PROGRAM, SCHED_MAP, SCHED_SWITCH_PROGRAM, SCHED_WAKEUP_PROGRAM,
+    SchedState, TARGETS_MAP, THREAD_EXIT_PROGRAM, config, go_cookie, kind,
 };
 
 /// The eBPF object built by `build.rs` from `ferret-ebpf`.
@@ -194,12 +195,14 @@ impl Engine {
     /// Writes the settings the kernel side reads: where `task_struct.tgid`
     /// is (from the kernel's BTF) and whether forked children are traced.
     pub fn configure(&mut self, follow_forks: bool) -> Result<(), ProbeError> {
-        let offset = match btf::task_tgid_offset() {
-            Ok(offset) => offset,
+        let (tgid, pid) = match btf::task_offsets() {
+            Ok(offsets) => offsets,
             Err(e) if follow_forks => return Err(ProbeError::NoBtf(e)),
-            Err(_) => 0,
+            Err(_) => (0, 0),
         };
-        self.set(config::TASK_TGID_OFFSET, offset)?;
+        self.set(config::TASK_TGID_OFFSET, tgid)?;
+        // 0 (no BTF): the scheduler programs do nothing, splits are null.
+        self.set(config::TASK_PID_OFFSET, pid)?;
         self.set(config::FOLLOW_FORKS, u32::from(follow_forks))?;
         self.set(config::GENERATION, self.generation)
     }
@@ -244,6 +247,47 @@ impl Engine {
             })?;
         }
         Ok(())
+    }
+
+    /// Attaches the scheduler tracepoints that keep traced threads' CPU,
+    /// runnable and blocked time (see [`ferret_common::SchedState`]). For
+    /// every other thread of the machine they cost a map lookup per
+    /// context switch and wakeup. On failure the session goes on without
+    /// the split (every span's is null).
+    pub fn attach_sched(&mut self) -> Result<(), ProbeError> {
+        for (name, tracepoint) in [
+            (SCHED_WAKEUP_PROGRAM, "sched_wakeup"),
+            (SCHED_SWITCH_PROGRAM, "sched_switch"),
+        ] {
+            let program: &mut RawTracePoint = self
+                .ebpf
+                .program_mut(name)
+                .expect("program in object")
+                .try_into()
+                .map_err(|e| program_err(name, e))?;
+            program.load().map_err(|e| program_err(name, e))?;
+            program.attach(tracepoint).map_err(|e| ProbeError::Attach {
+                what: format!("raw tracepoint {tracepoint}"),
+                source: e.into(),
+            })?;
+        }
+        self.keep_sched_counters()
+    }
+
+    /// Makes the probes keep and send their thread's scheduler counters.
+    /// [`Self::attach_sched`] does it once the tracepoints that keep them
+    /// right are attached; the calibration does it alone, so the probes it
+    /// times do the same work as a session's.
+    pub fn keep_sched_counters(&mut self) -> Result<(), ProbeError> {
+        self.set(config::SCHED_ON, 1)
+    }
+
+    /// The scheduler state the kernel keeps for thread `tid` right now, if
+    /// it has any (it hit a probe and has not exited).
+    pub fn sched_state(&self, tid: u32) -> Option<SchedState> {
+        let map = self.ebpf.map(SCHED_MAP)?;
+        let states: BpfHashMap<_, u32, SchedState> = BpfHashMap::try_from(map).ok()?;
+        states.get(&tid, 0).ok()
     }
 
     /// Attaches entry and exit probes for `points`; the cookie of point `i`
@@ -424,7 +468,13 @@ impl Engine {
                 let _ = program.unload();
             }
         }
-        for name in [THREAD_EXIT_PROGRAM, EXEC_PROGRAM, FORK_PROGRAM] {
+        for name in [
+            THREAD_EXIT_PROGRAM,
+            EXEC_PROGRAM,
+            FORK_PROGRAM,
+            SCHED_SWITCH_PROGRAM,
+            SCHED_WAKEUP_PROGRAM,
+        ] {
             if let Some(Ok(program)) = self
                 .ebpf
                 .program_mut(name)

@@ -197,6 +197,13 @@ impl Prepared {
             let pidfd = target::pidfd_open(pid)?;
             engine.add_target(pid)?;
             engine.attach_process_events()?;
+            if let Err(e) = engine.attach_sched() {
+                eprintln!(
+                    "ferret: warning: {:#}; calls are shown without their CPU / runnable / \
+                     blocked split",
+                    anyhow::Error::from(e)
+                );
+            }
             // Following forks, the links cannot name one pid: the kernel-side
             // target set (which the fork hook extends) does the filtering.
             let link_pid = if self.follow_forks { 0 } else { pid };

@@ -12,7 +12,7 @@ use crate::{
     clock::monotonic_ns,
     probe::decode::Decoder,
     stall::{StallNews, Watchdog},
-    trace::{RawEvent, RawKind, Reconstructor, SpanEvent, ThreadName},
+    trace::{RawEvent, RawKind, Reconstructor, SchedCounters, SpanEvent, ThreadName},
 };
 
 /// Ring-buffer records to span events.
@@ -71,7 +71,11 @@ impl Pipeline {
             RawKind::Fork { parent } => self
                 .notices
                 .push(format!("following pid {} (forked by {parent})", event.pid)),
-            RawKind::Entry | RawKind::Exit | RawKind::GoUnwind | RawKind::ThreadExit => {}
+            RawKind::Entry
+            | RawKind::Exit
+            | RawKind::GoUnwind
+            | RawKind::ThreadExit
+            | RawKind::Blocked { .. } => {}
         }
         self.reconstructor.push(event, &mut self.spans);
     }
@@ -134,6 +138,7 @@ impl Pipeline {
                 sp: 0,
                 thread_name,
                 goroutine: None,
+                sched: SchedCounters::NONE,
             };
             self.reconstructor.push(&exit, &mut self.spans);
         }
@@ -169,6 +174,7 @@ mod tests {
             goid: 0,
             go_stack_depth: 0,
             comm: [b'x'; COMM_LEN],
+            ..ProbeEvent::default()
         };
         // SAFETY: ProbeEvent is plain integers without padding.
         unsafe {

@@ -198,6 +198,15 @@ pub mod col {
     /// same place), unique in the file; a deadlocked thread and a lock
     /// holder are groups of their own.
     pub const STALL_GROUP: &str = "stall_group";
+    /// SPAN_END: the span's time on a CPU (probe time included); null when
+    /// unknown.
+    pub const CPU_NS: &str = "cpu_ns";
+    /// SPAN_END: the span's time ready but waiting for a CPU.
+    pub const RUNNABLE_NS: &str = "runnable_ns";
+    /// SPAN_END: the span's time blocked.
+    pub const BLOCKED_NS: &str = "blocked_ns";
+    /// SPAN_END: the system call most of the blocked time was spent in.
+    pub const BLOCKED_IN: &str = "blocked_in";
 }
 
 /// The METRIC columns beyond the contract's (docs/CONTRACTS.md) `cpu_percent`, `rss_bytes` and
@@ -279,6 +288,7 @@ pub mod metric {
         TASK_CLOCK = "task_clock_percent", "task clock", Percent;
         PERF_SWITCHES = "perf_ctx_switches_per_s", "perf switches/s", PerS;
         PERF_FAULTS = "perf_page_faults_per_s", "perf faults/s", PerS;
+        RUN_QUEUE_WAIT = "run_queue_wait_percent", "run-queue wait", Percent;
     }
 }
 
@@ -324,6 +334,10 @@ static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     fields.push(Field::new(col::OVERHEAD_OUTSIDE_NS, DataType::Int64, true));
     fields.push(Field::new(col::GOROUTINE, DataType::Int64, true));
     fields.push(Field::new(col::STALL_GROUP, DataType::Int64, true));
+    fields.push(Field::new(col::CPU_NS, DataType::Int64, true));
+    fields.push(Field::new(col::RUNNABLE_NS, DataType::Int64, true));
+    fields.push(Field::new(col::BLOCKED_NS, DataType::Int64, true));
+    fields.push(Field::new(col::BLOCKED_IN, DataType::Utf8, true));
     Arc::new(Schema::new(fields))
 });
 

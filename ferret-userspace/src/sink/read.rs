@@ -72,6 +72,14 @@ pub struct Row {
     pub goroutine: Option<i64>,
     /// STALL: the group of stalls the row belongs to.
     pub stall_group: Option<i64>,
+    /// SPAN_END: time on a CPU.
+    pub cpu_ns: Option<i64>,
+    /// SPAN_END: time ready, waiting for a CPU.
+    pub runnable_ns: Option<i64>,
+    /// SPAN_END: time blocked.
+    pub blocked_ns: Option<i64>,
+    /// SPAN_END: the system call most blocked time was spent in.
+    pub blocked_in: Option<String>,
 }
 
 /// Runs one step of the Parquet reader, turning a panic inside it into an
@@ -182,6 +190,10 @@ struct Batch {
     overhead_outside_ns: Option<PrimitiveArray<Int64Type>>,
     goroutine: Option<PrimitiveArray<Int64Type>>,
     stall_group: Option<PrimitiveArray<Int64Type>>,
+    cpu_ns: Option<PrimitiveArray<Int64Type>>,
+    runnable_ns: Option<PrimitiveArray<Int64Type>>,
+    blocked_ns: Option<PrimitiveArray<Int64Type>>,
+    blocked_in: Option<StringArray>,
 }
 
 impl Batch {
@@ -251,6 +263,10 @@ impl Batch {
             overhead_outside_ns: i64s(col::OVERHEAD_OUTSIDE_NS)?,
             goroutine: i64s(col::GOROUTINE)?,
             stall_group: i64s(col::STALL_GROUP)?,
+            cpu_ns: i64s(col::CPU_NS)?,
+            runnable_ns: i64s(col::RUNNABLE_NS)?,
+            blocked_ns: i64s(col::BLOCKED_NS)?,
+            blocked_in: string(col::BLOCKED_IN)?,
         })
     }
 
@@ -282,6 +298,10 @@ impl Batch {
                 overhead_outside_ns: prim_at(self.overhead_outside_ns.as_ref(), i),
                 goroutine: prim_at(self.goroutine.as_ref(), i),
                 stall_group: prim_at(self.stall_group.as_ref(), i),
+                cpu_ns: prim_at(self.cpu_ns.as_ref(), i),
+                runnable_ns: prim_at(self.runnable_ns.as_ref(), i),
+                blocked_ns: prim_at(self.blocked_ns.as_ref(), i),
+                blocked_in: string_at(self.blocked_in.as_ref(), i),
             });
         }
     }

@@ -9,7 +9,9 @@ use parquet::basic::{LogicalType, Type as PhysicalType};
 use parquet::file::reader::{FileReader, SerializedFileReader};
 
 use super::*;
-use crate::trace::{FunctionInfo, SpanEnd, SpanEvent, SpanStart, SpanStatus, ThreadName};
+use crate::trace::{
+    BlockedIn, FunctionInfo, SchedSplit, SpanEnd, SpanEvent, SpanStart, SpanStatus, ThreadName,
+};
 
 /// `CLOCK_REALTIME` − `CLOCK_MONOTONIC` of the synthetic recordings.
 const OFFSET: i64 = 1_700_000_000_000_000_000;
@@ -73,6 +75,7 @@ fn end(
         overhead_ns: 0,
         overhead_outside_ns: 0,
         goroutine: None,
+        sched: None,
     })
 }
 
@@ -103,6 +106,10 @@ fn row(kind: &str, ts_ns: i64, pid: i32) -> Row {
         overhead_outside_ns: None,
         goroutine: None,
         stall_group: None,
+        cpu_ns: None,
+        runnable_ns: None,
+        blocked_ns: None,
+        blocked_in: None,
     }
 }
 
@@ -148,6 +155,47 @@ fn a_goroutine_round_trips_on_both_span_rows_and_is_null_elsewhere() {
         .map(|r| r.goroutine)
         .collect();
     assert_eq!(goroutines, [Some(4242), None, Some(4242)]);
+}
+
+#[test]
+fn a_spans_split_round_trips_and_is_null_where_unknown() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("split.parquet");
+    let mut w = RecordingWriter::create(&path, functions(), meta()).unwrap();
+    let mut known = end(1, None, 0, 0, 100, 1000, SpanStatus::Ok);
+    let mut no_block = end(2, None, 0, 1, 100, 1000, SpanStatus::Ok);
+    if let (SpanEvent::End(a), SpanEvent::End(b)) = (&mut known, &mut no_block) {
+        a.sched = Some(SchedSplit {
+            cpu_ns: 300,
+            runnable_ns: 100,
+            blocked_ns: 500,
+            blocked_in: Some(BlockedIn(202)),
+        });
+        b.sched = Some(SchedSplit {
+            cpu_ns: 900,
+            ..SchedSplit::default()
+        });
+    }
+    w.write_span(&start(1, None, 0, 0, 100)).unwrap();
+    w.write_span(&known).unwrap();
+    w.write_span(&no_block).unwrap();
+    w.write_span(&end(3, None, 0, 0, 100, 1000, SpanStatus::Open))
+        .unwrap();
+    w.finish(0, &[]).unwrap();
+    let split: Vec<_> = read_all(&path)
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.cpu_ns, r.runnable_ns, r.blocked_ns, r.blocked_in))
+        .collect();
+    assert_eq!(
+        split,
+        [
+            (None, None, None, None),
+            (Some(300), Some(100), Some(500), Some("futex".to_owned())),
+            (Some(900), Some(0), Some(0), None),
+            (None, None, None, None),
+        ]
+    );
 }
 
 fn row_groups(path: &Path) -> Vec<i64> {
@@ -265,6 +313,7 @@ fn file_types_follow_the_contract() {
         col::STATUS,
         col::STACK,
         col::WAIT,
+        col::BLOCKED_IN,
     ];
     let i64s = [
         col::TS_NS,
@@ -277,13 +326,16 @@ fn file_types_follow_the_contract() {
         col::OVERHEAD_OUTSIDE_NS,
         col::GOROUTINE,
         col::STALL_GROUP,
+        col::CPU_NS,
+        col::RUNNABLE_NS,
+        col::BLOCKED_NS,
     ];
     let i32s = [col::PID, col::TID, col::DEPTH, col::THREADS];
     let required = [col::KIND, col::TS_NS, col::TIME, col::PID];
 
     // The Arrow schema handed to readers.
     let schema = schema();
-    assert_eq!(schema.fields().len(), 23 + super::metric::COUNT);
+    assert_eq!(schema.fields().len(), 27 + super::metric::COUNT);
     for field in schema.fields() {
         let name = field.name().as_str();
         let extra = super::metric::DEFS.iter().find(|d| d.column == name);
@@ -740,6 +792,7 @@ mod any {
                         overhead_ns,
                         overhead_outside_ns,
                         goroutine: None,
+                        sched: None,
                     })
                 }
             ).boxed(),
@@ -750,7 +803,7 @@ mod any {
                 metric_value(),
                 prop::option::of(u64_value()),
                 prop::option::of(u32_value()),
-                prop::array::uniform20(metric_value()),
+                prop::array::uniform21(metric_value()),
             )
                 .prop_map(|(ts_ns, pid, name, cpu, rss, threads, extra)| {
                     Op::Metric(Box::new(MetricSample {

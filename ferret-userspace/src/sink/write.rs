@@ -2,6 +2,7 @@
 //! buffers; a batch at a time they are encoded ([`super::encode`]) into the
 //! open row group, and row groups close by size or age.
 
+use std::borrow::Cow;
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::OpenOptionsExt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -22,7 +23,7 @@ use super::{
     ROW_GROUP_MAX_AGE, ROW_GROUP_MAX_ROWS, ROW_GROUP_ROWS, RecordingMeta, SinkError, col, meta_key,
     schema,
 };
-use crate::trace::{FunctionInfo, SpanEvent, SpanStatus};
+use crate::trace::{BlockedIn, FunctionInfo, SpanEvent, SpanStatus};
 
 /// Writes the event log of one recording to a Parquet file.
 ///
@@ -225,6 +226,16 @@ impl RecordingWriter {
                 .push(row, e.overhead_outside_ns as i64);
             c.status
                 .push_slot(row, status_slot(e.status), e.status.as_str());
+            if let Some(split) = &e.sched {
+                c.cpu_ns.push(row, split.cpu_ns as i64);
+                c.runnable_ns.push(row, split.runnable_ns as i64);
+                c.blocked_ns.push(row, split.blocked_ns as i64);
+                match split.blocked_in.map(BlockedIn::name) {
+                    Some(Cow::Borrowed(name)) => c.blocked_in.push_interned(row, name),
+                    Some(Cow::Owned(name)) => c.blocked_in.push(row, &name),
+                    None => {}
+                }
+            }
         }
         self.row_added()
     }
@@ -566,6 +577,10 @@ struct Columns {
     overhead_outside_ns: IntColumn<i64>,
     goroutine: IntColumn<i64>,
     stall_group: IntColumn<i64>,
+    cpu_ns: IntColumn<i64>,
+    runnable_ns: IntColumn<i64>,
+    blocked_ns: IntColumn<i64>,
+    blocked_in: StrColumn,
 }
 
 /// A column of one of [`super::metric::DEFS`]: INT64 or DOUBLE by unit.
@@ -638,6 +653,10 @@ impl Columns {
             overhead_outside_ns: int64(col::OVERHEAD_OUTSIDE_NS, rows),
             goroutine: int64(col::GOROUTINE, 0),
             stall_group: int64(col::STALL_GROUP, 0),
+            cpu_ns: int64(col::CPU_NS, rows),
+            runnable_ns: int64(col::RUNNABLE_NS, rows),
+            blocked_ns: int64(col::BLOCKED_NS, rows),
+            blocked_in: string(col::BLOCKED_IN, 0),
         }
     }
 
@@ -669,6 +688,10 @@ impl Columns {
         columns.push(&mut self.overhead_outside_ns);
         columns.push(&mut self.goroutine);
         columns.push(&mut self.stall_group);
+        columns.push(&mut self.cpu_ns);
+        columns.push(&mut self.runnable_ns);
+        columns.push(&mut self.blocked_ns);
+        columns.push(&mut self.blocked_in);
         debug_assert_eq!(columns.len(), schema().fields().len());
         columns
     }

@@ -452,6 +452,8 @@ mod tests {
             thread_name: ThreadName::from("worker"),
             before_attach: false,
             overhead_ns: 0,
+            sched: crate::trace::SchedCounters::NONE,
+            blocked: Vec::new(),
         }
     }
 

@@ -134,6 +134,110 @@ pub enum RawKind {
         /// The parent's pid.
         parent: u32,
     },
+    /// Thread `tid` is back on a CPU after being blocked for `ns` in
+    /// system call `syscall` (see [`BlockedIn`]); the event's
+    /// [`RawEvent::sched`] counters include that time.
+    Blocked {
+        /// How long it was blocked, up to its wakeup.
+        ns: u64,
+        /// What it was blocked in.
+        syscall: BlockedIn,
+    },
+}
+
+/// What a thread was blocked in: an x86-64 system call number, or
+/// [`BlockedIn::NOT_A_SYSCALL`] (a page fault, a stop).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BlockedIn(pub u32);
+
+impl BlockedIn {
+    /// Blocked outside a system call.
+    pub const NOT_A_SYSCALL: Self = Self(ferret_common::NO_SYSCALL);
+
+    /// The name stored in the `blocked_in` column: the system call's name
+    /// (`futex`, `read`, `clock_nanosleep`…), `fault` outside one, or
+    /// `syscall_N` for a number without a name.
+    pub fn name(self) -> std::borrow::Cow<'static, str> {
+        if self == Self::NOT_A_SYSCALL {
+            return "fault".into();
+        }
+        match syscalls::x86_64::Sysno::new(self.0 as usize) {
+            Some(sysno) => sysno.name().into(),
+            None => format!("syscall_{}", self.0).into(),
+        }
+    }
+
+    /// The inverse of [`Self::name`].
+    pub fn from_name(name: &str) -> Option<Self> {
+        if name == "fault" {
+            return Some(Self::NOT_A_SYSCALL);
+        }
+        if let Some(nr) = name.strip_prefix("syscall_") {
+            return nr.parse().ok().map(Self);
+        }
+        name.parse::<syscalls::x86_64::Sysno>()
+            .ok()
+            .map(|s| Self(s.id() as u32))
+    }
+}
+
+/// A thread's cumulative scheduler counters as an event carried them (see
+/// [`ferret_common::SchedState`]). Only differences between two events with
+/// the same `epoch` and `lost` mean anything.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SchedCounters {
+    /// Time on a CPU.
+    pub cpu_ns: u64,
+    /// Time ready, waiting for a CPU.
+    pub runnable_ns: u64,
+    /// Time blocked.
+    pub blocked_ns: u64,
+    /// When the counters started; 0: the event carries no counters.
+    pub epoch: u64,
+    /// Events of the thread lost so far.
+    pub lost: u32,
+}
+
+impl SchedCounters {
+    /// No counters (a Go probe, a synthetic event, a thread the kernel had
+    /// no room for).
+    pub const NONE: Self = Self {
+        cpu_ns: 0,
+        runnable_ns: 0,
+        blocked_ns: 0,
+        epoch: 0,
+        lost: 0,
+    };
+
+    /// The split of the interval from `self` (its start) to `end`; `None`
+    /// unless both carry counters of the same epoch with no event of the
+    /// thread lost in between: a split is null, never wrong.
+    pub fn until(&self, end: &Self) -> Option<(u64, u64, u64)> {
+        if self.epoch == 0 || self.epoch != end.epoch || self.lost != end.lost {
+            return None;
+        }
+        Some((
+            end.cpu_ns.checked_sub(self.cpu_ns)?,
+            end.runnable_ns.checked_sub(self.runnable_ns)?,
+            end.blocked_ns.checked_sub(self.blocked_ns)?,
+        ))
+    }
+}
+
+/// Where a span's time went: on a CPU, ready but waiting for one, blocked.
+/// `cpu_ns + runnable_ns + blocked_ns` is the span's measured duration; the
+/// probes' own time (`overhead_ns`) is inside `cpu_ns`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SchedSplit {
+    /// Time on a CPU.
+    pub cpu_ns: u64,
+    /// Time ready, waiting for a CPU.
+    pub runnable_ns: u64,
+    /// Time blocked.
+    pub blocked_ns: u64,
+    /// What most of the blocked time was spent in; `None` if the span never
+    /// blocked.
+    pub blocked_in: Option<BlockedIn>,
 }
 
 /// One decoded probe hit: plain values, no kernel types.
@@ -161,6 +265,9 @@ pub struct RawEvent {
     /// A Go program's goroutine (its `goid`) that made the call: its stack,
     /// not the thread's, holds the frame. `None` for other programs.
     pub goroutine: Option<u64>,
+    /// The thread's scheduler counters at `ts_ns` ([`SchedCounters::NONE`]
+    /// if the event carries none).
+    pub sched: SchedCounters,
 }
 
 /// How a span ended.
@@ -247,6 +354,9 @@ pub struct SpanEnd {
     pub overhead_outside_ns: u64,
     /// Same as the span's start.
     pub goroutine: Option<u64>,
+    /// Where the span's time went; `None` when unknown (events lost, a Go
+    /// program, a span adopted at attach or still open at the stop).
+    pub sched: Option<SchedSplit>,
 }
 
 impl SpanEnd {

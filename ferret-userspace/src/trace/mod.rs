@@ -9,7 +9,7 @@ mod event;
 mod reconstruct;
 
 pub use event::{
-    FunctionCost, FunctionInfo, RawEvent, RawKind, SpanEnd, SpanEvent, SpanStart, SpanStatus,
-    ThreadName,
+    BlockedIn, FunctionCost, FunctionInfo, RawEvent, RawKind, SchedCounters, SchedSplit, SpanEnd,
+    SpanEvent, SpanStart, SpanStatus, ThreadName,
 };
 pub use reconstruct::{OpenSpan, Reconstructor, StackKey, ThreadStack};

@@ -27,6 +27,14 @@
 //! `sp` means that frame was left without a return: a panic unwound it,
 //! and it ends as [`SpanStatus::Unwound`].
 //!
+//! Where a span's time went (on a CPU, runnable, blocked) is the difference
+//! between the thread's cumulative scheduler counters at its start and at
+//! its end, carried by the events (see [`SchedCounters::until`]: a split
+//! across lost events or restarted counters is null, never wrong). What
+//! the blocked time was spent in comes from [`RawKind::Blocked`] records,
+//! each charged to the thread's innermost open span and handed to the
+//! parent when that span ends, so every span holds its descendants' too.
+//!
 //! Memory is bounded by the open frames: a thread with nothing open is
 //! forgotten, and no history of ended spans is kept.
 
@@ -35,7 +43,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::event::{
-    FunctionCost, RawEvent, RawKind, SpanEnd, SpanEvent, SpanStart, SpanStatus, ThreadName,
+    BlockedIn, FunctionCost, RawEvent, RawKind, SchedCounters, SchedSplit, SpanEnd, SpanEvent,
+    SpanStart, SpanStatus, ThreadName,
 };
 
 /// How many emptied frame vectors are kept for reuse, so threads that keep
@@ -70,6 +79,13 @@ pub struct OpenSpan {
     /// ferret's probe time inside the span so far: the probes of its traced
     /// descendants that have ended (see [`FunctionCost`]).
     pub overhead_ns: u64,
+    /// The thread's scheduler counters at the span's start
+    /// ([`SchedCounters::NONE`]: unknown, so the span gets no split).
+    pub sched: SchedCounters,
+    /// Blocked time inside the span so far, by what it was blocked in: the
+    /// thread's blocked intervals while this was its innermost span, and its
+    /// ended children's.
+    pub blocked: Vec<(BlockedIn, u64)>,
 }
 
 /// Whose stack a frame is on: a thread's, or in a Go program a goroutine's.
@@ -192,9 +208,19 @@ impl Reconstructor {
             RawKind::ThreadExit => {
                 let key = StackKey::Thread(ev.tid);
                 if let Some(thread) = self.threads.remove(&(ev.pid, key)) {
-                    self.close_thread(ev.pid, key, thread, ev.ts_ns, SpanStatus::Unwound, out);
+                    let end = ev.sched;
+                    self.close_thread(
+                        ev.pid,
+                        key,
+                        thread,
+                        ev.ts_ns,
+                        SpanStatus::Unwound,
+                        &end,
+                        out,
+                    );
                 }
             }
+            RawKind::Blocked { ns, syscall } => self.blocked(ev, ns, syscall),
             RawKind::Exec => self.process_exit(ev.pid, ev.ts_ns, out),
             RawKind::GoUnwind => self.go_unwind(ev, out),
             // A forked child starts with a copy of its parent's stack, but
@@ -214,7 +240,8 @@ impl Reconstructor {
             .collect();
         for key in keys {
             if let Some(thread) = self.threads.remove(&(pid, key)) {
-                self.close_thread(pid, key, thread, ts_ns, SpanStatus::Unwound, out);
+                let none = SchedCounters::NONE;
+                self.close_thread(pid, key, thread, ts_ns, SpanStatus::Unwound, &none, out);
             }
         }
     }
@@ -226,7 +253,8 @@ impl Reconstructor {
     /// keep counting up.
     pub fn finish(&mut self, ts_ns: u64, out: &mut Vec<SpanEvent>) {
         for ((pid, key), thread) in std::mem::take(&mut self.threads) {
-            self.close_thread(pid, key, thread, ts_ns, SpanStatus::Open, out);
+            let none = SchedCounters::NONE;
+            self.close_thread(pid, key, thread, ts_ns, SpanStatus::Open, &none, out);
         }
     }
 
@@ -288,6 +316,18 @@ impl Reconstructor {
             })
     }
 
+    /// Thread `ev.tid` was blocked for `ns` in `syscall`: charged to its
+    /// innermost open span (which was open throughout: the thread ran
+    /// nothing while blocked).
+    fn blocked(&mut self, ev: &RawEvent, ns: u64, syscall: BlockedIn) {
+        let Some(thread) = self.threads.get_mut(&(ev.pid, StackKey::Thread(ev.tid))) else {
+            return;
+        };
+        if let Some(top) = thread.frames.last_mut() {
+            add_blocked(&mut top.blocked, syscall, ns);
+        }
+    }
+
     fn entry(&mut self, ev: &RawEvent, out: &mut Vec<SpanEvent>) {
         let spare = &mut self.spare;
         let thread = self
@@ -336,6 +376,12 @@ impl Reconstructor {
             thread_name: ev.thread_name,
             before_attach: false,
             overhead_ns: 0,
+            sched: if ev.goroutine.is_none() {
+                ev.sched
+            } else {
+                SchedCounters::NONE
+            },
+            blocked: Vec::new(),
         });
         self.open += 1;
     }
@@ -393,6 +439,7 @@ impl Reconstructor {
                         ev.goroutine,
                         ev.ts_ns,
                         SpanStatus::Unwound,
+                        &ev.sched,
                     ));
                     self.open -= 1;
                 }
@@ -404,6 +451,7 @@ impl Reconstructor {
                     ev.goroutine,
                     ev.ts_ns,
                     SpanStatus::Ok,
+                    &ev.sched,
                 ));
                 self.open -= 1;
             }
@@ -487,6 +535,8 @@ impl Reconstructor {
                 thread_name: *thread_name,
                 before_attach: true,
                 overhead_ns: 0,
+                sched: SchedCounters::NONE,
+                blocked: Vec::new(),
             });
         }
         let ids: Vec<u64> = adopted.iter().map(|a| a.span_id).collect();
@@ -532,6 +582,7 @@ impl Reconstructor {
                 key.1.goroutine(),
                 ts_ns,
                 SpanStatus::Unwound,
+                &SchedCounters::NONE,
             ));
             self.open -= 1;
         }
@@ -543,6 +594,7 @@ impl Reconstructor {
     }
 
     /// End all of a removed thread's (goroutine's) frames, innermost first.
+    #[expect(clippy::too_many_arguments, reason = "one end of a stack; private")]
     fn close_thread(
         &mut self,
         pid: u32,
@@ -550,6 +602,7 @@ impl Reconstructor {
         mut thread: ThreadState,
         ts_ns: u64,
         status: SpanStatus,
+        end: &SchedCounters,
         out: &mut Vec<SpanEvent>,
     ) {
         self.open -= thread.frames.len();
@@ -562,6 +615,7 @@ impl Reconstructor {
                 key.goroutine(),
                 ts_ns,
                 status,
+                end,
             ));
         }
         self.recycle(thread.frames);
@@ -599,6 +653,7 @@ fn retire_dead(
             ev.goroutine,
             ev.ts_ns,
             SpanStatus::Unwound,
+            &ev.sched,
         ));
         ended += 1;
     }
@@ -612,6 +667,13 @@ fn retire_dead(
 /// (`bias_ns`) plus its descendants' probes; its parent is charged all of
 /// its probes (`hit_ns`) plus the same descendants. A call left without an
 /// exit (unwound, or still open at the stop) had only its entry probe.
+///
+/// `end` holds the thread's scheduler counters at `ts_ns`, if known; the
+/// span's blocked time by system call goes to its parent.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the end of one span; one caller shape"
+)]
 fn end_top(
     frames: &mut Vec<OpenSpan>,
     costs: &[FunctionCost],
@@ -620,8 +682,26 @@ fn end_top(
     goroutine: Option<u64>,
     ts_ns: u64,
     status: SpanStatus,
+    end: &SchedCounters,
 ) -> SpanEvent {
-    let frame = frames.pop().expect("a frame to end");
+    let mut frame = frames.pop().expect("a frame to end");
+    let sched = frame
+        .sched
+        .until(end)
+        .map(|(cpu_ns, runnable_ns, blocked_ns)| SchedSplit {
+            cpu_ns,
+            runnable_ns,
+            blocked_ns,
+            blocked_in: (blocked_ns > 0)
+                .then(|| {
+                    frame
+                        .blocked
+                        .iter()
+                        .max_by_key(|&&(syscall, ns)| (ns, std::cmp::Reverse(syscall)))
+                        .map(|&(syscall, _)| syscall)
+                })
+                .flatten(),
+        });
     let cost = costs
         .get(frame.function as usize)
         .copied()
@@ -632,6 +712,9 @@ fn end_top(
     };
     if let Some(parent) = frames.last_mut() {
         parent.overhead_ns += charged + frame.overhead_ns;
+        for (syscall, ns) in frame.blocked.drain(..) {
+            add_blocked(&mut parent.blocked, syscall, ns);
+        }
     }
     SpanEvent::End(SpanEnd {
         span_id: frame.span_id,
@@ -647,7 +730,16 @@ fn end_top(
         overhead_ns: own + frame.overhead_ns,
         overhead_outside_ns: charged.saturating_sub(own),
         goroutine,
+        sched,
     })
+}
+
+/// Adds `ns` blocked in `syscall` to a span's tally.
+fn add_blocked(tally: &mut Vec<(BlockedIn, u64)>, syscall: BlockedIn, ns: u64) {
+    match tally.iter_mut().find(|(s, _)| *s == syscall) {
+        Some((_, total)) => *total += ns,
+        None => tally.push((syscall, ns)),
+    }
 }
 
 #[cfg(test)]
@@ -676,6 +768,7 @@ mod tests {
             sp,
             thread_name: name("main"),
             goroutine: None,
+            sched: SchedCounters::NONE,
         }
     }
 
@@ -1251,6 +1344,7 @@ mod tests {
                 sp,
                 thread_name: names[usize::from(t)],
                 goroutine: None,
+                sched: SchedCounters::NONE,
             });
         };
         let ret = |events: &mut Vec<RawEvent>,
@@ -1531,6 +1625,7 @@ mod tests {
     fn go_event(kind: RawKind, ts: u64, tid: u32, goid: u64, function: u32, sp: u64) -> RawEvent {
         RawEvent {
             goroutine: Some(goid),
+            sched: SchedCounters::NONE,
             ..raw(kind, ts, tid, function, sp)
         }
     }
@@ -1806,6 +1901,7 @@ mod tests {
                     tid: thread,
                     go_stack_depth: depth as u32,
                     comm,
+                    ..ProbeEvent::default()
                 });
             }
             fn call(&mut self, g: u8, gr: &mut Goroutine, function: u32, depth: u64) {
@@ -1958,5 +2054,329 @@ mod tests {
                 }
             }
         }
+    }
+
+    // ---- Where a span's time went: synthetic scheduler counter streams ----
+
+    /// One step of a simulated thread, as its scheduler sees it.
+    #[derive(Clone, Debug)]
+    enum SchedOp {
+        /// Enter a function.
+        Call(u32),
+        /// Return from the innermost.
+        Return,
+        /// Compute for this long.
+        Run(u64),
+        /// Preempted: wait this long for a CPU.
+        Preempt(u64),
+        /// Block this long in a system call (its blocked record is sent).
+        Block(u64, u32),
+        /// The next record of the thread finds no room in the ring buffer.
+        LoseNext,
+    }
+
+    fn sched_op() -> impl Strategy<Value = SchedOp> {
+        prop_oneof![
+            3 => (0u32..4).prop_map(SchedOp::Call),
+            3 => Just(SchedOp::Return),
+            3 => (1u64..1000).prop_map(SchedOp::Run),
+            2 => (1u64..1000).prop_map(SchedOp::Preempt),
+            2 => ((1u64..1000), prop::sample::select(vec![0u32, 35, 202, 232]))
+                .prop_map(|(ns, s)| SchedOp::Block(ns, s)),
+            1 => Just(SchedOp::LoseNext),
+        ]
+    }
+
+    /// A span the simulated thread really executed, with its true split.
+    #[derive(Debug)]
+    struct SchedTruth {
+        start_ns: u64,
+        end_ns: u64,
+        split: (u64, u64, u64),
+        blocked_in: Option<BlockedIn>,
+        /// A record of the thread was lost while it was open.
+        lossy: bool,
+    }
+
+    /// A frame of the simulation: when it began, the counters then, and
+    /// its blocked time by system call.
+    struct SchedSimFrame {
+        function: u32,
+        start_ns: u64,
+        at_start: (u64, u64, u64),
+        lost_at_start: u32,
+        blocked: Vec<(BlockedIn, u64)>,
+    }
+
+    /// Runs `ops` on one thread as the kernel side would report it: every
+    /// record carries the cumulative counters; a lost record is not
+    /// delivered and bumps the thread's lost count.
+    fn simulate_sched(ops: &[SchedOp], exits: bool) -> (Vec<RawEvent>, Vec<SchedTruth>) {
+        let (mut ts, mut cpu, mut runnable, mut blocked) = (1_000u64, 0u64, 0u64, 0u64);
+        let (mut lost, mut lose_next) = (0u32, false);
+        let mut stack: Vec<SchedSimFrame> = Vec::new();
+        let mut events = Vec::new();
+        let mut truth = Vec::new();
+        let mut send = |ev: RawEvent, lost: &mut u32, lose_next: &mut bool| {
+            if std::mem::take(lose_next) {
+                *lost += 1;
+            } else {
+                events.push(ev);
+            }
+        };
+        let counters = |cpu, runnable, blocked, lost| SchedCounters {
+            cpu_ns: cpu,
+            runnable_ns: runnable,
+            blocked_ns: blocked,
+            epoch: 7,
+            lost,
+        };
+        let finish = |f: &SchedSimFrame, ts, now: (u64, u64, u64), lost| SchedTruth {
+            start_ns: f.start_ns,
+            end_ns: ts,
+            split: (
+                now.0 - f.at_start.0,
+                now.1 - f.at_start.1,
+                now.2 - f.at_start.2,
+            ),
+            blocked_in: f
+                .blocked
+                .iter()
+                .max_by_key(|&&(s, ns)| (ns, std::cmp::Reverse(s)))
+                .map(|&(s, _)| s),
+            lossy: lost != f.lost_at_start,
+        };
+        for op in ops {
+            match *op {
+                SchedOp::Call(function) => {
+                    // Probes run on the CPU: a call's entry costs a little.
+                    ts += 3;
+                    cpu += 3;
+                    let sp = BASE_SP - 0x100 * stack.len() as u64;
+                    let mut ev = entry(ts, 1, function, sp);
+                    ev.sched = counters(cpu, runnable, blocked, lost);
+                    send(ev, &mut lost, &mut lose_next);
+                    stack.push(SchedSimFrame {
+                        function,
+                        start_ns: ts,
+                        at_start: (cpu, runnable, blocked),
+                        lost_at_start: lost,
+                        blocked: Vec::new(),
+                    });
+                }
+                SchedOp::Return => {
+                    let Some(mut f) = stack.pop() else { continue };
+                    ts += 2;
+                    cpu += 2;
+                    let sp = BASE_SP - 0x100 * stack.len() as u64;
+                    let mut ev = exit(ts, 1, f.function, sp);
+                    ev.sched = counters(cpu, runnable, blocked, lost);
+                    send(ev, &mut lost, &mut lose_next);
+                    truth.push(finish(&f, ts, (cpu, runnable, blocked), lost));
+                    if let Some(parent) = stack.last_mut() {
+                        for (s, ns) in f.blocked.drain(..) {
+                            add_blocked(&mut parent.blocked, s, ns);
+                        }
+                    }
+                }
+                SchedOp::Run(ns) => {
+                    ts += ns;
+                    cpu += ns;
+                }
+                SchedOp::Preempt(ns) => {
+                    ts += ns;
+                    runnable += ns;
+                }
+                SchedOp::Block(ns, syscall) => {
+                    ts += ns;
+                    blocked += ns;
+                    if let Some(top) = stack.last_mut() {
+                        add_blocked(&mut top.blocked, BlockedIn(syscall), ns);
+                    }
+                    let mut ev = raw(
+                        RawKind::Blocked {
+                            ns,
+                            syscall: BlockedIn(syscall),
+                        },
+                        ts,
+                        1,
+                        0,
+                        0,
+                    );
+                    ev.sched = counters(cpu, runnable, blocked, lost);
+                    send(ev, &mut lost, &mut lose_next);
+                }
+                SchedOp::LoseNext => lose_next = true,
+            }
+        }
+        if exits {
+            ts += 1;
+            cpu += 1;
+            let mut ev = raw(RawKind::ThreadExit, ts, 1, 0, 0);
+            ev.sched = counters(cpu, runnable, blocked, lost);
+            send(ev, &mut lost, &mut lose_next);
+            while let Some(mut f) = stack.pop() {
+                truth.push(finish(&f, ts, (cpu, runnable, blocked), lost));
+                if let Some(parent) = stack.last_mut() {
+                    for (s, ns) in f.blocked.drain(..) {
+                        add_blocked(&mut parent.blocked, s, ns);
+                    }
+                }
+            }
+        }
+        (events, truth)
+    }
+
+    fn sched_ends(out: &[SpanEvent]) -> Vec<&SpanEnd> {
+        out.iter()
+            .filter_map(|e| match e {
+                SpanEvent::End(e) => Some(e),
+                SpanEvent::Start(_) => None,
+            })
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Whatever the interleaving of calls, switches, blocking and lost
+        /// records: a split is exactly the truth or null, null whenever a
+        /// record of the thread was lost while the span was open, and it
+        /// always adds up to the span's duration.
+        #[test]
+        fn a_split_is_the_truth_or_null_never_wrong(
+            ops in prop::collection::vec(sched_op(), 0..200),
+            exits in any::<bool>(),
+        ) {
+            let (events, truth) = simulate_sched(&ops, exits);
+            let mut r = Reconstructor::new();
+            let mut out = run(&mut r, &events);
+            r.finish(u64::MAX / 2, &mut out);
+            for end in sched_ends(&out) {
+                let Some(split) = end.sched else { continue };
+                prop_assert_eq!(
+                    split.cpu_ns + split.runnable_ns + split.blocked_ns,
+                    end.duration_ns(),
+                    "{:?}", end
+                );
+                let real = truth
+                    .iter()
+                    .find(|t| t.start_ns == end.start_ns && t.end_ns == end.ts_ns);
+                let Some(real) = real else {
+                    // Only a span with no real counterpart would be wrong:
+                    // none may carry a split.
+                    prop_assert!(false, "a split for a span that never ran: {:?}", end);
+                    continue;
+                };
+                prop_assert!(!real.lossy, "a split across a loss: {:?}", end);
+                prop_assert_eq!(
+                    (split.cpu_ns, split.runnable_ns, split.blocked_ns),
+                    real.split
+                );
+                prop_assert_eq!(split.blocked_in, real.blocked_in);
+            }
+            // Without any loss, every span that ended by an event has one.
+            if !ops.iter().any(|op| matches!(op, SchedOp::LoseNext)) {
+                let with_split = sched_ends(&out)
+                    .iter()
+                    .filter(|e| e.status != SpanStatus::Open)
+                    .all(|e| e.sched.is_some());
+                prop_assert!(with_split);
+            }
+        }
+    }
+
+    #[test]
+    fn a_span_nested_across_many_switches_gets_the_sum_and_its_main_syscall() {
+        // outer { compute 300; inner { sleep 300 in clock_nanosleep; } futex
+        // 100; 50 × (run 2, preempted 1) }
+        let mut ops = vec![
+            SchedOp::Call(0),
+            SchedOp::Run(300),
+            SchedOp::Call(1),
+            SchedOp::Block(300, 230),
+            SchedOp::Return,
+            SchedOp::Block(100, 202),
+        ];
+        for _ in 0..50 {
+            ops.extend([SchedOp::Run(2), SchedOp::Preempt(1)]);
+        }
+        ops.push(SchedOp::Return);
+        let (events, _) = simulate_sched(&ops, false);
+        let out = run(&mut Reconstructor::new(), &events);
+        let ends = sched_ends(&out);
+        let inner = ends[0].sched.unwrap();
+        let outer = ends[1].sched.unwrap();
+        assert_eq!(
+            (inner.cpu_ns, inner.blocked_ns, inner.blocked_in),
+            (2, 300, Some(BlockedIn(230)))
+        );
+        assert_eq!(
+            (outer.cpu_ns, outer.runnable_ns, outer.blocked_ns),
+            (300 + 3 + 2 + 100 + 2, 50, 400)
+        );
+        assert_eq!(outer.blocked_in, Some(BlockedIn(230)), "300 ns beats 100");
+    }
+
+    #[test]
+    fn spans_of_an_exiting_thread_are_split_up_to_its_exit_and_a_loss_makes_them_null() {
+        let ops = [
+            SchedOp::Call(0),
+            SchedOp::Block(500, 202),
+            SchedOp::Call(1),
+            SchedOp::Run(40),
+        ];
+        let (events, _) = simulate_sched(&ops, true);
+        let out = run(&mut Reconstructor::new(), &events);
+        let ends = sched_ends(&out);
+        assert_eq!(ends.len(), 2);
+        assert!(ends.iter().all(|e| e.status == SpanStatus::Unwound));
+        assert_eq!(ends[0].sched.unwrap().cpu_ns, 40 + 1);
+        assert_eq!(ends[1].sched.unwrap().cpu_ns, 3 + 40 + 1);
+        assert_eq!(ends[1].sched.unwrap().blocked_in, Some(BlockedIn(202)));
+
+        // The blocked record is lost: the outer span's blocked_in would be
+        // unknown, so its whole split is null; the inner one's stands.
+        let ops = [
+            SchedOp::Call(0),
+            SchedOp::LoseNext,
+            SchedOp::Block(500, 202),
+            SchedOp::Call(1),
+            SchedOp::Run(40),
+            SchedOp::Return,
+            SchedOp::Return,
+        ];
+        let (events, _) = simulate_sched(&ops, false);
+        let out = run(&mut Reconstructor::new(), &events);
+        let ends = sched_ends(&out);
+        assert_eq!(ends[0].sched.unwrap().cpu_ns, 40 + 2);
+        assert_eq!(ends[1].sched, None);
+    }
+
+    #[test]
+    fn restarted_counters_or_an_event_without_counters_give_no_split() {
+        let mut a = entry(10, 1, 0, BASE_SP);
+        a.sched = SchedCounters {
+            cpu_ns: 5,
+            epoch: 3,
+            ..SchedCounters::NONE
+        };
+        let mut b = exit(20, 1, 0, BASE_SP);
+        b.sched = SchedCounters {
+            cpu_ns: 1,
+            epoch: 4,
+            ..SchedCounters::NONE
+        };
+        let out = run(&mut Reconstructor::new(), &[a.clone(), b]);
+        assert_eq!(sched_ends(&out)[0].sched, None, "another epoch");
+        let out = run(&mut Reconstructor::new(), &[a, exit(20, 1, 0, BASE_SP)]);
+        assert_eq!(sched_ends(&out)[0].sched, None, "no counters at the end");
+        // A Go span never gets one, even with counters.
+        let mut g = go_entry(10, 1, 9, 0, BASE_SP);
+        g.sched.epoch = 3;
+        let mut h = go_exit(20, 1, 9, 0, BASE_SP);
+        h.sched.epoch = 3;
+        let out = run(&mut Reconstructor::new(), &[g, h]);
+        assert_eq!(sched_ends(&out)[0].sched, None);
     }
 }

@@ -26,6 +26,7 @@ mod otlp;
 mod postmortem;
 mod record;
 mod robust;
+mod sched;
 mod stall;
 mod stall_pool;
 mod stop;

@@ -246,6 +246,7 @@ pub fn write_synthetic(path: &Path, functions: &[&str], steps: &[Step], finish: 
                 overhead_ns: 0,
                 overhead_outside_ns: 0,
                 goroutine: None,
+                sched: None,
             })
         };
         writer.write_span(&event).expect("write");

@@ -26,6 +26,10 @@ pub(super) const COLUMNS: &[(&str, DataType, bool)] = &[
     (col::OVERHEAD_NS, DataType::Int64, false),
     (col::OVERHEAD_OUTSIDE_NS, DataType::Int64, false),
     (col::GOROUTINE, DataType::Int64, false),
+    (col::CPU_NS, DataType::Int64, false),
+    (col::RUNNABLE_NS, DataType::Int64, false),
+    (col::BLOCKED_NS, DataType::Int64, false),
+    (col::BLOCKED_IN, DataType::Utf8, false),
 ];
 
 /// Whether a column of type `found` reads as `expected`: strings of any
@@ -116,6 +120,10 @@ pub(super) struct Columns {
     pub(super) overhead_ns: Option<Int64Array>,
     pub(super) overhead_outside_ns: Option<Int64Array>,
     pub(super) goroutine: Option<Int64Array>,
+    pub(super) cpu_ns: Option<Int64Array>,
+    pub(super) runnable_ns: Option<Int64Array>,
+    pub(super) blocked_ns: Option<Int64Array>,
+    pub(super) blocked_in: Option<Strings>,
 }
 
 impl Columns {
@@ -163,6 +171,10 @@ impl Columns {
             overhead_ns: i64s(col::OVERHEAD_NS)?,
             overhead_outside_ns: i64s(col::OVERHEAD_OUTSIDE_NS)?,
             goroutine: i64s(col::GOROUTINE)?,
+            cpu_ns: i64s(col::CPU_NS)?,
+            runnable_ns: i64s(col::RUNNABLE_NS)?,
+            blocked_ns: i64s(col::BLOCKED_NS)?,
+            blocked_in: strings(col::BLOCKED_IN)?,
         })
     }
 }

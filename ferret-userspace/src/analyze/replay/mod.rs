@@ -49,6 +49,7 @@ pub use recording::{ReadError, Recording, RecordingInfo};
 
 use self::columns::{Columns, opt_i64};
 use crate::sink::{KIND_SPAN_END, KIND_SPAN_START};
+use crate::trace::{BlockedIn, SchedSplit};
 
 /// How a span ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -126,6 +127,11 @@ pub struct Ended {
     /// ferret's probe time inside it as recorded (`overhead_ns`), even
     /// with `--raw`.
     pub overhead_ns: u64,
+    /// Where its time went (`cpu_ns`, `runnable_ns`, `blocked_ns`,
+    /// `blocked_in`), if recorded; `cpu_ns` as shown (less ferret's probe
+    /// time inside it unless `--raw`, so the three add up to
+    /// [`Self::duration_ns`]).
+    pub split: Option<SchedSplit>,
 }
 
 impl Ended {
@@ -253,6 +259,8 @@ pub(crate) struct Overhead {
     pub inside_ns: u64,
     /// The span's own probes outside it (`overhead_outside_ns`).
     pub outside_ns: u64,
+    /// Its recorded split, `cpu_ns` as measured.
+    pub split: Option<SchedSplit>,
 }
 
 /// The replay state machine, separate from the file so tests can drive it
@@ -390,6 +398,7 @@ impl<F> Replayer<F> {
                     inside_ns: opt_i64(c.overhead_ns.as_ref(), i).map_or(0, |v| v.max(0) as u64),
                     outside_ns: opt_i64(c.overhead_outside_ns.as_ref(), i)
                         .map_or(0, |v| v.max(0) as u64),
+                    split: split_at(c, i),
                 };
                 self.end(
                     thread,
@@ -548,6 +557,7 @@ impl<F> Replayer<F> {
                 depth: 0,
                 duration_ns: end_ns.abs_diff(start_ns),
                 overhead_ns: overhead.inside_ns,
+                split: shown_split(overhead.split, inside),
             };
             visitor.orphan(&self.summary.names, &span);
             return;
@@ -588,7 +598,10 @@ impl<F> Replayer<F> {
     ) -> i64 {
         let recorded_overhead = overhead.inside_ns;
         let overhead = if self.raw {
-            Overhead::default()
+            Overhead {
+                split: overhead.split,
+                ..Overhead::default()
+            }
         } else {
             overhead
         };
@@ -622,6 +635,7 @@ impl<F> Replayer<F> {
             depth: stack.len() as u32,
             duration_ns: duration,
             overhead_ns: recorded_overhead,
+            split: shown_split(overhead.split, overhead.inside_ns),
         };
         let parent = stack.last_mut().map(|p| {
             p.child_ns = p.child_ns.saturating_add(duration);
@@ -656,6 +670,30 @@ impl<F> Replayer<F> {
         self.summary.other_tids = other;
         self.summary
     }
+}
+
+/// The split a `SPAN_END` row recorded, if all three times are there.
+fn split_at(c: &Columns, i: usize) -> Option<SchedSplit> {
+    let ns = |a: Option<&arrow::array::Int64Array>| opt_i64(a, i).map(|v| v.max(0) as u64);
+    Some(SchedSplit {
+        cpu_ns: ns(c.cpu_ns.as_ref())?,
+        runnable_ns: ns(c.runnable_ns.as_ref())?,
+        blocked_ns: ns(c.blocked_ns.as_ref())?,
+        blocked_in: c
+            .blocked_in
+            .as_ref()
+            .and_then(|s| s.key(i).map(|k| s.value(k)))
+            .and_then(BlockedIn::from_name),
+    })
+}
+
+/// The split as shown: ferret's probe time inside the span (`overhead`,
+/// 0 with `--raw`) comes off its CPU time, as off its duration.
+fn shown_split(split: Option<SchedSplit>, overhead: u64) -> Option<SchedSplit> {
+    split.map(|s| SchedSplit {
+        cpu_ns: s.cpu_ns.saturating_sub(overhead),
+        ..s
+    })
 }
 
 #[cfg(test)]
@@ -915,6 +953,7 @@ pub(crate) mod tests {
                 overhead_ns: 0,
                 overhead_outside_ns: 0,
                 goroutine: Some(goid),
+                sched: None,
             })
         };
         for ev in [
@@ -984,6 +1023,7 @@ pub(crate) mod tests {
             overhead: Overhead {
                 inside_ns: overhead.0,
                 outside_ns: overhead.1,
+                split: None,
             },
         }
     }

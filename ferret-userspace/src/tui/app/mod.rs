@@ -634,6 +634,7 @@ mod tests {
             self_ns: 5,
             status: SpanStatus::Ok,
             overhead_ns: 0,
+            sched: None,
         }
     }
 

@@ -33,14 +33,18 @@ enum Column {
     P95,
     P99,
     Max,
+    /// The share of the calls' time on a CPU (shown when the recording
+    /// knows it).
+    Cpu,
 }
 
 /// Display order.
-const ORDER: [Column; 9] = [
+const ORDER: [Column; 10] = [
     Column::Calls,
     Column::Rate,
     Column::Total,
     Column::SelfTime,
+    Column::Cpu,
     Column::Mean,
     Column::P50,
     Column::P95,
@@ -49,9 +53,10 @@ const ORDER: [Column; 9] = [
 ];
 
 /// Which columns survive first as the pane narrows.
-const PRIORITY: [Column; 9] = [
+const PRIORITY: [Column; 10] = [
     Column::Calls,
     Column::Total,
+    Column::Cpu,
     Column::P95,
     Column::Max,
     Column::Rate,
@@ -78,7 +83,13 @@ impl Column {
             Self::P95 => "p95",
             Self::P99 => "p99",
             Self::Max => "max",
+            Self::Cpu => "cpu%",
         }
+    }
+
+    /// Whether the table can be sorted by it.
+    fn sortable(self) -> bool {
+        !matches!(self, Self::P50 | Self::Cpu)
     }
 
     fn sort_key(self) -> SortKey {
@@ -88,7 +99,8 @@ impl Column {
             Self::Total => SortKey::Total,
             Self::SelfTime => SortKey::SelfTime,
             Self::Mean => SortKey::Mean,
-            Self::P50 => SortKey::Name, // not a sort key: never marked
+            // Not sort keys: never marked.
+            Self::P50 | Self::Cpu => SortKey::Name,
             Self::P95 => SortKey::P95,
             Self::P99 => SortKey::P99,
             Self::Max => SortKey::Max,
@@ -106,15 +118,22 @@ impl Column {
             Self::P95 => format::duration(row.p95_ns),
             Self::P99 => format::duration(row.p99_ns),
             Self::Max => format::duration(row.max_ns),
+            Self::Cpu => row
+                .cpu_share
+                .map_or_else(|| "–".to_owned(), |share| format!("{:.0}%", share * 100.0)),
         }
     }
 }
 
-/// The columns that fit in `width`, in display order.
-fn fitting(width: usize, sort: SortKey) -> Vec<Column> {
+/// The columns that fit in `width`, in display order; the CPU share only
+/// `with_cpu` (some function's split is known).
+fn fitting(width: usize, sort: SortKey, with_cpu: bool) -> Vec<Column> {
     let mut chosen = Vec::new();
     let mut left = width.saturating_sub(MIN_NAME);
-    for column in PRIORITY {
+    for column in PRIORITY
+        .into_iter()
+        .filter(|&c| with_cpu || c != Column::Cpu)
+    {
         if left < WIDTH + 1 {
             break;
         }
@@ -124,7 +143,7 @@ fn fitting(width: usize, sort: SortKey) -> Vec<Column> {
     // The column being sorted by is always shown (in place of the last one).
     if let Some(sorted) = PRIORITY
         .into_iter()
-        .find(|c| c.sort_key() == sort && *c != Column::P50)
+        .find(|c| c.sort_key() == sort && c.sortable())
         && !chosen.contains(&sorted)
         && !chosen.is_empty()
     {
@@ -153,7 +172,8 @@ impl Widget for FunctionsPane<'_> {
             return;
         }
         let width = usize::from(inner.width);
-        let columns = fitting(width, app.sort);
+        let with_cpu = shown.functions.iter().any(|f| f.cpu_share.is_some());
+        let columns = fitting(width, app.sort, with_cpu);
         let name_width = width.saturating_sub(columns.len() * (WIDTH + 1));
 
         let mut heading = vec![Span::styled(
@@ -168,7 +188,7 @@ impl Widget for FunctionsPane<'_> {
             theme::HEADING,
         )];
         for column in &columns {
-            let marked = column.sort_key() == app.sort && *column != Column::P50;
+            let marked = column.sort_key() == app.sort && column.sortable();
             let label = if marked {
                 format!("{}▼", column.label())
             } else {
@@ -238,12 +258,28 @@ mod tests {
 
     #[test]
     fn columns_drop_by_priority_and_keep_the_sorted_one() {
-        let wide = fitting(200, SortKey::Total);
+        let wide = fitting(200, SortKey::Total, false);
         assert_eq!(wide.len(), 9);
-        let narrow = fitting(18 + 3 * 8, SortKey::Total);
+        let narrow = fitting(18 + 3 * 8, SortKey::Total, false);
         assert!(narrow == [Column::Calls, Column::Total, Column::P95]);
-        let sorted = fitting(18 + 3 * 8, SortKey::Mean);
+        let sorted = fitting(18 + 3 * 8, SortKey::Mean, false);
         assert!(sorted == [Column::Calls, Column::Total, Column::Mean]);
-        assert!(fitting(10, SortKey::Max).is_empty());
+        assert!(fitting(10, SortKey::Max, false).is_empty());
+    }
+
+    #[test]
+    fn the_cpu_share_shows_when_a_split_is_known_and_is_never_a_sort_key() {
+        assert_eq!(fitting(200, SortKey::Total, true).len(), 10);
+        let narrow = fitting(18 + 3 * 8, SortKey::Total, true);
+        assert!(narrow == [Column::Calls, Column::Total, Column::Cpu]);
+        // Sorted by name, no column is swapped in for it.
+        let by_name = fitting(18 + 3 * 8, SortKey::Name, true);
+        assert!(by_name == [Column::Calls, Column::Total, Column::Cpu]);
+        let row = FunctionRow {
+            cpu_share: Some(0.254),
+            ..FunctionRow::default()
+        };
+        assert_eq!(Column::Cpu.value(&row), "25%");
+        assert_eq!(Column::Cpu.value(&FunctionRow::default()), "–");
     }
 }

@@ -75,7 +75,10 @@ impl Widget for MetricsPane<'_> {
                 Span::raw(cpu_now),
             ]),
             Line::from(Span::styled(format!("peak {peak:.1} %"), theme::DIM)),
-            Line::default(),
+            // Beside CPU: how long its threads waited for one.
+            latest.extra[crate::sink::metric::RUN_QUEUE_WAIT].map_or_else(Line::default, |wait| {
+                Line::from(Span::styled(format!("wait {wait:.1} %"), theme::DIM))
+            }),
         ];
         let rows = spark_rows.min(bottom - y);
         sparkline_block(

@@ -598,6 +598,25 @@ fn call_details(shown: &Snapshot, call: &FinishedCall) -> Vec<Line<'static>> {
     let parent = call
         .parent_span_id
         .map_or_else(|| "none (outermost)".to_owned(), |p| format!("#{p}"));
+    // Where the time went, with ferret's probe time out of the CPU time
+    // as out of the duration.
+    let split = call.sched.map_or_else(
+        || "not known (events lost, or a Go program)".to_owned(),
+        |s| {
+            let cpu = s.cpu_ns.saturating_sub(call.overhead_ns);
+            let mut text = format!(
+                "cpu {}, runnable {}, blocked {}",
+                format::duration(cpu),
+                format::duration(s.runnable_ns),
+                format::duration(s.blocked_ns)
+            );
+            if let Some(syscall) = s.blocked_in {
+                text.push_str(" in ");
+                text.push_str(&syscall.name());
+            }
+            text
+        },
+    );
     vec![
         field("function", shown.function_name(call.function).to_owned()),
         field(
@@ -635,6 +654,7 @@ fn call_details(shown: &Snapshot, call: &FinishedCall) -> Vec<Line<'static>> {
                 "none counted (times as measured)".to_owned()
             },
         ),
+        field("split", split),
         Line::from(vec![
             Span::styled(format!(" {:<12}", "status"), theme::DIM),
             Span::styled(call.status.as_str(), status_style),
@@ -660,7 +680,54 @@ fn without_toolchain_prefix(frame: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::without_toolchain_prefix;
+    use super::{call_details, without_toolchain_prefix};
+    use crate::{
+        live::{FinishedCall, SessionInfo, Snapshot},
+        trace::{BlockedIn, SchedSplit, SpanStatus, ThreadName},
+    };
+
+    #[test]
+    fn a_finished_calls_details_show_its_split_with_probe_time_out_of_cpu() {
+        let shown = Snapshot::empty(std::sync::Arc::new(SessionInfo::default()));
+        let mut call = FinishedCall {
+            span_id: 1,
+            parent_span_id: None,
+            depth: 0,
+            pid: 1,
+            tid: 2,
+            thread_name: ThreadName::from("t"),
+            function: 0,
+            start_ns: 0,
+            end_ns: 900_000_000,
+            self_ns: 900_000_000,
+            status: SpanStatus::Ok,
+            overhead_ns: 1_000_000,
+            sched: Some(SchedSplit {
+                cpu_ns: 301_000_000,
+                runnable_ns: 0,
+                blocked_ns: 599_000_000,
+                blocked_in: Some(BlockedIn(202)),
+            }),
+        };
+        let text = |call: &FinishedCall| -> String {
+            call_details(&shown, call)
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        let shown_text = text(&call);
+        assert!(
+            shown_text.contains("cpu 300ms, runnable 0ns, blocked 599ms in futex"),
+            "{shown_text}"
+        );
+        call.sched = None;
+        assert!(
+            text(&call).contains("split       not known"),
+            "{}",
+            text(&call)
+        );
+    }
 
     #[test]
     fn toolchain_sources_are_shortened() {

@@ -119,6 +119,7 @@ fn call(
         self_ns: took_us * 1000 / 2,
         status,
         overhead_ns: 0,
+        sched: None,
     }
 }
 
@@ -136,6 +137,7 @@ fn row(id: u32, calls: u64, total_ms: u64, max_us: u64) -> FunctionRow {
         p95_ns: mean * 2,
         p99_ns: mean * 3,
         max_ns: max_us * 1000,
+        cpu_share: None,
     }
 }
 
@@ -1112,4 +1114,18 @@ fn shift_h_puts_the_hot_pane_in_recent_activitys_place() {
     assert!(screen.contains("sampling is off"), "{screen}");
     app.update(key(KeyCode::Char('2')));
     assert!(app.shows(Pane::Recent) && !app.shows(Pane::Hot));
+}
+
+#[test]
+fn the_metrics_pane_shows_the_run_queue_wait_beside_cpu() {
+    let mut s = busy();
+    let mut history = (*s.metrics).clone();
+    let latest = history.latest.as_mut().expect("a sample");
+    latest.extra[crate::sink::metric::RUN_QUEUE_WAIT] = Some(37.5);
+    s.metrics = Arc::new(history);
+    let screen = text(&draw(&app(s, 160, 48)));
+    assert!(
+        screen.contains("wait 37.5 %"),
+        "no run-queue wait beside CPU:\n{screen}"
+    );
 }

@@ -1,0 +1,214 @@
+//! End-to-end: where a call's time went. `ferret record` on a program built
+//! here that computes, sleeps and waits for a mutex inside one traced call,
+//! then runs two threads pinned to one CPU; the SPAN_END rows' `cpu_ns`,
+//! `runnable_ns`, `blocked_ns` and `blocked_in` are checked against what the
+//! program measured itself (its threads' CPU time). Needs root (CI has it);
+//! fails loudly without.
+
+use std::collections::HashMap;
+
+use crate::support::{build, ferret, require_root, run, tempdir};
+use ferret::sink::{Row, read_all};
+
+const MS: i64 = 1_000_000;
+
+/// Parses `name=value` pairs the program prints.
+fn program_values(stdout: &str) -> HashMap<String, i64> {
+    stdout
+        .split_whitespace()
+        .filter_map(|kv| kv.split_once('='))
+        .filter_map(|(k, v)| Some((k.to_owned(), v.parse().ok()?)))
+        .collect()
+}
+
+fn ends_of<'a>(rows: &'a [Row], function: &str) -> Vec<&'a Row> {
+    rows.iter()
+        .filter(|r| r.kind.as_deref() == Some("SPAN_END"))
+        .filter(|r| r.function.as_deref() == Some(function))
+        .collect()
+}
+
+/// `(cpu, runnable, blocked)` of a row; fails if the split is null.
+fn split(row: &Row) -> (i64, i64, i64) {
+    match (row.cpu_ns, row.runnable_ns, row.blocked_ns) {
+        (Some(c), Some(r), Some(b)) => (c, r, b),
+        _ => panic!("no split in {row:#?}"),
+    }
+}
+
+#[test]
+#[ignore = "needs root: cargo xtask test runs it"]
+fn a_calls_time_splits_into_cpu_runnable_and_blocked_as_the_program_measured() {
+    require_root();
+    let program = build("sched_split.c", &[]);
+    let dir = tempdir();
+    // A split is null, never wrong, when at the span's start or end the
+    // kernel side's switch counts for the thread did not add up (a switch
+    // in not yet seen while it runs; seen in about one run in three here,
+    // see docs/CONTRACTS.md); a run where one of the spans checked here got
+    // a null split is recorded again, at most three times, and every try is
+    // in the log.
+    let mut tries = 0;
+    let (stdout, rows) = loop {
+        tries += 1;
+        let out = dir.path().join(format!("sched-{tries}.parquet"));
+        let mut cmd = ferret();
+        cmd.args(["record"]);
+        for f in ["work", "compute", "nap", "wait_lock", "spin"] {
+            cmd.args(["-s", f]);
+        }
+        cmd.arg("-o").arg(&out).arg("--").arg(&program);
+        let output = run(cmd);
+        assert!(output.status.success(), "ferret failed: {output:?}");
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let rows = read_all(&out).expect("read the recording");
+        let ends: Vec<&Row> = rows
+            .iter()
+            .filter(|r| r.kind.as_deref() == Some("SPAN_END"))
+            .collect();
+        assert_eq!(ends.len(), 8, "{ends:#?}");
+        let null = ends.iter().filter(|r| r.cpu_ns.is_none()).count();
+        eprintln!("try {tries}: {null} of 8 spans without a split");
+        if null == 0 || tries == 3 {
+            break (stdout, rows);
+        }
+    };
+    eprintln!("{stdout}");
+    let measured = program_values(&stdout);
+
+    let work = ends_of(&rows, "work");
+    assert_eq!(work.len(), 1, "{work:#?}");
+    let work = work[0];
+    let (cpu, runnable, blocked) = split(work);
+    let duration = work.duration_ns.unwrap();
+    let overhead = work.overhead_ns.unwrap_or(0);
+    eprintln!(
+        "work: duration {} ms, cpu {} ms (overhead {} µs), runnable {} ms, blocked {} ms in {:?}; \
+         the program measured cpu {} ms",
+        duration / MS,
+        cpu / MS,
+        overhead / 1000,
+        runnable / MS,
+        blocked / MS,
+        work.blocked_in,
+        measured["work_cpu_ns"] / MS
+    );
+    // The probes' own time is inside cpu_ns; what the program measured has
+    // it too (the probes run on its thread).
+    let self_cpu = measured["work_cpu_ns"];
+    assert!(
+        (cpu - self_cpu).abs() * 10 <= self_cpu,
+        "cpu {cpu} vs the thread's own {self_cpu}"
+    );
+    assert!(
+        (550 * MS..=800 * MS).contains(&blocked),
+        "blocked {blocked}: a 300 ms sleep and a ~320 ms mutex wait"
+    );
+    let sum = cpu + runnable + blocked;
+    assert!(
+        (sum - duration).abs() * 20 <= duration,
+        "cpu + runnable + blocked = {sum} vs duration {duration}"
+    );
+    assert_eq!(work.blocked_in.as_deref(), Some("futex"), "the longer wait");
+
+    let nap = ends_of(&rows, "nap")[0];
+    let (_, _, nap_blocked) = split(nap);
+    assert!(nap_blocked >= 290 * MS, "{nap:#?}");
+    assert!(
+        matches!(
+            nap.blocked_in.as_deref(),
+            Some("clock_nanosleep" | "nanosleep")
+        ),
+        "{nap:#?}"
+    );
+    let wait = ends_of(&rows, "wait_lock")[0];
+    let (wait_cpu, _, wait_blocked) = split(wait);
+    assert_eq!(wait.blocked_in.as_deref(), Some("futex"), "{wait:#?}");
+    assert!(wait_blocked >= 250 * MS && wait_cpu < 20 * MS, "{wait:#?}");
+    let compute = ends_of(&rows, "compute")[0];
+    let (compute_cpu, _, compute_blocked) = split(compute);
+    assert!(
+        (compute_cpu - 300 * MS).abs() <= 30 * MS && compute_blocked < 10 * MS,
+        "{compute:#?}"
+    );
+
+    // Two threads on one CPU, 300 ms of CPU each: each waited for the other.
+    let spins = ends_of(&rows, "spin");
+    assert_eq!(spins.len(), 2, "{spins:#?}");
+    for spin in spins {
+        let (cpu, runnable, blocked) = split(spin);
+        eprintln!(
+            "spin on tid {:?}: cpu {} ms, runnable {} ms, blocked {} ms, duration {} ms",
+            spin.tid,
+            cpu / MS,
+            runnable / MS,
+            blocked / MS,
+            spin.duration_ns.unwrap() / MS
+        );
+        assert!(runnable >= 200 * MS, "{spin:#?}");
+        assert!((cpu - 300 * MS).abs() <= 30 * MS, "{spin:#?}");
+        assert_eq!(cpu + runnable + blocked, spin.duration_ns.unwrap());
+    }
+
+    // analyze: per function, the split and what it was blocked in, sorted
+    // by blocked time; trees per node; export: Chrome trace args.
+    let file = dir.path().join(format!("sched-{tries}.parquet"));
+    let mut cmd = ferret();
+    cmd.arg("analyze")
+        .arg(&file)
+        .args(["--sort", "blocked", "--format", "json"]);
+    let output = run(cmd);
+    assert!(output.status.success(), "{output:?}");
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
+    let functions = json["functions"].as_array().expect("functions");
+    let names: Vec<&str> = functions
+        .iter()
+        .map(|f| f["function"].as_str().unwrap())
+        .collect();
+    assert_eq!(&names[..1], ["work"], "most blocked first: {names:?}");
+    let work_json = &functions[0];
+    assert_eq!(work_json["blocked_in"], "futex");
+    let shown_cpu = work_json["cpu_ns"].as_i64().unwrap();
+    assert!((shown_cpu - self_cpu).abs() * 10 <= self_cpu, "{work_json}");
+    let nap_json = functions.iter().find(|f| f["function"] == "nap").unwrap();
+    assert!(
+        matches!(
+            nap_json["blocked_in"].as_str(),
+            Some("clock_nanosleep" | "nanosleep")
+        ),
+        "{nap_json}"
+    );
+
+    let mut cmd = ferret();
+    cmd.arg("analyze").arg(&file).arg("--tree");
+    let output = run(cmd);
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{output:?}");
+    let wait_line = text
+        .lines()
+        .find(|l| l.contains("wait_lock"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        wait_line.contains("blocked") && wait_line.contains("in futex"),
+        "{text}"
+    );
+
+    let chrome = dir.path().join("sched.json");
+    let mut cmd = ferret();
+    cmd.arg("export")
+        .arg(&file)
+        .args(["--format", "chrome", "-o"])
+        .arg(&chrome);
+    let output = run(cmd);
+    assert!(output.status.success(), "{output:?}");
+    let trace: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&chrome).unwrap()).unwrap();
+    let work_event = trace["traceEvents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "work")
+        .expect("work in the trace");
+    assert_eq!(work_event["args"]["blocked_in"], "futex");
+    assert!(work_event["args"]["blocked_ns"].as_i64().unwrap() >= 550 * MS);
+}
