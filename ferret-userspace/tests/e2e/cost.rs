@@ -4,24 +4,11 @@
 //! the programs measure of themselves, untraced, in the same test. Needs
 //! root; fails loudly without.
 
-use std::{
-    collections::BTreeMap,
-    ffi::OsStr,
-    path::Path,
-    process::Command,
-    sync::{Mutex, MutexGuard},
-};
+use std::{collections::BTreeMap, ffi::OsStr, path::Path, process::Command};
 
-use crate::support::{build, ferret, require_root, run, tempdir};
+use crate::support::{alone, build, ferret, require_root, run, tempdir};
 use ferret::sink::{Row, read_all, read_metadata};
 use serde_json::Value;
-
-/// These tests compare speeds: one at a time.
-fn one_at_a_time() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
 
 /// `many`'s report on stderr: the work's wall time as it measured it.
 fn work_ns(stderr: &[u8]) -> u64 {
@@ -47,8 +34,7 @@ fn ends<'a>(rows: &'a [Row], function: &'a str) -> impl Iterator<Item = &'a Row>
 #[test]
 #[ignore = "needs root: cargo xtask test runs it"]
 fn a_broad_pattern_stays_within_half_again_the_programs_untraced_time() {
-    require_root();
-    let _one = one_at_a_time();
+    let _alone = alone();
     let program = build("many.c", &[]);
     let args = ["1000000", "alpha", "beta"];
     let untraced = || {
@@ -121,7 +107,7 @@ fn a_broad_pattern_stays_within_half_again_the_programs_untraced_time() {
 #[test]
 #[ignore = "needs root: cargo xtask test runs it"]
 fn every_function_traced_leaves_a_program_that_reads_its_arguments_unchanged() {
-    require_root();
+    let _machine = require_root();
     let program = build("many.c", &[]);
     let args = ["2000", "reads", "its", "arguments"];
     let plain = run({
@@ -199,8 +185,7 @@ fn median_parent_ns(stdout: &[u8]) -> u64 {
 #[test]
 #[ignore = "needs root: cargo xtask test runs it"]
 fn a_trivial_getter_reads_nanoseconds_and_its_parent_what_it_takes_untraced() {
-    require_root();
-    let _one = one_at_a_time();
+    let _alone = alone();
     let program = build("getter.cpp", &[]);
     let untraced = || {
         let output = run({

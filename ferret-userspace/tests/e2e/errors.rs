@@ -42,7 +42,7 @@ fn assert_no_process_runs(program: &Path) {
 #[test]
 #[ignore = "needs root: cargo xtask test runs it"]
 fn not_root_is_told_to_use_sudo() {
-    require_root();
+    let _machine = require_root();
     let program = build("nested.c", &[]);
     let dir = tempdir();
     let out = dir.path().join("x.parquet");
@@ -76,7 +76,7 @@ fn not_root_is_told_to_use_sudo() {
 #[test]
 #[ignore = "needs root: cargo xtask test runs it"]
 fn no_such_pid() {
-    require_root();
+    let _machine = require_root();
     // A pid that existed and is gone.
     let mut child = Command::new("true").spawn().unwrap();
     let pid = child.id();
@@ -104,7 +104,7 @@ fn no_such_pid() {
 #[test]
 #[ignore = "needs root: cargo xtask test runs it"]
 fn pid_that_exits_during_attach() {
-    require_root();
+    let _machine = require_root();
     let dir = tempdir();
     // A private copy, so other tests looking for leftover `nested` processes
     // do not see this one, which is meant to run for a while.
@@ -144,7 +144,7 @@ fn pid_that_exits_during_attach() {
 #[test]
 #[ignore = "needs root: cargo xtask test runs it"]
 fn pattern_matching_nothing_suggests_close_names() {
-    require_root();
+    let _machine = require_root();
     let program = build("nested.c", &[]);
     let output = run({
         let mut c = ferret();
@@ -171,7 +171,7 @@ fn pattern_matching_nothing_suggests_close_names() {
 #[test]
 #[ignore = "needs root: cargo xtask test runs it"]
 fn binary_that_is_not_elf() {
-    require_root();
+    let _machine = require_root();
     let dir = tempdir();
     let script = dir.path().join("script.sh");
     std::fs::write(&script, "#!/bin/sh\necho hi\n").unwrap();
@@ -197,7 +197,7 @@ fn binary_that_is_not_elf() {
 #[test]
 #[ignore = "needs root: cargo xtask test runs it"]
 fn command_that_does_not_exist() {
-    require_root();
+    let _machine = require_root();
     let output = run({
         let mut c = ferret();
         c.args([
@@ -221,7 +221,7 @@ fn command_that_does_not_exist() {
 #[test]
 #[ignore = "needs root: cargo xtask test runs it"]
 fn output_path_that_cannot_be_written() {
-    require_root();
+    let _machine = require_root();
     let program = build("nested.c", &[]);
     let output = run({
         let mut c = ferret();

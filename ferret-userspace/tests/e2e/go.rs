@@ -76,7 +76,7 @@ fn program_stderr(output: &Output) -> Vec<String> {
 #[test]
 #[ignore = "needs root: cargo xtask test runs it"]
 fn goroutines_that_move_grow_block_and_panic_are_traced_exactly() {
-    require_root();
+    let _machine = require_root();
     let program = build("goroutines.go", &[]);
     let args = [GOROUTINES, ITERATIONS];
     let alone = run_alone(&program, &args);
@@ -246,7 +246,7 @@ fn goroutines_that_move_grow_block_and_panic_are_traced_exactly() {
 #[test]
 #[ignore = "needs root: cargo xtask test runs it"]
 fn an_unrecovered_panic_keeps_its_exit_status_and_ends_its_frames_unwound() {
-    require_root();
+    let _machine = require_root();
     let program = build("goroutines.go", &[]);
     let args = ["2", "1", "crash"];
     let alone = run_alone(&program, &args);
@@ -320,7 +320,7 @@ fn uretprobes_on_a_go_program_are_refused_with_a_hint() {
 #[test]
 #[ignore = "needs root: cargo xtask test runs it"]
 fn a_stripped_go_binary_is_traced_under_its_go_names() {
-    require_root();
+    let _machine = require_root();
     let program = build("goroutines.go", &["-ldflags=-s -w"]);
     let mut symbols = ferret();
     symbols.arg("symbols").arg(&program).arg("main.*");
@@ -381,7 +381,7 @@ fn start_server(program: &std::path::Path) -> (KillOnDrop, u16) {
 #[test]
 #[ignore = "needs root: cargo xtask test runs it"]
 fn a_running_go_server_is_attached_by_pid_and_watched_live() {
-    require_root();
+    let _machine = require_root();
     let program = build("goserver.go", &[]);
     let (server, port) = start_server(&program);
     let pid = server.0.id();

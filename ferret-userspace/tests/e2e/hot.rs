@@ -93,7 +93,7 @@ fn samples(rows: &[ferret::sink::Row]) -> Vec<&ferret::sink::Row> {
 #[test]
 #[ignore = "needs root: cargo xtask test runs it"]
 fn record_without_s_samples_the_hot_function_for_analyze_and_svg() {
-    require_root();
+    let _machine = require_root();
     let program = Program::start();
     let dir = tempdir();
     let parquet = dir.path().join("samples.parquet");
@@ -182,7 +182,7 @@ fn record_without_s_samples_the_hot_function_for_analyze_and_svg() {
 #[test]
 #[ignore = "needs root: cargo xtask test runs it"]
 fn watch_shows_the_unnamed_hot_function_and_t_traces_it() {
-    require_root();
+    let _machine = require_root();
     let mut program = Program::start();
     let dir = tempdir();
     let parquet = dir.path().join("watch.parquet");
@@ -256,7 +256,7 @@ fn watch_shows_the_unnamed_hot_function_and_t_traces_it() {
 #[test]
 #[ignore = "needs root: cargo xtask test runs it"]
 fn functions_traced_and_detached_live_keep_exact_counts_per_interval() {
-    require_root();
+    let _machine = require_root();
     let mut program = Program::start();
     let dir = tempdir();
     let parquet = dir.path().join("live.parquet");

@@ -23,7 +23,7 @@ fn metrics_during<'a>(rows: &'a [Row], function: &str) -> Vec<&'a Row> {
 #[test]
 #[ignore = "needs root: cargo xtask test runs it"]
 fn idle_allocate_burn_phases_show_in_the_metrics() {
-    require_root();
+    let _machine = require_root();
     let program = build("phases.c", &[]);
     let dir = tempdir();
     let out = dir.path().join("phases.parquet");

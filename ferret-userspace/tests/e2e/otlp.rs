@@ -193,7 +193,7 @@ fn ends(rows: &[Row]) -> impl Iterator<Item = &Row> {
 #[test]
 #[ignore = "needs root: cargo xtask test runs it"]
 fn the_collector_gets_exactly_the_programs_calls_with_their_parents_and_resource() {
-    require_root();
+    let _machine = require_root();
     let (url, received) = collector(None);
     let dir = tempdir();
     let (counts, stderr, rows, meta) = record(
@@ -293,7 +293,7 @@ fn the_collector_gets_exactly_the_programs_calls_with_their_parents_and_resource
 #[test]
 #[ignore = "needs root: cargo xtask test runs it"]
 fn a_collector_that_goes_away_leaves_the_program_and_the_recording_whole() {
-    require_root();
+    let _machine = require_root();
     // It takes the first batch of spans, then is gone.
     let (url, received) = collector(Some(1));
     let dir = tempdir();
@@ -330,7 +330,7 @@ fn a_collector_that_goes_away_leaves_the_program_and_the_recording_whole() {
 #[test]
 #[ignore = "needs root: cargo xtask test runs it"]
 fn min_duration_sends_the_slow_calls_and_the_calls_they_ran_under() {
-    require_root();
+    let _machine = require_root();
     let (url, received) = collector(None);
     let dir = tempdir();
     let (counts, _, rows, meta) = record(
@@ -362,7 +362,7 @@ fn min_duration_sends_the_slow_calls_and_the_calls_they_ran_under() {
 #[test]
 #[ignore = "needs root: cargo xtask test runs it"]
 fn export_otlp_writes_json_lines_the_definitions_read_back() {
-    require_root();
+    let _machine = require_root();
     // Record without a collector, then export.
     let program = build("otlp_calls.c", &[]);
     let dir = tempdir();
@@ -416,7 +416,7 @@ fn export_otlp_writes_json_lines_the_definitions_read_back() {
 #[test]
 #[ignore = "needs root: cargo xtask test runs it"]
 fn a_stalled_call_still_running_at_the_stop_is_sent_cut_off_with_its_stall() {
-    require_root();
+    let _machine = require_root();
     let (url, received) = collector(None);
     let program = build("stall_sleep.c", &[]);
     let dir = tempdir();
@@ -514,7 +514,7 @@ impl Drop for Tmux {
 #[test]
 #[ignore = "needs root: cargo xtask test runs it"]
 fn watch_sends_to_the_collector_and_its_header_counts_what_was_sent() {
-    require_root();
+    let _machine = require_root();
     let (url, received) = collector(None);
     let program = build("otlp_calls.c", &[]);
     let dir = tempdir();

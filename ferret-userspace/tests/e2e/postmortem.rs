@@ -45,7 +45,7 @@ static RECORDINGS: Mutex<BTreeMap<String, Arc<Recorded>>> = Mutex::new(BTreeMap:
 /// Records `program` (a file in tests/programs) with `-s` for each of
 /// `symbols`, once per test run and argument list.
 pub fn record(program: &str, symbols: &[&str], args: &[&str]) -> Arc<Recorded> {
-    require_root();
+    let _machine = require_root();
     let key = format!("{program} {symbols:?} {args:?}");
     let mut cache = RECORDINGS
         .lock()

@@ -42,7 +42,7 @@ fn program_counts(stdout: &str) -> HashMap<String, i64> {
 #[test]
 #[ignore = "needs root: cargo xtask test runs it"]
 fn nested_calls_on_threads_match_the_programs_own_counts() {
-    require_root();
+    let _machine = require_root();
     let program = build("nested.c", &[]);
     let dir = tempdir();
     let out = dir.path().join("nested.parquet");
@@ -152,7 +152,7 @@ fn nested_calls_on_threads_match_the_programs_own_counts() {
 #[test]
 #[ignore = "needs root: cargo xtask test runs it"]
 fn attach_by_pid_sees_threads_started_after_the_attach() {
-    require_root();
+    let _machine = require_root();
     let program = build("nested.c", &[]);
     let dir = tempdir();
     let gate = dir.path().join("go");
@@ -216,7 +216,7 @@ fn attach_by_pid_sees_threads_started_after_the_attach() {
 #[test]
 #[ignore = "needs root: cargo xtask test runs it"]
 fn function_in_a_shared_library_of_a_launched_command() {
-    require_root();
+    let _machine = require_root();
     let program = build("mathlib.c", &[]);
     let dir = tempdir();
     let out = dir.path().join("libm.parquet");
@@ -263,7 +263,7 @@ fn with_and_without(
 #[test]
 #[ignore = "needs root: cargo xtask test runs it"]
 fn cpp_exceptions_through_traced_frames_do_not_harm_the_target() {
-    require_root();
+    let _machine = require_root();
     let program = build("unwind.cpp", &[]);
     let (bare, traced, rows) = with_and_without(&program, &["thrower*", "middle*"], &[]);
     assert_eq!(bare.status.code(), Some(3));
@@ -285,7 +285,7 @@ fn cpp_exceptions_through_traced_frames_do_not_harm_the_target() {
 #[test]
 #[ignore = "needs root: cargo xtask test runs it"]
 fn rust_panics_through_traced_frames_do_not_harm_the_target() {
-    require_root();
+    let _machine = require_root();
     let program = build("panics.rs", &[]);
     let (bare, traced, rows) =
         with_and_without(&program, &["panics::may_panic", "panics::middle"], &[]);
@@ -312,7 +312,7 @@ fn rust_panics_through_traced_frames_do_not_harm_the_target() {
 #[test]
 #[ignore = "needs root: cargo xtask test runs it"]
 fn recursion_200_deep_is_recorded_exactly_in_every_exit_mode() {
-    require_root();
+    let _machine = require_root();
     let program = build("recurse.c", &[]);
     for mode in ["auto", "ret"] {
         let (bare, traced, rows) =
@@ -339,7 +339,7 @@ fn recursion_200_deep_is_recorded_exactly_in_every_exit_mode() {
 #[test]
 #[ignore = "needs root: cargo xtask test runs it"]
 fn a_thousand_functions_attach_and_detach_in_well_under_a_second() {
-    require_root();
+    let _machine = require_root();
     let dir = tempdir();
     let src = dir.path().join("thousand_functions.c");
     let mut code = String::from("#include <stdio.h>\nvolatile int sink;\n");
@@ -393,7 +393,7 @@ fn a_thousand_functions_attach_and_detach_in_well_under_a_second() {
 #[test]
 #[ignore = "needs root: cargo xtask test runs it"]
 fn readme_duckdb_query_runs_on_a_real_recording() {
-    require_root();
+    let _machine = require_root();
     let readme =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
     let query = readme

@@ -24,7 +24,7 @@ fn ends<'a>(rows: &'a [Row], function: &'a str) -> impl Iterator<Item = &'a Row>
 #[test]
 #[ignore = "needs root: cargo xtask test runs it"]
 fn sigkill_of_ferret_leaves_the_target_running_and_no_probe_behind() {
-    require_root();
+    let _machine = require_root();
     let mut target = KillOnDrop(
         Command::new(build("slow.c", &[]))
             .stdin(Stdio::piped())
@@ -74,7 +74,7 @@ fn sigkill_of_ferret_leaves_the_target_running_and_no_probe_behind() {
 #[test]
 #[ignore = "needs root: cargo xtask test runs it"]
 fn a_clean_exit_also_leaves_no_probe_behind() {
-    require_root();
+    let _machine = require_root();
     let program = build("nested.c", &[]);
     let dir = tempdir();
     let gate = dir.path().join("go");
@@ -111,7 +111,7 @@ fn a_clean_exit_also_leaves_no_probe_behind() {
 #[test]
 #[ignore = "needs root: cargo xtask test runs it"]
 fn files_written_under_sudo_belong_to_the_invoking_user() {
-    require_root();
+    let _machine = require_root();
     let dir = tempdir();
     let out = dir.path().join("owned.parquet");
     let mut cmd = ferret();
@@ -130,7 +130,7 @@ fn files_written_under_sudo_belong_to_the_invoking_user() {
 #[test]
 #[ignore = "needs root: cargo xtask test runs it"]
 fn output_path_that_is_a_symlink_is_refused() {
-    require_root();
+    let _machine = require_root();
     let dir = tempdir();
     let victim = dir.path().join("victim");
     std::fs::write(&victim, b"precious").unwrap();
@@ -154,7 +154,7 @@ fn output_path_that_is_a_symlink_is_refused() {
 #[test]
 #[ignore = "needs root: cargo xtask test runs it"]
 fn ring_buffer_overflow_is_counted_and_stacks_resynchronize() {
-    require_root();
+    let _machine = require_root();
     let dir = tempdir();
     let out = dir.path().join("burst.parquet");
     let mut cmd = ferret();
@@ -215,7 +215,7 @@ fn ring_buffer_overflow_is_counted_and_stacks_resynchronize() {
 #[test]
 #[ignore = "needs root: cargo xtask test runs it"]
 fn forked_children_are_traced_only_with_follow_forks() {
-    require_root();
+    let _machine = require_root();
     let program = build("forker.c", &[]);
     for (follow, expected) in [(false, 5), (true, 12)] {
         let dir = tempdir();
@@ -250,7 +250,7 @@ fn forked_children_are_traced_only_with_follow_forks() {
 #[test]
 #[ignore = "needs root: cargo xtask test runs it"]
 fn exec_is_reported_and_ferret_ends_cleanly_with_the_new_programs_status() {
-    require_root();
+    let _machine = require_root();
     let dir = tempdir();
     let out = dir.path().join("exec.parquet");
     let mut cmd = ferret();
@@ -278,7 +278,7 @@ fn exec_is_reported_and_ferret_ends_cleanly_with_the_new_programs_status() {
 #[test]
 #[ignore = "needs root: cargo xtask test runs it"]
 fn thousands_of_short_threads_are_all_seen_and_closed() {
-    require_root();
+    let _machine = require_root();
     let dir = tempdir();
     let out = dir.path().join("threads.parquet");
     let mut cmd = ferret();
@@ -305,7 +305,7 @@ fn thousands_of_short_threads_are_all_seen_and_closed() {
 #[test]
 #[ignore = "needs root: cargo xtask test runs it"]
 fn overhead_guard_detaches_a_hot_function_and_keeps_the_rest() {
-    require_root();
+    let _machine = require_root();
     let dir = tempdir();
     let out = dir.path().join("hot.parquet");
     let mut cmd = ferret();

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 
-use crate::support::{build, ferret, require_root, run, tempdir};
+use crate::support::{alone, build, ferret, run, tempdir};
 use ferret::sink::{Row, read_all};
 
 const MS: i64 = 1_000_000;
@@ -39,7 +39,7 @@ fn split(row: &Row) -> (i64, i64, i64) {
 #[test]
 #[ignore = "needs root: cargo xtask test runs it"]
 fn a_calls_time_splits_into_cpu_runnable_and_blocked_as_the_program_measured() {
-    require_root();
+    let _alone = alone();
     let program = build("sched_split.c", &[]);
     let dir = tempdir();
     // A split is null, never wrong, when at the span's start or end the

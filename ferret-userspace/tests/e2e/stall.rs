@@ -135,7 +135,7 @@ fn check_deadlock(rows: &[Row], before_attach: bool) {
 #[test]
 #[ignore = "needs root: cargo xtask test runs it"]
 fn deadlock_with_ferret_attached_before_it() {
-    require_root();
+    let _machine = require_root();
     let program = build("stall_deadlock.c", &[]);
     let dir = tempdir();
     let out = dir.path().join("deadlock.parquet");
@@ -165,7 +165,7 @@ fn deadlock_with_ferret_attached_before_it() {
 #[test]
 #[ignore = "needs root: cargo xtask test runs it"]
 fn deadlock_that_happened_before_ferret_attached() {
-    require_root();
+    let _machine = require_root();
     for flags in [&[][..], &["-O0", "-fno-omit-frame-pointer"][..]] {
         let program = build("stall_deadlock.c", flags);
         let target = start_deadlocked(&program, 30);
@@ -216,7 +216,7 @@ fn deadlock_that_happened_before_ferret_attached() {
 #[test]
 #[ignore = "needs root: cargo xtask test runs it"]
 fn spinning_thread_is_running_in_its_loop() {
-    require_root();
+    let _machine = require_root();
     let _cpu = cpu_heavy();
     let program = build("stall_spin.c", &[]);
     let spins = marker_line("stall_spin.c", "SPINS");
@@ -259,7 +259,7 @@ fn spinning_thread_is_running_in_its_loop() {
 #[test]
 #[ignore = "needs root: cargo xtask test runs it"]
 fn long_sleep_is_sleeping_in_nanosleep() {
-    require_root();
+    let _machine = require_root();
     let program = build("stall_sleep.c", &[]);
     let sleeps = marker_line("stall_sleep.c", "SLEEPS");
     let dir = tempdir();
@@ -296,7 +296,7 @@ fn long_sleep_is_sleeping_in_nanosleep() {
 #[test]
 #[ignore = "needs root: cargo xtask test runs it"]
 fn capturing_stalls_leaves_the_target_unchanged() {
-    require_root();
+    let _machine = require_root();
     let _cpu = cpu_heavy();
     let program = build("stall_then_finish.c", &[]);
     let plain = Command::new(&program).output().unwrap();
@@ -358,7 +358,7 @@ fn capturing_stalls_leaves_the_target_unchanged() {
 #[test]
 #[ignore = "needs root: cargo xtask test runs it"]
 fn a_thread_stopped_inside_the_vdso_is_walked_through_it() {
-    require_root();
+    let _machine = require_root();
     let _cpu = cpu_heavy();
     let program = build("stall_clock.c", &[]);
     let polls = marker_line("stall_clock.c", "POLLS");
@@ -420,7 +420,7 @@ fn a_thread_stopped_inside_the_vdso_is_walked_through_it() {
 #[test]
 #[ignore = "needs root: cargo xtask test runs it"]
 fn rust_mutex_deadlock_is_found_through_the_guards_on_the_stacks() {
-    require_root();
+    let _machine = require_root();
     let program = build("stall_deadlock_rs.rs", &[]);
     let blocks = marker_line("stall_deadlock_rs.rs", "// BLOCKS");
     let dir = tempdir();

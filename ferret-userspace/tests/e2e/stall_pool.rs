@@ -23,7 +23,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::support::{KillOnDrop, PROMPT, Tmux, build, ferret, marker_line, require_root, tempdir};
+use crate::support::{
+    KillOnDrop, PROMPT, Tmux, alone, build, ferret, marker_line, require_root, tempdir,
+};
 use ferret::sink::{read_all, read_metadata};
 
 /// Workers resting in `idle_wait`.
@@ -110,7 +112,7 @@ fn run_measured(mut cmd: Command) -> Cost {
 #[test]
 #[ignore = "needs root: cargo xtask test runs it"]
 fn a_thousand_idle_threads_and_a_deadlock_are_a_handful_of_lines_cheaply_and_on_time() {
-    require_root();
+    let _alone = alone();
     let target = start_pool(60);
     let pid = target.0.id();
     let dir = tempdir();
@@ -248,7 +250,7 @@ fn a_thousand_idle_threads_and_a_deadlock_are_a_handful_of_lines_cheaply_and_on_
 #[test]
 #[ignore = "needs root: cargo xtask test runs it"]
 fn duration_ends_the_session_on_time_with_captures_in_flight_and_queued() {
-    require_root();
+    let _alone = alone();
     let target = start_pool(60);
     let pid = target.0.id();
     let dir = tempdir();
@@ -335,7 +337,7 @@ fn stalls_pane(screen: &str) -> Vec<String> {
 #[test]
 #[ignore = "needs root: cargo xtask test runs it"]
 fn watch_lists_the_deadlock_first_and_the_pool_as_one_entry_with_its_count() {
-    require_root();
+    let _machine = require_root();
     let target = start_pool(90);
     let pid = target.0.id();
     let dir = tempdir();

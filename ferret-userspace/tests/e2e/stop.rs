@@ -141,7 +141,7 @@ fn check_recording(out: &Path, forever_status: &str, stop_reason: &str) {
 #[test]
 #[ignore = "needs root: cargo xtask test runs it"]
 fn duration_stops_the_recording_and_the_file_is_valid() {
-    require_root();
+    let _machine = require_root();
     let mut target = start_slow();
     let dir = tempdir();
     let out = dir.path().join("d.parquet");
@@ -160,7 +160,7 @@ fn duration_stops_the_recording_and_the_file_is_valid() {
 #[test]
 #[ignore = "needs root: cargo xtask test runs it"]
 fn sigint_and_sigterm_finalize_a_valid_file() {
-    require_root();
+    let _machine = require_root();
     for (signal, reason) in [(libc::SIGINT, "Interrupt"), (libc::SIGTERM, "Terminate")] {
         let mut target = start_slow();
         let dir = tempdir();
@@ -186,7 +186,7 @@ fn sigint_and_sigterm_finalize_a_valid_file() {
 #[test]
 #[ignore = "needs root: cargo xtask test runs it"]
 fn target_killed_mid_recording_is_noticed_and_its_open_spans_kept() {
-    require_root();
+    let _machine = require_root();
     let program = build("slow.c", &[]);
     let dir = tempdir();
     let out = dir.path().join("k.parquet");
@@ -246,7 +246,7 @@ fn target_killed_mid_recording_is_noticed_and_its_open_spans_kept() {
 #[test]
 #[ignore = "needs root: cargo xtask test runs it"]
 fn launched_command_keeps_stdin_and_a_libc_function_is_traced() {
-    require_root();
+    let _machine = require_root();
     let dir = tempdir();
     let out = dir.path().join("sh.parquet");
     let mut child = ferret()
@@ -282,7 +282,7 @@ fn launched_command_keeps_stdin_and_a_libc_function_is_traced() {
 #[test]
 #[ignore = "needs root: cargo xtask test runs it"]
 fn per_probe_fallback_links_record_the_same_calls() {
-    require_root();
+    let _machine = require_root();
     let program = build("nested.c", &[]);
     let dir = tempdir();
     let out = dir.path().join("fallback.parquet");

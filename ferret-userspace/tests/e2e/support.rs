@@ -5,13 +5,32 @@
 use std::{
     path::{Path, PathBuf},
     process::{Command, Output},
-    sync::Mutex,
+    sync::{Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard},
     thread,
     time::{Duration, Instant},
 };
 
+/// Root tests share the machine; the few that judge times or CPU use take
+/// it alone ([`alone`]), so a neighbour's work does not decide them.
+static MACHINE: RwLock<()> = RwLock::new(());
+
 /// Fails loudly (never skips) when the tests lack the privilege they need.
-pub fn require_root() {
+/// Hold what it returns for the whole test: the machine, shared.
+#[must_use = "hold it for the test: the timing tests wait for it"]
+pub fn require_root() -> RwLockReadGuard<'static, ()> {
+    assert_root();
+    MACHINE.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// [`require_root`] for a test that compares times or CPU use: no other
+/// root test runs while it holds what this returns.
+#[must_use = "hold it for the test"]
+pub fn alone() -> RwLockWriteGuard<'static, ()> {
+    assert_root();
+    MACHINE.write().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn assert_root() {
     let euid = rustix::process::geteuid();
     assert!(
         euid.is_root(),

@@ -126,7 +126,7 @@ fn metric(screen: &str, label: &str) -> String {
 #[test]
 #[ignore = "needs root: cargo xtask test runs it"]
 fn watch_shows_calls_live_and_restores_the_terminal() {
-    require_root();
+    let _machine = require_root();
     let began = Instant::now();
     let sleeper = build("sleeper.c", &[]);
     let dir = tempdir();
@@ -368,7 +368,7 @@ fn check_deadlock_on_screen(tmux: &Tmux, before_attach: bool) {
 #[test]
 #[ignore = "needs root: cargo xtask test runs it"]
 fn watch_shows_a_deadlock_that_happens_while_it_watches() {
-    require_root();
+    let _machine = require_root();
     let program = build("stall_deadlock.c", &[]);
     let dir = tempdir();
     let parquet = dir.path().join("stalls.parquet");
@@ -416,7 +416,7 @@ fn watch_shows_a_deadlock_that_happens_while_it_watches() {
 #[test]
 #[ignore = "needs root: cargo xtask test runs it"]
 fn watch_shows_a_deadlock_that_happened_before_it_attached() {
-    require_root();
+    let _machine = require_root();
     let program = build("stall_deadlock.c", &[]);
     let target = start_deadlocked(&program, 60);
     let tmux = Tmux::start("deadlock-before");
