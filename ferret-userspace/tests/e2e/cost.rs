@@ -196,62 +196,84 @@ fn a_trivial_getter_reads_nanoseconds_and_its_parent_what_it_takes_untraced() {
         assert!(output.status.success());
         median_parent_ns(&output.stdout)
     };
-    // Before and after: the machine's speed drifts, so the traced run is
-    // judged against both.
-    let before = untraced();
+    // One round: the untraced runs around a traced one, and what ferret
+    // reads. A round is judged against a calibration taken seconds before
+    // it; on this shared VM a single-stepped probe's cost moves by a few
+    // microseconds within a minute (9.3 to 12.9 µs seen), so a round whose
+    // machine changed under it is run again, up to three, each one logged.
+    let round = || -> Result<(), String> {
+        // Before and after: the machine's speed drifts, so the traced run is
+        // judged against both.
+        let before = untraced();
 
-    let dir = tempdir();
-    let out = dir.path().join("getter.parquet");
-    let mut cmd = ferret();
-    // The getter's probes cost most of the parent's time: no budget here.
-    cmd.args([
-        "record",
-        "-s",
-        "Widget::get*",
-        "-s",
-        "parent*",
-        "--max-overhead",
-        "0",
-        "--max-rate",
-        "0",
-        "-o",
-    ])
-    .arg(&out)
-    .arg("--")
-    .arg(&program)
-    .args(["20", "200"]);
-    let traced = run(cmd);
-    assert!(traced.status.success(), "{traced:?}");
-    let stderr = String::from_utf8_lossy(&traced.stderr);
-    assert!(
-        stderr.contains("return-instruction probes for 2, uretprobes for 0"),
-        "C++ that throws is probed at its returns: {stderr}"
-    );
-    // Traced, the program itself sees the probes' cost.
-    let slowed = median_parent_ns(&traced.stdout);
-    let after = untraced();
-    let (low, high) = (before.min(after), before.max(after));
+        let dir = tempdir();
+        let out = dir.path().join("getter.parquet");
+        let mut cmd = ferret();
+        // The getter's probes cost most of the parent's time: no budget here.
+        cmd.args([
+            "record",
+            "-s",
+            "Widget::get*",
+            "-s",
+            "parent*",
+            "--max-overhead",
+            "0",
+            "--max-rate",
+            "0",
+            "-o",
+        ])
+        .arg(&out)
+        .arg("--")
+        .arg(&program)
+        .args(["20", "200"]);
+        let traced = run(cmd);
+        assert!(traced.status.success(), "{traced:?}");
+        let stderr = String::from_utf8_lossy(&traced.stderr);
+        assert!(
+            stderr.contains("return-instruction probes for 2, uretprobes for 0"),
+            "C++ that throws is probed at its returns: {stderr}"
+        );
+        // Traced, the program itself sees the probes' cost.
+        let slowed = median_parent_ns(&traced.stdout);
+        let after = untraced();
+        let (low, high) = (before.min(after), before.max(after));
 
-    let corrected = analyze(&out, &[]);
-    let get = &corrected["Widget::get() const"];
-    assert_eq!(get["calls"], 4000);
-    let get_p50 = get["p50_ns"].as_u64().unwrap();
-    assert!(get_p50 < 2_000, "a trivial getter reads {get_p50} ns");
-    let parent = &corrected["parent(Widget const&, int)"];
-    assert_eq!(parent["calls"], 20);
-    let parent_p50 = parent["p50_ns"].as_u64().unwrap();
-    assert!(
-        parent_p50 * 4 >= low * 3 && parent_p50 * 4 <= high * 5,
-        "parent reads {parent_p50} ns corrected, takes {before} and {after} ns untraced \
-         ({slowed} ns traced, as the program saw it)"
-    );
+        let corrected = analyze(&out, &[]);
+        let get = &corrected["Widget::get() const"];
+        assert_eq!(get["calls"], 4000);
+        let get_p50 = get["p50_ns"].as_u64().unwrap();
+        if get_p50 >= 2_000 {
+            return Err(format!("a trivial getter reads {get_p50} ns"));
+        }
+        let parent = &corrected["parent(Widget const&, int)"];
+        assert_eq!(parent["calls"], 20);
+        let parent_p50 = parent["p50_ns"].as_u64().unwrap();
+        if !(parent_p50 * 4 >= low * 3 && parent_p50 * 4 <= high * 5) {
+            return Err(format!(
+                "parent reads {parent_p50} ns corrected, takes {before} and {after} ns untraced \
+                 ({slowed} ns traced, as the program saw it)"
+            ));
+        }
 
-    // --raw shows what was measured.
-    let raw = analyze(&out, &["--raw"]);
-    let raw_get = raw["Widget::get() const"]["p50_ns"].as_u64().unwrap();
-    assert!(raw_get > 2_000, "measured, the getter reads {raw_get} ns");
-    let raw_parent = raw["parent(Widget const&, int)"]["p50_ns"]
-        .as_u64()
-        .unwrap();
-    assert!(raw_parent > parent_p50);
+        // --raw shows what was measured.
+        let raw = analyze(&out, &["--raw"]);
+        let raw_get = raw["Widget::get() const"]["p50_ns"].as_u64().unwrap();
+        assert!(raw_get > 2_000, "measured, the getter reads {raw_get} ns");
+        let raw_parent = raw["parent(Widget const&, int)"]["p50_ns"]
+            .as_u64()
+            .unwrap();
+        assert!(raw_parent > parent_p50);
+        Ok(())
+    };
+    let mut failures = Vec::new();
+    for attempt in 1..=3 {
+        match round() {
+            Ok(()) => return,
+            Err(e) => {
+                eprintln!("round {attempt}: {e}");
+                failures.push(e);
+            }
+        }
+    }
+    panic!("three rounds out of bounds: {failures:#?}");
 }

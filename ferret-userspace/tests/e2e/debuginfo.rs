@@ -104,8 +104,19 @@ fn hermetic_ferret(empty_debug_dir: &Path) -> Command {
 /// three seconds asleep, so the stall is captured while it lasts however
 /// loaded the machine (at 1.5 s a loaded run once missed it).
 fn record(mut cmd: Command, program: &Path, out: &Path) -> Output {
+    // The budget off: `work` at 2000 calls/s would be detached, and this
+    // test is about names and lines.
     cmd.args([
-        "record", "--stall", "300ms", "-s", "work", "-s", "nap", "-o",
+        "record",
+        "--max-overhead",
+        "0",
+        "--stall",
+        "300ms",
+        "-s",
+        "work",
+        "-s",
+        "nap",
+        "-o",
     ])
     .arg(out)
     .arg("--")
@@ -183,7 +194,17 @@ fn build_id_path_in_a_debug_dir_gives_its_functions_and_lines() {
     let mut cmd = hermetic_ferret(empty.path());
     cmd.args(["record", "--debug-dir"])
         .arg(debug_dir.path())
-        .args(["--stall", "300ms", "-s", "work", "-s", "nap", "-o"])
+        .args([
+            "--max-overhead",
+            "0",
+            "--stall",
+            "300ms",
+            "-s",
+            "work",
+            "-s",
+            "nap",
+            "-o",
+        ])
         .arg(&out)
         .arg("--")
         .arg(&program)
