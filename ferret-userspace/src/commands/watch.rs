@@ -620,6 +620,24 @@ impl Consumer for Live {
         let mut threads = self
             .aggregates
             .threads(reconstructor.threads(), view.now_ns);
+        // What each thread with an open call is doing now: one map lookup
+        // per such thread a tick.
+        let now: std::collections::HashMap<(u32, u32), crate::live::ThreadNow> = reconstructor
+            .threads()
+            .filter_map(|stack| {
+                let top = stack.frames.last()?;
+                let state = (view.sched)(stack.tid)?;
+                Some((
+                    (stack.pid, stack.tid),
+                    crate::live::ThreadNow::of(&state, &top.sched, top.start_ns, view.now_ns),
+                ))
+            })
+            .collect();
+        for thread in &mut threads {
+            if !thread.frames.is_empty() {
+                thread.now = now.get(&(thread.pid, thread.tid)).copied();
+            }
+        }
         let (goroutines, idle) = self
             .aggregates
             .goroutines(reconstructor.goroutines(), view.now_ns);

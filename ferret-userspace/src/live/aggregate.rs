@@ -340,6 +340,7 @@ impl Aggregates {
                         frames: Vec::new(),
                         maybe_incomplete: false,
                         goroutine: None,
+                        now: None,
                     });
                 }
             }

@@ -20,6 +20,6 @@ pub use aggregate::{Aggregates, FunctionStats, IDLE_THREAD_KEPT_NS, METRICS_KEPT
 pub use hot::{HOT_WINDOW_S, HotProfile, HotRow, HotStack, HotView};
 pub use mailbox::Mailbox;
 pub use snapshot::{
-    FinishedCall, FunctionRow, MetricPoint, MetricsHistory, OpenFrame, OtlpProgress, SessionInfo,
-    Snapshot, TargetState, ThreadView,
+    FinishedCall, FunctionRow, MetricPoint, MetricsHistory, OpenFrame, OtlpProgress, RunState,
+    SessionInfo, Snapshot, TargetState, ThreadNow, ThreadView,
 };

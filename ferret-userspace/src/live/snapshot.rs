@@ -13,7 +13,7 @@ use crate::{
     stall::{StallGroup, StallReport},
     target::ExitStatus,
     trace::FunctionInfo,
-    trace::{SpanStatus, ThreadName, ThreadStack},
+    trace::{BlockedIn, SchedCounters, SpanStatus, ThreadName, ThreadStack},
 };
 
 /// What does not change during a session.
@@ -119,6 +119,75 @@ pub struct ThreadView {
     pub frames: Vec<OpenFrame>,
     /// Events were lost while these frames were open: some may be missing.
     pub maybe_incomplete: bool,
+    /// What the thread is doing right now, as the scheduler hooks saw it;
+    /// `None` when unknown (no counters: a Go program, an idle thread, the
+    /// hooks not attached).
+    pub now: Option<ThreadNow>,
+}
+
+/// A thread's scheduler state right now, and how much of its innermost open
+/// call's time so far was on a CPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ThreadNow {
+    /// Running, waiting for a CPU, or blocked (and in what).
+    pub state: RunState,
+    /// The innermost open call's CPU time over its elapsed time, in
+    /// thousandths (0 to 1000); `None` when its start carried no counters.
+    pub innermost_cpu_permille: Option<u16>,
+}
+
+/// Where a thread is now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunState {
+    /// On a CPU.
+    Running,
+    /// Ready, waiting for a CPU.
+    Runnable,
+    /// Blocked, in this system call when it was one.
+    Blocked(Option<BlockedIn>),
+}
+
+impl ThreadNow {
+    /// From the kernel's state of the thread at `now_ns` and the scheduler
+    /// counters its innermost open call started with, at `start_ns` (pure).
+    pub fn of(
+        state: &ferret_common::SchedState,
+        innermost: &SchedCounters,
+        start_ns: u64,
+        now_ns: u64,
+    ) -> Self {
+        let run = if state.running() && !state.blocked() {
+            RunState::Running
+        } else if state.blocked() {
+            RunState::Blocked(
+                (state.syscall != ferret_common::NO_SYSCALL).then_some(BlockedIn(state.syscall)),
+            )
+        } else {
+            RunState::Runnable
+        };
+        // CPU time so far: closed intervals, plus the current one if on a CPU.
+        let closed = state.out_sum.wrapping_sub(state.in_sum);
+        let cpu_now = if state.running() {
+            now_ns
+                .wrapping_add(state.out_sum)
+                .wrapping_sub(state.in_sum)
+        } else {
+            closed
+        };
+        let share = (innermost.epoch != 0
+            && innermost.epoch == state.created_ns
+            && innermost.lost == state.lost)
+            .then(|| {
+                let cpu = cpu_now.checked_sub(innermost.cpu_ns)?;
+                let elapsed = now_ns.checked_sub(start_ns)?;
+                (elapsed > 0).then(|| (cpu.saturating_mul(1000) / elapsed).min(1000) as u16)
+            })
+            .flatten();
+        Self {
+            state: run,
+            innermost_cpu_permille: share,
+        }
+    }
 }
 
 impl ThreadView {
@@ -140,6 +209,7 @@ impl ThreadView {
                 })
                 .collect(),
             maybe_incomplete: stack.maybe_incomplete,
+            now: None,
         }
     }
 }
@@ -379,5 +449,86 @@ impl Snapshot {
     /// Stall group `id` (its number), if it is current.
     pub fn stall_group(&self, id: u64) -> Option<&StallGroup> {
         self.stall_groups.iter().find(|g| g.id == id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferret_common::SchedState;
+
+    const MS: u64 = 1_000_000;
+
+    /// A thread created at 1 s that ran 300 ms, then blocked at 1.3 s in
+    /// `syscall`, the block still open.
+    fn blocked_since_1300ms(syscall: u32) -> SchedState {
+        SchedState {
+            created_ns: 1_000 * MS,
+            in_sum: 1_000 * MS,
+            out_sum: 1_300 * MS,
+            block_start_sum: 1_300 * MS,
+            in_count: 1,
+            out_count: 1,
+            block_starts: 1,
+            syscall,
+            ..SchedState::default()
+        }
+    }
+
+    fn counters(cpu_ns: u64, epoch: u64) -> SchedCounters {
+        SchedCounters {
+            cpu_ns,
+            epoch,
+            ..SchedCounters::default()
+        }
+    }
+
+    #[test]
+    fn a_blocked_thread_names_its_system_call_and_its_calls_cpu_share() {
+        let state = blocked_since_1300ms(202);
+        // The innermost call began at 1.1 s with 100 ms of CPU behind it:
+        // 200 ms of CPU in the 400 ms to now (1.5 s).
+        let now = ThreadNow::of(
+            &state,
+            &counters(100 * MS, 1_000 * MS),
+            1_100 * MS,
+            1_500 * MS,
+        );
+        assert_eq!(now.state, RunState::Blocked(Some(BlockedIn(202))));
+        assert_eq!(now.innermost_cpu_permille, Some(500));
+    }
+
+    #[test]
+    fn a_running_thread_counts_its_current_stretch_on_the_cpu() {
+        // Switched back in at 1.4 s after the block ended then.
+        let mut state = blocked_since_1300ms(202);
+        state.block_end_sum = 1_400 * MS;
+        state.block_ends = 1;
+        state.in_sum += 1_400 * MS;
+        state.in_count = 2;
+        // At 1.5 s: 300 + 100 ms of CPU, all of the call's since 1.4 s.
+        let now = ThreadNow::of(
+            &state,
+            &counters(300 * MS, 1_000 * MS),
+            1_400 * MS,
+            1_500 * MS,
+        );
+        assert_eq!(now.state, RunState::Running);
+        assert_eq!(now.innermost_cpu_permille, Some(1000));
+    }
+
+    #[test]
+    fn preempted_is_runnable_and_other_counters_give_no_share() {
+        let mut state = blocked_since_1300ms(0);
+        state.block_starts = 0;
+        state.block_start_sum = 0;
+        let now = ThreadNow::of(&state, &counters(0, 999 * MS), 1_000 * MS, 1_500 * MS);
+        assert_eq!(now.state, RunState::Runnable);
+        assert_eq!(now.innermost_cpu_permille, None, "another epoch");
+        let none = ThreadNow::of(&state, &SchedCounters::NONE, 1_000 * MS, 1_500 * MS);
+        assert_eq!(
+            none.innermost_cpu_permille, None,
+            "no counters at the start"
+        );
     }
 }

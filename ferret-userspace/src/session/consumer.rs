@@ -94,6 +94,9 @@ pub struct LoopView<'a> {
     pub detached: &'a HashSet<u32>,
     /// CPU sampling, if on.
     pub sampling: Option<SamplingStatus>,
+    /// The scheduler state the kernel keeps for a traced thread now (see
+    /// [`ferret_common::SchedState`]); `None` when it has none.
+    pub sched: &'a dyn Fn(u32) -> Option<ferret_common::SchedState>,
 }
 
 /// How a session ended, for the consumers and the command.

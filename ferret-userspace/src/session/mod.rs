@@ -537,6 +537,7 @@ impl Session {
                             functions: &prepared.plan.functions,
                             detached: guard.disabled(),
                             sampling: sampling.as_ref().map(Sampling::status),
+                            sched: &|tid| engine.sched_state(tid),
                         };
                         for consumer in consumers.iter_mut() {
                             consumer.tick(&view)?;

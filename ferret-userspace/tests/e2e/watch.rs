@@ -320,6 +320,16 @@ fn check_deadlock_on_screen(tmux: &Tmux, before_attach: bool) {
         screen.contains("⚠ stalled"),
         "the Live Stack marks the stalled threads:\n{screen}"
     );
+    if !before_attach {
+        // The scheduler hooks saw them block (threads adopted at attach hit
+        // no probe, so the kernel keeps no state for them); the pane is
+        // narrow, so the line is cut after the state (the unit tests of the
+        // view read it whole: `blocked in futex, 0% CPU`).
+        assert!(
+            screen.contains("⚠ stalled · blocked in"),
+            "each thread's state now and its call's CPU share:\n{screen}"
+        );
+    }
 
     // Enter on each stall: its stack names the line of its blocking lock.
     tmux.send("5");

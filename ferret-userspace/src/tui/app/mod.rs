@@ -672,6 +672,7 @@ mod tests {
                 })
                 .collect(),
             maybe_incomplete: false,
+            now: None,
             goroutine: None,
         }];
         Arc::new(s)

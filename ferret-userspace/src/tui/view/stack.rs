@@ -14,7 +14,7 @@ use ratatui::{
 
 use super::{highlighted, pane_block, placeholder, position, row_style, theme};
 use crate::{
-    live::ThreadView,
+    live::{RunState, ThreadNow, ThreadView},
     tui::{
         app::{App, StackRow},
         format,
@@ -190,5 +190,24 @@ fn thread_line(
     if thread.maybe_incomplete {
         spans.push(Span::styled(" ⚠ may be incomplete", theme::WARN));
     }
+    // Last, so a narrow pane cuts it rather than the warnings.
+    if let Some(now) = thread.now.filter(|_| !thread.frames.is_empty()) {
+        spans.push(Span::styled(format!(" · {}", run_state(now)), theme::DIM));
+    }
     Line::from(spans)
+}
+
+/// What a thread is doing now, and how much of its innermost call's time so
+/// far was on a CPU: `running, 97% CPU`, `blocked in futex, 2% CPU`.
+fn run_state(now: ThreadNow) -> String {
+    let state = match now.state {
+        RunState::Running => "running".to_owned(),
+        RunState::Runnable => "waiting for a CPU".to_owned(),
+        RunState::Blocked(Some(call)) => format!("blocked in {}", call.name()),
+        RunState::Blocked(None) => "blocked".to_owned(),
+    };
+    match now.innermost_cpu_permille {
+        Some(permille) => format!("{state}, {}% CPU", (permille + 5) / 10),
+        None => state,
+    }
 }

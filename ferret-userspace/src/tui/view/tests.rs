@@ -90,6 +90,7 @@ fn thread(tid: u32, name: &str, frames: Vec<OpenFrame>) -> ThreadView {
         frames,
         maybe_incomplete: false,
         goroutine: None,
+        now: None,
     }
 }
 
@@ -1128,4 +1129,31 @@ fn the_metrics_pane_shows_the_run_queue_wait_beside_cpu() {
         screen.contains("wait 37.5 %"),
         "no run-queue wait beside CPU:\n{screen}"
     );
+}
+
+#[test]
+fn a_thread_row_says_what_it_is_doing_now_and_its_calls_cpu_share() {
+    use crate::{
+        live::{RunState, ThreadNow},
+        trace::BlockedIn,
+    };
+    let mut snapshot = busy();
+    snapshot.threads[0].now = Some(ThreadNow {
+        state: RunState::Blocked(Some(BlockedIn(202))),
+        innermost_cpu_permille: Some(21),
+    });
+    // An idle thread says nothing of it; db-pool is running.
+    for thread in &mut snapshot.threads[1..3] {
+        thread.now = Some(ThreadNow {
+            state: RunState::Running,
+            innermost_cpu_permille: Some(996),
+        });
+    }
+    let screen = text(&draw(&app(snapshot, 200, 40)));
+    assert!(screen.contains("· blocked in futex, 2% CPU"), "{screen}");
+    assert!(
+        screen.contains("db-pool 4249 · 1 open · running, 100% CPU"),
+        "{screen}"
+    );
+    assert!(!screen.contains("idle · running"), "{screen}");
 }
