@@ -19,6 +19,8 @@
 //! 9. [`stalls`]: the stall watchdog on a pool of 1000 and 2000 resting
 //!    threads beside a deadlock: ferret's CPU time against the session's
 //!    length, how late `-d` ends, the stderr lines.
+//! 10. [`sched`]: what the scheduler hooks (the per-call time split) cost
+//!     a target that blocks and wakes tens of thousands of times a second.
 //!
 //! The machine is shared and noisy, so every comparison alternates its
 //! contenders run by run and reports medians. Results are written to
@@ -34,6 +36,7 @@ mod overhead;
 mod pipeline;
 mod report;
 mod sampling;
+mod sched;
 mod stalls;
 
 use std::path::{Path, PathBuf};
@@ -85,10 +88,12 @@ pub enum Part {
     Sampling,
     /// The stall watchdog on thousands of stalled threads: CPU, `-d`, lines.
     Stalls,
+    /// The scheduler hooks' cost to a target that switches often.
+    Sched,
 }
 
 impl Part {
-    const ALL: [Part; 9] = [
+    const ALL: [Part; 10] = [
         Part::Overhead,
         Part::Pipeline,
         Part::Load,
@@ -98,6 +103,7 @@ impl Part {
         Part::Cost,
         Part::Sampling,
         Part::Stalls,
+        Part::Sched,
     ];
 
     fn key(self) -> &'static str {
@@ -111,6 +117,7 @@ impl Part {
             Part::Cost => "cost",
             Part::Sampling => "sampling",
             Part::Stalls => "stalls",
+            Part::Sched => "sched",
         }
     }
 }
@@ -200,6 +207,7 @@ pub fn run(sh: &Sh, options: &Options) -> Result<()> {
             Part::Cost => cost::run(&bench),
             Part::Sampling => sampling::run(&bench),
             Part::Stalls => stalls::run(&bench),
+            Part::Sched => sched::run(&bench),
         };
         let value = value.unwrap_or_else(|e| {
             println!("{} failed: {e:#}", part.key());
@@ -242,6 +250,7 @@ fn build(bench: &Bench) -> Result<()> {
         ("tight.c", &[][..]),
         ("load.c", &["-pthread"][..]),
         ("spin.c", &[][..]),
+        ("pingpong.c", &["-pthread"][..]),
     ] {
         let stem = source.trim_end_matches(".c");
         let mut cc = sh.cmd("cc");

@@ -10,15 +10,16 @@ use super::pipeline::GOAL_PER_S;
 
 pub fn title(part: Part) -> &'static str {
     match part {
-        Part::Overhead => "1/9 cost per traced call: untraced, floor, ferret, bpftrace",
-        Part::Pipeline => "2/9 pipeline throughput (synthetic events, one core)",
-        Part::Load => "3/9 sustained load",
-        Part::Attach => "4/9 attach and detach at scale",
-        Part::Memory => "5/9 memory over time",
-        Part::Otlp => "6/9 OpenTelemetry export throughput (one core)",
-        Part::Cost => "7/9 ferret's own cost: the overhead budget and the correction",
-        Part::Sampling => "8/9 CPU sampling: a busy target's slowdown at 99 and 999 Hz",
-        Part::Stalls => "9/9 the stall watchdog on 1000 and 2000 stalled threads",
+        Part::Overhead => "1/10 cost per traced call: untraced, floor, ferret, bpftrace",
+        Part::Pipeline => "2/10 pipeline throughput (synthetic events, one core)",
+        Part::Load => "3/10 sustained load",
+        Part::Attach => "4/10 attach and detach at scale",
+        Part::Memory => "5/10 memory over time",
+        Part::Otlp => "6/10 OpenTelemetry export throughput (one core)",
+        Part::Cost => "7/10 ferret's own cost: the overhead budget and the correction",
+        Part::Sampling => "8/10 CPU sampling: a busy target's slowdown at 99 and 999 Hz",
+        Part::Stalls => "9/10 the stall watchdog on 1000 and 2000 stalled threads",
+        Part::Sched => "10/10 the scheduler hooks: a target that blocks and wakes often",
     }
 }
 
@@ -464,6 +465,27 @@ pub fn table(results: &Value) -> String {
         }
     }
 
+    if let Some(o) = results.get("sched").filter(|o| o.get("slowdown").is_some()) {
+        let percent = f(o, &["overhead_percent"]);
+        row(
+            "scheduler hooks, two threads ping-ponging through pipes",
+            format!(
+                "{} slower; {} added per context switch",
+                or_dash(percent.map(|p| format!("{p:.1} %"))),
+                or_dash(f(o, &["added_ns_per_switch"]).map(duration_ns)),
+            ),
+            format!(
+                "untraced, {} switches/s",
+                or_dash(f(o, &["switches_per_s_untraced"]).map(|v| format!("{v:.0}")))
+            ),
+            or_dash(f(o, &["slowdown"]).map(|x| format!("{x:.3}×"))),
+            format!(
+                "within --max-overhead (5 %): {}",
+                verdict(percent.map(|p| p <= 5.0))
+            ),
+        );
+    }
+
     let header = ["measurement", "result", "reference", "ratio", "goal"];
     let mut widths = header.map(|h| h.chars().count());
     for r in &rows {
@@ -544,6 +566,8 @@ mod tests {
                 "2000": { "cpu_s": 3.9, "wall_s": 9.3, "cpu_per_session_s": 0.419,
                           "late_s": 1.3, "stall_lines": 3.0, "captures_share_of_a_core": 0.02 },
             } },
+            "sched": { "slowdown": 1.152, "overhead_percent": 15.2, "added_ns_per_switch": 2900.0,
+                       "switches_per_s_untraced": 52000.0 },
         });
         let table = table(&results);
         assert!(table.starts_with("2 CPUs, Linux 6.18, Xeon, virtual machine (quick run)"));
@@ -568,6 +592,11 @@ mod tests {
         assert!(table.contains("none lost: met"), "{table}");
         assert!(table.contains("attach 30.0 ms, detach 120.0 ms"), "{table}");
         assert!(table.contains("flat: met"), "{table}");
+        assert!(
+            table.contains("15.2 % slower; 2.90 µs added per context switch")
+                && table.contains("1.152× | within --max-overhead (5 %): **not met**"),
+            "{table}"
+        );
         let otlp = table
             .lines()
             .find(|l| l.contains("OTLP export, one core"))
