@@ -2,6 +2,7 @@
 //! select functions, choose how exits are observed, and say what was chosen.
 
 use std::{
+    collections::HashMap,
     ffi::OsString,
     path::{Path, PathBuf},
     sync::Arc,
@@ -199,28 +200,20 @@ pub fn plan(target: &ResolvedTarget, config: &ProbeConfig) -> Result<Plan> {
             }
             .into());
         }
-        // Where the probes read the goroutine, for a Go program built with
-        // the register ABI; without it calls are kept per thread.
-        let go_layout = go
-            .filter(|go| go.has_register_abi())
-            .and_then(|_| module.go_layout());
+        let go_layout = register_abi_layout(module);
         if let Some(go) = go {
             exit_notes.push(go_note(&shown(&module.path), go, go_layout.as_ref()));
         }
-        // The probe reads a window of `runtime.g` (see GO_G_WORDS).
-        let go_layout = go_layout.filter(|l| {
-            l.goid % 8 == 0 && u64::from(l.goid) <= ferret_common::GO_G_MAX_GOID_OFFSET
-        });
-        if let Some(layout) = &go_layout {
-            recovery_marks.extend(go_recovery_mark(module, layout.goid));
+        let goid = go_layout.as_ref().and_then(readable_goid);
+        if let Some(goid) = goid {
+            recovery_marks.extend(go_recovery_mark(module, goid));
         }
         let (ret_mode, why) = module_exits(config.exit_mode, module);
         let mut counts = [0usize; 3];
         for function in functions {
-            let goid_offset = match &go_layout {
-                Some(layout) if module.is_go_function(function) => layout.goid,
-                _ => 0,
-            };
+            let goid_offset = goid
+                .filter(|_| module.is_go_function(function))
+                .unwrap_or(0);
             let (point, entry_only_here) =
                 match probe_point(module, function, ret_mode, goid_offset)? {
                     Ok(planned) => planned,
@@ -397,15 +390,21 @@ fn module_exits(mode: ExitMode, module: &Module) -> (ModuleExits, String) {
 }
 
 /// Where a Go module's probes read the goroutine id (`runtime.g`'s `goid`
-/// offset), when they can: a register-ABI build whose offset lies inside
-/// the window the probe copies (see GO_G_WORDS).
-fn readable_goid_offset(module: &Module) -> Option<u16> {
+/// offset), from its `runtime.g` layout, when the window the probe copies
+/// covers it (see GO_G_WORDS).
+fn readable_goid(layout: &symbols::go::GLayout) -> Option<u16> {
+    Some(layout.goid)
+        .filter(|&goid| goid % 8 == 0 && u64::from(goid) <= ferret_common::GO_G_MAX_GOID_OFFSET)
+}
+
+/// The layout of `runtime.g` the probes use in a Go program built with the
+/// register ABI (read from the binary's DWARF, or known for its release);
+/// `None` otherwise, and calls are then kept per thread.
+fn register_abi_layout(module: &Module) -> Option<symbols::go::GLayout> {
     module
         .go()
         .filter(|go| go.has_register_abi())
         .and_then(|_| module.go_layout())
-        .map(|layout| layout.goid)
-        .filter(|&goid| goid % 8 == 0 && u64::from(goid) <= ferret_common::GO_G_MAX_GOID_OFFSET)
 }
 
 /// The probes for `function` of `module`: its entry, and its exits as
@@ -481,9 +480,16 @@ pub(crate) fn plan_more(
     chosen: &[(&Module, &Function)],
 ) -> Result<(Vec<ProbePoint>, Vec<FunctionInfo>, Vec<String>)> {
     let (mut points, mut infos, mut refused) = (Vec::new(), Vec::new(), Vec::new());
+    // Per module, once: both read the binary (its debug file, its DWARF).
+    let mut per_module: HashMap<&Path, (ModuleExits, Option<u16>)> = HashMap::new();
     for &(module, function) in chosen {
-        let (ret_mode, _) = module_exits(exit_mode, module);
-        let goid_offset = readable_goid_offset(module)
+        let &mut (ret_mode, goid) = per_module.entry(&module.path).or_insert_with(|| {
+            (
+                module_exits(exit_mode, module).0,
+                register_abi_layout(module).as_ref().and_then(readable_goid),
+            )
+        });
+        let goid_offset = goid
             .filter(|_| module.is_go_function(function))
             .unwrap_or(0);
         match probe_point(module, function, ret_mode, goid_offset)? {
