@@ -199,6 +199,18 @@ impl SchedState {
         self.block_starts != self.block_ends
     }
 
+    /// On-CPU ns since `created_ns`, at `now`: the closed stretches, and the
+    /// current one while it runs.
+    #[inline]
+    pub const fn cpu_ns_at(&self, now: u64) -> u64 {
+        let closed = self.out_sum.wrapping_sub(self.in_sum);
+        if self.running() {
+            closed.wrapping_add(now)
+        } else {
+            closed
+        }
+    }
+
     /// `(cpu, runnable, blocked)` ns since `created_ns`, at `now`, for a
     /// thread on a CPU with every block ended; `None` otherwise (a hook is
     /// still to land).
@@ -207,7 +219,7 @@ impl SchedState {
         if !self.running() || self.blocked() {
             return None;
         }
-        let cpu = now.wrapping_add(self.out_sum).wrapping_sub(self.in_sum);
+        let cpu = self.cpu_ns_at(now);
         let blocked = self.block_end_sum.wrapping_sub(self.block_start_sum);
         let Some(elapsed) = now.checked_sub(self.created_ns) else {
             return None;

@@ -165,15 +165,7 @@ impl ThreadNow {
         } else {
             RunState::Runnable
         };
-        // CPU time so far: closed intervals, plus the current one if on a CPU.
-        let closed = state.out_sum.wrapping_sub(state.in_sum);
-        let cpu_now = if state.running() {
-            now_ns
-                .wrapping_add(state.out_sum)
-                .wrapping_sub(state.in_sum)
-        } else {
-            closed
-        };
+        let cpu_now = state.cpu_ns_at(now_ns);
         let share = (innermost.epoch != 0
             && innermost.epoch == state.created_ns
             && innermost.lost == state.lost)

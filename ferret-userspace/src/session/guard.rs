@@ -40,18 +40,16 @@ const BUCKETS: usize = 16;
 /// clock tick of CPU time more or less does not decide.
 const WINDOW_CPU_NS: u64 = 250_000_000;
 
-/// The least own time an estimate divides by: a few clock ticks, the
-/// granularity of the kernel's CPU times in /proc (10 ms here), so a quiet
-/// target's tick more or less does not decide.
-const MIN_OWN_NS: u64 = 25_000_000;
-
 /// The least share of one CPU an estimate assumes the target used over its
 /// window: a target that mostly waits (a server at 20 requests a second
 /// uses a few ms of CPU a second) is judged as if it used a tenth of a CPU,
 /// so probes taking under half a percent of one CPU (at the default 5 %)
 /// are never detached. Without it, four functions of a request handler at
 /// 22 calls a second each (about 2 ms of probes a second) read 6 % of such
-/// a program's own time and two of them were detached.
+/// a program's own time and two of them were detached. It also keeps the
+/// least own time of a one-check window (25 ms) above a few clock ticks,
+/// the granularity of the kernel's CPU times in /proc (10 ms here), so a
+/// quiet target's tick more or less does not decide.
 const MIN_OWN_CPU_SHARE: f64 = 0.1;
 
 /// One check's worth of what the budget weighs.
@@ -173,7 +171,7 @@ impl Budget {
         }
         let floor =
             (window as f64 * super::GUARD_EVERY.as_nanos() as f64 * MIN_OWN_CPU_SHARE) as u64;
-        let own = cpu.saturating_sub(probe).max(MIN_OWN_NS).max(floor);
+        let own = cpu.saturating_sub(probe).max(floor);
         let estimate = probe as f64 * 100.0 / own as f64;
         self.estimate = Some(estimate);
         if !self.is_on() || estimate <= self.percent {
