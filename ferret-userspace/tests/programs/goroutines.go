@@ -162,10 +162,13 @@ func main() {
 	}
 	fmt.Printf("recovered=%d stacks_moved=%d total=%d\n", recovered, moved, total)
 	if crash {
+		// Closed only if risky returns, which it must not: a deferred
+		// close ran while the panic unwound and let main return first,
+		// exiting 0 before the panic could exit 2.
 		done := make(chan struct{})
 		go func() {
-			defer close(done)
 			risky(0)
+			close(done)
 		}()
 		<-done
 	}
