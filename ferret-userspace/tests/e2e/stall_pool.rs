@@ -390,21 +390,17 @@ fn watch_lists_the_deadlock_first_and_the_pool_as_one_entry_with_its_count() {
     tmux.send("G");
     tmux.send("Enter");
     let rests = marker_line("stall_pool.c", "RESTS");
+    let stack_line = format!("idle_wait ({}:{rests})", programs_path("stall_pool.c"));
+    // Whole: the screen may be captured halfway through drawing the popup.
     let screen = tmux.wait_for("the pool's details", Duration::from_secs(5), |s| {
-        s.contains("Stalled threads")
+        s.contains("Stalled threads") && s.contains(&stack_line) && s.contains("clock_nanosleep")
     });
     assert!(
         screen.contains(&format!("threads     {THREADS} (pool-")),
         "{screen}"
     );
     assert!(screen.contains(" tids "), "{screen}");
-    assert!(
-        screen.contains(&format!(
-            "idle_wait ({}:{rests})",
-            programs_path("stall_pool.c")
-        )),
-        "{screen}"
-    );
+    assert!(screen.contains(&stack_line), "{screen}");
     assert!(screen.contains("clock_nanosleep"), "{screen}");
 
     // Right lists its threads under it.
