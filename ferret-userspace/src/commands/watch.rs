@@ -621,11 +621,14 @@ impl Consumer for Live {
             .aggregates
             .threads(reconstructor.threads(), view.now_ns);
         // What each thread with an open call is doing now: one map lookup
-        // per such thread a tick.
+        // (a system call) per such thread a tick, and none for threads whose
+        // innermost call carried no counters (adopted at attach: the kernel
+        // keeps no state for a thread that never hit a probe; a pool of a
+        // thousand would otherwise cost ten thousand lookups a second).
         let now: std::collections::HashMap<(u32, u32), crate::live::ThreadNow> = reconstructor
             .threads()
             .filter_map(|stack| {
-                let top = stack.frames.last()?;
+                let top = stack.frames.last().filter(|top| top.sched.epoch != 0)?;
                 let state = (view.sched)(stack.tid)?;
                 Some((
                     (stack.pid, stack.tid),
