@@ -35,8 +35,8 @@ use aya_ebpf::{
 use ferret_common::{
     COOKIE_GENERATION_BIT, COOKIE_GOID_OFFSET_SHIFT, COOKIE_KIND_MASK, DEFAULT_RING_BYTES,
     GO_G_STACK_HI_OFFSET, GO_G_WORDS, MAX_SCHED_THREADS, MAX_TARGETS, NO_SYSCALL, ProbeEvent,
-    SAMPLE_PAGE, SAMPLE_RING_BYTES, SAMPLE_STACK_PAGES, SampleEvent, SchedState, config, kind,
-    lost, sample_flags,
+    SAMPLE_PAGE, SAMPLE_RING_BYTES, SAMPLE_STACK_PAGES, SampleEvent, SchedState, config, counts,
+    kind, lost, sample_flags,
 };
 
 #[map(name = "FERRET_EVENTS")]
@@ -44,6 +44,9 @@ static FERRET_EVENTS: RingBuf = RingBuf::with_byte_size(DEFAULT_RING_BYTES, 0);
 
 #[map(name = "FERRET_LOST")]
 static FERRET_LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(lost::LEN, 0);
+
+#[map(name = "FERRET_COUNTS")]
+static FERRET_COUNTS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counts::LEN, 0);
 
 #[map(name = "FERRET_SAMPLES")]
 static FERRET_SAMPLES: RingBuf = RingBuf::with_byte_size(SAMPLE_RING_BYTES, 0);
@@ -107,10 +110,8 @@ pub fn ferret_thread_exit(_ctx: RawTracePointContext) -> i32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     let (tgid, tid) = ((pid_tgid >> 32) as u32, pid_tgid as u32);
     if traced(tgid) {
-        // SAFETY: reads the monotonic clock; no memory is touched.
-        let ts_ns = unsafe { bpf_ktime_get_ns() };
         let state = FERRET_SCHED.get_ptr_mut(tid);
-        let counters = state.map_or(NO_COUNTERS, |s| read_counters(s, ts_ns));
+        let (ts_ns, counters) = state.map_or_else(|| (now_ns(), NO_COUNTERS), read_counters);
         write_event(
             tgid,
             tid,
@@ -271,6 +272,16 @@ fn count_lost(slot: u32) {
     }
 }
 
+/// Adds one to slot `slot` of [`FERRET_COUNTS`] (only from the scheduler
+/// programs, which run with preemption disabled).
+#[inline(always)]
+fn count(slot: u32) {
+    if let Some(n) = FERRET_COUNTS.get_ptr_mut(slot) {
+        // SAFETY: per-CPU slot; the program runs with preemption disabled.
+        unsafe { *n += 1 };
+    }
+}
+
 #[inline(always)]
 fn setting(slot: u32) -> u32 {
     FERRET_CONFIG.get(slot).copied().unwrap_or(0)
@@ -301,14 +312,16 @@ fn try_probe(ctx: &ProbeContext) {
     let goid_offset = cookie >> COOKIE_GOID_OFFSET_SHIFT;
     // Go: goroutines move between threads, so a thread's counters do not
     // split a goroutine's call; Go probes keep none (and pay nothing).
-    let (goroutine, state, counters) = if goid_offset != 0 {
-        (goroutine(r14, goid_offset, sp), None, NO_COUNTERS)
+    let (goroutine, state, ts_ns, counters) = if goid_offset != 0 {
+        (goroutine(r14, goid_offset, sp), None, ts_ns, NO_COUNTERS)
     } else if setting(config::SCHED_ON) == 1 {
         let state = sched_state(tid, pid, ts_ns);
-        let counters = state.map_or(NO_COUNTERS, |s| read_counters(s, ts_ns));
-        ((0, 0), state, counters)
+        // The event's time is the counters' own, so a span's split adds up
+        // to its duration exactly.
+        let (ts_ns, counters) = state.map_or((ts_ns, NO_COUNTERS), read_counters);
+        ((0, 0), state, ts_ns, counters)
     } else {
-        ((0, 0), None, NO_COUNTERS)
+        ((0, 0), None, ts_ns, NO_COUNTERS)
     };
     let event_kind = (cookie & COOKIE_KIND_MASK) as u32;
     write_event(
@@ -336,24 +349,65 @@ fn sched_state(tid: u32, pid: u32, ts_ns: u64) -> Option<*mut SchedState> {
     FERRET_SCHED.get_ptr_mut(tid)
 }
 
-/// The counters of a thread that is on a CPU now (it runs the probe), at
-/// `ts_ns`; none if a hook of its is still to land (see
+/// The counters of a thread that is on a CPU now (it runs the probe), and
+/// the time they are taken at; none if a hook of its is still to land (see
 /// [`SchedState::counters_at`]), so no span is split across the gap.
+///
+/// A uprobe's program runs preemptible (only migration is disabled), so the
+/// thread can be switched out and back in while it reads its own state, and
+/// the hooks change it between two of the reads. Every such switch bumps
+/// `in_count` (or restarts the state, a new `created_ns`) before the thread
+/// runs on, so a read between two equal `(in_count, created_ns)`, with the
+/// clock read inside them, is whole: the seqcount pattern. Torn twice in a
+/// row, the event carries none.
 #[inline(always)]
-fn read_counters(state: *mut SchedState, ts_ns: u64) -> Counters {
-    // SAFETY: a pointer into the map's value, valid for this program run;
-    // the fields are plain integers.
-    let s = unsafe { &*state };
-    match s.counters_at(ts_ns) {
-        Some((cpu_ns, runnable_ns, blocked_ns)) => Counters {
-            cpu_ns,
-            runnable_ns,
-            blocked_ns,
-            epoch: s.created_ns,
-            lost: s.lost,
-        },
-        None => NO_COUNTERS,
+fn read_counters(state: *mut SchedState) -> (u64, Counters) {
+    for _ in 0..2 {
+        // The state is read between two helper calls (the clock, then a
+        // checked copy of `in_count`): the compiler moves no load of the
+        // map's value across a call that may write it, and a fence has no
+        // BPF instruction.
+        // SAFETY: a pointer into the map's value, valid for this program
+        // run; the fields are plain integers.
+        let (count, epoch) = unsafe {
+            (
+                core::ptr::read_volatile(&raw const (*state).in_count),
+                core::ptr::read_volatile(&raw const (*state).created_ns),
+            )
+        };
+        let now = now_ns();
+        // SAFETY: as above.
+        let s = unsafe { &*state };
+        let counters = match s.counters_at(now) {
+            Some((cpu_ns, runnable_ns, blocked_ns)) => Counters {
+                cpu_ns,
+                runnable_ns,
+                blocked_ns,
+                epoch,
+                lost: s.lost,
+            },
+            None => NO_COUNTERS,
+        };
+        // SAFETY: copies 4 bytes of the map's value through the checked
+        // helper; then a plain read, after that call.
+        let (count_after, epoch_after) = unsafe {
+            (
+                bpf_probe_read_kernel(&raw const (*state).in_count),
+                core::ptr::read_volatile(&raw const (*state).created_ns),
+            )
+        };
+        if count_after == Ok(count) && epoch_after == epoch {
+            return (now, counters);
+        }
     }
+    (now_ns(), NO_COUNTERS)
+}
+
+/// The monotonic clock (`CLOCK_MONOTONIC` ns).
+#[inline(always)]
+fn now_ns() -> u64 {
+    // SAFETY: reads the monotonic clock; no memory is touched.
+    unsafe { bpf_ktime_get_ns() }
 }
 
 /// `sched_switch`: `TP_PROTO(bool preempt, struct task_struct *prev, struct
@@ -375,6 +429,12 @@ fn try_sched_switch(ctx: &RawTracePointContext) {
         let now = unsafe { bpf_ktime_get_ns() };
         // SAFETY: a pointer into the map's value, valid for this program run.
         let s = unsafe { &mut *state };
+        count(counts::SCHED_HOOKS);
+        if !s.running() {
+            // Its switch in went unseen: it ran, since when no sum says.
+            s.restart(now);
+            count(counts::SCHED_RESTARTS);
+        }
         s.out_sum = s.out_sum.wrapping_add(now);
         s.out_count = s.out_count.wrapping_add(1);
         let preempt: u64 = ctx.arg(0);
@@ -396,6 +456,13 @@ fn try_sched_switch(ctx: &RawTracePointContext) {
         let now = unsafe { bpf_ktime_get_ns() };
         // SAFETY: a pointer into the map's value, valid for this program run.
         let s = unsafe { &mut *state };
+        count(counts::SCHED_HOOKS);
+        if s.running() {
+            // Its switch out went unseen: it is on a CPU from now.
+            s.restart(now);
+            count(counts::SCHED_RESTARTS);
+            return;
+        }
         if s.block_starts == s.block_ends.wrapping_add(1) {
             // Woken unseen: its block ends now.
             s.block_end_sum = s.block_end_sum.wrapping_add(now);
@@ -445,6 +512,7 @@ fn try_sched_wakeup(ctx: &RawTracePointContext) {
     };
     // SAFETY: a pointer into the map's value, valid for this program run.
     let s = unsafe { &mut *state };
+    count(counts::SCHED_HOOKS);
     if s.block_starts != s.block_ends.wrapping_add(1) {
         return; // a wakeup of a thread that is not blocked
     }
