@@ -35,8 +35,11 @@ pub mod counts {
     /// Times a thread's scheduler state was restarted because a switch of
     /// it had gone unseen (see [`super::SchedState::restart`]).
     pub const SCHED_RESTARTS: u32 = 1;
+    /// Times an unreported switch in was put back from the stretch the
+    /// thread ran (see [`super::SchedState::repair_switch_in`]).
+    pub const SCHED_REPAIRS: u32 = 2;
     /// Number of slots.
-    pub const LEN: u32 = 2;
+    pub const LEN: u32 = 3;
 }
 /// Name of the hash map of traced process ids (`tgid -> 1`).
 pub const TARGETS_MAP: &str = "FERRET_TARGETS";
@@ -80,8 +83,14 @@ pub mod config {
     /// 1: the scheduler tracepoints are attached, so probes keep and send
     /// their thread's counters; 0: they send none (a split would be wrong).
     pub const SCHED_ON: u32 = 5;
+    /// Byte offset of `se.sum_exec_runtime` (the task's time on a CPU, as
+    /// the scheduler counts it) in the kernel's `task_struct` (from BTF);
+    /// 0: unknown, a switch the kernel did not report restarts the
+    /// thread's counters instead of being repaired (see
+    /// [`super::SchedState::out_exec_ns`]).
+    pub const TASK_SUM_EXEC_OFFSET: u32 = 6;
     /// Number of slots.
-    pub const LEN: u32 = 6;
+    pub const LEN: u32 = 7;
 }
 
 /// Name of the same probe in a `uretprobe` section (per-probe fallback only).
@@ -166,8 +175,8 @@ pub const NO_SYSCALL: u32 = u32::MAX;
 /// time is `block_end_sum - block_start_sum`; the rest of the elapsed time
 /// it was runnable. Sums wrap; differences are exact.
 ///
-/// `#[repr(C)]`, largest fields first, no implicit padding: 6 × `u64` +
-/// 8 × `u32` = 80 bytes.
+/// `#[repr(C)]`, largest fields first, no implicit padding: 8 × `u64` +
+/// 8 × `u32` = 96 bytes.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SchedState {
@@ -183,6 +192,16 @@ pub struct SchedState {
     pub block_end_sum: u64,
     /// Blocked time already reported in [`kind::BLOCKED`] events.
     pub reported_blocked_ns: u64,
+    /// The task's `se.sum_exec_runtime` at its last switch out (0: none
+    /// seen). At a switch out the scheduler has just brought it up to date,
+    /// so the difference to the next switch out is the stretch on a CPU
+    /// between them: when the kernel reported no switch in (see
+    /// [`Self::restart`]), that stretch says when it was, give or take the
+    /// interrupt and steal time inside it (the scheduler's clock leaves
+    /// them out).
+    pub out_exec_ns: u64,
+    /// When it last switched out.
+    pub last_out_ns: u64,
     /// Switches in (with its creation).
     pub in_count: u32,
     /// Switches out.
@@ -231,13 +250,14 @@ impl SchedState {
     /// (a new epoch: spans begun before it get no split), keeping its
     /// losses and process. For a switch the hooks did not see: a switch out
     /// of a thread they hold off a CPU, or a switch in of one they hold on
-    /// one, means one of its switches went unseen, and no sum says when.
+    /// one, means one of its switches went unseen; used when
+    /// [`Self::repair_switch_in`] cannot say when it was.
     /// This kernel (6.18) does not always fire `sched_switch` as a thread
     /// goes back on a CPU: bpftrace counting the tracepoint alone saw a
     /// spinning process switched out 365 times and in 360 in 4 s, with two
     /// busy loops sharing both CPUs (one more out than in is its running
-    /// start). Without a restart the state stayed "off a CPU" while it ran,
-    /// and every later span of the thread had a null split.
+    /// start). Left as it was, the state stayed "off a CPU" while the
+    /// thread ran, and every later span of the thread had a null split.
     #[inline]
     pub const fn restart(&mut self, now: u64) {
         *self = Self {
@@ -251,11 +271,42 @@ impl SchedState {
             block_start_sum: 0,
             block_end_sum: 0,
             reported_blocked_ns: 0,
+            out_exec_ns: 0,
+            last_out_ns: 0,
             out_count: 0,
             block_starts: 0,
             block_ends: 0,
             pad: 0,
         };
+    }
+
+    /// At a switch out at `now` of a thread the hooks hold off a CPU (its
+    /// switch in went unreported), with the task's `sum_exec_runtime`
+    /// `exec_ns` now: puts the missing switch in where the stretch since
+    /// the last switch out says it was (ending a block still open there,
+    /// as an unseen wakeup would be), so the counters stay whole. `false`
+    /// when the stretch is unknown or does not fit (no earlier switch out,
+    /// a stretch longer than the time since the last switch out): then
+    /// [`Self::restart`].
+    #[inline]
+    pub const fn repair_switch_in(&mut self, now: u64, exec_ns: u64) -> bool {
+        if self.out_exec_ns == 0 || exec_ns < self.out_exec_ns || self.out_count == 0 {
+            return false;
+        }
+        let stretch = exec_ns - self.out_exec_ns;
+        let Some(switched_in) = now.checked_sub(stretch) else {
+            return false;
+        };
+        if switched_in < self.last_out_ns {
+            return false;
+        }
+        if self.blocked() {
+            self.block_end_sum = self.block_end_sum.wrapping_add(switched_in);
+            self.block_ends = self.block_ends.wrapping_add(1);
+        }
+        self.in_sum = self.in_sum.wrapping_add(switched_in);
+        self.in_count = self.in_count.wrapping_add(1);
+        true
     }
 
     /// `(cpu, runnable, blocked)` ns since `created_ns`, at `now`, for a
@@ -286,7 +337,7 @@ impl SchedState {
 // padding, so every bit pattern is a valid value.
 unsafe impl aya::Pod for SchedState {}
 
-const _: () = assert!(core::mem::size_of::<SchedState>() == 80);
+const _: () = assert!(core::mem::size_of::<SchedState>() == 96);
 
 /// Bits of the attach cookie that hold the probe kind.
 pub const COOKIE_KIND_BITS: u32 = 2;
@@ -478,6 +529,49 @@ mod tests {
     #[test]
     fn counters_of_a_running_thread_add_up_to_its_elapsed_time() {
         assert_eq!(state().counters_at(2000), Some((800, 200, 0)));
+    }
+
+    #[test]
+    fn a_missed_switch_in_is_put_back_from_the_stretch_the_thread_ran() {
+        // Out at 1500 having run 500 ns in all (sum_exec 500); in at 1700
+        // unreported; out at 2000 with sum_exec 800: it ran 300 ns.
+        let mut s = state();
+        s.in_sum = 1000;
+        s.in_count = 1;
+        s.out_exec_ns = 500;
+        s.last_out_ns = 1500;
+        assert!(s.repair_switch_in(2000, 800));
+        assert!(s.running());
+        assert_eq!(s.counters_at(2000), Some((800, 200, 0)), "as if seen");
+        // The same while blocked since 1500: the block ends at the switch in.
+        let mut s = state();
+        s.in_sum = 1000;
+        s.in_count = 1;
+        s.out_exec_ns = 500;
+        s.last_out_ns = 1500;
+        s.block_start_sum = 1500;
+        s.block_starts = 1;
+        assert!(s.repair_switch_in(2000, 800));
+        assert_eq!(s.counters_at(2000), Some((800, 0, 200)));
+    }
+
+    #[test]
+    fn a_stretch_that_does_not_fit_is_no_repair() {
+        let mut s = state();
+        s.in_sum = 1000;
+        s.in_count = 1;
+        s.last_out_ns = 1500;
+        assert!(
+            !s.repair_switch_in(2000, 800),
+            "no sum_exec at the last out"
+        );
+        s.out_exec_ns = 500;
+        assert!(
+            !s.repair_switch_in(2000, 1200),
+            "ran 700 ns in a 500 ns gap"
+        );
+        assert!(!s.repair_switch_in(2000, 400), "sum_exec went back");
+        assert!(!s.running(), "left as it was");
     }
 
     #[test]

@@ -430,13 +430,20 @@ fn try_sched_switch(ctx: &RawTracePointContext) {
         // SAFETY: a pointer into the map's value, valid for this program run.
         let s = unsafe { &mut *state };
         count(counts::SCHED_HOOKS);
+        let exec_ns = task_u64(prev_task, config::TASK_SUM_EXEC_OFFSET);
         if !s.running() {
-            // Its switch in went unseen: it ran, since when no sum says.
-            s.restart(now);
-            count(counts::SCHED_RESTARTS);
+            // Its switch in went unreported: the stretch it ran says when.
+            if exec_ns.is_some_and(|exec| s.repair_switch_in(now, exec)) {
+                count(counts::SCHED_REPAIRS);
+            } else {
+                s.restart(now);
+                count(counts::SCHED_RESTARTS);
+            }
         }
         s.out_sum = s.out_sum.wrapping_add(now);
         s.out_count = s.out_count.wrapping_add(1);
+        s.out_exec_ns = exec_ns.unwrap_or(0);
+        s.last_out_ns = now;
         let preempt: u64 = ctx.arg(0);
         let prev_state: u64 = ctx.arg(3);
         // Preempted (or still TASK_RUNNING): it stays on the run queue;
@@ -535,6 +542,20 @@ fn task_tid(task: *const u8) -> Option<u32> {
     #[allow(clippy::cast_ptr_alignment, reason = "read by copy, see above")]
     let tid = unsafe { bpf_probe_read_kernel(task.wrapping_add(offset).cast::<u32>()) }.ok()?;
     (tid != 0).then_some(tid)
+}
+
+/// The `u64` at the offset in config slot `slot` of `task`; `None` when
+/// the offset is unknown or the read fails.
+#[inline(always)]
+fn task_u64(task: *const u8, slot: u32) -> Option<u64> {
+    let offset = setting(slot) as usize;
+    if offset == 0 {
+        return None;
+    }
+    // SAFETY: reads 8 bytes of a task_struct through the checked helper,
+    // which copies bytes: the pointer's alignment does not matter.
+    #[allow(clippy::cast_ptr_alignment, reason = "read by copy, see above")]
+    unsafe { bpf_probe_read_kernel(task.wrapping_add(offset).cast::<u64>()) }.ok()
 }
 
 /// The system call the current task is in: its saved user registers hold

@@ -97,13 +97,18 @@ pub fn member_offset(data: &[u8], name: &str, member: &str) -> Result<u32, BtfEr
 }
 
 /// Byte offsets of `task_struct.tgid` and `task_struct.pid` (the thread
-/// id) in the running kernel.
-pub fn task_offsets() -> Result<(u32, u32), BtfError> {
+/// id) in the running kernel, and of `se.sum_exec_runtime` (0 if not
+/// found: the scheduler programs then do without it).
+pub fn task_offsets() -> Result<(u32, u32, u32), BtfError> {
     const PATH: &str = "/sys/kernel/btf/vmlinux";
     let data = std::fs::read(PATH).map_err(|source| BtfError::Io { path: PATH, source })?;
+    let sum_exec = member_offset(&data, "task_struct", "se")
+        .and_then(|se| Ok(se + member_offset(&data, "sched_entity", "sum_exec_runtime")?))
+        .unwrap_or(0);
     Ok((
         member_offset(&data, "task_struct", "tgid")?,
         member_offset(&data, "task_struct", "pid")?,
+        sum_exec,
     ))
 }
 
@@ -179,8 +184,9 @@ mod tests {
     #[test]
     fn running_kernel_has_task_struct_tgid() {
         // /sys/kernel/btf/vmlinux exists on every kernel ferret supports.
-        let (offset, pid_offset) = task_offsets().unwrap();
+        let (offset, pid_offset, sum_exec) = task_offsets().unwrap();
         assert_eq!(pid_offset + 4, offset, "pid comes just before tgid");
+        assert!(sum_exec > 0 && sum_exec % 8 == 0, "{sum_exec}");
         assert!(offset > 0 && offset < 16384, "{offset}");
     }
 }

@@ -200,14 +200,15 @@ impl Engine {
     /// Writes the settings the kernel side reads: where `task_struct.tgid`
     /// is (from the kernel's BTF) and whether forked children are traced.
     pub fn configure(&mut self, follow_forks: bool) -> Result<(), ProbeError> {
-        let (tgid, pid) = match btf::task_offsets() {
+        let (tgid, pid, sum_exec) = match btf::task_offsets() {
             Ok(offsets) => offsets,
             Err(e) if follow_forks => return Err(ProbeError::NoBtf(e)),
-            Err(_) => (0, 0),
+            Err(_) => (0, 0, 0),
         };
         self.set(config::TASK_TGID_OFFSET, tgid)?;
         // 0 (no BTF): the scheduler programs do nothing, splits are null.
         self.set(config::TASK_PID_OFFSET, pid)?;
+        self.set(config::TASK_SUM_EXEC_OFFSET, sum_exec)?;
         self.set(config::FOLLOW_FORKS, u32::from(follow_forks))?;
         self.set(config::GENERATION, self.generation)
     }

@@ -706,6 +706,7 @@ impl Session {
             "hook_runs": self.engine.count(ferret_common::counts::SCHED_HOOKS).ok(),
             "hook_ns": guard::SCHED_HOOK_NS,
             "restarts": self.engine.count(ferret_common::counts::SCHED_RESTARTS).ok(),
+            "repairs": self.engine.count(ferret_common::counts::SCHED_REPAIRS).ok(),
         });
         // Spans still open end as `unwound` if the process is gone, `open`
         // if it runs on without us.

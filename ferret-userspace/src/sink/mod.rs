@@ -79,8 +79,8 @@ pub mod meta_key {
     /// The split of calls' time (CPU / runnable / blocked), JSON: whether
     /// the scheduler hooks were still on at the end, why the budget turned
     /// them off (if it did), their runs on traced threads and the measured
-    /// cost charged per run, and how often a thread's counters restarted
-    /// after a switch the kernel did not report.
+    /// cost charged per run, and how often a switch the kernel did not
+    /// report was put back or made a thread's counters restart.
     pub const SCHED_SPLIT: &str = "ferret.sched_split";
     /// `--stall` in ns (0: the watchdog was off).
     pub const STALL_THRESHOLD_NS: &str = "ferret.stall_threshold_ns";

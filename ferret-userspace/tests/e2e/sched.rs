@@ -43,12 +43,12 @@ fn a_calls_time_splits_into_cpu_runnable_and_blocked_as_the_program_measured() {
     let program = build("sched_split.c", &[]);
     let dir = tempdir();
     // A split is null, never wrong, when the kernel did not report one of
-    // the thread's switches while the span was open (this kernel now and
-    // then fires no `sched_switch` for a thread going back on a CPU; with
-    // the machine busy, once a second or so per busy thread: one of these
-    // 300 ms spans in one run in three or four); a run where one of the
-    // spans checked here got a null split is recorded again, at most three
-    // times, and every try is in the log.
+    // the thread's switches while the span was open and it could not be put
+    // back (this kernel now and then fires no `sched_switch` for a thread
+    // going back on a CPU; ferret puts the switch back from the thread's
+    // `sum_exec_runtime`, which fails only without an earlier switch out);
+    // a run where one of the spans checked here got a null split is
+    // recorded again, at most three times, and every try is in the log.
     let mut tries = 0;
     let (stdout, rows) = loop {
         tries += 1;
