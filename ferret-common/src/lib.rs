@@ -241,6 +241,99 @@ unsafe impl aya::Pod for SchedState {}
 
 const _: () = assert!(core::mem::size_of::<SchedState>() == 80);
 
+/// Name of the hash map of Go goroutines' scheduler state (`[pid, goid] ->`
+/// [`GoState`]).
+pub const GO_MAP: &str = "FERRET_GO";
+/// How many goroutines' state the kernel side keeps at once. The map is an
+/// LRU: a goroutine evicted gets a fresh state (a new epoch), so a span
+/// across the eviction has a null split, never a wrong one.
+pub const MAX_GOROUTINES: u32 = 65536;
+
+/// What a hand-off probe in the Go scheduler does to goroutine `gp` (the
+/// function's first argument, in RAX), carried in the cookie's function id
+/// with [`COOKIE_GO_SCHED_BIT`] set.
+pub mod go_sched {
+    /// `runtime.execute`: `gp` goes on this thread.
+    pub const ON: u32 = 1;
+    /// `runtime.park_m`: `gp` blocks (waiting to be readied).
+    pub const PARK: u32 = 2;
+    /// `runtime.gosched_m`, `gopreempt_m`, `goyield_m`, `preemptPark`,
+    /// `exitsyscall0`: `gp` is runnable, waiting for a P.
+    pub const YIELD: u32 = 3;
+    /// `runtime.goexit0`: `gp` is dead.
+    pub const EXIT: u32 = 4;
+}
+
+/// Set in a cookie whose probe is a Go scheduler hand-off point (see
+/// [`go_sched`]): the function id field holds the operation. Function ids
+/// are `u32`, so this bit (below the goid offset) is never one of theirs.
+pub const COOKIE_GO_SCHED_BIT: u32 = 47;
+
+/// Why a goroutine is off its thread ([`GoState::off_why`]).
+pub mod go_off {
+    /// It is on a thread, or was never seen off one.
+    pub const NONE: u32 = 0;
+    /// Waiting for a P (yielded, preempted, back from a system call).
+    pub const RUNNABLE: u32 = 1;
+    /// Parked: blocked until readied.
+    pub const BLOCKED: u32 = 2;
+}
+
+/// One goroutine's scheduler bookkeeping, the value of [`GO_MAP`].
+///
+/// Go multiplexes goroutines onto threads, so a thread's counters
+/// ([`SchedState`]) do not split a goroutine's call. While the goroutine is
+/// on thread `tid`, its time grows with that thread's counters (a goroutine
+/// blocked in a system call stays on its thread, so the thread's blocked
+/// time is the goroutine's); while off, parked time is blocked and time
+/// waiting for a P is runnable. The closed stretches are summed in `cpu_ns`,
+/// `runnable_ns`, `blocked_ns`; the open one is the thread's counters now
+/// minus `on_*`. Keyed by goid, not by `g` pointer: the runtime reuses a
+/// dead goroutine's `g` for a new one, whose id differs.
+///
+/// `#[repr(C)]`, no implicit padding: 10 × `u64` + 4 × `u32` = 96 bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GoState {
+    /// When the state was created (`CLOCK_MONOTONIC` ns): the epoch the
+    /// goroutine's events carry. Never 0.
+    pub created_ns: u64,
+    /// On-CPU ns of the closed stretches.
+    pub cpu_ns: u64,
+    /// Runnable ns of the closed stretches.
+    pub runnable_ns: u64,
+    /// Blocked ns of the closed stretches.
+    pub blocked_ns: u64,
+    /// The thread's cpu counter when the goroutine went on it.
+    pub on_cpu_ns: u64,
+    /// The thread's runnable counter then.
+    pub on_runnable_ns: u64,
+    /// The thread's blocked counter then.
+    pub on_blocked_ns: u64,
+    /// The thread's counters' epoch then.
+    pub on_epoch: u64,
+    /// When it went off its thread ([`go_off`] says why).
+    pub off_ns: u64,
+    /// Zero.
+    pub pad64: u64,
+    /// The thread it is on; 0 while off.
+    pub tid: u32,
+    /// One of [`go_off`].
+    pub off_why: u32,
+    /// Inconsistencies and lost events of this goroutine so far: a span
+    /// whose start and end differ here has a null split.
+    pub lost: u32,
+    /// Zero.
+    pub pad: u32,
+}
+
+#[cfg(feature = "user")]
+// SAFETY: `GoState` is `repr(C)`, `Copy`, made only of integers and has no
+// padding, so every bit pattern is a valid value.
+unsafe impl aya::Pod for GoState {}
+
+const _: () = assert!(core::mem::size_of::<GoState>() == 96);
+
 /// Bits of the attach cookie that hold the probe kind.
 pub const COOKIE_KIND_BITS: u32 = 2;
 /// Mask selecting the kind from a cookie.
@@ -262,6 +355,13 @@ pub const fn cookie(function_id: u32, kind: u32, generation: u32) -> u64 {
     ((function_id as u64) << COOKIE_ID_SHIFT)
         | (((generation & 1) as u64) << COOKIE_GENERATION_BIT)
         | (kind as u64 & COOKIE_KIND_MASK)
+}
+
+/// The cookie of a Go scheduler hand-off probe doing `op` (one of
+/// [`go_sched`]) in a module whose `goid` is at `goid_offset`.
+#[inline]
+pub const fn go_sched_cookie(op: u32, generation: u32, goid_offset: u16) -> u64 {
+    go_cookie(op, kind::ENTRY, generation, goid_offset) | (1 << COOKIE_GO_SCHED_BIT)
 }
 
 /// [`cookie`] for a function of a Go program: its probes also read the

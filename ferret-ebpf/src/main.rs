@@ -25,18 +25,19 @@ use aya_ebpf::{
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, pt_regs},
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel,
-        bpf_probe_read_user,
+        bpf_probe_read_user, bpf_probe_read_user_buf,
         generated::{bpf_get_current_task_btf, bpf_task_pt_regs},
     },
     macros::{map, perf_event, raw_tracepoint, uprobe, uretprobe},
-    maps::{Array, HashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
     programs::{PerfEventContext, ProbeContext, RawTracePointContext, RetProbeContext},
 };
 use ferret_common::{
-    COOKIE_GENERATION_BIT, COOKIE_GOID_OFFSET_SHIFT, COOKIE_KIND_MASK, DEFAULT_RING_BYTES,
-    GO_G_STACK_HI_OFFSET, GO_G_WORDS, MAX_SCHED_THREADS, MAX_TARGETS, NO_SYSCALL, ProbeEvent,
-    SAMPLE_PAGE, SAMPLE_RING_BYTES, SAMPLE_STACK_PAGES, SampleEvent, SchedState, config, kind,
-    lost, sample_flags,
+    COOKIE_GENERATION_BIT, COOKIE_GO_SCHED_BIT, COOKIE_ID_SHIFT, COOKIE_GOID_OFFSET_SHIFT, COOKIE_KIND_MASK,
+    DEFAULT_RING_BYTES, GO_G_STACK_HI_OFFSET, GO_G_WORDS, GoState, MAX_GOROUTINES,
+    MAX_SCHED_THREADS, MAX_TARGETS, NO_SYSCALL, ProbeEvent, SAMPLE_PAGE, SAMPLE_RING_BYTES,
+    SAMPLE_STACK_PAGES, SampleEvent, SchedState, config, go_off, go_sched, kind, lost,
+    sample_flags,
 };
 
 #[map(name = "FERRET_EVENTS")]
@@ -58,6 +59,10 @@ static FERRET_CONFIG: Array<u32> = Array::with_max_entries(config::LEN, 0);
 /// have an entry, so the scheduler programs do one lookup for any other.
 #[map(name = "FERRET_SCHED")]
 static FERRET_SCHED: HashMap<u32, SchedState> = HashMap::with_max_entries(MAX_SCHED_THREADS, 0);
+
+/// Traced goroutines' scheduler state, by `[pid, goid]` (see [`GoState`]).
+#[map(name = "FERRET_GO")]
+static FERRET_GO: LruHashMap<[u64; 2], GoState> = LruHashMap::with_max_entries(MAX_GOROUTINES, 0);
 
 /// What an event says about its thread's scheduler counters.
 #[derive(Clone, Copy)]
@@ -299,10 +304,25 @@ fn try_probe(ctx: &ProbeContext) {
     let ts_ns = unsafe { bpf_ktime_get_ns() };
     let tid = pid_tgid as u32;
     let goid_offset = cookie >> COOKIE_GOID_OFFSET_SHIFT;
+    if (cookie >> COOKIE_GO_SCHED_BIT) & 1 == 1 {
+        // SAFETY: as above; RAX holds a Go function's first argument.
+        let gp = unsafe { (*ctx.regs).rax };
+        let op = (cookie >> COOKIE_ID_SHIFT) as u32 & 0xff;
+        go_hand_off(op, gp, goid_offset, pid_tgid, ts_ns);
+        return;
+    }
     // Go: goroutines move between threads, so a thread's counters do not
-    // split a goroutine's call; Go probes keep none (and pay nothing).
+    // split a goroutine's call: the goroutine's own counters do (see
+    // [`GoState`]).
     let (goroutine, state, counters) = if goid_offset != 0 {
-        (goroutine(r14, goid_offset, sp), None, NO_COUNTERS)
+        let mut goroutine = (0, 0);
+        read_goroutine(r14, goid_offset, sp, &mut goroutine);
+        let counters = if goroutine.0 != 0 && setting(config::SCHED_ON) == 1 {
+            go_counters(pid, tid, goroutine.0, ts_ns)
+        } else {
+            NO_COUNTERS
+        };
+        (goroutine, None, counters)
     } else if setting(config::SCHED_ON) == 1 {
         let state = sched_state(tid, pid, ts_ns);
         let counters = state.map_or(NO_COUNTERS, |s| read_counters(s, ts_ns));
@@ -311,9 +331,207 @@ fn try_probe(ctx: &ProbeContext) {
         ((0, 0), None, NO_COUNTERS)
     };
     let event_kind = (cookie & COOKIE_KIND_MASK) as u32;
-    write_event(
+    let written = write_event(
         pid, tid, event_kind, cookie, sp, ip, goroutine, ts_ns, counters, state,
     );
+    if !written && goroutine.0 != 0 {
+        // A goroutine's event lost: its spans' splits become null.
+        if let Some(g) = FERRET_GO.get_ptr_mut(&[u64::from(pid), goroutine.0]) {
+            // SAFETY: a pointer into the map's value, valid for this program run.
+            unsafe { (*g).lost = (*g).lost.wrapping_add(1) };
+        }
+    }
+}
+
+/// The counters of thread `tid` (on a CPU now, running a probe) at `ts_ns`;
+/// none if it has no state or a hook of its is still to land.
+#[inline(always)]
+fn thread_counters(tid: u32, pid: u32, ts_ns: u64) -> Counters {
+    sched_state(tid, pid, ts_ns).map_or(NO_COUNTERS, |s| read_counters(s, ts_ns))
+}
+
+/// Goroutine `goid` of `pid` goes on, or off, thread `tid`, at `ts_ns`: a
+/// hand-off probe in the Go scheduler (`op`, one of [`go_sched`]) with the
+/// goroutine's `g` in `gp`. Every inconsistency (it was on another thread,
+/// a switch was missed, the thread's counters are unavailable or went
+/// backwards) counts in [`GoState::lost`], so a span across it has a null
+/// split.
+///
+/// A BPF-to-BPF call, not inlined: its frame (a fresh state is built on
+/// the stack) would not fit in the probe's beside the copy of `runtime.g`.
+#[inline(never)]
+fn go_hand_off(op: u32, gp: u64, goid_offset: u64, pid_tgid: u64, ts_ns: u64) {
+    let (pid, tid) = ((pid_tgid >> 32) as u32, pid_tgid as u32);
+    if setting(config::SCHED_ON) != 1 || goid_offset == 0 || goid_offset >= 4096 {
+        return;
+    }
+    // SAFETY: bpf_probe_read_user copies from user memory and fails cleanly
+    // on a bad address; the pointer is never dereferenced here.
+    #[allow(clippy::cast_ptr_alignment, reason = "read by copy, see above")]
+    let Ok(goid) = (unsafe {
+        bpf_probe_read_user((gp as *const u8).wrapping_add(goid_offset as usize).cast::<u64>())
+    }) else {
+        return;
+    };
+    if goid == 0 {
+        return;
+    }
+    let key = [u64::from(pid), goid];
+    if op == go_sched::EXIT {
+        let _ = FERRET_GO.remove(&key);
+        return;
+    }
+    let Some(state) = go_state(&key, ts_ns) else {
+        return;
+    };
+    // SAFETY: a pointer into the map's value, valid for this program run.
+    let g = unsafe { &mut *state };
+    let c = thread_counters(tid, pid, ts_ns);
+    if op == go_sched::ON {
+        if g.tid != 0 {
+            // Went off a thread unseen: that stretch is unknown.
+            g.lost = g.lost.wrapping_add(1);
+        }
+        let off = ts_ns.saturating_sub(g.off_ns);
+        if g.off_why == go_off::RUNNABLE {
+            g.runnable_ns = g.runnable_ns.wrapping_add(off);
+        } else if g.off_why == go_off::BLOCKED {
+            g.blocked_ns = g.blocked_ns.wrapping_add(off);
+        }
+        g.off_why = go_off::NONE;
+        go_seat(g, tid, &c);
+        return;
+    }
+    // Off its thread: close the stretch on it.
+    if g.tid == tid {
+        if !go_close(g, &c) {
+            g.lost = g.lost.wrapping_add(1);
+        }
+    } else if g.tid != 0 || g.off_why != go_off::NONE {
+        g.lost = g.lost.wrapping_add(1);
+    }
+    g.tid = 0;
+    g.off_ns = ts_ns;
+    g.off_why = if op == go_sched::PARK {
+        go_off::BLOCKED
+    } else {
+        go_off::RUNNABLE
+    };
+}
+
+/// The state of goroutine `key`, created at `ts_ns` (off, never seen on a
+/// thread) if it has none; `None` if it cannot be created.
+#[inline(always)]
+fn go_state(key: &[u64; 2], ts_ns: u64) -> Option<*mut GoState> {
+    if let Some(state) = FERRET_GO.get_ptr_mut(key) {
+        return Some(state);
+    }
+    // Inserted from a zeroed template, not a value built on the stack: the
+    // probe's frames would not fit the verifier's 512 bytes.
+    FERRET_GO.insert(key, &GO_FRESH, 0).ok()?;
+    let state = FERRET_GO.get_ptr_mut(key)?;
+    // SAFETY: a pointer into the map's value, valid for this program run.
+    unsafe {
+        (*state).created_ns = ts_ns;
+        (*state).off_ns = ts_ns;
+    }
+    Some(state)
+}
+
+/// A goroutine's state before anything is known (see [`go_state`]).
+static GO_FRESH: GoState = GoState {
+    created_ns: 0,
+    cpu_ns: 0,
+    runnable_ns: 0,
+    blocked_ns: 0,
+    on_cpu_ns: 0,
+    on_runnable_ns: 0,
+    on_blocked_ns: 0,
+    on_epoch: 0,
+    off_ns: 0,
+    pad64: 0,
+    tid: 0,
+    off_why: go_off::NONE,
+    lost: 0,
+    pad: 0,
+};
+
+/// Puts goroutine `g` on thread `tid`, whose counters are `c` now; off any
+/// thread (and one more inconsistency) if `c` holds none.
+#[inline(always)]
+fn go_seat(g: &mut GoState, tid: u32, c: &Counters) {
+    if c.epoch == 0 {
+        g.tid = 0;
+        g.lost = g.lost.wrapping_add(1);
+        return;
+    }
+    g.tid = tid;
+    g.on_cpu_ns = c.cpu_ns;
+    g.on_runnable_ns = c.runnable_ns;
+    g.on_blocked_ns = c.blocked_ns;
+    g.on_epoch = c.epoch;
+}
+
+/// The thread's time since goroutine `g` went on it, by its counters `c`
+/// now: `None` if they are none, of another epoch, or went backwards.
+#[inline(always)]
+fn go_stretch(g: &GoState, c: &Counters) -> Option<(u64, u64, u64)> {
+    if c.epoch == 0 || c.epoch != g.on_epoch {
+        return None;
+    }
+    Some((
+        c.cpu_ns.checked_sub(g.on_cpu_ns)?,
+        c.runnable_ns.checked_sub(g.on_runnable_ns)?,
+        c.blocked_ns.checked_sub(g.on_blocked_ns)?,
+    ))
+}
+
+/// Adds the stretch goroutine `g` spent on its thread (counters `c` now)
+/// to its closed sums; `false` if the stretch is unknown.
+#[inline(always)]
+fn go_close(g: &mut GoState, c: &Counters) -> bool {
+    let Some((cpu, runnable, blocked)) = go_stretch(g, c) else {
+        return false;
+    };
+    g.cpu_ns = g.cpu_ns.wrapping_add(cpu);
+    g.runnable_ns = g.runnable_ns.wrapping_add(runnable);
+    g.blocked_ns = g.blocked_ns.wrapping_add(blocked);
+    true
+}
+
+/// The counters of goroutine `goid` of `pid`, running on thread `tid` (a
+/// probe of a Go function fired on it), at `ts_ns`. A goroutine first seen
+/// here goes on this thread now; one the state places elsewhere is
+/// re-seated here with one more inconsistency, and sends none. Not
+/// inlined, for the stack (see [`go_hand_off`]).
+#[inline(never)]
+fn go_counters(pid: u32, tid: u32, goid: u64, ts_ns: u64) -> Counters {
+    let key = [u64::from(pid), goid];
+    let fresh = FERRET_GO.get_ptr_mut(&key).is_none();
+    let Some(state) = go_state(&key, ts_ns) else {
+        return NO_COUNTERS;
+    };
+    // SAFETY: a pointer into the map's value, valid for this program run.
+    let g = unsafe { &mut *state };
+    let c = thread_counters(tid, pid, ts_ns);
+    if fresh {
+        go_seat(g, tid, &c);
+    } else if g.tid != tid {
+        g.lost = g.lost.wrapping_add(1);
+        g.off_why = go_off::NONE;
+        go_seat(g, tid, &c);
+        return NO_COUNTERS;
+    }
+    match go_stretch(g, &c) {
+        Some((cpu, runnable, blocked)) => Counters {
+            cpu_ns: g.cpu_ns.wrapping_add(cpu),
+            runnable_ns: g.runnable_ns.wrapping_add(runnable),
+            blocked_ns: g.blocked_ns.wrapping_add(blocked),
+            epoch: g.created_ns,
+            lost: g.lost,
+        },
+        None => NO_COUNTERS,
+    }
 }
 
 /// The scheduler state of thread `tid`, which is on a CPU running a probe
@@ -509,17 +727,33 @@ fn goroutine(g: u64, goid_offset: u64, sp: u64) -> (u64, u32) {
     if word == 0 || word >= GO_G_WORDS {
         return (0, 0);
     }
-    // SAFETY: bpf_probe_read_user copies from user memory and fails cleanly
-    // on a bad address; the pointer is never dereferenced here.
-    #[allow(clippy::cast_ptr_alignment, reason = "read by copy, see above")]
-    let Ok(words) = (unsafe { bpf_probe_read_user(from.cast::<[u64; GO_G_WORDS]>()) }) else {
-        return (0, 0);
+    // Read in place: a `Result` of the array by value would take its room
+    // on the stack twice.
+    let mut words = [0u64; GO_G_WORDS];
+    // SAFETY: the helper copies from user memory into `words`' own bytes
+    // and fails cleanly on a bad address; the pointer is never dereferenced.
+    let read = unsafe {
+        bpf_probe_read_user_buf(
+            from,
+            core::slice::from_raw_parts_mut(words.as_mut_ptr().cast::<u8>(), 8 * GO_G_WORDS),
+        )
     };
+    if read.is_err() {
+        return (0, 0);
+    }
     let (hi, goid) = (words[0], words[word]);
     hi.checked_sub(sp)
         .and_then(|depth| u32::try_from(depth).ok())
         .filter(|&depth| depth > 0)
         .map_or((0, 0), |depth| (goid, depth))
+}
+
+/// [`goroutine`] as a BPF-to-BPF call writing to `out`: its copy of
+/// `runtime.g` then lives in its own frame, not in the probe's beside the
+/// goroutine-state calls (together over the verifier's 512 bytes).
+#[inline(never)]
+fn read_goroutine(g: u64, goid_offset: u64, sp: u64, out: &mut (u64, u32)) {
+    *out = goroutine(g, goid_offset, sp);
 }
 
 #[inline(always)]
@@ -648,10 +882,10 @@ fn write_event(
     ts_ns: u64,
     counters: Counters,
     state: Option<*mut SchedState>,
-) {
+) -> bool {
     let Some(mut entry) = FERRET_EVENTS.reserve::<ProbeEvent>(0) else {
         count_lost_of(state);
-        return;
+        return false;
     };
     let e = entry.as_mut_ptr();
     // SAFETY: `e` points at the reserved record, written field by field in
@@ -678,6 +912,7 @@ fn write_event(
         BPF_RB_NO_WAKEUP
     };
     entry.submit(u64::from(flags));
+    true
 }
 
 #[cfg(target_arch = "bpf")]

@@ -272,6 +272,7 @@ fn probe_point(maps: &str, exe: &Path, s: &Series) -> Result<ProbePoint, String>
         exits,
         goid_offset: 0,
         go_recovery: false,
+        go_sched: 0,
     })
 }
 

@@ -376,11 +376,10 @@ impl Reconstructor {
             thread_name: ev.thread_name,
             before_attach: false,
             overhead_ns: 0,
-            sched: if ev.goroutine.is_none() {
-                ev.sched
-            } else {
-                SchedCounters::NONE
-            },
+            // A Go probe carries its goroutine's counters (the kernel side
+            // follows the goroutine across threads), a thread's probe its
+            // thread's: either way the span's stack is theirs.
+            sched: ev.sched,
             blocked: Vec::new(),
         });
         self.open += 1;
