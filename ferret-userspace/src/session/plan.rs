@@ -9,7 +9,6 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, bail};
-use ferret_common::go_sched;
 
 use crate::{
     cli::{ExitMode, ProbeConfig, Target},
@@ -329,36 +328,14 @@ fn go_recovery_mark(
     ))
 }
 
-/// The Go scheduler's hand-off points probed for per-goroutine accounting
-/// (see [`ferret_common::GoState`]), with what each does to its first
-/// argument `gp` (in RAX: Go ≥ 1.17's register ABI; `go tool objdump` of Go
-/// 1.19 shows each spilling AX as `gp` first thing). Every one exists in Go
-/// 1.19; one missing from another release is skipped, so a switch through
-/// it shows as an inconsistency (a null split), never as a wrong one.
-const GO_HAND_OFFS: [(&str, u32); 8] = [
-    ("runtime.execute", go_sched::ON),
-    ("runtime.park_m", go_sched::PARK),
-    ("runtime.gosched_m", go_sched::YIELD),
-    ("runtime.gopreempt_m", go_sched::YIELD),
-    ("runtime.goyield_m", go_sched::YIELD),
-    ("runtime.preemptPark", go_sched::YIELD),
-    ("runtime.exitsyscall0", go_sched::YIELD),
-    ("runtime.goexit0", go_sched::EXIT),
-];
-
 /// The probes on a Go program's scheduler hand-off points
-/// ([`GO_HAND_OFFS`]) that it has.
+/// ([`symbols::go::HAND_OFFS`]) that it has.
 fn go_hand_offs(module: &Module, goid_offset: u16) -> Vec<(ProbePoint, Arc<Path>, &'static str)> {
-    let Ok((functions, _)) = module.functions() else {
-        return Vec::new();
-    };
-    GO_HAND_OFFS
+    symbols::go::HAND_OFFS
         .iter()
         .filter_map(|&(name, op)| {
-            let function = functions
-                .iter()
-                .find(|f| f.name == name && module.is_go_function(f))?;
-            let entry = module.entry_probe(function).ok()?;
+            let function = module.go_hand_off(name)?;
+            let entry = module.entry_probe(&function).ok()?;
             Some((
                 ProbePoint {
                     path: module.path.clone(),
