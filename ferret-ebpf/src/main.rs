@@ -33,11 +33,11 @@ use aya_ebpf::{
     programs::{PerfEventContext, ProbeContext, RawTracePointContext, RetProbeContext},
 };
 use ferret_common::{
-    COOKIE_GENERATION_BIT, COOKIE_GO_SCHED_BIT, COOKIE_ID_SHIFT, COOKIE_GOID_OFFSET_SHIFT, COOKIE_KIND_MASK,
-    DEFAULT_RING_BYTES, GO_G_STACK_HI_OFFSET, GO_G_WORDS, GoState, MAX_GOROUTINES,
-    MAX_SCHED_THREADS, MAX_TARGETS, NO_SYSCALL, ProbeEvent, SAMPLE_PAGE, SAMPLE_RING_BYTES,
-    SAMPLE_STACK_PAGES, SampleEvent, SchedState, config, go_off, go_sched, kind, lost,
-    sample_flags,
+    COOKIE_GENERATION_BIT, COOKIE_GO_SCHED_BIT, COOKIE_GOID_OFFSET_SHIFT, COOKIE_ID_SHIFT,
+    COOKIE_KIND_MASK, DEFAULT_RING_BYTES, GO_G_STACK_HI_OFFSET, GO_G_WORDS, GoState,
+    MAX_GOROUTINES, MAX_SCHED_THREADS, MAX_TARGETS, NO_SYSCALL, ProbeEvent, SAMPLE_PAGE,
+    SAMPLE_RING_BYTES, SAMPLE_STACK_PAGES, SampleEvent, SchedState, config, go_off, go_sched, kind,
+    lost, sample_flags,
 };
 
 #[map(name = "FERRET_EVENTS")]
@@ -369,7 +369,11 @@ fn go_hand_off(op: u32, gp: u64, goid_offset: u64, pid_tgid: u64, ts_ns: u64) {
     // on a bad address; the pointer is never dereferenced here.
     #[allow(clippy::cast_ptr_alignment, reason = "read by copy, see above")]
     let Ok(goid) = (unsafe {
-        bpf_probe_read_user((gp as *const u8).wrapping_add(goid_offset as usize).cast::<u64>())
+        bpf_probe_read_user(
+            (gp as *const u8)
+                .wrapping_add(goid_offset as usize)
+                .cast::<u64>(),
+        )
     }) else {
         return;
     };

@@ -629,10 +629,10 @@ fn group_by_module(
             go_sched_cookie(point.go_sched, generation, point.goid_offset)
         } else {
             cookie(if point.go_recovery {
-            kind::GO_UNWIND
-        } else {
-            kind::ENTRY
-        })
+                kind::GO_UNWIND
+            } else {
+                kind::ENTRY
+            })
         });
         match &point.exits {
             ExitProbes::Instructions(offsets) => {

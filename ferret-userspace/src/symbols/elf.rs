@@ -469,7 +469,11 @@ impl Module {
     /// [`go::HAND_OFFS`]), if the binary has it.
     pub fn go_hand_off(&self, name: &str) -> Option<Function> {
         let catalog = self.catalog().ok()?;
-        catalog.go_hand_offs.iter().find(|f| f.name == name).cloned()
+        catalog
+            .go_hand_offs
+            .iter()
+            .find(|f| f.name == name)
+            .cloned()
     }
 
     /// The Go toolchain built this file (see [`super::go`]).

@@ -35,12 +35,12 @@
 
 use std::borrow::Cow;
 
+use ferret_common::go_sched;
 use iced_x86::{
     Decoder, DecoderOptions, FlowControl, Instruction, InstructionInfoFactory, Mnemonic, OpAccess,
     OpKind, Register,
 };
 use object::{Object, ObjectSection, ObjectSymbol};
-use ferret_common::go_sched;
 
 use super::SkipReason;
 
