@@ -138,6 +138,14 @@ pub mod kind {
 /// outside a system call (a page fault, a stop).
 pub const NO_SYSCALL: u32 = u32::MAX;
 
+/// Set in [`ProbeEvent::syscall`] of a [`kind::BLOCKED`] event of a parked
+/// goroutine: the low bits hold its `g.waitreason` (an index into the
+/// binary's `runtime.waitReasonStrings`), or [`GO_WAIT_UNKNOWN`].
+pub const GO_WAIT_FLAG: u32 = 1 << 30;
+/// The wait reason of a goroutine parked when its `waitreason` offset is
+/// unknown.
+pub const GO_WAIT_UNKNOWN: u32 = 0xffff;
+
 /// One traced thread's scheduler bookkeeping, the value of [`SCHED_MAP`].
 ///
 /// Created by the thread's first probe hit (it is on a CPU then), updated
@@ -150,8 +158,8 @@ pub const NO_SYSCALL: u32 = u32::MAX;
 /// time is `block_end_sum - block_start_sum`; the rest of the elapsed time
 /// it was runnable. Sums wrap; differences are exact.
 ///
-/// `#[repr(C)]`, largest fields first, no implicit padding: 6 × `u64` +
-/// 8 × `u32` = 80 bytes.
+/// `#[repr(C)]`, largest fields first, no implicit padding: 7 × `u64` +
+/// 8 × `u32` = 88 bytes.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SchedState {
@@ -167,6 +175,9 @@ pub struct SchedState {
     pub block_end_sum: u64,
     /// Blocked time already reported in [`kind::BLOCKED`] events.
     pub reported_blocked_ns: u64,
+    /// Go: the goroutine on this thread ([`GoState`]), so the thread's
+    /// blocked time (a system call) is charged to it; 0 for none.
+    pub goid: u64,
     /// Switches in (with its creation).
     pub in_count: u32,
     /// Switches out.
@@ -239,7 +250,7 @@ impl SchedState {
 // padding, so every bit pattern is a valid value.
 unsafe impl aya::Pod for SchedState {}
 
-const _: () = assert!(core::mem::size_of::<SchedState>() == 80);
+const _: () = assert!(core::mem::size_of::<SchedState>() == 88);
 
 /// Name of the hash map of Go goroutines' scheduler state (`[pid, goid] ->`
 /// [`GoState`]).
@@ -323,8 +334,8 @@ pub struct GoState {
     /// Inconsistencies and lost events of this goroutine so far: a span
     /// whose start and end differ here has a null split.
     pub lost: u32,
-    /// Zero.
-    pub pad: u32,
+    /// While parked: `g.waitreason` as it parked, or [`GO_WAIT_UNKNOWN`].
+    pub wait_reason: u32,
 }
 
 #[cfg(feature = "user")]
@@ -358,11 +369,26 @@ pub const fn cookie(function_id: u32, kind: u32, generation: u32) -> u64 {
 }
 
 /// The cookie of a Go scheduler hand-off probe doing `op` (one of
-/// [`go_sched`]) in a module whose `goid` is at `goid_offset`.
+/// [`go_sched`]) in a module whose `goid` is at `goid_offset` and
+/// `waitreason` at `waitreason_offset` (0: unknown) in `runtime.g`.
 #[inline]
-pub const fn go_sched_cookie(op: u32, generation: u32, goid_offset: u16) -> u64 {
-    go_cookie(op, kind::ENTRY, generation, goid_offset) | (1 << COOKIE_GO_SCHED_BIT)
+pub const fn go_sched_cookie(
+    op: u32,
+    generation: u32,
+    goid_offset: u16,
+    waitreason_offset: u16,
+) -> u64 {
+    go_cookie(
+        op | ((waitreason_offset as u32) << GO_SCHED_WAITREASON_SHIFT),
+        kind::ENTRY,
+        generation,
+        goid_offset,
+    ) | (1 << COOKIE_GO_SCHED_BIT)
 }
+
+/// In a hand-off probe's function id: the bits above the operation hold
+/// the `waitreason` offset (see [`go_sched_cookie`]).
+pub const GO_SCHED_WAITREASON_SHIFT: u32 = 8;
 
 /// [`cookie`] for a function of a Go program: its probes also read the
 /// current goroutine's id at `goid_offset` bytes into `runtime.g` (see

@@ -34,10 +34,11 @@ use aya_ebpf::{
 };
 use ferret_common::{
     COOKIE_GENERATION_BIT, COOKIE_GO_SCHED_BIT, COOKIE_GOID_OFFSET_SHIFT, COOKIE_ID_SHIFT,
-    COOKIE_KIND_MASK, DEFAULT_RING_BYTES, GO_G_STACK_HI_OFFSET, GO_G_WORDS, GoState,
-    MAX_GOROUTINES, MAX_SCHED_THREADS, MAX_TARGETS, NO_SYSCALL, ProbeEvent, SAMPLE_PAGE,
-    SAMPLE_RING_BYTES, SAMPLE_STACK_PAGES, SampleEvent, SchedState, config, go_off, go_sched, kind,
-    lost, sample_flags,
+    COOKIE_KIND_MASK, DEFAULT_RING_BYTES, GO_G_STACK_HI_OFFSET, GO_G_WORDS,
+    GO_SCHED_WAITREASON_SHIFT, GO_WAIT_FLAG, GO_WAIT_UNKNOWN, GoState, MAX_GOROUTINES,
+    MAX_SCHED_THREADS, MAX_TARGETS, NO_SYSCALL, ProbeEvent, SAMPLE_PAGE, SAMPLE_RING_BYTES,
+    SAMPLE_STACK_PAGES, SampleEvent, SchedState, config, go_off, go_sched, kind, lost,
+    sample_flags,
 };
 
 #[map(name = "FERRET_EVENTS")]
@@ -307,8 +308,8 @@ fn try_probe(ctx: &ProbeContext) {
     if (cookie >> COOKIE_GO_SCHED_BIT) & 1 == 1 {
         // SAFETY: as above; RAX holds a Go function's first argument.
         let gp = unsafe { (*ctx.regs).rax };
-        let op = (cookie >> COOKIE_ID_SHIFT) as u32 & 0xff;
-        go_hand_off(op, gp, goid_offset, pid_tgid, ts_ns);
+        let id = (cookie >> COOKIE_ID_SHIFT) as u32;
+        go_hand_off(id, gp, goid_offset, pid_tgid, ts_ns);
         return;
     }
     // Go: goroutines move between threads, so a thread's counters do not
@@ -343,13 +344,6 @@ fn try_probe(ctx: &ProbeContext) {
     }
 }
 
-/// The counters of thread `tid` (on a CPU now, running a probe) at `ts_ns`;
-/// none if it has no state or a hook of its is still to land.
-#[inline(always)]
-fn thread_counters(tid: u32, pid: u32, ts_ns: u64) -> Counters {
-    sched_state(tid, pid, ts_ns).map_or(NO_COUNTERS, |s| read_counters(s, ts_ns))
-}
-
 /// Goroutine `goid` of `pid` goes on, or off, thread `tid`, at `ts_ns`: a
 /// hand-off probe in the Go scheduler (`op`, one of [`go_sched`]) with the
 /// goroutine's `g` in `gp`. Every inconsistency (it was on another thread,
@@ -360,8 +354,10 @@ fn thread_counters(tid: u32, pid: u32, ts_ns: u64) -> Counters {
 /// A BPF-to-BPF call, not inlined: its frame (a fresh state is built on
 /// the stack) would not fit in the probe's beside the copy of `runtime.g`.
 #[inline(never)]
-fn go_hand_off(op: u32, gp: u64, goid_offset: u64, pid_tgid: u64, ts_ns: u64) {
+fn go_hand_off(id: u32, gp: u64, goid_offset: u64, pid_tgid: u64, ts_ns: u64) {
     let (pid, tid) = ((pid_tgid >> 32) as u32, pid_tgid as u32);
+    let op = id & ((1 << GO_SCHED_WAITREASON_SHIFT) - 1);
+    let waitreason_offset = (id >> GO_SCHED_WAITREASON_SHIFT) & 0xffff;
     if setting(config::SCHED_ON) != 1 || goid_offset == 0 || goid_offset >= 4096 {
         return;
     }
@@ -390,7 +386,8 @@ fn go_hand_off(op: u32, gp: u64, goid_offset: u64, pid_tgid: u64, ts_ns: u64) {
     };
     // SAFETY: a pointer into the map's value, valid for this program run.
     let g = unsafe { &mut *state };
-    let c = thread_counters(tid, pid, ts_ns);
+    let thread = sched_state(tid, pid, ts_ns);
+    let c = thread.map_or(NO_COUNTERS, |s| read_counters(s, ts_ns));
     if op == go_sched::ON {
         if g.tid != 0 {
             // Went off a thread unseen: that stretch is unknown.
@@ -401,10 +398,24 @@ fn go_hand_off(op: u32, gp: u64, goid_offset: u64, pid_tgid: u64, ts_ns: u64) {
             g.runnable_ns = g.runnable_ns.wrapping_add(off);
         } else if g.off_why == go_off::BLOCKED {
             g.blocked_ns = g.blocked_ns.wrapping_add(off);
+            if off > 0 {
+                // What it was parked on, for the span's `blocked_in`.
+                let why = GO_WAIT_FLAG | g.wait_reason;
+                let lost = &raw mut g.lost;
+                let _ = write_blocked_event(pid, tid, goid, off, why, ts_ns, NO_COUNTERS, lost);
+            }
         }
         g.off_why = go_off::NONE;
         go_seat(g, tid, &c);
+        if let Some(s) = thread {
+            // SAFETY: a pointer into the map's value, valid for this program run.
+            unsafe { (*s).goid = if g.tid == tid { goid } else { 0 } };
+        }
         return;
+    }
+    if let Some(s) = thread {
+        // SAFETY: a pointer into the map's value, valid for this program run.
+        unsafe { (*s).goid = 0 };
     }
     // Off its thread: close the stretch on it.
     if g.tid == tid {
@@ -421,6 +432,17 @@ fn go_hand_off(op: u32, gp: u64, goid_offset: u64, pid_tgid: u64, ts_ns: u64) {
     } else {
         go_off::RUNNABLE
     };
+    g.wait_reason = GO_WAIT_UNKNOWN;
+    if op == go_sched::PARK && waitreason_offset != 0 {
+        // SAFETY: bpf_probe_read_user copies from user memory and fails
+        // cleanly on a bad address; the pointer is never dereferenced here.
+        let reason = unsafe {
+            bpf_probe_read_user((gp as *const u8).wrapping_add(waitreason_offset as usize))
+        };
+        if let Ok(reason) = reason {
+            g.wait_reason = u32::from(reason);
+        }
+    }
 }
 
 /// The state of goroutine `key`, created at `ts_ns` (off, never seen on a
@@ -457,7 +479,7 @@ static GO_FRESH: GoState = GoState {
     tid: 0,
     off_why: go_off::NONE,
     lost: 0,
-    pad: 0,
+    wait_reason: GO_WAIT_UNKNOWN,
 };
 
 /// Puts goroutine `g` on thread `tid`, whose counters are `c` now; off any
@@ -517,13 +539,22 @@ fn go_counters(pid: u32, tid: u32, goid: u64, ts_ns: u64) -> Counters {
     };
     // SAFETY: a pointer into the map's value, valid for this program run.
     let g = unsafe { &mut *state };
-    let c = thread_counters(tid, pid, ts_ns);
-    if fresh {
+    let thread = sched_state(tid, pid, ts_ns);
+    let c = thread.map_or(NO_COUNTERS, |s| read_counters(s, ts_ns));
+    let seated = fresh || g.tid != tid;
+    if seated {
+        if !fresh {
+            g.lost = g.lost.wrapping_add(1);
+            g.off_why = go_off::NONE;
+        }
         go_seat(g, tid, &c);
-    } else if g.tid != tid {
-        g.lost = g.lost.wrapping_add(1);
-        g.off_why = go_off::NONE;
-        go_seat(g, tid, &c);
+    }
+    if let Some(s) = thread {
+        // The thread's system calls are this goroutine's from now on.
+        // SAFETY: a pointer into the map's value, valid for this program run.
+        unsafe { (*s).goid = if g.tid == tid { goid } else { 0 } };
+    }
+    if seated && !fresh {
         return NO_COUNTERS;
     }
     match go_stretch(g, &c) {
@@ -642,8 +673,16 @@ fn try_sched_switch(ctx: &RawTracePointContext) {
                 },
                 None => NO_COUNTERS,
             };
-            let (pid, syscall) = (s.pid, s.syscall);
-            write_sched_event(pid, next_tid, pending, syscall, now, counters, state);
+            let (pid, syscall, goid) = (s.pid, s.syscall, s.goid);
+            let lost = &raw mut s.lost;
+            if !write_blocked_event(pid, next_tid, goid, pending, syscall, now, counters, lost)
+                && goid != 0
+                && let Some(g) = FERRET_GO.get_ptr_mut(&[u64::from(pid), goid])
+            {
+                // The goroutine's `blocked_in` would miss it: null instead.
+                // SAFETY: a pointer into the map's value, valid for this program run.
+                unsafe { (*g).lost = (*g).lost.wrapping_add(1) };
+            }
         }
     }
 }
@@ -838,21 +877,27 @@ unsafe fn fill(e: *mut ProbeEvent, ts_ns: u64, event_kind: u32, pid: u32, tid: u
     }
 }
 
-/// A [`kind::BLOCKED`] event for thread `tid` of `pid`, from the
-/// `sched_switch` program (another task's context: no `comm`).
+/// A [`kind::BLOCKED`] event for thread `tid` of `pid` (and goroutine
+/// `goid` on it, 0 for none): from the `sched_switch` program (another
+/// task's context: no `comm`), or from a Go hand-off probe for a goroutine
+/// that was parked. `lost` counts it if there is no room.
+#[allow(clippy::too_many_arguments, reason = "one record's fields; inlined")]
 #[inline(always)]
-fn write_sched_event(
+fn write_blocked_event(
     pid: u32,
     tid: u32,
+    goid: u64,
     blocked_ns: u64,
     syscall: u32,
     ts_ns: u64,
     counters: Counters,
-    state: *mut SchedState,
-) {
+    lost: *mut u32,
+) -> bool {
     let Some(mut entry) = FERRET_EVENTS.reserve::<ProbeEvent>(0) else {
-        count_lost_of(Some(state));
-        return;
+        count_lost(lost::EVENTS);
+        // SAFETY: a pointer into a map's value, valid for this program run.
+        unsafe { *lost = (*lost).wrapping_add(1) };
+        return false;
     };
     let e = entry.as_mut_ptr();
     // SAFETY: `e` points at the reserved record, written field by field in
@@ -863,7 +908,7 @@ fn write_sched_event(
         (*e).cookie = blocked_ns;
         (*e).sp = 0;
         (*e).ip = 0;
-        (*e).goid = 0;
+        (*e).goid = goid;
         (*e).go_stack_depth = 0;
         (*e).syscall = syscall;
         (*e).comm = [0; 16];
@@ -871,6 +916,7 @@ fn write_sched_event(
     // Never a forced wakeup from inside the scheduler: the reader's timer
     // or the next probe's event wakes the reader.
     entry.submit(u64::from(BPF_RB_NO_WAKEUP));
+    true
 }
 
 #[allow(clippy::too_many_arguments, reason = "one record's fields; inlined")]

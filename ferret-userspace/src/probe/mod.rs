@@ -137,6 +137,9 @@ pub struct ProbePoint {
     /// keeps the goroutine's scheduler state and sends no event; it has no
     /// exit probes.
     pub go_sched: u32,
+    /// With `go_sched`: where `waitreason` is in `runtime.g` (0: unknown),
+    /// so a parked goroutine's blocked time names what it waited for.
+    pub go_waitreason_offset: u16,
 }
 
 impl ProbePoint {
@@ -626,7 +629,12 @@ fn group_by_module(
         let cookie = |kind| go_cookie(id, kind, generation, point.goid_offset);
         group.entry_offsets.push(point.entry);
         group.entry_cookies.push(if point.go_sched != 0 {
-            go_sched_cookie(point.go_sched, generation, point.goid_offset)
+            go_sched_cookie(
+                point.go_sched,
+                generation,
+                point.goid_offset,
+                point.go_waitreason_offset,
+            )
         } else {
             cookie(if point.go_recovery {
                 kind::GO_UNWIND

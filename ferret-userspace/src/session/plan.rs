@@ -207,7 +207,8 @@ pub fn plan(target: &ResolvedTarget, config: &ProbeConfig) -> Result<Plan> {
         let goid = go_layout.as_ref().and_then(readable_goid);
         if let Some(goid) = goid {
             recovery_marks.extend(go_recovery_mark(module, goid));
-            recovery_marks.extend(go_hand_offs(module, goid));
+            let waitreason = go_layout.as_ref().and_then(|l| l.waitreason);
+            recovery_marks.extend(go_hand_offs(module, goid, waitreason.unwrap_or(0)));
         }
         let (ret_mode, why) = module_exits(config.exit_mode, module);
         let mut counts = [0usize; 3];
@@ -322,6 +323,7 @@ fn go_recovery_mark(
             goid_offset,
             go_recovery: true,
             go_sched: 0,
+            go_waitreason_offset: 0,
         },
         module.path.clone(),
         "runtime.deferreturn",
@@ -330,7 +332,11 @@ fn go_recovery_mark(
 
 /// The probes on a Go program's scheduler hand-off points
 /// ([`symbols::go::HAND_OFFS`]) that it has.
-fn go_hand_offs(module: &Module, goid_offset: u16) -> Vec<(ProbePoint, Arc<Path>, &'static str)> {
+fn go_hand_offs(
+    module: &Module,
+    goid_offset: u16,
+    waitreason: u16,
+) -> Vec<(ProbePoint, Arc<Path>, &'static str)> {
     symbols::go::HAND_OFFS
         .iter()
         .filter_map(|&(name, op)| {
@@ -344,6 +350,7 @@ fn go_hand_offs(module: &Module, goid_offset: u16) -> Vec<(ProbePoint, Arc<Path>
                     goid_offset,
                     go_recovery: false,
                     go_sched: op,
+                    go_waitreason_offset: waitreason,
                 },
                 module.path.clone(),
                 name,
@@ -458,6 +465,7 @@ fn probe_point(
         goid_offset,
         go_recovery: false,
         go_sched: 0,
+        go_waitreason_offset: 0,
     };
     let all = module
         .exit_points(function)

@@ -316,11 +316,12 @@ impl Reconstructor {
             })
     }
 
-    /// Thread `ev.tid` was blocked for `ns` in `syscall`: charged to its
-    /// innermost open span (which was open throughout: the thread ran
-    /// nothing while blocked).
+    /// Thread `ev.tid` (or Go goroutine `ev.goroutine`, in a system call
+    /// on it or parked) was blocked for `ns` in `syscall`: charged to its
+    /// innermost open span (which was open throughout: the thread, or the
+    /// goroutine, ran nothing while blocked).
     fn blocked(&mut self, ev: &RawEvent, ns: u64, syscall: BlockedIn) {
-        let Some(thread) = self.threads.get_mut(&(ev.pid, StackKey::Thread(ev.tid))) else {
+        let Some(thread) = self.threads.get_mut(&(ev.pid, StackKey::of(ev))) else {
             return;
         };
         if let Some(top) = thread.frames.last_mut() {
