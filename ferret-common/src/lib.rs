@@ -338,6 +338,125 @@ pub struct GoState {
     pub wait_reason: u32,
 }
 
+/// A thread's counters as a goroutine's accounting reads them: `(cpu,
+/// runnable, blocked, epoch)` ns ([`SchedState::counters_at`]); epoch 0:
+/// unavailable.
+pub type ThreadCounters = (u64, u64, u64, u64);
+
+impl GoState {
+    /// Goes on thread `tid` at `now` (`runtime.execute`), whose counters
+    /// are `thread`. Returns how long it was parked (0 if it was not), for
+    /// its blocked-in record.
+    #[inline]
+    pub fn go_on(&mut self, now: u64, tid: u32, thread: ThreadCounters) -> u64 {
+        if self.tid != 0 {
+            // Went off a thread unseen: that stretch is unknown.
+            self.lost = self.lost.wrapping_add(1);
+        }
+        let off = now.saturating_sub(self.off_ns);
+        let parked = match self.off_why {
+            go_off::RUNNABLE => {
+                self.runnable_ns = self.runnable_ns.wrapping_add(off);
+                0
+            }
+            go_off::BLOCKED => {
+                self.blocked_ns = self.blocked_ns.wrapping_add(off);
+                off
+            }
+            _ => 0,
+        };
+        self.off_why = go_off::NONE;
+        self.seat(tid, thread);
+        parked
+    }
+
+    /// Goes off thread `tid` at `now` (parked if `parked`, else runnable),
+    /// whose counters are `thread`: the stretch on it is closed.
+    #[inline]
+    pub fn go_off(&mut self, now: u64, tid: u32, thread: ThreadCounters, parked: bool) {
+        if self.tid == tid {
+            if let Some((cpu, runnable, blocked)) = self.stretch(thread) {
+                self.cpu_ns = self.cpu_ns.wrapping_add(cpu);
+                self.runnable_ns = self.runnable_ns.wrapping_add(runnable);
+                self.blocked_ns = self.blocked_ns.wrapping_add(blocked);
+            } else {
+                self.lost = self.lost.wrapping_add(1);
+            }
+        } else if self.tid != 0 || self.off_why != go_off::NONE {
+            // On another thread, or already off: a switch went unseen.
+            self.lost = self.lost.wrapping_add(1);
+        }
+        self.tid = 0;
+        self.off_ns = now;
+        self.off_why = if parked {
+            go_off::BLOCKED
+        } else {
+            go_off::RUNNABLE
+        };
+        self.wait_reason = GO_WAIT_UNKNOWN;
+    }
+
+    /// Its cumulative `(cpu, runnable, blocked)` ns, read by a probe of a
+    /// Go function it runs on thread `tid` (counters `thread`). A state
+    /// just made (`fresh`) goes on the thread now; one that places the
+    /// goroutine elsewhere is re-seated here with one more inconsistency,
+    /// and gives none.
+    #[inline]
+    pub fn running_on(
+        &mut self,
+        tid: u32,
+        thread: ThreadCounters,
+        fresh: bool,
+    ) -> Option<(u64, u64, u64)> {
+        if fresh || self.tid != tid {
+            if !fresh {
+                self.lost = self.lost.wrapping_add(1);
+                self.off_why = go_off::NONE;
+            }
+            self.seat(tid, thread);
+            if !fresh {
+                return None;
+            }
+        }
+        let (cpu, runnable, blocked) = self.stretch(thread)?;
+        Some((
+            self.cpu_ns.wrapping_add(cpu),
+            self.runnable_ns.wrapping_add(runnable),
+            self.blocked_ns.wrapping_add(blocked),
+        ))
+    }
+
+    /// Puts it on thread `tid`, whose counters are `thread` now; off any
+    /// thread (and one more inconsistency) if they are unavailable.
+    #[inline]
+    fn seat(&mut self, tid: u32, (cpu, runnable, blocked, epoch): ThreadCounters) {
+        if epoch == 0 {
+            self.tid = 0;
+            self.lost = self.lost.wrapping_add(1);
+            return;
+        }
+        self.tid = tid;
+        self.on_cpu_ns = cpu;
+        self.on_runnable_ns = runnable;
+        self.on_blocked_ns = blocked;
+        self.on_epoch = epoch;
+    }
+
+    /// The thread's time since it went on it, by the thread's counters
+    /// now: `None` if unavailable, of another epoch, or gone backwards.
+    #[inline]
+    fn stretch(&self, (cpu, runnable, blocked, epoch): ThreadCounters) -> Option<(u64, u64, u64)> {
+        if epoch == 0 || epoch != self.on_epoch {
+            return None;
+        }
+        Some((
+            cpu.checked_sub(self.on_cpu_ns)?,
+            runnable.checked_sub(self.on_runnable_ns)?,
+            blocked.checked_sub(self.on_blocked_ns)?,
+        ))
+    }
+}
+
 #[cfg(feature = "user")]
 // SAFETY: `GoState` is `repr(C)`, `Copy`, made only of integers and has no
 // padding, so every bit pattern is a valid value.
@@ -534,3 +653,77 @@ unsafe impl aya::Pod for SampleEvent {}
 
 const _: () =
     assert!(core::mem::size_of::<SampleEvent>() == 6 * 8 + 4 * 4 + 16 + SAMPLE_STACK_BYTES);
+
+#[cfg(test)]
+mod tests {
+    use super::{GoState, go_off};
+
+    /// A state made at `now` the way the kernel side makes one.
+    fn fresh(now: u64) -> GoState {
+        GoState {
+            created_ns: now,
+            off_ns: now,
+            wait_reason: super::GO_WAIT_UNKNOWN,
+            ..GoState::default()
+        }
+    }
+
+    #[test]
+    fn a_goroutine_that_moves_threads_mid_call_adds_each_threads_share() {
+        let mut g = fresh(1_000);
+        // Goes on thread 10 (counters 5 000 cpu, 7 runnable, 9 blocked, epoch 1).
+        assert_eq!(g.go_on(1_000, 10, (5_000, 7, 9, 1)), 0);
+        let at_entry = g.running_on(10, (5_100, 7, 9, 1), false).unwrap();
+        assert_eq!(at_entry, (100, 0, 0));
+        // Preempted: runnable from 1 300 on; thread 10 ran it 300 more,
+        // 20 of them blocked in a system call.
+        g.go_off(1_300, 10, (5_280, 7, 29, 1), false);
+        // Runs on thread 11 (another epoch) after 200 waiting for a P.
+        assert_eq!(g.go_on(1_500, 11, (80, 3, 4, 2)), 0);
+        // Parked at 1 600 after 100 on thread 11, 5 of them preempted.
+        g.go_off(1_600, 11, (175, 8, 4, 2), true);
+        // Readied and run on thread 10 again, 400 later.
+        assert_eq!(g.go_on(2_000, 10, (6_000, 50, 60, 1)), 400);
+        let at_exit = g.running_on(10, (6_010, 50, 60, 1), false).unwrap();
+        assert_eq!(at_exit, (280 + 95 + 10, 200 + 5, 20 + 400));
+        let (cpu, runnable, blocked) = (
+            at_exit.0 - at_entry.0,
+            at_exit.1 - at_entry.1,
+            at_exit.2 - at_entry.2,
+        );
+        // The call ran from 1 100 to 2 010: every nanosecond is in one.
+        assert_eq!(cpu + runnable + blocked, 2_010 - 1_100);
+        assert_eq!(g.lost, 0);
+    }
+
+    #[test]
+    fn a_missed_switch_or_unavailable_counters_count_as_inconsistencies() {
+        let mut g = fresh(0);
+        g.go_on(0, 10, (0, 0, 0, 1));
+        // Its off went unseen: the runtime executes it on thread 11.
+        g.go_on(100, 11, (0, 0, 0, 2));
+        assert_eq!(g.lost, 1);
+        // A probe finds it on thread 12: re-seated, and no counters.
+        assert_eq!(g.running_on(12, (0, 0, 0, 3), false), None);
+        assert_eq!((g.lost, g.tid), (2, 12));
+        // Thread counters unavailable when it goes on: off any thread.
+        g.go_off(200, 12, (50, 0, 0, 3), false);
+        g.go_on(300, 13, (0, 0, 0, 0));
+        assert_eq!((g.lost, g.tid), (3, 0));
+        assert_eq!(g.running_on(13, (10, 0, 0, 4), false), None);
+        // Counters of another epoch than the ones it went on with.
+        let mut h = fresh(0);
+        h.go_on(0, 10, (0, 0, 0, 1));
+        assert_eq!(h.running_on(10, (5, 0, 0, 9), false), None);
+        h.go_off(10, 10, (5, 0, 0, 9), true);
+        assert_eq!((h.lost, h.off_why), (1, go_off::BLOCKED));
+    }
+
+    #[test]
+    fn a_goroutine_first_seen_at_a_probe_starts_on_that_thread() {
+        let mut g = fresh(500);
+        assert_eq!(g.running_on(10, (40, 1, 2, 1), true), Some((0, 0, 0)));
+        assert_eq!(g.running_on(10, (90, 1, 2, 1), false), Some((50, 0, 0)));
+        assert_eq!(g.lost, 0);
+    }
+}

@@ -337,7 +337,7 @@ fn try_probe(ctx: &ProbeContext) {
     );
     if !written && goroutine.0 != 0 {
         // A goroutine's event lost: its spans' splits become null.
-        if let Some(g) = FERRET_GO.get_ptr_mut(&[u64::from(pid), goroutine.0]) {
+        if let Some(g) = FERRET_GO.get_ptr_mut([u64::from(pid), goroutine.0]) {
             // SAFETY: a pointer into the map's value, valid for this program run.
             unsafe { (*g).lost = (*g).lost.wrapping_add(1) };
         }
@@ -378,7 +378,7 @@ fn go_hand_off(id: u32, gp: u64, goid_offset: u64, pid_tgid: u64, ts_ns: u64) {
     }
     let key = [u64::from(pid), goid];
     if op == go_sched::EXIT {
-        let _ = FERRET_GO.remove(&key);
+        let _ = FERRET_GO.remove(key);
         return;
     }
     let Some(state) = go_state(&key, ts_ns) else {
@@ -388,25 +388,15 @@ fn go_hand_off(id: u32, gp: u64, goid_offset: u64, pid_tgid: u64, ts_ns: u64) {
     let g = unsafe { &mut *state };
     let thread = sched_state(tid, pid, ts_ns);
     let c = thread.map_or(NO_COUNTERS, |s| read_counters(s, ts_ns));
+    let thread_counters = (c.cpu_ns, c.runnable_ns, c.blocked_ns, c.epoch);
     if op == go_sched::ON {
-        if g.tid != 0 {
-            // Went off a thread unseen: that stretch is unknown.
-            g.lost = g.lost.wrapping_add(1);
+        let parked = g.go_on(ts_ns, tid, thread_counters);
+        if parked > 0 {
+            // What it was parked on, for the span's `blocked_in`.
+            let why = GO_WAIT_FLAG | g.wait_reason;
+            let lost = &raw mut g.lost;
+            let _ = write_blocked_event(pid, tid, goid, parked, why, ts_ns, NO_COUNTERS, lost);
         }
-        let off = ts_ns.saturating_sub(g.off_ns);
-        if g.off_why == go_off::RUNNABLE {
-            g.runnable_ns = g.runnable_ns.wrapping_add(off);
-        } else if g.off_why == go_off::BLOCKED {
-            g.blocked_ns = g.blocked_ns.wrapping_add(off);
-            if off > 0 {
-                // What it was parked on, for the span's `blocked_in`.
-                let why = GO_WAIT_FLAG | g.wait_reason;
-                let lost = &raw mut g.lost;
-                let _ = write_blocked_event(pid, tid, goid, off, why, ts_ns, NO_COUNTERS, lost);
-            }
-        }
-        g.off_why = go_off::NONE;
-        go_seat(g, tid, &c);
         if let Some(s) = thread {
             // SAFETY: a pointer into the map's value, valid for this program run.
             unsafe { (*s).goid = if g.tid == tid { goid } else { 0 } };
@@ -417,22 +407,7 @@ fn go_hand_off(id: u32, gp: u64, goid_offset: u64, pid_tgid: u64, ts_ns: u64) {
         // SAFETY: a pointer into the map's value, valid for this program run.
         unsafe { (*s).goid = 0 };
     }
-    // Off its thread: close the stretch on it.
-    if g.tid == tid {
-        if !go_close(g, &c) {
-            g.lost = g.lost.wrapping_add(1);
-        }
-    } else if g.tid != 0 || g.off_why != go_off::NONE {
-        g.lost = g.lost.wrapping_add(1);
-    }
-    g.tid = 0;
-    g.off_ns = ts_ns;
-    g.off_why = if op == go_sched::PARK {
-        go_off::BLOCKED
-    } else {
-        go_off::RUNNABLE
-    };
-    g.wait_reason = GO_WAIT_UNKNOWN;
+    g.go_off(ts_ns, tid, thread_counters, op == go_sched::PARK);
     if op == go_sched::PARK && waitreason_offset != 0 {
         // SAFETY: bpf_probe_read_user copies from user memory and fails
         // cleanly on a bad address; the pointer is never dereferenced here.
@@ -454,6 +429,10 @@ fn go_state(key: &[u64; 2], ts_ns: u64) -> Option<*mut GoState> {
     }
     // Inserted from a zeroed template, not a value built on the stack: the
     // probe's frames would not fit the verifier's 512 bytes.
+    #[allow(
+        clippy::needless_borrows_for_generic_args,
+        reason = "by reference: a copy of the template on the stack is what this avoids"
+    )]
     FERRET_GO.insert(key, &GO_FRESH, 0).ok()?;
     let state = FERRET_GO.get_ptr_mut(key)?;
     // SAFETY: a pointer into the map's value, valid for this program run.
@@ -482,49 +461,6 @@ static GO_FRESH: GoState = GoState {
     wait_reason: GO_WAIT_UNKNOWN,
 };
 
-/// Puts goroutine `g` on thread `tid`, whose counters are `c` now; off any
-/// thread (and one more inconsistency) if `c` holds none.
-#[inline(always)]
-fn go_seat(g: &mut GoState, tid: u32, c: &Counters) {
-    if c.epoch == 0 {
-        g.tid = 0;
-        g.lost = g.lost.wrapping_add(1);
-        return;
-    }
-    g.tid = tid;
-    g.on_cpu_ns = c.cpu_ns;
-    g.on_runnable_ns = c.runnable_ns;
-    g.on_blocked_ns = c.blocked_ns;
-    g.on_epoch = c.epoch;
-}
-
-/// The thread's time since goroutine `g` went on it, by its counters `c`
-/// now: `None` if they are none, of another epoch, or went backwards.
-#[inline(always)]
-fn go_stretch(g: &GoState, c: &Counters) -> Option<(u64, u64, u64)> {
-    if c.epoch == 0 || c.epoch != g.on_epoch {
-        return None;
-    }
-    Some((
-        c.cpu_ns.checked_sub(g.on_cpu_ns)?,
-        c.runnable_ns.checked_sub(g.on_runnable_ns)?,
-        c.blocked_ns.checked_sub(g.on_blocked_ns)?,
-    ))
-}
-
-/// Adds the stretch goroutine `g` spent on its thread (counters `c` now)
-/// to its closed sums; `false` if the stretch is unknown.
-#[inline(always)]
-fn go_close(g: &mut GoState, c: &Counters) -> bool {
-    let Some((cpu, runnable, blocked)) = go_stretch(g, c) else {
-        return false;
-    };
-    g.cpu_ns = g.cpu_ns.wrapping_add(cpu);
-    g.runnable_ns = g.runnable_ns.wrapping_add(runnable);
-    g.blocked_ns = g.blocked_ns.wrapping_add(blocked);
-    true
-}
-
 /// The counters of goroutine `goid` of `pid`, running on thread `tid` (a
 /// probe of a Go function fired on it), at `ts_ns`. A goroutine first seen
 /// here goes on this thread now; one the state places elsewhere is
@@ -533,7 +469,7 @@ fn go_close(g: &mut GoState, c: &Counters) -> bool {
 #[inline(never)]
 fn go_counters(pid: u32, tid: u32, goid: u64, ts_ns: u64) -> Counters {
     let key = [u64::from(pid), goid];
-    let fresh = FERRET_GO.get_ptr_mut(&key).is_none();
+    let fresh = FERRET_GO.get_ptr_mut(key).is_none();
     let Some(state) = go_state(&key, ts_ns) else {
         return NO_COUNTERS;
     };
@@ -541,27 +477,17 @@ fn go_counters(pid: u32, tid: u32, goid: u64, ts_ns: u64) -> Counters {
     let g = unsafe { &mut *state };
     let thread = sched_state(tid, pid, ts_ns);
     let c = thread.map_or(NO_COUNTERS, |s| read_counters(s, ts_ns));
-    let seated = fresh || g.tid != tid;
-    if seated {
-        if !fresh {
-            g.lost = g.lost.wrapping_add(1);
-            g.off_why = go_off::NONE;
-        }
-        go_seat(g, tid, &c);
-    }
+    let running = g.running_on(tid, (c.cpu_ns, c.runnable_ns, c.blocked_ns, c.epoch), fresh);
     if let Some(s) = thread {
         // The thread's system calls are this goroutine's from now on.
         // SAFETY: a pointer into the map's value, valid for this program run.
         unsafe { (*s).goid = if g.tid == tid { goid } else { 0 } };
     }
-    if seated && !fresh {
-        return NO_COUNTERS;
-    }
-    match go_stretch(g, &c) {
-        Some((cpu, runnable, blocked)) => Counters {
-            cpu_ns: g.cpu_ns.wrapping_add(cpu),
-            runnable_ns: g.runnable_ns.wrapping_add(runnable),
-            blocked_ns: g.blocked_ns.wrapping_add(blocked),
+    match running {
+        Some((cpu_ns, runnable_ns, blocked_ns)) => Counters {
+            cpu_ns,
+            runnable_ns,
+            blocked_ns,
             epoch: g.created_ns,
             lost: g.lost,
         },
@@ -677,7 +603,7 @@ fn try_sched_switch(ctx: &RawTracePointContext) {
             let lost = &raw mut s.lost;
             if !write_blocked_event(pid, next_tid, goid, pending, syscall, now, counters, lost)
                 && goid != 0
-                && let Some(g) = FERRET_GO.get_ptr_mut(&[u64::from(pid), goid])
+                && let Some(g) = FERRET_GO.get_ptr_mut([u64::from(pid), goid])
             {
                 // The goroutine's `blocked_in` would miss it: null instead.
                 // SAFETY: a pointer into the map's value, valid for this program run.

@@ -189,7 +189,9 @@ impl BlockedIn {
             return Some(Self::NOT_A_SYSCALL);
         }
         if name == "go_wait" {
-            return Some(Self(ferret_common::GO_WAIT_FLAG | ferret_common::GO_WAIT_UNKNOWN));
+            return Some(Self(
+                ferret_common::GO_WAIT_FLAG | ferret_common::GO_WAIT_UNKNOWN,
+            ));
         }
         if let Some(n) = name.strip_prefix("go_wait_") {
             return n

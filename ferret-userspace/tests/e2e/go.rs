@@ -547,6 +547,10 @@ fn a_goroutine_that_computes_sleeps_and_waits_for_a_mutex_gets_its_split() {
     // then time.Sleep(300 ms) and about 300 ms parked on the mutex.
     assert!((cpu - 300.0).abs() <= 30.0, "cpu {cpu} ms");
     assert!((blocked - 600.0).abs() <= 60.0, "blocked {blocked} ms");
+    // Parked (sleep, then the mutex's semaphore), not in a system call:
+    // named by the runtime's wait reason, `go_wait_N`.
+    let blocked_in = work.blocked_in.as_deref().expect("blocked_in");
+    assert!(blocked_in.starts_with("go_wait_"), "{blocked_in}");
 }
 
 #[test]
