@@ -22,6 +22,22 @@ pub mod lost {
     /// Number of slots.
     pub const LEN: u32 = 2;
 }
+/// Name of the per-CPU `u64` array of what the kernel side counts besides
+/// losses (slots in [`counts`]).
+pub const COUNTS_MAP: &str = "FERRET_COUNTS";
+
+/// Slots of the [`COUNTS_MAP`] array.
+pub mod counts {
+    /// Runs of the scheduler programs that found a traced thread (a switch
+    /// out, a switch in, a wakeup): what the overhead budget charges the
+    /// split of time for.
+    pub const SCHED_HOOKS: u32 = 0;
+    /// Times a thread's scheduler state was restarted because a switch of
+    /// it had gone unseen (see [`super::SchedState::restart`]).
+    pub const SCHED_RESTARTS: u32 = 1;
+    /// Number of slots.
+    pub const LEN: u32 = 2;
+}
 /// Name of the hash map of traced process ids (`tgid -> 1`).
 pub const TARGETS_MAP: &str = "FERRET_TARGETS";
 /// Name of the probe program, attached to function entries and exits alike.
@@ -220,6 +236,39 @@ impl SchedState {
         } else {
             closed
         }
+    }
+
+    /// Starts the counters over at `now`, a time the thread is on a CPU
+    /// (a new epoch: spans begun before it get no split), keeping its
+    /// losses and process. For a switch the hooks did not see: a switch out
+    /// of a thread they hold off a CPU, or a switch in of one they hold on
+    /// one, means one of its switches went unseen, and no sum says when.
+    /// This kernel (6.18) does not always fire `sched_switch` as a thread
+    /// goes back on a CPU: bpftrace counting the tracepoint alone saw a
+    /// spinning process switched out 365 times and in 360 in 4 s, with two
+    /// busy loops sharing both CPUs (one more out than in is its running
+    /// start). Without a restart the state stayed "off a CPU" while it ran,
+    /// and every later span of the thread had a null split.
+    #[inline]
+    pub const fn restart(&mut self, now: u64) {
+        *self = Self {
+            created_ns: now,
+            in_sum: now,
+            in_count: 1,
+            syscall: NO_SYSCALL,
+            lost: self.lost,
+            pid: self.pid,
+            out_sum: 0,
+            block_start_sum: 0,
+            block_end_sum: 0,
+            reported_blocked_ns: 0,
+            // The goroutine on the thread is still on it.
+            goid: self.goid,
+            out_count: 0,
+            block_starts: 0,
+            block_ends: 0,
+            pad: 0,
+        };
     }
 
     /// `(cpu, runnable, blocked)` ns since `created_ns`, at `now`, for a
@@ -656,7 +705,41 @@ const _: () =
 
 #[cfg(test)]
 mod tests {
-    use super::{GoState, go_off};
+    use super::*;
+
+    /// A thread created at 1000 (running), out at 1500, in at 1700.
+    fn state() -> SchedState {
+        SchedState {
+            created_ns: 1000,
+            in_sum: 1000 + 1700,
+            out_sum: 1500,
+            in_count: 2,
+            out_count: 1,
+            lost: 3,
+            pid: 42,
+            syscall: NO_SYSCALL,
+            ..SchedState::default()
+        }
+    }
+
+    #[test]
+    fn counters_of_a_running_thread_add_up_to_its_elapsed_time() {
+        assert_eq!(state().counters_at(2000), Some((800, 200, 0)));
+    }
+
+    #[test]
+    fn a_missed_switch_in_leaves_no_counters_until_the_state_restarts() {
+        // The switch in at 1700 went unseen.
+        let mut s = state();
+        s.in_sum = 1000;
+        s.in_count = 1;
+        assert!(!s.running());
+        assert_eq!(s.counters_at(2000), None);
+        s.restart(2100);
+        assert!(s.running());
+        assert_eq!(s.counters_at(2600), Some((500, 0, 0)));
+        assert_eq!((s.created_ns, s.lost, s.pid), (2100, 3, 42), "a new epoch");
+    }
 
     /// A state made at `now` the way the kernel side makes one.
     fn fresh(now: u64) -> GoState {

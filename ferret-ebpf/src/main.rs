@@ -37,7 +37,7 @@ use ferret_common::{
     COOKIE_KIND_MASK, DEFAULT_RING_BYTES, GO_G_STACK_HI_OFFSET, GO_G_WORDS,
     GO_SCHED_WAITREASON_SHIFT, GO_WAIT_FLAG, GO_WAIT_UNKNOWN, GoState, MAX_GOROUTINES,
     MAX_SCHED_THREADS, MAX_TARGETS, NO_SYSCALL, ProbeEvent, SAMPLE_PAGE, SAMPLE_RING_BYTES,
-    SAMPLE_STACK_PAGES, SampleEvent, SchedState, config, go_off, go_sched, kind, lost,
+    SAMPLE_STACK_PAGES, SampleEvent, SchedState, config, counts, go_off, go_sched, kind, lost,
     sample_flags,
 };
 
@@ -46,6 +46,9 @@ static FERRET_EVENTS: RingBuf = RingBuf::with_byte_size(DEFAULT_RING_BYTES, 0);
 
 #[map(name = "FERRET_LOST")]
 static FERRET_LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(lost::LEN, 0);
+
+#[map(name = "FERRET_COUNTS")]
+static FERRET_COUNTS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counts::LEN, 0);
 
 #[map(name = "FERRET_SAMPLES")]
 static FERRET_SAMPLES: RingBuf = RingBuf::with_byte_size(SAMPLE_RING_BYTES, 0);
@@ -113,10 +116,8 @@ pub fn ferret_thread_exit(_ctx: RawTracePointContext) -> i32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     let (tgid, tid) = ((pid_tgid >> 32) as u32, pid_tgid as u32);
     if traced(tgid) {
-        // SAFETY: reads the monotonic clock; no memory is touched.
-        let ts_ns = unsafe { bpf_ktime_get_ns() };
         let state = FERRET_SCHED.get_ptr_mut(tid);
-        let counters = state.map_or(NO_COUNTERS, |s| read_counters(s, ts_ns));
+        let (ts_ns, counters) = state.map_or_else(|| (now_ns(), NO_COUNTERS), read_counters);
         write_event(
             tgid,
             tid,
@@ -277,6 +278,16 @@ fn count_lost(slot: u32) {
     }
 }
 
+/// Adds one to slot `slot` of [`FERRET_COUNTS`] (only from the scheduler
+/// programs, which run with preemption disabled).
+#[inline(always)]
+fn count(slot: u32) {
+    if let Some(n) = FERRET_COUNTS.get_ptr_mut(slot) {
+        // SAFETY: per-CPU slot; the program runs with preemption disabled.
+        unsafe { *n += 1 };
+    }
+}
+
 #[inline(always)]
 fn setting(slot: u32) -> u32 {
     FERRET_CONFIG.get(slot).copied().unwrap_or(0)
@@ -315,21 +326,24 @@ fn try_probe(ctx: &ProbeContext) {
     // Go: goroutines move between threads, so a thread's counters do not
     // split a goroutine's call: the goroutine's own counters do (see
     // [`GoState`]).
-    let (goroutine, state, counters) = if goid_offset != 0 {
+    let (goroutine, state, ts_ns, counters) = if goid_offset != 0 {
         let mut goroutine = (0, 0);
         read_goroutine(r14, goid_offset, sp, &mut goroutine);
+        let mut at = ts_ns;
         let counters = if goroutine.0 != 0 && setting(config::SCHED_ON) == 1 {
-            go_counters(pid, tid, goroutine.0, ts_ns)
+            go_counters(pid, tid, goroutine.0, &mut at)
         } else {
             NO_COUNTERS
         };
-        (goroutine, None, counters)
+        (goroutine, None, at, counters)
     } else if setting(config::SCHED_ON) == 1 {
         let state = sched_state(tid, pid, ts_ns);
-        let counters = state.map_or(NO_COUNTERS, |s| read_counters(s, ts_ns));
-        ((0, 0), state, counters)
+        // The event's time is the counters' own, so a span's split adds up
+        // to its duration exactly.
+        let (ts_ns, counters) = state.map_or((ts_ns, NO_COUNTERS), read_counters);
+        ((0, 0), state, ts_ns, counters)
     } else {
-        ((0, 0), None, NO_COUNTERS)
+        ((0, 0), None, ts_ns, NO_COUNTERS)
     };
     let event_kind = (cookie & COOKIE_KIND_MASK) as u32;
     let written = write_event(
@@ -387,7 +401,8 @@ fn go_hand_off(id: u32, gp: u64, goid_offset: u64, pid_tgid: u64, ts_ns: u64) {
     // SAFETY: a pointer into the map's value, valid for this program run.
     let g = unsafe { &mut *state };
     let thread = sched_state(tid, pid, ts_ns);
-    let c = thread.map_or(NO_COUNTERS, |s| read_counters(s, ts_ns));
+    // The counters' own time, so the stretches add up exactly.
+    let (ts_ns, c) = thread.map_or((ts_ns, NO_COUNTERS), read_counters);
     let thread_counters = (c.cpu_ns, c.runnable_ns, c.blocked_ns, c.epoch);
     if op == go_sched::ON {
         let parked = g.go_on(ts_ns, tid, thread_counters);
@@ -462,12 +477,14 @@ static GO_FRESH: GoState = GoState {
 };
 
 /// The counters of goroutine `goid` of `pid`, running on thread `tid` (a
-/// probe of a Go function fired on it), at `ts_ns`. A goroutine first seen
-/// here goes on this thread now; one the state places elsewhere is
+/// probe of a Go function fired on it), at `*at`, which becomes the time
+/// they were taken at. A goroutine first seen here goes on this thread
+/// now; one the state places elsewhere is
 /// re-seated here with one more inconsistency, and sends none. Not
 /// inlined, for the stack (see [`go_hand_off`]).
 #[inline(never)]
-fn go_counters(pid: u32, tid: u32, goid: u64, ts_ns: u64) -> Counters {
+fn go_counters(pid: u32, tid: u32, goid: u64, at: &mut u64) -> Counters {
+    let ts_ns = *at;
     let key = [u64::from(pid), goid];
     let fresh = FERRET_GO.get_ptr_mut(key).is_none();
     let Some(state) = go_state(&key, ts_ns) else {
@@ -476,7 +493,9 @@ fn go_counters(pid: u32, tid: u32, goid: u64, ts_ns: u64) -> Counters {
     // SAFETY: a pointer into the map's value, valid for this program run.
     let g = unsafe { &mut *state };
     let thread = sched_state(tid, pid, ts_ns);
-    let c = thread.map_or(NO_COUNTERS, |s| read_counters(s, ts_ns));
+    // The event's time is the counters' own (see `read_counters`).
+    let (now, c) = thread.map_or((ts_ns, NO_COUNTERS), read_counters);
+    *at = now;
     let running = g.running_on(tid, (c.cpu_ns, c.runnable_ns, c.blocked_ns, c.epoch), fresh);
     if let Some(s) = thread {
         // The thread's system calls are this goroutine's from now on.
@@ -515,24 +534,65 @@ fn sched_state(tid: u32, pid: u32, ts_ns: u64) -> Option<*mut SchedState> {
     FERRET_SCHED.get_ptr_mut(tid)
 }
 
-/// The counters of a thread that is on a CPU now (it runs the probe), at
-/// `ts_ns`; none if a hook of its is still to land (see
+/// The counters of a thread that is on a CPU now (it runs the probe), and
+/// the time they are taken at; none if a hook of its is still to land (see
 /// [`SchedState::counters_at`]), so no span is split across the gap.
+///
+/// A uprobe's program runs preemptible (only migration is disabled), so the
+/// thread can be switched out and back in while it reads its own state, and
+/// the hooks change it between two of the reads. Every such switch bumps
+/// `in_count` (or restarts the state, a new `created_ns`) before the thread
+/// runs on, so a read between two equal `(in_count, created_ns)`, with the
+/// clock read inside them, is whole: the seqcount pattern. Torn twice in a
+/// row, the event carries none.
 #[inline(always)]
-fn read_counters(state: *mut SchedState, ts_ns: u64) -> Counters {
-    // SAFETY: a pointer into the map's value, valid for this program run;
-    // the fields are plain integers.
-    let s = unsafe { &*state };
-    match s.counters_at(ts_ns) {
-        Some((cpu_ns, runnable_ns, blocked_ns)) => Counters {
-            cpu_ns,
-            runnable_ns,
-            blocked_ns,
-            epoch: s.created_ns,
-            lost: s.lost,
-        },
-        None => NO_COUNTERS,
+fn read_counters(state: *mut SchedState) -> (u64, Counters) {
+    for _ in 0..2 {
+        // The state is read between two helper calls (the clock, then a
+        // checked copy of `in_count`): the compiler moves no load of the
+        // map's value across a call that may write it, and a fence has no
+        // BPF instruction.
+        // SAFETY: a pointer into the map's value, valid for this program
+        // run; the fields are plain integers.
+        let (count, epoch) = unsafe {
+            (
+                core::ptr::read_volatile(&raw const (*state).in_count),
+                core::ptr::read_volatile(&raw const (*state).created_ns),
+            )
+        };
+        let now = now_ns();
+        // SAFETY: as above.
+        let s = unsafe { &*state };
+        let counters = match s.counters_at(now) {
+            Some((cpu_ns, runnable_ns, blocked_ns)) => Counters {
+                cpu_ns,
+                runnable_ns,
+                blocked_ns,
+                epoch,
+                lost: s.lost,
+            },
+            None => NO_COUNTERS,
+        };
+        // SAFETY: copies 4 bytes of the map's value through the checked
+        // helper; then a plain read, after that call.
+        let (count_after, epoch_after) = unsafe {
+            (
+                bpf_probe_read_kernel(&raw const (*state).in_count),
+                core::ptr::read_volatile(&raw const (*state).created_ns),
+            )
+        };
+        if count_after == Ok(count) && epoch_after == epoch {
+            return (now, counters);
+        }
     }
+    (now_ns(), NO_COUNTERS)
+}
+
+/// The monotonic clock (`CLOCK_MONOTONIC` ns).
+#[inline(always)]
+fn now_ns() -> u64 {
+    // SAFETY: reads the monotonic clock; no memory is touched.
+    unsafe { bpf_ktime_get_ns() }
 }
 
 /// `sched_switch`: `TP_PROTO(bool preempt, struct task_struct *prev, struct
@@ -554,6 +614,12 @@ fn try_sched_switch(ctx: &RawTracePointContext) {
         let now = unsafe { bpf_ktime_get_ns() };
         // SAFETY: a pointer into the map's value, valid for this program run.
         let s = unsafe { &mut *state };
+        count(counts::SCHED_HOOKS);
+        if !s.running() {
+            // Its switch in went unseen: it ran, since when no sum says.
+            s.restart(now);
+            count(counts::SCHED_RESTARTS);
+        }
         s.out_sum = s.out_sum.wrapping_add(now);
         s.out_count = s.out_count.wrapping_add(1);
         let preempt: u64 = ctx.arg(0);
@@ -575,6 +641,13 @@ fn try_sched_switch(ctx: &RawTracePointContext) {
         let now = unsafe { bpf_ktime_get_ns() };
         // SAFETY: a pointer into the map's value, valid for this program run.
         let s = unsafe { &mut *state };
+        count(counts::SCHED_HOOKS);
+        if s.running() {
+            // Its switch out went unseen: it is on a CPU from now.
+            s.restart(now);
+            count(counts::SCHED_RESTARTS);
+            return;
+        }
         if s.block_starts == s.block_ends.wrapping_add(1) {
             // Woken unseen: its block ends now.
             s.block_end_sum = s.block_end_sum.wrapping_add(now);
@@ -632,6 +705,7 @@ fn try_sched_wakeup(ctx: &RawTracePointContext) {
     };
     // SAFETY: a pointer into the map's value, valid for this program run.
     let s = unsafe { &mut *state };
+    count(counts::SCHED_HOOKS);
     if s.block_starts != s.block_ends.wrapping_add(1) {
         return; // a wakeup of a thread that is not blocked
     }

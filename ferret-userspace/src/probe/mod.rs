@@ -24,11 +24,12 @@ use aya::{
     maps::{Array as BpfArray, HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
     programs::{
         RawTracePoint, UProbe,
+        raw_trace_point::RawTracePointLinkId,
         uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope},
     },
 };
 use ferret_common::{
-    CONFIG_MAP, DEFAULT_RING_BYTES, EVENTS_MAP, EXEC_PROGRAM, FORK_PROGRAM, LOST_MAP,
+    CONFIG_MAP, COUNTS_MAP, DEFAULT_RING_BYTES, EVENTS_MAP, EXEC_PROGRAM, FORK_PROGRAM, LOST_MAP,
     PROBE_PROGRAM, PROBE_RET_PROGRAM, SCHED_MAP, SCHED_SWITCH_PROGRAM, SCHED_WAKEUP_PROGRAM,
     SchedState, TARGETS_MAP, THREAD_EXIT_PROGRAM, config, go_cookie, go_sched_cookie, kind,
 };
@@ -184,6 +185,9 @@ pub struct Engine {
     /// The pid the links are restricted to (0: any; the BPF filter decides).
     link_pid: u32,
     kind: Option<LinkKind>,
+    /// The scheduler tracepoints' links, while attached (see
+    /// [`Self::attach_sched`]).
+    sched_links: Vec<(&'static str, RawTracePointLinkId)>,
 }
 
 impl Engine {
@@ -204,6 +208,7 @@ impl Engine {
             generation: 0,
             link_pid: 0,
             kind: None,
+            sched_links: Vec::new(),
         };
         engine.set(config::WAKEUP_BYTES, ring / 8)?;
         Ok(engine)
@@ -283,12 +288,46 @@ impl Engine {
                 .try_into()
                 .map_err(|e| program_err(name, e))?;
             program.load().map_err(|e| program_err(name, e))?;
-            program.attach(tracepoint).map_err(|e| ProbeError::Attach {
+            let link = program.attach(tracepoint).map_err(|e| ProbeError::Attach {
                 what: format!("raw tracepoint {tracepoint}"),
                 source: e.into(),
             })?;
+            self.sched_links.push((name, link));
         }
         self.keep_sched_counters()
+    }
+
+    /// Stops keeping the split of time (the overhead budget found the
+    /// scheduler hooks too costly): the probes stop sending counters first,
+    /// so no span is split by a state the hooks no longer keep (spans open
+    /// now end with a null split), then the tracepoints are detached.
+    pub fn stop_sched(&mut self) -> Result<(), ProbeError> {
+        self.set(config::SCHED_ON, 0)?;
+        for (name, link) in self.sched_links.drain(..) {
+            let program: &mut RawTracePoint = self
+                .ebpf
+                .program_mut(name)
+                .expect("program in object")
+                .try_into()
+                .map_err(|e| program_err(name, e))?;
+            program.detach(link).map_err(|e| program_err(name, e))?;
+        }
+        Ok(())
+    }
+
+    /// Whether the scheduler tracepoints are attached.
+    pub fn sched_on(&self) -> bool {
+        !self.sched_links.is_empty()
+    }
+
+    /// What the scheduler programs counted so far (slots of
+    /// [`ferret_common::counts`], summed over the CPUs).
+    pub fn count(&self, slot: u32) -> Result<u64, ProbeError> {
+        let map = self.ebpf.map(COUNTS_MAP).expect("map in object");
+        let counts: PerCpuArray<_, u64> =
+            PerCpuArray::try_from(map).map_err(|e| map_err(COUNTS_MAP, e))?;
+        let values = counts.get(&slot, 0).map_err(|e| map_err(COUNTS_MAP, e))?;
+        Ok(values.iter().sum())
     }
 
     /// Makes the probes keep and send their thread's scheduler counters.

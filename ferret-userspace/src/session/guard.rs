@@ -52,6 +52,23 @@ const WINDOW_CPU_NS: u64 = 250_000_000;
 /// quiet target's tick more or less does not decide.
 const MIN_OWN_CPU_SHARE: f64 = 0.1;
 
+/// The budget's id for the scheduler hooks that keep the split of each
+/// call's time (see [`crate::probe::Engine::attach_sched`]), weighed beside
+/// the functions: when they are what costs most, the split is turned off
+/// rather than functions detached.
+pub const SCHED_HOOKS: u32 = u32::MAX;
+
+/// What one run of a scheduler program on a traced thread costs that
+/// thread (a switch out, a switch in or a wakeup of it), counted by the
+/// kernel side ([`ferret_common::counts::SCHED_HOOKS`]). From `cargo xtask
+/// bench --only sched`: two traced threads ping-ponging 48k switches a
+/// second ran 11.6 % slower, 2.4 µs per switch as they saw it, and each
+/// switch between them is three hook runs (the wakeup, the switch out, the
+/// switch in); the programs' own time (BPF statistics: 426 ns a switch,
+/// 222 ns a wakeup) is a third of it, the rest is the cache and the
+/// tracepoint machinery they bring into the switch.
+pub const SCHED_HOOK_NS: u64 = 800;
+
 /// One check's worth of what the budget weighs.
 #[derive(Debug)]
 struct Bucket {
@@ -72,6 +89,8 @@ pub struct Budget {
     costs: Arc<[FunctionCost]>,
     /// Calls per function since the last check.
     current: Vec<u64>,
+    /// Scheduler hook runs since the last check.
+    sched_hooks: u64,
     buckets: VecDeque<Bucket>,
     /// Consecutive checks over the budget.
     over: u32,
@@ -98,6 +117,7 @@ impl Budget {
             percent,
             costs,
             current: vec![0; functions],
+            sched_hooks: 0,
             buckets: VecDeque::with_capacity(BUCKETS),
             over: 0,
             needed: 2,
@@ -130,6 +150,21 @@ impl Budget {
         }
     }
 
+    /// `hooks` more runs of the scheduler programs on the target's threads.
+    pub fn sched_hooks(&mut self, hooks: u64) {
+        self.sched_hooks += hooks;
+    }
+
+    /// What one hit of budget id `id` costs: a call of a function, or a
+    /// scheduler hook run ([`SCHED_HOOKS`]).
+    fn hit_ns(&self, id: u32) -> u64 {
+        if id == SCHED_HOOKS {
+            SCHED_HOOK_NS
+        } else {
+            self.costs.get(id as usize).map_or(0, |c| c.hit_ns)
+        }
+    }
+
     /// The newest estimate: ferret's probes as a percentage of the target's
     /// own time.
     pub fn estimate(&self) -> Option<f64> {
@@ -149,6 +184,11 @@ impl Budget {
                 calls.push((id as u32, *count));
                 *count = 0;
             }
+        }
+        if self.sched_hooks > 0 {
+            probe_ns = probe_ns.saturating_add(self.sched_hooks.saturating_mul(SCHED_HOOK_NS));
+            calls.push((SCHED_HOOKS, self.sched_hooks));
+            self.sched_hooks = 0;
         }
         if self.buckets.len() == BUCKETS {
             self.buckets.pop_front();
@@ -186,7 +226,7 @@ impl Budget {
         let mut cost: std::collections::HashMap<u32, (u64, u64)> = std::collections::HashMap::new();
         for bucket in self.buckets.iter().rev().take(window) {
             for &(id, count) in &bucket.calls {
-                let hit = self.costs.get(id as usize).map_or(0, |c| c.hit_ns);
+                let hit = self.hit_ns(id);
                 let entry = cost.entry(id).or_default();
                 entry.0 += count * hit;
                 entry.1 += count;
@@ -249,6 +289,10 @@ pub struct OverheadGuard {
     pub detached: Vec<Detached>,
     /// The guard gave up (detaching needs `uprobe_multi` links).
     off: bool,
+    /// The scheduler hooks' run count at the last check, while they run.
+    sched_hooks: Option<u64>,
+    /// Why the split of time was turned off, if the budget did.
+    pub sched_stopped: Option<String>,
 }
 
 impl OverheadGuard {
@@ -274,6 +318,8 @@ impl OverheadGuard {
             disabled: HashSet::new(),
             detached: Vec::new(),
             off: false,
+            sched_hooks: None,
+            sched_stopped: None,
         }
     }
 
@@ -341,12 +387,26 @@ impl OverheadGuard {
         let mut hot: Vec<(u32, u64, &'static str)> = Vec::new();
         let mut notices = Vec::new();
 
+        if engine.sched_on()
+            && let Ok(hooks) = engine.count(ferret_common::counts::SCHED_HOOKS)
+        {
+            let then = self.sched_hooks.replace(hooks).unwrap_or(hooks);
+            self.budget.sched_hooks(hooks.saturating_sub(then));
+        }
         let cpu = cpu_time_ns(self.pid, self.ticks_ns);
         if let (Some(cpu), Some(then_cpu)) = (cpu, self.last_check)
             && let Some(over) = self.budget.check(cpu.saturating_sub(then_cpu))
         {
-            let fresh: Vec<(u32, u64)> = over
+            let (sched, functions): (Vec<_>, Vec<_>) = over
                 .functions
+                .into_iter()
+                .partition(|&(id, _)| id == SCHED_HOOKS);
+            if let Some(&(_, rate)) = sched.first()
+                && engine.sched_on()
+            {
+                notices.push(self.stop_sched(engine, over.estimate, rate));
+            }
+            let fresh: Vec<(u32, u64)> = functions
                 .into_iter()
                 .filter(|(id, _)| !self.disabled.contains(id))
                 .collect();
@@ -426,6 +486,30 @@ impl OverheadGuard {
         notices
     }
 
+    /// Turns the split of time off: the scheduler hooks, at `rate` runs a
+    /// second, were the costliest part of an `estimate` over the budget.
+    fn stop_sched(&mut self, engine: &mut Engine, estimate: f64, rate: u64) -> String {
+        self.sched_hooks = None;
+        let why = format!(
+            "{rate} scheduler hook runs/s on the target's threads at {SCHED_HOOK_NS} ns each, \
+             the costliest part of an estimated {estimate:.0}% of the target's own time \
+             (--max-overhead {}%)",
+            self.budget.percent
+        );
+        let notice = match engine.stop_sched() {
+            Ok(()) => format!(
+                "stopped splitting calls' time into CPU / runnable / blocked (calls from now \
+                 on have none): {why}"
+            ),
+            Err(e) => format!(
+                "could not stop the scheduler hooks ({}): {why}",
+                anyhow::Error::new(e)
+            ),
+        };
+        self.sched_stopped = Some(why);
+        notice
+    }
+
     /// For the recording's metadata: `name (calls/s); ...`, with the limit
     /// for functions the budget detached.
     pub fn metadata(&self) -> String {
@@ -494,6 +578,40 @@ mod tests {
         let ids: Vec<u32> = over.functions.iter().map(|f| f.0).collect();
         assert_eq!(ids, [0, 1], "the slow, rare function stays");
         assert_eq!(over.functions[0].1, 80_000, "calls per second");
+    }
+
+    #[test]
+    fn scheduler_hooks_that_cost_most_turn_the_split_off_and_leave_the_functions() {
+        // A target switching ~48k times a second (three hook runs each, as
+        // the bench's ping-pong): 36k hook runs a check, 28.8 ms at 800 ns,
+        // in 250 ms of CPU; its one traced function is called 10 times.
+        let mut budget = Budget::new(5.0, 1, costs(&[20_000]));
+        let check = |budget: &mut Budget| {
+            calls(budget, 0, 10);
+            budget.sched_hooks(36_000);
+            budget.check(250 * MS)
+        };
+        assert_eq!(check(&mut budget), None, "one check over is not enough");
+        let estimate = budget.estimate().unwrap();
+        assert!((12.0..14.0).contains(&estimate), "{estimate}");
+        let over = check(&mut budget).expect("over the budget twice");
+        assert_eq!(
+            over.functions,
+            [(SCHED_HOOKS, 144_000)],
+            "the hooks alone, with their runs a second"
+        );
+    }
+
+    #[test]
+    fn scheduler_hooks_of_a_target_that_seldom_switches_stay() {
+        // 1,000 switches a second: 750 hook runs a check, 0.6 ms in 250 ms.
+        let mut budget = Budget::new(5.0, 1, costs(&[20_000]));
+        for _ in 0..BUCKETS {
+            budget.sched_hooks(750);
+            assert_eq!(budget.check(250 * MS), None);
+        }
+        let estimate = budget.estimate().unwrap();
+        assert!((0.2..0.3).contains(&estimate), "{estimate}");
     }
 
     #[test]

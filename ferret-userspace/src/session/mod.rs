@@ -700,6 +700,13 @@ impl Session {
         });
         let lost = self.engine.lost().unwrap_or(self.pipeline.lost);
         self.pipeline.lost = self.pipeline.lost.max(lost);
+        let sched_split = serde_json::json!({
+            "on_at_end": self.engine.sched_on(),
+            "stopped_by_budget": self.guard.sched_stopped,
+            "hook_runs": self.engine.count(ferret_common::counts::SCHED_HOOKS).ok(),
+            "hook_ns": guard::SCHED_HOOK_NS,
+            "restarts": self.engine.count(ferret_common::counts::SCHED_RESTARTS).ok(),
+        });
         // Spans still open end as `unwound` if the process is gone, `open`
         // if it runs on without us.
         let gone = stop.target_gone() || self.exit.is_some();
@@ -736,6 +743,7 @@ impl Session {
                     self.guard.estimate().1.unwrap_or(0.0).to_string(),
                 ),
                 (meta_key::DETACHED_FUNCTIONS, self.guard.metadata()),
+                (meta_key::SCHED_SPLIT, sched_split.to_string()),
                 (meta_key::PROBE_CHANGES, self.retrace.metadata()),
                 (meta_key::SAMPLING, sampled.unwrap_or_default()),
                 (

@@ -76,6 +76,12 @@ pub mod meta_key {
     pub const METRICS_UNAVAILABLE: &str = "ferret.metrics_unavailable";
     /// Functions the overhead guard detached, `name (calls/s); ...`.
     pub const DETACHED_FUNCTIONS: &str = "ferret.detached_functions";
+    /// The split of calls' time (CPU / runnable / blocked), JSON: whether
+    /// the scheduler hooks were still on at the end, why the budget turned
+    /// them off (if it did), their runs on traced threads and the measured
+    /// cost charged per run, and how often a thread's counters restarted
+    /// after a switch the kernel did not report.
+    pub const SCHED_SPLIT: &str = "ferret.sched_split";
     /// `--stall` in ns (0: the watchdog was off).
     pub const STALL_THRESHOLD_NS: &str = "ferret.stall_threshold_ns";
     /// What the stall watchdog's capture thread cost, JSON (see

@@ -9,10 +9,12 @@
 //!
 //! - untraced;
 //! - `ferret record -s join --max-overhead 0` (the loop calls nothing
-//!   traced: what it pays is the scheduler hooks and the block records).
+//!   traced: what it pays is the scheduler hooks and the block records);
+//! - `ferret record -s join` with the default budget, which counts the
+//!   hooks' runs and turns the split off once they cost more than it allows.
 //!
-//! Reported: the slowdown (median of per-round ratios), the time added per
-//! voluntary context switch, and the switches per second untraced.
+//! Reported: the slowdown of each (median of per-round ratios), the time
+//! added per voluntary context switch, and the switches per second untraced.
 
 use anyhow::{Context as _, Result};
 use serde_json::{Value, json};
@@ -29,33 +31,42 @@ pub fn run(b: &Bench) -> Result<Value> {
     let (rounds, n) = if b.quick { (3, 30_000) } else { (7, 100_000) };
     let mut plain = Runs::default();
     let mut traced = Runs::default();
+    let mut budgeted = Runs::default();
     for round in 0..rounds {
         let order = if round % 2 == 0 {
-            [false, true]
+            [Contender::Untraced, Contender::Traced, Contender::Budget]
         } else {
-            [true, false]
+            [Contender::Budget, Contender::Traced, Contender::Untraced]
         };
-        for with_ferret in order {
-            let runs = if with_ferret { &mut traced } else { &mut plain };
-            measure(b, with_ferret, n, runs)
-                .with_context(|| format!("measuring {}", label(with_ferret)))?;
+        for contender in order {
+            let runs = match contender {
+                Contender::Untraced => &mut plain,
+                Contender::Traced => &mut traced,
+                Contender::Budget => &mut budgeted,
+            };
+            measure(b, contender, n, runs)
+                .with_context(|| format!("measuring {}", contender.label()))?;
             println!(
                 "round {}/{rounds}  {:<9} {:>10.1} ns per round, {:.2} switches per round",
                 round + 1,
-                label(with_ferret),
+                contender.label(),
                 runs.ns_per_round.last().copied().unwrap_or(0.0),
                 runs.switches_per_round.last().copied().unwrap_or(0.0),
             );
         }
     }
-    let ratios: Vec<f64> = traced
-        .ns_per_round
-        .iter()
-        .zip(&plain.ns_per_round)
-        .filter(|&(_, &p)| p > 0.0)
-        .map(|(t, p)| t / p)
-        .collect();
-    let slowdown = median(&ratios);
+    let slowdown_of = |runs: &Runs| {
+        let ratios: Vec<f64> = runs
+            .ns_per_round
+            .iter()
+            .zip(&plain.ns_per_round)
+            .filter(|&(_, &p)| p > 0.0)
+            .map(|(t, p)| t / p)
+            .collect();
+        median(&ratios)
+    };
+    let slowdown = slowdown_of(&traced);
+    let budget_slowdown = slowdown_of(&budgeted);
     let per_round = median(&plain.ns_per_round);
     let switches = median(&plain.switches_per_round);
     let added_per_switch = slowdown
@@ -75,23 +86,46 @@ pub fn run(b: &Bench) -> Result<Value> {
         "overhead_percent": num(slowdown.map(|r| (r - 1.0) * 100.0), 2),
         "added_ns_per_switch": num(added_per_switch, 0),
         "switches_per_s_untraced": num(switches_per_s, 0),
+        "budget_slowdown": num(budget_slowdown, 4),
+        "budget_overhead_percent": num(budget_slowdown.map(|r| (r - 1.0) * 100.0), 2),
         "untraced_ns_per_round": plain.ns_per_round,
         "traced_ns_per_round": traced.ns_per_round,
+        "budget_ns_per_round": budgeted.ns_per_round,
     }))
 }
 
-fn label(with_ferret: bool) -> &'static str {
-    if with_ferret { "traced" } else { "untraced" }
+#[derive(Clone, Copy)]
+enum Contender {
+    Untraced,
+    /// `--max-overhead 0`: the hooks' whole cost.
+    Traced,
+    /// The default budget.
+    Budget,
 }
 
-fn measure(b: &Bench, with_ferret: bool, n: u64, runs: &mut Runs) -> Result<()> {
+impl Contender {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Untraced => "untraced",
+            Self::Traced => "traced",
+            Self::Budget => "budget",
+        }
+    }
+}
+
+fn measure(b: &Bench, contender: Contender, n: u64, runs: &mut Runs) -> Result<()> {
     let program = b.program("pingpong");
-    let output = if with_ferret {
+    let budget = match contender {
+        Contender::Untraced => None,
+        Contender::Traced => Some("0"),
+        Contender::Budget => Some("5"),
+    };
+    let output = if let Some(budget) = budget {
         let parquet = b.scratch("sched.parquet");
         capture(
             b.ferret()
                 .env("FERRET_CALIBRATION_CALLS", "0")
-                .args(["record", "-s", "join", "--max-overhead", "0", "-o"])
+                .args(["record", "-s", "join", "--max-overhead", budget, "-o"])
                 .arg(&parquet)
                 .arg("--")
                 .arg(&program)
