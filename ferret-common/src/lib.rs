@@ -35,8 +35,11 @@ pub mod counts {
     /// Times a thread's scheduler state was restarted because a switch of
     /// it had gone unseen (see [`super::SchedState::restart`]).
     pub const SCHED_RESTARTS: u32 = 1;
+    /// Hits of the Go scheduler's hand-off probes (see
+    /// [`super::go_sched`]): a uprobe each, charged by the overhead budget.
+    pub const GO_HAND_OFFS: u32 = 2;
     /// Number of slots.
-    pub const LEN: u32 = 2;
+    pub const LEN: u32 = 3;
 }
 /// Name of the hash map of traced process ids (`tgid -> 1`).
 pub const TARGETS_MAP: &str = "FERRET_TARGETS";

@@ -317,6 +317,7 @@ fn try_probe(ctx: &ProbeContext) {
     let tid = pid_tgid as u32;
     let goid_offset = cookie >> COOKIE_GOID_OFFSET_SHIFT;
     if (cookie >> COOKIE_GO_SCHED_BIT) & 1 == 1 {
+        count(counts::GO_HAND_OFFS);
         // SAFETY: as above; RAX holds a Go function's first argument.
         let gp = unsafe { (*ctx.regs).rax };
         let id = (cookie >> COOKIE_ID_SHIFT) as u32;
