@@ -38,8 +38,11 @@ pub mod counts {
     /// Times an unreported switch in was put back from the stretch the
     /// thread ran (see [`super::SchedState::repair_switch_in`]).
     pub const SCHED_REPAIRS: u32 = 2;
+    /// Hits of the Go scheduler's hand-off probes (see
+    /// [`super::go_sched`]): a uprobe each, charged by the overhead budget.
+    pub const GO_HAND_OFFS: u32 = 3;
     /// Number of slots.
-    pub const LEN: u32 = 3;
+    pub const LEN: u32 = 4;
 }
 /// Name of the hash map of traced process ids (`tgid -> 1`).
 pub const TARGETS_MAP: &str = "FERRET_TARGETS";
@@ -163,6 +166,14 @@ pub mod kind {
 /// outside a system call (a page fault, a stop).
 pub const NO_SYSCALL: u32 = u32::MAX;
 
+/// Set in [`ProbeEvent::syscall`] of a [`kind::BLOCKED`] event of a parked
+/// goroutine: the low bits hold its `g.waitreason` (an index into the
+/// binary's `runtime.waitReasonStrings`), or [`GO_WAIT_UNKNOWN`].
+pub const GO_WAIT_FLAG: u32 = 1 << 30;
+/// The wait reason of a goroutine parked when its `waitreason` offset is
+/// unknown.
+pub const GO_WAIT_UNKNOWN: u32 = 0xffff;
+
 /// One traced thread's scheduler bookkeeping, the value of [`SCHED_MAP`].
 ///
 /// Created by the thread's first probe hit (it is on a CPU then), updated
@@ -175,8 +186,8 @@ pub const NO_SYSCALL: u32 = u32::MAX;
 /// time is `block_end_sum - block_start_sum`; the rest of the elapsed time
 /// it was runnable. Sums wrap; differences are exact.
 ///
-/// `#[repr(C)]`, largest fields first, no implicit padding: 8 × `u64` +
-/// 8 × `u32` = 96 bytes.
+/// `#[repr(C)]`, largest fields first, no implicit padding: 9 × `u64` +
+/// 8 × `u32` = 104 bytes.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SchedState {
@@ -202,6 +213,9 @@ pub struct SchedState {
     pub out_exec_ns: u64,
     /// When it last switched out.
     pub last_out_ns: u64,
+    /// Go: the goroutine on this thread ([`GoState`]), so the thread's
+    /// blocked time (a system call) is charged to it; 0 for none.
+    pub goid: u64,
     /// Switches in (with its creation).
     pub in_count: u32,
     /// Switches out.
@@ -273,6 +287,8 @@ impl SchedState {
             reported_blocked_ns: 0,
             out_exec_ns: 0,
             last_out_ns: 0,
+            // The goroutine on the thread is still on it.
+            goid: self.goid,
             out_count: 0,
             block_starts: 0,
             block_ends: 0,
@@ -337,7 +353,219 @@ impl SchedState {
 // padding, so every bit pattern is a valid value.
 unsafe impl aya::Pod for SchedState {}
 
-const _: () = assert!(core::mem::size_of::<SchedState>() == 96);
+const _: () = assert!(core::mem::size_of::<SchedState>() == 104);
+
+/// Name of the hash map of Go goroutines' scheduler state (`[pid, goid] ->`
+/// [`GoState`]).
+pub const GO_MAP: &str = "FERRET_GO";
+/// How many goroutines' state the kernel side keeps at once. The map is an
+/// LRU: a goroutine evicted gets a fresh state (a new epoch), so a span
+/// across the eviction has a null split, never a wrong one.
+pub const MAX_GOROUTINES: u32 = 65536;
+
+/// What a hand-off probe in the Go scheduler does to goroutine `gp` (the
+/// function's first argument, in RAX), carried in the cookie's function id
+/// with [`COOKIE_GO_SCHED_BIT`] set.
+pub mod go_sched {
+    /// `runtime.execute`: `gp` goes on this thread.
+    pub const ON: u32 = 1;
+    /// `runtime.park_m`: `gp` blocks (waiting to be readied).
+    pub const PARK: u32 = 2;
+    /// `runtime.gosched_m`, `gopreempt_m`, `goyield_m`, `preemptPark`,
+    /// `exitsyscall0`: `gp` is runnable, waiting for a P.
+    pub const YIELD: u32 = 3;
+    /// `runtime.goexit0`: `gp` is dead.
+    pub const EXIT: u32 = 4;
+}
+
+/// Set in a cookie whose probe is a Go scheduler hand-off point (see
+/// [`go_sched`]): the function id field holds the operation. Function ids
+/// are `u32`, so this bit (below the goid offset) is never one of theirs.
+pub const COOKIE_GO_SCHED_BIT: u32 = 47;
+
+/// Why a goroutine is off its thread ([`GoState::off_why`]).
+pub mod go_off {
+    /// It is on a thread, or was never seen off one.
+    pub const NONE: u32 = 0;
+    /// Waiting for a P (yielded, preempted, back from a system call).
+    pub const RUNNABLE: u32 = 1;
+    /// Parked: blocked until readied.
+    pub const BLOCKED: u32 = 2;
+}
+
+/// One goroutine's scheduler bookkeeping, the value of [`GO_MAP`].
+///
+/// Go multiplexes goroutines onto threads, so a thread's counters
+/// ([`SchedState`]) do not split a goroutine's call. While the goroutine is
+/// on thread `tid`, its time grows with that thread's counters (a goroutine
+/// blocked in a system call stays on its thread, so the thread's blocked
+/// time is the goroutine's); while off, parked time is blocked and time
+/// waiting for a P is runnable. The closed stretches are summed in `cpu_ns`,
+/// `runnable_ns`, `blocked_ns`; the open one is the thread's counters now
+/// minus `on_*`. Keyed by goid, not by `g` pointer: the runtime reuses a
+/// dead goroutine's `g` for a new one, whose id differs.
+///
+/// `#[repr(C)]`, no implicit padding: 10 × `u64` + 4 × `u32` = 96 bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GoState {
+    /// When the state was created (`CLOCK_MONOTONIC` ns): the epoch the
+    /// goroutine's events carry. Never 0.
+    pub created_ns: u64,
+    /// On-CPU ns of the closed stretches.
+    pub cpu_ns: u64,
+    /// Runnable ns of the closed stretches.
+    pub runnable_ns: u64,
+    /// Blocked ns of the closed stretches.
+    pub blocked_ns: u64,
+    /// The thread's cpu counter when the goroutine went on it.
+    pub on_cpu_ns: u64,
+    /// The thread's runnable counter then.
+    pub on_runnable_ns: u64,
+    /// The thread's blocked counter then.
+    pub on_blocked_ns: u64,
+    /// The thread's counters' epoch then.
+    pub on_epoch: u64,
+    /// When it went off its thread ([`go_off`] says why).
+    pub off_ns: u64,
+    /// Zero.
+    pub pad64: u64,
+    /// The thread it is on; 0 while off.
+    pub tid: u32,
+    /// One of [`go_off`].
+    pub off_why: u32,
+    /// Inconsistencies and lost events of this goroutine so far: a span
+    /// whose start and end differ here has a null split.
+    pub lost: u32,
+    /// While parked: `g.waitreason` as it parked, or [`GO_WAIT_UNKNOWN`].
+    pub wait_reason: u32,
+}
+
+/// A thread's counters as a goroutine's accounting reads them: `(cpu,
+/// runnable, blocked, epoch)` ns ([`SchedState::counters_at`]); epoch 0:
+/// unavailable.
+pub type ThreadCounters = (u64, u64, u64, u64);
+
+impl GoState {
+    /// Goes on thread `tid` at `now` (`runtime.execute`), whose counters
+    /// are `thread`. Returns how long it was parked (0 if it was not), for
+    /// its blocked-in record.
+    #[inline]
+    pub fn go_on(&mut self, now: u64, tid: u32, thread: ThreadCounters) -> u64 {
+        if self.tid != 0 {
+            // Went off a thread unseen: that stretch is unknown.
+            self.lost = self.lost.wrapping_add(1);
+        }
+        let off = now.saturating_sub(self.off_ns);
+        let parked = match self.off_why {
+            go_off::RUNNABLE => {
+                self.runnable_ns = self.runnable_ns.wrapping_add(off);
+                0
+            }
+            go_off::BLOCKED => {
+                self.blocked_ns = self.blocked_ns.wrapping_add(off);
+                off
+            }
+            _ => 0,
+        };
+        self.off_why = go_off::NONE;
+        self.seat(tid, thread);
+        parked
+    }
+
+    /// Goes off thread `tid` at `now` (parked if `parked`, else runnable),
+    /// whose counters are `thread`: the stretch on it is closed.
+    #[inline]
+    pub fn go_off(&mut self, now: u64, tid: u32, thread: ThreadCounters, parked: bool) {
+        if self.tid == tid {
+            if let Some((cpu, runnable, blocked)) = self.stretch(thread) {
+                self.cpu_ns = self.cpu_ns.wrapping_add(cpu);
+                self.runnable_ns = self.runnable_ns.wrapping_add(runnable);
+                self.blocked_ns = self.blocked_ns.wrapping_add(blocked);
+            } else {
+                self.lost = self.lost.wrapping_add(1);
+            }
+        } else if self.tid != 0 || self.off_why != go_off::NONE {
+            // On another thread, or already off: a switch went unseen.
+            self.lost = self.lost.wrapping_add(1);
+        }
+        self.tid = 0;
+        self.off_ns = now;
+        self.off_why = if parked {
+            go_off::BLOCKED
+        } else {
+            go_off::RUNNABLE
+        };
+        self.wait_reason = GO_WAIT_UNKNOWN;
+    }
+
+    /// Its cumulative `(cpu, runnable, blocked)` ns, read by a probe of a
+    /// Go function it runs on thread `tid` (counters `thread`). A state
+    /// just made (`fresh`) goes on the thread now; one that places the
+    /// goroutine elsewhere is re-seated here with one more inconsistency,
+    /// and gives none.
+    #[inline]
+    pub fn running_on(
+        &mut self,
+        tid: u32,
+        thread: ThreadCounters,
+        fresh: bool,
+    ) -> Option<(u64, u64, u64)> {
+        if fresh || self.tid != tid {
+            if !fresh {
+                self.lost = self.lost.wrapping_add(1);
+                self.off_why = go_off::NONE;
+            }
+            self.seat(tid, thread);
+            if !fresh {
+                return None;
+            }
+        }
+        let (cpu, runnable, blocked) = self.stretch(thread)?;
+        Some((
+            self.cpu_ns.wrapping_add(cpu),
+            self.runnable_ns.wrapping_add(runnable),
+            self.blocked_ns.wrapping_add(blocked),
+        ))
+    }
+
+    /// Puts it on thread `tid`, whose counters are `thread` now; off any
+    /// thread (and one more inconsistency) if they are unavailable.
+    #[inline]
+    fn seat(&mut self, tid: u32, (cpu, runnable, blocked, epoch): ThreadCounters) {
+        if epoch == 0 {
+            self.tid = 0;
+            self.lost = self.lost.wrapping_add(1);
+            return;
+        }
+        self.tid = tid;
+        self.on_cpu_ns = cpu;
+        self.on_runnable_ns = runnable;
+        self.on_blocked_ns = blocked;
+        self.on_epoch = epoch;
+    }
+
+    /// The thread's time since it went on it, by the thread's counters
+    /// now: `None` if unavailable, of another epoch, or gone backwards.
+    #[inline]
+    fn stretch(&self, (cpu, runnable, blocked, epoch): ThreadCounters) -> Option<(u64, u64, u64)> {
+        if epoch == 0 || epoch != self.on_epoch {
+            return None;
+        }
+        Some((
+            cpu.checked_sub(self.on_cpu_ns)?,
+            runnable.checked_sub(self.on_runnable_ns)?,
+            blocked.checked_sub(self.on_blocked_ns)?,
+        ))
+    }
+}
+
+#[cfg(feature = "user")]
+// SAFETY: `GoState` is `repr(C)`, `Copy`, made only of integers and has no
+// padding, so every bit pattern is a valid value.
+unsafe impl aya::Pod for GoState {}
+
+const _: () = assert!(core::mem::size_of::<GoState>() == 96);
 
 /// Bits of the attach cookie that hold the probe kind.
 pub const COOKIE_KIND_BITS: u32 = 2;
@@ -361,6 +589,28 @@ pub const fn cookie(function_id: u32, kind: u32, generation: u32) -> u64 {
         | (((generation & 1) as u64) << COOKIE_GENERATION_BIT)
         | (kind as u64 & COOKIE_KIND_MASK)
 }
+
+/// The cookie of a Go scheduler hand-off probe doing `op` (one of
+/// [`go_sched`]) in a module whose `goid` is at `goid_offset` and
+/// `waitreason` at `waitreason_offset` (0: unknown) in `runtime.g`.
+#[inline]
+pub const fn go_sched_cookie(
+    op: u32,
+    generation: u32,
+    goid_offset: u16,
+    waitreason_offset: u16,
+) -> u64 {
+    go_cookie(
+        op | ((waitreason_offset as u32) << GO_SCHED_WAITREASON_SHIFT),
+        kind::ENTRY,
+        generation,
+        goid_offset,
+    ) | (1 << COOKIE_GO_SCHED_BIT)
+}
+
+/// In a hand-off probe's function id: the bits above the operation hold
+/// the `waitreason` offset (see [`go_sched_cookie`]).
+pub const GO_SCHED_WAITREASON_SHIFT: u32 = 8;
 
 /// [`cookie`] for a function of a Go program: its probes also read the
 /// current goroutine's id at `goid_offset` bytes into `runtime.g` (see
@@ -586,5 +836,74 @@ mod tests {
         assert!(s.running());
         assert_eq!(s.counters_at(2600), Some((500, 0, 0)));
         assert_eq!((s.created_ns, s.lost, s.pid), (2100, 3, 42), "a new epoch");
+    }
+
+    /// A state made at `now` the way the kernel side makes one.
+    fn fresh(now: u64) -> GoState {
+        GoState {
+            created_ns: now,
+            off_ns: now,
+            wait_reason: super::GO_WAIT_UNKNOWN,
+            ..GoState::default()
+        }
+    }
+
+    #[test]
+    fn a_goroutine_that_moves_threads_mid_call_adds_each_threads_share() {
+        let mut g = fresh(1_000);
+        // Goes on thread 10 (counters 5 000 cpu, 7 runnable, 9 blocked, epoch 1).
+        assert_eq!(g.go_on(1_000, 10, (5_000, 7, 9, 1)), 0);
+        let at_entry = g.running_on(10, (5_100, 7, 9, 1), false).unwrap();
+        assert_eq!(at_entry, (100, 0, 0));
+        // Preempted: runnable from 1 300 on; thread 10 ran it 300 more,
+        // 20 of them blocked in a system call.
+        g.go_off(1_300, 10, (5_280, 7, 29, 1), false);
+        // Runs on thread 11 (another epoch) after 200 waiting for a P.
+        assert_eq!(g.go_on(1_500, 11, (80, 3, 4, 2)), 0);
+        // Parked at 1 600 after 100 on thread 11, 5 of them preempted.
+        g.go_off(1_600, 11, (175, 8, 4, 2), true);
+        // Readied and run on thread 10 again, 400 later.
+        assert_eq!(g.go_on(2_000, 10, (6_000, 50, 60, 1)), 400);
+        let at_exit = g.running_on(10, (6_010, 50, 60, 1), false).unwrap();
+        assert_eq!(at_exit, (280 + 95 + 10, 200 + 5, 20 + 400));
+        let (cpu, runnable, blocked) = (
+            at_exit.0 - at_entry.0,
+            at_exit.1 - at_entry.1,
+            at_exit.2 - at_entry.2,
+        );
+        // The call ran from 1 100 to 2 010: every nanosecond is in one.
+        assert_eq!(cpu + runnable + blocked, 2_010 - 1_100);
+        assert_eq!(g.lost, 0);
+    }
+
+    #[test]
+    fn a_missed_switch_or_unavailable_counters_count_as_inconsistencies() {
+        let mut g = fresh(0);
+        g.go_on(0, 10, (0, 0, 0, 1));
+        // Its off went unseen: the runtime executes it on thread 11.
+        g.go_on(100, 11, (0, 0, 0, 2));
+        assert_eq!(g.lost, 1);
+        // A probe finds it on thread 12: re-seated, and no counters.
+        assert_eq!(g.running_on(12, (0, 0, 0, 3), false), None);
+        assert_eq!((g.lost, g.tid), (2, 12));
+        // Thread counters unavailable when it goes on: off any thread.
+        g.go_off(200, 12, (50, 0, 0, 3), false);
+        g.go_on(300, 13, (0, 0, 0, 0));
+        assert_eq!((g.lost, g.tid), (3, 0));
+        assert_eq!(g.running_on(13, (10, 0, 0, 4), false), None);
+        // Counters of another epoch than the ones it went on with.
+        let mut h = fresh(0);
+        h.go_on(0, 10, (0, 0, 0, 1));
+        assert_eq!(h.running_on(10, (5, 0, 0, 9), false), None);
+        h.go_off(10, 10, (5, 0, 0, 9), true);
+        assert_eq!((h.lost, h.off_why), (1, go_off::BLOCKED));
+    }
+
+    #[test]
+    fn a_goroutine_first_seen_at_a_probe_starts_on_that_thread() {
+        let mut g = fresh(500);
+        assert_eq!(g.running_on(10, (40, 1, 2, 1), true), Some((0, 0, 0)));
+        assert_eq!(g.running_on(10, (90, 1, 2, 1), false), Some((50, 0, 0)));
+        assert_eq!(g.lost, 0);
     }
 }

@@ -25,18 +25,20 @@ use aya_ebpf::{
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, pt_regs},
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel,
-        bpf_probe_read_user,
+        bpf_probe_read_user, bpf_probe_read_user_buf,
         generated::{bpf_get_current_task_btf, bpf_task_pt_regs},
     },
     macros::{map, perf_event, raw_tracepoint, uprobe, uretprobe},
-    maps::{Array, HashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
     programs::{PerfEventContext, ProbeContext, RawTracePointContext, RetProbeContext},
 };
 use ferret_common::{
-    COOKIE_GENERATION_BIT, COOKIE_GOID_OFFSET_SHIFT, COOKIE_KIND_MASK, DEFAULT_RING_BYTES,
-    GO_G_STACK_HI_OFFSET, GO_G_WORDS, MAX_SCHED_THREADS, MAX_TARGETS, NO_SYSCALL, ProbeEvent,
-    SAMPLE_PAGE, SAMPLE_RING_BYTES, SAMPLE_STACK_PAGES, SampleEvent, SchedState, config, counts,
-    kind, lost, sample_flags,
+    COOKIE_GENERATION_BIT, COOKIE_GO_SCHED_BIT, COOKIE_GOID_OFFSET_SHIFT, COOKIE_ID_SHIFT,
+    COOKIE_KIND_MASK, DEFAULT_RING_BYTES, GO_G_STACK_HI_OFFSET, GO_G_WORDS,
+    GO_SCHED_WAITREASON_SHIFT, GO_WAIT_FLAG, GO_WAIT_UNKNOWN, GoState, MAX_GOROUTINES,
+    MAX_SCHED_THREADS, MAX_TARGETS, NO_SYSCALL, ProbeEvent, SAMPLE_PAGE, SAMPLE_RING_BYTES,
+    SAMPLE_STACK_PAGES, SampleEvent, SchedState, config, counts, go_off, go_sched, kind, lost,
+    sample_flags,
 };
 
 #[map(name = "FERRET_EVENTS")]
@@ -61,6 +63,10 @@ static FERRET_CONFIG: Array<u32> = Array::with_max_entries(config::LEN, 0);
 /// have an entry, so the scheduler programs do one lookup for any other.
 #[map(name = "FERRET_SCHED")]
 static FERRET_SCHED: HashMap<u32, SchedState> = HashMap::with_max_entries(MAX_SCHED_THREADS, 0);
+
+/// Traced goroutines' scheduler state, by `[pid, goid]` (see [`GoState`]).
+#[map(name = "FERRET_GO")]
+static FERRET_GO: LruHashMap<[u64; 2], GoState> = LruHashMap::with_max_entries(MAX_GOROUTINES, 0);
 
 /// What an event says about its thread's scheduler counters.
 #[derive(Clone, Copy)]
@@ -310,10 +316,27 @@ fn try_probe(ctx: &ProbeContext) {
     let ts_ns = unsafe { bpf_ktime_get_ns() };
     let tid = pid_tgid as u32;
     let goid_offset = cookie >> COOKIE_GOID_OFFSET_SHIFT;
+    if (cookie >> COOKIE_GO_SCHED_BIT) & 1 == 1 {
+        count(counts::GO_HAND_OFFS);
+        // SAFETY: as above; RAX holds a Go function's first argument.
+        let gp = unsafe { (*ctx.regs).rax };
+        let id = (cookie >> COOKIE_ID_SHIFT) as u32;
+        go_hand_off(id, gp, goid_offset, pid_tgid, ts_ns);
+        return;
+    }
     // Go: goroutines move between threads, so a thread's counters do not
-    // split a goroutine's call; Go probes keep none (and pay nothing).
+    // split a goroutine's call: the goroutine's own counters do (see
+    // [`GoState`]).
     let (goroutine, state, ts_ns, counters) = if goid_offset != 0 {
-        (goroutine(r14, goid_offset, sp), None, ts_ns, NO_COUNTERS)
+        let mut goroutine = (0, 0);
+        read_goroutine(r14, goid_offset, sp, &mut goroutine);
+        let mut at = ts_ns;
+        let counters = if goroutine.0 != 0 && setting(config::SCHED_ON) == 1 {
+            go_counters(pid, tid, goroutine.0, &mut at)
+        } else {
+            NO_COUNTERS
+        };
+        (goroutine, None, at, counters)
     } else if setting(config::SCHED_ON) == 1 {
         let state = sched_state(tid, pid, ts_ns);
         // The event's time is the counters' own, so a span's split adds up
@@ -324,9 +347,172 @@ fn try_probe(ctx: &ProbeContext) {
         ((0, 0), None, ts_ns, NO_COUNTERS)
     };
     let event_kind = (cookie & COOKIE_KIND_MASK) as u32;
-    write_event(
+    let written = write_event(
         pid, tid, event_kind, cookie, sp, ip, goroutine, ts_ns, counters, state,
     );
+    if !written && goroutine.0 != 0 {
+        // A goroutine's event lost: its spans' splits become null.
+        if let Some(g) = FERRET_GO.get_ptr_mut([u64::from(pid), goroutine.0]) {
+            // SAFETY: a pointer into the map's value, valid for this program run.
+            unsafe { (*g).lost = (*g).lost.wrapping_add(1) };
+        }
+    }
+}
+
+/// Goroutine `goid` of `pid` goes on, or off, thread `tid`, at `ts_ns`: a
+/// hand-off probe in the Go scheduler (`op`, one of [`go_sched`]) with the
+/// goroutine's `g` in `gp`. Every inconsistency (it was on another thread,
+/// a switch was missed, the thread's counters are unavailable or went
+/// backwards) counts in [`GoState::lost`], so a span across it has a null
+/// split.
+///
+/// A BPF-to-BPF call, not inlined: its frame (a fresh state is built on
+/// the stack) would not fit in the probe's beside the copy of `runtime.g`.
+#[inline(never)]
+fn go_hand_off(id: u32, gp: u64, goid_offset: u64, pid_tgid: u64, ts_ns: u64) {
+    let (pid, tid) = ((pid_tgid >> 32) as u32, pid_tgid as u32);
+    let op = id & ((1 << GO_SCHED_WAITREASON_SHIFT) - 1);
+    let waitreason_offset = (id >> GO_SCHED_WAITREASON_SHIFT) & 0xffff;
+    if setting(config::SCHED_ON) != 1 || goid_offset == 0 || goid_offset >= 4096 {
+        return;
+    }
+    // SAFETY: bpf_probe_read_user copies from user memory and fails cleanly
+    // on a bad address; the pointer is never dereferenced here.
+    #[allow(clippy::cast_ptr_alignment, reason = "read by copy, see above")]
+    let Ok(goid) = (unsafe {
+        bpf_probe_read_user(
+            (gp as *const u8)
+                .wrapping_add(goid_offset as usize)
+                .cast::<u64>(),
+        )
+    }) else {
+        return;
+    };
+    if goid == 0 {
+        return;
+    }
+    let key = [u64::from(pid), goid];
+    if op == go_sched::EXIT {
+        let _ = FERRET_GO.remove(key);
+        return;
+    }
+    let Some(state) = go_state(&key, ts_ns) else {
+        return;
+    };
+    // SAFETY: a pointer into the map's value, valid for this program run.
+    let g = unsafe { &mut *state };
+    let thread = sched_state(tid, pid, ts_ns);
+    // The counters' own time, so the stretches add up exactly.
+    let (ts_ns, c) = thread.map_or((ts_ns, NO_COUNTERS), read_counters);
+    let thread_counters = (c.cpu_ns, c.runnable_ns, c.blocked_ns, c.epoch);
+    if op == go_sched::ON {
+        let parked = g.go_on(ts_ns, tid, thread_counters);
+        if parked > 0 {
+            // What it was parked on, for the span's `blocked_in`.
+            let why = GO_WAIT_FLAG | g.wait_reason;
+            let lost = &raw mut g.lost;
+            let _ = write_blocked_event(pid, tid, goid, parked, why, ts_ns, NO_COUNTERS, lost);
+        }
+        if let Some(s) = thread {
+            // SAFETY: a pointer into the map's value, valid for this program run.
+            unsafe { (*s).goid = if g.tid == tid { goid } else { 0 } };
+        }
+        return;
+    }
+    if let Some(s) = thread {
+        // SAFETY: a pointer into the map's value, valid for this program run.
+        unsafe { (*s).goid = 0 };
+    }
+    g.go_off(ts_ns, tid, thread_counters, op == go_sched::PARK);
+    if op == go_sched::PARK && waitreason_offset != 0 {
+        // SAFETY: bpf_probe_read_user copies from user memory and fails
+        // cleanly on a bad address; the pointer is never dereferenced here.
+        let reason = unsafe {
+            bpf_probe_read_user((gp as *const u8).wrapping_add(waitreason_offset as usize))
+        };
+        if let Ok(reason) = reason {
+            g.wait_reason = u32::from(reason);
+        }
+    }
+}
+
+/// The state of goroutine `key`, created at `ts_ns` (off, never seen on a
+/// thread) if it has none; `None` if it cannot be created.
+#[inline(always)]
+fn go_state(key: &[u64; 2], ts_ns: u64) -> Option<*mut GoState> {
+    if let Some(state) = FERRET_GO.get_ptr_mut(key) {
+        return Some(state);
+    }
+    // Inserted from a zeroed template, not a value built on the stack: the
+    // probe's frames would not fit the verifier's 512 bytes.
+    #[allow(
+        clippy::needless_borrows_for_generic_args,
+        reason = "by reference: a copy of the template on the stack is what this avoids"
+    )]
+    FERRET_GO.insert(key, &GO_FRESH, 0).ok()?;
+    let state = FERRET_GO.get_ptr_mut(key)?;
+    // SAFETY: a pointer into the map's value, valid for this program run.
+    unsafe {
+        (*state).created_ns = ts_ns;
+        (*state).off_ns = ts_ns;
+    }
+    Some(state)
+}
+
+/// A goroutine's state before anything is known (see [`go_state`]).
+static GO_FRESH: GoState = GoState {
+    created_ns: 0,
+    cpu_ns: 0,
+    runnable_ns: 0,
+    blocked_ns: 0,
+    on_cpu_ns: 0,
+    on_runnable_ns: 0,
+    on_blocked_ns: 0,
+    on_epoch: 0,
+    off_ns: 0,
+    pad64: 0,
+    tid: 0,
+    off_why: go_off::NONE,
+    lost: 0,
+    wait_reason: GO_WAIT_UNKNOWN,
+};
+
+/// The counters of goroutine `goid` of `pid`, running on thread `tid` (a
+/// probe of a Go function fired on it), at `*at`, which becomes the time
+/// they were taken at. A goroutine first seen here goes on this thread
+/// now; one the state places elsewhere is
+/// re-seated here with one more inconsistency, and sends none. Not
+/// inlined, for the stack (see [`go_hand_off`]).
+#[inline(never)]
+fn go_counters(pid: u32, tid: u32, goid: u64, at: &mut u64) -> Counters {
+    let ts_ns = *at;
+    let key = [u64::from(pid), goid];
+    let fresh = FERRET_GO.get_ptr_mut(key).is_none();
+    let Some(state) = go_state(&key, ts_ns) else {
+        return NO_COUNTERS;
+    };
+    // SAFETY: a pointer into the map's value, valid for this program run.
+    let g = unsafe { &mut *state };
+    let thread = sched_state(tid, pid, ts_ns);
+    // The event's time is the counters' own (see `read_counters`).
+    let (now, c) = thread.map_or((ts_ns, NO_COUNTERS), read_counters);
+    *at = now;
+    let running = g.running_on(tid, (c.cpu_ns, c.runnable_ns, c.blocked_ns, c.epoch), fresh);
+    if let Some(s) = thread {
+        // The thread's system calls are this goroutine's from now on.
+        // SAFETY: a pointer into the map's value, valid for this program run.
+        unsafe { (*s).goid = if g.tid == tid { goid } else { 0 } };
+    }
+    match running {
+        Some((cpu_ns, runnable_ns, blocked_ns)) => Counters {
+            cpu_ns,
+            runnable_ns,
+            blocked_ns,
+            epoch: g.created_ns,
+            lost: g.lost,
+        },
+        None => NO_COUNTERS,
+    }
 }
 
 /// The scheduler state of thread `tid`, which is on a CPU running a probe
@@ -494,8 +680,16 @@ fn try_sched_switch(ctx: &RawTracePointContext) {
                 },
                 None => NO_COUNTERS,
             };
-            let (pid, syscall) = (s.pid, s.syscall);
-            write_sched_event(pid, next_tid, pending, syscall, now, counters, state);
+            let (pid, syscall, goid) = (s.pid, s.syscall, s.goid);
+            let lost = &raw mut s.lost;
+            if !write_blocked_event(pid, next_tid, goid, pending, syscall, now, counters, lost)
+                && goid != 0
+                && let Some(g) = FERRET_GO.get_ptr_mut([u64::from(pid), goid])
+            {
+                // The goroutine's `blocked_in` would miss it: null instead.
+                // SAFETY: a pointer into the map's value, valid for this program run.
+                unsafe { (*g).lost = (*g).lost.wrapping_add(1) };
+            }
         }
     }
 }
@@ -598,17 +792,33 @@ fn goroutine(g: u64, goid_offset: u64, sp: u64) -> (u64, u32) {
     if word == 0 || word >= GO_G_WORDS {
         return (0, 0);
     }
-    // SAFETY: bpf_probe_read_user copies from user memory and fails cleanly
-    // on a bad address; the pointer is never dereferenced here.
-    #[allow(clippy::cast_ptr_alignment, reason = "read by copy, see above")]
-    let Ok(words) = (unsafe { bpf_probe_read_user(from.cast::<[u64; GO_G_WORDS]>()) }) else {
-        return (0, 0);
+    // Read in place: a `Result` of the array by value would take its room
+    // on the stack twice.
+    let mut words = [0u64; GO_G_WORDS];
+    // SAFETY: the helper copies from user memory into `words`' own bytes
+    // and fails cleanly on a bad address; the pointer is never dereferenced.
+    let read = unsafe {
+        bpf_probe_read_user_buf(
+            from,
+            core::slice::from_raw_parts_mut(words.as_mut_ptr().cast::<u8>(), 8 * GO_G_WORDS),
+        )
     };
+    if read.is_err() {
+        return (0, 0);
+    }
     let (hi, goid) = (words[0], words[word]);
     hi.checked_sub(sp)
         .and_then(|depth| u32::try_from(depth).ok())
         .filter(|&depth| depth > 0)
         .map_or((0, 0), |depth| (goid, depth))
+}
+
+/// [`goroutine`] as a BPF-to-BPF call writing to `out`: its copy of
+/// `runtime.g` then lives in its own frame, not in the probe's beside the
+/// goroutine-state calls (together over the verifier's 512 bytes).
+#[inline(never)]
+fn read_goroutine(g: u64, goid_offset: u64, sp: u64, out: &mut (u64, u32)) {
+    *out = goroutine(g, goid_offset, sp);
 }
 
 #[inline(always)]
@@ -689,21 +899,27 @@ unsafe fn fill(e: *mut ProbeEvent, ts_ns: u64, event_kind: u32, pid: u32, tid: u
     }
 }
 
-/// A [`kind::BLOCKED`] event for thread `tid` of `pid`, from the
-/// `sched_switch` program (another task's context: no `comm`).
+/// A [`kind::BLOCKED`] event for thread `tid` of `pid` (and goroutine
+/// `goid` on it, 0 for none): from the `sched_switch` program (another
+/// task's context: no `comm`), or from a Go hand-off probe for a goroutine
+/// that was parked. `lost` counts it if there is no room.
+#[allow(clippy::too_many_arguments, reason = "one record's fields; inlined")]
 #[inline(always)]
-fn write_sched_event(
+fn write_blocked_event(
     pid: u32,
     tid: u32,
+    goid: u64,
     blocked_ns: u64,
     syscall: u32,
     ts_ns: u64,
     counters: Counters,
-    state: *mut SchedState,
-) {
+    lost: *mut u32,
+) -> bool {
     let Some(mut entry) = FERRET_EVENTS.reserve::<ProbeEvent>(0) else {
-        count_lost_of(Some(state));
-        return;
+        count_lost(lost::EVENTS);
+        // SAFETY: a pointer into a map's value, valid for this program run.
+        unsafe { *lost = (*lost).wrapping_add(1) };
+        return false;
     };
     let e = entry.as_mut_ptr();
     // SAFETY: `e` points at the reserved record, written field by field in
@@ -714,7 +930,7 @@ fn write_sched_event(
         (*e).cookie = blocked_ns;
         (*e).sp = 0;
         (*e).ip = 0;
-        (*e).goid = 0;
+        (*e).goid = goid;
         (*e).go_stack_depth = 0;
         (*e).syscall = syscall;
         (*e).comm = [0; 16];
@@ -722,6 +938,7 @@ fn write_sched_event(
     // Never a forced wakeup from inside the scheduler: the reader's timer
     // or the next probe's event wakes the reader.
     entry.submit(u64::from(BPF_RB_NO_WAKEUP));
+    true
 }
 
 #[allow(clippy::too_many_arguments, reason = "one record's fields; inlined")]
@@ -737,10 +954,10 @@ fn write_event(
     ts_ns: u64,
     counters: Counters,
     state: Option<*mut SchedState>,
-) {
+) -> bool {
     let Some(mut entry) = FERRET_EVENTS.reserve::<ProbeEvent>(0) else {
         count_lost_of(state);
-        return;
+        return false;
     };
     let e = entry.as_mut_ptr();
     // SAFETY: `e` points at the reserved record, written field by field in
@@ -767,6 +984,7 @@ fn write_event(
         BPF_RB_NO_WAKEUP
     };
     entry.submit(u64::from(flags));
+    true
 }
 
 #[cfg(target_arch = "bpf")]

@@ -266,7 +266,7 @@ fn session_info(session: &Session, config: &WatchConfig, log: Option<PathBuf>) -
         .plan
         .points
         .iter()
-        .filter(|p| !p.go_recovery && matches!(p.exits, ExitProbes::Instructions(_)))
+        .filter(|p| !p.is_go_marker() && matches!(p.exits, ExitProbes::Instructions(_)))
         .count();
     let uret = prepared.plan.traced_functions() - ret;
     let mode = match config.probes.exit_mode {

@@ -272,6 +272,8 @@ fn probe_point(maps: &str, exe: &Path, s: &Series) -> Result<ProbePoint, String>
         exits,
         goid_offset: 0,
         go_recovery: false,
+        go_sched: 0,
+        go_waitreason_offset: 0,
     })
 }
 

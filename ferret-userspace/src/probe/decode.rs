@@ -142,7 +142,12 @@ impl Decoder {
         };
         // A Go probe that read no goroutine (a system stack's `g0` has id 0,
         // or `g` was unreadable) is an ordinary thread's event.
-        if event.goid != 0 && event.is_go() {
+        if event.kind == kind::BLOCKED && event.goid != 0 {
+            // The goroutine that was on the thread (or was parked): its
+            // stack holds the span the blocked time belongs to.
+            out.goroutine = Some(event.goid);
+            out.sp = sp;
+        } else if event.goid != 0 && event.is_go() {
             out.goroutine = Some(event.goid);
             out.sp = GOROUTINE_STACK_TOP - u64::from(event.go_stack_depth);
         } else {

@@ -31,7 +31,7 @@ use aya::{
 use ferret_common::{
     CONFIG_MAP, COUNTS_MAP, DEFAULT_RING_BYTES, EVENTS_MAP, EXEC_PROGRAM, FORK_PROGRAM, LOST_MAP,
     PROBE_PROGRAM, PROBE_RET_PROGRAM, SCHED_MAP, SCHED_SWITCH_PROGRAM, SCHED_WAKEUP_PROGRAM,
-    SchedState, TARGETS_MAP, THREAD_EXIT_PROGRAM, config, go_cookie, kind,
+    SchedState, TARGETS_MAP, THREAD_EXIT_PROGRAM, config, go_cookie, go_sched_cookie, kind,
 };
 
 /// The eBPF object built by `build.rs` from `ferret-ebpf`.
@@ -132,6 +132,23 @@ pub struct ProbePoint {
     /// marks where a goroutine resumed after a recovered panic (see
     /// [`ferret_common::kind::GO_UNWIND`]); it has no exit probes.
     pub go_recovery: bool,
+    /// Not a traced function but a hand-off point of the Go scheduler
+    /// (`runtime.execute`, `runtime.park_m`…): one of
+    /// [`ferret_common::go_sched`], 0 for every other probe. Its entry
+    /// keeps the goroutine's scheduler state and sends no event; it has no
+    /// exit probes.
+    pub go_sched: u32,
+    /// With `go_sched`: where `waitreason` is in `runtime.g` (0: unknown),
+    /// so a parked goroutine's blocked time names what it waited for.
+    pub go_waitreason_offset: u16,
+}
+
+impl ProbePoint {
+    /// Whether this probe marks something in the Go runtime rather than
+    /// tracing a function (no span comes from it).
+    pub fn is_go_marker(&self) -> bool {
+        self.go_recovery || self.go_sched != 0
+    }
 }
 
 /// How probes were attached.
@@ -651,11 +668,20 @@ fn group_by_module(
         let group = &mut groups[index];
         let cookie = |kind| go_cookie(id, kind, generation, point.goid_offset);
         group.entry_offsets.push(point.entry);
-        group.entry_cookies.push(cookie(if point.go_recovery {
-            kind::GO_UNWIND
+        group.entry_cookies.push(if point.go_sched != 0 {
+            go_sched_cookie(
+                point.go_sched,
+                generation,
+                point.goid_offset,
+                point.go_waitreason_offset,
+            )
         } else {
-            kind::ENTRY
-        }));
+            cookie(if point.go_recovery {
+                kind::GO_UNWIND
+            } else {
+                kind::ENTRY
+            })
+        });
         match &point.exits {
             ExitProbes::Instructions(offsets) => {
                 for &offset in offsets {
@@ -687,8 +713,12 @@ fn multi_unsupported(e: &ProbeError) -> bool {
 fn map_info_id(map: &aya::maps::Map) -> Result<u32, ProbeError> {
     use aya::maps::Map;
     let data: &MapData = match map {
-        Map::RingBuf(d) | Map::PerCpuArray(d) | Map::HashMap(d) | Map::Array(d) => d,
-        _ => unreachable!("ferret's object has only ring buffer, array and hash maps"),
+        Map::RingBuf(d)
+        | Map::PerCpuArray(d)
+        | Map::HashMap(d)
+        | Map::LruHashMap(d)
+        | Map::Array(d) => d,
+        _ => unreachable!("ferret's object has only ring buffer, array and (LRU) hash maps"),
     };
     data.info()
         .map(|info| info.id())

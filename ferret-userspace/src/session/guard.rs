@@ -69,6 +69,16 @@ pub const SCHED_HOOKS: u32 = u32::MAX;
 /// tracepoint machinery they bring into the switch.
 pub const SCHED_HOOK_NS: u64 = 800;
 
+/// The budget's id for the Go scheduler's hand-off probes (see
+/// [`ferret_common::go_sched`]), weighed with the scheduler hooks: when
+/// either costs most, the split is turned off and these are detached.
+pub const GO_HAND_OFFS: u32 = u32::MAX - 1;
+
+/// What one hit of a Go hand-off probe costs the target: a uprobe trap. A
+/// channel ping-pong on GOMAXPROCS=1 (two probe hits per switch) went from
+/// 98 ns to 19.5 µs a switch on this project's VM.
+pub const GO_HAND_OFF_NS: u64 = 9_700;
+
 /// One check's worth of what the budget weighs.
 #[derive(Debug)]
 struct Bucket {
@@ -91,6 +101,8 @@ pub struct Budget {
     current: Vec<u64>,
     /// Scheduler hook runs since the last check.
     sched_hooks: u64,
+    /// Go hand-off probe hits since the last check.
+    go_hand_offs: u64,
     buckets: VecDeque<Bucket>,
     /// Consecutive checks over the budget.
     over: u32,
@@ -118,6 +130,7 @@ impl Budget {
             costs,
             current: vec![0; functions],
             sched_hooks: 0,
+            go_hand_offs: 0,
             buckets: VecDeque::with_capacity(BUCKETS),
             over: 0,
             needed: 2,
@@ -155,11 +168,18 @@ impl Budget {
         self.sched_hooks += hooks;
     }
 
+    /// `hits` more hits of the Go scheduler's hand-off probes.
+    pub fn go_hand_offs(&mut self, hits: u64) {
+        self.go_hand_offs += hits;
+    }
+
     /// What one hit of budget id `id` costs: a call of a function, or a
     /// scheduler hook run ([`SCHED_HOOKS`]).
     fn hit_ns(&self, id: u32) -> u64 {
         if id == SCHED_HOOKS {
             SCHED_HOOK_NS
+        } else if id == GO_HAND_OFFS {
+            GO_HAND_OFF_NS
         } else {
             self.costs.get(id as usize).map_or(0, |c| c.hit_ns)
         }
@@ -189,6 +209,11 @@ impl Budget {
             probe_ns = probe_ns.saturating_add(self.sched_hooks.saturating_mul(SCHED_HOOK_NS));
             calls.push((SCHED_HOOKS, self.sched_hooks));
             self.sched_hooks = 0;
+        }
+        if self.go_hand_offs > 0 {
+            probe_ns = probe_ns.saturating_add(self.go_hand_offs.saturating_mul(GO_HAND_OFF_NS));
+            calls.push((GO_HAND_OFFS, self.go_hand_offs));
+            self.go_hand_offs = 0;
         }
         if self.buckets.len() == BUCKETS {
             self.buckets.pop_front();
@@ -291,6 +316,8 @@ pub struct OverheadGuard {
     off: bool,
     /// The scheduler hooks' run count at the last check, while they run.
     sched_hooks: Option<u64>,
+    /// The kernel side's count of Go hand-off probe hits at the last check.
+    go_hand_offs: Option<u64>,
     /// Why the split of time was turned off, if the budget did.
     pub sched_stopped: Option<String>,
 }
@@ -319,6 +346,7 @@ impl OverheadGuard {
             detached: Vec::new(),
             off: false,
             sched_hooks: None,
+            go_hand_offs: None,
             sched_stopped: None,
         }
     }
@@ -393,6 +421,10 @@ impl OverheadGuard {
             let then = self.sched_hooks.replace(hooks).unwrap_or(hooks);
             self.budget.sched_hooks(hooks.saturating_sub(then));
         }
+        if let Ok(hits) = engine.count(ferret_common::counts::GO_HAND_OFFS) {
+            let then = self.go_hand_offs.replace(hits).unwrap_or(hits);
+            self.budget.go_hand_offs(hits.saturating_sub(then));
+        }
         let cpu = cpu_time_ns(self.pid, self.ticks_ns);
         if let (Some(cpu), Some(then_cpu)) = (cpu, self.last_check)
             && let Some(over) = self.budget.check(cpu.saturating_sub(then_cpu))
@@ -400,11 +432,22 @@ impl OverheadGuard {
             let (sched, functions): (Vec<_>, Vec<_>) = over
                 .functions
                 .into_iter()
-                .partition(|&(id, _)| id == SCHED_HOOKS);
-            if let Some(&(_, rate)) = sched.first()
-                && engine.sched_on()
-            {
-                notices.push(self.stop_sched(engine, over.estimate, rate));
+                .partition(|&(id, _)| id == SCHED_HOOKS || id == GO_HAND_OFFS);
+            if let Some(&(id, rate)) = sched.first() {
+                if engine.sched_on() {
+                    notices.push(self.stop_sched(engine, over.estimate, id, rate));
+                }
+                // The hand-off probes cost their trap whether or not the
+                // split is on: they go with it.
+                hot.extend(
+                    plan.points
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, p)| p.go_sched != 0)
+                        .map(|(i, _)| u32::try_from(i).expect("fewer than 2^32 points"))
+                        .filter(|i| !self.disabled.contains(i))
+                        .map(|i| (i, rate, "--max-overhead")),
+                );
             }
             let fresh: Vec<(u32, u64)> = functions
                 .into_iter()
@@ -488,12 +531,16 @@ impl OverheadGuard {
 
     /// Turns the split of time off: the scheduler hooks, at `rate` runs a
     /// second, were the costliest part of an `estimate` over the budget.
-    fn stop_sched(&mut self, engine: &mut Engine, estimate: f64, rate: u64) -> String {
+    fn stop_sched(&mut self, engine: &mut Engine, estimate: f64, id: u32, rate: u64) -> String {
         self.sched_hooks = None;
+        let what = if id == GO_HAND_OFFS {
+            format!("Go scheduler hand-off probe hits/s at {GO_HAND_OFF_NS} ns each")
+        } else {
+            format!("scheduler hook runs/s on the target's threads at {SCHED_HOOK_NS} ns each")
+        };
         let why = format!(
-            "{rate} scheduler hook runs/s on the target's threads at {SCHED_HOOK_NS} ns each, \
-             the costliest part of an estimated {estimate:.0}% of the target's own time \
-             (--max-overhead {}%)",
+            "{rate} {what}, the costliest part of an estimated {estimate:.0}% of the target's \
+             own time (--max-overhead {}%)",
             self.budget.percent
         );
         let notice = match engine.stop_sched() {
@@ -600,6 +647,25 @@ mod tests {
             [(SCHED_HOOKS, 144_000)],
             "the hooks alone, with their runs a second"
         );
+    }
+
+    #[test]
+    fn go_hand_off_probes_are_charged_at_a_uprobe_each_and_come_first() {
+        // A Go program switching goroutines 10k times a second: 5k hand-off
+        // hits a check (48.5 ms at 9.7 µs) and the hooks of its threads'
+        // switches (1.2 ms) in 250 ms of CPU.
+        let mut budget = Budget::new(5.0, 1, costs(&[20_000]));
+        let check = |budget: &mut Budget| {
+            calls(budget, 0, 10);
+            budget.go_hand_offs(5_000);
+            budget.sched_hooks(1_500);
+            budget.check(250 * MS)
+        };
+        assert_eq!(check(&mut budget), None, "one check over is not enough");
+        let estimate = budget.estimate().unwrap();
+        assert!((24.0..26.0).contains(&estimate), "{estimate}");
+        let over = check(&mut budget).expect("over the budget twice");
+        assert_eq!(over.functions, [(GO_HAND_OFFS, 20_000)]);
     }
 
     #[test]

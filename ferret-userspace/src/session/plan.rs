@@ -207,6 +207,8 @@ pub fn plan(target: &ResolvedTarget, config: &ProbeConfig) -> Result<Plan> {
         let goid = go_layout.as_ref().and_then(readable_goid);
         if let Some(goid) = goid {
             recovery_marks.extend(go_recovery_mark(module, goid));
+            let waitreason = go_layout.as_ref().and_then(|l| l.waitreason);
+            recovery_marks.extend(go_hand_offs(module, goid, waitreason.unwrap_or(0)));
         }
         let (ret_mode, why) = module_exits(config.exit_mode, module);
         let mut counts = [0usize; 3];
@@ -277,11 +279,11 @@ pub fn plan(target: &ResolvedTarget, config: &ProbeConfig) -> Result<Plan> {
     if points.is_empty() {
         bail!("none of the matching functions can be probed");
     }
-    for (point, path) in recovery_marks {
+    for (point, path, name) in recovery_marks {
         points.push(point);
         infos.push(FunctionInfo {
             module: shown(&path),
-            name: "runtime.deferreturn".to_owned(),
+            name: name.to_owned(),
         });
     }
     Ok(Plan {
@@ -295,7 +297,7 @@ impl Plan {
     /// How many functions are traced (the probe points that are not Go
     /// recovery markers).
     pub fn traced_functions(&self) -> usize {
-        self.points.iter().filter(|p| !p.go_recovery).count()
+        self.points.iter().filter(|p| !p.is_go_marker()).count()
     }
 }
 
@@ -304,7 +306,10 @@ impl Plan {
 /// frames the panic unwound would only end when the goroutine next returned
 /// from an outer traced call or called one at their depth, late, and calls
 /// made in between would nest under the dead frames.
-fn go_recovery_mark(module: &Module, goid_offset: u16) -> Option<(ProbePoint, Arc<Path>)> {
+fn go_recovery_mark(
+    module: &Module,
+    goid_offset: u16,
+) -> Option<(ProbePoint, Arc<Path>, &'static str)> {
     let (functions, _) = module.functions().ok()?;
     let deferreturn = functions
         .iter()
@@ -317,9 +322,41 @@ fn go_recovery_mark(module: &Module, goid_offset: u16) -> Option<(ProbePoint, Ar
             exits: ExitProbes::Instructions(Vec::new()),
             goid_offset,
             go_recovery: true,
+            go_sched: 0,
+            go_waitreason_offset: 0,
         },
         module.path.clone(),
+        "runtime.deferreturn",
     ))
+}
+
+/// The probes on a Go program's scheduler hand-off points
+/// ([`symbols::go::HAND_OFFS`]) that it has.
+fn go_hand_offs(
+    module: &Module,
+    goid_offset: u16,
+    waitreason: u16,
+) -> Vec<(ProbePoint, Arc<Path>, &'static str)> {
+    symbols::go::HAND_OFFS
+        .iter()
+        .filter_map(|&(name, op)| {
+            let function = module.go_hand_off(name)?;
+            let entry = module.entry_probe(&function).ok()?;
+            Some((
+                ProbePoint {
+                    path: module.path.clone(),
+                    entry,
+                    exits: ExitProbes::Instructions(Vec::new()),
+                    goid_offset,
+                    go_recovery: false,
+                    go_sched: op,
+                    go_waitreason_offset: waitreason,
+                },
+                module.path.clone(),
+                name,
+            ))
+        })
+        .collect()
 }
 
 /// What the user is told about a Go module: its version and where the
@@ -427,6 +464,8 @@ fn probe_point(
         exits,
         goid_offset,
         go_recovery: false,
+        go_sched: 0,
+        go_waitreason_offset: 0,
     };
     let all = module
         .exit_points(function)

@@ -207,6 +207,10 @@ pub(super) struct Catalog {
     /// Go binaries: the entry of every function the Go toolchain compiled
     /// (listed in `.gopclntab`), sorted; C code linked in by cgo is not.
     go_functions: Vec<u64>,
+    /// Go binaries: the runtime's scheduler functions that are never traced
+    /// (they run on `g0`, see [`go::skip_reason`]) but whose entries the
+    /// per-goroutine accounting probes ([`go::HAND_OFFS`]).
+    go_hand_offs: Vec<Function>,
 }
 
 /// An ELF executable or shared library, mapped.
@@ -459,6 +463,17 @@ impl Module {
             return Ok(file_offset + after);
         }
         Ok(file_offset + super::entry_probe_offset(code, f.svma)?)
+    }
+
+    /// Go binaries: the scheduler hand-off function `name` (one of
+    /// [`go::HAND_OFFS`]), if the binary has it.
+    pub fn go_hand_off(&self, name: &str) -> Option<Function> {
+        let catalog = self.catalog().ok()?;
+        catalog
+            .go_hand_offs
+            .iter()
+            .find(|f| f.name == name)
+            .cloned()
     }
 
     /// The Go toolchain built this file (see [`super::go`]).
@@ -874,6 +889,20 @@ impl Module {
             skipped,
             fragments,
             go_functions: go_table.iter().map(|f| f.svma).collect(),
+            go_hand_offs: go_table
+                .iter()
+                .filter(|f| go::HAND_OFFS.iter().any(|&(name, _)| name == f.name))
+                .filter_map(|f| {
+                    Some(Function {
+                        name: f.name.clone(),
+                        raw_name: f.name.clone(),
+                        module: Arc::clone(&self.path),
+                        svma: f.svma,
+                        size: f.size,
+                        file_offset: self.code_offset(f.svma, f.size)?,
+                    })
+                })
+                .collect(),
         })
     }
 }

@@ -35,6 +35,7 @@
 
 use std::borrow::Cow;
 
+use ferret_common::go_sched;
 use iced_x86::{
     Decoder, DecoderOptions, FlowControl, Instruction, InstructionInfoFactory, Mnemonic, OpAccess,
     OpKind, Register,
@@ -513,6 +514,25 @@ const NO_GOROUTINE: &[&str] = &[
     "runtime.sigtrampgo",
     "runtime.systemstack",
     "runtime.systemstack_switch",
+];
+
+/// The Go scheduler's hand-off points probed for per-goroutine accounting
+/// (see [`ferret_common::GoState`]), with what each does to its first
+/// argument `gp` (in RAX: Go ≥ 1.17's register ABI; `go tool objdump` of Go
+/// 1.19 shows each spilling AX as `gp` first thing). All are in
+/// [`NO_GOROUTINE`]: they run on `g0`, so they are never traced, only
+/// marked. Every one exists in Go 1.19; one missing from another release is
+/// skipped, so a switch through it shows as an inconsistency (a null
+/// split), never as a wrong one.
+pub const HAND_OFFS: [(&str, u32); 8] = [
+    ("runtime.execute", go_sched::ON),
+    ("runtime.park_m", go_sched::PARK),
+    ("runtime.gosched_m", go_sched::YIELD),
+    ("runtime.gopreempt_m", go_sched::YIELD),
+    ("runtime.goyield_m", go_sched::YIELD),
+    ("runtime.preemptPark", go_sched::YIELD),
+    ("runtime.exitsyscall0", go_sched::YIELD),
+    ("runtime.goexit0", go_sched::EXIT),
 ];
 
 /// Why a function of a Go binary must not be probed, if it must not:

@@ -156,10 +156,19 @@ impl BlockedIn {
 
     /// The name stored in the `blocked_in` column: the system call's name
     /// (`futex`, `read`, `clock_nanosleep`…), `fault` outside one, or
-    /// `syscall_N` for a number without a name.
+    /// `syscall_N` for a number without a name; for a parked Go goroutine
+    /// `go_wait_N`, N its `g.waitreason` (the index into the binary's
+    /// `runtime.waitReasonStrings`, whose numbering changes between Go
+    /// releases), or `go_wait` when the reason was not read.
     pub fn name(self) -> std::borrow::Cow<'static, str> {
         if self == Self::NOT_A_SYSCALL {
             return "fault".into();
+        }
+        if let Some(reason) = self.go_wait_reason() {
+            return match reason {
+                ferret_common::GO_WAIT_UNKNOWN => "go_wait".into(),
+                n => format!("go_wait_{n}").into(),
+            };
         }
         match syscalls::x86_64::Sysno::new(self.0 as usize) {
             Some(sysno) => sysno.name().into(),
@@ -167,10 +176,29 @@ impl BlockedIn {
         }
     }
 
+    /// A parked Go goroutine's wait reason (see [`Self::name`]), or `None`
+    /// for a system call.
+    pub fn go_wait_reason(self) -> Option<u32> {
+        (self != Self::NOT_A_SYSCALL && self.0 & ferret_common::GO_WAIT_FLAG != 0)
+            .then_some(self.0 & !ferret_common::GO_WAIT_FLAG)
+    }
+
     /// The inverse of [`Self::name`].
     pub fn from_name(name: &str) -> Option<Self> {
         if name == "fault" {
             return Some(Self::NOT_A_SYSCALL);
+        }
+        if name == "go_wait" {
+            return Some(Self(
+                ferret_common::GO_WAIT_FLAG | ferret_common::GO_WAIT_UNKNOWN,
+            ));
+        }
+        if let Some(n) = name.strip_prefix("go_wait_") {
+            return n
+                .parse::<u32>()
+                .ok()
+                .filter(|&n| n < ferret_common::GO_WAIT_FLAG)
+                .map(|n| Self(ferret_common::GO_WAIT_FLAG | n));
         }
         if let Some(nr) = name.strip_prefix("syscall_") {
             return nr.parse().ok().map(Self);

@@ -28,8 +28,8 @@
 //! and it ends as [`SpanStatus::Unwound`].
 //!
 //! Where a span's time went (on a CPU, runnable, blocked) is the difference
-//! between the thread's cumulative scheduler counters at its start and at
-//! its end, carried by the events (see [`SchedCounters::until`]: a split
+//! between the thread's (Go: the goroutine's) cumulative scheduler counters
+//! at its start and at its end, carried by the events (see [`SchedCounters::until`]: a split
 //! across lost events or restarted counters is null, never wrong). What
 //! the blocked time was spent in comes from [`RawKind::Blocked`] records,
 //! each charged to the thread's innermost open span and handed to the
@@ -316,11 +316,12 @@ impl Reconstructor {
             })
     }
 
-    /// Thread `ev.tid` was blocked for `ns` in `syscall`: charged to its
-    /// innermost open span (which was open throughout: the thread ran
-    /// nothing while blocked).
+    /// Thread `ev.tid` (or Go goroutine `ev.goroutine`, in a system call
+    /// on it or parked) was blocked for `ns` in `syscall`: charged to its
+    /// innermost open span (which was open throughout: the thread, or the
+    /// goroutine, ran nothing while blocked).
     fn blocked(&mut self, ev: &RawEvent, ns: u64, syscall: BlockedIn) {
-        let Some(thread) = self.threads.get_mut(&(ev.pid, StackKey::Thread(ev.tid))) else {
+        let Some(thread) = self.threads.get_mut(&(ev.pid, StackKey::of(ev))) else {
             return;
         };
         if let Some(top) = thread.frames.last_mut() {
@@ -376,11 +377,10 @@ impl Reconstructor {
             thread_name: ev.thread_name,
             before_attach: false,
             overhead_ns: 0,
-            sched: if ev.goroutine.is_none() {
-                ev.sched
-            } else {
-                SchedCounters::NONE
-            },
+            // A Go probe carries its goroutine's counters (the kernel side
+            // follows the goroutine across threads), a thread's probe its
+            // thread's: either way the span's stack is theirs.
+            sched: ev.sched,
             blocked: Vec::new(),
         });
         self.open += 1;
@@ -1648,6 +1648,125 @@ mod tests {
             .collect()
     }
 
+    /// A Go event carrying goroutine counters `(cpu, runnable, blocked)` of
+    /// epoch 7 with `lost` inconsistencies so far.
+    fn go_counted(
+        mut ev: RawEvent,
+        (cpu_ns, runnable_ns, blocked_ns): (u64, u64, u64),
+        lost: u32,
+    ) -> RawEvent {
+        ev.sched = SchedCounters {
+            cpu_ns,
+            runnable_ns,
+            blocked_ns,
+            epoch: 7,
+            lost,
+        };
+        ev
+    }
+
+    fn go_blocked(ts: u64, tid: u32, goid: u64, ns: u64, syscall: u32) -> RawEvent {
+        go_event(
+            RawKind::Blocked {
+                ns,
+                syscall: BlockedIn(syscall),
+            },
+            ts,
+            tid,
+            goid,
+            0,
+            0,
+        )
+    }
+
+    /// `(function, split)` of every end, in output order.
+    fn go_splits(out: &[SpanEvent]) -> Vec<(u32, Option<SchedSplit>)> {
+        out.iter()
+            .filter_map(|e| match e {
+                SpanEvent::End(e) => Some((e.function, e.sched)),
+                SpanEvent::Start(_) => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_go_call_that_moves_threads_mid_call_is_split_by_its_goroutine_counters() {
+        let mut r = Reconstructor::new();
+        // Goroutine 5 enters on thread 10, is parked 300 (a mutex: wait
+        // reason 19) and runs on thread 11 from then, where it blocks 50 in
+        // a system call (futex, 202); thread 10 meanwhile runs goroutine 6.
+        let out = run(
+            &mut r,
+            &[
+                go_counted(go_entry(100, 10, 5, 0, 1000), (40, 2, 0), 0),
+                go_counted(go_entry(150, 10, 6, 1, 1000), (0, 0, 0), 0),
+                go_blocked(500, 11, 5, 300, ferret_common::GO_WAIT_FLAG + 19),
+                go_blocked(600, 11, 5, 50, 202),
+                go_counted(go_exit(700, 10, 6, 1, 1000), (500, 50, 0), 0),
+                go_counted(go_exit(800, 11, 5, 0, 1000), (340, 12, 350), 0),
+            ],
+        );
+        let wait = BlockedIn(ferret_common::GO_WAIT_FLAG + 19);
+        assert_eq!(
+            go_splits(&out),
+            [
+                (
+                    1,
+                    Some(SchedSplit {
+                        cpu_ns: 500,
+                        runnable_ns: 50,
+                        blocked_ns: 0,
+                        blocked_in: None,
+                    })
+                ),
+                (
+                    0,
+                    Some(SchedSplit {
+                        cpu_ns: 300,
+                        runnable_ns: 10,
+                        blocked_ns: 350,
+                        blocked_in: Some(wait),
+                    })
+                ),
+            ]
+        );
+        assert_eq!(wait.name(), "go_wait_19");
+        assert_eq!(BlockedIn::from_name("go_wait_19"), Some(wait));
+    }
+
+    #[test]
+    fn a_go_call_across_an_inconsistency_of_its_goroutine_has_a_null_split() {
+        let mut r = Reconstructor::new();
+        // The kernel side saw goroutine 5 run where its state did not place
+        // it (or lost one of its events): `lost` moved, so null, not wrong.
+        let out = run(
+            &mut r,
+            &[
+                go_counted(go_entry(100, 10, 5, 0, 1000), (40, 2, 0), 0),
+                go_counted(go_entry(200, 11, 5, 1, 900), (90, 2, 0), 1),
+                go_counted(go_exit(300, 11, 5, 1, 900), (190, 2, 0), 1),
+                go_counted(go_exit(400, 11, 5, 0, 1000), (290, 2, 0), 1),
+            ],
+        );
+        let splits = go_splits(&out);
+        assert_eq!(splits[0].0, 1);
+        assert_eq!(splits[0].1.map(|s| s.cpu_ns), Some(100), "inner: same lost");
+        assert_eq!(splits[1], (0, None), "outer: across the inconsistency");
+    }
+
+    #[test]
+    fn a_go_event_without_counters_leaves_the_split_null() {
+        let mut r = Reconstructor::new();
+        let out = run(
+            &mut r,
+            &[
+                go_counted(go_entry(100, 10, 5, 0, 1000), (40, 2, 0), 0),
+                go_exit(400, 11, 5, 0, 1000),
+            ],
+        );
+        assert_eq!(go_splits(&out), [(0, None)]);
+    }
+
     #[test]
     fn a_goroutine_keeps_its_stack_when_it_moves_to_another_thread() {
         let mut r = Reconstructor::new();
@@ -2371,12 +2490,5 @@ mod tests {
         assert_eq!(sched_ends(&out)[0].sched, None, "another epoch");
         let out = run(&mut Reconstructor::new(), &[a, exit(20, 1, 0, BASE_SP)]);
         assert_eq!(sched_ends(&out)[0].sched, None, "no counters at the end");
-        // A Go span never gets one, even with counters.
-        let mut g = go_entry(10, 1, 9, 0, BASE_SP);
-        g.sched.epoch = 3;
-        let mut h = go_exit(20, 1, 9, 0, BASE_SP);
-        h.sched.epoch = 3;
-        let out = run(&mut Reconstructor::new(), &[g, h]);
-        assert_eq!(sched_ends(&out)[0].sched, None);
     }
 }

@@ -16,7 +16,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::support::{KillOnDrop, PROMPT, Tmux, build, ferret, require_root, run, tempdir};
+use crate::support::{KillOnDrop, PROMPT, Tmux, alone, build, ferret, require_root, run, tempdir};
 use ferret::sink::{Row, read_all, read_metadata};
 
 /// `record` with neither overhead guard (`--max-rate`, `--max-overhead`).
@@ -491,4 +491,85 @@ fn a_running_go_server_is_attached_by_pid_and_watched_live() {
         stack.contains("runtime.gopark") && stack.contains("main.waitForever"),
         "the goroutine's own stack:\n{stack}"
     );
+}
+
+/// `gosplit MODE` traced (`main.work`, `main.spin`) next to an untraced
+/// run: the same output and exit status; returns the SPAN_END rows.
+fn split_spans(mode: &str) -> Vec<Row> {
+    let program = build("gosplit.go", &[]);
+    let alone = Command::new(&program)
+        .arg(mode)
+        .output()
+        .expect("run the Go program");
+    assert!(alone.status.success(), "untraced run: {alone:?}");
+    let dir = tempdir();
+    let out = dir.path().join("split.parquet");
+    let mut cmd = ferret();
+    cmd.args(UNGUARDED)
+        .args(["-s", "main.work", "-s", "main.spin", "-o"])
+        .arg(&out)
+        .arg("--")
+        .arg(&program)
+        .arg(mode);
+    let traced = run(cmd);
+    assert_eq!(traced.status.code(), alone.status.code());
+    assert_eq!(
+        String::from_utf8_lossy(&traced.stdout),
+        String::from_utf8_lossy(&alone.stdout)
+    );
+    assert_eq!(program_stderr(&traced), program_stderr(&alone));
+    spans(&read_all(&out).expect("read the recording"), "SPAN_END")
+}
+
+/// A span's split as (cpu, runnable, blocked) ms, and that it adds up to
+/// the span's duration within 5 %.
+fn split_ms(span: &Row) -> (f64, f64, f64) {
+    let ms = |v: Option<i64>| v.expect("a split, not null") as f64 / 1e6;
+    let (cpu, runnable, blocked) = (ms(span.cpu_ns), ms(span.runnable_ns), ms(span.blocked_ns));
+    let duration = ms(span.duration_ns);
+    assert!(
+        ((cpu + runnable + blocked) - duration).abs() <= duration * 0.05,
+        "{cpu} + {runnable} + {blocked} ms is not the duration, {duration} ms"
+    );
+    (cpu, runnable, blocked)
+}
+
+#[test]
+#[ignore = "needs root: cargo xtask test runs it"]
+fn a_goroutine_that_computes_sleeps_and_waits_for_a_mutex_gets_its_split() {
+    let _alone = alone();
+    let ends = split_spans("split");
+    let [work] = ends.as_slice() else {
+        panic!("one call of main.work: {ends:?}");
+    };
+    let (cpu, _, blocked) = split_ms(work);
+    // 300 ms of the process's CPU time while the other goroutines sleep;
+    // then time.Sleep(300 ms) and about 300 ms parked on the mutex.
+    assert!((cpu - 300.0).abs() <= 30.0, "cpu {cpu} ms");
+    assert!((blocked - 600.0).abs() <= 60.0, "blocked {blocked} ms");
+    // Parked (sleep, then the mutex's semaphore), not in a system call:
+    // named by the runtime's wait reason, `go_wait_N`.
+    let blocked_in = work.blocked_in.as_deref().expect("blocked_in");
+    assert!(blocked_in.starts_with("go_wait_"), "{blocked_in}");
+}
+
+#[test]
+#[ignore = "needs root: cargo xtask test runs it"]
+fn two_goroutines_sharing_one_p_each_wait_for_it_as_runnable() {
+    let _alone = alone();
+    let ends = split_spans("contend");
+    let spins: Vec<&Row> = ends
+        .iter()
+        .filter(|r| r.function.as_deref() == Some("main.spin"))
+        .collect();
+    assert_eq!(spins.len(), 2, "{ends:?}");
+    assert_ne!(spins[0].goroutine, spins[1].goroutine);
+    for spin in spins {
+        let (cpu, runnable, blocked) = split_ms(spin);
+        // Each computes 300 ms; GOMAXPROCS=1 runs one at a time, so each
+        // waits about as long for the P (the other's share).
+        assert!((cpu - 300.0).abs() <= 45.0, "cpu {cpu} ms");
+        assert!(runnable >= 200.0, "runnable {runnable} ms");
+        assert!(blocked <= 20.0, "blocked {blocked} ms");
+    }
 }
