@@ -249,6 +249,15 @@ impl Engine {
             .map_err(|e| map_err(TARGETS_MAP, e))
     }
 
+    /// The raw tracepoint program `name` of the object.
+    fn raw_tracepoint(&mut self, name: &'static str) -> Result<&mut RawTracePoint, ProbeError> {
+        self.ebpf
+            .program_mut(name)
+            .expect("program in object")
+            .try_into()
+            .map_err(|e| program_err(name, e))
+    }
+
     /// Attaches the process-lifecycle tracepoints: thread exit, exec and
     /// fork (the fork program acts only with `--follow-forks`).
     pub fn attach_process_events(&mut self) -> Result<(), ProbeError> {
@@ -257,12 +266,7 @@ impl Engine {
             (EXEC_PROGRAM, "sched_process_exec"),
             (FORK_PROGRAM, "sched_process_fork"),
         ] {
-            let program: &mut RawTracePoint = self
-                .ebpf
-                .program_mut(name)
-                .expect("program in object")
-                .try_into()
-                .map_err(|e| program_err(name, e))?;
+            let program = self.raw_tracepoint(name)?;
             program.load().map_err(|e| program_err(name, e))?;
             program.attach(tracepoint).map_err(|e| ProbeError::Attach {
                 what: format!("raw tracepoint {tracepoint}"),
@@ -282,12 +286,7 @@ impl Engine {
             (SCHED_WAKEUP_PROGRAM, "sched_wakeup"),
             (SCHED_SWITCH_PROGRAM, "sched_switch"),
         ] {
-            let program: &mut RawTracePoint = self
-                .ebpf
-                .program_mut(name)
-                .expect("program in object")
-                .try_into()
-                .map_err(|e| program_err(name, e))?;
+            let program = self.raw_tracepoint(name)?;
             program.load().map_err(|e| program_err(name, e))?;
             let link = program.attach(tracepoint).map_err(|e| ProbeError::Attach {
                 what: format!("raw tracepoint {tracepoint}"),
@@ -304,13 +303,8 @@ impl Engine {
     /// now end with a null split), then the tracepoints are detached.
     pub fn stop_sched(&mut self) -> Result<(), ProbeError> {
         self.set(config::SCHED_ON, 0)?;
-        for (name, link) in self.sched_links.drain(..) {
-            let program: &mut RawTracePoint = self
-                .ebpf
-                .program_mut(name)
-                .expect("program in object")
-                .try_into()
-                .map_err(|e| program_err(name, e))?;
+        for (name, link) in std::mem::take(&mut self.sched_links) {
+            let program = self.raw_tracepoint(name)?;
             program.detach(link).map_err(|e| program_err(name, e))?;
         }
         Ok(())
