@@ -1,12 +1,21 @@
 //! Process metrics, read from the kernel without touching the target:
-//! procfs (`stat`, per-thread `stat` and `status`, `io`, `fd/`) and perf
-//! counters (`perf`). The parsers are pure functions over `&str`, tested
+//! procfs (`stat`, per-thread `status` and `schedstat`, `io`, `fd/`) and
+//! hardware perf counters (`perf`). The parsers are pure functions over `&str`, tested
 //! on literal file contents; the [`Sampler`] is the thin part that reads the
 //! files and turns successive readings into per-interval rates.
 //!
-//! Per-thread counts (context switches, perf counters) vanish with their
-//! thread, so a process-wide rate is the sum of per-thread *deltas*, each
-//! thread remembered from one sample to the next.
+//! Per-thread counts (context switches, CPU time, run-queue wait, perf
+//! counters) vanish with their thread, so a process-wide rate is the sum of
+//! per-thread *deltas*, each thread remembered from one sample to the next
+//! ([`ThreadTotals`]).
+//!
+//! The task clock, context switches and page faults were once perf
+//! software counters opened on every thread. procfs has the same figures
+//! (the scheduler's `sum_exec_runtime`, `nvcsw + nivcsw`, `min_flt +
+//! maj_flt`), and a counter on a thread is work for the kernel at each of
+//! its context switches: the three slowed a ping-pong of 53k switches a
+//! second by about 9 %. They are read from procfs now, at no cost to the
+//! target.
 
 use std::io::ErrorKind;
 use std::path::PathBuf;
@@ -16,7 +25,7 @@ mod procfs;
 
 use std::collections::HashMap;
 
-pub use procfs::{ProcIo, ProcStatus, parse_io, parse_schedstat, parse_status};
+pub use procfs::{ProcIo, ProcStatus, SchedStat, parse_io, parse_schedstat, parse_status};
 
 use crate::sink::{MetricSample, metric};
 use perf::{PerfCounters, PerfEvent};
@@ -152,9 +161,8 @@ struct Totals {
     stime: u64,
     minflt: u64,
     majflt: u64,
-    voluntary: u64,
-    involuntary: u64,
-    run_wait_ns: u64,
+    /// Per-thread sums ([`ThreadTotals`]); `None` when only `stat` was read.
+    threads: Option<ThreadCounts>,
     rchar: Option<u64>,
     wchar: Option<u64>,
     read_bytes: Option<u64>,
@@ -169,14 +177,7 @@ pub struct Sampler {
     ticks_per_second: u64,
     page_size: u64,
     previous: Option<Totals>,
-    /// Per-thread (voluntary, involuntary) switches at the last sample.
-    switches: HashMap<u32, (u64, u64)>,
-    /// Accumulated switch deltas over every thread ever seen.
-    switch_totals: (u64, u64),
-    /// Per-thread run-queue wait (schedstat, ns) at the last sample.
-    waits: HashMap<u32, u64>,
-    /// Accumulated run-queue wait deltas over every thread ever seen.
-    wait_total: u64,
+    threads: ThreadTotals,
     perf: Option<PerfCounters>,
     unavailable: u32,
 }
@@ -213,10 +214,7 @@ impl Sampler {
                 .filter(|&p| p > 0)
                 .unwrap_or(4096),
             previous: None,
-            switches: HashMap::new(),
-            switch_totals: (0, 0),
-            waits: HashMap::new(),
-            wait_total: 0,
+            threads: ThreadTotals::default(),
             perf: None,
             unavailable,
         }
@@ -244,39 +242,33 @@ impl Sampler {
         let stat = read_stat(self.pid)?;
         let tids = thread_ids(self.pid);
         let mut running = 0u32;
-        let mut seen = HashMap::with_capacity(tids.len());
+        let mut seen = Vec::with_capacity(tids.len());
         for &tid in &tids {
-            // One file per thread: `status` has the state and the switches.
-            if let Ok(text) =
-                std::fs::read_to_string(format!("/proc/{}/task/{tid}/status", self.pid))
-                && let Ok(status) = parse_status(&text)
-            {
-                running += u32::from(status.state == 'R');
-                let now = (
-                    status.voluntary_ctxt_switches,
-                    status.nonvoluntary_ctxt_switches,
-                );
-                let before = self.switches.get(&tid).copied().unwrap_or((0, 0));
-                self.switch_totals.0 += now.0.saturating_sub(before.0);
-                self.switch_totals.1 += now.1.saturating_sub(before.1);
-                seen.insert(tid, now);
-            }
+            // Two files per thread: `status` has the state and the
+            // switches, `schedstat` the CPU time and the run-queue wait.
+            let read = |file: &str| {
+                std::fs::read_to_string(format!("/proc/{}/task/{tid}/{file}", self.pid))
+            };
+            let Some(status) = read("status").ok().and_then(|t| parse_status(&t).ok()) else {
+                continue;
+            };
+            running += u32::from(status.state == 'R');
+            // Unreadable (the thread just exited): no change since the last.
+            let sched = read("schedstat")
+                .ok()
+                .and_then(|t| parse_schedstat(&t).ok())
+                .unwrap_or_else(|| self.threads.sched(tid));
+            seen.push((
+                tid,
+                ThreadCounts {
+                    voluntary: status.voluntary_ctxt_switches,
+                    involuntary: status.nonvoluntary_ctxt_switches,
+                    run_ns: sched.run_ns,
+                    wait_ns: sched.wait_ns,
+                },
+            ));
         }
-        self.switches = seen;
-        // The run-queue wait per thread (`schedstat`), summed as deltas so
-        // threads that come and go count what they waited.
-        let mut waits = HashMap::with_capacity(tids.len());
-        for &tid in &tids {
-            if let Ok(text) =
-                std::fs::read_to_string(format!("/proc/{}/task/{tid}/schedstat", self.pid))
-                && let Ok(wait) = parse_schedstat(&text)
-            {
-                let before = self.waits.get(&tid).copied().unwrap_or(0);
-                self.wait_total += wait.saturating_sub(before);
-                waits.insert(tid, wait);
-            }
-        }
-        self.waits = waits;
+        let threads = self.threads.fold(seen);
         let io = std::fs::read_to_string(format!("/proc/{}/io", self.pid))
             .ok()
             .and_then(|t| parse_io(&t).ok());
@@ -291,9 +283,7 @@ impl Sampler {
             stime: stat.stime_ticks,
             minflt: stat.minflt,
             majflt: stat.majflt,
-            voluntary: self.switch_totals.0,
-            involuntary: self.switch_totals.1,
-            run_wait_ns: self.wait_total,
+            threads: Some(threads),
             rchar: io.map(|i| i.rchar),
             wchar: io.map(|i| i.wchar),
             read_bytes: io.map(|i| i.read_bytes),
@@ -357,13 +347,20 @@ impl Sampler {
             extra[metric::CPU_SYSTEM] = system;
             extra[metric::MINOR_FAULTS] = rate(now.minflt, before.minflt);
             extra[metric::MAJOR_FAULTS] = rate(now.majflt, before.majflt);
-            extra[metric::VOLUNTARY_SWITCHES] = rate(now.voluntary, before.voluntary);
-            extra[metric::INVOLUNTARY_SWITCHES] = rate(now.involuntary, before.involuntary);
-            // ns waited per second: 1e9 is one thread waiting all along.
-            extra[metric::RUN_QUEUE_WAIT] = (now.run_wait_ns > 0)
-                .then(|| rate(now.run_wait_ns, before.run_wait_ns))
-                .flatten()
-                .map(|ns_per_s| ns_per_s / 1e7);
+            if let Some((now_t, before_t)) = now.threads.zip(before.threads) {
+                let voluntary = rate(now_t.voluntary, before_t.voluntary);
+                let involuntary = rate(now_t.involuntary, before_t.involuntary);
+                extra[metric::VOLUNTARY_SWITCHES] = voluntary;
+                extra[metric::INVOLUNTARY_SWITCHES] = involuntary;
+                extra[metric::PERF_SWITCHES] = voluntary.zip(involuntary).map(|(v, i)| v + i);
+                // ns per second: 1e9 is one thread waiting (or running) all along.
+                extra[metric::RUN_QUEUE_WAIT] =
+                    rate(now_t.wait_ns, before_t.wait_ns).map(|ns_per_s| ns_per_s / 1e7);
+                extra[metric::TASK_CLOCK] =
+                    rate(now_t.run_ns, before_t.run_ns).map(|ns_per_s| ns_per_s / 1e7);
+                extra[metric::PERF_FAULTS] =
+                    rate(now.minflt + now.majflt, before.minflt + before.majflt);
+            }
             extra[metric::READ] = opt_rate(now.rchar, before.rchar);
             extra[metric::WRITE] = opt_rate(now.wchar, before.wchar);
             extra[metric::DISK_READ] = opt_rate(now.read_bytes, before.read_bytes);
@@ -382,10 +379,6 @@ impl Sampler {
                 .filter(|&(_, cycles)| cycles > 0.0)
                 .map(|(instructions, cycles)| instructions / cycles);
             extra[metric::CACHE_MISSES] = perf(PerfEvent::CacheMisses);
-            // task-clock counts ns on a CPU; per second of wall time, as percent.
-            extra[metric::TASK_CLOCK] = perf(PerfEvent::TaskClock).map(|ns| ns / 1e7);
-            extra[metric::PERF_SWITCHES] = perf(PerfEvent::ContextSwitches);
-            extra[metric::PERF_FAULTS] = perf(PerfEvent::PageFaults);
         }
         self.previous = Some(*now);
         sample
@@ -398,9 +391,64 @@ fn perf_metric_indices(event: PerfEvent) -> &'static [usize] {
         PerfEvent::Cycles => &[metric::CYCLES, metric::IPC],
         PerfEvent::Instructions => &[metric::INSTRUCTIONS, metric::IPC],
         PerfEvent::CacheMisses => &[metric::CACHE_MISSES],
-        PerfEvent::TaskClock => &[metric::TASK_CLOCK],
-        PerfEvent::ContextSwitches => &[metric::PERF_SWITCHES],
-        PerfEvent::PageFaults => &[metric::PERF_FAULTS],
+    }
+}
+
+/// One thread's cumulative procfs counts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct ThreadCounts {
+    voluntary: u64,
+    involuntary: u64,
+    run_ns: u64,
+    wait_ns: u64,
+}
+
+impl ThreadCounts {
+    fn add_delta(&mut self, now: Self, before: Self) {
+        self.voluntary += now.voluntary.saturating_sub(before.voluntary);
+        self.involuntary += now.involuntary.saturating_sub(before.involuntary);
+        self.run_ns += now.run_ns.saturating_sub(before.run_ns);
+        self.wait_ns += now.wait_ns.saturating_sub(before.wait_ns);
+    }
+}
+
+/// Process-wide sums of per-thread counts: each thread's delta since it was
+/// last seen, so a thread that exits keeps what it counted up to its last
+/// sample, and a new thread counts from zero (from its start).
+#[derive(Debug, Default)]
+struct ThreadTotals {
+    last: HashMap<u32, ThreadCounts>,
+    total: ThreadCounts,
+}
+
+impl ThreadTotals {
+    /// Thread `tid`'s schedstat at the last sample (zero if not seen).
+    fn sched(&self, tid: u32) -> SchedStat {
+        self.last
+            .get(&tid)
+            .map_or_else(SchedStat::default, |t| SchedStat {
+                run_ns: t.run_ns,
+                wait_ns: t.wait_ns,
+            })
+    }
+
+    /// Takes the threads' counts now (the threads not listed have exited)
+    /// and returns the process-wide sums.
+    fn fold(&mut self, threads: Vec<(u32, ThreadCounts)>) -> ThreadCounts {
+        let mut seen = HashMap::with_capacity(threads.len());
+        for (tid, now) in threads {
+            let before = self
+                .last
+                .get(&tid)
+                .copied()
+                // Counts that went back: the id is another thread's now.
+                .filter(|b| b.run_ns <= now.run_ns && b.voluntary <= now.voluntary)
+                .unwrap_or_default();
+            self.total.add_delta(now, before);
+            seen.insert(tid, now);
+        }
+        self.last = seen;
+        self.total
     }
 }
 
@@ -505,6 +553,82 @@ mod tests {
     }
 
     #[test]
+    fn per_thread_counts_add_up_over_threads_that_come_and_go() {
+        let counts = |voluntary, involuntary, run_ns, wait_ns| ThreadCounts {
+            voluntary,
+            involuntary,
+            run_ns,
+            wait_ns,
+        };
+        let mut totals = ThreadTotals::default();
+        assert_eq!(
+            totals.fold(vec![(1, counts(10, 1, 100, 5)), (2, counts(3, 0, 50, 0))]),
+            counts(13, 1, 150, 5)
+        );
+        // Thread 2 exited (what it counted stays), thread 3 is new.
+        assert_eq!(
+            totals.fold(vec![(1, counts(12, 1, 180, 5)), (3, counts(1, 1, 20, 2))]),
+            counts(16, 2, 250, 7)
+        );
+        // Thread 3's id now names a new thread, counting from its start.
+        assert_eq!(
+            totals.fold(vec![(1, counts(12, 1, 180, 5)), (3, counts(0, 0, 4, 0))]),
+            counts(16, 2, 254, 7)
+        );
+        assert_eq!(
+            totals.sched(1),
+            SchedStat {
+                run_ns: 180,
+                wait_ns: 5
+            }
+        );
+        assert_eq!(totals.sched(9), SchedStat::default());
+    }
+
+    #[test]
+    fn task_clock_switches_and_faults_come_from_procfs() {
+        let mut s = Sampler::without_perf(9);
+        let threads = |run_ns, switches| ThreadCounts {
+            voluntary: switches,
+            involuntary: 1,
+            run_ns,
+            wait_ns: run_ns / 4,
+        };
+        let totals = |ts_ns, run_ns, switches, faults| Totals {
+            ts_ns,
+            starttime: 1,
+            minflt: faults,
+            majflt: 1,
+            threads: Some(threads(run_ns, switches)),
+            ..Totals::default()
+        };
+        let first = s.sample_from(1_000_000_000, &stat(0, 1), &totals(1_000_000_000, 0, 0, 0));
+        assert_eq!(first.extra[metric::TASK_CLOCK], None, "no rate yet");
+        // Half a second: 0.75 s on a CPU is 150 % of a core.
+        let second = s.sample_from(
+            1_500_000_000,
+            &stat(0, 1),
+            &totals(1_500_000_000, 750_000_000, 100, 400),
+        );
+        assert_eq!(second.extra[metric::TASK_CLOCK], Some(150.0));
+        assert_eq!(second.extra[metric::RUN_QUEUE_WAIT], Some(37.5));
+        assert_eq!(second.extra[metric::PERF_SWITCHES], Some(200.0));
+        assert_eq!(second.extra[metric::VOLUNTARY_SWITCHES], Some(200.0));
+        assert_eq!(second.extra[metric::PERF_FAULTS], Some(800.0));
+        for index in [
+            metric::TASK_CLOCK,
+            metric::PERF_SWITCHES,
+            metric::PERF_FAULTS,
+        ] {
+            assert_eq!(second.unavailable & (1 << index), 0, "metric {index}");
+        }
+        // From `stat` alone, the per-thread figures are unknown, not zero.
+        let third = s.sample_stat(2_000_000_000, &stat(0, 1));
+        assert_eq!(third.extra[metric::TASK_CLOCK], None);
+        assert_eq!(third.extra[metric::PERF_SWITCHES], None);
+    }
+
+    #[test]
     fn cpu_percent_from_tick_deltas() {
         let mut s = Sampler::without_perf(9);
         s.ticks_per_second = 100;
@@ -537,7 +661,7 @@ mod tests {
     }
 
     #[test]
-    #[ignore = "needs root (perf counters, perf_event_paranoid >= 2): cargo xtask test runs it"]
+    #[ignore = "needs root (hardware perf counters, perf_event_paranoid >= 2): cargo xtask test runs it"]
     fn samples_this_process() {
         let mut s = Sampler::new(std::process::id());
         let first = s.sample(1).unwrap();
@@ -557,7 +681,7 @@ mod tests {
         );
         assert!(second.extra[metric::MINOR_FAULTS].is_some());
         assert!(second.extra[metric::VOLUNTARY_SWITCHES].is_some());
-        // Software counters exist on every Linux; a hardware event is either
+        // The task clock is procfs, always there; a hardware event is either
         // counted or reported unavailable, never silently zero.
         assert!(
             second.extra[metric::TASK_CLOCK].is_some(),

@@ -1,5 +1,7 @@
-//! Hardware and software performance counters for every thread of a
-//! process, through perf-event2.
+//! Hardware performance counters for every thread of a process, through
+//! perf-event2. (The software events perf also has, task-clock,
+//! context-switches and page-faults, are read from procfs instead: see the
+//! module above.)
 //!
 //! A counter opened for one thread counts that thread only, and `inherit`
 //! would fold a new thread's counts into its creator only once it exits, so
@@ -15,10 +17,7 @@
 
 use std::collections::HashMap;
 
-use perf_event::{
-    Builder, Counter,
-    events::{Hardware, Software},
-};
+use perf_event::{Builder, Counter, events::Hardware};
 
 /// The events ferret counts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,24 +28,11 @@ pub enum PerfEvent {
     Instructions,
     /// Last-level cache misses.
     CacheMisses,
-    /// Time the threads ran on a CPU, ns.
-    TaskClock,
-    /// Context switches.
-    ContextSwitches,
-    /// Page faults.
-    PageFaults,
 }
 
 impl PerfEvent {
     /// Every event, in a fixed order.
-    pub const ALL: [Self; 6] = [
-        Self::Cycles,
-        Self::Instructions,
-        Self::CacheMisses,
-        Self::TaskClock,
-        Self::ContextSwitches,
-        Self::PageFaults,
-    ];
+    pub const ALL: [Self; 3] = [Self::Cycles, Self::Instructions, Self::CacheMisses];
 
     /// perf's name for it.
     pub const fn name(self) -> &'static str {
@@ -54,9 +40,6 @@ impl PerfEvent {
             Self::Cycles => "cycles",
             Self::Instructions => "instructions",
             Self::CacheMisses => "cache-misses",
-            Self::TaskClock => "task-clock",
-            Self::ContextSwitches => "context-switches",
-            Self::PageFaults => "page-faults",
         }
     }
 
@@ -65,12 +48,9 @@ impl PerfEvent {
             Self::Cycles => Builder::new(Hardware::CPU_CYCLES),
             Self::Instructions => Builder::new(Hardware::INSTRUCTIONS),
             Self::CacheMisses => Builder::new(Hardware::CACHE_MISSES),
-            Self::TaskClock => Builder::new(Software::TASK_CLOCK),
-            Self::ContextSwitches => Builder::new(Software::CONTEXT_SWITCHES),
-            Self::PageFaults => Builder::new(Software::PAGE_FAULTS),
         };
-        // Context switches and faults happen in the kernel: counting user
-        // mode only would read 0 for them. ferret runs as root anyway.
+        // The kernel's share of the threads' work counts too, as in
+        // `perf stat`. ferret runs as root anyway.
         builder.exclude_kernel(false).exclude_hv(true).any_cpu();
         builder
     }

@@ -1,4 +1,5 @@
-//! Pure parsers for `/proc/PID/status` (context switches) and
+//! Pure parsers for `/proc/PID/status` (context switches),
+//! `/proc/PID/task/TID/schedstat` (CPU time, run-queue wait) and
 //! `/proc/PID/io` (bytes read and written), tested on literal contents.
 
 use super::MetricsError;
@@ -77,14 +78,26 @@ pub fn parse_status(text: &str) -> Result<ProcStatus, MetricsError> {
     })
 }
 
-/// Parses `/proc/PID/io`.
-pub fn parse_schedstat(text: &str) -> Result<u64, MetricsError> {
-    text.split_whitespace()
-        .nth(1)
-        .and_then(|v| v.parse().ok())
-        .ok_or_else(|| MetricsError::Parse {
-            reason: format!("schedstat: {text:?} has no run-queue wait"),
-        })
+/// The fields of `/proc/PID/task/TID/schedstat`: the scheduler's own
+/// per-thread clocks (what perf's `task-clock` software event counts, read
+/// without a counter on the thread).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SchedStat {
+    /// Time on a CPU, ns (`se.sum_exec_runtime`).
+    pub run_ns: u64,
+    /// Time runnable but waiting for a CPU, ns.
+    pub wait_ns: u64,
+}
+
+/// Parses `/proc/PID/task/TID/schedstat`: `run_ns wait_ns timeslices`.
+pub fn parse_schedstat(text: &str) -> Result<SchedStat, MetricsError> {
+    let mut fields = text.split_whitespace().map(str::parse::<u64>);
+    match (fields.next(), fields.next()) {
+        (Some(Ok(run_ns)), Some(Ok(wait_ns))) => Ok(SchedStat { run_ns, wait_ns }),
+        _ => Err(MetricsError::Parse {
+            reason: format!("schedstat: {text:?} is not `run_ns wait_ns timeslices`"),
+        }),
+    }
 }
 
 /// Parse the contents of `/proc/PID/io`.
@@ -142,9 +155,16 @@ mod tests {
     }
 
     #[test]
-    fn schedstat_gives_the_run_queue_wait() {
-        assert_eq!(parse_schedstat("123456 7890 12\n").unwrap(), 7890);
+    fn schedstat_gives_the_cpu_time_and_the_run_queue_wait() {
+        assert_eq!(
+            parse_schedstat("123456 7890 12\n").unwrap(),
+            SchedStat {
+                run_ns: 123_456,
+                wait_ns: 7890
+            }
+        );
         assert!(parse_schedstat("123456\n").is_err());
+        assert!(parse_schedstat("x 7890 12\n").is_err());
         assert!(parse_schedstat("").is_err());
     }
 }

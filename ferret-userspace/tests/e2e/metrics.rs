@@ -119,10 +119,10 @@ fn idle_allocate_burn_phases_show_in_the_metrics() {
         .sum::<f64>()
         * 0.25;
     assert!(faults > 50_000.0, "minor faults counted: {faults}");
-    // perf: task-clock agrees with procfs during the burn; hardware events
+    // The task clock (schedstat) agrees with `stat` during the burn; hardware events
     // are counted or declared unavailable in the metadata, never zero.
     for m in &burn {
-        let task = m.extra[metric::TASK_CLOCK].expect("task-clock is a software counter");
+        let task = m.extra[metric::TASK_CLOCK].expect("the task clock is read from schedstat");
         let cpu = m.cpu_percent.unwrap();
         assert!(
             (task - cpu).abs() <= 25.0,
