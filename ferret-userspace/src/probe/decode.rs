@@ -104,7 +104,8 @@ impl Decoder {
             kind::BLOCKED => (
                 RawKind::Blocked {
                     ns: event.cookie,
-                    syscall: BlockedIn(event.syscall),
+                    // A Go reason by its name, once the binary's are read.
+                    syscall: BlockedIn(event.syscall).named(),
                 },
                 0,
             ),

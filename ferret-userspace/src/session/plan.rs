@@ -208,7 +208,15 @@ pub fn plan(target: &ResolvedTarget, config: &ProbeConfig) -> Result<Plan> {
         if let Some(goid) = goid {
             recovery_marks.extend(go_recovery_mark(module, goid));
             let waitreason = go_layout.as_ref().and_then(|l| l.waitreason);
-            recovery_marks.extend(go_hand_offs(module, goid, waitreason.unwrap_or(0)));
+            let hand_offs = go_hand_offs(module, goid, waitreason.unwrap_or(0));
+            if waitreason.is_some() && !hand_offs.is_empty() {
+                // A parked goroutine's time is then named by its reason
+                // (`go:chan receive`), not its number.
+                if let Some(reasons) = module.go_wait_reasons() {
+                    crate::trace::BlockedIn::register_go_wait_reasons(&reasons);
+                }
+            }
+            recovery_marks.extend(hand_offs);
         }
         let (ret_mode, why) = module_exits(config.exit_mode, module);
         let mut counts = [0usize; 3];

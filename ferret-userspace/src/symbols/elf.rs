@@ -507,6 +507,13 @@ impl Module {
         go::data_symbol(&self.parse().ok()?, name)
     }
 
+    /// Go binaries: the runtime's wait reasons by number (see
+    /// [`go::wait_reasons`]).
+    pub fn go_wait_reasons(&self) -> Option<Vec<String>> {
+        self.summary.go.as_ref()?;
+        go::wait_reasons(&self.parse().ok()?)
+    }
+
     /// Whether the kernel accepts a uprobe at file offset `file_offset`.
     pub fn accepts_probe_at(&self, file_offset: u64) -> bool {
         usize::try_from(file_offset)

@@ -34,6 +34,7 @@
 //! own table ([`parse_pclntab`]), which a stripped binary keeps.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 
 use ferret_common::go_sched;
 use iced_x86::{
@@ -256,6 +257,122 @@ pub fn data_symbol<'d>(file: &impl Object<'d>, name: &str) -> Option<u64> {
     file.symbols()
         .find(|s| s.kind() == object::SymbolKind::Data && s.name() == Ok(name))
         .map(|s| s.address())
+}
+
+/// What the Go runtime calls wait reason 1 (`waitReasonGCAssistMarking`),
+/// in every release since 1.11 made the reasons numbers.
+const WAIT_REASON_1: &[u8] = b"GC assist marking";
+
+/// At most this many wait reasons are read (Go 1.22 has 40).
+const MAX_WAIT_REASONS: usize = 128;
+
+/// The Go runtime's names of why a goroutine waits (`runtime.waitReasonStrings`,
+/// a `[N]string` indexed by `g.waitreason`; index 0 is the empty "no
+/// reason"), read from the file. The numbering changes between Go releases,
+/// so it is read from each binary. With a symbol table the array is found
+/// by name and sized by its symbol; without (a stripped binary) it is found
+/// by its entry 1, a string header pointing at "GC assist marking", and read
+/// up to the first entry that is not a short string of the file.
+/// Position-independent binaries hold their pointers in relocations.
+pub fn wait_reasons<'d>(file: &impl Object<'d>) -> Option<Vec<String>> {
+    let relocated: HashMap<u64, u64> = file
+        .dynamic_relocations()
+        .map(|relocations| {
+            relocations
+                .filter(|(_, r)| {
+                    matches!(r.flags(), object::RelocationFlags::Elf { r_type }
+                        if r_type == object::elf::R_X86_64_RELATIVE)
+                })
+                .map(|(at, r)| (at, r.addend() as u64))
+                .collect()
+        })
+        .unwrap_or_default();
+    let word = |at: u64| -> Option<u64> {
+        let bytes = file
+            .sections()
+            .find_map(|s| s.data_range(at, 8).ok().flatten())?;
+        let value = u64::from_le_bytes(bytes.try_into().ok()?);
+        Some(
+            relocated
+                .get(&at)
+                .copied()
+                .filter(|_| value == 0)
+                .unwrap_or(value),
+        )
+    };
+    let text = |ptr: u64, len: u64| -> Option<String> {
+        if !(1..=64).contains(&len) {
+            return None;
+        }
+        let bytes = file
+            .sections()
+            .find_map(|s| s.data_range(ptr, len).ok().flatten())?;
+        let text = std::str::from_utf8(bytes).ok()?;
+        text.chars()
+            .all(|c| c.is_ascii_graphic() || c == ' ')
+            .then(|| text.to_owned())
+    };
+    let (table, count) = match file.symbols().find(|s| {
+        s.kind() == object::SymbolKind::Data && s.name() == Ok("runtime.waitReasonStrings")
+    }) {
+        Some(symbol) => (
+            symbol.address(),
+            usize::try_from(symbol.size() / 16)
+                .ok()?
+                .min(MAX_WAIT_REASONS),
+        ),
+        None => (find_wait_reasons(file, &word)?, MAX_WAIT_REASONS),
+    };
+    let mut names = vec![String::new()];
+    for i in 1..count {
+        let header = table + 16 * i as u64;
+        match word(header)
+            .zip(word(header + 8))
+            .and_then(|(ptr, len)| text(ptr, len))
+        {
+            Some(name) => names.push(name),
+            None => break,
+        }
+    }
+    (names.len() > 1).then_some(names)
+}
+
+/// Where `runtime.waitReasonStrings` is in a binary without symbols: the
+/// string header 16 bytes into it points at [`WAIT_REASON_1`].
+fn find_wait_reasons<'d>(
+    file: &impl Object<'d>,
+    word: &impl Fn(u64) -> Option<u64>,
+) -> Option<u64> {
+    let mut texts = Vec::new();
+    for section in file.sections() {
+        let (Ok(data), address) = (section.data(), section.address()) else {
+            continue;
+        };
+        if section.kind() != object::SectionKind::ReadOnlyData
+            && section.kind() != object::SectionKind::ReadOnlyString
+        {
+            continue;
+        }
+        texts.extend(
+            data.windows(WAIT_REASON_1.len())
+                .enumerate()
+                .filter(|(_, w)| *w == WAIT_REASON_1)
+                .map(|(i, _)| address + i as u64),
+        );
+    }
+    let len = WAIT_REASON_1.len() as u64;
+    file.sections()
+        .filter(|s| s.kind() == object::SectionKind::Data)
+        .find_map(|section| {
+            let (data, start) = (section.data().ok()?, section.address());
+            // The length first, straight from the bytes; then the pointer
+            // before it, through the relocations.
+            (1..data.len() / 8)
+                .filter(|&i| data[8 * i..8 * i + 8] == len.to_le_bytes())
+                .map(|i| start + 8 * (i as u64 - 1))
+                .find(|&at| word(at).is_some_and(|p| texts.contains(&p)))
+                .and_then(|at| at.checked_sub(16))
+        })
 }
 
 /// A section's contents, decompressed if the linker compressed it (Go

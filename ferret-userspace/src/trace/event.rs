@@ -146,9 +146,89 @@ pub enum RawKind {
 }
 
 /// What a thread was blocked in: an x86-64 system call number, or
-/// [`BlockedIn::NOT_A_SYSCALL`] (a page fault, a stop).
+/// [`BlockedIn::NOT_A_SYSCALL`] (a page fault, a stop), or why a Go
+/// goroutine was parked: the runtime's number for it as the kernel side
+/// read it (`GO_WAIT_FLAG | N`), or, once named ([`Self::named`]), its
+/// interned name (`GO_WAIT_FLAG | GO_NAMED | i`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct BlockedIn(pub u32);
+
+/// Set, beside `GO_WAIT_FLAG`, in a Go wait reason that has a name: the
+/// low bits index [`GoWaits::names`]. Userspace only; the kernel side never
+/// sets it.
+const GO_NAMED: u32 = 1 << 29;
+
+/// The Go wait reasons' names, interned like [`ThreadName`]s (bounded by the
+/// distinct reasons of the binaries seen, about 40 each), and the traced
+/// binary's numbering of them.
+#[derive(Default)]
+struct GoWaits {
+    /// `go:<reason>`, by interned index.
+    names: Vec<&'static str>,
+    /// The runtime's reason N → its interned form; empty if no table was
+    /// read, or if two traced binaries number their reasons differently.
+    numbering: Vec<Option<BlockedIn>>,
+    /// Whether a table was registered (a second must agree with it).
+    registered: bool,
+}
+
+impl GoWaits {
+    fn get() -> std::sync::MutexGuard<'static, Self> {
+        static WAITS: OnceLock<Mutex<GoWaits>> = OnceLock::new();
+        WAITS
+            .get_or_init(Mutex::default)
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn intern(&mut self, name: &str) -> BlockedIn {
+        let index = self
+            .names
+            .iter()
+            .position(|n| *n == name)
+            .unwrap_or_else(|| {
+                self.names.push(Box::leak(Box::from(name)));
+                self.names.len() - 1
+            });
+        BlockedIn(ferret_common::GO_WAIT_FLAG | GO_NAMED | index as u32)
+    }
+
+    /// The name of an interned reason.
+    fn name(&self, named: BlockedIn) -> Option<&'static str> {
+        (named.0 & (ferret_common::GO_WAIT_FLAG | GO_NAMED)
+            == ferret_common::GO_WAIT_FLAG | GO_NAMED)
+            .then(|| {
+                let index = named.0 & !(ferret_common::GO_WAIT_FLAG | GO_NAMED);
+                self.names.get(index as usize).copied()
+            })
+            .flatten()
+    }
+
+    fn register(&mut self, names: &[String]) {
+        let numbering: Vec<Option<BlockedIn>> = names
+            .iter()
+            .map(|name| (!name.is_empty()).then(|| self.intern(&format!("go:{name}"))))
+            .collect();
+        if !self.registered {
+            self.numbering = numbering;
+            self.registered = true;
+        } else if self.numbering != numbering {
+            self.numbering.clear();
+        }
+    }
+
+    fn named(&self, raw: BlockedIn) -> BlockedIn {
+        match raw.go_wait_reason() {
+            Some(n) if n != ferret_common::GO_WAIT_UNKNOWN => self
+                .numbering
+                .get(n as usize)
+                .copied()
+                .flatten()
+                .unwrap_or(raw),
+            _ => raw,
+        }
+    }
+}
 
 impl BlockedIn {
     /// Blocked outside a system call.
@@ -157,12 +237,17 @@ impl BlockedIn {
     /// The name stored in the `blocked_in` column: the system call's name
     /// (`futex`, `read`, `clock_nanosleep`…), `fault` outside one, or
     /// `syscall_N` for a number without a name; for a parked Go goroutine
+    /// `go:` and the runtime's reason (`go:chan receive`, `go:sleep`,
+    /// `go:semacquire`), or, where the binary's names could not be read,
     /// `go_wait_N`, N its `g.waitreason` (the index into the binary's
     /// `runtime.waitReasonStrings`, whose numbering changes between Go
-    /// releases), or `go_wait` when the reason was not read.
+    /// releases), or `go_wait` when the reason itself was not read.
     pub fn name(self) -> std::borrow::Cow<'static, str> {
         if self == Self::NOT_A_SYSCALL {
             return "fault".into();
+        }
+        if self.0 & GO_NAMED != 0 && self.0 & ferret_common::GO_WAIT_FLAG != 0 {
+            return GoWaits::get().name(self).unwrap_or("go_wait").into();
         }
         if let Some(reason) = self.go_wait_reason() {
             return match reason {
@@ -179,14 +264,36 @@ impl BlockedIn {
     /// A parked Go goroutine's wait reason (see [`Self::name`]), or `None`
     /// for a system call.
     pub fn go_wait_reason(self) -> Option<u32> {
-        (self != Self::NOT_A_SYSCALL && self.0 & ferret_common::GO_WAIT_FLAG != 0)
+        (self != Self::NOT_A_SYSCALL
+            && self.0 & (ferret_common::GO_WAIT_FLAG | GO_NAMED) == ferret_common::GO_WAIT_FLAG)
             .then_some(self.0 & !ferret_common::GO_WAIT_FLAG)
+    }
+
+    /// Registers a traced Go binary's wait reasons, by the runtime's number
+    /// (see [`crate::symbols::go::wait_reasons`]). Were two binaries to
+    /// number them differently, the reasons stay numbers (`go_wait_N`):
+    /// an event does not say which binary parked its goroutine.
+    pub fn register_go_wait_reasons(names: &[String]) {
+        GoWaits::get().register(names);
+    }
+
+    /// A Go wait reason by the runtime's number named, if its binary's names
+    /// were registered; anything else as it is.
+    #[must_use]
+    pub fn named(self) -> Self {
+        if self.go_wait_reason().is_none() {
+            return self; // a system call: no lock
+        }
+        GoWaits::get().named(self)
     }
 
     /// The inverse of [`Self::name`].
     pub fn from_name(name: &str) -> Option<Self> {
         if name == "fault" {
             return Some(Self::NOT_A_SYSCALL);
+        }
+        if name.starts_with("go:") {
+            return Some(GoWaits::get().intern(name));
         }
         if name == "go_wait" {
             return Some(Self(
@@ -406,4 +513,53 @@ pub enum SpanEvent {
     Start(SpanStart),
     /// A span ended.
     End(SpanEnd),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferret_common::{GO_WAIT_FLAG, GO_WAIT_UNKNOWN};
+
+    fn table(names: &[&str]) -> Vec<String> {
+        names.iter().map(|&n| n.to_owned()).collect()
+    }
+
+    #[test]
+    fn go_wait_reasons_are_named_by_the_binary_s_numbering() {
+        let mut waits = GoWaits::default();
+        let raw = |n| BlockedIn(GO_WAIT_FLAG | n);
+        // Before any table: numbers stay numbers.
+        assert_eq!(waits.named(raw(2)), raw(2));
+        waits.register(&table(&["", "GC assist marking", "chan receive", "sleep"]));
+        let receive = waits.named(raw(2));
+        assert_ne!(receive, raw(2));
+        assert_eq!(waits.name(receive), Some("go:chan receive"));
+        assert_eq!(receive.go_wait_reason(), None, "named, not a number");
+        // Reason 0 (none), past the table, unknown, and system calls: as they are.
+        for same in [raw(0), raw(9), raw(GO_WAIT_UNKNOWN), BlockedIn(202)] {
+            assert_eq!(waits.named(same), same);
+        }
+        // The same table again (another process of the binary) agrees.
+        waits.register(&table(&["", "GC assist marking", "chan receive", "sleep"]));
+        assert_eq!(waits.named(raw(3)), waits.intern("go:sleep"));
+        // Another numbering: an event cannot say whose, so numbers again.
+        waits.register(&table(&["", "GC assist marking", "sleep", "chan receive"]));
+        assert_eq!(waits.named(raw(2)), raw(2));
+        // Names already handed out keep theirs.
+        assert_eq!(waits.name(receive), Some("go:chan receive"));
+    }
+
+    #[test]
+    fn a_named_go_wait_reason_round_trips_through_its_column_text() {
+        let named = BlockedIn::from_name("go:sync.Mutex.Lock").unwrap();
+        assert_eq!(named.name(), "go:sync.Mutex.Lock");
+        assert_eq!(BlockedIn::from_name("go:sync.Mutex.Lock"), Some(named));
+        assert_ne!(BlockedIn::from_name("go:select"), Some(named));
+        // Not the `select` system call.
+        assert_ne!(
+            BlockedIn::from_name("go:select"),
+            BlockedIn::from_name("select")
+        );
+        assert_eq!(BlockedIn(GO_WAIT_FLAG + 19).name(), "go_wait_19");
+    }
 }

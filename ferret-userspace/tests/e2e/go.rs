@@ -548,9 +548,12 @@ fn a_goroutine_that_computes_sleeps_and_waits_for_a_mutex_gets_its_split() {
     assert!((cpu - 300.0).abs() <= 30.0, "cpu {cpu} ms");
     assert!((blocked - 600.0).abs() <= 60.0, "blocked {blocked} ms");
     // Parked (sleep, then the mutex's semaphore), not in a system call:
-    // named by the runtime's wait reason, `go_wait_N`.
+    // named by the runtime's own words for either, read from the binary.
     let blocked_in = work.blocked_in.as_deref().expect("blocked_in");
-    assert!(blocked_in.starts_with("go_wait_"), "{blocked_in}");
+    assert!(
+        ["go:sleep", "go:semacquire", "go:sync.Mutex.Lock"].contains(&blocked_in),
+        "{blocked_in}"
+    );
 }
 
 #[test]

@@ -324,3 +324,31 @@ fn skip_reasons_by_name_and_file() {
     // C linked by cgo is not in the table and is traced like C.
     assert_eq!(skip_reason("x_cgo_init", None, false), None);
 }
+
+#[test]
+fn wait_reasons_are_read_by_symbol_and_found_without_one() {
+    let (_dir, full) = built(&[], "full");
+    let reasons = full.go_wait_reasons().expect("the table, by its symbol");
+    assert_eq!(reasons[0], "", "reason 0 is none");
+    assert_eq!(reasons[1], "GC assist marking");
+    for wanted in ["chan receive", "sleep", "select", "semacquire"] {
+        assert!(reasons.iter().any(|r| r == wanted), "{wanted}: {reasons:?}");
+    }
+    for (flags, name) in [
+        (&["-buildmode=pie"][..], "pie"),
+        (&["-ldflags=-s -w"][..], "stripped"),
+        (&["-ldflags=-s -w", "-buildmode=pie"][..], "stripped-pie"),
+    ] {
+        let (_dir, module) = built(flags, name);
+        let found = module
+            .go_wait_reasons()
+            .unwrap_or_else(|| panic!("{name}: no wait reasons"));
+        // Without the symbol's size the table is read up to the first entry
+        // that is not a name: the same names, and at most a few after them.
+        assert_eq!(found[..reasons.len()], reasons[..], "{name}");
+        assert!(found.len() <= reasons.len() + 8, "{name}: {found:?}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let c = compile(dir.path(), "c", false, "int main(void) { return 0; }", &[]);
+    assert_eq!(Module::open(&c).unwrap().go_wait_reasons(), None);
+}
