@@ -102,8 +102,8 @@ pub struct GoRuntime {
     layout: GLayout,
     /// Where `runtime.allgs` (a `[]*g`) is, in the process.
     allgs: u64,
-    /// Where `runtime.waitReasonStrings` (a `[N]string`) is, in the process.
-    wait_reasons: Option<u64>,
+    /// The binary's wait reasons by number ([`Module::go_wait_reasons`]).
+    wait_reasons: Vec<String>,
 }
 
 impl std::fmt::Debug for GoRuntime {
@@ -132,9 +132,7 @@ impl GoRuntime {
             .filter(|m| m.path.as_deref() == Some(exe_path.as_path()))
             .find_map(|m| Some(m.avma.start.wrapping_sub(module.svma(m.file_offset)?)))?;
         let allgs = module.go_data_symbol("runtime.allgs")?.wrapping_add(bias);
-        let wait_reasons = module
-            .go_data_symbol("runtime.waitReasonStrings")
-            .map(|svma| svma.wrapping_add(bias));
+        let wait_reasons = module.go_wait_reasons().unwrap_or_default();
         let memory = ProcessMemory::new(pid);
         Some(Self {
             read: Box::new(move |avma, buf| memory.read(avma, buf)),
@@ -150,7 +148,7 @@ impl GoRuntime {
         read: impl Fn(u64, &mut [u8]) -> std::io::Result<()> + Send + 'static,
         layout: GLayout,
         allgs: u64,
-        wait_reasons: Option<u64>,
+        wait_reasons: Vec<String>,
     ) -> Self {
         Self {
             read: Box::new(read),
@@ -219,14 +217,10 @@ impl GoRuntime {
     fn wait_reason(&self, g: u64) -> Option<String> {
         let mut byte = [0u8; 1];
         (self.read)(g + u64::from(self.layout.waitreason?), &mut byte).ok()?;
-        let header = self.wait_reasons? + 16 * u64::from(byte[0]);
-        let (data, len) = (self.u64(header)?, self.u64(header + 8)?);
-        if len == 0 || len > 256 {
-            return None;
-        }
-        let mut text = vec![0u8; len as usize];
-        (self.read)(data, &mut text).ok()?;
-        String::from_utf8(text).ok()
+        self.wait_reasons
+            .get(usize::from(byte[0]))
+            .filter(|name| !name.is_empty())
+            .cloned()
     }
 
     /// The program counter saved in `g.sched` and the return addresses up
@@ -399,7 +393,7 @@ mod tests {
 
     #[test]
     fn a_waiting_goroutine_is_found_with_its_reason_and_its_stack() {
-        let reasons = 0x5000;
+        let reasons = ["", "GC assist marking", "IO wait", "chan receive"];
         let runtime = GoRuntime::with_reader(
             memory(&[
                 // allgs = {array, len 2, cap 2}
@@ -407,16 +401,13 @@ mod tests {
                 (0x2000, words(&[0x3000, 0x4000])),
                 g(0x3000, 1, 2, 0, 0, 0),
                 g(0x4000, 17, 0x1004, 3, 0x45_1234, 0xc000_0100),
-                // waitReasonStrings[3] = "chan receive"
-                (reasons, words(&[0, 0, 0, 0, 0, 0, 0x6000, 12])),
-                (0x6000, b"chan receive".to_vec()),
                 // Frame records: [bp] = caller's bp, [bp+8] = return address.
                 (0xc000_0100, words(&[0xc000_0200, 0x48_0010])),
                 (0xc000_0200, words(&[0, 0x48_0020])),
             ]),
             layout(),
             0x1000,
-            Some(reasons),
+            reasons.map(str::to_owned).to_vec(),
         );
         let state = runtime.goroutine(17).unwrap().expect("listed");
         assert_eq!(
@@ -440,7 +431,7 @@ mod tests {
 
     #[test]
     fn unreadable_memory_is_an_error_not_a_panic() {
-        let runtime = GoRuntime::with_reader(memory(&[]), layout(), 0x1000, None);
+        let runtime = GoRuntime::with_reader(memory(&[]), layout(), 0x1000, Vec::new());
         assert!(runtime.goroutine(1).is_err());
         assert!(wait_line(None).starts_with("goroutine (its state cannot be read"));
     }

@@ -504,7 +504,7 @@ impl Module {
     /// (`runtime.allgs`), from `.symtab`.
     pub fn go_data_symbol(&self, name: &str) -> Option<u64> {
         self.summary.go.as_ref()?;
-        go::data_symbol(&self.parse().ok()?, name)
+        go::data_symbol(&self.parse().ok()?, name).map(|(svma, _)| svma)
     }
 
     /// Go binaries: the runtime's wait reasons by number (see

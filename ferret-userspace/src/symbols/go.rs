@@ -252,11 +252,12 @@ fn g_members<R: gimli::Reader>(dwarf: &gimli::Dwarf<R>) -> gimli::Result<Option<
     Ok(None)
 }
 
-/// The address in the ELF (`svma`) of data symbol `name` in `.symtab`.
-pub fn data_symbol<'d>(file: &impl Object<'d>, name: &str) -> Option<u64> {
+/// The address in the ELF (`svma`) and the size of data symbol `name` in
+/// `.symtab`.
+pub fn data_symbol<'d>(file: &impl Object<'d>, name: &str) -> Option<(u64, u64)> {
     file.symbols()
         .find(|s| s.kind() == object::SymbolKind::Data && s.name() == Ok(name))
-        .map(|s| s.address())
+        .map(|s| (s.address(), s.size()))
 }
 
 /// What the Go runtime calls wait reason 1 (`waitReasonGCAssistMarking`),
@@ -312,15 +313,8 @@ pub fn wait_reasons<'d>(file: &impl Object<'d>) -> Option<Vec<String>> {
             .all(|c| c.is_ascii_graphic() || c == ' ')
             .then(|| text.to_owned())
     };
-    let (table, count) = match file.symbols().find(|s| {
-        s.kind() == object::SymbolKind::Data && s.name() == Ok("runtime.waitReasonStrings")
-    }) {
-        Some(symbol) => (
-            symbol.address(),
-            usize::try_from(symbol.size() / 16)
-                .ok()?
-                .min(MAX_WAIT_REASONS),
-        ),
+    let (table, count) = match data_symbol(file, "runtime.waitReasonStrings") {
+        Some((svma, size)) => (svma, usize::try_from(size / 16).ok()?.min(MAX_WAIT_REASONS)),
         None => (find_wait_reasons(file, &word)?, MAX_WAIT_REASONS),
     };
     let mut names = vec![String::new()];
