@@ -271,6 +271,12 @@ impl Budget {
             if left <= allowed {
                 break;
             }
+            // The split goes only when it is what costs most: behind
+            // costlier functions, the functions make room instead (the
+            // next checks weigh it again without them).
+            if (id == SCHED_HOOKS || id == GO_HAND_OFFS) && !functions.is_empty() {
+                continue;
+            }
             left = left.saturating_sub(ns);
             functions.push((id, (n as f64 / seconds).round() as u64));
         }
@@ -666,6 +672,25 @@ mod tests {
         assert!((24.0..26.0).contains(&estimate), "{estimate}");
         let over = check(&mut budget).expect("over the budget twice");
         assert_eq!(over.functions, [(GO_HAND_OFFS, 20_000)]);
+    }
+
+    #[test]
+    fn a_split_cheaper_than_the_functions_stays_while_they_go() {
+        // Seen on gofmt with `-s 'go/*'`: the functions' probes took seven
+        // times the target's time, the hand-offs (210 hits a second) a
+        // fraction of one per cent of it.
+        let mut budget = Budget::new(5.0, 2, costs(&[20_000, 20_000]));
+        let check = |budget: &mut Budget| {
+            calls(budget, 0, 10_000);
+            calls(budget, 1, 2_000);
+            budget.go_hand_offs(50);
+            budget.sched_hooks(300);
+            budget.check(250 * MS)
+        };
+        assert_eq!(check(&mut budget), None, "one check over is not enough");
+        let over = check(&mut budget).expect("over the budget twice");
+        let ids: Vec<u32> = over.functions.iter().map(|f| f.0).collect();
+        assert_eq!(ids, [0, 1], "the functions go, the split stays");
     }
 
     #[test]
