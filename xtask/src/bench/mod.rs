@@ -21,6 +21,8 @@
 //!    length, how late `-d` ends, the stderr lines.
 //! 10. [`sched`]: what the scheduler hooks (the per-call time split) cost
 //!     a target that blocks and wakes tens of thousands of times a second.
+//! 11. [`sched::go`]: what the Go split's hand-off probes cost a Go program
+//!     switching goroutines millions of times a second.
 //!
 //! The machine is shared and noisy, so every comparison alternates its
 //! contenders run by run and reports medians. Results are written to
@@ -90,10 +92,13 @@ pub enum Part {
     Stalls,
     /// The scheduler hooks' cost to a target that switches often.
     Sched,
+    /// The Go hand-off probes' cost to a Go program switching goroutines often.
+    #[value(name = "gosched")]
+    GoSched,
 }
 
 impl Part {
-    const ALL: [Part; 10] = [
+    const ALL: [Part; 11] = [
         Part::Overhead,
         Part::Pipeline,
         Part::Load,
@@ -104,6 +109,7 @@ impl Part {
         Part::Sampling,
         Part::Stalls,
         Part::Sched,
+        Part::GoSched,
     ];
 
     fn key(self) -> &'static str {
@@ -118,6 +124,7 @@ impl Part {
             Part::Sampling => "sampling",
             Part::Stalls => "stalls",
             Part::Sched => "sched",
+            Part::GoSched => "gosched",
         }
     }
 }
@@ -208,6 +215,7 @@ pub fn run(sh: &Sh, options: &Options) -> Result<()> {
             Part::Sampling => sampling::run(&bench),
             Part::Stalls => stalls::run(&bench),
             Part::Sched => sched::run(&bench),
+            Part::GoSched => sched::go(&bench),
         };
         let value = value.unwrap_or_else(|e| {
             println!("{} failed: {e:#}", part.key());
@@ -261,43 +269,49 @@ fn build(bench: &Bench) -> Result<()> {
             .arg(bench.program(stem));
         sh.run(&mut cc)?;
     }
-    build_go(bench, &sources.join("tight.go"))?;
+    build_go(bench, &sources)?;
     attach::build_programs(bench)?;
     stalls::build_program(bench)?;
     cost::build_programs(bench)
 }
 
-/// `tight.go` as `tight-go`, when Go is installed (`cargo xtask setup`
-/// installs it; without it the Go row of the overhead table stays empty).
-/// Its build cache lives in `target/bench`, and nothing is fetched.
-fn build_go(bench: &Bench, source: &Path) -> Result<()> {
+/// The Go programs, when Go is installed (`cargo xtask setup` installs it;
+/// without it the Go row of the overhead table stays empty and the
+/// `gosched` part fails saying so): `tight.go` as `tight-go`,
+/// `gopingpong.go` as `gopingpong`. Their build cache lives in
+/// `target/bench`, and nothing is fetched.
+fn build_go(bench: &Bench, sources: &Path) -> Result<()> {
     let sh = bench.sh;
     if sh.which("go").is_none() {
         println!("go is not installed: the Go row of the overhead table stays empty");
         return Ok(());
     }
-    let module = bench.scratch("tight-go-module");
-    if !sh.dry_run {
-        std::fs::create_dir_all(&module)
-            .with_context(|| format!("creating {}", module.display()))?;
-        std::fs::copy(source, module.join("main.go"))
-            .with_context(|| format!("copying {}", source.display()))?;
-        std::fs::write(module.join("go.mod"), "module tight\n\ngo 1.17\n")
-            .with_context(|| format!("writing {}", module.display()))?;
-    }
     let cache = bench.scratch("go-cache");
-    let mut go = sh.cmd("go");
-    go.arg("build")
-        .arg("-o")
-        .arg(bench.program("tight-go"))
-        .current_dir(&module)
-        .env("GOCACHE", cache.join("build"))
-        .env("GOPATH", cache.join("path"))
-        .env("GOFLAGS", "-mod=mod")
-        .env("GOPROXY", "off")
-        .env("GOTOOLCHAIN", "local")
-        .env("CGO_ENABLED", "0");
-    sh.run(&mut go)
+    for (source, stem) in [("tight.go", "tight-go"), ("gopingpong.go", "gopingpong")] {
+        let module = bench.scratch(&format!("{stem}-module"));
+        let source = sources.join(source);
+        if !sh.dry_run {
+            std::fs::create_dir_all(&module)
+                .with_context(|| format!("creating {}", module.display()))?;
+            std::fs::copy(&source, module.join("main.go"))
+                .with_context(|| format!("copying {}", source.display()))?;
+            std::fs::write(module.join("go.mod"), format!("module {stem}\n\ngo 1.17\n"))
+                .with_context(|| format!("writing {}", module.display()))?;
+        }
+        let mut go = sh.cmd("go");
+        go.arg("build")
+            .arg("-o")
+            .arg(bench.program(stem))
+            .current_dir(&module)
+            .env("GOCACHE", cache.join("build"))
+            .env("GOPATH", cache.join("path"))
+            .env("GOFLAGS", "-mod=mod")
+            .env("GOPROXY", "off")
+            .env("GOTOOLCHAIN", "local")
+            .env("CGO_ENABLED", "0");
+        sh.run(&mut go)?;
+    }
+    Ok(())
 }
 
 /// The measurements need root; the build above ran as the user (so
