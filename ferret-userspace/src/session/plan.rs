@@ -205,19 +205,7 @@ pub fn plan(target: &ResolvedTarget, config: &ProbeConfig) -> Result<Plan> {
             exit_notes.push(go_note(&shown(&module.path), go, go_layout.as_ref()));
         }
         let goid = go_layout.as_ref().and_then(readable_goid);
-        if let Some(goid) = goid {
-            recovery_marks.extend(go_recovery_mark(module, goid));
-            let waitreason = go_layout.as_ref().and_then(|l| l.waitreason);
-            let hand_offs = go_hand_offs(module, goid, waitreason.unwrap_or(0));
-            if waitreason.is_some() && !hand_offs.is_empty() {
-                // A parked goroutine's time is then named by its reason
-                // (`go:chan receive`), not its number.
-                if let Some(reasons) = module.go_wait_reasons() {
-                    crate::trace::BlockedIn::register_go_wait_reasons(&reasons);
-                }
-            }
-            recovery_marks.extend(hand_offs);
-        }
+        recovery_marks.extend(go_markers(module, go_layout.as_ref(), true));
         let (ret_mode, why) = module_exits(config.exit_mode, module);
         let mut counts = [0usize; 3];
         for function in functions {
@@ -307,6 +295,36 @@ impl Plan {
     pub fn traced_functions(&self) -> usize {
         self.points.iter().filter(|p| !p.is_go_marker()).count()
     }
+}
+
+/// A Go module's marker probes (see [`ProbePoint::is_go_marker`]), for
+/// when the first of its functions is traced: the recovery mark, and, with
+/// `hand_offs` (the split is on), the scheduler hand-off probes that keep
+/// each goroutine's own counters. Without them a goroutine's counters
+/// would grow with its thread's while other goroutines ran there. None
+/// where the goroutine cannot be read.
+fn go_markers(
+    module: &Module,
+    layout: Option<&symbols::go::GLayout>,
+    hand_offs: bool,
+) -> Vec<(ProbePoint, Arc<Path>, &'static str)> {
+    let Some(goid) = layout.and_then(readable_goid) else {
+        return Vec::new();
+    };
+    let mut marks: Vec<_> = go_recovery_mark(module, goid).into_iter().collect();
+    if hand_offs {
+        let waitreason = layout.and_then(|l| l.waitreason);
+        let probes = go_hand_offs(module, goid, waitreason.unwrap_or(0));
+        if waitreason.is_some() && !probes.is_empty() {
+            // A parked goroutine's time is then named by its reason
+            // (`go:chan receive`), not its number.
+            if let Some(reasons) = module.go_wait_reasons() {
+                crate::trace::BlockedIn::register_go_wait_reasons(&reasons);
+            }
+        }
+        marks.extend(probes);
+    }
+    marks
 }
 
 /// The probe on a Go program's `runtime.deferreturn` entry, which a
@@ -518,22 +536,33 @@ fn probe_point(
 }
 
 /// Probe points for functions chosen while the session runs (traced from
-/// the dashboard): each with its module's exit policy, as at the start.
-/// Returns the points and their table entries, in order, and the
-/// functions refused (`name (why)`).
+/// the dashboard): each with its module's exit policy, as at the start,
+/// and, for each Go module among them, its marker probes as at the start
+/// (the hand-off probes only while `split_on`), for the caller to add if
+/// it has not yet. Returns the points and their table entries, in order,
+/// and the functions refused (`name (why)`).
 pub(crate) fn plan_more(
     target: &ResolvedTarget,
     exit_mode: ExitMode,
     chosen: &[(&Module, &Function)],
+    split_on: bool,
 ) -> Result<(Vec<ProbePoint>, Vec<FunctionInfo>, Vec<String>)> {
     let (mut points, mut infos, mut refused) = (Vec::new(), Vec::new(), Vec::new());
     // Per module, once: both read the binary (its debug file, its DWARF).
     let mut per_module: HashMap<&Path, (ModuleExits, Option<u16>)> = HashMap::new();
     for &(module, function) in chosen {
         let &mut (ret_mode, goid) = per_module.entry(&module.path).or_insert_with(|| {
+            let layout = register_abi_layout(module);
+            for (point, path, name) in go_markers(module, layout.as_ref(), split_on) {
+                points.push(point);
+                infos.push(FunctionInfo {
+                    name: name.to_owned(),
+                    module: shown_path(target, &path),
+                });
+            }
             (
                 module_exits(exit_mode, module).0,
-                register_abi_layout(module).as_ref().and_then(readable_goid),
+                layout.as_ref().and_then(readable_goid),
             )
         });
         let goid_offset = goid

@@ -267,13 +267,15 @@ impl Retrace {
                 return Ok(());
             }
         });
-        let (points, infos, refused) = match plan::plan_more(&target, self.exit_mode, &chosen) {
-            Ok(planned) => planned,
-            Err(e) => {
-                pipeline.notices.push(format!("cannot trace: {e:#}"));
-                return Ok(());
-            }
-        };
+        let split_on = engine.sched_on();
+        let (points, infos, refused) =
+            match plan::plan_more(&target, self.exit_mode, &chosen, split_on) {
+                Ok(planned) => planned,
+                Err(e) => {
+                    pipeline.notices.push(format!("cannot trace: {e:#}"));
+                    return Ok(());
+                }
+            };
         // Already in the table: the same module and entry.
         let known = |info: &FunctionInfo, entry: u64| {
             plan.functions
@@ -284,7 +286,18 @@ impl Retrace {
         let mut disabled = guard.disabled().clone();
         let (mut retraced, mut already) = (Vec::new(), 0usize);
         let (mut new_points, mut new_infos) = (Vec::new(), Vec::new());
+        let mut markers = 0usize;
         for (point, info) in points.into_iter().zip(infos) {
+            if point.is_go_marker() {
+                // A Go module's markers go in with its first function
+                // traced, once; detached by the budget, they stay so.
+                if known(&info, point.entry).is_none() {
+                    new_points.push(point);
+                    new_infos.push(info);
+                    markers += 1;
+                }
+                continue;
+            }
             match known(&info, point.entry) {
                 Some(id) if disabled.remove(&(id as u32)) => retraced.push(id as u32),
                 Some(_) => already += 1,
@@ -300,7 +313,7 @@ impl Retrace {
                 refused.join(", ")
             ));
         }
-        if new_points.is_empty() && retraced.is_empty() {
+        if new_points.len() == markers && retraced.is_empty() {
             if already > 0 {
                 pipeline.notices.push(format!(
                     "{} already traced",
@@ -331,10 +344,12 @@ impl Retrace {
                 consumer.functions_changed(&plan.functions)?;
             }
         }
+        // What the user chose, for the log and the notice: not the markers.
         let ids: Vec<u32> = retraced
             .iter()
             .copied()
             .chain((first_new..plan.points.len()).map(|id| id as u32))
+            .filter(|&id| !plan.points[id as usize].is_go_marker())
             .collect();
         let pid = self.pid;
         match engine.reattach_without(&plan.points, &disabled, || {

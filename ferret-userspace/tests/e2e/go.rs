@@ -576,3 +576,83 @@ fn two_goroutines_sharing_one_p_each_wait_for_it_as_runnable() {
         assert!(blocked <= 20.0, "blocked {blocked} ms");
     }
 }
+
+/// A Go function traced from the dashboard, in a session started without
+/// `-s`, gets the goroutine's split as one chosen at the start does: the
+/// hand-off probes go in with it. `gosplit live` naps 100 ms at a time in
+/// `main.nap` while another goroutine computes on the same P (so mostly
+/// the same thread): were the thread's counters the nap's, it would read
+/// ~100 ms of CPU.
+#[test]
+#[ignore = "needs root: cargo xtask test runs it"]
+fn a_go_function_traced_from_the_dashboard_gets_the_goroutines_split() {
+    let _alone = alone();
+    let mut child = Command::new(build("gosplit.go", &[]))
+        .arg("live")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start gosplit live");
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(line, "ready\n");
+    let dir = tempdir();
+    let parquet = dir.path().join("live.parquet");
+    let tmux = Tmux::start("golive");
+    tmux.send(&format!(
+        "{} watch -p {} -o {}",
+        env!("CARGO_BIN_EXE_ferret"),
+        child.id(),
+        parquet.display()
+    ));
+    tmux.send("Enter");
+    tmux.wait_for("the dashboard", Duration::from_secs(20), |s| {
+        s.contains("╭ Hot") && s.contains(" LIVE ")
+    });
+    tmux.send("+");
+    tmux.send("main.nap");
+    tmux.send("Enter");
+    tmux.wait_for("main.nap traced", Duration::from_secs(10), |s| {
+        s.contains("tracing `main.nap`")
+    });
+    // Ten naps or so.
+    std::thread::sleep(Duration::from_millis(1200));
+    tmux.send("q");
+    tmux.wait_for("the shell prompt after q", Duration::from_secs(10), |s| {
+        s.trim_end().ends_with(PROMPT)
+    });
+    // The program is unharmed: it runs on, and ends as it would alone.
+    drop(child.stdin.take());
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    assert_eq!(rest, "live done true\n");
+    assert!(child.wait().unwrap().success());
+
+    let rows = read_all(&parquet).expect("read the recording");
+    let naps: Vec<Row> = spans(&rows, "SPAN_END")
+        .into_iter()
+        .filter(|r| r.function.as_deref() == Some("main.nap"))
+        .collect();
+    assert!(naps.len() >= 5, "{} naps", naps.len());
+    // The first may have begun before its goroutine had a state.
+    let split: Vec<&Row> = naps.iter().filter(|r| r.cpu_ns.is_some()).collect();
+    assert!(split.len() + 1 >= naps.len(), "{naps:?}");
+    for nap in split {
+        let (cpu, _, blocked) = split_ms(nap);
+        assert!(cpu <= 10.0, "a nap's cpu {cpu} ms: {nap:?}");
+        assert!(blocked >= 90.0, "a nap's blocked {blocked} ms: {nap:?}");
+        assert_eq!(nap.blocked_in.as_deref(), Some("go:sleep"), "{nap:?}");
+    }
+    // The dashboard's change log names what the user chose, not the
+    // runtime's hand-off points that went in with it.
+    let meta = read_metadata(&parquet).unwrap();
+    let changes: serde_json::Value = serde_json::from_str(&meta["ferret.probe_changes"]).unwrap();
+    let functions: Vec<&str> = changes
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["function"].as_str().unwrap())
+        .collect();
+    assert_eq!(functions, ["main.nap"]);
+}

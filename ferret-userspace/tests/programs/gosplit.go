@@ -4,13 +4,19 @@
 // holds; GOMAXPROCS is 4 on fewer cores, so the goroutine moves between
 // threads. `contend`: GOMAXPROCS 1 and two goroutines each computing 300 ms
 // in main.spin, so each waits for the one P about as long as it runs.
+// `live`: GOMAXPROCS 1, one goroutine computing without end while the main
+// one calls main.nap (a 100 ms time.Sleep) again and again, on the same P
+// and so mostly the same thread: a nap is blocked time, though its thread
+// computes all along; it prints `ready` first, then runs until its stdin
+// closes and says how many naps it took.
 // The output is the same whether or not ferret watches.
 //
-// Usage: gosplit split|contend
+// Usage: gosplit split|contend|live
 package main
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"runtime"
 	"sync"
@@ -68,9 +74,14 @@ func spin(n int, done *sync.WaitGroup) {
 	done.Done()
 }
 
+//go:noinline
+func nap() {
+	time.Sleep(stretch / 3)
+}
+
 func main() {
 	if len(os.Args) != 2 {
-		fmt.Fprintln(os.Stderr, "usage: gosplit split|contend")
+		fmt.Fprintln(os.Stderr, "usage: gosplit split|contend|live")
 		os.Exit(2)
 	}
 	switch os.Args[1] {
@@ -93,8 +104,32 @@ func main() {
 		go spin(bursts*4, &done)
 		done.Wait()
 		fmt.Println("contend done")
+	case "live":
+		runtime.GOMAXPROCS(1)
+		go func() {
+			for {
+				burn(100000)
+			}
+		}()
+		closed := make(chan struct{})
+		go func() {
+			io.Copy(io.Discard, os.Stdin)
+			close(closed)
+		}()
+		fmt.Println("ready")
+		naps := 0
+		for {
+			select {
+			case <-closed:
+				fmt.Println("live done", naps > 0)
+				return
+			default:
+			}
+			nap()
+			naps++
+		}
 	default:
-		fmt.Fprintln(os.Stderr, "usage: gosplit split|contend")
+		fmt.Fprintln(os.Stderr, "usage: gosplit split|contend|live")
 		os.Exit(2)
 	}
 }
