@@ -386,6 +386,18 @@ pub fn median(values: &[f64]) -> Option<f64> {
     }
 }
 
+/// The median of the round-by-round ratios `a[i] / b[i]` (runs of one
+/// round are neighbours in time); `None` without pairs.
+pub fn paired_ratio(a: &[f64], b: &[f64]) -> Option<f64> {
+    let ratios: Vec<f64> = a
+        .iter()
+        .zip(b)
+        .filter(|&(_, &b)| b > 0.0)
+        .map(|(a, b)| a / b)
+        .collect();
+    median(&ratios)
+}
+
 /// A JSON number rounded to `digits` decimals, or null.
 pub fn num(value: Option<f64>, digits: i32) -> Value {
     value.map_or(Value::Null, |v| {

@@ -30,7 +30,7 @@
 use anyhow::{Context as _, Result};
 use serde_json::{Value, json};
 
-use super::{Bench, capture, median, num, number_after, number_before};
+use super::{Bench, capture, median, num, number_after, number_before, paired_ratio};
 use crate::sh::quote;
 
 /// How long `tight` loops untimed before it starts timing.
@@ -169,18 +169,6 @@ pub fn run(b: &Bench) -> Result<Value> {
     }))
 }
 
-/// The median of the round-by-round ratios `a[i] / b[i]` (runs of one
-/// round are neighbours in time); `None` without pairs.
-fn paired_ratio(a: &[f64], b: &[f64]) -> Option<f64> {
-    let ratios: Vec<f64> = a
-        .iter()
-        .zip(b)
-        .filter(|&(_, &b)| b > 0.0)
-        .map(|(a, b)| a / b)
-        .collect();
-    median(&ratios)
-}
-
 /// One contender's runs: ns per call by CPU time and by wall time.
 #[derive(Clone, Default)]
 struct Samples {
@@ -283,7 +271,7 @@ fn measure(
 
 #[cfg(test)]
 mod tests {
-    use super::paired_ratio;
+    use super::super::paired_ratio;
 
     #[test]
     fn ratios_pair_runs_of_the_same_round() {

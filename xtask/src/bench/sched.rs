@@ -30,7 +30,7 @@
 use anyhow::{Context as _, Result, bail};
 use serde_json::{Map, Value, json};
 
-use super::{Bench, capture, median, num, number_after};
+use super::{Bench, capture, median, num, number_after, paired_ratio};
 
 /// The thread scenario: `pingpong ROUNDS`.
 pub fn run(b: &Bench) -> Result<Value> {
@@ -97,17 +97,6 @@ struct Runs {
     warmup_ns: Vec<f64>,
 }
 
-/// The median of the per-round ratios of `runs` to `plain`, paired in order.
-fn ratio(runs: &[f64], plain: &[f64]) -> Option<f64> {
-    let ratios: Vec<f64> = runs
-        .iter()
-        .zip(plain)
-        .filter(|&(_, &p)| p > 0.0)
-        .map(|(t, p)| t / p)
-        .collect();
-    median(&ratios)
-}
-
 fn compare(b: &Bench, scenario: &Scenario, rounds: usize) -> Result<Map<String, Value>> {
     let mut plain = Runs::default();
     let mut traced = Runs::default();
@@ -135,8 +124,8 @@ fn compare(b: &Bench, scenario: &Scenario, rounds: usize) -> Result<Map<String, 
             );
         }
     }
-    let budget_slowdown = ratio(&budgeted.ns, &plain.ns);
-    let slowdown = ratio(&traced.ns, &plain.ns);
+    let budget_slowdown = paired_ratio(&budgeted.ns, &plain.ns);
+    let slowdown = paired_ratio(&traced.ns, &plain.ns);
     let per_round = median(&plain.ns);
     let switches = median(&plain.switches);
     let added_per_switch = |ratio: Option<f64>| {
@@ -167,7 +156,7 @@ fn compare(b: &Bench, scenario: &Scenario, rounds: usize) -> Result<Map<String, 
         num(added_per_switch(budget_slowdown), 1),
     );
     if !plain.warmup_ns.is_empty() {
-        let warmup = ratio(&budgeted.warmup_ns, &plain.warmup_ns);
+        let warmup = paired_ratio(&budgeted.warmup_ns, &plain.warmup_ns);
         o.insert("budget_warmup_slowdown".into(), num(warmup, 3));
     }
     o.insert("untraced_ns_per_round".into(), json!(plain.ns));
